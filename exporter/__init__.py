@@ -1,0 +1,1 @@
+"""edgescope exporter: per-device power, energy, thermals, disk and page-cache metrics."""

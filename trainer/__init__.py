@@ -1,0 +1,1 @@
+"""edgescope trainer: DNN training instrumented for fetch stall, compute and batch time."""
