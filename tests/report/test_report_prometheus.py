@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from report.cli import main
-from tests.report.scenario import DISK_READ_RATES, READ_SIZE, RESTART_AFTER_SCRAPE, interpolation_bound
+from tests.report.scenario import NX_RUN, DISK_READ_RATES, READ_SIZE, RESTART_AFTER_SCRAPE, interpolation_bound
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Energy tolerance: linear interpolation of the counter between 5 s scrapes at
@@ -91,8 +91,8 @@ def test_disk_rates_are_summed_over_disks_and_page_cache_is_read_at_epoch_end(be
 
 def test_summary_excludes_epoch_zero_and_is_configurable(bench_prometheus):
     bench = bench_prometheus.bench
-    durations = [e[1] - e[0] for e in bench.runs["run-nx-a"]["epochs"]]
-    summary = {s["run_id"]: s for s in report_json(bench_prometheus)["summary"]}["run-nx-a"]
+    durations = [e[1] - e[0] for e in bench.runs[NX_RUN]["epochs"]]
+    summary = {s["run_id"]: s for s in report_json(bench_prometheus)["summary"]}[NX_RUN]
     assert summary["epochs_included"] == [1, 2, 3]
     assert summary["e2e_seconds"]["mean"] == pytest.approx(statistics.mean(durations[1:]))
     assert summary["e2e_seconds"]["std"] == pytest.approx(statistics.stdev(durations[1:]))
@@ -100,8 +100,8 @@ def test_summary_excludes_epoch_zero_and_is_configurable(bench_prometheus):
     for name in ("energy_joules", "average_power_watts", "read_iops", "page_cache_ratio"):
         assert summary[name]["mean"] is not None
     everything = {s["run_id"]: s for s in report_json(bench_prometheus, "--warmup-epochs", "0")["summary"]}
-    assert everything["run-nx-a"]["epochs_included"] == [0, 1, 2, 3]
-    assert everything["run-nx-a"]["e2e_seconds"]["mean"] == pytest.approx(statistics.mean(durations))
+    assert everything[NX_RUN]["epochs_included"] == [0, 1, 2, 3]
+    assert everything[NX_RUN]["e2e_seconds"]["mean"] == pytest.approx(statistics.mean(durations))
 
 
 def test_comparison_has_one_row_per_device_model_configuration(bench_prometheus):
@@ -170,7 +170,7 @@ def test_formats_csv_markdown_table(bench_prometheus, capsys):
     assert len(rows) == 4 and "e2e_seconds_mean" in rows[0] and "e2e_seconds_std" in rows[0]
     assert main(base + ["--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    assert md.count("### ") == 3 and "| run-nx-a | nx-1 | 1 |" in md
+    assert md.count("### ") == 3 and "| {} | nx-1 | 1 |".format(NX_RUN) in md
     assert main(base) == 0
     table = capsys.readouterr().out
     assert "Comparison: device × model × configuration" in table and " ± " in table
