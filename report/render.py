@@ -4,7 +4,7 @@ Markdown round them for reading and print ``missing`` where unknown."""
 import csv
 import io
 import json
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
 from report.summary import FIELDS, comparison, run_summary
@@ -59,6 +59,18 @@ def configuration_text(configuration: Dict[str, str]) -> str:
     return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
 
 
+def split_configuration(rows: List[dict]) -> Tuple[Dict[str, str], List[Dict[str, str]]]:
+    """The settings every row shares, and per row only those that differ: a
+    comparison reads at a glance when its column shows what changes."""
+    keys = sorted({k for r in rows for k in r["configuration"]})
+    common = {}
+    for k in keys:
+        values = {r["configuration"].get(k) for r in rows}
+        if len(values) == 1 and None not in values:
+            common[k] = values.pop()
+    return common, [{k: v for k, v in r["configuration"].items() if k not in common} for r in rows]
+
+
 def tables(report: dict) -> List[tuple]:
     """(title, headers, rows) of the three human tables."""
     heads = [COLUMNS[n][0] for n in FIELDS]
@@ -66,16 +78,18 @@ def tables(report: dict) -> List[tuple]:
               + [_cell(n, r[n]) for n in FIELDS] for r in report["epochs"]]
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
                + [_stat_cell(n, s[n]) for n in FIELDS] for s in report["summary"]]
+    common, varying = split_configuration(report["comparison"])
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
-                configuration_text(c["configuration"]), str(len(c["runs"])), str(c["epochs"])]
-               + [_stat_cell(n, c[n]) for n in FIELDS] for c in report["comparison"]]
+                configuration_text(v) or "(same)", str(len(c["runs"])), str(c["epochs"])]
+               + [_stat_cell(n, c[n]) for n in FIELDS] for c, v in zip(report["comparison"], varying)]
     warmup = report["settings"]["warmup_epochs"]
     return [
         ("Per epoch (* = warm-up, left out of the means)", ["run", "device", "epoch"] + heads, epochs),
         ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads,
          summary),
-        ("Comparison: device × model × configuration", ["device", "type", "storage", "model", "configuration",
-                                                         "runs", "epochs"] + heads, compare),
+        ("Comparison: device × model × configuration; common to all rows: {}".format(
+            configuration_text(common) or "nothing"),
+         ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads, compare),
     ]
 
 
