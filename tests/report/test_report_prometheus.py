@@ -193,3 +193,19 @@ def test_plots_are_written(bench_prometheus, tmp_path):
     for name in ("time_split", "energy_per_epoch", "power_over_run"):
         data = (tmp_path / "plots" / (name + ".png")).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
+
+
+def test_a_url_that_is_not_the_prometheus_api_is_one_line(bench_prometheus, capsys):
+    code = main(["--prometheus", bench_prometheus.url + "/graph", "--run", "x"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "HTTP 404 without the Prometheus API's JSON" in err and "--prometheus" in err
+
+
+def test_bad_time_flags_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--since", "yesterday"])
+    assert exit_.value.code == 2 and "'yesterday' is not a time" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--since", "1h", "--until", "2h"])
+    assert "--since must be before --until" in capsys.readouterr().err
