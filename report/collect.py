@@ -5,6 +5,7 @@ Trainer series are found by ``run_id``; the exporter's series of the same board
 by the ``device`` target label Prometheus attaches to both jobs. Whatever is
 not there stays None and is named in ``notes``: never a silent zero.
 """
+import datetime
 import os
 import re
 from dataclasses import dataclass, field
@@ -137,7 +138,6 @@ def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: flo
 
 
 def _iso(t: float) -> str:
-    import datetime
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

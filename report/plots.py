@@ -26,9 +26,7 @@ def _row_label(row: dict) -> str:
     for key, name in (("batch_size", "b"), ("workers", "w"), ("prefetch_factor", "pf"), ("power_mode", "")):
         if key in config:
             short.append("{}{}".format(name, config[key]))
-    lines = [row["device"], row["model"] or "?", " ".join(short)]
-    if row["storage"]:
-        lines.append(row["storage"])
+    lines = [row["device"], row["model"] or "?", " ".join(short), row["storage"] or config.get("dataset_location")]
     return "\n".join(x for x in lines if x)
 
 
