@@ -13,7 +13,7 @@ from experiment.state import Journal
 
 def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str]) -> List[str]:
     """The trainer's command line, with the flags of the trainer issue and one
-    ``--run-label KEY=VALUE`` per context label (they land in run_info)."""
+    ``--label KEY=VALUE`` per context label (they land in run_info)."""
     base = plan.command or [sys.executable, "-m", "trainer.cli"]
     cmd = list(base) + [
         "--model", run.model, "--dataset", plan.dataset, "--data-dir", run.data_dir,
@@ -26,7 +26,7 @@ def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str]) -> List[st
     if plan.max_batches is not None:
         cmd += ["--max-batches", str(plan.max_batches)]
     for key, value in sorted(labels.items()):
-        cmd += ["--run-label", "{}={}".format(key, value)]
+        cmd += ["--label", "{}={}".format(key, value)]
     return cmd + plan.extra_args
 
 

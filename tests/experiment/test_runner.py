@@ -125,7 +125,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(bench):
     assert result.returncode == 0, result.stderr
     assert "2 runs, 3 epochs each" in result.stdout
     assert "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd  [pending]" in result.stdout
-    assert "--run-label power_mode_requested=3" in result.stdout and "--batch-size 16" in result.stdout
+    assert "--label power_mode_requested=3" in result.stdout and "--batch-size 16" in result.stdout
     assert "then: edgescope-report --prometheus http://127.0.0.1:9" in result.stdout
     assert controls_of(bench.events()) == [] and bench.trainer_starts() == [] and not bench.out.exists()
 
