@@ -69,11 +69,10 @@ def _regex(v: Any) -> str:
 
 def parse_listen_address(v: Any) -> str:
     """'host:port', ':port' or '[v6]:port'."""
-    text = _text(v)
-    host, sep, port = text.rpartition(":")
+    host, sep, port = v.rpartition(":") if isinstance(v, str) else ("", "", "")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT or :PORT (e.g. :9945), got {!r}".format(v))
-    return text
+    return v
 
 
 def _datasets(v: Any) -> List[str]:

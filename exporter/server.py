@@ -15,9 +15,11 @@ control action of any kind (no power mode, fan or clock changes) over HTTP.
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import socket
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
@@ -31,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from exporter.config import ConfigError
 from exporter.metrics import METRICS, Sample
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -169,12 +172,6 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()  # in this request's thread, not the accept loop
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (ssl.SSLError, ConnectionError, socket.timeout):
-            pass  # a client that fails the handshake or hangs up only loses its own request
-
     def do_GET(self) -> None:
         if not self.server.auth.allows(self.headers.get("Authorization")):
             self._reply(401, b"Unauthorized\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edgescope"'})
@@ -215,6 +212,13 @@ class MetricsServer(ThreadingMixIn, HTTPServer):
         self.auth = _Auth(web.users if web else {})
         if web and web.tls:
             self.socket = web.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client failing the TLS handshake (no or bad certificate) loses only its own connection."""
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, socket.timeout)):
+            log.debug("connection from %s dropped: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
