@@ -60,7 +60,7 @@ class JtopSource(Source):
     def _connect(self) -> None:
         now = time.monotonic()
         if now < self._retry_at:
-            raise SourceDown("{} (retry in {:.0f}s)".format(self._last_error, self._retry_at - now))
+            raise SourceDown("{} (retrying every {:.0f}s)".format(self._last_error, self._backoff))
         try:
             if not os.path.exists(self._socket):
                 raise SourceDown("jtop socket {} missing: is jtop.service running?".format(self._socket))
@@ -106,7 +106,7 @@ class JtopSource(Source):
         out = []  # type: List[Sample]
         power = j.power or {}
         rails = {name: r["power"] / 1000.0 for name, r in power.get("rail", {}).items()
-                 if r.get("online", True) and "NC" not in name}
+                 if r.get("online", True)}  # jtop already drops NC rails
         tot = power.get("tot")
         if tot is not None:
             board_rail = tot.get("name", "sum")

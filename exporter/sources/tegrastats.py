@@ -149,6 +149,8 @@ class TegrastatsSource(Source):
                         self._meter.integrate(t, st.rails_w)
                     self._latest, self._latest_t = st, t
         except SourceDown as e:
+            if self._stop.is_set():
+                return  # closed by us: not a failure
             self._error = str(e)
         except (OSError, ValueError) as e:
             self._error = "reading tegrastats failed: {}".format(e)

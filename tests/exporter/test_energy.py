@@ -1,6 +1,5 @@
 """Energy: the integral on synthetic power traces, and hardware counters across wraparound."""
 import math
-import os
 
 import pytest
 
