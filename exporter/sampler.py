@@ -3,8 +3,9 @@
 Each source runs in its own thread at the interval, on the monotonic clock, so
 a slow source delays nobody else. The scrape never waits: it copies what the
 threads last stored. A source whose sample has been running longer than the
-timeout is reported down ("sample hung for Ns") and its old values are
-dropped until it answers again.
+timeout is reported down ("sample hung: ...") and its old values are
+dropped until it answers again. Reasons are fixed texts, so a down source
+keeps one series rather than a new one per scrape.
 """
 import logging
 import platform
@@ -95,7 +96,7 @@ class Sampler:
                 reason, samples = st.reason, st.samples
                 hung = st.in_flight_since is not None and now - st.in_flight_since > self.timeout
                 if hung:
-                    reason, samples = "sample hung for {:.0f}s (timeout {:g}s)".format(now - st.in_flight_since, self.timeout), []
+                    reason, samples = "sample hung: running longer than the {:g}s timeout".format(self.timeout), []
                 out.append(Sample("edgescope_source_up", {"source": name, "reason": reason}, 0.0 if reason else 1.0))
                 if st.duration is not None:
                     out.append(Sample("edgescope_source_sample_duration_seconds", {"source": name}, st.duration))

@@ -163,9 +163,9 @@ class TegrastatsSource(Source):
                 raise SourceDown(self._error)
             if self._latest is None:
                 raise SourceDown("no tegrastats line yet")
-            age = time.monotonic() - self._latest_t
-            if age > max(3 * self._line_interval, 5.0):
-                raise SourceDown("no tegrastats line for {:.0f}s".format(age))
+            limit = max(3 * self._line_interval, 5.0)
+            if time.monotonic() - self._latest_t > limit:
+                raise SourceDown("no tegrastats line for over {:g}s".format(limit))
             return self._meter.samples() + stats_samples(self._latest)
 
     def close(self) -> None:
