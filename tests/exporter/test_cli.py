@@ -10,12 +10,12 @@ import pytest
 import requests
 
 from exporter.metrics import METRICS
-from tests.exporter.conftest import REPO, child_env, make_orin_sysfs, parse_metrics, run_exporter  # noqa: F401
+from tests.exporter.conftest import REPO, child_env, make_orin_sysfs, parse_metrics
 
 DEMO = os.path.join(REPO, "exporter", "demo", "tegrastats_nano_warming.log")
 
 
-def test_full_metrics_pass_promtool(tmp_path, run_exporter):  # noqa: F811
+def test_full_metrics_pass_promtool(tmp_path, run_exporter):
     sysfs = make_orin_sysfs(tmp_path / "sys")
     dataset = tmp_path / "data"
     dataset.mkdir()
@@ -40,7 +40,7 @@ def test_full_metrics_pass_promtool(tmp_path, run_exporter):  # noqa: F811
     assert check.stdout.strip() == "", check.stdout  # no lint warnings either
 
 
-def test_no_power_source_means_no_power_series(tmp_path, run_exporter):  # noqa: F811
+def test_no_power_source_means_no_power_series(tmp_path, run_exporter):
     url, _ = run_exporter("--power-source", "auto", "--sysfs-root", str(tmp_path), "--jtop-socket", str(tmp_path / "no.sock"),
                           wait_for='source="thermal"')
     body = requests.get(url + "/metrics", timeout=5).text
@@ -97,7 +97,7 @@ def test_busy_port_is_one_line(tmp_path):
     assert r.stderr.count("\n") == 1 and "cannot listen (Address already in use)" in r.stderr, r.stderr
 
 
-def test_config_file_and_flags_share_names(tmp_path, run_exporter):  # noqa: F811
+def test_config_file_and_flags_share_names(tmp_path, run_exporter):
     (tmp_path / "cfg.yml").write_text("power-source: none\ninterval: 0.2\nsysfs-root: {}\n".format(tmp_path))
     url, _ = run_exporter("--config", str(tmp_path / "cfg.yml"), "--power-source", "tegrastats",
                           "--tegrastats-file", DEMO, wait_for='source="tegrastats"')

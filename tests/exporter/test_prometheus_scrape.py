@@ -7,7 +7,7 @@ import bcrypt
 import pytest
 import requests
 
-from tests.exporter.conftest import REPO, free_port, run_exporter  # noqa: F401
+from tests.exporter.conftest import REPO, free_port
 from tests.exporter.test_server import _cert
 
 DEMO = REPO + "/exporter/demo/tegrastats_nano_warming.log"
@@ -45,7 +45,7 @@ def _query(base, expr):
     return r.get("data", {}).get("result", [])
 
 
-def test_prometheus_scrapes_tls_and_basic_auth(tmp_path, run_exporter, prometheus):  # noqa: F811
+def test_prometheus_scrapes_tls_and_basic_auth(tmp_path, run_exporter, prometheus):
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed")
     ca_crt, _, ca_key, ca_name = _cert(tmp_path, "ca", ca=True)
