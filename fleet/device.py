@@ -180,12 +180,14 @@ class SimulatedExporter:
 
     def samples(self) -> List[Sample]:
         """The exporter's series for the state advance() left (what its Sampler would hold)."""
-        up = [("tegrastats", 1.0), ("diskstats", 1.0), ("pagecache", 1.0)]
+        # the exporter's own reason text while the first line has not arrived
+        power_reason = "" if self.latest is not None else "no tegrastats line yet"
         out = [Sample("edgescope_exporter_build_info", {"version": __version__, "python": "sim"}, 1.0)]
-        for source, value in up:
-            out.append(Sample("edgescope_source_up", {"source": source, "reason": ""}, value))
-            out.append(Sample("edgescope_source_last_success_timestamp_seconds", {"source": source},
-                              self.latest_at))
+        for source, reason in (("tegrastats", power_reason), ("diskstats", ""), ("pagecache", "")):
+            out.append(Sample("edgescope_source_up", {"source": source, "reason": reason}, 0.0 if reason else 1.0))
+            if not reason:
+                out.append(Sample("edgescope_source_last_success_timestamp_seconds", {"source": source},
+                                  self.latest_at))
         out += self.meter.samples()
         if self.latest is not None:
             out += stats_samples(self.latest)
