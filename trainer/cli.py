@@ -295,6 +295,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                                        "optimizer": optimizer.state_dict()})
             finish()
         metrics.running.set(0)
+        finish()
         print_summary(history)
         if stop.requested:
             print("edgescope-train: stopped by signal {}; results and metrics written".format(stop.signum),
