@@ -8,14 +8,14 @@ import argparse
 import datetime
 import json
 import os
-import random
 import re
+import secrets
 import signal
 import socket
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -107,6 +107,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.metrics_port > 65535:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
+    if args.download and args.dataset != "cifar10":
+        p.error("--download fetches CIFAR-10 only; drop it for --dataset {}".format(args.dataset))
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir DIR")
     return args
@@ -188,15 +190,63 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
         chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
 
 
+class Job(NamedTuple):
+    """What one training step needs."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    loader: Any
+    device: torch.device
+
+
+def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, batches_per_epoch: int,
+                log_interval: int, stop: StopRequest) -> Tuple[Window, int, int, Optional[float]]:
+    """One epoch, measured in the window "epoch"; returns it with batches, samples and the mean loss.
+    The loss is summed on the device and read only every ``log_interval`` steps and at the end."""
+    job.model.train()
+    running_loss = torch.zeros((), device=job.device)
+    epoch_loss = torch.zeros((), device=job.device)
+    window_steps = batches = samples = 0
+    meter.begin_window("epoch")
+    try:
+        for images, targets in meter.wrap(job.loader, device=job.device):
+            with meter.step():
+                job.optimizer.zero_grad()
+                loss = job.criterion(job.model(images), targets)
+                loss.backward()
+                job.optimizer.step()
+                running_loss += loss.detach()  # stays on the device: no sync per batch
+            batches += 1
+            samples += len(targets)
+            metrics.samples.inc(len(targets))
+            window_steps += 1
+            if batches % log_interval == 0:
+                mean = (running_loss / window_steps).item()  # the only sync, every log_interval steps
+                metrics.loss.set(mean)
+                print("epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean), flush=True)
+                epoch_loss += running_loss
+                running_loss.zero_()
+                window_steps = 0
+            if stop.requested or batches == batches_per_epoch:
+                break
+    except Exception:
+        if not stop.requested:  # Ctrl-C may also end the loader's workers: expected then, not an error
+            raise
+    window = meter.end_window("epoch")
+    if window_steps:
+        metrics.loss.set((running_loss / window_steps).item())
+    epoch_loss += running_loss
+    return window, batches, samples, (epoch_loss / batches).item() if batches else None
+
+
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
     device = _resolve_device(args.device)
     torch.manual_seed(args.seed)
-    random.seed(args.seed)
     dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
     loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed)
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    criterion = nn.CrossEntropyLoss()
+    job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
 
     history = []  # type: List[Dict[str, Any]]
     start_epoch = 0
@@ -208,7 +258,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         history = state["history"]
         start_epoch = state["epoch"] + 1
         run_id = run_id or state["run_id"]
-    run_id = run_id or "{}-{:04x}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), random.getrandbits(16))
+    run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
 
     labels = dict(args.label)
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
@@ -231,6 +281,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         if args.metrics_textfile:
             metrics.write_textfile(args.metrics_textfile)
 
+    metrics.running.set(1)
     try:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
         _append_result(args.results, None)
@@ -241,48 +292,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                          .format(error.filename, error.strerror))
 
     try:
-        metrics.running.set(1)
         for epoch in range(start_epoch, args.epochs):
             metrics.epoch.set(epoch)
             loader.generator.manual_seed(args.seed * 100003 + epoch)  # the same order after --resume
-            model.train()
-            running_loss = torch.zeros((), device=device)
-            window_steps = 0
-            epoch_loss = torch.zeros((), device=device)
-            batches = samples = 0
-            meter.begin_window("epoch")
-            try:
-                for images, targets in meter.wrap(loader, device=device):
-                    with meter.step():
-                        optimizer.zero_grad()
-                        loss = criterion(model(images), targets)
-                        loss.backward()
-                        optimizer.step()
-                        running_loss += loss.detach()  # stays on the device: no sync per batch
-                    batches += 1
-                    samples += len(targets)
-                    metrics.samples.inc(len(targets))
-                    window_steps += 1
-                    if batches % args.log_interval == 0:
-                        epoch_loss += running_loss
-                        mean = (running_loss / window_steps).item()  # the only sync, every log_interval steps
-                        metrics.loss.set(mean)
-                        print("epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean),
-                              flush=True)
-                        running_loss.zero_()
-                        window_steps = 0
-                    if stop.requested or batches == batches_per_epoch:
-                        break
-            except Exception:
-                if not stop.requested:  # Ctrl-C also kills the loader's workers: expected, not an error
-                    raise
-            window = meter.end_window("epoch")
-            epoch_loss += running_loss
-            if window_steps:
-                metrics.loss.set((running_loss / window_steps).item())
+            window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
+                                                         args.log_interval, stop)
             complete = not stop.requested
-            record = epoch_record(run_id, epoch, complete, window, batches, samples,
-                                  (epoch_loss / batches).item() if batches else None, measured, config)
+            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config)
             history.append(record)
             _append_result(args.results, record)
             print_epoch(record, args.epochs)
@@ -291,8 +307,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             metrics.record_epoch(epoch, window, samples, measured)
             if args.checkpoint_dir:
                 _save_checkpoint(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
-                                                       "model": model.state_dict(),
-                                                       "optimizer": optimizer.state_dict()})
+                                                       "model": job.model.state_dict(),
+                                                       "optimizer": job.optimizer.state_dict()})
             finish()
         metrics.running.set(0)
         finish()

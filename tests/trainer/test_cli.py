@@ -130,6 +130,7 @@ def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
     (["--label", "device=x"], "argument --label"),
     (["--metrics-port", "70000"], "not a TCP port"),
     (["--resume"], "--resume needs --checkpoint-dir"),
+    (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
     (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
     (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
 ])
