@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from trainer.data import DATASETS, build_dataset, make_loader
-from trainer.errors import UsageError
+from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
 from trainer.models import MODELS, build_model
@@ -29,25 +29,6 @@ from trainer.models import MODELS, build_model
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        """One line instead of usage + error (see --help for the usage)."""
-        raise UsageError("{}; see --help".format(message))
-
-
-def _int_at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("{!r} is not an integer".format(text))
-        if value < minimum:
-            raise argparse.ArgumentTypeError("{} is below the minimum {}".format(value, minimum))
-        return value
-    parse.__name__ = "integer >= {}".format(minimum)
-    return parse
 
 
 def _non_negative_float(text: str) -> float:
@@ -70,20 +51,21 @@ def _label(text: str) -> Any:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = _Parser(prog="edgescope-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="edgescope-train", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="vgg11")
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")
     p.add_argument("--data-dir", default="data",
                    help="cifar10: the folder holding cifar-10-batches-py/; imagefolder: the class folders' parent")
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 (opt-in)")
-    p.add_argument("--image-size", type=_int_at_least(1), default=224, help="imagefolder crop size in pixels")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
-    p.add_argument("--workers", type=_int_at_least(0), default=4, help="DataLoader worker processes")
-    p.add_argument("--prefetch-factor", type=_int_at_least(1), default=2, help="batches loaded ahead per worker")
+    p.add_argument("--image-size", type=int_at_least(1), default=224, help="imagefolder crop size in pixels")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
+    p.add_argument("--workers", type=int_at_least(0), default=4, help="DataLoader worker processes")
+    p.add_argument("--prefetch-factor", type=int_at_least(1), default=2, help="batches loaded ahead per worker")
     p.add_argument("--pin-memory", action="store_true")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--epochs", type=_int_at_least(1), default=6)
-    p.add_argument("--max-batches", type=_int_at_least(1), default=None, help="cap on batches per epoch")
+    p.add_argument("--epochs", type=int_at_least(1), default=6)
+    p.add_argument("--max-batches", type=int_at_least(1), default=None, help="cap on batches per epoch")
     p.add_argument("--lr", type=_non_negative_float, default=0.01)
     p.add_argument("--momentum", type=_non_negative_float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
@@ -94,14 +76,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--timing", choices=TIMING_MODES, default="lazy",
                    help="lazy: CUDA events read once done (default); sync: torch.cuda.synchronize() "
                         "every batch; none: no per-batch timing")
-    p.add_argument("--metrics-port", type=_int_at_least(-1), default=9946,
+    p.add_argument("--metrics-port", type=int_at_least(-1), default=9946,
                    help="Prometheus endpoint port; 0 picks a free one, -1 serves none")
     p.add_argument("--metrics-addr", default="0.0.0.0")
     p.add_argument("--metrics-textfile", default=None, help="also write the exposition here at each epoch end")
     p.add_argument("--linger", type=_non_negative_float, default=30.0,
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
-    p.add_argument("--log-interval", type=_int_at_least(1), default=100, help="print the loss every N steps")
+    p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
     p.add_argument("--checkpoint-dir", default=None, help="save a checkpoint at every epoch end")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
     args = p.parse_args(argv)

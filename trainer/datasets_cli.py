@@ -3,41 +3,35 @@ import argparse
 import sys
 from typing import List, Optional
 
+from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.synthetic import write_cifar10, write_jpeg_folder
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("{!r} is not an integer".format(text))
-    if value < 1:
-        raise argparse.ArgumentTypeError("{} must be >= 1".format(value))
-    return value
-
-
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="edgescope-dataset", description=__doc__)
+    parser = OneLineParser(prog="edgescope-dataset", description=__doc__)
     kinds = parser.add_subparsers(dest="kind", metavar="{cifar10,imagefolder}")
     kinds.required = True
     cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/")
     cifar.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
-    cifar.add_argument("--train-images", type=positive_int, default=50000)
-    cifar.add_argument("--test-images", type=positive_int, default=10000)
+    cifar.add_argument("--train-images", type=int_at_least(1), default=50000)
+    cifar.add_argument("--test-images", type=int_at_least(1), default=10000)
     cifar.add_argument("--seed", type=int, default=0)
     folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)")
     folder.add_argument("--out", required=True)
-    folder.add_argument("--images", type=positive_int, default=10000)
-    folder.add_argument("--image-size", type=positive_int, default=224, help="side in pixels")
-    folder.add_argument("--classes", type=positive_int, default=10)
-    folder.add_argument("--quality", type=positive_int, default=90, help="JPEG quality 1-95")
+    folder.add_argument("--images", type=int_at_least(1), default=10000)
+    folder.add_argument("--image-size", type=int_at_least(1), default=224, help="side in pixels")
+    folder.add_argument("--classes", type=int_at_least(1), default=10)
+    folder.add_argument("--quality", type=int_at_least(1), default=90, help="JPEG quality 1-95")
     folder.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print("edgescope-dataset: {}".format(error), file=sys.stderr)
+        return 2
     try:
         if args.kind == "cifar10":
             folder = write_cifar10(args.out, args.train_images, args.test_images, args.seed)

@@ -95,3 +95,11 @@ def test_models_classify_cifar_images_into_ten_classes(name):
     model = build_model(name, num_classes=10).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_dataset_cli_bad_input_is_one_line(tmp_path, capsys):
+    assert datasets_cli.main(["cifar10", "--out", str(tmp_path), "--train-images", "0"]) == 2
+    assert datasets_cli.main(["svhn", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("edgescope-dataset: ") for line in err)
+    assert "--train-images" in err[0] and "svhn" in err[1]
