@@ -3,7 +3,10 @@
 The same training loop, same model, same data and the same augmentation
 seeds, run uninstrumented ("plain") and instrumented exactly as
 edgescope-train does it (StepMeter + TrainMetrics), interleaved in ABBA order
-so that drift of a shared machine cancels. Printed as a ratio of wall times.
+so that drift of a shared machine cancels. Printed as ratios: of CPU time
+(process_time, one torch thread, no workers: what the instrumentation costs,
+robust to other jobs on a shared machine) and of wall time (min over runs,
+the least disturbed run of each kind).
 
     PYTHONPATH=. python3 bench/trainer_overhead.py [--model mobilenet_v3_small --batch-size 16]
 """
@@ -49,13 +52,13 @@ class Setup:
 
     def epoch(self, mode: str) -> Dict[str, float]:
         """One pass over the loader; ``mode`` is "plain" (no edgescope at all) or a --timing mode.
-        Returns wall seconds (device work included) and, when measured, stall and compute sums."""
+        Returns wall and CPU seconds (device work included) and, when measured, stall and compute sums."""
         self.loader.generator.manual_seed(0)  # identical batches and augmentation in every run
         torch.manual_seed(0)
         running_loss = torch.zeros((), device=self.device)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         if mode == "plain":
             for images, targets in self.loader:
                 images = images.to(self.device, non_blocking=True)
@@ -63,7 +66,7 @@ class Setup:
                 self.train_step(images, targets, running_loss)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            return {"wall_s": time.perf_counter() - began}
+            return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began}
         metrics = TrainMetrics("bench")
         meter = StepMeter(self.device, mode, on_batch=metrics.observe_batch)
         meter.begin_window("epoch")
@@ -72,7 +75,8 @@ class Setup:
                 self.train_step(images, targets, running_loss)
             metrics.samples.inc(len(targets))
         window = meter.end_window("epoch")
-        return {"wall_s": time.perf_counter() - began, "stall_s": window.fetch_stall_s,
+        return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began,
+                "stall_s": window.fetch_stall_s,
                 "compute_s": window.compute_s}
 
 
@@ -107,28 +111,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v3_small")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=30, help="batches per run")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=0, help="0 keeps a 2-core machine's noise down")
+    parser.add_argument("--batches", type=int, default=10, help="batches per run")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=0, help="0: all work in this process, so CPU time sees it")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 keeps spinning threads out")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as data_dir:
         setup = Setup(args.model, args.batch_size, args.batches, args.workers, torch.device("cpu"), data_dir)
         runs = interleave(setup, ["plain", "lazy"], args.rounds)
-    plain = [r["wall_s"] for r in runs["plain"]]
-    instrumented = [r["wall_s"] for r in runs["lazy"]]
-    per_round = [b / a for a, b in zip(plain, instrumented)]
     cost = meter_cost_per_batch_s()
-    step_s = statistics.median(plain) / args.batches
-    print("{} batch {} on CPU, {} rounds x {} batches, {} workers".format(
-        args.model, args.batch_size, args.rounds, args.batches, args.workers))
-    print("plain        median {:.4f} s/run   instrumented median {:.4f} s/run".format(
-        statistics.median(plain), statistics.median(instrumented)))
-    print("ratio instrumented/plain: total {:.4f}, median of rounds {:.4f} (min {:.4f}, max {:.4f})".format(
-        sum(instrumented) / sum(plain), statistics.median(per_round), min(per_round), max(per_round)))
-    print("instrumentation alone: {:.1f} us per batch = {:.5f} of a {:.1f} ms batch (ratio {:.5f})".format(
-        cost * 1e6, cost / step_s, step_s * 1e3, 1 + cost / step_s))
-
+    print("{} batch {} on CPU ({} torch threads), {} rounds x {} batches, {} workers".format(
+        args.model, args.batch_size, args.threads, args.rounds, args.batches, args.workers))
+    for clock in ("cpu_s", "wall_s"):
+        plain = [r[clock] for r in runs["plain"]]
+        instrumented = [r[clock] for r in runs["lazy"]]
+        per_round = sorted(b / a for a, b in zip(plain, instrumented))
+        print("{}: plain median {:.4f} s, instrumented median {:.4f} s | ratio: median of rounds {:.4f} "
+              "(quartiles {:.4f}..{:.4f}), min/min {:.4f}".format(
+                  "CPU time" if clock == "cpu_s" else "wall time", statistics.median(plain),
+                  statistics.median(instrumented), statistics.median(per_round), per_round[len(per_round) // 4],
+                  per_round[3 * len(per_round) // 4], min(instrumented) / min(plain)))
+    step_s = min(r["wall_s"] for r in runs["plain"]) / args.batches
+    print("instrumentation alone: {:.1f} us per batch = ratio {:.5f} on a {:.1f} ms batch".format(
+        cost * 1e6, 1 + cost / step_s, step_s * 1e3))
 
 if __name__ == "__main__":
     main()
