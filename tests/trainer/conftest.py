@@ -30,7 +30,8 @@ def launch():
 
     def start(args: List[str]) -> subprocess.Popen:
         process = subprocess.Popen([sys.executable, "-m", "trainer.cli"] + args, cwd=REPO, env=cli_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)  # its own process group, as a shell job would be
         processes.append(process)
         return process
 

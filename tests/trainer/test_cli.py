@@ -90,13 +90,22 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
     assert process.wait(timeout=30) == 0
 
 
-def test_sigterm_mid_run_writes_results_and_metrics_and_exits_non_zero(cifar_dir, tmp_path, launch):
+@pytest.mark.parametrize("signum, workers, whole_group", [
+    (signal.SIGTERM, "0", False),  # kill PID
+    (signal.SIGINT, "2", True),  # Ctrl-C in a shell: the loader's workers get it too
+])
+def test_a_signal_mid_run_writes_results_and_metrics_and_exits_non_zero(cifar_dir, tmp_path, launch,
+                                                                       signum, workers, whole_group):
     args = small_run_args(cifar_dir, str(tmp_path))
     args[args.index("--max-batches") + 1] = "20"
+    args[args.index("--workers") + 1] = workers
     process = launch(args + ["--batch-size", "2", "--log-interval", "1", "--epochs", "3"])
     Lines(process.stdout).wait_for(r"epoch 1 step 3/")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    if whole_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    assert process.wait(timeout=60) == 128 + signum
     err = process.stderr.read()
     assert "stopped by signal" in err and "Traceback" not in err
     records = results(str(tmp_path / "results.jsonl"))

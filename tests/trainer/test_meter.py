@@ -4,6 +4,7 @@ interface (record, query, elapsed_time in ms, synchronize)."""
 from typing import List
 
 import pytest
+import torch
 
 from trainer.meter import BatchTiming, ClockTimer, EventTimer, NullTimer, StepMeter, make_timer
 
@@ -39,6 +40,11 @@ class FakeEvent:
     def synchronize(self) -> None:
         self.gpu.synchronizations += 1
         self.gpu.host_ms = max(self.gpu.host_ms, self.time_ms)
+
+
+def test_the_fake_has_the_real_event_interface():
+    for method in ("record", "query", "elapsed_time", "synchronize"):
+        assert callable(getattr(torch.cuda.Event, method)) and callable(getattr(FakeEvent, method))
 
 
 def test_lazy_events_give_the_gpu_idle_gap_without_synchronizing():
