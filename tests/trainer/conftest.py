@@ -5,8 +5,13 @@ import sys
 from typing import List
 
 import pytest
+import torch
 
 from trainer.synthetic import write_cifar10
+
+# One intra-op thread, here and in every launched CLI: on a shared 2-core machine
+# spinning OpenMP threads of tiny ops slow a run down tenfold when another job runs.
+torch.set_num_threads(1)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,8 +24,7 @@ def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def cli_env() -> dict:
-    env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
-    return env
+    return dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 
 @pytest.fixture
