@@ -74,7 +74,7 @@ class Setup:
             with meter.step():
                 self.train_step(images, targets, running_loss)
             metrics.samples.inc(len(targets))
-        window = meter.end_window("epoch")
+        window = meter.end_window("epoch")  # waits for the device in every mode
         return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began,
                 "stall_s": window.fetch_stall_s,
                 "compute_s": window.compute_s}

@@ -154,7 +154,11 @@ class EventTimer:
 
 
 class NullTimer:
-    """Measures nothing per batch (the uninstrumented baseline)."""
+    """Measures nothing per batch (the uninstrumented baseline); ``sync`` at
+    window boundaries only, so a window's wall time still includes the device's work."""
+
+    def __init__(self, sync: Optional[Callable[[], Any]] = None) -> None:
+        self._sync = sync
 
     def iteration_start(self) -> None:
         pass
@@ -172,6 +176,8 @@ class NullTimer:
         return []
 
     def flush(self) -> List[BatchTiming]:
+        if self._sync is not None:
+            self._sync()
         return []
 
 
@@ -180,14 +186,15 @@ def make_timer(device: Any, timing: str) -> Any:
     On the CPU ``lazy`` and ``sync`` are the same clock: CPU work is synchronous."""
     if timing not in TIMING_MODES:
         raise ValueError("timing must be one of {}, not {!r}".format(", ".join(TIMING_MODES), timing))
-    if timing == "none":
-        return NullTimer()
     import torch
     device = torch.device(device)
-    if device.type != "cuda":
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    if timing == "none":
+        return NullTimer(sync)
+    if sync is None:
         return ClockTimer()
     if timing == "sync":
-        return ClockTimer(sync=lambda: torch.cuda.synchronize(device))
+        return ClockTimer(sync)
     return EventTimer(lambda: torch.cuda.Event(enable_timing=True))
 
 

@@ -126,6 +126,8 @@ def test_make_timer_picks_the_mode_without_touching_cuda():
     assert isinstance(make_timer("cuda", "lazy"), EventTimer)
     assert make_timer("cuda", "sync")._sync is not None
     assert isinstance(make_timer("cuda", "none"), NullTimer)
+    assert make_timer("cuda", "none")._sync is not None  # a window's wall time waits for the GPU
+    assert make_timer("cpu", "none")._sync is None
     with pytest.raises(ValueError, match="timing must be one of"):
         make_timer("cpu", "events")
 
