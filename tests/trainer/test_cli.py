@@ -17,6 +17,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainer import cli
+from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
 
@@ -142,7 +143,7 @@ def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
     (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
     (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
     (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
-])
+] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "--device cuda but torch sees no CUDA device")]))
 def test_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + extra) == 2
     err = capsys.readouterr().err
@@ -192,3 +193,14 @@ def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
     assert record["fetch_stall_s"] is None and record["duration_s"] > 0
     assert "stall -" in capsys.readouterr().out
     assert "edgescope_train_epoch_fetch_stall_seconds{" not in (tmp_path / "run.prom").read_text()
+
+
+def test_trains_on_an_image_folder(tmp_path, capsys):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=12, image_size=40, classes=3, seed=2)
+    args = small_run_args(folder, str(tmp_path)) + ["--dataset", "imagefolder", "--image-size", "32",
+                                                    "--epochs", "1", "--batch-size", "4"]
+    assert cli.main(args) == 0
+    record = results(str(tmp_path / "results.jsonl"))[0]
+    assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
+    assert "imagefolder (12 images, 3 batches/epoch)" in capsys.readouterr().out
