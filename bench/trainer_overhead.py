@@ -6,7 +6,9 @@ edgescope-train does it (StepMeter + TrainMetrics), interleaved in ABBA order
 so that drift of a shared machine cancels. Printed as ratios: of CPU time
 (process_time, one torch thread, no workers: what the instrumentation costs,
 robust to other jobs on a shared machine) and of wall time (min over runs,
-the least disturbed run of each kind).
+the least disturbed run of each kind). "plain" is the loop without edgescope;
+"none" is the same loop through StepMeter with --timing none, so instrumented/none
+isolates the timing itself.
 
     PYTHONPATH=. python3 bench/trainer_overhead.py [--model mobilenet_v3_small --batch-size 16]
 """
@@ -119,22 +121,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as data_dir:
         setup = Setup(args.model, args.batch_size, args.batches, args.workers, torch.device("cpu"), data_dir)
-        runs = interleave(setup, ["plain", "lazy"], args.rounds)
+        runs = interleave(setup, ["plain", "none", "lazy"], args.rounds)
     cost = meter_cost_per_batch_s()
     print("{} batch {} on CPU ({} torch threads), {} rounds x {} batches, {} workers".format(
         args.model, args.batch_size, args.threads, args.rounds, args.batches, args.workers))
-    for clock in ("cpu_s", "wall_s"):
-        plain = [r[clock] for r in runs["plain"]]
-        instrumented = [r[clock] for r in runs["lazy"]]
-        per_round = sorted(b / a for a, b in zip(plain, instrumented))
-        print("{}: plain median {:.4f} s, instrumented median {:.4f} s | ratio: median of rounds {:.4f} "
-              "(quartiles {:.4f}..{:.4f}), min/min {:.4f}".format(
-                  "CPU time" if clock == "cpu_s" else "wall time", statistics.median(plain),
-                  statistics.median(instrumented), statistics.median(per_round), per_round[len(per_round) // 4],
-                  per_round[3 * len(per_round) // 4], min(instrumented) / min(plain)))
+    for baseline in ("plain", "none"):
+        for clock in ("cpu_s", "wall_s"):
+            base = [r[clock] for r in runs[baseline]]
+            instrumented = [r[clock] for r in runs["lazy"]]
+            per_round = sorted(b / a for a, b in zip(base, instrumented))
+            print("instrumented/{} ({}): median of rounds {:.4f} (quartiles {:.4f}..{:.4f}), min/min {:.4f}; "
+                  "medians {:.4f} s vs {:.4f} s".format(
+                      baseline, "CPU time" if clock == "cpu_s" else "wall time", statistics.median(per_round),
+                      per_round[len(per_round) // 4], per_round[3 * len(per_round) // 4],
+                      min(instrumented) / min(base), statistics.median(instrumented), statistics.median(base)))
     step_s = min(r["wall_s"] for r in runs["plain"]) / args.batches
     print("instrumentation alone: {:.1f} us per batch = ratio {:.5f} on a {:.1f} ms batch".format(
         cost * 1e6, 1 + cost / step_s, step_s * 1e3))
+
 
 if __name__ == "__main__":
     main()
