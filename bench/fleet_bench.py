@@ -240,7 +240,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         central_rss = sum(v for k, v in s["rss_mib"].items() if k != "agent")
         print("  {:16s} cpu {:.3f} cores  rss {:.0f} MiB  central side keeps up: {}  (agent side: {} failed "
               "scrapes)".format(s["central"], central_cpu, central_rss, s["central_ok"], s["failed_scrapes"]))
-    if len(comp) == 2:
+    if any(s["failed_scrapes"] for s in comp):
+        print("  NOT COMPARABLE: the agent side failed scrapes (the machine is too busy), so the stores did not "
+              "receive the same load; rerun when the machine is quieter")
+    elif len(comp) == 2:
         p_, v_ = comp
         ratio_cpu = sum(v for k, v in v_["cpu_cores"].items() if k != "agent") / max(1e-9, sum(
             v for k, v in p_["cpu_cores"].items() if k != "agent"))
