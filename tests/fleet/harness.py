@@ -159,7 +159,8 @@ def prometheus_agent(workdir: Path, config: Dict[str, Any], identity: Optional[D
     port = free_port()
     return Service("agent", [
         binary("prometheus"), "--enable-feature=agent,expand-external-labels", "--config.file={}".format(path),
-        "--storage.agent.path={}".format(workdir / "wal"), "--web.listen-address=127.0.0.1:{}".format(port),
+        "--storage.agent.path={}".format(workdir / "wal"), "--storage.agent.wal-compression",
+        "--web.listen-address=127.0.0.1:{}".format(port),
         "--log.level=warn"], workdir, port, "/-/ready", env)
 
 
