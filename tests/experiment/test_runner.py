@@ -4,6 +4,7 @@ off-Jetson behaviour, dropping caches, and the report at the end."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -181,3 +182,29 @@ def test_an_unreachable_prometheus_keeps_the_runs_and_says_so(bench):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "unreachable" in result.stderr
     assert [e["event"] for e in bench.journal()] == ["started", "completed"]
+
+
+def test_the_runner_drives_the_real_trainer_and_its_context_reaches_run_info(bench):
+    """No fake: the runner's command line must be one the real trainer accepts,
+    and the run's context labels must land in its run_info and results."""
+    from trainer.synthetic import write_cifar10
+    write_cifar10(str(bench.tmp / "ssd"), train_images=64, test_images=16)
+    textfile = bench.tmp / "run.prom"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    plan = bench.plan(trainer__command=None, trainer__epochs=2, trainer__max_batches=2,
+                      trainer__metrics_port=port, sweep__workers=[0], sweep__power_mode=[None],
+                      sweep__model=["mobilenet_v3_small"],
+                      trainer__extra_args=["--linger", "0", "--metrics-textfile", str(textfile)])
+    result = bench.run(plan, jetson=False, OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [e["event"] for e in bench.journal()] == ["started", "completed"]
+    run_id = bench.journal()[0]["run_id"]
+    exposition = textfile.read_text()
+    info = [line for line in exposition.splitlines() if line.startswith("edgescope_train_run_info{")]
+    assert len(info) == 1 and 'run_id="{}"'.format(run_id) in info[0]
+    for label in ('dataset_location="ssd"', 'plan="t"', 'page_cache="kept"', 'model="mobilenet_v3_small"'):
+        assert label in info[0], info[0]
+    records = [json.loads(line) for line in (bench.out / (run_id + ".results.jsonl")).read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
