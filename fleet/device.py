@@ -159,23 +159,21 @@ class SimulatedExporter:
         self.latest = None  # type: Optional[TegraStats]
         self.latest_at = start
         self.disk_prev = (start, 0.0)
-        self.disk_rates = (0.0, 0.0)
+        self.read_iops = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SnapshotCollector(self.samples))
-        self.lines_read = 0
 
     def advance(self, now: float) -> None:
         while self.next_line_at <= now:
             st = self.trace[self.line]
             self.meter.integrate(self.next_line_at, st.rails_w)
             self.latest, self.latest_at = st, self.next_line_at
-            self.lines_read += 1
             self.line = (self.line + 1) % len(self.trace)
             self.next_line_at += self.line_interval + self.rng.uniform(-self.jitter, self.jitter)
         self.trainer.advance(now)
         t0, reads0 = self.disk_prev
         if now - t0 >= self.line_interval:  # iostat gauges over the last sampling interval
-            self.disk_rates = ((self.trainer.reads - reads0) / (now - t0), 0.0)
+            self.read_iops = (self.trainer.reads - reads0) / (now - t0)
             self.disk_prev = (now, self.trainer.reads)
 
     def samples(self) -> List[Sample]:
@@ -196,7 +194,7 @@ class SimulatedExporter:
 
     def _disk_samples(self) -> List[Sample]:
         reads = self.trainer.reads
-        read_iops = self.disk_rates[0]
+        read_iops = self.read_iops
         await_s = 0.0004
         d = {"disk": self.disk}
         return [
