@@ -24,7 +24,9 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -251,3 +253,39 @@ class Prometheus:
                     return alert
             return None
         return self.wait_until(check, timeout, what="alert %s %s" % (name, state))
+
+
+class ExpositionServer:
+    """Serves `render()`'s Prometheus text on http://127.0.0.1:<port>/metrics.
+
+    For tests of the configuration itself (relabelling, rules on known
+    values) where the real exporter or trainer is not the subject.
+    """
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = outer.render().encode("utf-8")
+                self.send_response(200 if self.path.startswith("/metrics") else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.render = render
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "ExpositionServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
