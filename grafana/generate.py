@@ -235,9 +235,10 @@ def device_health() -> Dict[str, Any]:
           [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=8,
           field_config={"min": 0, "max": 1})
     b.add("Read await (r_await)", "s",
-          [("%s / %s" % (rate("edgescope_disk_read_time_seconds_total", DEV),
-                         rate("edgescope_disk_reads_completed_total", DEV)), "{{device}} {{disk}}")],
-          width=8)
+          [("%s / clamp_min(%s, 1e-9)" % (rate("edgescope_disk_read_time_seconds_total", DEV),
+                                          rate("edgescope_disk_reads_completed_total", DEV)),
+            "{{device}} {{disk}}")],
+          width=8, description="0 while the disk reads nothing, as iostat prints it.")
     b.add("Dataset resident in page cache", "bytes",
           [("edgescope_dataset_resident_bytes{%s}" % DEV, "{{device}} {{dataset}} resident"),
            ("edgescope_dataset_size_bytes{%s}" % DEV, "{{device}} {{dataset}} size")], width=8)
