@@ -17,8 +17,8 @@ so a test through this harness tests the real configuration.
         prom.set_targets([Target("nano-01", exporter_port=port)])
         series = prom.wait_for('device:edgescope_board_energy_joules:rate1m')
 
-Used by tests/stack and by the report's tests; `prometheus_server` in
-tests/stack/conftest.py wraps it as a pytest fixture.
+Any component's tests can use it (`from tests.stack.harness import ...`);
+`prometheus_server` in tests/stack/conftest.py wraps it as a pytest fixture.
 """
 import os
 import shutil
