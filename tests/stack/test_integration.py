@@ -135,7 +135,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "--run-id", RUN_ID, "--device-name", DEVICE], trainer_log))
         # finished training and scraped as such, still serving (--linger)
         prom.wait_until(lambda: prom.query('edgescope_train_running{run_id="%s"} == 0' % RUN_ID),
-                        timeout=400, what="the run to finish; trainer log:\n%s" % trainer_log)
+                        timeout=600, what="the run to finish; trainer log:\n%s" % trainer_log)
         assert processes[-1].poll() is None, trainer_log.read_text()
         yield Stack(prom, started, sysfs)
     finally:
