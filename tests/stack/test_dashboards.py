@@ -8,12 +8,13 @@ The integration test then runs every query against real data.
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.stack.catalog import (REPO, Query, contract_names, dashboard_queries, dashboards,
-                                 metric_names, panels, rule_exprs, rule_names)
+                                 metric_names, panels, rule_exprs, rule_names, substitute)
 
 KNOWN = contract_names() | rule_names()
 QUERIES = dashboard_queries()
@@ -92,3 +93,16 @@ def test_heatmaps_read_histogram_buckets() -> None:
 def test_recording_rules_use_only_known_names(record: str) -> None:
     unknown = metric_names(rule_exprs()[record]) - KNOWN
     assert not unknown, "%s uses %s" % (record, unknown)
+
+
+def test_every_query_parses_with_variables_filled_in(tmp_path: Path) -> None:
+    """promtool parses each query as Grafana would send it (as a recording rule of a scratch file)."""
+    values = {"device": "nano-01", "run": "r1", "__rate_interval": "1m", "__range": "3h",
+              "__interval": "15s"}
+    rules = [{"record": "dashboard:query_%d:check" % i, "expr": substitute(q.expr, values)}
+             for i, q in enumerate(QUERIES)]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(["promtool", "check", "rules", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True)
+    assert result.returncode == 0, result.stdout
