@@ -52,7 +52,8 @@ class Board:
             width: int = 12, height: int = 8, description: str = "",
             options: Optional[Dict[str, Any]] = None,
             field_config: Optional[Dict[str, Any]] = None,
-            overrides: Optional[List[Dict[str, Any]]] = None) -> None:
+            overrides: Optional[List[Dict[str, Any]]] = None,
+            transformations: Optional[List[Dict[str, Any]]] = None) -> None:
         if self.x + width > 24:
             self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
         instant = kind in ("bargauge", "table", "stat")
@@ -69,6 +70,8 @@ class Board:
             "targets": [self._target(i, expr, legend, kind, instant)
                         for i, (expr, legend) in enumerate(targets)],
         }
+        if transformations:
+            panel["transformations"] = transformations
         self.panels.append(panel)
         self.x += width
         self.row_height = max(self.row_height, height)
@@ -129,8 +132,28 @@ EPOCH_LEGEND = "{{device}} {{run_id}} epoch {{epoch}}"
 RUN_LEGEND = "{{device}} {{run_id}}"
 
 
+def epoch_table(b: Board) -> None:
+    """One row per device, run and epoch; E2E, stall, compute and energy side by side."""
+    columns = [("E2E", "s", "edgescope_train_epoch_duration_seconds"),
+               ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
+               ("compute", "s", "edgescope_train_epoch_compute_seconds"),
+               ("energy", "joule", "run_epoch:edgescope_board_energy_joules:mean_power_x_duration")]
+    targets = [("sum by (device, run_id, epoch) (last_over_time(%s{%s}[$__range]))" % (metric, RUN), "")
+               for _, _, metric in columns]
+    names = {"Value #%s" % chr(ord("A") + i): title for i, (title, _, _) in enumerate(columns)}
+    overrides = [{"matcher": {"id": "byName", "options": title},
+                  "properties": [{"id": "unit", "value": unit}]} for title, unit, _ in columns]
+    b.add("Per epoch, side by side", "s", targets, kind="table", width=24, height=9,
+          overrides=overrides,
+          transformations=[{"id": "merge", "options": {}},
+                           {"id": "organize", "options": {"excludeByName": {"Time": True},
+                                                          "renameByName": names}}],
+          options={"sortBy": [{"displayName": "epoch", "desc": False}]})
+
+
 def compare_devices() -> Dict[str, Any]:
     b = Board()
+    epoch_table(b)
     per_epoch = [
         ("End-to-end time per epoch", "s", "edgescope_train_epoch_duration_seconds"),
         ("Fetch stall per epoch", "s", "edgescope_train_epoch_fetch_stall_seconds"),
