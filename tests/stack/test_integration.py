@@ -40,16 +40,18 @@ RUN_ID = "itest-run"
 EPOCHS = 3
 DEMO_LOG = REPO / "exporter" / "demo" / "tegrastats_nano_warming.log"
 HOT_MILLI_C = "101000"                  # above the Orin cpu-thermal passive trip point (99 °C)
-# Prometheus scrapes and evaluates, and the exporter samples, every 0.25 s:
-# the epochs here last seconds, and the rule attributes power to an epoch at
-# the resolution of one scrape/evaluation interval at each boundary. In
-# production (15 s) epochs last minutes: the same ratio.
+# Prometheus scrapes and evaluates every 0.25 s and the exporter samples every
+# 0.5 s (each sample one replayed tegrastats line): the epochs here last
+# seconds, and the rule attributes power to an epoch at the resolution of
+# one scrape/evaluation interval at each boundary. In production (15 s
+# scrapes) epochs last minutes: about the same ratio.
 INTERVAL = 0.25
+EXPORTER_INTERVAL = 0.5
 RATE_INTERVAL = "1s"                    # Grafana: max(4 x scrape interval, step)
 # Per-epoch energy, rule vs counter: both integrate the same power samples;
 # they differ by the attribution of about one interval around each epoch
-# boundary to one epoch or the next, while the replayed power steps between
-# levels 25 % apart.
+# boundary to one epoch or the next, and by sampling the gauge at scrapes
+# while the replayed power steps between levels up to 25 % apart.
 ENERGY_TOLERANCE = 0.10
 
 
@@ -111,7 +113,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         exporter_log = tmp / "exporter.log"
         processes.append(spawn(
             ["exporter.cli", "--web.listen-address", "127.0.0.1:%d" % exporter_port,
-             "--interval", str(INTERVAL), "--power-source", "tegrastats", "--tegrastats-file", str(DEMO_LOG),
+             "--interval", str(EXPORTER_INTERVAL), "--power-source", "tegrastats", "--tegrastats-file", str(DEMO_LOG),
              "--dataset", str(data), "--pagecache-interval", "2", "--sysfs-root", str(sysfs)],
             exporter_log))
         wait_http("http://127.0.0.1:%d/metrics" % exporter_port, processes[-1], exporter_log)
