@@ -64,6 +64,7 @@ class Stack(NamedTuple):
 def child_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"  # one torch thread: the other core serves the exporter and Prometheus
     return env
 
 
