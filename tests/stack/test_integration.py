@@ -103,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     data, sysfs = tmp / "data", Path(make_orin_sysfs(tmp / "sys"))
     subprocess.run([sys.executable, "-m", "trainer.datasets_cli", "cifar10", "--out", str(data),
-                    "--train-images", "960", "--test-images", "16"],
+                    "--train-images", "2400", "--test-images", "16"],
                    env=child_env(), cwd=str(REPO), check=True, stdout=subprocess.DEVNULL)
 
     processes = []  # type: List[subprocess.Popen]
@@ -131,7 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         trainer_log = tmp / "trainer.log"
         processes.append(spawn(
             ["trainer.cli", "--model", "mobilenet_v3_small", "--dataset", "cifar10",
-             "--data-dir", str(data), "--epochs", str(EPOCHS), "--max-batches", "60",
+             "--data-dir", str(data), "--epochs", str(EPOCHS), "--max-batches", "150",
              "--batch-size", "16", "--workers", "1", "--device", "cpu", "--seed", "1",
              "--metrics-port", str(trainer_port), "--metrics-addr", "127.0.0.1",
              "--linger", "180", "--log-interval", "40",
