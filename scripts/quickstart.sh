@@ -61,6 +61,7 @@ PIDS+=($!)
 # 2 s scrapes so that a minute-long demo run has data points; production is 15 s.
 sed -e 's/^\(  scrape_interval:\).*/\1 2s/' -e 's/^\(  scrape_timeout:\).*/\1 2s/' \
     -e 's/^\(  evaluation_interval:\).*/\1 2s/' prometheus/prometheus.yml >"$OUT/prometheus/prometheus.yml"
+grep -q '^  scrape_interval: 2s' "$OUT/prometheus/prometheus.yml" || die "could not set the scrape interval in $OUT/prometheus/prometheus.yml"
 ln -sfn "$REPO/prometheus/rules" "$OUT/prometheus/rules"
 cat >"$OUT/prometheus/targets/local.yml" <<EOF
 - targets: [127.0.0.1]
