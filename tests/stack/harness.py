@@ -8,7 +8,9 @@ changing only what a test must change:
   ports (written by `set_targets`, re-read by Prometheus on change);
 * the scrape and evaluation intervals (1 s by default, so rules work
   within seconds);
-* storage in the given directory; no Alertmanager unless one is named.
+* storage in the given directory; no Alertmanager unless one is named
+  (`Alertmanager` below runs the project's alertmanager.yml with its webhook
+  pointed at a `WebhookReceiver`).
 
 Everything else (jobs, relabelling, rules, alerts) is the production file,
 so a test through this harness tests the real configuration.
@@ -20,6 +22,7 @@ so a test through this harness tests the real configuration.
 Any component's tests can use it (`from tests.stack.harness import ...`);
 `prometheus_server` in tests/stack/conftest.py wraps it as a pytest fixture.
 """
+import json
 import os
 import shutil
 import socket
@@ -28,7 +31,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import requests
 import yaml
@@ -36,6 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "prometheus" / "prometheus.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
+ALERTMANAGER_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
 
 
 def prometheus_binary() -> str:
@@ -103,20 +107,21 @@ def render_config(workdir: Path, scrape_interval: str = "1s", evaluation_interva
 
 
 class PrometheusError(RuntimeError):
-    """Prometheus did not start, or an API call failed."""
+    """Prometheus or Alertmanager did not start, or an API call failed."""
 
 
-class Prometheus:
-    """A Prometheus process with the project's config, and its HTTP API."""
+ServerT = TypeVar("ServerT", bound="_Server")
 
-    def __init__(self, workdir: Path, scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                 alertmanager: Optional[str] = None, startup_timeout: float = 30.0) -> None:
+
+class _Server:
+    """A loopback server process started on a free port and waited for until ready."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, startup_timeout: float) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = render_config(self.workdir, scrape_interval, evaluation_interval,
-                                         alertmanager)
-        self.targets_dir = self.workdir / "targets"
-        self.log_path = self.workdir / "prometheus.log"
+        self.log_path = self.workdir / (self.name + ".log")
         self.startup_timeout = startup_timeout
         self.port = 0
         self.process = None  # type: Optional[subprocess.Popen]
@@ -125,25 +130,24 @@ class Prometheus:
     def url(self) -> str:
         return "http://127.0.0.1:%d" % self.port
 
-    # -- lifecycle ---------------------------------------------------------
-    def start(self) -> "Prometheus":
-        """Starts Prometheus and waits until it is ready. Retries if the port got taken."""
+    def command(self) -> List[str]:
+        raise NotImplementedError
+
+    def start(self: ServerT) -> ServerT:
+        """Starts the server and waits until it is ready. Retries if the port got taken."""
         for _ in range(3):
             self.port = free_port()
             log = self.log_path.open("ab")
-            self.process = subprocess.Popen(
-                [prometheus_binary(), "--config.file=%s" % self.config_path,
-                 "--storage.tsdb.path=%s" % (self.workdir / "data"),
-                 "--web.listen-address=127.0.0.1:%d" % self.port],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
             log.close()
             if self._wait_ready():
                 return self
             self.stop()
             if "address already in use" not in self.log_tail():
                 break
-        raise PrometheusError("prometheus did not become ready; log %s:\n%s"
-                              % (self.log_path, self.log_tail()))
+        raise PrometheusError("%s did not become ready; log %s:\n%s"
+                              % (self.name, self.log_path, self.log_tail()))
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.startup_timeout
@@ -171,7 +175,7 @@ class Prometheus:
                 self.process.wait()
         self.process = None
 
-    def __enter__(self) -> "Prometheus":
+    def __enter__(self: ServerT) -> ServerT:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -181,6 +185,24 @@ class Prometheus:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Prometheus(_Server):
+    """A Prometheus process with the project's config, and its HTTP API."""
+
+    name = "prometheus"
+
+    def __init__(self, workdir: Path, scrape_interval: str = "1s", evaluation_interval: str = "1s",
+                 alertmanager: Optional[str] = None, startup_timeout: float = 30.0) -> None:
+        super().__init__(workdir, startup_timeout)
+        self.config_path = render_config(self.workdir, scrape_interval, evaluation_interval,
+                                         alertmanager)
+        self.targets_dir = self.workdir / "targets"
+
+    def command(self) -> List[str]:
+        return [prometheus_binary(), "--config.file=%s" % self.config_path,
+                "--storage.tsdb.path=%s" % (self.workdir / "data"),
+                "--web.listen-address=127.0.0.1:%d" % self.port]
 
     # -- targets -----------------------------------------------------------
     def set_targets(self, targets: Sequence[Target], name: str = "test.yml") -> None:
@@ -283,6 +305,72 @@ class ExpositionServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "ExpositionServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def alertmanager_binary() -> str:
+    """Debian names it prometheus-alertmanager; upstream alertmanager. $EDGESCOPE_ALERTMANAGER wins."""
+    return (os.environ.get("EDGESCOPE_ALERTMANAGER") or shutil.which("prometheus-alertmanager")
+            or shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager")
+
+
+class Alertmanager(_Server):
+    """Alertmanager with the project's alertmanager.yml, its webhook pointed at `webhook_url`
+    and its grouping waits cut to 1 s (the routes, receivers and inhibitions stay as they are)."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, webhook_url: str, startup_timeout: float = 30.0) -> None:
+        super().__init__(workdir, startup_timeout)
+        config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+        config["route"].update(group_wait="1s", group_interval="1s")
+        for receiver in config["receivers"]:
+            for webhook in receiver.get("webhook_configs", []):
+                webhook["url"] = webhook_url
+        self.config_path = self.workdir / "alertmanager.yml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    @property
+    def address(self) -> str:
+        """host:port, as Prometheus' alerting config wants it."""
+        return "127.0.0.1:%d" % self.port
+
+    def command(self) -> List[str]:
+        return [alertmanager_binary(), "--config.file=%s" % self.config_path,
+                "--storage.path=%s" % (self.workdir / "data"),
+                "--web.listen-address=127.0.0.1:%d" % self.port, "--cluster.listen-address="]
+
+
+class WebhookReceiver:
+    """Collects the JSON bodies Alertmanager POSTs to http://127.0.0.1:<port>/."""
+
+    def __init__(self) -> None:
+        received = self.received = []  # type: List[Dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length).decode("utf-8")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def alerts(self) -> List[Dict[str, Any]]:
+        """Every alert of every notification received so far."""
+        return [alert for body in list(self.received) for alert in body.get("alerts", [])]
+
+    def __enter__(self) -> "WebhookReceiver":
         self.thread.start()
         return self
 

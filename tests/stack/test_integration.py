@@ -7,15 +7,18 @@ One board, "itest-orin", as Prometheus would see a Jetson Orin:
   the page cache of the training data;
 * the trainer (python -m trainer.cli) trains mobilenet_v3_small on a
   synthetic CIFAR-10 on the CPU for 3 short epochs and lingers;
-* Prometheus runs the project's prometheus.yml and rules (tests/stack/harness.py).
+* Prometheus runs the project's prometheus.yml and rules, and sends its
+  alerts to Alertmanager running the project's alertmanager.yml with the
+  webhook pointed at a local receiver (tests/stack/harness.py).
 
 During the run the fake sysfs replays an over-temperature of the cpu-thermal
 zone (above its 99 °C passive trip point), later three over-current events.
 Then, through the HTTP API: every recording rule has produced data; every
 query of every dashboard panel returns data with Grafana's variables filled
-in; the throttling alerts fire; the per-epoch energy from the rules agrees
-with the exporter's energy counter.
+in; the throttling alerts fire and reach the webhook; the per-epoch energy
+from the rules agrees with the exporter's energy counter.
 """
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -28,7 +31,7 @@ import pytest
 import requests
 
 from tests.stack.catalog import REPO, dashboard_queries, metric_names, rule_names, substitute
-from tests.stack.harness import Prometheus, Target, free_port
+from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver, free_port
 
 if importlib.util.find_spec("exporter.cli") is None or importlib.util.find_spec("trainer.cli") is None:
     pytest.skip("needs the exporter and trainer packages", allow_module_level=True)
@@ -59,6 +62,7 @@ class Stack(NamedTuple):
     prom: Prometheus
     started: float                      # Unix time before the trainer started
     sysfs: Path
+    webhook: WebhookReceiver            # behind the project's Alertmanager config
 
 
 def child_env() -> Dict[str, str]:
@@ -106,20 +110,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "--train-images", "2400", "--test-images", "16"],
                    env=child_env(), cwd=str(REPO), check=True, stdout=subprocess.DEVNULL)
 
-    processes = []  # type: List[subprocess.Popen]
-    prom = Prometheus(tmp / "prometheus", scrape_interval="%dms" % (INTERVAL * 1000),
-                      evaluation_interval="%dms" % (INTERVAL * 1000))
-    try:
+    with contextlib.ExitStack() as cleanup:   # unwinds in reverse: trainer, Prometheus, exporter, ...
+        webhook = cleanup.enter_context(WebhookReceiver())
+        alertmanager = cleanup.enter_context(Alertmanager(tmp / "alertmanager", webhook.url))
+
         exporter_port, trainer_port = free_port(), free_port()
         exporter_log = tmp / "exporter.log"
-        processes.append(spawn(
+        exporter = spawn(
             ["exporter.cli", "--web.listen-address", "127.0.0.1:%d" % exporter_port,
-             "--interval", str(EXPORTER_INTERVAL), "--power-source", "tegrastats", "--tegrastats-file", str(DEMO_LOG),
-             "--dataset", str(data), "--pagecache-interval", "2", "--sysfs-root", str(sysfs)],
-            exporter_log))
-        wait_http("http://127.0.0.1:%d/metrics" % exporter_port, processes[-1], exporter_log)
+             "--interval", str(EXPORTER_INTERVAL), "--power-source", "tegrastats",
+             "--tegrastats-file", str(DEMO_LOG), "--dataset", str(data), "--pagecache-interval", "2",
+             "--sysfs-root", str(sysfs)], exporter_log)
+        cleanup.callback(stop, exporter)
+        wait_http("http://127.0.0.1:%d/metrics" % exporter_port, exporter, exporter_log)
 
-        prom.start()
+        prom = cleanup.enter_context(Prometheus(
+            tmp / "prometheus", scrape_interval="%dms" % (INTERVAL * 1000),
+            evaluation_interval="%dms" % (INTERVAL * 1000), alertmanager=alertmanager.address))
         prom.set_targets([Target(DEVICE, "agx-orin", "ssd", exporter_port=exporter_port,
                                  trainer_port=trainer_port)])
         prom.wait_for('up{job="edgescope-exporter"} == 1')
@@ -129,22 +136,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
         started = time.time()
         trainer_log = tmp / "trainer.log"
-        processes.append(spawn(
+        trainer = spawn(
             ["trainer.cli", "--model", "mobilenet_v3_small", "--dataset", "cifar10",
              "--data-dir", str(data), "--epochs", str(EPOCHS), "--max-batches", "150",
              "--batch-size", "16", "--workers", "1", "--device", "cpu", "--seed", "1",
              "--metrics-port", str(trainer_port), "--metrics-addr", "127.0.0.1",
              "--linger", "180", "--log-interval", "40",
-             "--run-id", RUN_ID, "--device-name", DEVICE], trainer_log))
+             "--run-id", RUN_ID, "--device-name", DEVICE], trainer_log)
+        cleanup.callback(stop, trainer)
         # finished training and scraped as such, still serving (--linger)
         prom.wait_until(lambda: prom.query('edgescope_train_running{run_id="%s"} == 0' % RUN_ID),
                         timeout=600, what="the run to finish; trainer log:\n%s" % trainer_log)
-        assert processes[-1].poll() is None, trainer_log.read_text()
-        yield Stack(prom, started, sysfs)
-    finally:
-        for process in reversed(processes):
-            stop(process)
-        prom.stop()
+        assert trainer.poll() is None, trainer_log.read_text()
+        yield Stack(prom, started, sysfs, webhook)
 
 
 def test_every_recording_rule_produced_data(stack: Stack) -> None:
@@ -184,6 +188,13 @@ def test_replayed_over_temperature_fires_the_throttling_alert(stack: Stack) -> N
     # three over-current events now
     (stack.sysfs / "class/hwmon/hwmon3/oc1_event_cnt").write_text("3")
     over_current = stack.prom.wait_for_alert("EdgescopeOverCurrentThrottling", "firing", timeout=30)
+    # delivered through the project's Alertmanager route to the webhook receiver
+    delivered = stack.prom.wait_until(
+        lambda: [a for a in stack.webhook.alerts()
+                 if a["labels"]["alertname"] == "EdgescopeThermalTripPointReached"],
+        timeout=30, what="the thermal alert at the webhook")
+    assert delivered[0]["status"] == "firing" and delivered[0]["labels"]["device"] == DEVICE
+    assert delivered[0]["annotations"]["summary"] == alert["annotations"]["summary"]
     assert over_current["labels"]["sensor"] == "oc1"
     # the cool zones and steady counters do not alert
     firing = [(a["labels"]["alertname"], a["labels"].get("zone"), a["labels"].get("sensor"))
