@@ -1,0 +1,144 @@
+"""What does edgescope's per-batch instrumentation cost? (target: <= 1.01)
+
+The same training loop, same model, same data and the same augmentation
+seeds, run uninstrumented ("plain") and instrumented exactly as
+edgescope-train does it (StepMeter + TrainMetrics), interleaved in ABBA order
+so that drift of a shared machine cancels. Printed as ratios: of CPU time
+(process_time, one torch thread, no workers: what the instrumentation costs,
+robust to other jobs on a shared machine) and of wall time (min over runs,
+the least disturbed run of each kind). "plain" is the loop without edgescope;
+"none" is the same loop through StepMeter with --timing none, so instrumented/none
+isolates the timing itself.
+
+    PYTHONPATH=. python3 bench/trainer_overhead.py [--model mobilenet_v3_small --batch-size 16]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trainer.data import build_dataset, make_loader  # noqa: E402
+from trainer.meter import StepMeter  # noqa: E402
+from trainer.metrics import TrainMetrics  # noqa: E402
+from trainer.models import build_model  # noqa: E402
+from trainer.synthetic import write_cifar10  # noqa: E402
+
+
+class Setup:
+    """Model, optimizer and a CIFAR-10 loader (synthetic files, reference transforms)."""
+
+    def __init__(self, model: str, batch_size: int, batches: int, workers: int, device: torch.device,
+                 data_dir: str) -> None:
+        write_cifar10(data_dir, train_images=batch_size * batches, test_images=1)
+        dataset = build_dataset("cifar10", data_dir)
+        self.loader = make_loader(dataset, batch_size, workers, 2, device.type == "cuda", seed=0)
+        self.device = device
+        self.model = build_model(model).to(device).train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, running_loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss = self.criterion(self.model(images), targets)
+        loss.backward()
+        self.optimizer.step()
+        running_loss += loss.detach()
+
+    def epoch(self, mode: str) -> Dict[str, float]:
+        """One pass over the loader; ``mode`` is "plain" (no edgescope at all) or a --timing mode.
+        Returns wall and CPU seconds (device work included) and, when measured, stall and compute sums."""
+        self.loader.generator.manual_seed(0)  # identical batches and augmentation in every run
+        torch.manual_seed(0)
+        running_loss = torch.zeros((), device=self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        began, cpu_began = time.perf_counter(), time.process_time()
+        if mode == "plain":
+            for images, targets in self.loader:
+                images = images.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                self.train_step(images, targets, running_loss)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began}
+        metrics = TrainMetrics("bench")
+        meter = StepMeter(self.device, mode, on_batch=metrics.observe_batch)
+        meter.begin_window("epoch")
+        for images, targets in meter.wrap(self.loader, device=self.device):
+            with meter.step():
+                self.train_step(images, targets, running_loss)
+            metrics.samples.inc(len(targets))
+        window = meter.end_window("epoch")  # waits for the device in every mode
+        return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began,
+                "stall_s": window.fetch_stall_s,
+                "compute_s": window.compute_s}
+
+
+def interleave(setup: Setup, modes: List[str], rounds: int) -> Dict[str, List[Dict[str, float]]]:
+    """One warm-up pass per mode, then ``rounds`` rounds alternating the order (ABBA...)."""
+    for mode in modes:
+        setup.epoch(mode)
+    runs = {mode: [] for mode in modes}  # type: Dict[str, List[Dict[str, float]]]
+    for i in range(rounds):
+        for mode in (modes if i % 2 == 0 else list(reversed(modes))):
+            runs[mode].append(setup.epoch(mode))
+    return runs
+
+
+def meter_cost_per_batch_s(batches: int = 20000) -> float:
+    """The instrumentation alone around an empty step: its cost per batch, free of training noise."""
+    metrics = TrainMetrics("bench")
+    meter = StepMeter("cpu", "lazy", on_batch=metrics.observe_batch)
+    began = time.perf_counter()
+    for _ in meter.wrap(range(batches)):
+        with meter.step():
+            pass
+        metrics.samples.inc(16)
+    instrumented = time.perf_counter() - began
+    began = time.perf_counter()
+    for _ in range(batches):
+        pass
+    return (instrumented - (time.perf_counter() - began)) / batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenet_v3_small")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=10, help="batches per run")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=0, help="0: all work in this process, so CPU time sees it")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 keeps spinning threads out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as data_dir:
+        setup = Setup(args.model, args.batch_size, args.batches, args.workers, torch.device("cpu"), data_dir)
+        runs = interleave(setup, ["plain", "none", "lazy"], args.rounds)
+    cost = meter_cost_per_batch_s()
+    print("{} batch {} on CPU ({} torch threads), {} rounds x {} batches, {} workers".format(
+        args.model, args.batch_size, args.threads, args.rounds, args.batches, args.workers))
+    for baseline in ("plain", "none"):
+        for clock in ("cpu_s", "wall_s"):
+            base = [r[clock] for r in runs[baseline]]
+            instrumented = [r[clock] for r in runs["lazy"]]
+            per_round = sorted(b / a for a, b in zip(base, instrumented))
+            print("instrumented/{} ({}): median of rounds {:.4f} (quartiles {:.4f}..{:.4f}), min/min {:.4f}; "
+                  "medians {:.4f} s vs {:.4f} s".format(
+                      baseline, "CPU time" if clock == "cpu_s" else "wall time", statistics.median(per_round),
+                      per_round[len(per_round) // 4], per_round[3 * len(per_round) // 4],
+                      min(instrumented) / min(base), statistics.median(instrumented), statistics.median(base)))
+    step_s = min(r["wall_s"] for r in runs["plain"]) / args.batches
+    print("instrumentation alone: {:.1f} us per batch = ratio {:.5f} on a {:.1f} ms batch".format(
+        cost * 1e6, 1 + cost / step_s, step_s * 1e3))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""edgescope-experiment: the reference procedure as a resumable sweep."""

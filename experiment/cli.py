@@ -1,0 +1,111 @@
+"""edgescope-experiment PLAN.yaml: the reference procedure as a sweep over
+models × batch sizes × workers × prefetch × power modes × dataset locations.
+Before each run: power mode, jetson_clocks on, fan at maximum (through jtop),
+sync and drop the page cache (root); then the trainer; then the report.
+Resumable: rerun the same command after an interruption."""
+import argparse
+import contextlib
+import io
+import os
+import sys
+from typing import List, Optional
+
+from experiment import controls as board
+from experiment.plan import PlanError, load
+from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
+from experiment.state import Journal
+
+EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgescope-experiment", description=__doc__)
+    p.add_argument("plan", metavar="PLAN.yaml", help="the sweep plan (see experiment/plans/reference.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and their commands; run nothing")
+    p.add_argument("--no-drop-caches", action="store_true",
+                   help="do not sync + drop the page cache before each run (dropping it needs root)")
+    p.add_argument("--no-report", action="store_true", help="do not produce the report at the end")
+    return p
+
+
+def error(message: str, code: int = 2) -> int:
+    print("edgescope-experiment: error: " + message, file=sys.stderr)
+    return code
+
+
+def dry_run(plan, drop: bool) -> None:
+    status = Journal(plan.output_dir).last_status()
+    runs = plan.runs()
+    say("plan {}: {} runs, {} epochs each; before each run: {}".format(
+        plan.path, len(runs), plan.epochs, ", ".join(x for x in (
+            "power mode" if any(r.power_mode is not None for r in runs) else "",
+            "jetson_clocks on" if plan.jetson_clocks else "", "fan max" if plan.fan_max else "",
+            "sync + drop caches" if drop else "page cache kept") if x)))
+    for run in runs:
+        state = status.get(run.run_id, "pending")
+        state = "done (skipped)" if state == "completed" else ("redo ({})".format(state) if state != "pending"
+                                                                else state)
+        labels = base_labels(plan, run)
+        print("{}  [{}]  power_mode={}  storage={}".format(run.run_id, state,
+                                                           "as is" if run.power_mode is None else run.power_mode,
+                                                           run.location))
+        print("    " + " ".join(trainer_command(plan, run, labels)))
+    args = report_arguments(plan, [r.run_id for r in runs])
+    print("then: " + ("edgescope-report " + " ".join(args) if args else "no report (report.prometheus not set)"))
+
+
+def produce_report(plan) -> int:
+    args = report_arguments(plan, completed_runs(plan))
+    if args is None:
+        say("no report: set report.prometheus in the plan (or no run completed)")
+        return 0
+    from report.cli import main as report_main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = report_main(args)
+    if code == 0:
+        path = os.path.join(plan.output_dir, "report." + EXTENSIONS[plan.report_format])
+        with open(path, "w") as f:
+            f.write(out.getvalue())
+        sys.stdout.write(out.getvalue())
+        say("report written to " + path)
+    return code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        plan = load(args.plan)
+    except PlanError as exc:
+        return error(str(exc))
+    drop = plan.drop_caches and not args.no_drop_caches
+    controls = board.find_controls()
+    say(controls.describe())
+    try:
+        controls.check_power_modes(plan.sweep["power_mode"])
+        if args.dry_run:
+            dry_run(plan, drop)
+            return 0
+        for name, data_dir in plan.sweep["dataset_location"].items():
+            if not os.path.isdir(data_dir):
+                return error("{}: sweep.dataset_location.{}: no directory {} (create the dataset there, e.g. "
+                             "edgescope-dataset, or fix the path)".format(plan.path, name, data_dir))
+        if drop:
+            board.check_can_drop_caches()
+        os.makedirs(plan.output_dir, exist_ok=True)
+        failed = run_plan(plan, controls, drop)
+    except board.ControlError as exc:
+        return error(str(exc), 1)
+    except KeyboardInterrupt:
+        return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
+    except OSError as exc:
+        return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror), 1)
+    code = 0 if args.no_report else produce_report(plan)
+    if failed:
+        return error("{} run(s) failed: {}; rerun the same command to redo them".format(
+            len(failed), ", ".join(failed)), 1)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

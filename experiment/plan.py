@@ -1,0 +1,212 @@
+"""The sweep plan: a YAML file, checked completely before anything runs.
+
+An unknown key or an impossible value is a PlanError whose message names the
+file and the key (``plan.yaml: sweep.batch_size[1]: ...``).
+"""
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+MODELS = ("vgg11", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
+DATASETS = ("cifar10", "imagefolder")
+FORMATS = ("table", "csv", "json", "markdown")
+PowerMode = Union[None, int, str]
+
+
+class PlanError(Exception):
+    """One line naming the plan file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One trainer run of the sweep."""
+    run_id: str
+    model: str
+    batch_size: int
+    workers: int
+    prefetch_factor: int
+    power_mode: PowerMode
+    location: str  # the dataset location's name, e.g. sd, ssd, usb
+    data_dir: str
+    repeat: int
+
+
+@dataclass
+class Plan:
+    path: str
+    name: str
+    repeats: int
+    dataset: str
+    epochs: int
+    max_batches: Optional[int]
+    metrics_port: int
+    device_name: Optional[str]
+    extra_args: List[str]
+    command: Optional[List[str]]
+    sweep: Dict[str, Any]
+    jetson_clocks: bool
+    fan_max: bool
+    drop_caches: bool
+    output_dir: str
+    prometheus: Optional[str]
+    report_format: str
+    plots: bool
+    warmup_epochs: int
+
+    def runs(self) -> List[RunSpec]:
+        """Every run, power mode outermost (changing it is slow and may need the
+        board to settle), then dataset location, model and loader settings."""
+        s = self.sweep
+        out = []
+        for mode, (location, data_dir), model, batch, workers, prefetch, repeat in itertools.product(
+                s["power_mode"], s["dataset_location"].items(), s["model"], s["batch_size"], s["workers"],
+                s["prefetch_factor"], range(self.repeats)):
+            parts = [self.name, model, "b{}".format(batch), "w{}".format(workers), "pf{}".format(prefetch),
+                     "pm-{}".format("asis" if mode is None else mode), location]
+            if self.repeats > 1:
+                parts.append("r{}".format(repeat))
+            run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))
+            out.append(RunSpec(run_id, model, batch, workers, prefetch, mode, location, data_dir, repeat))
+        return out
+
+
+def _fail(path: str, key: str, problem: str) -> PlanError:
+    return PlanError("{}: {}: {}".format(path, key, problem))
+
+
+def _section(path: str, raw: Any, key: str, allowed: List[str]) -> Dict[str, Any]:
+    value = {} if raw is None else raw
+    if not isinstance(value, dict):
+        raise _fail(path, key, "must be a mapping")
+    for k in value:
+        if k not in allowed:
+            where = "{}.{}".format(key, k) if key else str(k)
+            raise _fail(path, where, "unknown key (known: {})".format(", ".join(allowed)))
+    return value
+
+
+def _int(path: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(path, key, "must be an integer >= {}, got {!r}".format(minimum, value))
+    return value
+
+
+def _str(path: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, key, "must be a non-empty string, got {!r}".format(value))
+    return value
+
+
+def _bool(path: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, key, "must be true or false, got {!r}".format(value))
+    return value
+
+
+def _list(path: str, key: str, value: Any, check) -> list:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise _fail(path, key, "must list at least one value")
+    checked = [check("{}[{}]".format(key, i), v) for i, v in enumerate(items)]
+    if len(set(map(repr, checked))) != len(checked):
+        raise _fail(path, key, "lists a value twice")
+    return checked
+
+
+def load(path: str) -> Plan:
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as exc:
+        raise PlanError("{}: cannot read the plan ({})".format(path, exc.strerror))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = " at line {}".format(mark.line + 1) if mark else ""
+        raise PlanError("{}: not valid YAML{}".format(path, where))
+    top = _section(path, raw, "", ["name", "repeats", "trainer", "sweep", "controls", "output", "report"])
+    trainer = _section(path, top.get("trainer"), "trainer", ["dataset", "epochs", "max_batches", "metrics_port",
+                                                            "device_name", "extra_args", "command"])
+    sweep = _section(path, top.get("sweep"), "sweep", ["model", "batch_size", "workers", "prefetch_factor",
+                                                      "power_mode", "dataset_location"])
+    controls = _section(path, top.get("controls"), "controls", ["jetson_clocks", "fan_max", "drop_caches"])
+    output = _section(path, top.get("output"), "output", ["dir"])
+    report = _section(path, top.get("report"), "report", ["prometheus", "format", "plots", "warmup_epochs"])
+
+    name = _str(path, "name", top.get("name", "sweep"))
+    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise _fail(path, "name", "use letters, digits, '_', '.', '-' only (it starts every run_id)")
+    dataset = trainer.get("dataset", "cifar10")
+    if dataset not in DATASETS:
+        raise _fail(path, "trainer.dataset", "unknown dataset {!r} (known: {})".format(dataset, ", ".join(DATASETS)))
+    max_batches = trainer.get("max_batches")
+    if max_batches is not None:
+        max_batches = _int(path, "trainer.max_batches", max_batches, 1)
+    device_name = trainer.get("device_name")
+    if device_name is not None:
+        device_name = _str(path, "trainer.device_name", device_name)
+    extra = trainer.get("extra_args", [])
+    if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+        raise _fail(path, "trainer.extra_args", "must be a list of strings")
+    command = trainer.get("command")
+    if command is not None and (not isinstance(command, list) or not command
+                                or not all(isinstance(a, str) and a for a in command)):
+        raise _fail(path, "trainer.command", "must be a non-empty list of strings (the program and its arguments)")
+
+    def model(key: str, v: Any) -> str:
+        if v not in MODELS:
+            raise _fail(path, key, "unknown model {!r} (known: {})".format(v, ", ".join(MODELS)))
+        return v
+
+    def power_mode(key: str, v: Any) -> PowerMode:
+        if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (isinstance(v, str) and v):
+            return v
+        raise _fail(path, key, "must be an nvpmodel mode name, a mode id >= 0, or null to leave it as is")
+
+    locations = sweep.get("dataset_location")
+    if not isinstance(locations, dict) or not locations:
+        raise _fail(path, "sweep.dataset_location", "must map a storage name to a data directory, "
+                                                    "e.g. {sd: /home/me/data, ssd: /mnt/ssd/data}")
+    for k, v in locations.items():
+        if not isinstance(k, str) or not re.match(r"^[A-Za-z0-9_.-]+$", k):
+            raise _fail(path, "sweep.dataset_location", "storage name {!r}: use letters, digits, '_', '.', '-'"
+                        .format(k))
+        _str(path, "sweep.dataset_location.{}".format(k), v)
+
+    checked_sweep = {
+        "model": _list(path, "sweep.model", sweep.get("model", ["vgg11"]), model),
+        "batch_size": _list(path, "sweep.batch_size", sweep.get("batch_size", [16]),
+                            lambda k, v: _int(path, k, v, 1)),
+        "workers": _list(path, "sweep.workers", sweep.get("workers", [4]), lambda k, v: _int(path, k, v, 0)),
+        "prefetch_factor": _list(path, "sweep.prefetch_factor", sweep.get("prefetch_factor", [2]),
+                                 lambda k, v: _int(path, k, v, 1)),
+        "power_mode": _list(path, "sweep.power_mode", sweep.get("power_mode", [None]), power_mode),
+        "dataset_location": dict(locations),
+    }
+    fmt = report.get("format", "markdown")
+    if fmt not in FORMATS:
+        raise _fail(path, "report.format", "must be one of {}, got {!r}".format(", ".join(FORMATS), fmt))
+    prometheus = report.get("prometheus")
+    if prometheus is not None and not re.match(r"^https?://", _str(path, "report.prometheus", prometheus)):
+        raise _fail(path, "report.prometheus", "must be an http:// or https:// URL, got {!r}".format(prometheus))
+    epochs = _int(path, "trainer.epochs", trainer.get("epochs", 6), 1)
+    warmup = _int(path, "report.warmup_epochs", report.get("warmup_epochs", 1), 0)
+    if warmup >= epochs:
+        raise _fail(path, "report.warmup_epochs", "{} leaves no epoch to average of trainer.epochs {}".format(
+            warmup, epochs))
+    port = _int(path, "trainer.metrics_port", trainer.get("metrics_port", 9946), 1)
+    if port > 65535:
+        raise _fail(path, "trainer.metrics_port", "{} is not a TCP port (1-65535)".format(port))
+    return Plan(
+        path=path, name=name, repeats=_int(path, "repeats", top.get("repeats", 1), 1), dataset=dataset,
+        epochs=epochs, max_batches=max_batches, metrics_port=port,
+        device_name=device_name, extra_args=list(extra), command=command, sweep=checked_sweep,
+        jetson_clocks=_bool(path, "controls.jetson_clocks", controls.get("jetson_clocks", True)),
+        fan_max=_bool(path, "controls.fan_max", controls.get("fan_max", True)),
+        drop_caches=_bool(path, "controls.drop_caches", controls.get("drop_caches", True)),
+        output_dir=_str(path, "output.dir", output.get("dir", "out/experiment")),
+        prometheus=prometheus, report_format=fmt, plots=_bool(path, "report.plots", report.get("plots", True)),
+        warmup_epochs=warmup,
+    )

@@ -1,0 +1,124 @@
+"""Runs a plan: for each pending run, set the board up, drop the page cache,
+run the trainer with the run's context as labels, journal the outcome."""
+import os
+import socket
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from experiment import controls as board
+from experiment.plan import Plan, RunSpec
+from experiment.state import Journal
+
+
+def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str]) -> List[str]:
+    """The trainer's command line, with the flags of the trainer issue and one
+    ``--label KEY=VALUE`` per context label (they land in run_info)."""
+    base = plan.command or [sys.executable, "-m", "trainer.cli"]
+    cmd = list(base) + [
+        "--model", run.model, "--dataset", plan.dataset, "--data-dir", run.data_dir,
+        "--batch-size", str(run.batch_size), "--workers", str(run.workers),
+        "--prefetch-factor", str(run.prefetch_factor), "--epochs", str(plan.epochs),
+        "--run-id", run.run_id, "--device-name", plan.device_name or socket.gethostname(),
+        "--metrics-port", str(plan.metrics_port),
+        "--results", os.path.join(plan.output_dir, run.run_id + ".results.jsonl"),
+    ]
+    if plan.max_batches is not None:
+        cmd += ["--max-batches", str(plan.max_batches)]
+    for key, value in sorted(labels.items()):
+        cmd += ["--label", "{}={}".format(key, value)]
+    return cmd + plan.extra_args
+
+
+def base_labels(plan: Plan, run: RunSpec) -> Dict[str, str]:
+    labels = {"plan": plan.name, "dataset_location": run.location, "data_dir": run.data_dir}
+    if run.power_mode is not None:
+        labels["power_mode_requested"] = str(run.power_mode)
+    return labels
+
+
+def say(message: str) -> None:
+    print("edgescope-experiment: " + message, flush=True)
+
+
+def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHES) -> List[str]:
+    """Every pending run of the plan, in order; returns the run_ids that failed.
+    KeyboardInterrupt is journalled as ``interrupted`` and re-raised."""
+    journal = Journal(plan.output_dir)
+    status = journal.last_status()
+    failed = []
+    runs = plan.runs()
+    for index, run in enumerate(runs, 1):
+        where = "[{}/{}] {}".format(index, len(runs), run.run_id)
+        if status.get(run.run_id) == "completed":
+            say("{}: done before, skipped".format(where))
+            continue
+        if run.run_id in status:
+            say("{}: redoing ({} last time)".format(where, status[run.run_id]))
+        labels = base_labels(plan, run)
+        labels.update(controls.prepare(run.power_mode, plan.jetson_clocks, plan.fan_max))
+        if drop:
+            board.drop_caches(drop_path)
+            labels["page_cache"] = "dropped"
+        else:
+            labels["page_cache"] = "kept"
+        cmd = trainer_command(plan, run, labels)
+        results = os.path.join(plan.output_dir, run.run_id + ".results.jsonl")
+        if os.path.exists(results):
+            os.remove(results)  # an interrupted attempt's partial epochs must not mix in
+        journal.record(run.run_id, "started", context=labels, command=cmd)
+        say("{}: training ({})".format(where, " ".join("{}={}".format(k, v) for k, v in sorted(labels.items()))))
+        code = _run_logged(cmd, os.path.join(plan.output_dir, run.run_id + ".log"), run.run_id, journal)
+        if code == 0:
+            journal.record(run.run_id, "completed")
+            say("{}: completed".format(where))
+        else:
+            journal.record(run.run_id, "failed", returncode=code)
+            say("{}: FAILED with exit code {} (see {}); it is redone next time".format(
+                where, code, os.path.join(plan.output_dir, run.run_id + ".log")))
+            failed.append(run.run_id)
+    return failed
+
+
+def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal) -> int:
+    """The trainer's output goes to the terminal and to its log file."""
+    with open(log_path, "a") as log:
+        try:
+            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        except OSError as exc:
+            log.write("cannot start {}: {}\n".format(cmd[0], exc))
+            return 127
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                sys.stdout.write(line)
+                log.write(line)
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the trainer too (same process group): let it stop at a batch boundary.
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            journal.record(run_id, "interrupted")
+            raise
+
+
+def completed_runs(plan: Plan) -> List[str]:
+    status = Journal(plan.output_dir).last_status()
+    return [r.run_id for r in plan.runs() if status.get(r.run_id) == "completed"]
+
+
+def report_arguments(plan: Plan, run_ids: List[str]) -> Optional[List[str]]:
+    """edgescope-report's arguments for the sweep's completed runs, or None
+    when the plan names no Prometheus."""
+    if not plan.prometheus or not run_ids:
+        return None
+    args = ["--prometheus", plan.prometheus, "--format", plan.report_format,
+            "--warmup-epochs", str(plan.warmup_epochs)]
+    if plan.plots:
+        args += ["--plots", os.path.join(plan.output_dir, "plots")]
+    for run_id in run_ids:
+        args += ["--run", run_id]
+    return args

@@ -1,0 +1,51 @@
+"""The one interface every source implements.
+
+A source's `sample()` returns the series it knows right now, or raises
+`SourceDown` (or anything else) to say it cannot; the sampler turns that into
+`edgescope_source_up{source, reason} 0` and the other sources carry on.
+"""
+import os
+from typing import List
+
+from exporter.metrics import Sample
+
+
+class SourceDown(Exception):
+    """The source cannot give a sample now; the message is the short reason."""
+
+
+class Source:
+    """Base class: `name` is the `source` label of everything it reports."""
+
+    name = "source"
+
+    def sample(self) -> List[Sample]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release processes, handles and threads. Safe to call twice."""
+
+
+class Unavailable(Source):
+    """A source that could not start: it reports down with the reason, every time."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def sample(self) -> List[Sample]:
+        raise SourceDown(self.reason)
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def read_number(path: str) -> float:
+    return float(read_text(path))
+
+
+def sysfs(root: str, *parts: str) -> str:
+    """Join a path below a configurable root (/sys in production, a fake tree in tests)."""
+    return os.path.join(root, *parts)

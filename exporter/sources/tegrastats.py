@@ -1,0 +1,179 @@
+"""tegrastats: a child `tegrastats --interval MS`, or a recorded log replayed in a loop.
+
+The parser reads every generation's line format (see tests/exporter/fixtures/
+tegrastats_lines.txt for the real lines it is tested on):
+  JetPack 4   `POM_5V_IN 1750/1628`, AGX Xavier's bare `GPU 463/463 CPU 618/618`
+  JetPack 5/6 `07-09-2024 13:31:31 ...` prefix, `VDD_IN 2763mW/2846mW`, `GR3D_FREQ 0%@[114]`,
+              lower-case sensors on 6 (`cpu@52.562C`)
+  JetPack 7   `VIN_SYS_5V0 3918mW/3952mW/4019mW`, `cpu@43.093C/43.093C`
+  non-root    no `@freq` after the percentages; `NC` rails; `-256C` offline sensors.
+The first number of a rail or a sensor is the instantaneous one; the others
+are tegrastats' own running averages, which the exporter does not use.
+"""
+import logging
+import re
+import subprocess
+import threading
+import time
+from typing import Dict, List, NamedTuple, Optional
+
+from exporter.energy import PowerMeter
+from exporter.metrics import Sample
+from exporter.sources.base import Source, SourceDown
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+OFFLINE_CELSIUS = -256.0
+# PMIC@100C on Nano/TX is a fixed placeholder, not a sensor (jetson-stats skips it too).
+FAKE_SENSORS = ("PMIC",)
+
+_RAIL = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(?:mW)?)?(?=\s|$)")
+_TEMP = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?:/-?\d+(?:\.\d+)?C)*(?=\s|$)")
+_CPU = re.compile(r"(?<!\S)CPU \[([^\]]*)\]")
+_CORE = re.compile(r"^(\d+)%(?:@(\d+))?$")
+_ENGINE = re.compile(r"(?<!\S)(GR3D_FREQ|EMC_FREQ) (\d+)%(?:@\[?(\d+)(?:,\d+)*\]?)?")
+_MEM = re.compile(r"(?<!\S)(RAM|SWAP) (\d+)/(\d+)MB")
+
+
+class TegraStats(NamedTuple):
+    """One parsed line, in base units; absent fields are empty/None."""
+    rails_w: Dict[str, float]
+    temps_c: Dict[str, float]
+    cpu_busy: List[Optional[float]]  # per core, None when the core is off
+    gpu_busy: Optional[float]
+    emc_busy: Optional[float]
+    emc_hz: Optional[float]
+    ram_used: Optional[float]
+    ram_total: Optional[float]
+    swap_used: Optional[float]
+    swap_total: Optional[float]
+
+
+def parse_line(line: str) -> TegraStats:
+    rails = {}  # type: Dict[str, float]
+    for name, cur, _avg, _third in _RAIL.findall(line):
+        if name in ("RAM", "SWAP", "IRAM") or name == "NC":
+            continue  # memory totals, and rails marked not connected
+        rails[name] = int(cur) / 1000.0
+    temps = {}  # type: Dict[str, float]
+    for name, value in _TEMP.findall(line):
+        celsius = float(value)
+        if celsius <= OFFLINE_CELSIUS or name in FAKE_SENSORS:
+            continue
+        temps[name] = celsius
+    cpus = []  # type: List[Optional[float]]
+    m = _CPU.search(line)
+    if m:
+        for core in m.group(1).split(","):
+            cm = _CORE.match(core.strip())
+            cpus.append(int(cm.group(1)) / 100.0 if cm else None)
+    engines = {name: (int(pct) / 100.0, int(mhz) * 1e6 if mhz else None)
+               for name, pct, mhz in _ENGINE.findall(line)}
+    mem = {name: (int(used) * MIB, int(total) * MIB) for name, used, total in _MEM.findall(line)}
+    ram = mem.get("RAM", (None, None))
+    swap = mem.get("SWAP", (None, None))
+    gpu = engines.get("GR3D_FREQ", (None, None))
+    emc = engines.get("EMC_FREQ", (None, None))
+    return TegraStats(rails, temps, cpus, gpu[0], emc[0], emc[1], ram[0], ram[1], swap[0], swap[1])
+
+
+def stats_samples(st: TegraStats) -> List[Sample]:
+    """The Jetson-state series a line carries (power goes through the PowerMeter)."""
+    out = [Sample("edgescope_temperature_celsius", {"sensor": k}, v) for k, v in sorted(st.temps_c.items())]
+    out += [Sample("edgescope_cpu_utilisation_ratio", {"cpu": "cpu{}".format(i)}, v)
+            for i, v in enumerate(st.cpu_busy) if v is not None]
+    single = (("edgescope_gpu_utilisation_ratio", st.gpu_busy), ("edgescope_emc_utilisation_ratio", st.emc_busy),
+              ("edgescope_memory_used_bytes", st.ram_used), ("edgescope_memory_total_bytes", st.ram_total),
+              ("edgescope_swap_used_bytes", st.swap_used), ("edgescope_swap_total_bytes", st.swap_total))
+    out += [Sample(name, {}, v) for name, v in single if v is not None]
+    if st.emc_hz is not None:
+        out.append(Sample("edgescope_clock_frequency_hertz", {"clock": "emc"}, st.emc_hz))
+    return out
+
+
+class TegrastatsSource(Source):
+    """Reads lines in a background thread; each line is one power sample at its arrival time."""
+
+    name = "tegrastats"
+
+    def __init__(self, interval: float, replay_file: Optional[str] = None,
+                 command: str = "tegrastats") -> None:
+        self._line_interval = interval
+        self._replay = replay_file
+        self._command = command
+        self._meter = PowerMeter(self.name)
+        self._lock = threading.Lock()
+        self._latest = None  # type: Optional[TegraStats]
+        self._latest_t = 0.0
+        self._error = ""
+        self._stop = threading.Event()
+        self._proc = None  # type: Optional[subprocess.Popen]
+        if replay_file is None:
+            ms = str(max(1, int(round(interval * 1000))))
+            try:
+                self._proc = subprocess.Popen([command, "--interval", ms], stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, universal_newlines=True)
+            except OSError as e:
+                self._error = "cannot run {}: {}".format(command, e.strerror or e)
+                return
+        self._thread = threading.Thread(target=self._run, name="tegrastats-reader", daemon=True)
+        self._thread.start()
+
+    def _lines(self):
+        if self._proc is not None:
+            for line in self._proc.stdout:
+                yield line
+            code = self._proc.wait()
+            err = (self._proc.stderr.read() or "").strip().splitlines()
+            raise SourceDown("tegrastats exited with code {}{}".format(code, ": " + err[-1] if err else ""))
+        with open(self._replay) as f:
+            recorded = [ln for ln in f if ln.strip() and not ln.startswith("#")]
+        if not recorded:
+            raise SourceDown("replay file {} has no tegrastats lines".format(self._replay))
+        while True:
+            for line in recorded:
+                yield line
+                if self._stop.wait(self._line_interval):
+                    return
+
+    def _run(self) -> None:
+        try:
+            for line in self._lines():
+                if self._stop.is_set():
+                    return
+                st = parse_line(line)
+                t = time.monotonic()
+                with self._lock:
+                    if st.rails_w:
+                        self._meter.integrate(t, st.rails_w)
+                    self._latest, self._latest_t = st, t
+        except SourceDown as e:
+            if self._stop.is_set():
+                return  # closed by us: not a failure
+            self._error = str(e)
+        except (OSError, ValueError) as e:
+            self._error = "reading tegrastats failed: {}".format(e)
+        if self._error:
+            log.warning("tegrastats source down: %s", self._error)
+
+    def sample(self) -> List[Sample]:
+        with self._lock:
+            if self._error:
+                raise SourceDown(self._error)
+            if self._latest is None:
+                raise SourceDown("no tegrastats line yet")
+            limit = max(3 * self._line_interval, 5.0)
+            if time.monotonic() - self._latest_t > limit:
+                raise SourceDown("no tegrastats line for over {:g}s".format(limit))
+            return self._meter.samples() + stats_samples(self._latest)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()

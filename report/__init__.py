@@ -1,0 +1,1 @@
+"""edgescope-report: the characterisation tables and plots, read back from Prometheus."""

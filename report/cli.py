@@ -1,0 +1,88 @@
+"""edgescope-report: per-epoch and averaged characterisation tables (E2E, fetch
+stall, compute, energy, power, read IOPS/MB/s, page cache) and paper-ready plots,
+read from any server with the Prometheus HTTP API."""
+import argparse
+import datetime
+import re
+import sys
+import time
+from typing import List, Optional
+
+from report.collect import collect
+from report.prom import Prometheus, ReportError
+from report.render import build, render
+
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, now: float) -> float:
+    """Unix seconds, RFC 3339 (``2026-11-27T02:00:00Z``) or a duration ago (``6h``)."""
+    match = RELATIVE.match(text)
+    if match:
+        return now - float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("{!r} is not a time: use unix seconds, RFC 3339 "
+                                         "(2026-11-27T02:00:00Z) or a duration ago (6h, 2d)".format(text))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgescope-report", description=__doc__)
+    p.add_argument("--prometheus", default="http://localhost:9090", metavar="URL",
+                   help="base URL of Prometheus (or any server with its HTTP API); default %(default)s")
+    p.add_argument("--run", action="append", default=[], metavar="ID", dest="runs",
+                   help="a run_id to report (repeatable); default: every run between --since and --until")
+    p.add_argument("--since", metavar="TIME", help="start of the time range (unix s, RFC 3339 or e.g. 6h ago); "
+                   "default: --until minus 30 days")
+    p.add_argument("--until", metavar="TIME", help="end of the time range; default: now")
+    p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
+                   help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
+    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--section", choices=("epochs", "summary", "comparison"), default="epochs",
+                   help="which table --format csv writes (default epochs)")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    now = time.time()
+    try:
+        until = parse_time(args.until, now) if args.until else now
+        since = parse_time(args.since, now) if args.since else until - 30 * 86400
+    except argparse.ArgumentTypeError as exc:
+        p.error(str(exc))
+    if since >= until:
+        p.error("--since must be before --until")
+    if args.warmup_epochs < 0:
+        p.error("--warmup-epochs must be >= 0")
+    try:
+        collected = collect(Prometheus(args.prometheus, args.timeout), args.runs, since, until)
+        report = build(collected, args.warmup_epochs, {"prometheus": args.prometheus, "since": since,
+                                                       "until": until})
+        if args.plots:
+            from report.plots import write_plots
+            for path in write_plots(collected.runs, report, args.plots):
+                print("edgescope-report: wrote " + path, file=sys.stderr)
+    except ReportError as exc:
+        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        return 1
+    for note in collected.notes:
+        print("edgescope-report: warning: " + note, file=sys.stderr)
+    sys.stdout.write(render(report, args.format, args.section))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The report as a terminal table, Markdown, CSV or JSON. JSON and CSV carry
+raw numbers in base units (null / empty where unknown); the table and
+Markdown round them for reading and print ``missing`` where unknown."""
+import csv
+import io
+import json
+from typing import Callable, Dict, List, Optional, Tuple
+
+from report.collect import Collected, Epoch, Run
+from report.summary import FIELDS, comparison, run_summary
+
+# Heading and formatter of every per-epoch number, for people.
+COLUMNS = {
+    "e2e_seconds": ("E2E s", lambda v: "{:.2f}".format(v)),
+    "fetch_stall_seconds": ("stall s", lambda v: "{:.2f}".format(v)),
+    "compute_seconds": ("compute s", lambda v: "{:.2f}".format(v)),
+    "stall_share": ("stall %", lambda v: "{:.1f}".format(100 * v)),
+    "energy_joules": ("energy J", lambda v: "{:.1f}".format(v)),
+    "average_power_watts": ("power W", lambda v: "{:.2f}".format(v)),
+    "read_iops": ("read r/s", lambda v: "{:.1f}".format(v)),
+    "read_bytes_per_second": ("read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
+    "page_cache_ratio": ("cached", lambda v: "{:.3f}".format(v)),
+}  # type: Dict[str, tuple]
+MISSING = "missing"
+
+
+def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
+    record = {"run_id": run.run_id, "device": run.device, "device_type": run.device_type, "storage": run.storage,
+              "model": run.model, "epoch": epoch.epoch, "included_in_summary": epoch.epoch >= warmup_epochs,
+              "start_timestamp_seconds": epoch.start, "end_timestamp_seconds": epoch.end, "samples": epoch.samples}
+    for name in FIELDS:
+        record[name] = getattr(epoch, name)
+    return record
+
+
+def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
+    """Everything the report says, as one JSON-ready object."""
+    return {
+        "settings": dict(settings, warmup_epochs=warmup_epochs),
+        "epochs": [epoch_record(r, e, warmup_epochs) for r in collected.runs for e in r.epochs],
+        "summary": [run_summary(r, warmup_epochs) for r in collected.runs],
+        "comparison": comparison(collected.runs, warmup_epochs),
+        "notes": list(collected.notes),
+    }
+
+
+def _cell(name: str, value: Optional[float]) -> str:
+    return MISSING if value is None else COLUMNS[name][1](value)
+
+
+def _stat_cell(name: str, stat: dict) -> str:
+    if stat["mean"] is None:
+        return MISSING
+    text = _cell(name, stat["mean"])
+    return text if stat["std"] is None else "{} ± {}".format(text, _cell(name, stat["std"]))
+
+
+def configuration_text(configuration: Dict[str, str]) -> str:
+    return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
+
+
+def split_configuration(rows: List[dict]) -> Tuple[Dict[str, str], List[Dict[str, str]]]:
+    """The settings every row shares, and per row only those that differ: a
+    comparison reads at a glance when its column shows what changes."""
+    keys = sorted({k for r in rows for k in r["configuration"]})
+    common = {}
+    for k in keys:
+        values = {r["configuration"].get(k) for r in rows}
+        if len(values) == 1 and None not in values:
+            common[k] = values.pop()
+    return common, [{k: v for k, v in r["configuration"].items() if k not in common} for r in rows]
+
+
+def tables(report: dict) -> List[tuple]:
+    """(title, headers, rows) of the three human tables."""
+    heads = [COLUMNS[n][0] for n in FIELDS]
+    epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
+              + [_cell(n, r[n]) for n in FIELDS] for r in report["epochs"]]
+    summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
+               + [_stat_cell(n, s[n]) for n in FIELDS] for s in report["summary"]]
+    common, varying = split_configuration(report["comparison"])
+    compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
+                configuration_text(v) or "(same)", str(len(c["runs"])), str(c["epochs"])]
+               + [_stat_cell(n, c[n]) for n in FIELDS] for c, v in zip(report["comparison"], varying)]
+    warmup = report["settings"]["warmup_epochs"]
+    return [
+        ("Per epoch (* = warm-up, left out of the means)", ["run", "device", "epoch"] + heads, epochs),
+        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads,
+         summary),
+        ("Comparison: device × model × configuration; common to all rows: {}".format(
+            configuration_text(common) or "nothing"),
+         ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads, compare),
+    ]
+
+
+def as_text(report: dict) -> str:
+    out = []
+    for title, headers, rows in tables(report):
+        widths = [max(len(x) for x in column) for column in zip(headers, *rows)]
+        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        out += [title, line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows] + [""]
+    out += ["note: " + n for n in report["notes"]]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def as_markdown(report: dict) -> str:
+    out = []
+    for title, headers, rows in tables(report):
+        out += ["### " + title, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
+    out += ["> note: " + n for n in report["notes"]]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def as_csv(report: dict, section: str) -> str:
+    """One CSV table (``epochs``, ``summary`` or ``comparison``); summary and
+    comparison numbers come as ``<field>_mean`` and ``<field>_std`` columns."""
+    buffer = io.StringIO()
+    records = report[section]
+    if section == "epochs":
+        flat = records
+    else:
+        flat = []
+        for r in records:
+            row = {k: v for k, v in r.items() if k not in FIELDS}
+            row["configuration"] = configuration_text(r["configuration"])
+            for key in ("epochs_included", "runs"):
+                if key in row:
+                    row[key] = " ".join(str(x) for x in row[key])
+            for n in FIELDS:
+                row[n + "_mean"], row[n + "_std"] = r[n]["mean"], r[n]["std"]
+            flat.append(row)
+    if flat:
+        writer = csv.DictWriter(buffer, fieldnames=list(flat[0].keys()), lineterminator="\n")
+        writer.writeheader()
+        for row in flat:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def as_json(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+FORMATS = {"table": as_text, "markdown": as_markdown, "json": as_json}  # type: Dict[str, Callable[[dict], str]]
+
+
+def render(report: dict, fmt: str, section: str = "epochs") -> str:
+    if fmt == "csv":
+        return as_csv(report, section)
+    return FORMATS[fmt](report)

@@ -1,0 +1,58 @@
+"""Per-run summaries and the cross-run comparison: mean ± sample standard
+deviation over the epochs kept (by default epoch 0, the warm-up, is left out
+as in the reference method)."""
+import statistics
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from report.collect import Epoch, Run
+
+# The numbers reported for every epoch, in output order.
+FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share", "energy_joules",
+          "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio")
+
+Stat = Dict[str, Optional[float]]
+
+
+def kept(epochs: Sequence[Epoch], warmup_epochs: int) -> List[Epoch]:
+    return [e for e in epochs if e.epoch >= warmup_epochs]
+
+
+def mean_std(values: Sequence[Optional[float]]) -> Stat:
+    """Mean and sample std (n − 1). Unknown (None) if any value is unknown: a
+    mean over the epochs that happen to have data would silently change what it
+    averages. std is None for a single value."""
+    if not values or any(v is None for v in values):
+        return {"mean": None, "std": None}
+    known = [float(v) for v in values]  # type: ignore
+    return {"mean": statistics.mean(known), "std": statistics.stdev(known) if len(known) > 1 else None}
+
+
+def summarize(epochs: Sequence[Epoch]) -> Dict[str, Stat]:
+    return {name: mean_std([getattr(e, name) for e in epochs]) for name in FIELDS}
+
+
+def run_summary(run: Run, warmup_epochs: int) -> dict:
+    chosen = kept(run.epochs, warmup_epochs)
+    record = {"run_id": run.run_id, "device": run.device, "device_type": run.device_type, "storage": run.storage,
+              "model": run.model, "configuration": dict(run.configuration),
+              "epochs_included": [e.epoch for e in chosen]}
+    record.update(summarize(chosen))
+    return record
+
+
+def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
+    """One row per device × model × configuration, pooling the kept epochs of
+    every run with that key (repeated runs add epochs, not rows)."""
+    groups = {}  # type: Dict[Tuple, List[Run]]
+    for run in runs:
+        key = (run.device, run.device_type or "", run.storage or "", run.model or "", run.configuration)
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for (device, device_type, storage, model, configuration), members in sorted(groups.items()):
+        chosen = [e for run in members for e in kept(run.epochs, warmup_epochs)]
+        row = {"device": device, "device_type": device_type or None, "storage": storage or None,
+               "model": model or None, "configuration": dict(configuration),
+               "runs": [r.run_id for r in members], "epochs": len(chosen)}
+        row.update(summarize(chosen))
+        rows.append(row)
+    return rows

@@ -1,0 +1,67 @@
+"""Window arithmetic on raw counter samples: the increase of a counter over an
+exact time window, interpolating linearly between scrapes at both edges.
+
+Pure functions on lists of ``(unix_seconds, value)`` so that they can be tested
+exactly on synthetic series. A Prometheus counter drops to a lower value only
+when its process restarts; as in PromQL's ``increase()``, such a drop is read as
+a reset to zero followed by the new value.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+Sample = Tuple[float, float]
+
+
+def reset_adjusted(samples: Sequence[Sample]) -> List[Sample]:
+    """The counter with resets removed: a running total that never decreases."""
+    adjusted = []  # type: List[Sample]
+    total = 0.0
+    previous = None  # type: Optional[float]
+    for t, value in samples:
+        if previous is None:
+            total = value
+        elif value >= previous:
+            total += value - previous
+        else:
+            total += value  # restarted from zero, then counted up to `value`
+        adjusted.append((t, total))
+        previous = value
+    return adjusted
+
+
+def value_at(samples: Sequence[Sample], t: float) -> Optional[float]:
+    """Linear interpolation of a (reset-adjusted) series at time ``t``; None if
+    ``t`` lies outside the samples (no extrapolation: we never guess)."""
+    if not samples or t < samples[0][0] or t > samples[-1][0]:
+        return None
+    for (t0, v0), (t1, v1) in zip(samples, samples[1:]):
+        if t0 <= t <= t1:
+            if t1 == t0:
+                return v1
+            return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return samples[-1][1]  # a single sample exactly at t
+
+
+def increase(samples: Sequence[Sample], start: float, end: float) -> Optional[float]:
+    """How much the counter grew between ``start`` and ``end`` (seconds, unix).
+
+    None when the samples do not cover the whole window: then the increase is
+    unknown, never zero.
+    """
+    if end < start:
+        raise ValueError("window ends before it starts: {} < {}".format(end, start))
+    ordered = sorted(samples)
+    adjusted = reset_adjusted(ordered)
+    first = value_at(adjusted, start)
+    last = value_at(adjusted, end)
+    if first is None or last is None:
+        return None
+    return last - first
+
+
+def rate(samples: Sequence[Sample], start: float, end: float) -> Optional[float]:
+    """Average per-second increase over the window (e.g. joules → watts,
+    reads → IOPS); None when unknown or the window is empty."""
+    grown = increase(samples, start, end)
+    if grown is None or end <= start:
+        return None
+    return grown / (end - start)

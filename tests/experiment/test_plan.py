@@ -1,0 +1,78 @@
+"""Plan files: the shipped example, unknown keys, impossible values."""
+import os
+
+import pytest
+
+from experiment.plan import PlanError, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_reference_plan_loads_and_expands_the_sweep():
+    plan = load(os.path.join(ROOT, "experiment", "plans", "reference.yaml"))
+    runs = plan.runs()
+    assert len(runs) == 3 * 2  # three models × two dataset locations
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert {r.location for r in runs} == {"sd", "ssd"}
+    assert all(r.batch_size == 16 and r.workers == 4 and r.prefetch_factor == 2 for r in runs)
+    assert plan.epochs == 6 and plan.warmup_epochs == 1
+
+
+def test_repeats_and_power_modes_multiply_runs(bench):
+    plan = load(bench.plan(repeats=2, sweep__batch_size=[8, 16], sweep__workers=[0, 2, 4]))
+    runs = plan.runs()
+    assert len(runs) == 2 * 2 * 3 * 2  # power modes × batch × workers × repeats
+    assert runs[0].power_mode == "MODE_20W_6CORE" and runs[-1].power_mode == 3  # power mode outermost
+    assert runs[0].run_id == "t-vgg11-b8-w0-pf2-pm-MODE_20W_6CORE-ssd-r0"
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"colour": "blue"}, "colour"),
+    ({"sweep__batchsize": [16]}, "sweep.batchsize"),
+    ({"controls__fan": True}, "controls.fan"),
+    ({"trainer__lr": 0.1}, "trainer.lr"),
+])
+def test_unknown_key_is_named(bench, change, key):
+    with pytest.raises(PlanError) as err:
+        load(bench.plan(**change))
+    assert "{}: unknown key".format(key) in str(err.value) and "plan.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"sweep__batch_size": [16, 0]}, "sweep.batch_size[1]"),
+    ({"sweep__workers": [-1]}, "sweep.workers[0]"),
+    ({"sweep__prefetch_factor": [0]}, "sweep.prefetch_factor[0]"),
+    ({"sweep__model": ["vgg12"]}, "sweep.model[0]"),
+    ({"sweep__power_mode": [True]}, "sweep.power_mode[0]"),
+    ({"sweep__batch_size": [16, 16]}, "sweep.batch_size"),
+    ({"sweep__dataset_location": {}}, "sweep.dataset_location"),
+    ({"trainer__epochs": 0}, "trainer.epochs"),
+    ({"trainer__epochs": 1}, "report.warmup_epochs"),  # warm-up 1 of 1 epoch leaves nothing to average
+    ({"trainer__metrics_port": 70000}, "trainer.metrics_port"),
+    ({"trainer__dataset": "imagenet"}, "trainer.dataset"),
+    ({"report__format": "xlsx"}, "report.format"),
+    ({"report__prometheus": "localhost:9090"}, "report.prometheus"),
+    ({"controls__drop_caches": "yes"}, "controls.drop_caches"),
+    ({"name": "my plan"}, "name"),
+])
+def test_impossible_value_is_named(bench, change, key):
+    with pytest.raises(PlanError) as err:
+        load(bench.plan(**change))
+    assert "plan.yaml: {}: ".format(key) in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(PlanError, match="cannot read the plan"):
+        load(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sweep: [unclosed\n")
+    with pytest.raises(PlanError, match="not valid YAML at line"):
+        load(str(bad))
+
+
+def test_bad_plan_on_the_command_line_runs_nothing(bench):
+    result = bench.run(bench.plan(sweep__batch_size=[0]))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "sweep.batch_size[0]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert bench.events() == [] and bench.journal() == []

@@ -1,0 +1,118 @@
+"""The exporter as a process: real /metrics through promtool, the contract, and one-line config errors."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from exporter.metrics import METRICS
+from tests.exporter.conftest import REPO, child_env, make_orin_sysfs, parse_metrics
+
+DEMO = os.path.join(REPO, "exporter", "demo", "tegrastats_nano_warming.log")
+
+
+def test_full_metrics_pass_promtool(tmp_path, run_exporter):
+    sysfs = make_orin_sysfs(tmp_path / "sys")
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    (dataset / "a.bin").write_bytes(os.urandom(10000))
+    url, _ = run_exporter("--power-source", "tegrastats", "--tegrastats-file", DEMO, "--interval", "0.2",
+                          "--sysfs-root", sysfs, "--dataset", str(dataset), wait_for="edgescope_dataset_files")
+    body = requests.get(url + "/metrics", timeout=5).text
+    m = parse_metrics(body)
+    for src in ("tegrastats", "diskstats", "thermal", "pagecache"):
+        assert m['edgescope_source_up{reason="",source="%s"}' % src] == 1
+    assert m['edgescope_power_source_info{board_rail="POM_5V_IN",source="tegrastats"}'] == 1
+    assert m["edgescope_board_power_watts"] > 0
+    assert m['edgescope_throttle_events_total{sensor="oc3"}'] == 37
+    names = {re.match(r"[a-z_]+", k).group(0) for k in m}
+    names = {n[:-len("_created")] if n.endswith("_created") else n for n in names}
+    assert names <= set(METRICS), names - set(METRICS)
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed")
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True)
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.strip() == "", check.stdout  # no lint warnings either
+
+
+def test_no_power_source_means_no_power_series(tmp_path, run_exporter):
+    url, _ = run_exporter("--power-source", "auto", "--sysfs-root", str(tmp_path), "--jtop-socket", str(tmp_path / "no.sock"),
+                          wait_for='source="thermal"')
+    body = requests.get(url + "/metrics", timeout=5).text
+    if shutil.which("tegrastats"):
+        pytest.skip("this machine has tegrastats")
+    assert "edgescope_board_power_watts" not in body and "edgescope_board_energy_joules_total" not in body
+    assert re.search(r'edgescope_source_up\{reason="no RAPL zones[^"]*",source="rapl"\} 0', body)
+    assert re.search(r'edgescope_source_up\{reason="[^"]+",source="jtop"\} 0', body)
+
+
+def _run(args, tmp_path):
+    return subprocess.run([sys.executable, "-m", "exporter.cli"] + args, env=child_env(), cwd=str(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+
+
+@pytest.mark.parametrize("config,needle", [
+    ("interval: fast\n", "cfg.yml: key 'interval': must be a positive number of seconds, got 'fast'"),
+    ("intervall: 1\n", "cfg.yml: unknown key 'intervall'"),
+    ("power-source: battery\n", "cfg.yml: key 'power-source': must be one of auto, jtop, tegrastats, nvml, rapl, none"),
+    ("dataset: [/no/such/dataset]\n", "cfg.yml: key 'dataset': dataset path '/no/such/dataset' does not exist"),
+    ("web.listen-address: 9945\n", "cfg.yml: key 'web.listen-address': must be HOST:PORT or :PORT"),
+    ("interval: [1\n", "cfg.yml: not valid YAML at line"),
+])
+def test_bad_config_is_one_line(tmp_path, config, needle):
+    (tmp_path / "cfg.yml").write_text(config)
+    r = _run(["--config", "cfg.yml"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--interval", "0"], "--interval: must be a positive number of seconds, got '0'"),
+    (["--tegrastats-file", "/no/such.log"], "--tegrastats-file: file '/no/such.log' does not exist"),
+    (["--sysfs-root", "/no/sys"], "--sysfs-root: directory '/no/sys' does not exist"),
+    (["--disk-exclude", "(("], "--disk-exclude: is not a valid regular expression"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--config", "/no/cfg.yml"], "--config /no/cfg.yml: No such file or directory"),
+    (["--web.config.file", "web.yml"], "web.yml: unknown key 'tls'"),
+])
+def test_bad_flag_is_one_line(tmp_path, args, needle):
+    (tmp_path / "web.yml").write_text("tls:\n  cert: x\n")
+    r = _run(args, tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_busy_port_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = _run(["--web.listen-address", "127.0.0.1:{}".format(port), "--power-source", "none"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "cannot listen (Address already in use)" in r.stderr, r.stderr
+
+
+def test_config_file_and_flags_share_names(tmp_path, run_exporter):
+    (tmp_path / "cfg.yml").write_text("power-source: none\ninterval: 0.2\nsysfs-root: {}\n".format(tmp_path))
+    url, _ = run_exporter("--config", str(tmp_path / "cfg.yml"), "--power-source", "tegrastats",
+                          "--tegrastats-file", DEMO, wait_for='source="tegrastats"')
+    assert 'edgescope_source_up{reason="",source="tegrastats"} 1.0' in requests.get(url + "/metrics", timeout=5).text
+
+
+def test_contract_matches_docs():
+    """Every exporter metric in docs/metrics.md is in METRICS with the same labels, and vice versa."""
+    with open(os.path.join(REPO, "docs", "metrics.md")) as f:
+        doc = f.read().split("## Exporter", 1)[1]
+    documented = {}
+    for row in re.findall(r"^\| (`edgescope_[^|]+)\| (\w[^|]*)\| ([^|]*)\|", doc, re.M):
+        labels = tuple(sorted(x.strip() for x in row[2].split(",") if x.strip()))
+        for name in re.findall(r"`(edgescope_\w+)`", row[0]):
+            documented[name] = labels
+    assert set(documented) == set(METRICS)
+    for name, labels in documented.items():
+        assert labels == tuple(sorted(METRICS[name].labels)), name

@@ -1,0 +1,166 @@
+"""The jtop source against a fake client that holds real jtop 4.3 attribute values."""
+import copy
+
+import pytest
+
+from exporter.sources.base import SourceDown
+from exporter.sources.jtop import JtopSource
+from tests.exporter.fixtures import jtop_orin_nano as real
+
+
+class JtopException(Exception):
+    """Stands for jtop.core.exceptions.JtopException."""
+
+
+class NVPModel:
+    """jtop's NVPModel: str() and .name give the mode name."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+class JetsonClocks:
+    """jtop's JetsonClocks: truthy while jetson_clocks runs (__bool__ returns is_alive)."""
+
+    def __init__(self, alive):
+        self.is_alive = alive
+
+    def __bool__(self):
+        return self.is_alive
+
+
+class FakeJtop:
+    """Minimal jtop client: start()/ok()/close() and the attributes, with real values."""
+    service_up = True
+    instances = 0
+
+    def __init__(self, interval=1.0):
+        self.interval = interval
+        self.power = copy.deepcopy(real.POWER)
+        self.temperature = copy.deepcopy(real.TEMPERATURE)
+        self.memory = copy.deepcopy(real.MEMORY)
+        self.cpu = copy.deepcopy(real.CPU)
+        self.gpu = copy.deepcopy(real.GPU)
+        self.fan = copy.deepcopy(real.FAN)
+        self.nvpmodel = NVPModel(real.NVPMODEL)
+        self.jetson_clocks = JetsonClocks(real.JETSON_CLOCKS)
+        self.board = copy.deepcopy(real.BOARD)
+        self.closed = False
+
+    def start(self):
+        if not FakeJtop.service_up:
+            raise JtopException("The jtop.service is not active. Please run:\nsudo systemctl restart jtop.service")
+        FakeJtop.instances += 1
+
+    def ok(self, spin=False):
+        if not FakeJtop.service_up:
+            raise JtopException("jtop service connection lost")
+        return True
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def sock(tmp_path):
+    path = tmp_path / "jtop.sock"
+    path.write_text("")
+    FakeJtop.service_up = True
+    FakeJtop.instances = 0
+    return str(path)
+
+
+def by_key(samples):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples}
+
+
+def test_real_orin_nano_values(sock):
+    src = JtopSource(1.0, sock, FakeJtop)
+    got = by_key(src.sample())
+    assert got[("edgescope_board_power_watts", ())] == 5.133
+    assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("source", "jtop")))] == 1
+    assert got[("edgescope_rail_power_watts", (("rail", "VDD_SOC"),))] == 1.54
+    assert got[("edgescope_rail_power_watts", (("rail", "VDD_CPU_GPU_CV"),))] == 1.064
+    assert ("edgescope_temperature_celsius", (("sensor", "cv0"),)) not in got  # offline (-256)
+    assert got[("edgescope_temperature_celsius", (("sensor", "tj"),))] == 47.906
+    assert got[("edgescope_cpu_utilisation_ratio", (("cpu", "cpu1"),))] == pytest.approx(1 - 0.6161616161616161)
+    assert got[("edgescope_gpu_utilisation_ratio", ())] == pytest.approx(0.048)
+    assert got[("edgescope_memory_used_bytes", ())] == 1687344 * 1024
+    assert got[("edgescope_swap_total_bytes", ())] == 1844424 * 1024
+    assert got[("edgescope_emc_utilisation_ratio", ())] == 0.0
+    assert got[("edgescope_clock_frequency_hertz", (("clock", "emc"),))] == 2133000e3
+    assert got[("edgescope_clock_frequency_max_hertz", (("clock", "emc"),))] == 3199000e3
+    assert got[("edgescope_fan_speed_ratio", (("fan", "pwmfan0"),))] == pytest.approx(0.26274509803921568)
+    assert got[("edgescope_power_mode_info", (("mode", "25W"),))] == 1
+    assert got[("edgescope_jetson_clocks_enabled", ())] == 0
+    info = [k for k in got if k[0] == "edgescope_board_info"][0]
+    assert dict(info[1]) == {"model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
+                             "module": "NVIDIA Jetson Orin Nano (4GB ram)", "l4t": "36.4.3", "jetpack": "6.2"}
+
+
+def test_board_without_input_rail_is_the_sum(sock):
+    class AgxOrin(FakeJtop):
+        def __init__(self, interval=1.0):
+            super().__init__(interval)
+            # jtop's total_power() without VDD_IN/POM_5V_IN: 'tot' is the rail sum and has no 'name'
+            self.power = {"rail": self.power["rail"], "tot": {"power": 1064 + 1540, "avg": 806 + 1524}}
+    got = by_key(JtopSource(1.0, sock, AgxOrin).sample())
+    assert got[("edgescope_power_source_info", (("board_rail", "sum"), ("source", "jtop")))] == 1
+    assert got[("edgescope_board_power_watts", ())] == pytest.approx(2.604)
+
+
+def test_energy_integrates_each_sample(sock, monkeypatch):
+    clock = iter([0.0, 10.0, 11.0, 12.5])  # the first reading is the connect attempt
+    monkeypatch.setattr("exporter.sources.jtop.time.monotonic", lambda: next(clock))
+    src = JtopSource(1.0, sock, FakeJtop)
+    for _ in range(3):
+        got = by_key(src.sample())
+    # 5.133 W over 1.0 s + 1.5 s
+    assert got[("edgescope_board_energy_joules_total", ())] == pytest.approx(5.133 * 2.5)
+    assert got[("edgescope_rail_energy_joules_total", (("rail", "VDD_SOC"),))] == pytest.approx(1.54 * 2.5)
+
+
+def test_missing_socket_is_reported_and_retried(tmp_path):
+    src = JtopSource(1.0, str(tmp_path / "jtop.sock"), FakeJtop)
+    with pytest.raises(SourceDown, match="socket .* missing"):
+        src.sample()
+    with pytest.raises(SourceDown, match=r"missing: is jtop.service running\? \(retrying every 1s\)"):
+        src.sample()  # inside the backoff window: no new attempt
+
+
+def test_service_restart_reconnects_with_backoff(sock, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("exporter.sources.jtop.time.monotonic", lambda: now[0])
+    src = JtopSource(1.0, sock, FakeJtop, max_backoff=8.0)
+    src.sample()
+    FakeJtop.service_up = False  # the service restarts
+    with pytest.raises(SourceDown, match="connection lost"):
+        src.sample()
+    waits = []
+    for _ in range(5):
+        now[0] = src._retry_at
+        with pytest.raises(SourceDown, match="not active"):
+            src.sample()
+        waits.append(src._retry_at - now[0])
+    assert waits == [2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped
+    FakeJtop.service_up = True
+    now[0] = src._retry_at
+    assert by_key(src.sample())[("edgescope_board_power_watts", ())] == 5.133
+    assert FakeJtop.instances == 2 and src._backoff == 0
+
+
+def test_version_mismatch_reason_is_the_first_line(sock):
+    class Mismatch(FakeJtop):
+        def start(self):
+            raise JtopException("Mismatch version jtop service: [4.2.7] and client: [4.3.1]. Please run:\n\nsudo systemctl restart jtop.service")
+    with pytest.raises(SourceDown) as err:
+        JtopSource(1.0, sock, Mismatch).sample()
+    assert str(err.value) == "Mismatch version jtop service: [4.2.7] and client: [4.3.1]. Please run:"
+
+
+def test_jetson_stats_not_installed_says_so(sock):
+    with pytest.raises(SourceDown, match="jetson-stats .* not installed"):
+        JtopSource(1.0, sock).sample()

@@ -1,0 +1,153 @@
+"""The HTTP side: real HTTPS requests with TLS + bcrypt basic auth; failing and hung sources."""
+import datetime
+import ipaddress
+import threading
+import time
+
+import bcrypt
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.metrics import Sample
+from exporter.sampler import Sampler
+from exporter.server import load_web_config, serve
+from exporter.sources.base import Source, SourceDown
+from tests.exporter.conftest import free_port, parse_metrics
+
+
+def _cert(tmp_path, name, issuer_key=None, issuer_name=None, ca=False):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    crt, pem = tmp_path / (name + ".crt"), tmp_path / (name + ".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return str(crt), str(pem), key, subject
+
+
+class Const(Source):
+    name = "diskstats"
+
+    def sample(self):
+        return [Sample("edgescope_disk_read_iops", {"disk": "sda"}, 12.5)]
+
+
+class Raises(Source):
+    name = "thermal"
+
+    def sample(self):
+        raise RuntimeError("sensor bus exploded\nsecond line")
+
+
+class Hangs(Source):
+    name = "jtop"
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def sample(self):
+        self.release.wait(30)
+        raise SourceDown("released")
+
+
+@pytest.fixture
+def server_with(request):
+    servers = []
+
+    def start(sources, web=None, timeout=0.5):
+        sampler = Sampler(sources, interval=0.1, timeout=timeout)
+        sampler.start()
+        port = free_port()
+        srv = serve("127.0.0.1:{}".format(port), sampler.snapshot, web)
+        servers.append((srv, sampler))
+        return port
+
+    yield start
+    for srv, sampler in servers:
+        srv.shutdown()
+        srv.server_close()
+        for s in sampler.sources:
+            if isinstance(s, Hangs):
+                s.release.set()
+        sampler.stop()
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    ca_crt, _, ca_key, ca_name = _cert(tmp_path, "ca", ca=True)
+    srv_crt, srv_key, _, _ = _cert(tmp_path, "server", ca_key, ca_name)
+    cli_crt, cli_key, _, _ = _cert(tmp_path, "client", ca_key, ca_name)
+    return {"ca": ca_crt, "crt": srv_crt, "key": srv_key, "client": (cli_crt, cli_key)}
+
+
+def _web_config(tmp_path, text):
+    p = tmp_path / "web.yml"
+    p.write_text(text)
+    return load_web_config(str(p))
+
+
+def test_tls_and_bcrypt_basic_auth(tmp_path, tls_files, server_with):
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$")  # htpasswd style
+    web = _web_config(tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                "basic_auth_users:\n  prometheus: '{}'\n".format(hashed))
+    port = server_with([Const()], web)
+    url = "https://127.0.0.1:{}/metrics".format(port)
+    time.sleep(0.3)
+    ok = requests.get(url, auth=("prometheus", "s3cret"), verify=tls_files["ca"], timeout=5)
+    assert ok.status_code == 200
+    assert parse_metrics(ok.text)['edgescope_disk_read_iops{disk="sda"}'] == 12.5
+    again = requests.get(url, auth=("prometheus", "s3cret"), verify=tls_files["ca"], timeout=5)
+    assert again.status_code == 200  # served from the verified-password cache
+    assert requests.get(url, auth=("prometheus", "wrong"), verify=tls_files["ca"], timeout=5).status_code == 401
+    assert requests.get(url, auth=("nobody", "s3cret"), verify=tls_files["ca"], timeout=5).status_code == 401
+    no_auth = requests.get(url, verify=tls_files["ca"], timeout=5)
+    assert no_auth.status_code == 401 and no_auth.headers["WWW-Authenticate"].startswith("Basic")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get("http://127.0.0.1:{}/metrics".format(port), timeout=5)  # plain HTTP is not served
+    # read-only: no control actions over HTTP
+    assert requests.post(url, auth=("prometheus", "s3cret"), verify=tls_files["ca"], timeout=5).status_code == 405
+
+
+def test_client_certificate_required(tmp_path, tls_files, server_with):
+    web = _web_config(tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                "  client_ca_file: ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n")
+    port = server_with([Const()], web)
+    url = "https://127.0.0.1:{}/metrics".format(port)
+    assert requests.get(url, verify=tls_files["ca"], cert=tls_files["client"], timeout=5).status_code == 200
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.get(url, verify=tls_files["ca"], timeout=5)
+
+
+def test_raising_and_hung_sources_do_not_break_a_scrape(server_with):
+    hung = Hangs()
+    port = server_with([Const(), Raises(), hung], timeout=0.5)
+    time.sleep(1.0)  # longer than the timeout: the hung sample is now overdue
+    started = time.monotonic()
+    resp = requests.get("http://127.0.0.1:{}/metrics".format(port), timeout=5)
+    took = time.monotonic() - started
+    assert resp.status_code == 200
+    m = parse_metrics(resp.text)
+    assert m['edgescope_source_up{reason="",source="diskstats"}'] == 1
+    assert m['edgescope_source_up{reason="RuntimeError: sensor bus exploded",source="thermal"}'] == 0
+    hung_keys = [k for k in m if k.startswith("edgescope_source_up") and 'source="jtop"' in k]
+    assert hung_keys == ['edgescope_source_up{reason="sample hung: running longer than the 0.5s timeout",source="jtop"}']
+    assert m[hung_keys[0]] == 0
+    assert m['edgescope_disk_read_iops{disk="sda"}'] == 12.5
+    assert took < 2.0, "the scrape waited on the hung source"  # liveness, not a speed target: it would wait 30 s
+
+
+def test_unknown_path_is_404(server_with):
+    port = server_with([Const()])
+    assert requests.get("http://127.0.0.1:{}/debug".format(port), timeout=5).status_code == 404

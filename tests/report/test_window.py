@@ -1,0 +1,59 @@
+"""Window arithmetic, exact on synthetic series (no Prometheus)."""
+import pytest
+
+from report import window
+
+
+def linear(rate, t0, t1, step, offset=0.0):
+    """A counter growing at `rate` per second, sampled every `step` s."""
+    out, t = [], t0
+    while t <= t1 + 1e-9:
+        out.append((t, offset + rate * (t - t0)))
+        t += step
+    return out
+
+
+def test_constant_power_window_between_scrapes_is_exact():
+    samples = linear(7.5, 1000.0, 1100.0, 15.0)  # 7.5 W, scraped every 15 s
+    assert window.increase(samples, 1003.25, 1071.5) == pytest.approx(7.5 * 68.25, abs=1e-9)
+    assert window.rate(samples, 1003.25, 1071.5) == pytest.approx(7.5, abs=1e-12)
+
+
+def test_interpolation_at_each_edge_uses_the_two_surrounding_scrapes():
+    # piecewise: 2 W until 1010, 10 W after; scrapes at 1000, 1010, 1020
+    samples = [(1000.0, 0.0), (1010.0, 20.0), (1020.0, 120.0)]
+    # from 1005 (value 10) to 1015 (value 70)
+    assert window.increase(samples, 1005.0, 1015.0) == 60.0
+    # edges exactly on samples
+    assert window.increase(samples, 1000.0, 1020.0) == 120.0
+    assert window.increase(samples, 1010.0, 1010.0) == 0.0
+
+
+def test_counter_reset_counts_the_new_value_like_promql_increase():
+    # 10 J/s; the process restarts at 1025 (just after the 1020 scrape) and counts from zero again
+    samples = [(1000.0, 500.0), (1010.0, 600.0), (1020.0, 700.0), (1030.0, 50.0), (1040.0, 150.0)]
+    adjusted = window.reset_adjusted(samples)
+    assert [v for _, v in adjusted] == [500.0, 600.0, 700.0, 750.0, 850.0]
+    # window 1015..1035: 650 -> 800 on the adjusted series
+    assert window.increase(samples, 1015.0, 1035.0) == 150.0
+    # two resets in a row
+    twice = [(0.0, 5.0), (1.0, 2.0), (2.0, 1.0), (3.0, 4.0)]
+    assert window.increase(twice, 0.0, 3.0) == 2.0 + 1.0 + 3.0
+
+
+def test_unsorted_input_is_sorted_first():
+    samples = [(1020.0, 120.0), (1000.0, 0.0), (1010.0, 20.0)]
+    assert window.increase(samples, 1005.0, 1015.0) == 60.0
+
+
+def test_window_outside_the_samples_is_unknown_not_zero():
+    samples = linear(1.0, 1000.0, 1060.0, 15.0)
+    assert window.increase(samples, 990.0, 1030.0) is None  # starts before the first scrape
+    assert window.increase(samples, 1010.0, 1061.0) is None  # ends after the last scrape
+    assert window.increase([], 0.0, 1.0) is None
+    assert window.rate(samples, 1010.0, 1010.0) is None  # empty window: no rate
+
+
+def test_window_ending_before_it_starts_is_an_error():
+    with pytest.raises(ValueError):
+        window.increase([(0.0, 0.0), (10.0, 10.0)], 5.0, 4.0)

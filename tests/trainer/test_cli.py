@@ -1,0 +1,206 @@
+"""edgescope-train end to end with real PyTorch on the CPU: the exposition
+(live endpoint, textfile, promtool), results, signals, resume, bad input."""
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+
+from trainer import cli
+from trainer.synthetic import write_jpeg_folder
+
+from .conftest import REPO, cli_env, small_run_args
+
+
+class Lines:
+    """Reads a process's stdout in the background so a test can wait for a line."""
+
+    def __init__(self, stream) -> None:
+        self._lines = queue.Queue()  # type: queue.Queue
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            self._lines.put(line)
+        self._lines.put("")
+
+    def wait_for(self, pattern: str, timeout_s: float = 120.0) -> str:
+        """The next line matching ``pattern``; fails if the process ends or timeout_s passes."""
+        while True:
+            line = self._lines.get(timeout=timeout_s)
+            assert line, "process ended before printing {!r}".format(pattern)
+            if re.search(pattern, line):
+                return line
+
+
+def samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def results(path: str) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(cifar_dir, tmp_path, launch):
+    args = small_run_args(cifar_dir, str(tmp_path))
+    args[args.index("--metrics-port") + 1] = "0"
+    process = launch(args + ["--metrics-addr", "127.0.0.1", "--linger", "120", "--run-id", "t1",
+                             "--label", "power_mode=MAXN"])
+    lines = Lines(process.stdout)
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", lines.wait_for("metrics")).group(1))
+    lines.wait_for("serving the final metrics")
+    live = urllib.request.urlopen("http://127.0.0.1:{}/metrics".format(port), timeout=10).read().decode()
+    textfile = (tmp_path / "run.prom").read_text()
+    assert live == textfile
+
+    records = results(str(tmp_path / "results.jsonl"))
+    assert [(r["epoch"], r["complete"], r["batches"]) for r in records] == [(0, True, 4), (1, True, 4)]
+    values = samples(textfile)
+    run = (("run_id", "t1"),)
+    for name in ("fetch_stall", "compute", "batch"):
+        assert values[("edgescope_train_{}_seconds_count".format(name), run)] == 8
+    assert values[("edgescope_train_samples_total", run)] == 64
+    assert values[("edgescope_train_running", run)] == 0
+    for record in records:
+        epoch = (("epoch", str(record["epoch"])), ("run_id", "t1"))
+        assert values[("edgescope_train_epoch_duration_seconds", epoch)] == pytest.approx(record["duration_s"])
+        assert values[("edgescope_train_epoch_fetch_stall_seconds", epoch)] == pytest.approx(record["fetch_stall_s"])
+        assert values[("edgescope_train_epoch_compute_seconds", epoch)] == pytest.approx(record["compute_s"])
+        assert record["duration_s"] >= record["fetch_stall_s"] + record["compute_s"] > 0
+    info = [labels for (name, labels) in values if name == "edgescope_train_run_info"]
+    assert dict(info[0])["model"] == "mobilenet_v3_small" and dict(info[0])["power_mode"] == "MAXN"
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run scripts/install-deps.sh"
+    check = subprocess.run([promtool, "check", "metrics"], input=live, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    process.send_signal(signal.SIGTERM)  # during --linger: training is complete, so a clean exit
+    assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("signum, workers, whole_group", [
+    (signal.SIGTERM, "0", False),  # kill PID
+    (signal.SIGINT, "2", True),  # Ctrl-C in a shell: the loader's workers get it too
+])
+def test_a_signal_mid_run_writes_results_and_metrics_and_exits_non_zero(cifar_dir, tmp_path, launch,
+                                                                       signum, workers, whole_group):
+    args = small_run_args(cifar_dir, str(tmp_path))
+    args[args.index("--max-batches") + 1] = "20"
+    args[args.index("--workers") + 1] = workers
+    process = launch(args + ["--batch-size", "2", "--log-interval", "1", "--epochs", "3"])
+    Lines(process.stdout).wait_for(r"epoch 1 step 3/")
+    if whole_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    assert process.wait(timeout=60) == 128 + signum
+    err = process.stderr.read()
+    assert "stopped by signal" in err and "Traceback" not in err
+    records = results(str(tmp_path / "results.jsonl"))
+    assert [(r["epoch"], r["complete"]) for r in records] == [(0, True), (1, False)]
+    assert 3 <= records[1]["batches"] < 20
+    values = samples((tmp_path / "run.prom").read_text())
+    counted = [v for (name, _), v in values.items() if name == "edgescope_train_batch_seconds_count"]
+    assert counted == [20 + records[1]["batches"]]
+
+
+def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        args = small_run_args(cifar_dir, str(tmp_path))
+        args[args.index("--metrics-port") + 1] = str(port)
+        done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args + ["--metrics-addr", "127.0.0.1"],
+                              cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "cannot serve metrics on 127.0.0.1:{}".format(port) in done.stderr and "--metrics-port" in done.stderr
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--model", "alexnet"], "argument --model: invalid choice: 'alexnet'"),
+    (["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+    (["--batch-size", "0"], "argument --batch-size"),
+    (["--timing", "sometimes"], "argument --timing"),
+    (["--linger", "-1"], "argument --linger"),
+    (["--label", "device=x"], "argument --label"),
+    (["--metrics-port", "70000"], "not a TCP port"),
+    (["--resume"], "--resume needs --checkpoint-dir"),
+    (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
+    (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
+    (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
+] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "--device cuda but torch sees no CUDA device")]))
+def test_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
+    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgescope-train: ") and err.count("\n") == 1 and expected in err, err
+
+
+def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys):
+    checkpoints = str(tmp_path / "ckpt")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    first = torch.load(os.path.join(checkpoints, "checkpoint.pt"))
+    assert first["epoch"] == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "3", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 0/" not in out and "epoch 1/3" in out and "epoch 2/3" in out
+    assert "mean ± std over epochs 1..2 (n=2)" in out
+    records = results(str(tmp_path / "results.jsonl"))
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert len({r["run_id"] for r in records}) == 1
+    last = torch.load(os.path.join(checkpoints, "checkpoint.pt"))
+    assert last["epoch"] == 2 and len(last["history"]) == 3
+    moved = [not torch.equal(first["model"][k], last["model"][k]) for k in first["model"] if "weight" in k]
+    assert any(moved)
+
+
+def test_loss_is_read_from_the_device_only_when_printed(cifar_dir, tmp_path, monkeypatch, capsys):
+    reads = []
+    original = torch.Tensor.item
+
+    def item(tensor: torch.Tensor) -> float:
+        if sys._getframe(1).f_globals.get("__name__") == "trainer.cli":  # not the transforms' own
+            reads.append(1)
+        return original(tensor)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    args = small_run_args(cifar_dir, str(tmp_path))
+    args[args.index("--max-batches") + 1] = "10"
+    assert cli.main(args + ["--epochs", "1", "--batch-size", "4", "--log-interval", "5"]) == 0
+    assert capsys.readouterr().out.count(" loss ") >= 2
+    assert len(reads) <= 10 // 5 + 2  # per print, plus the epoch's mean and last window: never per batch
+
+
+def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
+    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1"]) == 0
+    record = results(str(tmp_path / "results.jsonl"))[0]
+    assert record["fetch_stall_s"] is None and record["duration_s"] > 0
+    assert "stall -" in capsys.readouterr().out
+    assert "edgescope_train_epoch_fetch_stall_seconds{" not in (tmp_path / "run.prom").read_text()
+
+
+def test_trains_on_an_image_folder(tmp_path, capsys):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=12, image_size=40, classes=3, seed=2)
+    args = small_run_args(folder, str(tmp_path)) + ["--dataset", "imagefolder", "--image-size", "32",
+                                                    "--epochs", "1", "--batch-size", "4"]
+    assert cli.main(args) == 0
+    record = results(str(tmp_path / "results.jsonl"))[0]
+    assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
+    assert "imagefolder (12 images, 3 batches/epoch)" in capsys.readouterr().out

@@ -1,0 +1,348 @@
+"""edgescope-train: the reference experiment, instrumented per batch.
+
+Defaults reproduce it: VGG11 on CIFAR-10, batch 16, 4 workers, prefetch 2,
+SGD lr 0.01 momentum 0.9, cross-entropy, 6 epochs; results are averaged over
+epochs 1..N-1 (epoch 0 warms up).
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from trainer.data import DATASETS, build_dataset, make_loader
+from trainer.errors import OneLineParser, UsageError, int_at_least
+from trainer.meter import TIMING_MODES, StepMeter, Window
+from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
+from trainer.models import MODELS, build_model
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("{!r} is not a number".format(text))
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("{} must be >= 0".format(text))
+    return value
+
+
+def _label(text: str) -> Any:
+    key, sep, value = text.partition("=")
+    if not sep or not LABEL_NAME.match(key) or key in RESERVED_LABELS:
+        raise argparse.ArgumentTypeError(
+            "{!r} must be KEY=VALUE with KEY a Prometheus label name other than {}"
+            .format(text, ", ".join(sorted(RESERVED_LABELS))))
+    return key, value
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = OneLineParser(prog="edgescope-train", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="vgg11")
+    p.add_argument("--dataset", choices=DATASETS, default="cifar10")
+    p.add_argument("--data-dir", default="data",
+                   help="cifar10: the folder holding cifar-10-batches-py/; imagefolder: the class folders' parent")
+    p.add_argument("--download", action="store_true", help="download the official CIFAR-10 (opt-in)")
+    p.add_argument("--image-size", type=int_at_least(1), default=224, help="imagefolder crop size in pixels")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
+    p.add_argument("--workers", type=int_at_least(0), default=4, help="DataLoader worker processes")
+    p.add_argument("--prefetch-factor", type=int_at_least(1), default=2, help="batches loaded ahead per worker")
+    p.add_argument("--pin-memory", action="store_true")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--epochs", type=int_at_least(1), default=6)
+    p.add_argument("--max-batches", type=int_at_least(1), default=None, help="cap on batches per epoch")
+    p.add_argument("--lr", type=_non_negative_float, default=0.01)
+    p.add_argument("--momentum", type=_non_negative_float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-id", default=None, help="default: generated from the time")
+    p.add_argument("--device-name", default=socket.gethostname(), help="default: the hostname")
+    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra run_info label (e.g. power_mode=MAXN, storage_path=/mnt/sd); repeatable")
+    p.add_argument("--timing", choices=TIMING_MODES, default="lazy",
+                   help="lazy: CUDA events read once done (default); sync: torch.cuda.synchronize() "
+                        "every batch; none: no per-batch timing")
+    p.add_argument("--metrics-port", type=int_at_least(-1), default=9946,
+                   help="Prometheus endpoint port; 0 picks a free one, -1 serves none")
+    p.add_argument("--metrics-addr", default="0.0.0.0")
+    p.add_argument("--metrics-textfile", default=None, help="also write the exposition here at each epoch end")
+    p.add_argument("--linger", type=_non_negative_float, default=30.0,
+                   help="seconds to keep serving after the last epoch, so the last scrape sees it")
+    p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
+    p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
+    p.add_argument("--checkpoint-dir", default=None, help="save a checkpoint at every epoch end")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
+    args = p.parse_args(argv)
+    if args.metrics_port > 65535:
+        p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
+    if args.download and args.dataset != "cifar10":
+        p.error("--download fetches CIFAR-10 only; drop it for --dataset {}".format(args.dataset))
+    if args.resume and not args.checkpoint_dir:
+        p.error("--resume needs --checkpoint-dir DIR")
+    return args
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop stops at the next batch boundary."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous = {}  # type: Dict[int, Any]
+
+    def __enter__(self) -> "StopRequest":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
+
+
+def _resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but torch sees no CUDA device; use --device cpu "
+                         "(on a Jetson, keep JetPack's CUDA torch: see the README)")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        raise UsageError("--resume: no checkpoint at {}; run without --resume first".format(path))
+    return torch.load(path, map_location=device)  # plain tensors, dicts and lists only
+
+
+def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
+    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def _append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
+    """Appends one JSON line; ``None`` only checks that the file can be written."""
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as f:
+            if record is not None:
+                f.write(json.dumps(record) + "\n")
+
+
+def _mean_std(values: List[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return "{:.3f} ± {:.3f} s".format(statistics.mean(values), std)
+
+
+def print_summary(history: List[Dict[str, Any]]) -> None:
+    """Mean ± std over epochs 1..N-1 (all epochs when there is only one)."""
+    complete = [r for r in history if r["complete"]]
+    chosen = [r for r in complete if r["epoch"] >= 1] or complete
+    if not chosen:
+        return
+    parts = ["{} {}".format(label, _mean_std([r[key] for r in chosen]))
+             for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
+                                ("compute", "compute_s"), ("overhead", "overhead_s"))
+             if chosen[0][key] is not None]
+    print("mean ± std over epochs {}..{} (n={}): {}".format(
+        chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
+
+
+class Job(NamedTuple):
+    """What one training step needs."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    loader: Any
+    device: torch.device
+
+
+def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, batches_per_epoch: int,
+                log_interval: int, stop: StopRequest) -> Tuple[Window, int, int, Optional[float]]:
+    """One epoch, measured in the window "epoch"; returns it with batches, samples and the mean loss.
+    The loss is summed on the device and read only every ``log_interval`` steps and at the end."""
+    job.model.train()
+    running_loss = torch.zeros((), device=job.device)
+    epoch_loss = torch.zeros((), device=job.device)
+    window_steps = batches = samples = 0
+    meter.begin_window("epoch")
+    try:
+        for images, targets in meter.wrap(job.loader, device=job.device):
+            with meter.step():
+                job.optimizer.zero_grad()
+                loss = job.criterion(job.model(images), targets)
+                loss.backward()
+                job.optimizer.step()
+                running_loss += loss.detach()  # stays on the device: no sync per batch
+            batches += 1
+            samples += len(targets)
+            metrics.samples.inc(len(targets))
+            window_steps += 1
+            if batches % log_interval == 0:
+                mean = (running_loss / window_steps).item()  # the only sync, every log_interval steps
+                metrics.loss.set(mean)
+                print("epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean), flush=True)
+                epoch_loss += running_loss
+                running_loss.zero_()
+                window_steps = 0
+            if stop.requested or batches == batches_per_epoch:
+                break
+    except Exception:
+        if not stop.requested:  # Ctrl-C may also end the loader's workers: expected then, not an error
+            raise
+    window = meter.end_window("epoch")
+    if window_steps:
+        metrics.loss.set((running_loss / window_steps).item())
+    epoch_loss += running_loss
+    return window, batches, samples, (epoch_loss / batches).item() if batches else None
+
+
+def run(args: argparse.Namespace, stop: StopRequest) -> int:
+    device = _resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
+    loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed)
+    model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
+
+    history = []  # type: List[Dict[str, Any]]
+    start_epoch = 0
+    run_id = args.run_id
+    if args.resume:
+        state = _load_checkpoint(args.checkpoint_dir, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        run_id = run_id or state["run_id"]
+    run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
+
+    labels = dict(args.label)
+    metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
+    config = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
+              "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
+              "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
+              "torch_device": device.type, "device_name": args.device_name}
+    config.update(labels)
+    metrics.set_run_info(config)
+    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr)
+    measured = args.timing != "none"
+    meter = StepMeter(device, args.timing, on_batch=metrics.observe_batch)
+    batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
+    print("edgescope-train: run {} | {} on {} ({} images, {} batches/epoch) | device {} | timing {} | metrics {}"
+          .format(run_id, args.model, args.dataset, len(dataset), batches_per_epoch, device, args.timing,
+                  "http://{}:{}/metrics".format(args.metrics_addr, server.port) if server else "not served"),
+          flush=True)
+
+    def finish() -> None:
+        if args.metrics_textfile:
+            metrics.write_textfile(args.metrics_textfile)
+
+    metrics.running.set(1)
+    try:
+        finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
+        _append_result(args.results, None)
+    except OSError as error:
+        if server:
+            server.close()
+        raise UsageError("cannot write {}: {}; check --metrics-textfile / --results"
+                         .format(error.filename, error.strerror))
+
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            metrics.epoch.set(epoch)
+            loader.generator.manual_seed(args.seed * 100003 + epoch)  # the same order after --resume
+            window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
+                                                         args.log_interval, stop)
+            complete = not stop.requested
+            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config)
+            history.append(record)
+            _append_result(args.results, record)
+            print_epoch(record, args.epochs)
+            if not complete:
+                break
+            metrics.record_epoch(epoch, window, samples, measured)
+            if args.checkpoint_dir:
+                _save_checkpoint(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
+                                                       "model": job.model.state_dict(),
+                                                       "optimizer": job.optimizer.state_dict()})
+            finish()
+        metrics.running.set(0)
+        finish()
+        print_summary(history)
+        if stop.requested:
+            print("edgescope-train: stopped by signal {}; results and metrics written".format(stop.signum),
+                  file=sys.stderr, flush=True)
+            return 128 + stop.signum
+        if server and args.linger > 0:
+            print("edgescope-train: serving the final metrics for {:g} s more (--linger)".format(args.linger),
+                  flush=True)
+            deadline = time.monotonic() + args.linger
+            while time.monotonic() < deadline and not stop.requested:
+                time.sleep(0.1)
+        return 0
+    finally:
+        finish()
+        if server:
+            server.close()
+
+
+def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
+                 loss: Optional[float], measured: bool, config: Dict[str, str]) -> Dict[str, Any]:
+    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing)."""
+    record = {"run_id": run_id, "epoch": epoch, "complete": complete, "batches": batches, "samples": samples,
+              "duration_s": window.duration_s,
+              "fetch_stall_s": window.fetch_stall_s if measured else None,
+              "compute_s": window.compute_s if measured else None,
+              "overhead_s": window.overhead_s if measured else None,
+              "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
+    record.update(config)
+    return record
+
+
+def print_epoch(record: Dict[str, Any], epochs: int) -> None:
+    def seconds(key: str) -> str:
+        return "-" if record[key] is None else "{:.3f} s".format(record[key])
+    print("epoch {}/{}{}: E2E {}  stall {}  compute {}  overhead {}  ({} batches, {} samples, loss {})".format(
+        record["epoch"], epochs, "" if record["complete"] else " (interrupted)", seconds("duration_s"),
+        seconds("fetch_stall_s"), seconds("compute_s"), seconds("overhead_s"), record["batches"],
+        record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = parse_args(argv)
+        with StopRequest() as stop:
+            return run(args, stop)
+    except UsageError as error:
+        print("edgescope-train: {}".format(error), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Datasets and loaders of the reference experiment.
+
+torchvision's ``CIFAR10`` refuses any files whose md5 is not the official
+one, so synthetic CIFAR-10 files (``edgescope-dataset cifar10``) could not be
+read by it. ``CIFAR10Files`` reads the same python file format with the same
+decoding, and checks the official checksums only when the files say they are
+the official dataset (their ``batch_label``).
+"""
+import hashlib
+import os
+import pickle
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from trainer.errors import UsageError
+
+DATASETS = ("cifar10", "imagefolder")
+BASE_FOLDER = "cifar-10-batches-py"
+META_FILE = "batches.meta"
+# (file, official md5, official batch_label) as published with cifar-10-python.tar.gz
+OFFICIAL_TRAIN = [("data_batch_{}".format(i), md5, "training batch {} of 5".format(i)) for i, md5 in enumerate((
+    "c99cafc152244af753f735de768cd75f", "d4bba439e000b95fd0a9bffe97cbabec", "54ebc095f3ab1f0389bbae665268c751",
+    "634d18415352ddfa80567beed471001a", "482c414d41f54cd18b22e5b47cb7c3cb"), start=1)]
+OFFICIAL_TEST = [("test_batch", "40351d587109b95175f43aff81a1287e", "testing batch 1 of 1")]
+OFFICIAL_META_MD5 = "5ff9c542aee3614f3951f8cda6e48888"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def cifar10_train_transform() -> Callable[[Image.Image], torch.Tensor]:
+    """The reference augmentation: RandomCrop(32, pad 4), flip, ToTensor, ImageNet normalisation."""
+    return transforms.Compose([
+        transforms.RandomCrop(32, padding=4),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def imagefolder_train_transform(image_size: int) -> Callable[[Image.Image], torch.Tensor]:
+    """The usual ImageNet training recipe (pytorch/examples) at ``image_size``."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop(image_size),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_pickle(path: str) -> Any:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+class CIFAR10Files(Dataset):
+    """CIFAR-10 in its python format under ``root/cifar-10-batches-py``; items
+    are ``(transform(PIL image), target_transform(label))`` exactly as torchvision's."""
+
+    def __init__(self, root: str, train: bool = True, transform: Optional[Callable[..., Any]] = None,
+                 target_transform: Optional[Callable[..., Any]] = None) -> None:
+        self.root = root
+        self.transform = transform
+        self.target_transform = target_transform
+        folder = os.path.join(root, BASE_FOLDER)
+        files = OFFICIAL_TRAIN if train else OFFICIAL_TEST
+        for name, _, _ in files + [(META_FILE, None, None)]:
+            if not os.path.isfile(os.path.join(folder, name)):
+                raise UsageError("no CIFAR-10 at {}: {} is missing; make a synthetic one with "
+                                 "`edgescope-dataset cifar10 --out {}` or pass --download"
+                                 .format(folder, name, root))
+        arrays = []  # type: List[np.ndarray]
+        self.targets = []  # type: List[int]
+        claims_official = False
+        for name, md5, official_label in files:
+            path = os.path.join(folder, name)
+            entry = _load_pickle(path)
+            if entry.get("batch_label") == official_label:
+                claims_official = True
+                if _md5(path) != md5:
+                    raise UsageError("{} says it is the official CIFAR-10 but its md5 differs: the file is "
+                                     "corrupt; delete {} and download it again".format(path, folder))
+            arrays.append(entry["data"])
+            self.targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        meta_path = os.path.join(folder, META_FILE)
+        if claims_official and _md5(meta_path) != OFFICIAL_META_MD5:
+            raise UsageError("{} is not the official CIFAR-10 metadata (md5 differs); delete {} and download "
+                             "it again".format(meta_path, folder))
+        self.data = np.vstack(arrays).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC, as torchvision
+        self.classes = _load_pickle(meta_path)["label_names"]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    def __getitem__(self, index: int) -> Tuple[Any, Any]:
+        image = Image.fromarray(self.data[index])
+        target = self.targets[index]  # type: Any
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def download_cifar10(root: str) -> None:
+    """The official archive via torchvision (checks its md5); only with --download."""
+    from torchvision.datasets import CIFAR10
+    CIFAR10(root, train=True, download=True)
+
+
+def build_dataset(name: str, data_dir: str, download: bool = False, image_size: int = 224) -> Any:
+    """The training set ``name`` under ``data_dir`` with the reference transforms."""
+    if name not in DATASETS:
+        raise UsageError("unknown dataset {!r}; --dataset takes one of: {}".format(name, ", ".join(DATASETS)))
+    if download and name == "cifar10":
+        os.makedirs(data_dir, exist_ok=True)
+        download_cifar10(data_dir)
+    if not os.path.isdir(data_dir):
+        raise UsageError("data directory {} does not exist; pass --data-dir DIR (make one with "
+                         "`edgescope-dataset {} --out DIR`)".format(data_dir, name))
+    if name == "cifar10":
+        return CIFAR10Files(data_dir, train=True, transform=cifar10_train_transform())
+    from torchvision.datasets import ImageFolder
+    try:
+        return ImageFolder(data_dir, transform=imagefolder_train_transform(image_size))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise UsageError("{} is not an image folder (one sub-folder of images per class): {}"
+                         .format(data_dir, error))
+
+
+def make_loader(dataset: Any, batch_size: int, workers: int, prefetch_factor: int, pin_memory: bool,
+                seed: int) -> DataLoader:
+    """A shuffling loader; its ``generator`` is re-seeded per epoch by the caller for a resumable order."""
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                      pin_memory=pin_memory, generator=generator, **extra)

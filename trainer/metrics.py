@@ -1,0 +1,124 @@
+"""The trainer's Prometheus exposition: names and meanings as in docs/metrics.md."""
+import os
+import socketserver
+import threading
+from typing import Dict, Optional, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, write_to_textfile
+
+from trainer.errors import UsageError
+from trainer.meter import BatchTiming, Window
+
+# 1 ms to 30 s, roughly 1-2-5 per decade: a CIFAR batch on an Orin to a VGG batch on a Nano.
+BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+
+RUN_INFO_LABELS = ("model", "dataset", "batch_size", "workers", "prefetch_factor", "pin_memory",
+                   "timing", "torch_device", "device_name")
+
+
+class TrainMetrics:
+    """All trainer series for one run, in a registry of their own."""
+
+    def __init__(self, run_id: str, context_labels: Tuple[str, ...] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.run_id = run_id
+        run = ["run_id"]
+        epoch = ["run_id", "epoch"]
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, run, buckets=BUCKETS, registry=self.registry).labels(run_id)
+
+        def gauge(name: str, doc: str, labels: Tuple[str, ...] = ("run_id",)) -> Gauge:
+            return Gauge(name, doc, list(labels), registry=self.registry)
+
+        self.fetch_stall = histogram(
+            "edgescope_train_fetch_stall_seconds",
+            "Per batch: time the step waited for its batch (loading and preprocessing not hidden "
+            "behind compute); on a GPU the idle gap between one step's compute and the next.")
+        self.compute = histogram(
+            "edgescope_train_compute_seconds",
+            "Per batch: zero_grad + forward + backward + optimizer step.")
+        self.batch = histogram(
+            "edgescope_train_batch_seconds",
+            "Per batch: end to end, from the previous step's end to this step's end.")
+        self.samples = Counter("edgescope_train_samples", "Training samples processed.", run,
+                               registry=self.registry).labels(run_id)
+        self.epoch = gauge("edgescope_train_epoch", "The epoch in progress (0-based).").labels(run_id)
+        self.running = gauge("edgescope_train_running",
+                             "1 while training, 0 once the final epoch is done.").labels(run_id)
+        self.loss = gauge("edgescope_train_loss",
+                          "Mean training loss over the last logging window.").labels(run_id)
+        self._epoch_fetch_stall = gauge("edgescope_train_epoch_fetch_stall_seconds",
+                                        "Per completed epoch: sum of the per-batch fetch stall.", epoch)
+        self._epoch_compute = gauge("edgescope_train_epoch_compute_seconds",
+                                    "Per completed epoch: sum of the per-batch compute.", epoch)
+        self._epoch_duration = gauge("edgescope_train_epoch_duration_seconds",
+                                     "Per completed epoch: end to end wall time.", epoch)
+        self._epoch_samples = gauge("edgescope_train_epoch_samples",
+                                    "Per completed epoch: samples trained.", epoch)
+        self._epoch_start = gauge("edgescope_train_epoch_start_timestamp_seconds",
+                                  "Unix time the epoch started.", epoch)
+        self._epoch_end = gauge("edgescope_train_epoch_end_timestamp_seconds",
+                                "Unix time the epoch ended.", epoch)
+        self._run_info = gauge("edgescope_train_run_info", "The run's configuration (value 1).",
+                               ("run_id",) + RUN_INFO_LABELS + tuple(context_labels))
+
+    def observe_batch(self, timing: BatchTiming) -> None:
+        self.fetch_stall.observe(timing.fetch_stall_s)
+        self.compute.observe(timing.compute_s)
+        self.batch.observe(timing.batch_s)
+
+    def set_run_info(self, labels: Dict[str, str]) -> None:
+        self._run_info.labels(run_id=self.run_id, **labels).set(1)
+
+    def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True) -> None:
+        """``measured`` False (``--timing none``): no stall or compute series rather than false zeros."""
+        labels = (self.run_id, str(epoch))
+        if measured:
+            self._epoch_fetch_stall.labels(*labels).set(window.fetch_stall_s)
+            self._epoch_compute.labels(*labels).set(window.compute_s)
+        self._epoch_duration.labels(*labels).set(window.duration_s)
+        self._epoch_samples.labels(*labels).set(samples)
+        self._epoch_start.labels(*labels).set(window.start_time)
+        self._epoch_end.labels(*labels).set(window.end_time)
+
+    def write_textfile(self, path: str) -> None:
+        """Writes the exposition atomically (temporary file, then rename), node_exporter textfile style."""
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        write_to_textfile(path, self.registry)
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Scrapes every 15 s are not news."""
+
+
+class MetricsServer:
+    """Serves a registry on http://addr:port/metrics from a daemon thread.
+    Port 0 takes any free port (``self.port`` says which)."""
+
+    def __init__(self, registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
+        try:
+            self._server = make_server(addr, port, make_wsgi_app(registry),
+                                       server_class=_ThreadingServer, handler_class=_QuietHandler)
+        except OSError as error:
+            raise UsageError("cannot serve metrics on {}:{} ({}); pick a free port with --metrics-port"
+                             .format(addr, port, error.strerror or error))
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def start_server(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> Optional[MetricsServer]:
+    """A server on ``port``; a negative port means no server (textfile only)."""
+    return None if port < 0 else MetricsServer(registry, port, addr)
