@@ -1,11 +1,132 @@
 #!/usr/bin/env bash
-# The README's main command: on a fresh Debian machine, install what is needed,
-# make a synthetic CIFAR-10 (no downloads) and run a short instrumented
-# training of the reference experiment on it.
+# The README's main command: on a fresh Debian machine, bring up the whole
+# edgescope stack natively and run a short instrumented training into it:
+#   - Prometheus (Debian's package) with the project's prometheus.yml and rules,
+#   - the exporter (on a Jetson its real sources; elsewhere it replays a
+#     recorded Jetson Nano tegrastats log as the power source, for the demo),
+#   - a short training run of the reference experiment on a synthetic CIFAR-10.
+# Then it prints where to look. Interactive: keeps the stack up until Ctrl-C.
+# Otherwise (CI, pipes) it prints figures read back from Prometheus and stops.
+#
+# Settings (environment): EDGESCOPE_DATA (data), EDGESCOPE_OUT (out/quickstart),
+# EDGESCOPE_PROMETHEUS_PORT (9090), EDGESCOPE_EXPORTER_PORT (9945),
+# EDGESCOPE_TRAINER_PORT (9946), EDGESCOPE_KEEP_RUNNING (1 on a terminal, else 0),
+# EDGESCOPE_SKIP_INSTALL=1 to skip scripts/install-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+REPO=$PWD
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+
 DATA=${EDGESCOPE_DATA:-data}
-edgescope-dataset cifar10 --out "$DATA" --train-images 2000 --test-images 200
-edgescope-train --data-dir "$DATA" --epochs 2 --max-batches 40 --linger 0 \
-    --results out/quickstart-results.jsonl --metrics-textfile out/quickstart.prom
+OUT=${EDGESCOPE_OUT:-out/quickstart}
+PROM_PORT=${EDGESCOPE_PROMETHEUS_PORT:-9090}
+EXPORTER_PORT=${EDGESCOPE_EXPORTER_PORT:-9945}
+TRAINER_PORT=${EDGESCOPE_TRAINER_PORT:-9946}
+if [ -t 0 ]; then KEEP=${EDGESCOPE_KEEP_RUNNING:-1}; else KEEP=${EDGESCOPE_KEEP_RUNNING:-0}; fi
+DEVICE=$(hostname -s 2>/dev/null || echo local)
+RUN_ID="quickstart-$(date +%Y%m%dT%H%M%S)"
+
+die() { echo "quickstart: $*" >&2; exit 1; }
+
+[ "${EDGESCOPE_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
+command -v prometheus >/dev/null || die "prometheus not found; install the Debian package 'prometheus' (scripts/install-deps.sh does)"
+
+for spec in "$PROM_PORT:EDGESCOPE_PROMETHEUS_PORT" "$EXPORTER_PORT:EDGESCOPE_EXPORTER_PORT" \
+            "$TRAINER_PORT:EDGESCOPE_TRAINER_PORT"; do
+    port=${spec%%:*}; var=${spec#*:}
+    python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
+        2>/dev/null || die "port $port is in use; set $var to a free port"
+done
+
+mkdir -p "$OUT/prometheus/targets"
+[ -d "$DATA/cifar-10-batches-py" ] || \
+    python3 -m trainer.datasets_cli cifar10 --out "$DATA" --train-images 2000 --test-images 200
+
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- exporter ---------------------------------------------------------------
+POWER=(--power-source auto)
+if ! command -v tegrastats >/dev/null && [ ! -S /run/jtop.sock ]; then
+    echo "quickstart: not a Jetson: the exporter replays exporter/demo/tegrastats_nano_warming.log as its power source (demo figures)"
+    POWER=(--power-source tegrastats --tegrastats-file exporter/demo/tegrastats_nano_warming.log)
+fi
+python3 -m exporter.cli --web.listen-address "127.0.0.1:$EXPORTER_PORT" "${POWER[@]}" \
+    --dataset "$DATA" --pagecache-interval 5 >"$OUT/exporter.log" 2>&1 &
+PIDS+=($!)
+
+# --- Prometheus: the project's config, this machine as the one board ---------
+# 2 s scrapes so that a minute-long demo run has data points; production is 15 s.
+sed -e 's/^\(  scrape_interval:\).*/\1 2s/' -e 's/^\(  scrape_timeout:\).*/\1 2s/' \
+    -e 's/^\(  evaluation_interval:\).*/\1 2s/' prometheus/prometheus.yml >"$OUT/prometheus/prometheus.yml"
+grep -q '^  scrape_interval: 2s' "$OUT/prometheus/prometheus.yml" || die "could not set the scrape interval in $OUT/prometheus/prometheus.yml"
+ln -sfn "$REPO/prometheus/rules" "$OUT/prometheus/rules"
+cat >"$OUT/prometheus/targets/local.yml" <<EOF
+- targets: [127.0.0.1]
+  labels:
+    device: $DEVICE
+    device_type: ${EDGESCOPE_DEVICE_TYPE:-workstation}
+    storage: ${EDGESCOPE_STORAGE:-ssd}
+    __exporter_port__: "$EXPORTER_PORT"
+    __trainer_port__: "$TRAINER_PORT"
+EOF
+prometheus --config.file="$OUT/prometheus/prometheus.yml" --storage.tsdb.path="$OUT/prometheus/data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$OUT/prometheus.log" 2>&1 &
+PIDS+=($!)
+PROM="http://127.0.0.1:$PROM_PORT"
+for _ in $(seq 60); do
+    python3 -c 'import sys,requests; requests.get(sys.argv[1], timeout=1).raise_for_status()' \
+        "$PROM/-/ready" 2>/dev/null && break
+    kill -0 "${PIDS[1]}" 2>/dev/null || die "prometheus exited; see $OUT/prometheus.log"
+    sleep 0.5
+done
+kill -0 "${PIDS[0]}" 2>/dev/null || die "the exporter exited; see $OUT/exporter.log"
+
+# --- a short run of the reference experiment ------------------------------------
+python3 -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
+    --run-id "$RUN_ID" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
+    --results "$OUT/results.jsonl" --metrics-textfile "$OUT/trainer.prom"
+sleep 4  # the rules' last evaluation after the final scrape
+
+echo
+echo "quickstart: run $RUN_ID on device $DEVICE, read back from Prometheus ($PROM):"
+python3 - "$PROM" "$RUN_ID" <<'EOF'
+import sys
+import requests
+
+prom, run = sys.argv[1], sys.argv[2]
+
+def query(expr):
+    body = requests.get(prom + "/api/v1/query", params={"query": expr}, timeout=10).json()
+    return {s["metric"].get("epoch", ""): float(s["value"][1]) for s in body["data"]["result"]}
+
+sel = '{run_id="%s"}' % run
+e2e = query("last_over_time(edgescope_train_epoch_duration_seconds%s[1h])" % sel)
+stall = query("last_over_time(edgescope_train_epoch_fetch_stall_seconds%s[1h])" % sel)
+energy = query("last_over_time(run_epoch:edgescope_board_energy_joules:mean_power_x_duration%s[1h])" % sel)
+for epoch in sorted(e2e, key=int):
+    print("  epoch %s: E2E %.2f s, fetch stall %.2f s, energy %s" % (
+        epoch, e2e[epoch], stall.get(epoch, float("nan")),
+        "%.1f J" % energy[epoch] if epoch in energy else "missing (no power source)"))
+if not e2e:
+    sys.exit("quickstart: Prometheus holds no epochs of run %s" % run)
+EOF
+
+cat <<EOF
+
+Where to look:
+  Prometheus          $PROM/graph            (try: run_epoch:edgescope_board_energy_joules:mean_power_x_duration)
+  its targets         $PROM/targets
+  alerts              $PROM/alerts
+  exporter metrics    http://127.0.0.1:$EXPORTER_PORT/metrics
+  per-epoch results   $OUT/results.jsonl
+  logs                $OUT/exporter.log, $OUT/prometheus.log
+  dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a
+                      monitoring host (see README, Deployment) provisions them.
+EOF
+if [ "$KEEP" = 1 ]; then
+    echo "quickstart: the stack stays up; Ctrl-C stops it."
+    wait
+fi

@@ -1,0 +1,128 @@
+"""What the stack may query, and what it does query.
+
+* `contract_names()`: every series name docs/metrics.md promises (histograms
+  expanded to _bucket/_sum/_count), plus Prometheus' own `up`.
+* `rule_names()` / `alert_names()`: what prometheus/rules/*.yml defines.
+* `dashboard_queries()`: every PromQL query in grafana/dashboards/*.json:
+  panel targets, annotations and template-variable queries.
+* `metric_names(expr)`: the series names a PromQL expression selects.
+* `substitute(expr, values)`: Grafana's template variables filled in, so a
+  dashboard query can be sent to Prometheus as Grafana would send it.
+
+The static tests check names; the integration test runs the queries.
+"""
+import json
+import re
+from pathlib import Path
+from typing import Dict, Iterator, List, NamedTuple, Set
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT = REPO / "docs" / "metrics.md"
+RULES_DIR = REPO / "prometheus" / "rules"
+DASHBOARD_DIR = REPO / "grafana" / "dashboards"
+
+BUILTIN_NAMES = {"up"}
+
+
+def contract_names() -> Set[str]:
+    """Names in the first column of docs/metrics.md's tables."""
+    names = set(BUILTIN_NAMES)
+    for line in CONTRACT.read_text(encoding="utf-8").splitlines():
+        cells = line.split("|")
+        if len(cells) < 4 or not line.startswith("|"):
+            continue
+        first, kind = cells[1], cells[2].strip()
+        for name in re.findall(r"`(edgescope_[a-z0-9_]+)`", first):
+            names.add(name)
+            if kind.startswith("histogram"):
+                names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def _rules() -> Iterator[Dict[str, str]]:
+    for path in sorted(RULES_DIR.glob("*.yml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                yield rule
+
+
+def rule_names() -> Set[str]:
+    return {rule["record"] for rule in _rules() if "record" in rule}
+
+
+def alert_names() -> Set[str]:
+    return {rule["alert"] for rule in _rules() if "alert" in rule}
+
+
+def rule_exprs() -> Dict[str, str]:
+    """Recording rule name -> expression."""
+    return {rule["record"]: rule["expr"] for rule in _rules() if "record" in rule}
+
+
+class Query(NamedTuple):
+    dashboard: str   # file name
+    where: str       # panel title, "annotation ..." or "variable ..."
+    expr: str
+    unit: str        # the panel's unit ("" for annotations and variables)
+
+
+def dashboards() -> Dict[str, dict]:
+    return {path.name: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
+def panels(dashboard: dict) -> Iterator[dict]:
+    """All panels, including those nested in rows."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_queries() -> List[Query]:
+    queries = []
+    for name, board in dashboards().items():
+        for panel in panels(board):
+            unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+            for target in panel.get("targets", []):
+                queries.append(Query(name, panel.get("title", "?"), target["expr"], unit))
+        for annotation in board.get("annotations", {}).get("list", []):
+            if annotation.get("expr"):
+                queries.append(Query(name, "annotation " + annotation["name"], annotation["expr"], ""))
+        for variable in board.get("templating", {}).get("list", []):
+            query = variable.get("query")
+            text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+            match = re.fullmatch(r"label_values\((.*),\s*\w+\)", text.strip())
+            if match:
+                queries.append(Query(name, "variable " + variable["name"], match.group(1), ""))
+    return queries
+
+
+KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+    "unless", "offset", "inf", "nan",
+}
+
+
+def metric_names(expr: str) -> Set[str]:
+    """Series names selected by a PromQL expression (functions, labels and keywords excluded)."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)           # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)                        # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)                       # ranges, subqueries
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\boffset\s+-?\w+", "", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word.lower() in KEYWORDS:
+            continue
+        names.add(word)
+    return names
+
+
+def substitute(expr: str, values: Dict[str, str]) -> str:
+    """Replaces $name and ${name} (longest names first, so $__rate_interval before $__range)."""
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace("${%s}" % name, values[name]).replace("$" + name, values[name])
+    return expr
