@@ -113,15 +113,17 @@ def victoria_metrics(workdir: Path, port: Optional[int] = None) -> Service:
         "-search.latencyOffset=1s", "-loggerLevel=WARN"], workdir, port, "/health")
 
 
-def vmalert(workdir: Path, store_url: str, interval: str = "1s", rule_files: Sequence[str] = ()) -> Service:
-    """vmalert running the project's rule files against the store, writing
-    recording-rule results and alert state back into it."""
+def vmalert(workdir: Path, store_url: str, interval: str = "1s", extra_rules: Sequence[str] = (),
+            alertmanager_url: Optional[str] = None) -> Service:
+    """vmalert running the project's rule files (and `extra_rules`) against the store,
+    writing recording-rule results and alert state back into it, alerts to Alertmanager
+    (with none given, to a closed port: evaluation does not need one)."""
     port = free_port()
-    rules = list(rule_files) or [str(RULES / "*.yml")]
+    rules = [str(RULES / "*.yml")] + list(extra_rules)
+    notifier = alertmanager_url or "http://127.0.0.1:{}".format(free_port())
     return Service("vmalert", [binary("vmalert")] + ["-rule=" + r for r in rules] + [
         "-datasource.url=" + store_url, "-remoteWrite.url=" + store_url, "-remoteRead.url=" + store_url,
-        "-notifier.url=http://127.0.0.1:{}".format(free_port()),  # no Alertmanager needed to evaluate
-        "-evaluationInterval=" + interval, "-httpListenAddr=127.0.0.1:{}".format(port),
+        "-notifier.url=" + notifier, "-evaluationInterval=" + interval, "-httpListenAddr=127.0.0.1:{}".format(port),
         "-loggerLevel=ERROR"], workdir, port, "/health")
 
 

@@ -11,7 +11,8 @@ The tests run in order on one set of processes: data arrives with its device
 labels; the central store goes down for OUTAGE_SECONDS (60 by default, as
 the issue asks; FLEET_OUTAGE_SECONDS overrides) and comes back on the same
 port and storage with every sample the yardstick has; vmalert evaluates every
-project rule on VictoriaMetrics; the report reads the same table from both.
+project rule on VictoriaMetrics and its alerts reach the project's Alertmanager;
+the report reads the same table from both.
 """
 import json
 import math
@@ -28,13 +29,25 @@ from exporter.energy import board_from_rails
 from fleet.cli import DEFAULT_TRACE
 from fleet.device import load_trace
 from tests.fleet import harness
-from tests.stack.harness import Prometheus, Target
+from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver
 
 SCRAPE_S = 1.0
 OUTAGE_SECONDS = float(os.environ.get("FLEET_OUTAGE_SECONDS", "60"))
 EPOCH_S, EPOCHS, LINGER_S, BATCH_S, BATCH_SIZE = 4.0, 3, 3.0, 0.25, 16
 DEVICES = 2
 VM_DIGITS = 1e-11  # VictoriaMetrics stores values with 12 significant decimal digits
+
+
+PATH_CHECK_RULE = """
+groups:
+  - name: fleet-path-check
+    rules:
+      - alert: FleetAlertPathCheck
+        expr: up{job="edgescope-exporter"} == 1
+        labels: {severity: info}
+        annotations:
+          summary: "{{ $labels.device }}: alert from vmalert on VictoriaMetrics"
+"""
 
 
 class Fleet:
@@ -55,7 +68,14 @@ class Fleet:
             agent = harness.prometheus_agent(tmp / "agent-{}".format(i), config, self.sim.identity(i)).start()
             self.agents.append(agent)
             self.services.append(agent)
-        self.vmalert = harness.vmalert(tmp / "vmalert", self.vm.url).start()
+        # The project's Alertmanager config (waits cut to 1 s) with its webhook pointed here; one
+        # extra always-true alert next to the project's rules proves the path vmalert -> Alertmanager.
+        self.webhook = WebhookReceiver().__enter__()
+        self.alertmanager = Alertmanager(tmp / "alertmanager", self.webhook.url).start()
+        path_check = tmp / "path-check.yml"
+        path_check.write_text(PATH_CHECK_RULE)
+        self.vmalert = harness.vmalert(tmp / "vmalert", self.vm.url, extra_rules=[str(path_check)],
+                                       alertmanager_url=self.alertmanager.url).start()
         self.services.append(self.vmalert)
         self.local = Prometheus(tmp / "local", scrape_interval="{:g}s".format(SCRAPE_S)).start()
         self.local.set_targets([Target(d["labels"]["device"], d["labels"]["device_type"], d["labels"]["storage"],
@@ -66,6 +86,8 @@ class Fleet:
         self.local.stop()
         for service in reversed(self.services):
             service.stop()
+        self.alertmanager.stop()
+        self.webhook.__exit__()
         self.sim.stop()
 
 
@@ -174,6 +196,18 @@ def test_vmalert_evaluates_every_project_rule_on_victoriametrics(fleet):
                  "device_disk:edgescope_disk_reads_completed:rate1m"):
         found = harness.wait_until(lambda: harness.query(fleet.vm.url, expr), 30, expr)
         assert {r["metric"]["device"] for r in found} == {d["device"] for d in devices(fleet)}, expr
+
+
+def test_vmalert_alerts_reach_alertmanager_with_the_device(fleet):
+    def delivered():
+        return {a["labels"]["device"]: a for a in fleet.webhook.alerts()
+                if a["labels"].get("alertname") == "FleetAlertPathCheck"}
+
+    got = harness.wait_until(lambda: len(delivered()) == DEVICES and delivered(), 60, "alerts at the webhook")
+    for ident in devices(fleet):
+        alert = got[ident["device"]]
+        assert {k: alert["labels"][k] for k in ("device", "device_type", "storage")} == ident
+        assert alert["annotations"]["summary"].startswith(ident["device"] + ":")
 
 
 def _report(url: str, since: float, until: float) -> dict:
