@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Dict, List
 
 import torch
 import torch.nn as nn

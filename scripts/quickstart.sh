@@ -34,7 +34,7 @@ command -v prometheus >/dev/null || die "prometheus not found; install the Debia
 for spec in "$PROM_PORT:EDGESCOPE_PROMETHEUS_PORT" "$EXPORTER_PORT:EDGESCOPE_EXPORTER_PORT" \
             "$TRAINER_PORT:EDGESCOPE_TRAINER_PORT"; do
     port=${spec%%:*}; var=${spec#*:}
-    python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
+    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
         2>/dev/null || die "port $port is in use; set $var to a free port"
 done
 
@@ -83,6 +83,12 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 kill -0 "${PIDS[0]}" 2>/dev/null || die "the exporter exited; see $OUT/exporter.log"
+# Prometheus scrapes a few seconds after it is ready: epoch 0's energy needs exporter samples before it starts.
+for _ in $(seq 60); do
+    python3 -c 'import sys,requests; r=requests.get(sys.argv[1]+"/api/v1/query", params={"query": "edgescope_source_up"}, timeout=1); sys.exit(not r.json()["data"]["result"])' \
+        "$PROM" 2>/dev/null && break
+    sleep 0.5
+done
 
 # --- a short run of the reference experiment ------------------------------------
 python3 -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
@@ -91,28 +97,9 @@ python3 -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-n
 sleep 4  # the rules' last evaluation after the final scrape
 
 echo
-echo "quickstart: run $RUN_ID on device $DEVICE, read back from Prometheus ($PROM):"
-python3 - "$PROM" "$RUN_ID" <<'EOF'
-import sys
-import requests
-
-prom, run = sys.argv[1], sys.argv[2]
-
-def query(expr):
-    body = requests.get(prom + "/api/v1/query", params={"query": expr}, timeout=10).json()
-    return {s["metric"].get("epoch", ""): float(s["value"][1]) for s in body["data"]["result"]}
-
-sel = '{run_id="%s"}' % run
-e2e = query("last_over_time(edgescope_train_epoch_duration_seconds%s[1h])" % sel)
-stall = query("last_over_time(edgescope_train_epoch_fetch_stall_seconds%s[1h])" % sel)
-energy = query("last_over_time(run_epoch:edgescope_board_energy_joules:mean_power_x_duration%s[1h])" % sel)
-for epoch in sorted(e2e, key=int):
-    print("  epoch %s: E2E %.2f s, fetch stall %.2f s, energy %s" % (
-        epoch, e2e[epoch], stall.get(epoch, float("nan")),
-        "%.1f J" % energy[epoch] if epoch in energy else "missing (no power source)"))
-if not e2e:
-    sys.exit("quickstart: Prometheus holds no epochs of run %s" % run)
-EOF
+echo "quickstart: run $RUN_ID on device $DEVICE, the report read back from Prometheus ($PROM):"
+python3 -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --format table \
+    --plots "$OUT/plots" || die "the report could not read run $RUN_ID back from $PROM"
 
 cat <<EOF
 
@@ -122,6 +109,7 @@ Where to look:
   alerts              $PROM/alerts
   exporter metrics    http://127.0.0.1:$EXPORTER_PORT/metrics
   per-epoch results   $OUT/results.jsonl
+  report plots        $OUT/plots/*.png
   logs                $OUT/exporter.log, $OUT/prometheus.log
   dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a
                       monitoring host (see README, Deployment) provisions them.

@@ -176,7 +176,7 @@ def test_the_report_is_produced_from_prometheus_at_the_end(bench, bench_promethe
 
 
 def test_an_unreachable_prometheus_keeps_the_runs_and_says_so(bench):
-    from tests.report.conftest import free_port
+    from tests.stack.harness import free_port
     plan = bench.plan(sweep__power_mode=[None], report={"prometheus": "http://127.0.0.1:{}".format(free_port())})
     result = bench.run(plan, jetson=False)
     assert result.returncode == 1

@@ -6,7 +6,6 @@ Energy is checked against the exact integral of the power the fake exporter
 integrates."""
 import json
 import math
-import subprocess
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from report.cli import main
-from tests.report.conftest import PROMETHEUS, free_port
+from tests.stack.harness import Prometheus, Target, free_port
 
 SCRAPE = 1.0
 BASE_W, SWING_W, PERIOD_S = 4.0, 1.5, 7.0
@@ -57,45 +56,18 @@ class Exporter:
 
 @pytest.fixture
 def live_prometheus(tmp_path):
+    """The project's prometheus.yml scraping a fake exporter and trainer of one board."""
     exporter_registry, trainer_registry = CollectorRegistry(), CollectorRegistry()
     exporter_registry.register(Exporter())
-    exporter_port, trainer_port, port = free_port(), free_port(), free_port()
+    exporter_port, trainer_port = free_port(), free_port()
     servers = [start_http_server(exporter_port, addr="127.0.0.1", registry=exporter_registry),
                start_http_server(trainer_port, addr="127.0.0.1", registry=trainer_registry)]
-    labels = "{device: live-1, device_type: nano, storage: sd}"
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n"
-        "scrape_configs:\n"
-        "  - job_name: edgescope-exporter\n"
-        "    static_configs: [{{targets: ['127.0.0.1:{}'], labels: {}}}]\n"
-        "  - job_name: edgescope-trainer\n"
-        "    static_configs: [{{targets: ['127.0.0.1:{}'], labels: {}}}]\n".format(exporter_port, labels,
-                                                                               trainer_port, labels))
-    log = open(str(tmp_path / "prometheus.log"), "w")
-    process = subprocess.Popen([PROMETHEUS, "--config.file", str(config), "--storage.tsdb.path",
-                                str(tmp_path / "data"), "--web.listen-address", "127.0.0.1:{}".format(port)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:{}".format(port)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert process.poll() is None and time.time() < deadline, "prometheus did not start"
-            time.sleep(0.2)
-        yield url, trainer_registry
+        with Prometheus(tmp_path, scrape_interval="1s") as prom:
+            prom.set_targets([Target("live-1", "nano", "sd", exporter_port=exporter_port,
+                                     trainer_port=trainer_port)])
+            yield prom.url, trainer_registry
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         for server in servers:
             if isinstance(server, tuple):  # prometheus_client >= 0.16 returns (server, thread)
                 server[0].shutdown()

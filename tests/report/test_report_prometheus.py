@@ -147,7 +147,7 @@ def test_unknown_run_is_one_line_and_nonzero(bench_prometheus, capsys):
 
 
 def test_unreachable_prometheus_is_one_line_without_traceback(tmp_path):
-    from tests.report.conftest import free_port
+    from tests.stack.harness import free_port
     env = dict(os.environ, PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, "-m", "report.cli", "--prometheus",
                              "http://127.0.0.1:{}".format(free_port()), "--timeout", "2"],
