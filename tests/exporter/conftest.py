@@ -1,6 +1,5 @@
 """Shared helpers for the exporter tests: real fixture lines, fake sysfs trees, a running exporter."""
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -8,6 +7,8 @@ from typing import Dict
 
 import pytest
 import requests
+
+from tests.processes import child_env, free_port, stop_process  # noqa: F401  (re-exported to the exporter's tests)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,18 +68,6 @@ def make_orin_sysfs(root) -> str:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.fixture
 def run_exporter():
     """Start `python -m exporter.cli ARGS` on a free port; yields (base_url, process); always killed."""
@@ -105,13 +94,7 @@ def run_exporter():
 
     yield start
     for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_process(p)
         p.stdout.close()
         p.stderr.close()
 

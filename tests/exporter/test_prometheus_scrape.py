@@ -7,7 +7,8 @@ import bcrypt
 import pytest
 import requests
 
-from tests.exporter.conftest import REPO, free_port
+from tests.exporter.conftest import REPO
+from tests.processes import free_port, stop_process
 from tests.exporter.test_server import _cert
 
 DEMO = REPO + "/exporter/demo/tegrastats_nano_warming.log"
@@ -29,12 +30,7 @@ def prometheus(tmp_path):
 
     yield start
     for p in procs:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p)
 
 
 def _query(base, expr):

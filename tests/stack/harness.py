@@ -25,7 +25,6 @@ Any component's tests can use it (`from tests.stack.harness import ...`);
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -36,6 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 import requests
 import yaml
 
+from tests.processes import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "prometheus" / "prometheus.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
@@ -45,13 +46,6 @@ ALERTMANAGER_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
 def prometheus_binary() -> str:
     """The Prometheus server to run: $EDGESCOPE_PROMETHEUS, else Debian's."""
     return os.environ.get("EDGESCOPE_PROMETHEUS") or shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Target:
@@ -166,13 +160,7 @@ class _Server:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self: ServerT) -> ServerT:

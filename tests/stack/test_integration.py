@@ -20,7 +20,6 @@ from the rules agrees with the exporter's energy counter.
 """
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,8 @@ import pytest
 import requests
 
 from tests.stack.catalog import REPO, dashboard_queries, metric_names, rule_names, substitute
-from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver, free_port
+from tests.processes import child_env, free_port, stop_process
+from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver
 
 if importlib.util.find_spec("exporter.cli") is None or importlib.util.find_spec("trainer.cli") is None:
     pytest.skip("needs the exporter and trainer packages", allow_module_level=True)
@@ -65,27 +65,10 @@ class Stack(NamedTuple):
     webhook: WebhookReceiver            # behind the project's Alertmanager config
 
 
-def child_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"  # one torch thread: the other core serves the exporter and Prometheus
-    return env
-
-
 def spawn(args: List[str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m"] + args, env=child_env(), cwd=str(REPO),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
@@ -121,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "--interval", str(EXPORTER_INTERVAL), "--power-source", "tegrastats",
              "--tegrastats-file", str(DEMO_LOG), "--dataset", str(data), "--pagecache-interval", "2",
              "--sysfs-root", str(sysfs)], exporter_log)
-        cleanup.callback(stop, exporter)
+        cleanup.callback(stop_process, exporter)
         wait_http("http://127.0.0.1:%d/metrics" % exporter_port, exporter, exporter_log)
 
         prom = cleanup.enter_context(Prometheus(
@@ -143,7 +126,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "--metrics-port", str(trainer_port), "--metrics-addr", "127.0.0.1",
              "--linger", "180", "--log-interval", "40",
              "--run-id", RUN_ID, "--device-name", DEVICE], trainer_log)
-        cleanup.callback(stop, trainer)
+        cleanup.callback(stop_process, trainer)
         # finished training and scraped as such, still serving (--linger)
         prom.wait_until(lambda: prom.query('edgescope_train_running{run_id="%s"} == 0' % RUN_ID),
                         timeout=600, what="the run to finish; trainer log:\n%s" % trainer_log)
