@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +49,7 @@ BATCH_DEADLINE_S = 5.0
 
 def metric_values(url: str, name: str) -> List[float]:
     """Every value of metric `name` on a /metrics page (all label sets)."""
-    text = harness.requests.get(url + "/metrics", timeout=10).text
+    text = requests.get(url + "/metrics", timeout=10).text
     out = []
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
@@ -129,7 +130,7 @@ class Step:
 
     def _slowest_rule_group(self, rules: harness.Service) -> float:
         if self.central == "victoriametrics":
-            text = harness.requests.get(rules.url + "/metrics", timeout=10).text
+            text = requests.get(rules.url + "/metrics", timeout=10).text
             values = [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
                       if ln.startswith("vmalert_iteration_duration_seconds{") and 'quantile="1"' in ln]
         else:

@@ -9,8 +9,6 @@ simulator (`python3 -m fleet.cli`). Every process is stopped by `stop()`;
 """
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import requests
 import yaml
 
+from tests.processes import child_env, free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 AGENT_CONFIG = REPO / "prometheus" / "agent.yml"
 RULES = REPO / "prometheus" / "rules"
@@ -28,12 +28,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def binary(name: str) -> str:
     return shutil.which(name) or "/usr/bin/" + name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Service:
@@ -69,16 +63,10 @@ class Service:
         self.stop()
         raise RuntimeError("{} did not become ready:\n{}".format(self.name, self.log_tail()))
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown: VictoriaMetrics flushes what it acknowledged), then SIGKILL."""
+        if self.process is not None:
+            stop_process(self.process, timeout=20.0)
         self.process = None
 
     def log_tail(self, lines: int = 25) -> str:
@@ -173,7 +161,7 @@ class Simulator:
         workdir.mkdir(parents=True, exist_ok=True)
         self.targets_file = workdir / "sim-targets.yml"
         self.log_path = workdir / "sim.log"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
+        env = child_env()
         with open(str(self.log_path), "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fleet.cli", "--devices", str(devices), "--base-port", "0",
@@ -195,13 +183,7 @@ class Simulator:
         return {k: v for k, v in self.targets[index]["labels"].items() if not k.startswith("__")}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=20.0)
 
     def cpu_seconds(self) -> float:
         with open("/proc/{}/stat".format(self.process.pid)) as f:

@@ -17,18 +17,19 @@ the report reads the same table from both.
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
 from typing import Dict, List
 
 import pytest
+import requests
 
 from exporter.energy import board_from_rails
 from fleet.cli import DEFAULT_TRACE
 from fleet.device import load_trace
 from tests.fleet import harness
+from tests.processes import child_env
 from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver
 
 SCRAPE_S = 1.0
@@ -145,7 +146,7 @@ def _timestamps(url: str, selector: str, start: float, end: float) -> Dict[str, 
 def test_central_outage_loses_no_samples(fleet):
     time.sleep(3)  # some samples before the outage
     down_at = time.time()
-    fleet.vm.stop(signal.SIGTERM)
+    fleet.vm.stop()  # SIGTERM
     time.sleep(OUTAGE_SECONDS)
     fleet.vm.start()
     up_at = time.time()
@@ -168,7 +169,7 @@ def test_central_outage_loses_no_samples(fleet):
         assert abs(len(stamps) - len(local[key])) <= 1, (key, len(stamps), len(local[key]))
         assert len(stamps) >= expected - 2, (key, len(stamps), expected)
     for agent in fleet.agents:
-        metrics = harness.requests.get(agent.url + "/metrics", timeout=10).text
+        metrics = requests.get(agent.url + "/metrics", timeout=10).text
         counters = {}  # type: Dict[str, float]
         for line in metrics.splitlines():
             if line.startswith("prometheus_remote_storage_samples_"):
@@ -183,7 +184,7 @@ def test_central_outage_loses_no_samples(fleet):
 
 def test_vmalert_evaluates_every_project_rule_on_victoriametrics(fleet):
     def rules():
-        body = harness.requests.get(fleet.vmalert.url + "/api/v1/rules", timeout=10).json()
+        body = requests.get(fleet.vmalert.url + "/api/v1/rules", timeout=10).json()
         return [r for g in body["data"]["groups"] for r in g["rules"]]
 
     assert len(rules()) > 10
@@ -211,9 +212,8 @@ def test_vmalert_alerts_reach_alertmanager_with_the_device(fleet):
 
 
 def _report(url: str, since: float, until: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(harness.REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-m", "report.cli", "--prometheus", url, "--since", repr(since),
-                          "--until", repr(until), "--format", "json"], env=env, stdout=subprocess.PIPE,
+                          "--until", repr(until), "--format", "json"], env=child_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)

@@ -1,5 +1,4 @@
 """The fleet simulator on its own: contract, energy, phase and jitter, runs, CLI."""
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from exporter.metrics import METRICS, check
 from fleet.cli import DEFAULT_TRACE
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from tests.fleet import harness
+from tests.processes import child_env
 
 TRACE = load_trace(DEFAULT_TRACE)
 
@@ -120,8 +120,7 @@ def test_runs_epochs_and_histograms_follow_the_trainer_contract():
 
 
 def run_cli(*args, timeout=30):
-    env = dict(os.environ, PYTHONPATH=str(harness.REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "fleet.cli"] + list(args), env=env, stdout=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-m", "fleet.cli"] + list(args), env=child_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
 
 
