@@ -1,0 +1,1 @@
+"""edgescope-fleet-sim: many simulated Jetsons (exporter + trainer) on loopback ports."""

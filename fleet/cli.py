@@ -1,0 +1,140 @@
+"""edgescope-fleet-sim: serve N simulated Jetsons on loopback ports, for tests and load.
+
+Device i serves its exporter on BASE+2i and its trainer on BASE+2i+1 (with
+--base-port 0 every endpoint takes a free port). --targets-file writes the
+boards in the stack's file_sd format (prometheus/targets/*.yml, with
+__exporter_port__ / __trainer_port__), so prometheus/prometheus.yml or a
+Prometheus agent scrapes them as it would real boards.
+"""
+import argparse
+import os
+import resource
+import signal
+import sys
+from typing import List, Optional
+
+import yaml
+
+import exporter
+from fleet.device import SimulatedDevice, load_trace, make_fleet
+from fleet.serve import Endpoints, is_loopback
+
+MAX_DEVICES = 2000
+DEFAULT_TRACE = os.path.join(os.path.dirname(exporter.__file__), "demo", "tegrastats_nano_warming.log")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgescope-fleet-sim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", type=int, default=10, help="number of boards, 1..{} (default %(default)s)".format(MAX_DEVICES))
+    p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="loopback address to bind (default %(default)s)")
+    p.add_argument("--base-port", type=int, default=19945, metavar="PORT",
+                   help="first port; 0 = any free ports (default %(default)s)")
+    p.add_argument("--targets-file", metavar="PATH", help="write the boards as file_sd targets here")
+    p.add_argument("--trace", default=DEFAULT_TRACE, metavar="FILE",
+                   help="tegrastats log to replay (default: the exporter's demo Jetson Nano log)")
+    p.add_argument("--device-type", default="nano", help="device_type label of the boards (default %(default)s)")
+    p.add_argument("--prefix", default="sim", help="device names are PREFIX-0000.. (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="seed of every board's phase and jitter (default %(default)s)")
+    p.add_argument("--line-interval", type=float, default=1.0, metavar="S", help="tegrastats interval (default 1)")
+    p.add_argument("--jitter", type=float, default=0.05, metavar="S",
+                   help="each tegrastats line arrives up to this much early or late (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run (default %(default)s)")
+    p.add_argument("--epoch-seconds", type=float, default=60.0, metavar="S", help="about this long per epoch")
+    p.add_argument("--batch-seconds", type=float, default=0.25, metavar="S", help="mean batch time (default %(default)s)")
+    p.add_argument("--linger", type=float, default=30.0, metavar="S", help="pause between runs (default %(default)s)")
+    p.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds (0 = on SIGTERM/SIGINT)")
+    return p
+
+
+def validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not 1 <= args.devices <= MAX_DEVICES:
+        p.error("--devices must be 1..{}".format(MAX_DEVICES))
+    if not is_loopback(args.listen):
+        p.error("--listen {}: the simulator serves loopback only (127.0.0.1 or ::1)".format(args.listen))
+    last = args.base_port + 2 * args.devices - 1
+    if args.base_port < 0 or (args.base_port and last > 65535):
+        p.error("--base-port {}: {} devices need ports up to {} (> 65535); lower it or use 0".format(
+            args.base_port, args.devices, last))
+    for name in ("line_interval", "epoch_seconds", "batch_seconds"):
+        if getattr(args, name) <= 0:
+            p.error("--{} must be > 0".format(name.replace("_", "-")))
+    if args.jitter < 0 or args.jitter >= args.line_interval / 2:
+        p.error("--jitter must be >= 0 and below half of --line-interval")
+    if args.epochs < 1 or args.linger < 0 or args.duration < 0:
+        p.error("--epochs must be >= 1, --linger and --duration >= 0")
+
+
+def targets(devices: List[SimulatedDevice], host: str, ports: List[int]) -> list:
+    """file_sd entries, one per board, in the format of prometheus/targets/*.yml."""
+    return [{"targets": [host], "labels": dict(d.labels, __exporter_port__=str(ports[2 * i]),
+                                                 __trainer_port__=str(ports[2 * i + 1]))}
+            for i, d in enumerate(devices)]
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Prometheus re-reads file_sd files on change: never let it see half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft)), hard))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    validate(p, args)
+    try:
+        trace = load_trace(args.trace)
+    except (OSError, ValueError) as e:
+        print("edgescope-fleet-sim: --trace {}: {}".format(args.trace, getattr(e, "strerror", None) or e), file=sys.stderr)
+        return 2
+    devices = make_fleet(args.devices, trace, args.device_type, args.seed, args.prefix,
+                         line_interval=args.line_interval, jitter=args.jitter, epochs=args.epochs,
+                         epoch_seconds=args.epoch_seconds, batch_seconds=args.batch_seconds, linger_s=args.linger)
+    raise_fd_limit(4 * args.devices + 64)  # a listening socket and a scrape connection per endpoint
+    ports = [0] * (2 * args.devices) if args.base_port == 0 else list(range(args.base_port, args.base_port + 2 * args.devices))
+    renders = []
+    for d in devices:
+        renders += [lambda d=d: d.render("exporter"), lambda d=d: d.render("trainer")]
+    try:
+        endpoints = Endpoints(args.listen, ports, renders)
+    except OSError as e:
+        print("edgescope-fleet-sim: {}; choose another --base-port (or 0)".format(e.strerror or e), file=sys.stderr)
+        return 2
+    try:
+        if args.targets_file:
+            write_atomically(args.targets_file, yaml.safe_dump(targets(devices, args.listen, endpoints.ports),
+                                                               sort_keys=False))
+        stop = endpoints.loop.create_future()
+
+        def finish() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            endpoints.loop.add_signal_handler(sig, finish)
+        if args.duration:
+            endpoints.loop.call_later(args.duration, finish)
+        print("edgescope-fleet-sim: serving {} devices on {} (first exporter :{}, trainer :{}){}".format(
+            args.devices, args.listen, endpoints.ports[0], endpoints.ports[1],
+            "; targets in " + args.targets_file if args.targets_file else ""), file=sys.stderr, flush=True)
+        endpoints.run(stop)
+    except OSError as e:
+        print("edgescope-fleet-sim: --targets-file {}: {}".format(args.targets_file, e.strerror or e), file=sys.stderr)
+        return 2
+    finally:
+        endpoints.close()
+    scrapes = sum(d.scrapes["exporter"] + d.scrapes["trainer"] for d in devices)
+    print("edgescope-fleet-sim: stopped after {} scrapes".format(scrapes), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
