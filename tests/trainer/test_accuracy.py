@@ -62,10 +62,12 @@ def test_without_workers_the_stall_is_the_load_time():
 def test_with_workers_and_longer_compute_the_stall_is_near_zero():
     """2 workers load a batch in 40 ms each, a step takes 100 ms: after the first
     batch (worker start-up, which is a real stall) loading is fully hidden; what
-    remains is handing the batch over from the worker (about 1.3 ms here).
-    Tolerance: median stall <= 5 ms and total <= 10 % of the load time injected."""
+    remains is handing the batch over from the worker (1-7 ms seen here, more on
+    a loaded machine). Tolerance: median stall <= 10 ms and total <= 25 % of the
+    load time injected; an unhidden load would show 40 ms a batch, compute
+    counted as stall 100 ms."""
     load_per_batch_s, step_s, batches = 4 * 0.010, 0.100, 16
     loader = DataLoader(SlowDataset(4 * batches, 0.010), batch_size=4, num_workers=2, prefetch_factor=2)
     stalls = [t.fetch_stall_s for t in measure(loader, step_s)][1:]
-    assert statistics.median(stalls) <= 0.005
-    assert sum(stalls) <= 0.10 * load_per_batch_s * len(stalls)
+    assert statistics.median(stalls) <= 0.010
+    assert sum(stalls) <= 0.25 * load_per_batch_s * len(stalls)
