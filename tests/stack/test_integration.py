@@ -54,7 +54,11 @@ RATE_INTERVAL = "1s"                    # Grafana: max(4 x scrape interval, step
 # Per-epoch energy, rule vs counter: both integrate the same power samples;
 # they differ by the attribution of about one interval around each epoch
 # boundary to one epoch or the next, and by sampling the gauge at scrapes
-# while the replayed power steps between levels up to 25 % apart.
+# while the replayed power steps between levels up to 25 % apart. So the
+# per-epoch bound is 10 % plus one evaluation interval of the board's highest
+# power at each of the epoch's two boundaries (the epoch label comes from the
+# trainer's last scrape); that second term matters for short epochs (one CI
+# run: an 8 s epoch off by 10.3 %, within 10 % + 2.3 J).
 ENERGY_TOLERANCE = 0.10
 
 
@@ -198,6 +202,8 @@ def test_rule_energy_per_epoch_agrees_with_the_energy_counter(stack: Stack) -> N
     durations = {s["metric"]["epoch"]: float(s["value"][1])
                  for s in prom.query("edgescope_train_epoch_duration_seconds" + selector)}
     assert set(rule) == set(ends) == {str(e) for e in range(EPOCHS)}
+    peak_w = float(prom.query('max_over_time(edgescope_board_power_watts{device="%s"}[30m])' % DEVICE)[0]["value"][1])
+    boundary_j = 2 * INTERVAL * peak_w
     for epoch, end in sorted(ends.items()):
         counter = prom.query('increase(edgescope_board_energy_joules_total{device="%s"}[%dms])'
                              % (DEVICE, round(durations[epoch] * 1000)), at=end)
@@ -205,8 +211,8 @@ def test_rule_energy_per_epoch_agrees_with_the_energy_counter(stack: Stack) -> N
         assert joules > 0
         print("epoch %s: %.1f s, rule %.2f J, counter %.2f J, %+.1f %%" % (
             epoch, durations[epoch], rule[epoch], joules, 100 * (rule[epoch] / joules - 1)))
-        assert abs(rule[epoch] - joules) <= ENERGY_TOLERANCE * joules, \
-            "epoch %s: rule %.2f J, counter %.2f J" % (epoch, rule[epoch], joules)
+        assert abs(rule[epoch] - joules) <= ENERGY_TOLERANCE * joules + boundary_j, \
+            "epoch %s: rule %.2f J, counter %.2f J (bound 10 %% + %.2f J)" % (epoch, rule[epoch], joules, boundary_j)
 
 
 def test_gauge_integral_agrees_with_the_counter_over_a_window(stack: Stack) -> None:
