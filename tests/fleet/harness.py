@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import requests
 import yaml
 
-from tests.processes import child_env, free_port, stop_process
+from tests.processes import child_env, free_port, log_tail, stop_process, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_CONFIG = REPO / "prometheus" / "agent.yml"
@@ -50,16 +50,8 @@ class Service:
         with open(str(self.log_path), "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.env, cwd=str(self.workdir))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
+        if wait_http_ok(self.process, self.url + self.ready_path, timeout):
+            return self
         self.stop()
         raise RuntimeError("{} did not become ready:\n{}".format(self.name, self.log_tail()))
 
@@ -70,9 +62,7 @@ class Service:
         self.process = None
 
     def log_tail(self, lines: int = 25) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def cpu_seconds(self) -> float:
         """user + system CPU of the process so far."""

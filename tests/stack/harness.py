@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 import requests
 import yaml
 
-from tests.processes import free_port, stop_process
+from tests.processes import free_port, log_tail, stop_process, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "prometheus" / "prometheus.yml"
@@ -144,18 +144,8 @@ class _Server:
                               % (self.name, self.log_path, self.log_tail()))
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + self.startup_timeout
         assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                if requests.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        return False
+        return wait_http_ok(self.process, self.url + "/-/ready", self.startup_timeout)
 
     def stop(self) -> None:
         if self.process is None:
@@ -170,9 +160,7 @@ class _Server:
         self.stop()
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 class Prometheus(_Server):

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
-import requests
 
 from tests.stack.catalog import REPO, dashboard_queries, metric_names, rule_names, substitute
-from tests.processes import child_env, free_port, stop_process
+from tests.processes import child_env, free_port, log_tail, stop_process, wait_http_ok
 from tests.stack.harness import Alertmanager, Prometheus, Target, WebhookReceiver
 
 if importlib.util.find_spec("exporter.cli") is None or importlib.util.find_spec("trainer.cli") is None:
@@ -76,17 +75,9 @@ def spawn(args: List[str], log: Path) -> subprocess.Popen:
 
 
 def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError("%s exited: %s" % (url, log.read_text(errors="replace")[-3000:]))
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("%s did not answer in %.0f s" % (url, timeout))
+    if not wait_http_ok(process, url, timeout):
+        raise AssertionError("%s did not answer in %.0f s (exit code %s): %s"
+                             % (url, timeout, process.poll(), log_tail(log)))
 
 
 @pytest.fixture(scope="module")
