@@ -5,8 +5,10 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from typing import Any, Dict, List, Optional
 
+from exporter.clock import ClockCollector
 from exporter.config import ConfigError, load
 from exporter.sampler import Sampler
 from exporter.server import load_web_config, serve
@@ -82,13 +84,15 @@ def power_sources(cfg: Dict[str, Any]) -> List[Source]:
 
 def build_sources(cfg: Dict[str, Any]) -> List[Source]:
     sources = power_sources(cfg)
-    sources += [DiskstatsSource(cfg["procfs-root"], cfg["disk-exclude"]), ThermalSource(cfg["sysfs-root"])]
+    sources += [DiskstatsSource(cfg["procfs-root"], cfg["disk-exclude"], cfg["sysfs-root"], cfg["dataset"]),
+                ThermalSource(cfg["sysfs-root"])]
     if cfg["dataset"]:
         sources.append(PagecacheSource(cfg["dataset"], cfg["pagecache-interval"]))
     return sources
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    started = time.time()
     try:
         cfg = load(argv)
         web = load_web_config(cfg["web.config.file"]) if cfg["web.config.file"] else None
@@ -105,6 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sampler.stop()
         print("edgescope-exporter: {}".format(e), file=sys.stderr)
         return 2
+    server.registry.register(ClockCollector(started))
     sampler.start()
     log.info("serving /metrics on %s (%s) with sources: %s", cfg["web.listen-address"],
              "https" if web and web.tls else "http", ", ".join(s.name for s in sources))

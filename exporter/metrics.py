@@ -33,6 +33,8 @@ METRICS = {
     "edgescope_source_sample_duration_seconds": _gauge("How long the source's last sample took.", "source"),
     "edgescope_source_last_success_timestamp_seconds": _gauge("Unix time of the source's last successful sample.", "source"),
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
+    "edgescope_exporter_start_time_seconds": _gauge("Unix time the exporter process started (by its own clock)."),
+    "edgescope_time_seconds": _gauge("System wall-clock time in Unix seconds when the scrape was answered."),
     # Power and energy.
     "edgescope_board_power_watts": _gauge("Board input power at the last sample."),
     "edgescope_board_energy_joules_total": _counter("Board energy since the exporter started: sum of P(t_i)*(t_i - t_i-1) on monotonic time, or a hardware energy counter where one exists."),
@@ -76,6 +78,7 @@ METRICS = {
     "edgescope_dataset_page_cache_ratio": _gauge("Resident pages / total pages of the dataset's files, as vmtouch counts them.", "dataset"),
     "edgescope_dataset_files": _gauge("Files scanned in the dataset.", "dataset"),
     "edgescope_dataset_scan_duration_seconds": _gauge("Duration of the last page-cache scan of the dataset.", "dataset"),
+    "edgescope_dataset_disk_info": _gauge("The whole disk in /proc/diskstats that holds the dataset's filesystem (always 1).", "dataset", "disk"),
     "edgescope_dataset_scan_timestamp_seconds": _gauge("Unix time the last page-cache scan of the dataset finished.", "dataset"),
 }  # type: Dict[str, MetricDef]
 

@@ -9,10 +9,16 @@ sysstat's iostat does over the last sampling interval, with the interval
 measured on the monotonic clock:
   r/s = d(reads)/dt, rkB/s = d(sectors read)*512/1024/dt,
   r_await = d(ms reading)/d(reads) (0 without reads), %util = d(ms doing I/O)/dt/10.
+
+Each --dataset is mapped to the whole disk holding its filesystem
+(edgescope_dataset_disk_info), so that the report counts that disk's reads
+and not every disk's: a dm-crypt/LVM/md volume and the disks under it would
+otherwise count the same bytes twice.
 """
+import os
 import re
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown, sysfs
@@ -36,12 +42,33 @@ def parse_diskstats(text: str) -> Dict[str, Stats]:
     return out
 
 
+def disk_of(path: str, sysfs_root: str = "/sys") -> Optional[str]:
+    """The whole block device holding ``path``'s filesystem, as /proc/diskstats
+    names it: st_dev -> /sys/dev/block/MAJ:MIN, and a partition's parent disk
+    (a dm-* or md* device has no `partition` file: it is itself the top device).
+    None when the filesystem is on no block device (tmpfs, overlay, NFS, btrfs)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    node = sysfs(sysfs_root, "dev", "block", "{}:{}".format(os.major(st.st_dev), os.minor(st.st_dev)))
+    if not os.path.exists(node):
+        return None
+    node = os.path.realpath(node)
+    if os.path.exists(os.path.join(node, "partition")):
+        node = os.path.dirname(node)
+    return os.path.basename(node)
+
+
 class DiskstatsSource(Source):
     name = "diskstats"
 
-    def __init__(self, procfs_root: str = "/proc", exclude: str = DEFAULT_EXCLUDE) -> None:
+    def __init__(self, procfs_root: str = "/proc", exclude: str = DEFAULT_EXCLUDE, sysfs_root: str = "/sys",
+                 datasets: Sequence[str] = ()) -> None:
         self._path = sysfs(procfs_root, "diskstats")
         self._exclude = re.compile(exclude)
+        self._sysfs_root = sysfs_root
+        self._datasets = list(datasets)
         self._last = None  # type: Optional[Tuple[float, Dict[str, Stats]]]
 
     def read(self) -> Dict[str, Stats]:
@@ -81,4 +108,14 @@ class DiskstatsSource(Source):
                     Sample("edgescope_disk_utilisation_ratio", lab, min(1.0, (s[6] - p[6]) / 1000.0 / dt)),
                 ]
         self._last = (t, now)
+        return out + self.dataset_disks()
+
+    def dataset_disks(self) -> List[Sample]:
+        """edgescope_dataset_disk_info for every dataset on a block device (resolved
+        at each sample: a disk may be mounted or replaced while the exporter runs)."""
+        out = []
+        for dataset in self._datasets:
+            disk = disk_of(dataset, self._sysfs_root)
+            if disk is not None:
+                out.append(Sample("edgescope_dataset_disk_info", {"dataset": dataset, "disk": disk}, 1.0))
         return out

@@ -94,3 +94,55 @@ def test_agrees_with_real_iostat(tmp_path):
     assert ours["edgescope_disk_read_bytes_per_second"] == pytest.approx(stats["rkB/s"] * 1024, rel=0.05)
     assert ours["edgescope_disk_read_await_seconds"] == pytest.approx(stats["r_await"] / 1000, rel=0.25, abs=2e-4)
     assert ours["edgescope_disk_utilisation_ratio"] == pytest.approx(stats["util"] / 100, abs=0.05)
+
+
+def _fake_block_sysfs(root, dataset, device_dir: str, partition: bool) -> str:
+    """A fake /sys whose /sys/dev/block/MAJ:MIN entry for ``dataset``'s st_dev
+    points at ``device_dir`` (a partition when ``partition``), as the kernel lays it out."""
+    st = os.stat(str(dataset))
+    node = os.path.join(str(root), "devices", device_dir)
+    os.makedirs(node)
+    if partition:
+        write(node, "partition", "2")
+    os.makedirs(os.path.join(str(root), "dev", "block"))
+    os.symlink(os.path.relpath(node, os.path.join(str(root), "dev", "block")),
+               os.path.join(str(root), "dev", "block", "{}:{}".format(os.major(st.st_dev), os.minor(st.st_dev))))
+    return str(root)
+
+
+@pytest.mark.parametrize("device_dir, partition, disk", [
+    ("pci0000:00/0000:00:1f.2/ata1/host0/block/sda/sda2", True, "sda"),       # a partition: its parent disk
+    ("platform/sdhci-tegra.0/mmc_host/mmc0/block/mmcblk0/mmcblk0p1", True, "mmcblk0"),
+    ("pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1", False, "nvme0n1"),         # a whole disk: itself
+    ("virtual/block/dm-0", False, "dm-0"),                                  # LUKS/LVM: the top device, not its slaves
+    ("virtual/block/md127", False, "md127"),
+])
+def test_dataset_is_mapped_to_the_whole_disk_holding_it(tmp_path, device_dir, partition, disk):
+    dataset = tmp_path / "cifar"
+    dataset.mkdir()
+    root = _fake_block_sysfs(tmp_path / "sys", dataset, device_dir, partition)
+    write(tmp_path, "proc/diskstats", DISKSTATS)
+    src = DiskstatsSource(str(tmp_path / "proc"), sysfs_root=root, datasets=[str(dataset)])
+    info = [s for s in src.sample() if s.name == "edgescope_dataset_disk_info"]
+    assert [(s.labels, s.value) for s in info] == [({"dataset": str(dataset), "disk": disk}, 1.0)]
+
+
+def test_dataset_on_no_block_device_has_no_disk_info(tmp_path):
+    write(tmp_path, "proc/diskstats", DISKSTATS)
+    (tmp_path / "sys").mkdir()  # no /sys/dev/block entry: tmpfs, overlay, NFS
+    src = DiskstatsSource(str(tmp_path / "proc"), sysfs_root=str(tmp_path / "sys"), datasets=[str(tmp_path)])
+    assert [s for s in src.sample() if s.name == "edgescope_dataset_disk_info"] == []
+
+
+def test_dataset_disk_agrees_with_lsblk(tmp_path):
+    """On this machine's real /sys: the same whole disk lsblk names for the filesystem under tmp_path."""
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", str(tmp_path)], stdout=subprocess.PIPE,
+                            universal_newlines=True)
+    if source.returncode != 0 or not source.stdout.startswith("/dev/"):
+        pytest.skip("tmp_path is not on a block device")
+    lsblk = subprocess.run(["lsblk", "-n", "-s", "-r", "-o", "KNAME,TYPE", source.stdout.strip()],
+                           stdout=subprocess.PIPE, universal_newlines=True, check=True)
+    # lsblk -s lists the device first, then what it sits on: the top device is the first that is not a partition
+    expected = next(name for name, kind in (line.split() for line in lsblk.stdout.splitlines()) if kind != "part")
+    src = DiskstatsSource(datasets=[str(tmp_path)])
+    assert [s.labels["disk"] for s in src.sample() if s.name == "edgescope_dataset_disk_info"] == [expected]
