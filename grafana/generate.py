@@ -137,7 +137,7 @@ def epoch_table(b: Board) -> None:
     columns = [("E2E", "s", "edgescope_train_epoch_duration_seconds"),
                ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
                ("compute", "s", "edgescope_train_epoch_compute_seconds"),
-               ("energy", "joule", "run_epoch:edgescope_board_energy_joules:mean_power_x_duration")]
+               ("energy", "joule", "run_epoch:edgescope_board_energy_joules:increase_in_epoch")]
     targets = [("sum by (device, run_id, epoch) (last_over_time(%s{%s}[$__range]))" % (metric, RUN), "")
                for _, _, metric in columns]
     names = {"Value #%s" % chr(ord("A") + i): title for i, (title, _, _) in enumerate(columns)}
@@ -163,7 +163,7 @@ def compare_devices() -> Dict[str, Any]:
         b.add(title, unit, [("last_over_time(%s{%s}[$__range])" % (metric, RUN), EPOCH_LEGEND)],
               kind="bargauge", width=8, height=10, options=BARS)
     b.add("Energy per epoch", "joule",
-          [("last_over_time(run_epoch:edgescope_board_energy_joules:mean_power_x_duration{%s}[$__range])"
+          [("last_over_time(run_epoch:edgescope_board_energy_joules:increase_in_epoch{%s}[$__range])"
             % RUN, EPOCH_LEGEND)],
           kind="bargauge", width=8, height=10, options=BARS,
           description="Mean board power while the epoch ran times its duration.")

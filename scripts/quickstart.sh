@@ -104,7 +104,7 @@ python3 -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --f
 cat <<EOF
 
 Where to look:
-  Prometheus          $PROM/graph            (try: run_epoch:edgescope_board_energy_joules:mean_power_x_duration)
+  Prometheus          $PROM/graph            (try: run_epoch:edgescope_board_energy_joules:increase_in_epoch)
   its targets         $PROM/targets
   alerts              $PROM/alerts
   exporter metrics    http://127.0.0.1:$EXPORTER_PORT/metrics

@@ -187,7 +187,7 @@ def test_rule_energy_per_epoch_agrees_with_the_energy_counter(stack: Stack) -> N
     prom = stack.prom
     selector = '{run_id="%s"}' % RUN_ID
     rule = {s["metric"]["epoch"]: float(s["value"][1]) for s in prom.query(
-        "last_over_time(run_epoch:edgescope_board_energy_joules:mean_power_x_duration%s[30m])" % selector)}
+        "last_over_time(run_epoch:edgescope_board_energy_joules:increase_in_epoch%s[30m])" % selector)}
     ends = {s["metric"]["epoch"]: float(s["value"][1])
             for s in prom.query("edgescope_train_epoch_end_timestamp_seconds" + selector)}
     durations = {s["metric"]["epoch"]: float(s["value"][1])
