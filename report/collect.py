@@ -1,13 +1,18 @@
 """Read runs, their epochs and the exporter's counters out of Prometheus and
 turn them into per-epoch records (see docs/metrics.md for every name).
 
-Trainer series are found by ``run_id``; the exporter's series of the same board
-by the ``device`` target label Prometheus attaches to both jobs. Whatever is
-not there stays None and is named in ``notes``: never a silent zero.
+A run is one run_id on one board: the trainer target's (device, instance).
+Its exporter series are found by the ``device`` target label Prometheus
+attaches to both jobs. Epoch edges are the board's clock; they are shifted by
+the board's clock offset (``edgescope_time_seconds`` minus its Prometheus
+timestamp) before exporter samples, stamped by Prometheus, are read at them.
+Whatever is not there or cannot be trusted stays None and is named in
+``notes``: never a silent zero.
 """
 import datetime
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -18,9 +23,17 @@ from report.prom import Labels, Prometheus, ReportError, Sample, duration, promq
 # that a sample on each side of every epoch edge is found at scrape intervals
 # up to this long.
 EDGE_PAD_SECONDS = 120.0
+# A clock offset above this is worth a note (NTP keeps clocks within ms).
+OFFSET_NOTE_SECONDS = 1.0
+# An epoch edge between two exporter samples further apart than this many
+# scrape intervals: the exporter or its scrapes were down there.
+GAP_INTERVALS = 3.0
 # Labels that identify a scrape target or a run rather than its configuration.
 NOT_CONFIGURATION = {"__name__", "run_id", "device_name", "model", "torch_device", "job", "instance",
-                     "device", "device_type", "storage"}
+                     "device", "device_type", "storage", "energy_source"}
+# Block devices stacked on others (device mapper: LUKS, LVM; md RAID): their
+# reads are also counted on the disks below them.
+STACKED_DISK = re.compile(r"^(dm-\d+|md\d+)$")
 
 EPOCH_GAUGES = {
     "start": "edgescope_train_epoch_start_timestamp_seconds",
@@ -29,13 +42,21 @@ EPOCH_GAUGES = {
     "fetch_stall_seconds": "edgescope_train_epoch_fetch_stall_seconds",
     "compute_seconds": "edgescope_train_epoch_compute_seconds",
     "samples": "edgescope_train_epoch_samples",
+    "trainer_energy_joules": "edgescope_train_epoch_energy_joules",
+    "trainer_power_watts": "edgescope_train_epoch_average_power_watts",
 }
 RUN_INFO = "edgescope_train_run_info"
+CLOCK = "edgescope_time_seconds"
 ENERGY = "edgescope_board_energy_joules_total"
+EXPORTER_START = "edgescope_exporter_start_time_seconds"
+UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
 DISK_READS = "edgescope_disk_reads_completed_total"
 DISK_READ_BYTES = "edgescope_disk_read_bytes_total"
+DATASET_DISK = "edgescope_dataset_disk_info"
 CACHE_RATIO = "edgescope_dataset_page_cache_ratio"
+Series = List[Tuple[Labels, List[Sample]]]
+RunKey = Tuple[str, str, str]  # run_id, device, trainer instance
 
 
 @dataclass
@@ -51,6 +72,9 @@ class Epoch:
     samples: Optional[float] = None
     energy_joules: Optional[float] = None
     average_power_watts: Optional[float] = None
+    energy_source: Optional[str] = None  # "trainer" (its own measurement) or "exporter" (counter at the edges)
+    trainer_energy_joules: Optional[float] = None
+    trainer_power_watts: Optional[float] = None
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
     page_cache_ratio: Optional[float] = None
@@ -66,11 +90,23 @@ class Epoch:
 class Run:
     run_id: str
     device: str
+    instance: str  # the trainer target's instance (host:port): with device, which board ran it
     device_type: Optional[str]
     storage: Optional[str]
     info: Labels
     epochs: List[Epoch] = field(default_factory=list)
-    power: List[Sample] = field(default_factory=list)  # board power over the run, for plots
+    power: List[Sample] = field(default_factory=list)  # board power over the run (board clock), for plots
+    clock_offset_seconds: Optional[float] = None  # board clock minus the Prometheus host's
+    seen: Tuple[float, float] = (0.0, 0.0)  # Prometheus time of the run's first and last run_info sample
+
+    @property
+    def key(self) -> RunKey:
+        return (self.run_id, self.device, self.instance)
+
+    @property
+    def name(self) -> str:
+        """How notes name the run: its id and its board."""
+        return "run {} on {}".format(self.run_id, self.device or self.instance or "an unknown board")
 
     @property
     def model(self) -> Optional[str]:
@@ -80,6 +116,10 @@ class Run:
     def configuration(self) -> Tuple[Tuple[str, str], ...]:
         """The run's settings apart from identity: what a comparison row is keyed on."""
         return tuple(sorted((k, v) for k, v in self.info.items() if k not in NOT_CONFIGURATION))
+
+    def to_prometheus_time(self, t: float) -> float:
+        """A board-clock time as the Prometheus host's clock read it."""
+        return t - (self.clock_offset_seconds or 0.0)
 
 
 @dataclass
@@ -104,37 +144,60 @@ def _last_over(prom: Prometheus, metric: str, matcher: str, since: float, until:
     return prom.vector(query, until)
 
 
-def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: float) -> Dict[str, Run]:
-    """The runs (by run_id) with trainer data in [since, until], with their epochs'
-    trainer-side numbers. Raises ReportError naming any requested run not found."""
+def _key(labels: Labels) -> RunKey:
+    return (labels.get("run_id", ""), labels.get("device") or labels.get("device_name", ""),
+            labels.get("instance", ""))
+
+
+def _new_run(labels: Labels, info: Labels) -> Run:
+    run_id, device, instance = _key(labels)
+    return Run(run_id=run_id, device=device, instance=instance, device_type=labels.get("device_type"),
+               storage=labels.get("storage"), info=info)
+
+
+def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: float) -> Dict[RunKey, Run]:
+    """The runs (run_id on one board) with trainer data in [since, until], with
+    their epochs' trainer-side numbers. Raises ReportError naming any requested
+    run not found."""
     matcher = _run_matcher(run_ids)
-    runs = {}  # type: Dict[str, Run]
+    runs = {}  # type: Dict[RunKey, Run]
     for labels, _ in _last_over(prom, RUN_INFO, matcher, since, until):
-        run_id = labels.get("run_id", "")
-        if run_id and run_id not in runs:
-            info = {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance")}
-            runs[run_id] = Run(run_id=run_id, device=labels.get("device") or labels.get("device_name", ""),
-                               device_type=labels.get("device_type"), storage=labels.get("storage"), info=info)
-    epochs = {}  # type: Dict[Tuple[str, int], Epoch]
-    for key, metric in EPOCH_GAUGES.items():
+        key = _key(labels)
+        if key[0] and key not in runs:
+            runs[key] = _new_run(labels, {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance")})
+    epochs = {}  # type: Dict[Tuple[RunKey, int], Epoch]
+    for name, metric in EPOCH_GAUGES.items():
         for labels, value in _last_over(prom, metric, matcher, since, until):
-            run_id, epoch_label = labels.get("run_id", ""), labels.get("epoch", "")
-            if not run_id or not epoch_label.isdigit():
+            key, epoch_label = _key(labels), labels.get("epoch", "")
+            if not key[0] or not epoch_label.isdigit():
                 continue
-            if run_id not in runs:  # epochs without run_info: still report them
-                runs[run_id] = Run(run_id=run_id, device=labels.get("device", ""),
-                                   device_type=labels.get("device_type"), storage=labels.get("storage"), info={})
-            epoch = epochs.setdefault((run_id, int(epoch_label)),
-                                      Epoch(run_id=run_id, device=runs[run_id].device, epoch=int(epoch_label)))
-            setattr(epoch, key, value)
-    unknown = [r for r in run_ids if r not in runs]
+            if key not in runs:  # epochs without run_info: still report them
+                runs[key] = _new_run(labels, {})
+            epoch = epochs.setdefault((key, int(epoch_label)),
+                                      Epoch(run_id=key[0], device=key[1], epoch=int(epoch_label)))
+            setattr(epoch, name, value)
+    unknown = [r for r in run_ids if r not in {k[0] for k in runs}]
     if unknown:
         raise ReportError("unknown run {}: Prometheus at {} has no {} with that run_id between {} and {}; "
                           "check --run or widen --since".format(", ".join(repr(u) for u in unknown), prom.url,
                                                                  RUN_INFO, _iso(since), _iso(until)))
-    for (run_id, _), epoch in sorted(epochs.items()):
-        runs[run_id].epochs.append(epoch)
+    for (key, _), epoch in sorted(epochs.items()):
+        runs[key].epochs.append(epoch)
+    _add_seen(prom, runs, matcher, since, until)
     return runs
+
+
+def _add_seen(prom: Prometheus, runs: Dict[RunKey, Run], matcher: str, since: float, until: float) -> None:
+    """When Prometheus saw each run (its own clock): the span whose clock
+    samples give the board's offset. A subquery at a step fine enough for that."""
+    step = max(1.0, (until - since) / 2000.0)
+    span = "[{}:{}]".format(duration(until - since), duration(step))
+    seen = "timestamp({}{{{}}})".format(RUN_INFO, matcher)
+    firsts = dict((_key(l), v) for l, v in prom.vector("min_over_time({}{})".format(seen, span), until))
+    lasts = dict((_key(l), v) for l, v in prom.vector("max_over_time({}{})".format(seen, span), until))
+    for key, run in runs.items():
+        if key in firsts and key in lasts:
+            run.seen = (firsts[key] - step, lasts[key] + step)
 
 
 def _iso(t: float) -> str:
@@ -153,81 +216,217 @@ def _last_before(samples: Sequence[Sample], t: float, staleness: float) -> Optio
     return candidates[-1] if candidates else None
 
 
+def _host(instance: str) -> str:
+    return instance.rpartition(":")[0] if ":" in instance else instance
+
+
+def _offsets(series: Series) -> List[float]:
+    return [v - t for _, samples in series for t, v in samples]
+
+
+def add_clock_offset(prom: Prometheus, run: Run, notes: List[str]) -> None:
+    """The board's clock offset over the run: the median of
+    ``edgescope_time_seconds`` minus its Prometheus timestamp, from the
+    trainer's target, else from the board's exporter (same clock). Unknown
+    (edges taken as they are) when neither publishes its clock."""
+    lo, hi = run.seen
+    if hi <= lo:
+        return
+    trainer = prom.raw("{}{{instance={},device={}}}".format(CLOCK, promql_string(run.instance),
+                                                            promql_string(run.device)), lo, hi)
+    offsets = _offsets(trainer) or _offsets(_board_series(prom.raw(_device_selector(CLOCK, run.device), lo, hi),
+                                                          run, [], CLOCK))
+    if not offsets:
+        return
+    run.clock_offset_seconds = statistics.median(offsets)
+    if abs(run.clock_offset_seconds) > OFFSET_NOTE_SECONDS:
+        notes.append("{}: the board's clock is {:+.1f} s off the Prometheus host's; epoch edges shifted by it "
+                     "before reading exporter samples".format(run.name, run.clock_offset_seconds))
+
+
+def _board_series(series: Series, run: Run, notes: List[str], metric: str) -> Series:
+    """The series of the run's own board: with one exporter per device label,
+    all of them; where exporters on several hosts carry the run's device label,
+    only the one on the trainer's host (none, with a note, if no host matches):
+    never another board's numbers."""
+    instances = {labels.get("instance", "") for labels, _ in series}
+    if len(instances) <= 1:
+        return series
+    mine = [(labels, samples) for labels, samples in series if _host(labels.get("instance", "")) == _host(run.instance)]
+    if not mine:
+        notes.append("{}: {} comes from {} exporters labelled device {!r} ({}), none on the trainer's host {!r}; "
+                     "left out".format(run.name, metric, len(instances), run.device, ", ".join(sorted(instances)),
+                                       _host(run.instance)))
+    return mine
+
+
+def _fetch(prom: Prometheus, metric: str, run: Run, lo: float, hi: float, notes: List[str]) -> Series:
+    return _board_series(prom.raw(_device_selector(metric, run.device), lo, hi), run, notes, metric)
+
+
 def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: float = 300.0) -> None:
-    """Fill energy, power, disk and page-cache numbers of every epoch of ``run``
-    from the exporter series of the run's device."""
+    """Fill energy, power, disk and page-cache numbers of every epoch of ``run``:
+    the trainer's own energy measurement where it published one, else the
+    exporter's counters of the run's board read at the epoch's edges."""
+    for epoch in run.epochs:
+        if epoch.trainer_energy_joules is not None:
+            epoch.energy_joules, epoch.energy_source = epoch.trainer_energy_joules, "trainer"
+            epoch.average_power_watts = epoch.trainer_power_watts
     timed = [e for e in run.epochs if e.start is not None and e.end is not None]
     if not timed:
-        notes.append("run {}: no epoch start/end timestamps; energy, disk and page cache missing".format(run.run_id))
+        notes.append("{}: no epoch start/end timestamps; energy, disk and page cache missing".format(run.name))
         return
-    lo = min(e.start for e in timed) - EDGE_PAD_SECONDS  # type: ignore
-    hi = max(e.end for e in timed) + EDGE_PAD_SECONDS  # type: ignore
-    energy = prom.raw(_device_selector(ENERGY, run.device), lo, hi)
-    reads = prom.raw(_device_selector(DISK_READS, run.device), lo, hi)
-    read_bytes = prom.raw(_device_selector(DISK_READ_BYTES, run.device), lo, hi)
-    cache = prom.raw(_device_selector(CACHE_RATIO, run.device), lo, hi)
+    lo = run.to_prometheus_time(min(e.start for e in timed)) - EDGE_PAD_SECONDS  # type: ignore
+    hi = run.to_prometheus_time(max(e.end for e in timed)) + EDGE_PAD_SECONDS  # type: ignore
+    energy = _fetch(prom, ENERGY, run, lo, hi, notes)
+    reads = _fetch(prom, DISK_READS, run, lo, hi, notes)
+    read_bytes = _fetch(prom, DISK_READ_BYTES, run, lo, hi, notes)
+    cache = _fetch(prom, CACHE_RATIO, run, lo, hi, notes)
     if not (energy or reads or cache):
-        notes.append("run {}: no exporter data for device {!r} (energy, power, disk, page cache missing); is "
-                     "edgescope-exporter scraped with the same device label?".format(run.run_id, run.device))
+        if any(e.energy_source is None for e in run.epochs):
+            notes.append("{}: no exporter data for device {!r} (energy, power, disk, page cache missing); is "
+                         "edgescope-exporter scraped with the same device label?".format(run.name, run.device))
+        return
+    windows = [(e, run.to_prometheus_time(float(e.start)), run.to_prometheus_time(float(e.end)))  # type: ignore
+               for e in timed]
+    _add_window_energy(prom, run, [w for w in windows if w[0].energy_source is None], energy, lo, hi, notes)
+    disks = _dataset_disks(prom, run, reads, lo, hi, notes)
+    reads = [(labels, samples) for labels, samples in reads if labels.get("disk") in disks]
+    read_bytes = [(labels, samples) for labels, samples in read_bytes if labels.get("disk") in disks]
+    cache_series = _pick_dataset(cache, run, notes, "page-cache ratio")
+    partial = {}  # type: Dict[str, List[int]]
+    for epoch, start, end in windows:
+        epoch.read_iops = _summed_rate(reads, start, end, epoch.epoch, partial)
+        epoch.read_bytes_per_second = _summed_rate(read_bytes, start, end, epoch.epoch, {})
+        if cache_series is not None:
+            epoch.page_cache_ratio = _last_before(cache_series[1], end, staleness)
+    for disk, numbers in sorted(partial.items()):
+        notes.append("{}: disk {} has no samples over all of epoch(s) {}; their read figures count the other "
+                     "disks only".format(run.name, disk, _numbers(numbers)))
+    first, last = lo + EDGE_PAD_SECONDS, hi - EDGE_PAD_SECONDS
+    power = _board_series(prom.range(_device_selector(POWER, run.device), first, last,
+                                     max(1.0, (last - first) / 600.0)), run, [], POWER)
+    offset = run.clock_offset_seconds or 0.0
+    run.power = [(t + offset, w) for t, w in power[0][1]] if power else []
+
+
+def _numbers(values: Sequence[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, float, float]], energy: Series,
+                       lo: float, hi: float, notes: List[str]) -> None:
+    """Each epoch's energy from the exporter's counter interpolated at its
+    (Prometheus-time) edges; missing, with a note naming the epoch, where the
+    exporter restarted inside it or its samples around an edge are too sparse."""
+    if not windows:
         return
     if not energy:
-        notes.append("run {}: device {!r} has no {} (no power source on the exporter?); energy and power "
-                     "missing".format(run.run_id, run.device, ENERGY))
-    elif len(energy) > 1:
-        notes.append("run {}: device {!r} has {} energy series; using the one with labels {}".format(
-            run.run_id, run.device, len(energy), sorted(energy[0][0].items())))
-    cache_series = _pick_dataset(cache, run, notes)
-    uncovered = []
-    for epoch in timed:
-        start, end = float(epoch.start), float(epoch.end)  # type: ignore
-        if energy:
-            epoch.energy_joules = window.increase(energy[0][1], start, end)
-            if epoch.energy_joules is None:
-                uncovered.append(epoch.epoch)
-            elif end > start:
-                epoch.average_power_watts = epoch.energy_joules / (end - start)
-        epoch.read_iops = _summed_rate(reads, start, end)
-        epoch.read_bytes_per_second = _summed_rate(read_bytes, start, end)
-        if cache_series is not None:
-            epoch.page_cache_ratio = _last_before(cache_series, end, staleness)
-    if uncovered:
-        notes.append("run {}: exporter samples do not cover epoch(s) {} on both edges; their energy is "
-                     "missing".format(run.run_id, ", ".join(str(e) for e in uncovered)))
-    first, last = lo + EDGE_PAD_SECONDS, hi - EDGE_PAD_SECONDS
-    power = prom.range(_device_selector(POWER, run.device), first, last, max(1.0, (last - first) / 600.0))
-    run.power = power[0][1] if power else []
+        notes.append("{}: device {!r} has no {} (no power source on the exporter?); energy and power "
+                     "missing".format(run.name, run.device, ENERGY))
+        return
+    if len(energy) > 1:
+        notes.append("{}: device {!r} has {} energy series; using the one with labels {}".format(
+            run.name, run.device, len(energy), sorted(energy[0][0].items())))
+    samples = energy[0][1]
+    starts = _fetch(prom, EXPORTER_START, run, lo, hi, [])
+    uncovered = _fetch(prom, UNCOVERED, run, lo, hi, [])
+    max_gap = GAP_INTERVALS * (window.typical_interval(samples) or 0.0)
+    outside, doubted = [], []
+    for epoch, start, end in windows:
+        joules = window.increase(samples, start, end)
+        if joules is None:
+            outside.append(epoch.epoch)
+            continue
+        reasons = window.doubts(samples, start, end, max_gap, edges_only=bool(starts))
+        read = window.bracket(samples, start, end)
+        t0, t1 = read[0][0], read[-1][0]
+        if any(len({v for t, v in s if t0 <= t <= t1}) > 1 for _, s in starts):
+            reasons.insert(0, "the exporter restarted")
+        if any((window.increase(s, t0, t1) or 0.0) > 0 for _, s in uncovered):
+            reasons.append("power readings did not cover all of it")
+        if reasons:
+            doubted.append("epoch {} ({})".format(epoch.epoch, ", ".join(sorted(set(reasons), key=reasons.index))))
+            continue
+        epoch.energy_joules, epoch.energy_source = joules, "exporter"
+        if end > start:
+            epoch.average_power_watts = joules / (end - start)
+    if outside:
+        notes.append("{}: exporter samples do not cover epoch(s) {} on both edges; their energy is "
+                     "missing".format(run.name, _numbers(outside)))
+    if doubted:
+        notes.append("{}: energy missing for {}: the exporter's counter cannot give it".format(
+            run.name, "; ".join(doubted)))
 
 
-def _summed_rate(series: List[Tuple[Labels, List[Sample]]], start: float, end: float) -> Optional[float]:
-    """Sum over disks of each disk's average rate in the window; None if any
-    disk's samples do not cover it (a partial sum would understate the load)."""
-    if not series:
-        return None
-    total = 0.0
-    for _, samples in series:
+def _summed_rate(series: Series, start: float, end: float, epoch: int, partial: Dict[str, List[int]]) -> Optional[float]:
+    """Sum over disks of each disk's average rate in the window. A disk whose
+    samples do not cover the window (it appeared or vanished meanwhile) is left
+    out and recorded in ``partial``; None if no disk covers it."""
+    rates = {}  # type: Dict[str, float]
+    for labels, samples in series:
         r = window.rate(samples, start, end)
         if r is None:
-            return None
-        total += r
-    return total
+            partial.setdefault(labels.get("disk", ""), []).append(epoch)
+        else:
+            rates[labels.get("disk", "")] = r
+    return sum(rates.values()) if rates else None
 
 
-def _pick_dataset(cache: List[Tuple[Labels, List[Sample]]], run: Run, notes: List[str]) -> Optional[List[Sample]]:
-    """The page-cache series of the run's dataset: the one whose ``dataset`` path
-    matches the run's ``data_dir`` label, or the only one watched."""
-    if not cache:
+def _dataset_disks(prom: Prometheus, run: Run, reads: Series, lo: float, hi: float, notes: List[str]) -> List[str]:
+    """The disks whose reads count for the run: the one holding its dataset
+    (``edgescope_dataset_disk_info`` matched to data_dir), else every disk
+    except stacked ones (dm-*, md*) whose reads the disks under them count again."""
+    info = [(labels, samples) for labels, samples in _fetch(prom, DATASET_DISK, run, lo, hi, [])
+            if labels.get("disk")]
+    picked = _pick_dataset(info, run, [], "")
+    if picked is not None:
+        return [picked[0]["disk"]]
+    names = sorted({labels.get("disk", "") for labels, _ in reads})
+    plain = [d for d in names if not STACKED_DISK.match(d)]
+    if plain and len(plain) < len(names):
+        notes.append("{}: reads summed over disks {} without the stacked device(s) {} on top of them (no {} "
+                     "matches the run's data_dir)".format(run.name, ", ".join(plain),
+                                                          ", ".join(d for d in names if d not in plain), DATASET_DISK))
+        return plain
+    return names
+
+
+def _pick_dataset(series: Series, run: Run, notes: List[str], what: str) -> Optional[Tuple[Labels, List[Sample]]]:
+    """The series of the run's dataset: the one whose ``dataset`` path matches
+    the run's ``data_dir`` label, or the only one watched."""
+    if not series:
         return None
     data_dir = run.info.get("data_dir")
     if data_dir:
-        for labels, samples in cache:
+        for labels, samples in series:
             if _same_path(labels.get("dataset", ""), data_dir):
-                return samples
-    if len(cache) == 1:
-        return cache[0][1]
-    notes.append("run {}: device {!r} watches {} datasets and {}; page-cache ratio missing".format(
-        run.run_id, run.device, len(cache), "none matches the run's data_dir label {!r}".format(data_dir)
-        if data_dir else "the run has no data_dir label to pick one"))
+                return labels, samples
+    if len({labels.get("dataset") for labels, _ in series}) == 1:
+        return series[0]
+    notes.append("{}: device {!r} watches {} datasets and {}; {} missing".format(
+        run.name, run.device, len(series), "none matches the run's data_dir label {!r}".format(data_dir)
+        if data_dir else "the run has no data_dir label to pick one", what))
     return None
+
+
+def check_identity(runs: Sequence[Run], notes: List[str]) -> None:
+    """Note run ids seen on more than one board (each board's run is reported
+    on its own) and epoch numbers missing from a run."""
+    boards = {}  # type: Dict[str, List[Run]]
+    for run in runs:
+        boards.setdefault(run.run_id, []).append(run)
+    for run_id, same in sorted(boards.items()):
+        if len(same) > 1:
+            notes.append("run id {} was seen on {} boards ({}); each is reported on its own row, never "
+                         "merged".format(run_id, len(same), ", ".join("{} at {}".format(r.device, r.instance)
+                                                                       for r in same)))
+    for run in runs:
+        numbers = {e.epoch for e in run.epochs}
+        missing = [k for k in range(max(numbers) + 1) if k not in numbers] if numbers else []
+        if missing:
+            notes.append("{}: epoch{} {} missing (no trainer data for {} in Prometheus)".format(
+                run.name, "s" if len(missing) > 1 else "", _numbers(missing), "them" if len(missing) > 1 else "it"))
 
 
 def collect(prom: Prometheus, run_ids: Sequence[str], since: float, until: float) -> Collected:
@@ -236,7 +435,9 @@ def collect(prom: Prometheus, run_ids: Sequence[str], since: float, until: float
     if not runs:
         raise ReportError("no runs between {} and {} in Prometheus at {}; widen --since/--until or check that "
                           "the trainer is scraped".format(_iso(since), _iso(until), prom.url))
-    ordered = sorted(runs.values(), key=lambda r: (min([e.start for e in r.epochs if e.start] or [0.0]), r.run_id))
+    ordered = sorted(runs.values(), key=lambda r: (r.seen[0], r.run_id, r.device, r.instance))
+    check_identity(ordered, notes)
     for run in ordered:
+        add_clock_offset(prom, run, notes)
         add_exporter_data(prom, run, notes)
     return Collected(runs=ordered, notes=notes)

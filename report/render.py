@@ -25,11 +25,13 @@ MISSING = "missing"
 
 
 def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
-    record = {"run_id": run.run_id, "device": run.device, "device_type": run.device_type, "storage": run.storage,
-              "model": run.model, "epoch": epoch.epoch, "included_in_summary": epoch.epoch >= warmup_epochs,
-              "start_timestamp_seconds": epoch.start, "end_timestamp_seconds": epoch.end, "samples": epoch.samples}
+    record = {"run_id": run.run_id, "device": run.device, "instance": run.instance, "device_type": run.device_type,
+              "storage": run.storage, "model": run.model, "epoch": epoch.epoch,
+              "included_in_summary": epoch.epoch >= warmup_epochs, "start_timestamp_seconds": epoch.start,
+              "end_timestamp_seconds": epoch.end, "samples": epoch.samples}
     for name in FIELDS:
         record[name] = getattr(epoch, name)
+    record["energy_source"] = epoch.energy_source
     return record
 
 
@@ -75,7 +77,7 @@ def tables(report: dict) -> List[tuple]:
     """(title, headers, rows) of the three human tables."""
     heads = [COLUMNS[n][0] for n in FIELDS]
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
-              + [_cell(n, r[n]) for n in FIELDS] for r in report["epochs"]]
+              + [_cell(n, r[n]) for n in FIELDS] + [r["energy_source"] or MISSING] for r in report["epochs"]]
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
                + [_stat_cell(n, s[n]) for n in FIELDS] for s in report["summary"]]
     common, varying = split_configuration(report["comparison"])
@@ -84,7 +86,9 @@ def tables(report: dict) -> List[tuple]:
                + [_stat_cell(n, c[n]) for n in FIELDS] for c, v in zip(report["comparison"], varying)]
     warmup = report["settings"]["warmup_epochs"]
     return [
-        ("Per epoch (* = warm-up, left out of the means)", ["run", "device", "epoch"] + heads, epochs),
+        ("Per epoch (* = warm-up, left out of the means; energy by: trainer = measured by the trainer at the "
+         "epoch's edges, exporter = the exporter's counter read at them)", ["run", "device", "epoch"] + heads
+         + ["energy by"], epochs),
         ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads,
          summary),
         ("Comparison: device × model × configuration; common to all rows: {}".format(

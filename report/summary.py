@@ -33,9 +33,9 @@ def summarize(epochs: Sequence[Epoch]) -> Dict[str, Stat]:
 
 def run_summary(run: Run, warmup_epochs: int) -> dict:
     chosen = kept(run.epochs, warmup_epochs)
-    record = {"run_id": run.run_id, "device": run.device, "device_type": run.device_type, "storage": run.storage,
-              "model": run.model, "configuration": dict(run.configuration),
-              "epochs_included": [e.epoch for e in chosen]}
+    record = {"run_id": run.run_id, "device": run.device, "instance": run.instance, "device_type": run.device_type,
+              "storage": run.storage, "model": run.model, "configuration": dict(run.configuration),
+              "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen]}
     record.update(summarize(chosen))
     return record
 

@@ -6,6 +6,7 @@ exactly on synthetic series. A Prometheus counter drops to a lower value only
 when its process restarts; as in PromQL's ``increase()``, such a drop is read as
 a reset to zero followed by the new value.
 """
+import statistics
 from typing import List, Optional, Sequence, Tuple
 
 Sample = Tuple[float, float]
@@ -65,3 +66,38 @@ def rate(samples: Sequence[Sample], start: float, end: float) -> Optional[float]
     if grown is None or end <= start:
         return None
     return grown / (end - start)
+
+
+def bracket(samples: Sequence[Sample], start: float, end: float) -> List[Sample]:
+    """The sorted samples from the last one at or before ``start`` to the first
+    one at or after ``end``: those an interpolation over the window reads."""
+    ordered = sorted(samples)
+    before = [i for i, (t, _) in enumerate(ordered) if t <= start]
+    after = [i for i, (t, _) in enumerate(ordered) if t >= end]
+    first = before[-1] if before else 0
+    last = after[0] if after else len(ordered) - 1
+    return ordered[first:last + 1]
+
+
+def typical_interval(samples: Sequence[Sample]) -> Optional[float]:
+    """Median time between consecutive samples (the scrape interval); None under two samples."""
+    times = sorted(t for t, _ in samples)
+    steps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return statistics.median(steps) if steps else None
+
+
+def doubts(samples: Sequence[Sample], start: float, end: float, max_gap: float, edges_only: bool) -> List[str]:
+    """Why a counter's increase over [start, end] is not to be trusted: the
+    counter went down between two of the samples read (its process restarted
+    and lost what it counted while down), or more than ``max_gap`` seconds
+    passed between two of them. A gap inside a window does not matter to a
+    counter that kept counting (``edges_only``); one around an edge leaves the
+    interpolation there unbounded."""
+    reasons = []
+    inside = bracket(samples, start, end)
+    for (t0, v0), (t1, v1) in zip(inside, inside[1:]):
+        if v1 < v0:
+            reasons.append("the counter went down")
+        if t1 - t0 > max_gap and (not edges_only or t0 <= start <= t1 or t0 <= end <= t1):
+            reasons.append("no sample for {:.1f} s".format(t1 - t0))
+    return reasons
