@@ -329,8 +329,8 @@ def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, fl
         notes.append("{}: device {!r} has {} energy series; using the one with labels {}".format(
             run.name, run.device, len(energy), sorted(energy[0][0].items())))
     samples = energy[0][1]
-    starts = _fetch(prom, EXPORTER_START, run, lo, hi, [])
-    uncovered = _fetch(prom, UNCOVERED, run, lo, hi, [])
+    starts = [s for _, s in _fetch(prom, EXPORTER_START, run, lo, hi, [])]
+    uncovered = [s for _, s in _fetch(prom, UNCOVERED, run, lo, hi, [])]
     max_gap = GAP_INTERVALS * (window.typical_interval(samples) or 0.0)
     outside, doubted = [], []
     for epoch, start, end in windows:
@@ -338,15 +338,9 @@ def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, fl
         if joules is None:
             outside.append(epoch.epoch)
             continue
-        reasons = window.doubts(samples, start, end, max_gap, edges_only=bool(starts))
-        read = window.bracket(samples, start, end)
-        t0, t1 = read[0][0], read[-1][0]
-        if any(len({v for t, v in s if t0 <= t <= t1}) > 1 for _, s in starts):
-            reasons.insert(0, "the exporter restarted")
-        if any((window.increase(s, t0, t1) or 0.0) > 0 for _, s in uncovered):
-            reasons.append("power readings did not cover all of it")
+        reasons = energy_doubts(samples, starts, uncovered, start, end, max_gap)
         if reasons:
-            doubted.append("epoch {} ({})".format(epoch.epoch, ", ".join(sorted(set(reasons), key=reasons.index))))
+            doubted.append("epoch {} ({})".format(epoch.epoch, ", ".join(reasons)))
             continue
         epoch.energy_joules, epoch.energy_source = joules, "exporter"
         if end > start:
@@ -357,6 +351,23 @@ def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, fl
     if doubted:
         notes.append("{}: energy missing for {}: the exporter's counter cannot give it".format(
             run.name, "; ".join(doubted)))
+
+
+def energy_doubts(energy: Sequence[Sample], starts: Sequence[Sequence[Sample]],
+                  uncovered: Sequence[Sequence[Sample]], start: float, end: float, max_gap: float) -> List[str]:
+    """Why the energy counter's increase over [start, end] is not the board's
+    energy then: the exporter restarted (its start time changed, or the counter
+    went down), power readings missed part of it (the uncovered-seconds counter
+    grew), or samples around an edge are too far apart. Interior gaps count
+    only without a start time to rule out a restart in them."""
+    reasons = window.doubts(energy, start, end, max_gap, edges_only=bool(starts))
+    read = window.bracket(energy, start, end)
+    t0, t1 = read[0][0], read[-1][0]
+    if any(len({v for t, v in s if t0 <= t <= t1}) > 1 for s in starts):
+        reasons.insert(0, "the exporter restarted")
+    if any((window.increase(s, t0, t1) or 0.0) > 0 for s in uncovered):
+        reasons.append("power readings did not cover all of it")
+    return sorted(set(reasons), key=reasons.index)
 
 
 def _summed_rate(series: Series, start: float, end: float, epoch: int, partial: Dict[str, List[int]]) -> Optional[float]:

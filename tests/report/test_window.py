@@ -57,3 +57,35 @@ def test_window_outside_the_samples_is_unknown_not_zero():
 def test_window_ending_before_it_starts_is_an_error():
     with pytest.raises(ValueError):
         window.increase([(0.0, 0.0), (10.0, 10.0)], 5.0, 4.0)
+
+
+def test_bracket_holds_the_samples_an_interpolation_reads():
+    samples = linear(1.0, 1000.0, 1060.0, 10.0)
+    assert [t for t, _ in window.bracket(samples, 1015.0, 1030.0)] == [1010.0, 1020.0, 1030.0]
+    assert window.typical_interval(samples) == 10.0 and window.typical_interval(samples[:1]) is None
+
+
+def test_doubts_find_a_reset_and_gaps_at_the_edges():
+    steady = linear(5.0, 1000.0, 1100.0, 10.0)
+    assert window.doubts(steady, 1015.0, 1075.0, 30.0, edges_only=True) == []
+    reset = steady[:5] + [(t, v - 400.0) for t, v in steady[5:]]  # restarted between 1040 and 1050
+    assert window.doubts(reset, 1015.0, 1075.0, 30.0, edges_only=True) == ["the counter went down"]
+    assert window.doubts(reset, 1055.0, 1075.0, 30.0, edges_only=True) == []  # after it: fine
+    holed = [s for s in steady if not 1030.0 < s[0] < 1070.0]  # nothing from 1030 to 1070
+    assert window.doubts(holed, 1015.0, 1095.0, 30.0, edges_only=True) == []  # inside: the counter kept counting
+    assert window.doubts(holed, 1015.0, 1095.0, 30.0, edges_only=False) == ["no sample for 40.0 s"]
+    assert window.doubts(holed, 1045.0, 1095.0, 30.0, edges_only=True) == ["no sample for 40.0 s"]  # an edge in it
+
+
+def test_energy_doubts_see_a_restart_the_counter_does_not_show():
+    from report.collect import energy_doubts
+    # the exporter restarted at 1045 and its new counter already exceeds the old one at the next scrape
+    energy = [(1000.0, 10.0), (1010.0, 20.0), (1020.0, 30.0), (1030.0, 40.0), (1040.0, 50.0), (1050.0, 55.0),
+              (1060.0, 65.0), (1070.0, 75.0)]
+    starts = [[(t, 900.0 if t < 1045.0 else 1045.0) for t, _ in energy]]
+    assert window.doubts(energy, 1015.0, 1065.0, 30.0, edges_only=True) == []  # no decrease: invisible to it
+    assert energy_doubts(energy, starts, [], 1015.0, 1065.0, 30.0) == ["the exporter restarted"]
+    assert energy_doubts(energy, starts, [], 1050.0, 1065.0, 30.0) == []  # an epoch after the restart
+    uncovered = [[(1000.0, 0.0), (1030.0, 0.0), (1040.0, 2.5), (1070.0, 2.5)]]
+    assert energy_doubts(energy, [], uncovered, 1015.0, 1045.0, 30.0) == ["power readings did not cover all of it"]
+    assert energy_doubts(energy, [], uncovered, 1045.0, 1065.0, 30.0) == []
