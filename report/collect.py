@@ -235,7 +235,7 @@ def add_clock_offset(prom: Prometheus, run: Run, notes: List[str]) -> None:
     trainer = prom.raw("{}{{instance={},device={}}}".format(CLOCK, promql_string(run.instance),
                                                             promql_string(run.device)), lo, hi)
     offsets = _offsets(trainer) or _offsets(_board_series(prom.raw(_device_selector(CLOCK, run.device), lo, hi),
-                                                          run, [], CLOCK))
+                                                          run, []))
     if not offsets:
         return
     run.clock_offset_seconds = statistics.median(offsets)
@@ -244,7 +244,7 @@ def add_clock_offset(prom: Prometheus, run: Run, notes: List[str]) -> None:
                      "before reading exporter samples".format(run.name, run.clock_offset_seconds))
 
 
-def _board_series(series: Series, run: Run, notes: List[str], metric: str) -> Series:
+def _board_series(series: Series, run: Run, notes: List[str]) -> Series:
     """The series of the run's own board: with one exporter per device label,
     all of them; where exporters on several hosts carry the run's device label,
     only the one on the trainer's host (none, with a note, if no host matches):
@@ -254,14 +254,14 @@ def _board_series(series: Series, run: Run, notes: List[str], metric: str) -> Se
         return series
     mine = [(labels, samples) for labels, samples in series if _host(labels.get("instance", "")) == _host(run.instance)]
     if not mine:
-        notes.append("{}: {} comes from {} exporters labelled device {!r} ({}), none on the trainer's host {!r}; "
-                     "left out".format(run.name, metric, len(instances), run.device, ", ".join(sorted(instances)),
-                                       _host(run.instance)))
+        notes.append("{}: {} targets on other hosts are labelled device {!r} ({}), none on the trainer's host "
+                     "{!r}; their data is left out".format(run.name, len(instances), run.device,
+                                                          ", ".join(sorted(instances)), _host(run.instance)))
     return mine
 
 
 def _fetch(prom: Prometheus, metric: str, run: Run, lo: float, hi: float, notes: List[str]) -> Series:
-    return _board_series(prom.raw(_device_selector(metric, run.device), lo, hi), run, notes, metric)
+    return _board_series(prom.raw(_device_selector(metric, run.device), lo, hi), run, notes)
 
 
 def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: float = 300.0) -> None:
@@ -305,7 +305,7 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
                      "disks only".format(run.name, disk, _numbers(numbers)))
     first, last = lo + EDGE_PAD_SECONDS, hi - EDGE_PAD_SECONDS
     power = _board_series(prom.range(_device_selector(POWER, run.device), first, last,
-                                     max(1.0, (last - first) / 600.0)), run, [], POWER)
+                                     max(1.0, (last - first) / 600.0)), run, [])
     offset = run.clock_offset_seconds or 0.0
     run.power = [(t + offset, w) for t, w in power[0][1]] if power else []
 
@@ -451,4 +451,4 @@ def collect(prom: Prometheus, run_ids: Sequence[str], since: float, until: float
     for run in ordered:
         add_clock_offset(prom, run, notes)
         add_exporter_data(prom, run, notes)
-    return Collected(runs=ordered, notes=notes)
+    return Collected(runs=ordered, notes=list(dict.fromkeys(notes)))  # each note once, in order
