@@ -29,7 +29,8 @@ def _counter(help_text: str, *labels: str) -> MetricDef:
 
 METRICS = {
     # Health of the exporter's own sources.
-    "edgescope_source_up": _gauge("1 if the source's last sample succeeded, else 0; reason says why it is down (empty when up).", "source", "reason"),
+    "edgescope_source_up": _gauge("1 if the source's last sample succeeded, else 0.", "source"),
+    "edgescope_source_down_info": _gauge("Why the source is down (always 1; present only while edgescope_source_up is 0).", "source", "reason"),
     "edgescope_source_sample_duration_seconds": _gauge("How long the source's last sample took.", "source"),
     "edgescope_source_last_success_timestamp_seconds": _gauge("Unix time of the source's last successful sample.", "source"),
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
