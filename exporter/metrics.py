@@ -36,10 +36,11 @@ METRICS = {
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
     # Power and energy.
     "edgescope_board_power_watts": _gauge("Board input power at the last sample."),
-    "edgescope_board_energy_joules_total": _counter("Board energy since the exporter started: sum of P(t_i)*(t_i - t_i-1) on monotonic time, or a hardware energy counter where one exists."),
+    "edgescope_board_energy_joules_total": _counter("Board energy since the exporter started: trapezoid rule over power readings on monotonic time, gaps left out, or a hardware energy counter where one exists."),
+    "edgescope_board_energy_uncovered_seconds_total": _counter("Time since the exporter started inside gaps between power readings (longer than 3 sampling intervals, at least 1 s) or ending in an energy counter reset: credited to no reading, so board energy leaves it out."),
     "edgescope_rail_power_watts": _gauge("Power of one rail at the last sample.", "rail"),
-    "edgescope_rail_energy_joules_total": _counter("Energy of one rail since the exporter started, integrated like the board energy.", "rail"),
-    "edgescope_power_source_info": _gauge("Which source gives power and how board power is obtained: the input rail's name, or sum of the rails (always 1).", "source", "board_rail"),
+    "edgescope_rail_energy_joules_total": _counter("Energy of one rail since the exporter started, integrated like the board energy (same gaps left out).", "rail"),
+    "edgescope_power_source_info": _gauge("Which source gives power and how board power is obtained: the input rail's name, or sum of the rails; replay=true for a recorded tegrastats log, fallback_from names the source auto passed over (always 1).", "source", "board_rail", "replay", "fallback_from"),
     # Jetson state.
     "edgescope_temperature_celsius": _gauge("Temperature sensor reading; offline sensors (-256) are left out.", "sensor"),
     "edgescope_cpu_utilisation_ratio": _gauge("Busy fraction of one CPU core.", "cpu"),

@@ -153,7 +153,7 @@ class SimulatedExporter:
         self.rng = rng
         self.line_interval = line_interval
         self.jitter = jitter
-        self.meter = PowerMeter("tegrastats")
+        self.meter = PowerMeter("tegrastats", replay=True)  # a replayed log: never mistaken for a board
         self.line = rng.randrange(len(trace))  # phase in the log
         self.next_line_at = start + rng.uniform(0.0, line_interval)  # phase within the interval
         self.latest = None  # type: Optional[TegraStats]

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -26,7 +27,9 @@ def test_full_metrics_pass_promtool(tmp_path, run_exporter):
     m = parse_metrics(body)
     for src in ("tegrastats", "diskstats", "thermal", "pagecache"):
         assert m['edgescope_source_up{source="%s"}' % src] == 1
-    assert m['edgescope_power_source_info{board_rail="POM_5V_IN",source="tegrastats"}'] == 1
+    # the demo log is a replay, and says so
+    assert m['edgescope_power_source_info{board_rail="POM_5V_IN",fallback_from="",replay="true",source="tegrastats"}'] == 1
+    assert m["edgescope_board_energy_uncovered_seconds_total"] >= 0
     assert m["edgescope_board_power_watts"] > 0
     assert m['edgescope_throttle_events_total{sensor="oc3"}'] == 37
     names = {re.match(r"[a-z_]+", k).group(0) for k in m}
@@ -117,3 +120,77 @@ def test_contract_matches_docs():
     assert set(documented) == set(METRICS)
     for name, labels in documented.items():
         assert labels == tuple(sorted(METRICS[name].labels)), name
+
+
+def _power_cfg(tmp_path, **over):
+    from exporter.config import load
+    cfg = load(["--sysfs-root", str(tmp_path)])
+    cfg.update(over)
+    return cfg
+
+
+def test_auto_falls_back_to_tegrastats_when_jtop_versions_disagree(tmp_path, monkeypatch, caplog):
+    """jtop's socket exists but its client refuses the service ("Mismatch version"): auto uses tegrastats and says so."""
+    import types
+
+    from exporter.cli import power_sources
+
+    class JtopException(Exception):
+        pass
+
+    class MismatchedJtop:
+        def __init__(self, interval=1.0):
+            pass
+
+        def start(self):  # the message jetson-stats 4.x start() raises (jtop/jtop.py)
+            raise JtopException("Mismatch version jtop service: [4.2.7] and client: [4.3.1]. Please run:\n\n"
+                                "sudo systemctl restart jtop.service")
+
+        def close(self):
+            pass
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=MismatchedJtop))
+    (tmp_path / "jtop.sock").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tegrastats"
+    fake.write_text("#!/bin/sh\nwhile :; do echo 'RAM 1/2MB VDD_IN 5000mW/5000mW'; sleep 0.05; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(bin_dir, os.environ["PATH"]))
+    sources = power_sources(_power_cfg(tmp_path, **{"jtop-socket": str(tmp_path / "jtop.sock"), "interval": 0.05}))
+    try:
+        assert [s.name for s in sources] == ["jtop", "tegrastats"]
+        with pytest.raises(Exception, match=r"^Mismatch version .*\(falling back to tegrastats\)$"):
+            sources[0].sample()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                got = sources[1].sample()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        info = [s.labels for s in got if s.name == "edgescope_power_source_info"]
+        assert info == [{"source": "tegrastats", "board_rail": "VDD_IN", "replay": "false", "fallback_from": "jtop"}]
+        assert "falling back to tegrastats" in caplog.text
+    finally:
+        for s in sources:
+            s.close()
+
+
+def test_auto_keeps_jtop_when_its_service_is_only_down(tmp_path, monkeypatch):
+    """A service that is not running comes back by itself: jtop stays the source and reconnects."""
+    import types
+
+    from exporter.cli import power_sources
+
+    class DownJtop:
+        def __init__(self, interval=1.0):
+            pass
+
+        def start(self):
+            raise RuntimeError("The jtop.service is not active. Please run:\nsudo systemctl restart jtop.service")
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=DownJtop))
+    (tmp_path / "jtop.sock").write_text("")
+    sources = power_sources(_power_cfg(tmp_path, **{"jtop-socket": str(tmp_path / "jtop.sock")}))
+    assert [type(s).__name__ for s in sources] == ["JtopSource"]
