@@ -133,6 +133,12 @@ class PowerMeter:
         self._rails_counted = {}  # type: Dict[str, float]
         self._uncovered_counted = 0.0
 
+    def set_max_gap(self, max_gap: Optional[float]) -> None:
+        """Change the gap limit (a source that learns its real reading interval only once connected)."""
+        self.max_gap = self._board.max_gap = max_gap
+        for integ in self._rails.values():
+            integ.max_gap = max_gap
+
     def integrate(self, t: float, rails_w: Dict[str, float], board_w: Optional[float] = None,
                   board_rail: str = "") -> None:
         """Record one power reading at monotonic time t (rails and board in watts).

@@ -23,8 +23,9 @@ so a long outage stays one down-reason series.
 Freshness: the reading's time is the service's `uptime`, not the moment we
 read the client, so energy is integrated between the service's own reading
 times and a reading seen twice (the service did not send a new one) adds
-nothing. A service that sends nothing new for longer than the gap limit is
-reported down.
+nothing. The gap limit follows the service's own interval (`jtop.interval`)
+where it is slower than ours. A service that sends nothing new for longer
+than the gap limit is reported down.
 """
 import logging
 import os
@@ -87,6 +88,10 @@ class JtopSource(Source):
             log.info("jtop: reconnected to jtop.service")
         self._backoff = 0.0
         self._last_new_at = now  # a new connection gets a full gap limit to send its first new reading
+        service_interval = getattr(self._client, "interval", None)  # the service's own pace (jtop.interval)
+        if isinstance(service_interval, (int, float)) and service_interval > self._interval:
+            self._max_gap = max_gap_for(service_interval)
+            self._meter.set_max_gap(self._max_gap)
 
     def _fail(self, error: BaseException) -> None:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -106,7 +106,7 @@ def next_backoff(backoff: float, lived: float, max_backoff: float) -> float:
 class TegrastatsSource(Source):
     """Reads lines in a background thread; each line is one power sample at its arrival time.
 
-    A tegrastats child that exits (killed, a crash, nvpmodel switching modes)
+    A tegrastats child that exits (killed, crashed, a binary being replaced)
     is started again after a backoff that doubles from 1 s up to
     `max_backoff` while it keeps failing, and starts from 1 s again once a
     child has lived `max_backoff` seconds. Meanwhile the source is down with

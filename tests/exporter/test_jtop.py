@@ -152,6 +152,20 @@ def test_stale_reading_is_not_integrated_again(sock, monkeypatch):
         src.sample()
 
 
+def test_gap_limit_follows_a_slower_service(sock):
+    """Another client set jtop.service to 2 s readings: 2 s apart is no gap, 7 s apart is."""
+    class SlowService(FakeJtop):
+        def __init__(self, interval=1.0):
+            super().__init__(interval)
+            self.interval = 2.0  # jtop.interval: the service's pace, not the one asked for
+    src = JtopSource(0.5, sock, SlowService)
+    for uptime in (100.0, 102.0, 104.0, 111.0):
+        FakeJtop.service_uptime = uptime
+        got = by_key(src.sample())
+    assert got[("edgescope_board_energy_joules_total", ())] == pytest.approx(5.133 * 4.0)
+    assert got[("edgescope_board_energy_uncovered_seconds_total", ())] == pytest.approx(7.0)
+
+
 def test_missing_socket_is_reported_and_retried(tmp_path):
     src = JtopSource(1.0, str(tmp_path / "jtop.sock"), FakeJtop)
     with pytest.raises(SourceDown, match="socket .* missing"):
