@@ -194,3 +194,32 @@ def test_auto_keeps_jtop_when_its_service_is_only_down(tmp_path, monkeypatch):
     (tmp_path / "jtop.sock").write_text("")
     sources = power_sources(_power_cfg(tmp_path, **{"jtop-socket": str(tmp_path / "jtop.sock")}))
     assert [type(s).__name__ for s in sources] == ["JtopSource"]
+
+
+def test_exporter_restarts_a_tegrastats_that_exits(tmp_path, monkeypatch, run_exporter):
+    """The real exporter with a `tegrastats` on PATH that prints three lines and exits: /metrics shows
+    the source down with the child's reason, then up again, and the restart's silence as uncovered time."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tegrastats"
+    fake.write_text("#!/bin/sh\nfor i in 1 2 3; do echo 'RAM 1/2MB VDD_IN 5000mW/5000mW'; sleep 0.2; done\n"
+                    "echo 'tegrastats: lost the PMIC' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(bin_dir, os.environ["PATH"]))
+    url, _ = run_exporter("--power-source", "tegrastats", "--interval", "0.2", "--sysfs-root", str(tmp_path),
+                          wait_for='edgescope_source_up{source="tegrastats"} 1.0')
+    down = 'edgescope_source_down_info{reason="tegrastats exited with code 1: tegrastats: lost the PMIC",source="tegrastats"} 1.0'
+    seen_down, m = False, {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = requests.get(url + "/metrics", timeout=5).text
+        seen_down = seen_down or down in body
+        m = parse_metrics(body)
+        if seen_down and m.get('edgescope_source_up{source="tegrastats"}') == 1 \
+                and m.get("edgescope_board_energy_uncovered_seconds_total", 0) > 0:
+            break
+        time.sleep(0.05)
+    assert seen_down, "the exit was never reported"
+    assert m['edgescope_source_up{source="tegrastats"}'] == 1, "the child was not started again"
+    assert m["edgescope_board_energy_uncovered_seconds_total"] >= 1.0  # at least the 1 s backoff
+    assert m["edgescope_board_energy_joules_total"] > 0
