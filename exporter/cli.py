@@ -12,9 +12,9 @@ from exporter.clock import ClockCollector
 from exporter.config import ConfigError, load
 from exporter.sampler import Sampler
 from exporter.server import load_web_config, serve
-from exporter.sources.base import Source, Unavailable
+from exporter.sources.base import Source, SourceDown, Unavailable
 from exporter.sources.diskstats import DiskstatsSource
-from exporter.sources.jtop import JtopSource
+from exporter.sources.jtop import VERSION_MISMATCH, JtopSource
 from exporter.sources.nvml import NvmlSource, load_pynvml
 from exporter.sources.pagecache import PagecacheSource
 from exporter.sources.rapl import RaplSource
@@ -44,8 +44,29 @@ def _nvml_gpus() -> int:
         return 0
 
 
+def _jtop_or_fallback(interval: float, socket_path: str, tegrastats_cmd: Optional[str]) -> List[Source]:
+    """jtop, unless its client and service versions disagree and tegrastats is there to fall back on.
+
+    A version mismatch does not heal by waiting (it needs a reinstall), so
+    auto mode uses tegrastats instead, logs why, keeps jtop reported down with
+    the mismatch as its reason, and labels the power source fallback_from="jtop".
+    A service that is merely down keeps jtop, which reconnects when it is back.
+    """
+    jtop = JtopSource(interval, socket_path)
+    try:
+        jtop.sample()
+    except SourceDown as e:
+        if not str(e).startswith(VERSION_MISMATCH) or not tegrastats_cmd:
+            return [jtop]
+        jtop.close()
+        log.warning("jtop: %s; falling back to tegrastats (install the jetson-stats version jtop.service runs)", e)
+        return [Unavailable("jtop", "{} (falling back to tegrastats)".format(e)),
+                TegrastatsSource(interval, None, tegrastats_cmd, fallback_from="jtop")]
+    return [jtop]
+
+
 def power_sources(cfg: Dict[str, Any]) -> List[Source]:
-    """The power source the settings ask for; in auto mode the first that is present.
+    """The power source the settings ask for; in auto mode the first that works.
 
     With nothing present, every candidate is reported down with the reason it
     was passed over, so /metrics says why there is no power.
@@ -61,16 +82,16 @@ def power_sources(cfg: Dict[str, Any]) -> List[Source]:
             return [TegrastatsSource(interval, cfg["tegrastats-file"], tegrastats_cmd or "tegrastats")]
         return [Unavailable("tegrastats", "tegrastats not found on PATH (give --tegrastats-file to replay a log)")]
     if choice == "nvml":
-        return [NvmlSource()]
+        return [NvmlSource(interval=interval)]
     if choice == "rapl":
         return [RaplSource(cfg["sysfs-root"])]
     # auto
     if os.path.exists(cfg["jtop-socket"]) and _jtop_importable():
-        return [JtopSource(interval, cfg["jtop-socket"])]
+        return _jtop_or_fallback(interval, cfg["jtop-socket"], tegrastats_cmd)
     if tegrastats_cmd:
         return [TegrastatsSource(interval, None, tegrastats_cmd)]
     if _nvml_gpus():
-        return [NvmlSource()]
+        return [NvmlSource(interval=interval)]
     rapl = RaplSource(cfg["sysfs-root"])
     if rapl.zones():
         return [rapl]

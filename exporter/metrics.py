@@ -29,7 +29,8 @@ def _counter(help_text: str, *labels: str) -> MetricDef:
 
 METRICS = {
     # Health of the exporter's own sources.
-    "edgescope_source_up": _gauge("1 if the source's last sample succeeded, else 0; reason says why it is down (empty when up).", "source", "reason"),
+    "edgescope_source_up": _gauge("1 if the source's last sample succeeded, else 0.", "source"),
+    "edgescope_source_down_info": _gauge("Why the source is down (always 1; present only while edgescope_source_up is 0).", "source", "reason"),
     "edgescope_source_sample_duration_seconds": _gauge("How long the source's last sample took.", "source"),
     "edgescope_source_last_success_timestamp_seconds": _gauge("Unix time of the source's last successful sample.", "source"),
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
@@ -37,10 +38,11 @@ METRICS = {
     "edgescope_time_seconds": _gauge("System wall-clock time in Unix seconds when the scrape was answered."),
     # Power and energy.
     "edgescope_board_power_watts": _gauge("Board input power at the last sample."),
-    "edgescope_board_energy_joules_total": _counter("Board energy since the exporter started: sum of P(t_i)*(t_i - t_i-1) on monotonic time, or a hardware energy counter where one exists."),
+    "edgescope_board_energy_joules_total": _counter("Board energy since the exporter started: trapezoid rule over power readings on monotonic time, gaps left out, or a hardware energy counter where one exists."),
+    "edgescope_board_energy_uncovered_seconds_total": _counter("Time since the exporter started inside gaps between power readings (longer than 3 sampling intervals, at least 1 s) or ending in an energy counter reset: credited to no reading, so board energy leaves it out."),
     "edgescope_rail_power_watts": _gauge("Power of one rail at the last sample.", "rail"),
-    "edgescope_rail_energy_joules_total": _counter("Energy of one rail since the exporter started, integrated like the board energy.", "rail"),
-    "edgescope_power_source_info": _gauge("Which source gives power and how board power is obtained: the input rail's name, or sum of the rails (always 1).", "source", "board_rail"),
+    "edgescope_rail_energy_joules_total": _counter("Energy of one rail since the exporter started, integrated like the board energy (same gaps left out).", "rail"),
+    "edgescope_power_source_info": _gauge("Which source gives power and how board power is obtained: the input rail's name, or sum of the rails; replay=true for a recorded tegrastats log, fallback_from names the source auto passed over (always 1).", "source", "board_rail", "replay", "fallback_from"),
     # Jetson state.
     "edgescope_temperature_celsius": _gauge("Temperature sensor reading; offline sensors (-256) are left out.", "sensor"),
     "edgescope_cpu_utilisation_ratio": _gauge("Busy fraction of one CPU core.", "cpu"),
@@ -56,8 +58,12 @@ METRICS = {
     "edgescope_board_info": _gauge("Board identity (always 1).", "model", "module", "l4t", "jetpack"),
     # Clocks and thermal throttling.
     "edgescope_clock_frequency_hertz": _gauge("Current clock frequency.", "clock"),
-    "edgescope_clock_frequency_min_hertz": _gauge("Current frequency floor set by the governor (equals the max while jetson_clocks pins it).", "clock"),
-    "edgescope_clock_frequency_max_hertz": _gauge("Hardware maximum clock frequency.", "clock"),
+    "edgescope_clock_frequency_min_hertz": _gauge("Current frequency floor (scaling_min_freq, devfreq min_freq): equals the policy max while jetson_clocks pins it, and the kernel clamps it down with a lowered cap.", "clock"),
+    "edgescope_clock_frequency_max_hertz": _gauge("Hardware maximum clock frequency (cpuinfo_max_freq; the GPU's highest available frequency).", "clock"),
+    "edgescope_clock_frequency_policy_max_hertz": _gauge("Maximum the kernel allows now (scaling_max_freq, devfreq max_freq): the power mode's cap, lowered further by any thermal or over-current cap.", "clock"),
+    "edgescope_clock_frequency_mode_max_hertz": _gauge("The power mode's own cap: the highest policy maximum since nvpmodel last set the mode (/var/lib/nvpmodel/status); a policy maximum below it is throttling.", "clock"),
+    "edgescope_cooling_device_state": _gauge("Thermal cooling device's current state (cur_state): 0 is no cooling; for a fan, its speed step, otherwise a throttling step.", "cooling_device", "type"),
+    "edgescope_cooling_device_max_state": _gauge("Thermal cooling device's highest state (max_state).", "cooling_device", "type"),
     "edgescope_thermal_zone_temperature_celsius": _gauge("Thermal zone temperature, by zone type.", "zone"),
     "edgescope_thermal_zone_trip_point_celsius": _gauge("Thermal zone trip point temperature.", "zone", "trip", "trip_type"),
     "edgescope_throttle_events_total": _counter("Over-current / throttle events counted by the hardware (Orin hwmon oc*_event_cnt).", "sensor"),

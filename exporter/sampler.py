@@ -4,8 +4,10 @@ Each source runs in its own thread at the interval, on the monotonic clock, so
 a slow source delays nobody else. The scrape never waits: it copies what the
 threads last stored. A source whose sample has been running longer than the
 timeout is reported down ("sample hung: ...") and its old values are
-dropped until it answers again. Reasons are fixed texts, so a down source
-keeps one series rather than a new one per scrape.
+dropped until it answers again. `edgescope_source_up{source}` keeps one series
+per source whatever happens; the reason a source is down goes to a separate
+`edgescope_source_down_info{source,reason}`, so an alert on source_up does not
+restart its `for:` each time the reason text changes during one outage.
 """
 import logging
 import platform
@@ -97,7 +99,9 @@ class Sampler:
                 hung = st.in_flight_since is not None and now - st.in_flight_since > self.timeout
                 if hung:
                     reason, samples = "sample hung: running longer than the {:g}s timeout".format(self.timeout), []
-                out.append(Sample("edgescope_source_up", {"source": name, "reason": reason}, 0.0 if reason else 1.0))
+                out.append(Sample("edgescope_source_up", {"source": name}, 0.0 if reason else 1.0))
+                if reason:
+                    out.append(Sample("edgescope_source_down_info", {"source": name, "reason": reason}, 1.0))
                 if st.duration is not None:
                     out.append(Sample("edgescope_source_sample_duration_seconds", {"source": name}, st.duration))
                 if st.last_success is not None:

@@ -153,7 +153,7 @@ class SimulatedExporter:
         self.rng = rng
         self.line_interval = line_interval
         self.jitter = jitter
-        self.meter = PowerMeter("tegrastats")
+        self.meter = PowerMeter("tegrastats", replay=True)  # a replayed log: never mistaken for a board
         self.line = rng.randrange(len(trace))  # phase in the log
         self.next_line_at = start + rng.uniform(0.0, line_interval)  # phase within the interval
         self.latest = None  # type: Optional[TegraStats]
@@ -182,8 +182,10 @@ class SimulatedExporter:
         power_reason = "" if self.latest is not None else "no tegrastats line yet"
         out = [Sample("edgescope_exporter_build_info", {"version": __version__, "python": "sim"}, 1.0)]
         for source, reason in (("tegrastats", power_reason), ("diskstats", ""), ("pagecache", "")):
-            out.append(Sample("edgescope_source_up", {"source": source, "reason": reason}, 0.0 if reason else 1.0))
-            if not reason:
+            out.append(Sample("edgescope_source_up", {"source": source}, 0.0 if reason else 1.0))
+            if reason:
+                out.append(Sample("edgescope_source_down_info", {"source": source, "reason": reason}, 1.0))
+            else:
                 out.append(Sample("edgescope_source_last_success_timestamp_seconds", {"source": source},
                                   self.latest_at))
         out += self.meter.samples()

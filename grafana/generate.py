@@ -266,8 +266,9 @@ def device_health() -> Dict[str, Any]:
           [("edgescope_dataset_resident_bytes{%s}" % DEV, "{{device}} {{dataset}} resident"),
            ("edgescope_dataset_size_bytes{%s}" % DEV, "{{device}} {{dataset}} size")], width=8)
     b.add("Exporter sources up", "none",
-          [("edgescope_source_up{%s}" % DEV, "{{device}} {{source}} {{reason}}")], width=12,
-          field_config={"min": 0, "max": 1})
+          [("edgescope_source_up{%s}" % DEV, "{{device}} {{source}}")], width=12,
+          field_config={"min": 0, "max": 1},
+          description="Why a source is down: edgescope_source_down_info{source, reason} (Explore).")
     b.add("Energy: counter vs power gauge (5m)", "joule",
           [("device:edgescope_board_energy_joules:increase5m{%s}" % DEV, "{{device}} counter"),
            ("device:edgescope_board_power_watts:integral5m{%s}" % DEV, "{{device}} gauge")],

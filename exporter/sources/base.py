@@ -2,7 +2,7 @@
 
 A source's `sample()` returns the series it knows right now, or raises
 `SourceDown` (or anything else) to say it cannot; the sampler turns that into
-`edgescope_source_up{source, reason} 0` and the other sources carry on.
+`edgescope_source_up{source} 0` plus `edgescope_source_down_info{source, reason}` and the other sources carry on.
 """
 import os
 from typing import List

@@ -10,18 +10,29 @@ Reads the jtop client's attributes, whose shapes (jetson-stats 4.3) are:
   fan          {NAME: {'speed': [%...], 'rpm': [...]}}
   nvpmodel     NVPModel object (.name) or None; jetson_clocks: object, truthy while running, or None
   board        {'hardware': {'Model', 'Module', 'L4T', 'Jetpack', ...}}
+  uptime       timedelta: the board's uptime when jtop.service took the reading
+               (jtop/jtop.py: timedelta(seconds=self._stats['uptime']))
 The jtop client talks to jtop.service over /run/jtop.sock and refuses to run
-when its major.minor version differs from the service's: install the same
+when its major.minor version differs from the service's ("Mismatch version
+jtop service: [A] and client: [B]", jtop/jtop.py start()): install the same
 jetson-stats version the board's service runs. When the service restarts or
 the socket is missing, the source reconnects with exponential backoff and
-reports down (with the reason) meanwhile.
+reports down meanwhile; the reason is the error alone (the delay is logged),
+so a long outage stays one down-reason series.
+
+Freshness: the reading's time is the service's `uptime`, not the moment we
+read the client, so energy is integrated between the service's own reading
+times and a reading seen twice (the service did not send a new one) adds
+nothing. The gap limit follows the service's own interval (`jtop.interval`)
+where it is slower than ours. A service that sends nothing new for longer
+than the gap limit is reported down.
 """
 import logging
 import os
 import time
 from typing import Any, Callable, List, Optional
 
-from exporter.energy import PowerMeter
+from exporter.energy import PowerMeter, max_gap_for
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown
 
@@ -30,6 +41,7 @@ log = logging.getLogger(__name__)
 JTOP_SOCKET = "/run/jtop.sock"
 OFFLINE_CELSIUS = -256.0
 KIB = 1024
+VERSION_MISMATCH = "Mismatch version"  # how jtop's start() begins the client/service version error
 
 
 def _import_jtop() -> Callable[..., Any]:
@@ -54,13 +66,16 @@ class JtopSource(Source):
         self._backoff = 0.0
         self._retry_at = 0.0
         self._last_error = ""
-        self._meter = PowerMeter(self.name)
+        self._max_gap = max_gap_for(interval)
+        self._meter = PowerMeter(self.name, self._max_gap)
+        self._last_reading = None  # type: Optional[float]  (service uptime of the last new reading)
+        self._last_new_at = 0.0  # monotonic time that reading arrived
 
     # -- connection ---------------------------------------------------------
     def _connect(self) -> None:
         now = time.monotonic()
         if now < self._retry_at:
-            raise SourceDown("{} (retrying every {:.0f}s)".format(self._last_error, self._backoff))
+            raise SourceDown(self._last_error)
         try:
             if not os.path.exists(self._socket):
                 raise SourceDown("jtop socket {} missing: is jtop.service running?".format(self._socket))
@@ -72,6 +87,11 @@ class JtopSource(Source):
         if self._backoff:
             log.info("jtop: reconnected to jtop.service")
         self._backoff = 0.0
+        self._last_new_at = now  # a new connection gets a full gap limit to send its first new reading
+        service_interval = getattr(self._client, "interval", None)  # the service's own pace (jtop.interval)
+        if isinstance(service_interval, (int, float)) and service_interval > self._interval:
+            self._max_gap = max_gap_for(service_interval)
+            self._meter.set_max_gap(self._max_gap)
 
     def _fail(self, error: BaseException) -> None:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -97,10 +117,23 @@ class JtopSource(Source):
         try:
             if not self._client.ok(spin=True):
                 raise SourceDown("jtop client stopped (jtop.service restarted?)")
-            return self._read(self._client, time.monotonic())
+            return self._read(self._client, self._reading_time(self._client))
         except Exception as e:
             self._fail(e)
             raise  # unreachable: _fail raises
+
+    def _reading_time(self, j: Any) -> float:
+        """When the service took the client's current reading, on a clock that only moves forward."""
+        now = time.monotonic()
+        uptime = getattr(j, "uptime", None)
+        if uptime is None:  # a client without the service's time: our own clock, every reading new
+            return now
+        reading = uptime.total_seconds() if hasattr(uptime, "total_seconds") else float(uptime)
+        if reading != self._last_reading:
+            self._last_reading, self._last_new_at = reading, now
+        elif now - self._last_new_at > self._max_gap:
+            raise SourceDown("jtop.service sent no new reading for over {:g}s".format(self._max_gap))
+        return reading
 
     def _read(self, j: Any, t: float) -> List[Sample]:
         out = []  # type: List[Sample]

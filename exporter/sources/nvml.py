@@ -5,12 +5,14 @@ without it. Per GPU: nvmlDeviceGetPowerUsage (mW) for the gauge and
 nvmlDeviceGetTotalEnergyConsumption (mJ since the driver loaded; Volta and
 later) for the energy counter. A GPU without the energy counter falls back to
 integrating its power samples. Rails are `gpu0`, `gpu1`, ...; the board is
-their sum (`board_rail="sum"`).
+their sum (`board_rail="sum"`). The counter is 64-bit: a reading below the
+last one is a restart (driver reload, GPU reset), never a wrap, since no GPU
+draws 2^64 mJ in one interval; that interval is counted as uncovered.
 """
 import time
 from typing import Any, Dict, List, Optional
 
-from exporter.energy import CounterEnergy, EnergyIntegrator, PowerMeter
+from exporter.energy import MAX_PLAUSIBLE_WATTS, CounterEnergy, EnergyIntegrator, PowerMeter, max_gap_for
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown
 
@@ -28,12 +30,15 @@ def load_pynvml() -> Any:
 class NvmlSource(Source):
     name = "nvml"
 
-    def __init__(self, nvml: Optional[Any] = None) -> None:
+    def __init__(self, nvml: Optional[Any] = None, interval: float = 1.0) -> None:
         self._nvml = nvml
+        self._max_gap = max_gap_for(interval)
+        self._uncovered = 0.0
+        self._last_t = None  # type: Optional[float]
         self._handles = None  # type: Optional[List[Any]]
         self._counters = {}  # type: Dict[str, CounterEnergy]
         self._integrators = {}  # type: Dict[str, EnergyIntegrator]
-        self._meter = PowerMeter(self.name)
+        self._meter = PowerMeter(self.name, self._max_gap)
 
     def _open(self) -> List[Any]:
         if self._handles is None:
@@ -53,20 +58,27 @@ class NvmlSource(Source):
         nv = self._nvml
         t = time.monotonic()
         watts, joules = {}, {}
+        uncovered = False  # a counter restarted or a power gap: this interval is missing from the board's sum
         for i, h in enumerate(handles):
             rail = "gpu{}".format(i)
             watts[rail] = nv.nvmlDeviceGetPowerUsage(h) / 1000.0
             try:
                 raw = nv.nvmlDeviceGetTotalEnergyConsumption(h)
             except Exception:  # pre-Volta GPUs: NVML_ERROR_NOT_SUPPORTED
-                integ = self._integrators.setdefault(rail, EnergyIntegrator())
+                integ = self._integrators.setdefault(rail, EnergyIntegrator(self._max_gap))
+                gaps_before = integ.uncovered_seconds
                 integ.add(t, watts[rail])
+                uncovered = uncovered or integ.uncovered_seconds > gaps_before
                 joules[rail] = integ.joules
                 continue
-            counter = self._counters.setdefault(rail, CounterEnergy(1e-3, NVML_ENERGY_WRAP))
-            counter.add(int(raw))
+            counter = self._counters.setdefault(rail, CounterEnergy(1e-3, NVML_ENERGY_WRAP, MAX_PLAUSIBLE_WATTS))
+            counter.add(int(raw), t)
+            uncovered = uncovered or counter.reset
             joules[rail] = counter.joules
-        self._meter.count(watts, joules)
+        if uncovered and self._last_t is not None:
+            self._uncovered += t - self._last_t
+        self._last_t = t
+        self._meter.count(watts, joules, uncovered_s=self._uncovered)
         return self._meter.samples()
 
     def close(self) -> None:

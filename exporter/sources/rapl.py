@@ -2,7 +2,9 @@
 
 Top-level zones /sys/class/powercap/intel-rapl:N carry `name` (package-0,
 dram, psys), `energy_uj` and `max_energy_range_uj`; the counter wraps back to zero after
-max_energy_range_uj, so a reading below the last one adds that range.
+max_energy_range_uj, so a reading below the last one adds that range, unless
+that increment is impossible in the elapsed time (more than MAX_PLAUSIBLE_WATTS):
+then the counter was reset and the interval is counted as uncovered.
 Sub-zones (intel-rapl:N:M, core/uncore) are parts of their package and are
 left out so the sum is not double counted. Power is the counter's increase
 over the sampling interval. The board is `psys` where the platform has it,
@@ -14,7 +16,7 @@ import re
 import time
 from typing import Dict, List, Optional
 
-from exporter.energy import CounterEnergy, PowerMeter
+from exporter.energy import MAX_PLAUSIBLE_WATTS, CounterEnergy, PowerMeter
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown, read_text, sysfs
 
@@ -30,6 +32,7 @@ class RaplSource(Source):
         self._counters = {}  # type: Dict[str, CounterEnergy]
         self._last_t = None  # type: Optional[float]
         self._last_j = {}  # type: Dict[str, float]
+        self._uncovered = 0.0
 
     def zones(self) -> Dict[str, str]:
         """zone name -> zone directory, top-level zones only."""
@@ -49,20 +52,23 @@ class RaplSource(Source):
             counter = self._counters.get(name)
             if counter is None:
                 wrap = int(read_text(os.path.join(path, "max_energy_range_uj")))
-                counter = self._counters[name] = CounterEnergy(1e-6, wrap)
+                counter = self._counters[name] = CounterEnergy(1e-6, wrap, MAX_PLAUSIBLE_WATTS)
             try:
-                counter.add(int(read_text(os.path.join(path, "energy_uj"))))
+                counter.add(int(read_text(os.path.join(path, "energy_uj"))), t)
             except PermissionError:
                 raise SourceDown("{}/energy_uj is readable by root only (run the exporter as root)".format(path))
             joules[name] = counter.joules
         first = self._last_t is None
         dt = 0.0 if first else t - self._last_t
+        reset = any(c.reset for c in self._counters.values())
+        if reset:
+            self._uncovered += dt
         watts = {n: (j - self._last_j.get(n, j)) / dt if dt > 0 else 0.0 for n, j in joules.items()}
         self._last_t, self._last_j = t, joules
-        if first:
-            return []  # power needs two readings; no series rather than a fake zero
+        if first or reset:
+            return []  # power needs two readings of a running counter; no series rather than a fake zero
         if "psys" in joules:
-            self._meter.count(watts, joules, "psys", watts["psys"], joules["psys"])
+            self._meter.count(watts, joules, "psys", watts["psys"], joules["psys"], self._uncovered)
         else:
-            self._meter.count(watts, joules)
+            self._meter.count(watts, joules, uncovered_s=self._uncovered)
         return self._meter.samples()

@@ -1,4 +1,4 @@
-"""tegrastats: a child `tegrastats --interval MS`, or a recorded log replayed in a loop.
+"""tegrastats: a child `tegrastats --interval MS` (started again when it exits), or a recorded log replayed in a loop.
 
 The parser reads every generation's line format (see tests/exporter/fixtures/
 tegrastats_lines.txt for the real lines it is tested on):
@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Dict, List, NamedTuple, Optional
 
-from exporter.energy import PowerMeter
+from exporter.energy import PowerMeter, max_gap_for
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown
 
@@ -92,41 +92,86 @@ def stats_samples(st: TegraStats) -> List[Sample]:
     return out
 
 
+def next_backoff(backoff: float, lived: float, max_backoff: float) -> float:
+    """Seconds to wait before starting a child that lived `lived` s, after waiting `backoff` s last time.
+
+    Doubles from 1 s up to max_backoff while children keep failing; a child
+    that lived max_backoff seconds or more was healthy, so the next wait is 1 s.
+    """
+    if lived >= max_backoff:
+        backoff = 0.0
+    return min(max_backoff, backoff * 2 if backoff else 1.0)
+
+
 class TegrastatsSource(Source):
-    """Reads lines in a background thread; each line is one power sample at its arrival time."""
+    """Reads lines in a background thread; each line is one power sample at its arrival time.
+
+    A tegrastats child that exits (killed, crashed, a binary being replaced)
+    is started again after a backoff that doubles from 1 s up to
+    `max_backoff` while it keeps failing, and starts from 1 s again once a
+    child has lived `max_backoff` seconds. Meanwhile the source is down with
+    the child's exit status and last stderr line as the reason (no delay in
+    it, so the reason stays one series). A replayed log is marked
+    `replay="true"` in edgescope_power_source_info.
+    """
 
     name = "tegrastats"
 
     def __init__(self, interval: float, replay_file: Optional[str] = None,
-                 command: str = "tegrastats") -> None:
+                 command: str = "tegrastats", fallback_from: str = "", max_backoff: float = 60.0) -> None:
         self._line_interval = interval
         self._replay = replay_file
         self._command = command
-        self._meter = PowerMeter(self.name)
+        self._max_backoff = max_backoff
+        self._meter = PowerMeter(self.name, max_gap_for(interval), replay=replay_file is not None,
+                                 fallback_from=fallback_from)
         self._lock = threading.Lock()
         self._latest = None  # type: Optional[TegraStats]
         self._latest_t = 0.0
         self._error = ""
         self._stop = threading.Event()
         self._proc = None  # type: Optional[subprocess.Popen]
+        self.starts = 0  # children started so far
         if replay_file is None:
-            ms = str(max(1, int(round(interval * 1000))))
-            try:
-                self._proc = subprocess.Popen([command, "--interval", ms], stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE, universal_newlines=True)
-            except OSError as e:
-                self._error = "cannot run {}: {}".format(command, e.strerror or e)
-                return
+            self._start_child()
         self._thread = threading.Thread(target=self._run, name="tegrastats-reader", daemon=True)
         self._thread.start()
 
-    def _lines(self):
-        if self._proc is not None:
-            for line in self._proc.stdout:
-                yield line
-            code = self._proc.wait()
-            err = (self._proc.stderr.read() or "").strip().splitlines()
-            raise SourceDown("tegrastats exited with code {}{}".format(code, ": " + err[-1] if err else ""))
+    def _start_child(self) -> None:
+        ms = str(max(1, int(round(self._line_interval * 1000))))
+        try:
+            proc = subprocess.Popen([self._command, "--interval", ms], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, universal_newlines=True)
+        except OSError as e:
+            proc, self._error = None, "cannot run {}: {}".format(self._command, e.strerror or e)
+        with self._lock:
+            self._proc = proc
+            self.starts += proc is not None
+        if self._stop.is_set() and proc is not None:  # closed while starting: do not leave it running
+            self._end_child(proc)
+
+    def _child_lines(self):
+        """The children's lines, one child after another, with the backoff between them."""
+        backoff = 0.0
+        while True:
+            proc, started = self._proc, time.monotonic()
+            if proc is not None:
+                for line in proc.stdout:
+                    yield line
+                code = proc.wait()
+                err = (proc.stderr.read() or "").strip().splitlines()
+                proc.stdout.close()
+                proc.stderr.close()
+                self._error = "tegrastats exited with code {}{}".format(code, ": " + err[-1] if err else "")
+            if self._stop.is_set():
+                return
+            backoff = next_backoff(backoff, time.monotonic() - started, self._max_backoff)
+            log.warning("tegrastats source down: %s; starting it again in %gs", self._error, backoff)
+            if self._stop.wait(backoff):
+                return
+            self._start_child()
+
+    def _replay_lines(self):
         with open(self._replay) as f:
             recorded = [ln for ln in f if ln.strip() and not ln.startswith("#")]
         if not recorded:
@@ -139,7 +184,7 @@ class TegrastatsSource(Source):
 
     def _run(self) -> None:
         try:
-            for line in self._lines():
+            for line in (self._child_lines() if self._replay is None else self._replay_lines()):
                 if self._stop.is_set():
                     return
                 st = parse_line(line)
@@ -147,14 +192,12 @@ class TegrastatsSource(Source):
                 with self._lock:
                     if st.rails_w:
                         self._meter.integrate(t, st.rails_w)
-                    self._latest, self._latest_t = st, t
+                    self._latest, self._latest_t, self._error = st, t, ""
         except SourceDown as e:
-            if self._stop.is_set():
-                return  # closed by us: not a failure
             self._error = str(e)
         except (OSError, ValueError) as e:
             self._error = "reading tegrastats failed: {}".format(e)
-        if self._error:
+        if self._error and not self._stop.is_set():
             log.warning("tegrastats source down: %s", self._error)
 
     def sample(self) -> List[Sample]:
@@ -168,12 +211,19 @@ class TegrastatsSource(Source):
                 raise SourceDown("no tegrastats line for over {:g}s".format(limit))
             return self._meter.samples() + stats_samples(self._latest)
 
+    @staticmethod
+    def _end_child(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def close(self) -> None:
         self._stop.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        with self._lock:
+            proc = self._proc
+        if proc is not None:
+            self._end_child(proc)

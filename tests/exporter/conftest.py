@@ -36,7 +36,7 @@ def write(root, rel: str, text: str) -> str:
 
 
 def make_orin_sysfs(root) -> str:
-    """A fake /sys with the layout of a Jetson Orin (JetPack 6): zones, cpufreq, GPU devfreq, soctherm_oc."""
+    """A fake /sys with the layout of a Jetson Orin (JetPack 6): zones, cooling devices, cpufreq, GPU devfreq, soctherm_oc."""
     root = str(root)
     zones = [("cpu-thermal", "48562"), ("gpu-thermal", "49625"), ("cv0-thermal", None), ("soc0-thermal", "-256000"),
              ("tj-thermal", "49312")]
@@ -53,11 +53,17 @@ def make_orin_sysfs(root) -> str:
         d = "devices/system/cpu/cpu{}/cpufreq/".format(cpu)
         write(root, d + "scaling_cur_freq", cur)
         write(root, d + "scaling_min_freq", "729600")
+        write(root, d + "scaling_max_freq", "1497600")  # the power mode's cap, below the hardware's
         write(root, d + "cpuinfo_max_freq", "1510400")
     gpu = "devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu/"
     write(root, gpu + "cur_freq", "306000000")
     write(root, gpu + "min_freq", "306000000")
-    write(root, gpu + "max_freq", "1020000000")
+    write(root, gpu + "max_freq", "612000000")
+    write(root, gpu + "available_frequencies", "306000000 408000000 510000000 612000000 714000000 816000000 918000000 1020000000")
+    # cooling devices (kernel layout: type, cur_state, max_state): the fan, spinning at step 2 of 10
+    write(root, "class/thermal/cooling_device0/type", "pwm-fan")
+    write(root, "class/thermal/cooling_device0/cur_state", "2")
+    write(root, "class/thermal/cooling_device0/max_state", "10")
     os.makedirs(os.path.join(root, "class/devfreq"), exist_ok=True)
     os.symlink(os.path.join(root, gpu.rstrip("/")), os.path.join(root, "class/devfreq/17000000.gpu"))
     write(root, "class/hwmon/hwmon3/name", "soctherm_oc")

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -25,8 +26,10 @@ def test_full_metrics_pass_promtool(tmp_path, run_exporter):
     body = requests.get(url + "/metrics", timeout=5).text
     m = parse_metrics(body)
     for src in ("tegrastats", "diskstats", "thermal", "pagecache"):
-        assert m['edgescope_source_up{reason="",source="%s"}' % src] == 1
-    assert m['edgescope_power_source_info{board_rail="POM_5V_IN",source="tegrastats"}'] == 1
+        assert m['edgescope_source_up{source="%s"}' % src] == 1
+    # the demo log is a replay, and says so
+    assert m['edgescope_power_source_info{board_rail="POM_5V_IN",fallback_from="",replay="true",source="tegrastats"}'] == 1
+    assert m["edgescope_board_energy_uncovered_seconds_total"] >= 0
     assert m["edgescope_board_power_watts"] > 0
     assert m['edgescope_throttle_events_total{sensor="oc3"}'] == 37
     names = {re.match(r"[a-z_]+", k).group(0) for k in m}
@@ -47,8 +50,9 @@ def test_no_power_source_means_no_power_series(tmp_path, run_exporter):
     if shutil.which("tegrastats"):
         pytest.skip("this machine has tegrastats")
     assert "edgescope_board_power_watts" not in body and "edgescope_board_energy_joules_total" not in body
-    assert re.search(r'edgescope_source_up\{reason="no RAPL zones[^"]*",source="rapl"\} 0', body)
-    assert re.search(r'edgescope_source_up\{reason="[^"]+",source="jtop"\} 0', body)
+    assert 'edgescope_source_up{source="rapl"} 0.0' in body and 'edgescope_source_up{source="jtop"} 0.0' in body
+    assert re.search(r'edgescope_source_down_info\{reason="no RAPL zones[^"]*",source="rapl"\} 1', body)
+    assert re.search(r'edgescope_source_down_info\{reason="[^"]+",source="jtop"\} 1', body)
 
 
 def _run(args, tmp_path):
@@ -101,7 +105,7 @@ def test_config_file_and_flags_share_names(tmp_path, run_exporter):
     (tmp_path / "cfg.yml").write_text("power-source: none\ninterval: 0.2\nsysfs-root: {}\n".format(tmp_path))
     url, _ = run_exporter("--config", str(tmp_path / "cfg.yml"), "--power-source", "tegrastats",
                           "--tegrastats-file", DEMO, wait_for='source="tegrastats"')
-    assert 'edgescope_source_up{reason="",source="tegrastats"} 1.0' in requests.get(url + "/metrics", timeout=5).text
+    assert 'edgescope_source_up{source="tegrastats"} 1.0' in requests.get(url + "/metrics", timeout=5).text
 
 
 def test_contract_matches_docs():
@@ -116,3 +120,106 @@ def test_contract_matches_docs():
     assert set(documented) == set(METRICS)
     for name, labels in documented.items():
         assert labels == tuple(sorted(METRICS[name].labels)), name
+
+
+def _power_cfg(tmp_path, **over):
+    from exporter.config import load
+    cfg = load(["--sysfs-root", str(tmp_path)])
+    cfg.update(over)
+    return cfg
+
+
+def test_auto_falls_back_to_tegrastats_when_jtop_versions_disagree(tmp_path, monkeypatch, caplog):
+    """jtop's socket exists but its client refuses the service ("Mismatch version"): auto uses tegrastats and says so."""
+    import types
+
+    from exporter.cli import power_sources
+
+    class JtopException(Exception):
+        pass
+
+    class MismatchedJtop:
+        def __init__(self, interval=1.0):
+            pass
+
+        def start(self):  # the message jetson-stats 4.x start() raises (jtop/jtop.py)
+            raise JtopException("Mismatch version jtop service: [4.2.7] and client: [4.3.1]. Please run:\n\n"
+                                "sudo systemctl restart jtop.service")
+
+        def close(self):
+            pass
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=MismatchedJtop))
+    (tmp_path / "jtop.sock").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tegrastats"
+    fake.write_text("#!/bin/sh\nwhile :; do echo 'RAM 1/2MB VDD_IN 5000mW/5000mW'; sleep 0.05; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(bin_dir, os.environ["PATH"]))
+    sources = power_sources(_power_cfg(tmp_path, **{"jtop-socket": str(tmp_path / "jtop.sock"), "interval": 0.05}))
+    try:
+        assert [s.name for s in sources] == ["jtop", "tegrastats"]
+        with pytest.raises(Exception, match=r"^Mismatch version .*\(falling back to tegrastats\)$"):
+            sources[0].sample()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                got = sources[1].sample()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        info = [s.labels for s in got if s.name == "edgescope_power_source_info"]
+        assert info == [{"source": "tegrastats", "board_rail": "VDD_IN", "replay": "false", "fallback_from": "jtop"}]
+        assert "falling back to tegrastats" in caplog.text
+    finally:
+        for s in sources:
+            s.close()
+
+
+def test_auto_keeps_jtop_when_its_service_is_only_down(tmp_path, monkeypatch):
+    """A service that is not running comes back by itself: jtop stays the source and reconnects."""
+    import types
+
+    from exporter.cli import power_sources
+
+    class DownJtop:
+        def __init__(self, interval=1.0):
+            pass
+
+        def start(self):
+            raise RuntimeError("The jtop.service is not active. Please run:\nsudo systemctl restart jtop.service")
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=DownJtop))
+    (tmp_path / "jtop.sock").write_text("")
+    sources = power_sources(_power_cfg(tmp_path, **{"jtop-socket": str(tmp_path / "jtop.sock")}))
+    assert [type(s).__name__ for s in sources] == ["JtopSource"]
+
+
+def test_exporter_restarts_a_tegrastats_that_exits(tmp_path, monkeypatch, run_exporter):
+    """The real exporter with a `tegrastats` on PATH that prints three lines and exits: /metrics shows
+    the source down with the child's reason, then up again, and the restart's silence as uncovered time."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tegrastats"
+    fake.write_text("#!/bin/sh\nfor i in 1 2 3; do echo 'RAM 1/2MB VDD_IN 5000mW/5000mW'; sleep 0.2; done\n"
+                    "echo 'tegrastats: lost the PMIC' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(bin_dir, os.environ["PATH"]))
+    url, _ = run_exporter("--power-source", "tegrastats", "--interval", "0.2", "--sysfs-root", str(tmp_path),
+                          wait_for='edgescope_source_up{source="tegrastats"} 1.0')
+    down = 'edgescope_source_down_info{reason="tegrastats exited with code 1: tegrastats: lost the PMIC",source="tegrastats"} 1.0'
+    seen_down, m = False, {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = requests.get(url + "/metrics", timeout=5).text
+        seen_down = seen_down or down in body
+        m = parse_metrics(body)
+        if seen_down and m.get('edgescope_source_up{source="tegrastats"}') == 1 \
+                and m.get("edgescope_board_energy_uncovered_seconds_total", 0) > 0:
+            break
+        time.sleep(0.05)
+    assert seen_down, "the exit was never reported"
+    assert m['edgescope_source_up{source="tegrastats"}'] == 1, "the child was not started again"
+    assert m["edgescope_board_energy_uncovered_seconds_total"] >= 1.0  # at least the 1 s backoff
+    assert m["edgescope_board_energy_joules_total"] > 0

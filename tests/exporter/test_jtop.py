@@ -1,5 +1,6 @@
 """The jtop source against a fake client that holds real jtop 4.3 attribute values."""
 import copy
+from datetime import timedelta
 
 import pytest
 
@@ -33,9 +34,13 @@ class JetsonClocks:
 
 
 class FakeJtop:
-    """Minimal jtop client: start()/ok()/close() and the attributes, with real values."""
+    """Minimal jtop client: start()/ok()/close() and the attributes, with real values.
+
+    `uptime` is what jtop 4.x gives: timedelta(seconds=<the service's reading time>).
+    """
     service_up = True
     instances = 0
+    service_uptime = 1000.0
 
     def __init__(self, interval=1.0):
         self.interval = interval
@@ -63,6 +68,10 @@ class FakeJtop:
     def close(self):
         self.closed = True
 
+    @property
+    def uptime(self):
+        return timedelta(seconds=FakeJtop.service_uptime)
+
 
 @pytest.fixture
 def sock(tmp_path):
@@ -70,6 +79,7 @@ def sock(tmp_path):
     path.write_text("")
     FakeJtop.service_up = True
     FakeJtop.instances = 0
+    FakeJtop.service_uptime = 1000.0
     return str(path)
 
 
@@ -81,7 +91,8 @@ def test_real_orin_nano_values(sock):
     src = JtopSource(1.0, sock, FakeJtop)
     got = by_key(src.sample())
     assert got[("edgescope_board_power_watts", ())] == 5.133
-    assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("source", "jtop")))] == 1
+    assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("fallback_from", ""), ("replay", "false"),
+                                                ("source", "jtop")))] == 1
     assert got[("edgescope_rail_power_watts", (("rail", "VDD_SOC"),))] == 1.54
     assert got[("edgescope_rail_power_watts", (("rail", "VDD_CPU_GPU_CV"),))] == 1.064
     assert ("edgescope_temperature_celsius", (("sensor", "cv0"),)) not in got  # offline (-256)
@@ -108,27 +119,60 @@ def test_board_without_input_rail_is_the_sum(sock):
             # jtop's total_power() without VDD_IN/POM_5V_IN: 'tot' is the rail sum and has no 'name'
             self.power = {"rail": self.power["rail"], "tot": {"power": 1064 + 1540, "avg": 806 + 1524}}
     got = by_key(JtopSource(1.0, sock, AgxOrin).sample())
-    assert got[("edgescope_power_source_info", (("board_rail", "sum"), ("source", "jtop")))] == 1
+    assert got[("edgescope_power_source_info", (("board_rail", "sum"), ("fallback_from", ""), ("replay", "false"),
+                                                ("source", "jtop")))] == 1
     assert got[("edgescope_board_power_watts", ())] == pytest.approx(2.604)
 
 
-def test_energy_integrates_each_sample(sock, monkeypatch):
-    clock = iter([0.0, 10.0, 11.0, 12.5])  # the first reading is the connect attempt
-    monkeypatch.setattr("exporter.sources.jtop.time.monotonic", lambda: next(clock))
+def test_energy_integrates_between_the_service_reading_times(sock):
     src = JtopSource(1.0, sock, FakeJtop)
-    for _ in range(3):
+    for uptime in (100.0, 101.0, 102.5):
+        FakeJtop.service_uptime = uptime
         got = by_key(src.sample())
-    # 5.133 W over 1.0 s + 1.5 s
+    # 5.133 W over 1.0 s + 1.5 s of the service's clock
     assert got[("edgescope_board_energy_joules_total", ())] == pytest.approx(5.133 * 2.5)
     assert got[("edgescope_rail_energy_joules_total", (("rail", "VDD_SOC"),))] == pytest.approx(1.54 * 2.5)
+    assert got[("edgescope_board_energy_uncovered_seconds_total", ())] == 0
+
+
+def test_stale_reading_is_not_integrated_again(sock, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("exporter.sources.jtop.time.monotonic", lambda: now[0])
+    src = JtopSource(1.0, sock, FakeJtop)
+    FakeJtop.service_uptime = 500.0
+    src.sample()
+    now[0] = 1.0  # we read again, the service has sent nothing new
+    got = by_key(src.sample())
+    assert got[("edgescope_board_energy_joules_total", ())] == 0.0
+    assert got[("edgescope_board_power_watts", ())] == 5.133  # the gauge still says what the board last drew
+    FakeJtop.service_uptime, now[0] = 501.0, 2.0
+    assert by_key(src.sample())[("edgescope_board_energy_joules_total", ())] == pytest.approx(5.133)
+    now[0] = 6.0  # nothing new for 4 s, past the 3 s gap limit: down, not a frozen reading
+    with pytest.raises(SourceDown, match="no new reading for over 3s"):
+        src.sample()
+
+
+def test_gap_limit_follows_a_slower_service(sock):
+    """Another client set jtop.service to 2 s readings: 2 s apart is no gap, 7 s apart is."""
+    class SlowService(FakeJtop):
+        def __init__(self, interval=1.0):
+            super().__init__(interval)
+            self.interval = 2.0  # jtop.interval: the service's pace, not the one asked for
+    src = JtopSource(0.5, sock, SlowService)
+    for uptime in (100.0, 102.0, 104.0, 111.0):
+        FakeJtop.service_uptime = uptime
+        got = by_key(src.sample())
+    assert got[("edgescope_board_energy_joules_total", ())] == pytest.approx(5.133 * 4.0)
+    assert got[("edgescope_board_energy_uncovered_seconds_total", ())] == pytest.approx(7.0)
 
 
 def test_missing_socket_is_reported_and_retried(tmp_path):
     src = JtopSource(1.0, str(tmp_path / "jtop.sock"), FakeJtop)
     with pytest.raises(SourceDown, match="socket .* missing"):
         src.sample()
-    with pytest.raises(SourceDown, match=r"missing: is jtop.service running\? \(retrying every 1s\)"):
-        src.sample()  # inside the backoff window: no new attempt
+    with pytest.raises(SourceDown) as err:
+        src.sample()  # inside the backoff window: no new attempt, and the same reason (one series, no delay in it)
+    assert str(err.value) == "jtop socket {} missing: is jtop.service running?".format(tmp_path / "jtop.sock")
 
 
 def test_service_restart_reconnects_with_backoff(sock, monkeypatch):

@@ -139,11 +139,12 @@ def test_raising_and_hung_sources_do_not_break_a_scrape(server_with):
     took = time.monotonic() - started
     assert resp.status_code == 200
     m = parse_metrics(resp.text)
-    assert m['edgescope_source_up{reason="",source="diskstats"}'] == 1
-    assert m['edgescope_source_up{reason="RuntimeError: sensor bus exploded",source="thermal"}'] == 0
-    hung_keys = [k for k in m if k.startswith("edgescope_source_up") and 'source="jtop"' in k]
-    assert hung_keys == ['edgescope_source_up{reason="sample hung: running longer than the 0.5s timeout",source="jtop"}']
-    assert m[hung_keys[0]] == 0
+    assert m['edgescope_source_up{source="diskstats"}'] == 1
+    assert m['edgescope_source_up{source="thermal"}'] == 0
+    assert m['edgescope_source_down_info{reason="RuntimeError: sensor bus exploded",source="thermal"}'] == 1
+    assert m['edgescope_source_up{source="jtop"}'] == 0
+    hung_keys = [k for k in m if k.startswith("edgescope_source_down_info") and 'source="jtop"' in k]
+    assert hung_keys == ['edgescope_source_down_info{reason="sample hung: running longer than the 0.5s timeout",source="jtop"}']
     assert m['edgescope_disk_read_iops{disk="sda"}'] == 12.5
     assert took < 2.0, "the scrape waited on the hung source"  # liveness, not a speed target: it would wait 30 s
 

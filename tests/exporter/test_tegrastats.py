@@ -7,7 +7,7 @@ import pytest
 
 from exporter.energy import board_from_rails
 from exporter.sources.base import SourceDown
-from exporter.sources.tegrastats import TegrastatsSource, parse_line
+from exporter.sources.tegrastats import TegrastatsSource, next_backoff, parse_line
 from tests.exporter.conftest import tegrastats_lines
 
 LINES = tegrastats_lines()
@@ -109,7 +109,8 @@ def test_replay_loops_and_integrates_energy(tmp_path):
     energy = samples[("edgescope_board_energy_joules_total", ())]
     # every interval is ~0.05 s at 0.9 W or 4.52 W: energy lies between the two bounds
     assert 0.9 * 0.4 < energy < 4.52 * 0.7
-    assert samples[("edgescope_power_source_info", (("board_rail", "POM_5V_IN"), ("source", "tegrastats")))] == 1
+    info = (("board_rail", "POM_5V_IN"), ("fallback_from", ""), ("replay", "true"), ("source", "tegrastats"))
+    assert samples[("edgescope_power_source_info", info)] == 1  # a demo log is never mistaken for a board
     assert ("edgescope_rail_power_watts", (("rail", "POM_5V_CPU"),)) in samples
     assert ("edgescope_rail_power_watts", (("rail", "POM_5V_IN"),)) not in samples  # it is the board
 
@@ -149,6 +150,44 @@ def test_child_that_exits_reports_why(tmp_path):
     finally:
         src.close()
     assert "exited with code 1: tegrastats: permission denied" in str(err.value)
+
+
+def test_child_that_exits_is_started_again_with_backoff(tmp_path, monkeypatch):
+    """A `tegrastats` on PATH that prints three lines and exits: the source restarts it and comes back up."""
+    starts = tmp_path / "starts"
+    line = LINES["orin_nano_jp6_busy"]
+    _fake_tegrastats(tmp_path, 'echo x >> "{}"\nfor i in 1 2 3; do echo "{}"; sleep 0.05; done\n'
+                               'echo "tegrastats: lost the PMIC" >&2\nexit 7\n'.format(starts, line))
+    monkeypatch.setenv("PATH", "{}:{}".format(tmp_path, os.environ["PATH"]))
+    src = TegrastatsSource(0.05, None, "tegrastats", max_backoff=0.4)
+    reasons, ups = set(), 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (src.starts < 4 or ups < 2):
+            try:
+                src.sample()
+                ups += 1
+            except SourceDown as e:
+                reasons.add(str(e))
+            time.sleep(0.02)
+        samples = _wait_for_line(src, timeout=10)
+    finally:
+        src.close()
+    assert src.starts >= 4, "the child was not started again"
+    assert starts.read_text().count("x") >= 3  # seen from the children's side too (the last may be stopped before it writes)
+    assert "tegrastats exited with code 7: tegrastats: lost the PMIC" in reasons
+    assert not any("again in" in r for r in reasons)  # the delay is logged, not in the reason
+    by = {(s.name, tuple(s.labels.values())): s.value for s in samples}
+    assert by[("edgescope_board_power_watts", ())] == 16.321  # power is back after the restarts
+
+
+def test_backoff_doubles_while_the_child_keeps_failing_and_resets_after_a_healthy_run():
+    waits, backoff = [], 0.0
+    for _ in range(8):
+        backoff = next_backoff(backoff, 0.1, 60.0)
+        waits.append(backoff)
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert next_backoff(60.0, 3600.0, 60.0) == 1.0  # it ran for an hour: start again at once-ish
 
 
 def test_missing_binary_is_a_reason_not_a_crash(tmp_path):

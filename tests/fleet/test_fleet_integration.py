@@ -262,7 +262,11 @@ def test_report_is_the_same_from_victoriametrics_as_from_local_prometheus(fleet)
             exact += abs(c["energy_joules"] - l_["energy_joules"]) <= exact_tol
             assert abs(c["read_iops"] - l_["read_iops"]) * c["e2e_seconds"] <= reads_tol, k
         assert abs((c["page_cache_ratio"] or 0) - (l_["page_cache_ratio"] or 0)) <= 1.5 * SCRAPE_S / EPOCH_S, k
-    # The demo trace holds each real line for several seconds, so for most epochs
-    # the lines after both edges have equal power and the two tables agree exactly.
-    assert exact >= len(c_epochs) // 2, (exact, len(c_epochs))
+    # The demo trace holds each real line for several seconds, so for many epochs
+    # the lines around both edges have equal power and the two tables agree exactly.
+    # The exporter's trapezoid rule spreads each power change over two line
+    # intervals (90 % of the demo trace's steps equal the next one, 95 % under the
+    # former right-hand rule), so exact agreement is less common than it was:
+    # 15-16 of 32 epochs in two runs here; a third is the floor.
+    assert exact >= len(c_epochs) // 3, (exact, len(c_epochs))
     assert all(c_epochs[k]["energy_joules"] is not None for k in during), "energy of epochs in the outage"

@@ -62,8 +62,9 @@ def test_energy_is_the_integral_of_the_replayed_real_lines():
     lines = 37  # across the log's end: it loops
     clock.t = first_at + (lines - 1) + 0.5
     d.exporter.advance(clock.t)
-    # the first line opens the window; each later line adds P * (t_i - t_i-1) = P * 1 s
-    expected = sum(board_from_rails(TRACE[(first + k) % len(TRACE)].rails_w)[0] for k in range(1, lines))
+    # the first line opens the window; each later line adds (P_i-1 + P_i) / 2 * 1 s (trapezoid rule)
+    board = [board_from_rails(TRACE[(first + k) % len(TRACE)].rails_w)[0] for k in range(lines)]
+    expected = sum((board[k - 1] + board[k]) / 2 for k in range(1, lines))
     energy = [s.value for s in d.exporter.samples() if s.name == "edgescope_board_energy_joules_total"]
     assert energy == [pytest.approx(expected, rel=1e-12)]
     power = [s.value for s in d.exporter.samples() if s.name == "edgescope_board_power_watts"]
