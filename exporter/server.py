@@ -278,6 +278,10 @@ class MetricsServer(ThreadingMixIn, HTTPServer):
     def port(self) -> int:
         return self.server_port
 
+    @property
+    def scheme(self) -> str:
+        return "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+
     def close(self) -> None:
         self.shutdown()
         self.server_close()

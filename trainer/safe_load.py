@@ -1,0 +1,87 @@
+"""The one reader of untrusted files: CIFAR pickles, checkpoints and images.
+
+Files in --data-dir or --checkpoint-dir may be corrupt, truncated or planted.
+None of them may run code (``pickle`` would run any ``__reduce__``), and a bad
+one becomes one ``DataFileError`` line naming the file and the fix, also when
+it is read in a DataLoader worker process.
+"""
+import inspect
+import pickle
+import sys
+from typing import Any, Dict
+
+import torch
+from PIL import Image
+
+from trainer.errors import UsageError
+
+# What the CIFAR-10 python files need (checked against the official ones and numpy 1 and 2 pickles):
+# numpy arrays and dtypes, and protocol-2 bytes (``_codecs.encode``). dict, list, str and int need no class.
+PICKLE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+TORCH_HAS_WEIGHTS_ONLY = "weights_only" in inspect.signature(torch.load).parameters  # torch >= 1.13
+
+
+class DataFileError(UsageError):
+    """A file that cannot be read. Raised in a DataLoader worker, it comes back re-made from the worker's whole
+    traceback text; only its own last line (``module.DataFileError: message``) is kept."""
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+def _reason(error: BaseException) -> str:
+    """The error on one line, short enough to read."""
+    text = " ".join(str(error).split()) or "no detail"
+    return "{}: {}".format(type(error).__name__, text[:200])
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError("refused to load {}.{} (not part of a CIFAR file)".format(module, name))
+        return super().find_class(module, name)
+
+
+def load_pickle(path: str, fix: str) -> Any:
+    """A CIFAR-style pickle, with no class outside PICKLE_GLOBALS (so no code runs); ``fix`` ends the error."""
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, encoding="latin1").load()
+    except OSError as error:
+        raise DataFileError("cannot read {}: {}; {}".format(path, error.strerror or error, fix))
+    except Exception as error:  # truncated, random bytes, a refused class: all "not a data file"
+        raise DataFileError("{} is not a readable CIFAR-10 file ({}); {}".format(path, _reason(error), fix))
+
+
+def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
+    """torch.load without code execution (weights_only) where torch has it; older torch (JetPack 5 may ship
+    one) cannot restrict it: then say so and load, since --checkpoint-dir holds the user's own files."""
+    fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
+    extra = {"weights_only": True} if TORCH_HAS_WEIGHTS_ONLY else {}
+    if not TORCH_HAS_WEIGHTS_ONLY:
+        print("edgescope-train: note: torch {} cannot load {} without trusting it (no weights_only); "
+              "resume only from checkpoints you wrote".format(torch.__version__, path), file=sys.stderr)
+    try:
+        return torch.load(path, map_location=device, **extra)
+    except OSError as error:
+        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+    except Exception as error:  # corrupt zip, truncated, a refused class
+        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _reason(error), fix))
+
+
+def load_image(path: str) -> Image.Image:
+    """An RGB image (torchvision's pil_loader); a file PIL cannot decode is a DataFileError."""
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")
+    except Exception as error:  # OSError, UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
+        raise DataFileError("{} is not a readable image ({}); remove or replace it in --data-dir"
+                            .format(path, _reason(error)))
