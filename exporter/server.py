@@ -224,6 +224,11 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def send_response_only(self, code: int, message: Optional[str] = None) -> None:
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # every answer has a status line and headers, never a bare body
+        super().send_response_only(code, message)
+
     def do_GET(self) -> None:
         if not self.server.auth.allows(self.headers.get("Authorization")):
             self._reply(401, b"Unauthorized\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edgescope"'})
