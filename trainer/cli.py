@@ -31,7 +31,7 @@ from trainer.safe_load import load_checkpoint
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
-CHECKPOINT_KEYS = ("epoch", "run_id", "history", "model", "optimizer")
+CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
 
 
 def _non_negative_float(text: str) -> float:
@@ -150,10 +150,11 @@ def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise UsageError("--resume: no checkpoint at {}; run without --resume first".format(path))
     state = load_checkpoint(path, device)
-    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    missing = [key for key, kind in CHECKPOINT_KEYS.items()
+               if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
     if missing:
-        raise UsageError("--resume: {} lacks {}; it is not an edgescope-train checkpoint: delete it or point "
-                         "--checkpoint-dir elsewhere".format(path, ", ".join(missing)))
+        raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
+                         "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
     return state
 
 
@@ -169,10 +170,14 @@ def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
 
 def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
     """Atomic: a crash while saving leaves the previous checkpoint intact."""
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CHECKPOINT_FILE)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        raise UsageError("cannot write checkpoint {}: {}; free space or pick another --checkpoint-dir"
+                         .format(path, str(error).split("\n")[0][:200]))
 
 
 def _append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:

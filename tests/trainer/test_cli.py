@@ -213,6 +213,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     (["--device-name", "\udce9"], "argument --device-name"),
     (["--label", "site=\udce9"], "argument --label"),
     (["--web.config.file", "/nonexistent/web.yml"], "--web.config.file /nonexistent/web.yml"),
+    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot write /proc/edgescope"),
 ])
 def test_more_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     args = small_run_args(cifar_dir, str(tmp_path))
@@ -248,8 +249,10 @@ class PlantedCheckpoint:
 
 @pytest.mark.parametrize("write, expected", [
     (lambda path, marker: open(path, "wb").write(os.urandom(3000)), "is not a readable checkpoint"),
-    (lambda path, marker: torch.save({"epoch": 0, "model": {}}, path), "lacks run_id, history, optimizer"),
+    (lambda path, marker: torch.save({"epoch": 0, "model": {}}, path), "lacks run_id, history, optimizer (or has the wrong type)"),
     (lambda path, marker: torch.save([1, 2], path), "lacks epoch, run_id"),
+    (lambda path, marker: torch.save({"epoch": "0", "run_id": "r", "history": {}, "model": {}, "optimizer": {}},
+                                     path), "lacks epoch, history (or has the wrong type)"),
     (lambda path, marker: torch.save({"epoch": 0, "run_id": PlantedCheckpoint(marker)}, path),
      "is not a readable checkpoint (UnpicklingError"),
 ])
