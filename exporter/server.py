@@ -15,7 +15,6 @@ Both endpoints (exporter and trainer) use this one server: every read has a
 timeout, request lines and headers are bounded, bodies are never read.
 """
 import base64
-import binascii
 import hashlib
 import logging
 import os

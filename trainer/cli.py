@@ -26,7 +26,7 @@ from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
 from trainer.models import MODELS, build_model
-from trainer.safe_load import load_checkpoint
+from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -165,7 +165,7 @@ def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
         job.optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
         raise UsageError("--resume: {} does not fit this run ({}); resume with the same --model, or point "
-                         "--checkpoint-dir elsewhere".format(path, str(error).split("\n")[0][:200]))
+                         "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
 def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
@@ -176,8 +176,8 @@ def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
         torch.save(state, path + ".tmp")
         os.replace(path + ".tmp", path)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
-        raise UsageError("cannot write checkpoint {}: {}; free space or pick another --checkpoint-dir"
-                         .format(path, str(error).split("\n")[0][:200]))
+        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
+                         .format(path, describe(error)))
 
 
 def _append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:

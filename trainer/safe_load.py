@@ -36,7 +36,7 @@ class DataFileError(UsageError):
         super().__init__(message)
 
 
-def _reason(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
     """The error on one line, short enough to read."""
     text = " ".join(str(error).split()) or "no detail"
     return "{}: {}".format(type(error).__name__, text[:200])
@@ -57,7 +57,7 @@ def load_pickle(path: str, fix: str) -> Any:
     except OSError as error:
         raise DataFileError("cannot read {}: {}; {}".format(path, error.strerror or error, fix))
     except Exception as error:  # truncated, random bytes, a refused class: all "not a data file"
-        raise DataFileError("{} is not a readable CIFAR-10 file ({}); {}".format(path, _reason(error), fix))
+        raise DataFileError("{} is not a readable CIFAR-10 file ({}); {}".format(path, describe(error), fix))
 
 
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
@@ -73,7 +73,7 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     except OSError as error:
         raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
     except Exception as error:  # corrupt zip, truncated, a refused class
-        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _reason(error), fix))
+        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, describe(error), fix))
 
 
 def load_image(path: str) -> Image.Image:
@@ -84,4 +84,4 @@ def load_image(path: str) -> Image.Image:
             return image.convert("RGB")
     except Exception as error:  # OSError, UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
         raise DataFileError("{} is not a readable image ({}); remove or replace it in --data-dir"
-                            .format(path, _reason(error)))
+                            .format(path, describe(error)))
