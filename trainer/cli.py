@@ -24,7 +24,7 @@ import torch.nn as nn
 from trainer.data import DATASETS, build_dataset, make_loader
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
-from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
+from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
 from trainer.safe_load import describe, load_checkpoint
 
@@ -259,6 +259,7 @@ def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, b
 
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
     device = _resolve_device(args.device)
+    web = load_web(args.web_config_file)  # before the data: a bad file fails at once
     torch.manual_seed(args.seed)
     dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
     loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed)
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
               "torch_device": device.type, "device_name": args.device_name}
     config.update(labels)
     metrics.set_run_info(config)
-    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, args.web_config_file)
+    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, web)
     measured = args.timing != "none"
     meter = StepMeter(device, args.timing, on_batch=metrics.observe_batch)
     batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)

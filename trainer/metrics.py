@@ -5,7 +5,7 @@ from typing import Dict, Optional, Tuple
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 
 from exporter.config import ConfigError
-from exporter.server import MetricsServer, load_web_config, serve_registry
+from exporter.server import MetricsServer, WebConfig, load_web_config, serve_registry
 from trainer.errors import UsageError
 from trainer.meter import BatchTiming, Window
 
@@ -89,16 +89,20 @@ class TrainMetrics:
         write_to_textfile(path, self.registry)
 
 
+def load_web(path: Optional[str]) -> Optional[WebConfig]:
+    """--web.config.file (the exporter's format) or None; a bad file is one UsageError line."""
+    try:
+        return load_web_config(path) if path else None
+    except ConfigError as error:
+        raise UsageError(str(error))
+
+
 def start_server(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0",
-                 web_config: Optional[str] = None) -> Optional[MetricsServer]:
+                 web: Optional[WebConfig] = None) -> Optional[MetricsServer]:
     """The exporter's server (timeouts, TLS, basic auth, 404 off /metrics) on ``addr:port``, port 0 any free one
     (``.port`` says which); a negative port means no server (textfile only)."""
     if port < 0:
         return None
-    try:
-        web = load_web_config(web_config) if web_config else None
-    except ConfigError as error:
-        raise UsageError(str(error))
     try:
         return serve_registry((addr, port), registry, web)
     except OSError as error:

@@ -17,7 +17,7 @@ import requests
 from exporter import server as server_module
 from exporter.metrics import Sample
 from exporter.server import load_web_config, serve
-from trainer.metrics import TrainMetrics, start_server
+from trainer.metrics import TrainMetrics, load_web, start_server
 
 STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (200|400|401|404|405|414|431|505) ")
 METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT", b"PATCH", b"PRI", b"get",
@@ -99,7 +99,7 @@ def _exporter(tmp_path, auth: bool) -> server_module.MetricsServer:
 def _trainer(tmp_path, auth: bool) -> server_module.MetricsServer:
     metrics = TrainMetrics("fuzz-\u00e9")
     metrics.running.set(1)
-    server = start_server(metrics.registry, 0, "127.0.0.1", _web_config(tmp_path) if auth else None)
+    server = start_server(metrics.registry, 0, "127.0.0.1", load_web(_web_config(tmp_path) if auth else None))
     assert server is not None
     return server
 

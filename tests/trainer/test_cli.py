@@ -212,7 +212,10 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     (["--run-id", "run-\udcff"], "argument --run-id: 'run-\\udcff' is not valid UTF-8"),
     (["--device-name", "\udce9"], "argument --device-name"),
     (["--label", "site=\udce9"], "argument --label"),
-    (["--web.config.file", "/nonexistent/web.yml"], "--web.config.file /nonexistent/web.yml"),
+    (["--web.config.file", "/nonexistent/web.yml", "--data-dir", "/nonexistent/data"],
+     "--web.config.file /nonexistent/web.yml"),  # checked before the data
+    (["--web.config.file", os.path.join(REPO, "deploy", "web.yml.example")],
+     "key 'basic_auth_users.prometheus': must be a bcrypt hash"),  # the example's placeholder
     (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot write /proc/edgescope"),
 ])
 def test_more_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
