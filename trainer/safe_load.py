@@ -8,7 +8,8 @@ it is read in a DataLoader worker process.
 import inspect
 import pickle
 import sys
-from typing import Any, Dict
+import types
+from typing import Any, Dict, Set, Tuple
 
 import torch
 from PIL import Image
@@ -23,6 +24,11 @@ PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
 }
+# What an edgescope-train checkpoint needs where torch has no weights_only (a state dict of tensors, lists, dicts).
+CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                      ("torch._utils", "_rebuild_parameter")} | {
+    ("torch", kind + "Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char",
+                                             "Byte", "Bool")}
 TORCH_HAS_WEIGHTS_ONLY = "weights_only" in inspect.signature(torch.load).parameters  # torch >= 1.13
 
 
@@ -43,10 +49,24 @@ def describe(error: BaseException) -> str:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
+    allowed = PICKLE_GLOBALS  # type: Set[Tuple[str, str]]
+    purpose = "a CIFAR file"
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in PICKLE_GLOBALS:
-            raise pickle.UnpicklingError("refused to load {}.{} (not part of a CIFAR file)".format(module, name))
+        if (module, name) not in self.allowed:
+            raise pickle.UnpicklingError("refused to load {}.{} (not part of {})".format(module, name, self.purpose))
         return super().find_class(module, name)
+
+
+class _CheckpointUnpickler(_RestrictedUnpickler):
+    allowed = CHECKPOINT_GLOBALS
+    purpose = "a checkpoint"
+
+
+# torch.load(pickle_module=...) for a torch without weights_only: the module-like object it needs
+CHECKPOINT_PICKLE = types.SimpleNamespace(
+    __name__="trainer.safe_load.CHECKPOINT_PICKLE", Unpickler=_CheckpointUnpickler,
+    load=lambda f, **kwargs: _CheckpointUnpickler(f, **kwargs).load())
 
 
 def load_pickle(path: str, fix: str) -> Any:
@@ -61,13 +81,15 @@ def load_pickle(path: str, fix: str) -> Any:
 
 
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
-    """torch.load without code execution (weights_only) where torch has it; older torch (JetPack 5 may ship
-    one) cannot restrict it: then say so and load, since --checkpoint-dir holds the user's own files."""
+    """torch.load without code execution: weights_only where torch has it; an older torch (JetPack 5 may ship
+    one) gets our restricted unpickler instead, and a note says so."""
     fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
-    extra = {"weights_only": True} if TORCH_HAS_WEIGHTS_ONLY else {}
-    if not TORCH_HAS_WEIGHTS_ONLY:
-        print("edgescope-train: note: torch {} cannot load {} without trusting it (no weights_only); "
-              "resume only from checkpoints you wrote".format(torch.__version__, path), file=sys.stderr)
+    if TORCH_HAS_WEIGHTS_ONLY:
+        extra = {"weights_only": True}  # type: Dict[str, Any]
+    else:
+        extra = {"pickle_module": CHECKPOINT_PICKLE}
+        print("edgescope-train: note: torch {} has no weights_only; {} is read with edgescope's restricted "
+              "unpickler (tensors, lists, dicts only)".format(torch.__version__, path), file=sys.stderr)
     try:
         return torch.load(path, map_location=device, **extra)
     except OSError as error:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainer import cli
+from trainer import cli, safe_load
 from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
@@ -301,3 +301,21 @@ def test_the_endpoint_has_auth_404_405_and_no_python_version(cifar_dir, tmp_path
     assert requests.options(url + "/metrics", auth=("prometheus", "s3cret"), timeout=10).status_code == 405
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) in (0, 128 + signal.SIGTERM)
+
+
+def test_without_weights_only_checkpoints_go_through_the_restricted_unpickler(cifar_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    """An older torch (JetPack 5) has no weights_only: resuming still works and still runs no code."""
+    checkpoints = tmp_path / "ckpt"
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(checkpoints)]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    monkeypatch.setattr(safe_load, "TORCH_HAS_WEIGHTS_ONLY", False)
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.out and "has no weights_only" in captured.err
+    marker = tmp_path / "marker"
+    torch.save({"epoch": 0, "run_id": PlantedCheckpoint(str(marker))}, str(checkpoints / "checkpoint.pt"))
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 2
+    assert "refused to load io.open (not part of a checkpoint)" in capsys.readouterr().err
+    assert not marker.exists()
