@@ -9,14 +9,16 @@ web-config.yml (the exporter-toolkit format; relative paths are relative to the 
     min_version: TLS12                     # or TLS13
   basic_auth_users:
     alice: $2y$10$...                      # bcrypt hash (htpasswd -nBC 10 alice)
-The server only answers GET /metrics (and a small index page): it offers no
+The server only answers GET/HEAD /metrics (and a small index page): it offers no
 control action of any kind (no power mode, fan or clock changes) over HTTP.
+Both endpoints (exporter and trainer) use this one server: every read has a
+timeout, request lines and headers are bounded, bodies are never read.
 """
 import base64
-import binascii
 import hashlib
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -42,6 +44,12 @@ CLIENT_AUTH = {
 }
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version")
+# A bcrypt hash in canonical form: cost 04..31, a 22-character salt whose last character carries 2 bits and a
+# 31-character digest whose last one carries 4 (so a placeholder such as "REPLACE.WITH..." is refused at load).
+BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]$")
+BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt >= 5: refuses) anything longer
+READ_TIMEOUT_S = 10  # a client silent for this long loses its connection
+CONNECTION_DEADLINE_S = 30  # no connection lives longer (Prometheus' scrape timeout is 10 s by default)
 
 
 class WebConfig(NamedTuple):
@@ -65,23 +73,35 @@ def load_web_config(path: str) -> WebConfig:
         if key not in ("tls_server_config", "basic_auth_users"):
             raise ConfigError("{}: unknown key {!r} (known: tls_server_config, basic_auth_users)".format(path, key))
     users = {}
-    for user, hashed in (data.get("basic_auth_users") or {}).items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            raise ConfigError("{}: key 'basic_auth_users.{}': must be a bcrypt hash ($2y$...)".format(path, user))
+    for user, hashed in _mapping(path, "basic_auth_users", data.get("basic_auth_users")).items():
+        if not isinstance(hashed, str) or not BCRYPT_HASH.match(hashed):
+            raise ConfigError("{}: key 'basic_auth_users.{}': must be a bcrypt hash of 60 characters ($2y$10$...); "
+                              "make one with `htpasswd -nBC 10 {}`".format(path, user, user))
         users[str(user)] = hashed.encode()
     tls_cfg = data.get("tls_server_config")
-    return WebConfig(_tls_context(path, base, tls_cfg) if tls_cfg else None, users)
+    return WebConfig(None if tls_cfg is None else _tls_context(path, base, tls_cfg), users)
+
+
+def _mapping(path: str, key: str, value: Any) -> Dict[Any, Any]:
+    """``value`` of ``key`` as a mapping (absent or empty: {}), else one ConfigError line."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("{}: key '{}': must be a mapping (key: value lines), not a {}"
+                          .format(path, key, type(value).__name__))
+    return value
 
 
 def _tls_context(path: str, base: str, cfg: Any) -> ssl.SSLContext:
-    if not isinstance(cfg, dict):
-        raise ConfigError("{}: key 'tls_server_config': must be a mapping".format(path))
-    for key in cfg:
+    cfg = _mapping(path, "tls_server_config", cfg)
+    for key, value in cfg.items():
         if key not in TLS_KEYS:
             raise ConfigError("{}: unknown key 'tls_server_config.{}' (known: {})".format(path, key, ", ".join(TLS_KEYS)))
+        if not isinstance(value, str):
+            _bad(path, key, "must be a string, not a {}".format(type(value).__name__))
 
     def file_of(key: str) -> str:
-        f = os.path.join(base, str(cfg[key]))
+        f = os.path.join(base, cfg[key])
         if not os.path.isfile(f):
             raise ConfigError("{}: key 'tls_server_config.{}': file {} does not exist".format(path, key, f))
         return f
@@ -95,7 +115,7 @@ def _tls_context(path: str, base: str, cfg: Any) -> ssl.SSLContext:
         _bad(path, "min_version", "must be TLS12 or TLS13")
     ctx.minimum_version = TLS_VERSIONS[min_version]
     try:
-        ctx.load_cert_chain(file_of("cert_file"), file_of("key_file"))
+        ctx.load_cert_chain(file_of("cert_file"), file_of("key_file"), password=lambda: b"")  # no prompt
     except ssl.SSLError as e:
         raise ConfigError("{}: key 'tls_server_config.cert_file'/'key_file': cannot load ({})".format(path, e.reason))
     auth = cfg.get("client_auth_type", "RequireAndVerifyClientCert" if "client_ca_file" in cfg else "NoClientCert")
@@ -105,7 +125,11 @@ def _tls_context(path: str, base: str, cfg: Any) -> ssl.SSLContext:
     if auth != "NoClientCert":
         if "client_ca_file" not in cfg:
             _bad(path, "client_ca_file", "is required when client_auth_type is " + auth)
-        ctx.load_verify_locations(file_of("client_ca_file"))
+        ca_file = file_of("client_ca_file")
+        try:
+            ctx.load_verify_locations(ca_file)
+        except (ssl.SSLError, ValueError) as e:
+            _bad(path, "client_ca_file", "{} is not a PEM CA certificate ({})".format(ca_file, getattr(e, "reason", e)))
     return ctx
 
 
@@ -133,12 +157,16 @@ class SnapshotCollector:
 
 
 class _Auth:
-    """bcrypt check with a cache of verified passwords, so each scrape doesn't pay ~50 ms of bcrypt."""
+    """bcrypt check with a cache of verified passwords, so each scrape doesn't pay ~50 ms of bcrypt.
+    An unknown user is checked against a dummy hash of the same cost, so that answering 401 takes as
+    long for a user that does not exist as for a wrong password (no user enumeration by timing)."""
 
     def __init__(self, users: Dict[str, bytes]) -> None:
         self.users = users
         self._ok = set()  # type: set
         self._lock = threading.Lock()
+        costs = [int(hashed[4:6]) for hashed in users.values()]
+        self._dummy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=max(costs))) if costs else b""
 
     def allows(self, header: Optional[str]) -> bool:
         if not self.users:
@@ -147,16 +175,20 @@ class _Auth:
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
             return False
+        secret = password.encode()
+        if len(secret) > BCRYPT_MAX_PASSWORD_BYTES:
+            return False  # bcrypt >= 5 raises on these; no user may have such a password
         hashed = self.users.get(user)
         if hashed is None:
+            bcrypt.checkpw(secret, self._dummy)  # the same work as for a known user
             return False
-        key = hashlib.sha256(b"\0".join([user.encode(), password.encode(), hashed])).digest()
+        key = hashlib.sha256(b"\0".join([user.encode(), secret, hashed])).digest()
         with self._lock:
             if key in self._ok:
                 return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        if not bcrypt.checkpw(secret, hashed):
             return False
         with self._lock:
             self._ok.add(key)
@@ -164,13 +196,37 @@ class _Auth:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_version = "edgescope-exporter"
-    timeout = 10
+    """GET/HEAD of /metrics (and a tiny index at /); 405 for any other method, 404 for any other path.
+    Request bodies are never read; the Server header names no Python version."""
+    server_version = "edgescope"
+    timeout = READ_TIMEOUT_S  # per read: a silent client cannot hold its connection
 
     def setup(self) -> None:
+        # ... nor can one that trickles a byte at a time: the whole exchange has a deadline
+        self._deadline = threading.Timer(CONNECTION_DEADLINE_S, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
         super().setup()
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()  # in this request's thread, not the accept loop
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def send_response_only(self, code: int, message: Optional[str] = None) -> None:
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # every answer has a status line and headers, never a bare body
+        super().send_response_only(code, message)
 
     def do_GET(self) -> None:
         if not self.server.auth.allows(self.headers.get("Authorization")):
@@ -178,14 +234,22 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.split("?")[0] == "/metrics":
             self._reply(200, generate_latest(self.server.registry), CONTENT_TYPE)
         elif self.path == "/":
-            self._reply(200, b"<html><body><h1>edgescope exporter</h1><a href=\"/metrics\">/metrics</a></body></html>\n", "text/html")
+            self._reply(200, b"<html><body><h1>edgescope</h1><a href=\"/metrics\">/metrics</a></body></html>\n", "text/html")
         else:
             self._reply(404, b"Not found: only /metrics is served\n", "text/plain")
 
-    def do_POST(self) -> None:
-        self._reply(405, b"Method not allowed: the exporter is read-only\n", "text/plain", {"Allow": "GET"})
+    def do_HEAD(self) -> None:
+        self._head_only = True
+        self.do_GET()
 
-    do_PUT = do_DELETE = do_PATCH = do_POST
+    def not_allowed(self) -> None:
+        self._reply(405, b"Method not allowed: the endpoint is read-only\n", "text/plain", {"Allow": "GET, HEAD"})
+
+    def __getattr__(self, name: str) -> Any:
+        """Every method but GET and HEAD (POST, OPTIONS, TRACE, made-up ones) is answered 405, not 501."""
+        if name.startswith("do_"):
+            return self.not_allowed
+        raise AttributeError(name)
 
     def _reply(self, code: int, body: bytes, ctype: str, headers: Optional[Dict[str, str]] = None) -> None:
         self.send_response(code)
@@ -194,24 +258,37 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "_head_only", False):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: scrapes every few seconds
         pass
 
 
 class MetricsServer(ThreadingMixIn, HTTPServer):
+    """Serves ``registry`` (the exporter's snapshot, the trainer's TrainMetrics.registry) on /metrics."""
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: Tuple[str, int], snapshot, web: Optional[WebConfig]) -> None:
+    def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, web: Optional[WebConfig]) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # ':9945' = all IPv4
         super().__init__(address, _Handler)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SnapshotCollector(snapshot))
+        self.registry = registry
         self.auth = _Auth(web.users if web else {})
         if web and web.tls:
             self.socket = web.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    @property
+    def port(self) -> int:
+        return self.server_port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client failing the TLS handshake (no or bad certificate) loses only its own connection."""
@@ -231,12 +308,19 @@ def split_address(address: str) -> Tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def serve_registry(address: Tuple[str, int], registry: CollectorRegistry, web: Optional[WebConfig]) -> MetricsServer:
+    """Bind (OSError if the address is busy or wrong) and serve in a background thread."""
+    server = MetricsServer(address, registry, web)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
 def serve(address: str, snapshot, web: Optional[WebConfig]) -> MetricsServer:
-    """Bind (ConfigError naming the address if it is busy) and serve in a background thread."""
+    """The exporter's endpoint: bind (ConfigError naming the address if it is busy) and serve."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
     try:
-        server = MetricsServer(split_address(address), snapshot, web)
+        return serve_registry(split_address(address), registry, web)
     except OSError as e:
         raise ConfigError("--web.listen-address {}: cannot listen ({}); choose another address or port".format(
             address, e.strerror or e))
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server

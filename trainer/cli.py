@@ -7,6 +7,7 @@ epochs 1..N-1 (epoch 0 warms up).
 import argparse
 import datetime
 import json
+import math
 import os
 import re
 import secrets
@@ -23,12 +24,14 @@ import torch.nn as nn
 from trainer.data import DATASETS, build_dataset, make_loader
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
-from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
+from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
+from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
+CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
 
 
 def _non_negative_float(text: str) -> float:
@@ -36,13 +39,22 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("{!r} is not a number".format(text))
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("{} must be >= 0".format(text))
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError("{} must be a finite number >= 0".format(text))
     return value
 
 
+def _utf8(text: str) -> str:
+    """argparse type for label values: Prometheus exposition is UTF-8, and a command line may not be."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("{!r} is not valid UTF-8; use UTF-8 text".format(text))
+    return text
+
+
 def _label(text: str) -> Any:
-    key, sep, value = text.partition("=")
+    key, sep, value = _utf8(text).partition("=")
     if not sep or not LABEL_NAME.match(key) or key in RESERVED_LABELS:
         raise argparse.ArgumentTypeError(
             "{!r} must be KEY=VALUE with KEY a Prometheus label name other than {}"
@@ -69,8 +81,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--lr", type=_non_negative_float, default=0.01)
     p.add_argument("--momentum", type=_non_negative_float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-id", default=None, help="default: generated from the time")
-    p.add_argument("--device-name", default=socket.gethostname(), help="default: the hostname")
+    p.add_argument("--run-id", type=_utf8, default=None, help="default: generated from the time")
+    p.add_argument("--device-name", type=_utf8, default=socket.gethostname(), help="default: the hostname")
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
                    help="extra run_info label (e.g. power_mode=MAXN, storage_path=/mnt/sd); repeatable")
     p.add_argument("--timing", choices=TIMING_MODES, default="lazy",
@@ -78,7 +90,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "every batch; none: no per-batch timing")
     p.add_argument("--metrics-port", type=int_at_least(-1), default=9946,
                    help="Prometheus endpoint port; 0 picks a free one, -1 serves none")
-    p.add_argument("--metrics-addr", default="0.0.0.0")
+    p.add_argument("--metrics-addr", default="0.0.0.0", help="address to serve on (127.0.0.1: this host only)")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None,
+                   help="TLS and basic auth for the endpoint, in the exporter's web-config.yml format")
     p.add_argument("--metrics-textfile", default=None, help="also write the exposition here at each epoch end")
     p.add_argument("--linger", type=_non_negative_float, default=30.0,
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
@@ -93,6 +107,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--download fetches CIFAR-10 only; drop it for --dataset {}".format(args.dataset))
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir DIR")
+    if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
+        p.error("--checkpoint-dir {} is a file, not a folder; pass a folder".format(args.checkpoint_dir))
     return args
 
 
@@ -133,15 +149,35 @@ def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
     path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.isfile(path):
         raise UsageError("--resume: no checkpoint at {}; run without --resume first".format(path))
-    return torch.load(path, map_location=device)  # plain tensors, dicts and lists only
+    state = load_checkpoint(path, device)
+    missing = [key for key, kind in CHECKPOINT_KEYS.items()
+               if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
+    if missing:
+        raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
+                         "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
+    return state
+
+
+def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
+    """The model and optimizer from ``state``; one written for another model or optimizer is a UsageError."""
+    try:
+        job.model.load_state_dict(state["model"])
+        job.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise UsageError("--resume: {} does not fit this run ({}); resume with the same --model, or point "
+                         "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
 def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
     """Atomic: a crash while saving leaves the previous checkpoint intact."""
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CHECKPOINT_FILE)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
+                         .format(path, describe(error)))
 
 
 def _append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
@@ -223,6 +259,7 @@ def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, b
 
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
     device = _resolve_device(args.device)
+    web = load_web(args.web_config_file)  # before the data: a bad file fails at once
     torch.manual_seed(args.seed)
     dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
     loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed)
@@ -235,8 +272,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     run_id = args.run_id
     if args.resume:
         state = _load_checkpoint(args.checkpoint_dir, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        _resume(job, state, args.checkpoint_dir)
         history = state["history"]
         start_epoch = state["epoch"] + 1
         run_id = run_id or state["run_id"]
@@ -250,13 +286,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
               "torch_device": device.type, "device_name": args.device_name}
     config.update(labels)
     metrics.set_run_info(config)
-    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr)
+    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, web)
     measured = args.timing != "none"
     meter = StepMeter(device, args.timing, on_batch=metrics.observe_batch)
     batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
     print("edgescope-train: run {} | {} on {} ({} images, {} batches/epoch) | device {} | timing {} | metrics {}"
           .format(run_id, args.model, args.dataset, len(dataset), batches_per_epoch, device, args.timing,
-                  "http://{}:{}/metrics".format(args.metrics_addr, server.port) if server else "not served"),
+                  "{}://{}:{}/metrics".format(server.scheme, args.metrics_addr, server.port) if server else "not served"),
           flush=True)
 
     def finish() -> None:
@@ -267,10 +303,12 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     try:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
         _append_result(args.results, None)
+        if args.checkpoint_dir:
+            os.makedirs(args.checkpoint_dir, exist_ok=True)
     except OSError as error:
         if server:
             server.close()
-        raise UsageError("cannot write {}: {}; check --metrics-textfile / --results"
+        raise UsageError("cannot write {}: {}; check --metrics-textfile / --results / --checkpoint-dir"
                          .format(error.filename, error.strerror))
 
     try:
@@ -307,6 +345,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                 time.sleep(0.1)
         return 0
     finally:
+        metrics.running.set(0)  # on every way out, a crash included: never left saying "training"
         finish()
         if server:
             server.close()

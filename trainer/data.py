@@ -4,12 +4,13 @@ torchvision's ``CIFAR10`` refuses any files whose md5 is not the official
 one, so synthetic CIFAR-10 files (``edgescope-dataset cifar10``) could not be
 read by it. ``CIFAR10Files`` reads the same python file format with the same
 decoding, and checks the official checksums only when the files say they are
-the official dataset (their ``batch_label``).
+the official dataset (their ``batch_label``). Every file goes through
+trainer.safe_load: a restricted unpickler, so a planted pickle runs no code.
 """
 import hashlib
 import os
-import pickle
-from typing import Any, Callable, List, Optional, Tuple
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from trainer.errors import UsageError
+from trainer.safe_load import DataFileError, load_image, load_pickle
 
 DATASETS = ("cifar10", "imagefolder")
 BASE_FOLDER = "cifar-10-batches-py"
@@ -61,9 +63,31 @@ def _md5(path: str) -> str:
     return digest.hexdigest()
 
 
-def _load_pickle(path: str) -> Any:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+def _load_batch(path: str, official_md5: str, official_label: str, fix: str) -> Dict[str, Any]:
+    """One data batch, checked: the official md5 before unpickling, then the format (a dict of uint8
+    ``data`` N x 3072 and N ``labels`` 0..9). Files claiming to be official must be."""
+    official = _md5(path) == official_md5
+    entry = load_pickle(path, fix)
+    if not official and isinstance(entry, dict) and entry.get("batch_label") == official_label:
+        raise UsageError("{} says it is the official CIFAR-10 but its md5 differs: the file is "
+                         "corrupt; {}".format(path, fix))
+    data = entry.get("data") if isinstance(entry, dict) else None
+    labels = (entry.get("labels", entry.get("fine_labels")) or []) if isinstance(entry, dict) else []
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+            and isinstance(labels, list) and len(labels) == len(data)
+            and all(isinstance(label, int) and 0 <= label < 10 for label in labels)):
+        raise DataFileError("{} is not a CIFAR-10 batch (a dict of uint8 'data' N x 3072 and N 'labels' 0..9); {}"
+                            .format(path, fix))
+    return entry
+
+
+def _load_label_names(path: str, fix: str) -> List[str]:
+    names = load_pickle(path, fix)
+    names = names.get("label_names") if isinstance(names, dict) else None
+    if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
+        raise DataFileError("{} is not CIFAR-10 metadata (a dict with a list of str 'label_names'); {}"
+                            .format(path, fix))
+    return names
 
 
 class CIFAR10Files(Dataset):
@@ -82,17 +106,14 @@ class CIFAR10Files(Dataset):
                 raise UsageError("no CIFAR-10 at {}: {} is missing; make a synthetic one with "
                                  "`edgescope-dataset cifar10 --out {}` or pass --download"
                                  .format(folder, name, root))
+        fix = ("delete {} and download it again (--download) or make a synthetic one with "
+               "`edgescope-dataset cifar10 --out {}`".format(folder, root))
         arrays = []  # type: List[np.ndarray]
         self.targets = []  # type: List[int]
         claims_official = False
         for name, md5, official_label in files:
-            path = os.path.join(folder, name)
-            entry = _load_pickle(path)
-            if entry.get("batch_label") == official_label:
-                claims_official = True
-                if _md5(path) != md5:
-                    raise UsageError("{} says it is the official CIFAR-10 but its md5 differs: the file is "
-                                     "corrupt; delete {} and download it again".format(path, folder))
+            entry = _load_batch(os.path.join(folder, name), md5, official_label, fix)
+            claims_official = claims_official or entry.get("batch_label") == official_label
             arrays.append(entry["data"])
             self.targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
         meta_path = os.path.join(folder, META_FILE)
@@ -100,7 +121,7 @@ class CIFAR10Files(Dataset):
             raise UsageError("{} is not the official CIFAR-10 metadata (md5 differs); delete {} and download "
                              "it again".format(meta_path, folder))
         self.data = np.vstack(arrays).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC, as torchvision
-        self.classes = _load_pickle(meta_path)["label_names"]
+        self.classes = _load_label_names(meta_path, fix)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     def __getitem__(self, index: int) -> Tuple[Any, Any]:
@@ -135,11 +156,36 @@ def build_dataset(name: str, data_dir: str, download: bool = False, image_size: 
     if name == "cifar10":
         return CIFAR10Files(data_dir, train=True, transform=cifar10_train_transform())
     from torchvision.datasets import ImageFolder
+    inside = _InsideFolder(data_dir)
     try:
-        return ImageFolder(data_dir, transform=imagefolder_train_transform(image_size))
+        dataset = ImageFolder(data_dir, transform=imagefolder_train_transform(image_size), loader=load_image,
+                              is_valid_file=inside)
     except (FileNotFoundError, RuntimeError) as error:
         raise UsageError("{} is not an image folder (one sub-folder of images per class): {}"
                          .format(data_dir, error))
+    if inside.skipped:
+        print("edgescope-train: note: skipped {} file(s) whose real path is outside --data-dir {} (symlinks such "
+              "as {}); copy them in to train on them".format(len(inside.skipped), data_dir, inside.skipped[0]),
+              file=sys.stderr, flush=True)
+    return dataset
+
+
+class _InsideFolder:
+    """ImageFolder's file filter: image extensions, and only files really inside the folder (ImageFolder
+    follows symlinks, which could lead anywhere, e.g. to /etc)."""
+
+    def __init__(self, folder: str) -> None:
+        self.root = os.path.join(os.path.realpath(folder), "")
+        self.skipped = []  # type: List[str]
+
+    def __call__(self, path: str) -> bool:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+        if not has_file_allowed_extension(path, IMG_EXTENSIONS):
+            return False
+        if not os.path.realpath(path).startswith(self.root):
+            self.skipped.append(path)
+            return False
+        return True
 
 
 def make_loader(dataset: Any, batch_size: int, workers: int, prefetch_factor: int, pin_memory: bool,

@@ -1,12 +1,11 @@
 """The trainer's Prometheus exposition: names and meanings as in docs/metrics.md."""
 import os
-import socketserver
-import threading
 from typing import Dict, Optional, Tuple
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 
+from exporter.config import ConfigError
+from exporter.server import MetricsServer, WebConfig, load_web_config, serve_registry
 from trainer.errors import UsageError
 from trainer.meter import BatchTiming, Window
 
@@ -46,7 +45,7 @@ class TrainMetrics:
                                registry=self.registry).labels(run_id)
         self.epoch = gauge("edgescope_train_epoch", "The epoch in progress (0-based).").labels(run_id)
         self.running = gauge("edgescope_train_running",
-                             "1 while training, 0 once the final epoch is done.").labels(run_id)
+                             "1 while training, 0 once the run has ended (finished, stopped or failed).").labels(run_id)
         self.loss = gauge("edgescope_train_loss",
                           "Mean training loss over the last logging window.").labels(run_id)
         self._epoch_fetch_stall = gauge("edgescope_train_epoch_fetch_stall_seconds",
@@ -90,35 +89,22 @@ class TrainMetrics:
         write_to_textfile(path, self.registry)
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def load_web(path: Optional[str]) -> Optional[WebConfig]:
+    """--web.config.file (the exporter's format) or None; a bad file is one UsageError line."""
+    try:
+        return load_web_config(path) if path else None
+    except ConfigError as error:
+        raise UsageError(str(error))
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        """Scrapes every 15 s are not news."""
-
-
-class MetricsServer:
-    """Serves a registry on http://addr:port/metrics from a daemon thread.
-    Port 0 takes any free port (``self.port`` says which)."""
-
-    def __init__(self, registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
-        try:
-            self._server = make_server(addr, port, make_wsgi_app(registry),
-                                       server_class=_ThreadingServer, handler_class=_QuietHandler)
-        except OSError as error:
-            raise UsageError("cannot serve metrics on {}:{} ({}); pick a free port with --metrics-port"
-                             .format(addr, port, error.strerror or error))
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def start_server(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> Optional[MetricsServer]:
-    """A server on ``port``; a negative port means no server (textfile only)."""
-    return None if port < 0 else MetricsServer(registry, port, addr)
+def start_server(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0",
+                 web: Optional[WebConfig] = None) -> Optional[MetricsServer]:
+    """The exporter's server (timeouts, TLS, basic auth, 404 off /metrics) on ``addr:port``, port 0 any free one
+    (``.port`` says which); a negative port means no server (textfile only)."""
+    if port < 0:
+        return None
+    try:
+        return serve_registry((addr, port), registry, web)
+    except OSError as error:
+        raise UsageError("cannot serve metrics on {}:{} ({}); pick a free port with --metrics-port"
+                         .format(addr, port, error.strerror or error))

@@ -1,6 +1,8 @@
 """The HTTP side: real HTTPS requests with TLS + bcrypt basic auth; failing and hung sources."""
 import datetime
 import ipaddress
+import os
+import socket
 import threading
 import time
 
@@ -12,11 +14,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter import server as server_module
+from exporter.config import ConfigError
 from exporter.metrics import Sample
 from exporter.sampler import Sampler
 from exporter.server import load_web_config, serve
 from exporter.sources.base import Source, SourceDown
 from tests.exporter.conftest import free_port, parse_metrics
+from tests.processes import REPO
 
 
 def _cert(tmp_path, name, issuer_key=None, issuer_name=None, ca=False):
@@ -152,3 +157,113 @@ def test_raising_and_hung_sources_do_not_break_a_scrape(server_with):
 def test_unknown_path_is_404(server_with):
     port = server_with([Const()])
     assert requests.get("http://127.0.0.1:{}/debug".format(port), timeout=5).status_code == 404
+
+
+def _hash(password: bytes, rounds: int = 4) -> str:
+    return bcrypt.hashpw(password, bcrypt.gensalt(rounds=rounds)).decode().replace("$2b$", "$2y$")
+
+
+def test_an_over_long_password_is_401_and_the_server_lives_on(tmp_path, server_with):
+    web = _web_config(tmp_path, "basic_auth_users:\n  prometheus: '{}'\n".format(_hash(b"s3cret")))
+    url = "http://127.0.0.1:{}/metrics".format(server_with([Const()], web))
+    for user in ("prometheus", "nobody"):
+        assert requests.get(url, auth=(user, "x" * 73), timeout=5).status_code == 401  # bcrypt 5 would raise
+    assert requests.get(url, auth=("prometheus", "s3cret"), timeout=5).status_code == 200
+    for header in ("Basic \u00e9\u00e9", "Basic !!!", "Basic " + "//79"):  # not ASCII, not base64, not UTF-8
+        assert requests.get(url, headers={"Authorization": header.encode("utf-8")}, timeout=5).status_code == 401
+
+
+def test_unknown_users_cost_as_much_as_known_ones(tmp_path, server_with):
+    """No user enumeration by timing: a wrong password for a known user and any password for an unknown one
+    both pay one bcrypt of the configured cost (a security property with a loose bound, not a speed target)."""
+    web = _web_config(tmp_path, "basic_auth_users:\n  prometheus: '{}'\n".format(_hash(b"s3cret", rounds=9)))
+    url = "http://127.0.0.1:{}/metrics".format(server_with([Const()], web))
+    took = {"prometheus": [], "nobody": []}
+    with requests.Session() as session:
+        for i in range(16):
+            for user in took:  # interleaved, so that load from other jobs hits both alike
+                started = time.perf_counter()
+                assert session.get(url, auth=(user, "wrong{}".format(i)), timeout=10).status_code == 401
+                took[user].append(time.perf_counter() - started)
+    ratio = sorted(took["nobody"])[8] / sorted(took["prometheus"])[8]
+    assert 0.5 < ratio < 2.0, took
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("basic_auth_users:\n  prometheus: $2y$10$REPLACE.WITH.A.REAL.BCRYPT.HASH.............................\n",
+     "key 'basic_auth_users.prometheus': must be a bcrypt hash"),
+    ("basic_auth_users:\n  prometheus: '$2y$10$short'\n", "key 'basic_auth_users.prometheus': must be a bcrypt hash"),
+    ("basic_auth_users:\n  - prometheus\n", "key 'basic_auth_users': must be a mapping"),
+    ("tls_server_config:\n  - cert_file: server.crt\n", "key 'tls_server_config': must be a mapping"),
+    ("tls_server_config: []\n", "key 'tls_server_config': must be a mapping"),
+    ("tls_server_config:\n  cert_file: [server.crt]\n  key_file: server.key\n",
+     "key 'tls_server_config.cert_file': must be a string"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: [TLS12]\n",
+     "key 'tls_server_config.min_version': must be a string"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: server.key\n",
+     "key 'tls_server_config.client_ca_file': "),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: web.yml\n",
+     "key 'tls_server_config.client_ca_file': "),
+])
+def test_bad_web_config_is_one_line_naming_file_and_key(tmp_path, tls_files, text, expected):
+    with pytest.raises(ConfigError) as error:
+        _web_config(tmp_path, text)
+    message = str(error.value)
+    assert message.startswith(str(tmp_path / "web.yml")) and expected in message and "\n" not in message, message
+
+
+def test_the_examples_placeholder_hash_is_refused_at_load():
+    example = os.path.join(REPO, "deploy", "web.yml.example")
+    with pytest.raises(ConfigError, match="basic_auth_users.prometheus': must be a bcrypt hash.*htpasswd"):
+        load_web_config(example)
+
+
+def test_only_get_and_head_of_metrics_and_no_python_version(server_with):
+    port = server_with([Const()])
+    url = "http://127.0.0.1:{}".format(port)
+    ok = requests.get(url + "/metrics", timeout=5)
+    assert ok.status_code == 200 and ok.headers["Server"] == "edgescope" and "Python" not in str(ok.headers)
+    head = requests.head(url + "/metrics", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    for method in ("OPTIONS", "POST", "PUT", "DELETE", "PATCH", "TRACE", "BREW"):
+        answer = requests.request(method, url + "/metrics", data=b"x" * 100, timeout=5)
+        assert answer.status_code == 405 and answer.headers["Allow"] == "GET, HEAD", method
+    assert requests.get(url + "/metrics/../x", timeout=5).status_code == 404
+    assert requests.get(url + "/", timeout=5).status_code == 200  # the index page links /metrics
+
+
+def test_a_silent_client_loses_its_connection_and_scrapes_go_on(server_with, monkeypatch):
+    monkeypatch.setattr(server_module._Handler, "timeout", 0.5)
+    port = server_with([Const()])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as silent:
+        silent.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # ... and never ends the headers
+        assert requests.get("http://127.0.0.1:{}/metrics".format(port), timeout=5).status_code == 200
+        started = time.monotonic()
+        assert silent.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 25  # the read timeout, not the 30 s of this socket
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # open, nothing to read
+    except OSError:
+        return True  # reset
+
+
+def test_a_trickling_client_is_cut_at_the_connection_deadline(server_with, monkeypatch):
+    monkeypatch.setattr(server_module, "CONNECTION_DEADLINE_S", 1.0)
+    monkeypatch.setattr(server_module._Handler, "timeout", 8)
+    port = server_with([Const()])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+        slow.sendall(b"GET /metrics HTTP/1.1\r\n")
+        started = time.monotonic()
+        while not _closed(slow) and time.monotonic() - started < 20:
+            try:
+                slow.sendall(b"X")  # a byte well within the read timeout, and the headers never end
+            except OSError:
+                break
+            time.sleep(0.2)
+        took = time.monotonic() - started
+    assert took < 6, "a trickling client held its connection for {:.1f} s (deadline 1 s)".format(took)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainer import cli
+from trainer import cli, safe_load
 from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
@@ -204,3 +204,118 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
     assert "imagefolder (12 images, 3 batches/epoch)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--linger", "inf"], "argument --linger: inf must be a finite number"),
+    (["--lr", "inf"], "argument --lr"),
+    (["--run-id", "run-\udcff"], "argument --run-id: 'run-\\udcff' is not valid UTF-8"),
+    (["--device-name", "\udce9"], "argument --device-name"),
+    (["--label", "site=\udce9"], "argument --label"),
+    (["--web.config.file", "/nonexistent/web.yml", "--data-dir", "/nonexistent/data"],
+     "--web.config.file /nonexistent/web.yml"),  # checked before the data
+    (["--web.config.file", os.path.join(REPO, "deploy", "web.yml.example")],
+     "key 'basic_auth_users.prometheus': must be a bcrypt hash"),  # the example's placeholder
+    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot write /proc/edgescope"),
+])
+def test_more_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
+    args = small_run_args(cifar_dir, str(tmp_path))
+    args[args.index("--metrics-port") + 1] = "0"
+    assert cli.main(args + ["--metrics-addr", "127.0.0.1"] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgescope-train: ") and err.count("\n") == 1 and expected in err, err
+
+
+def test_a_non_utf8_run_id_from_a_real_command_line_is_one_line(cifar_dir, tmp_path):
+    args = [os.fsencode(a) for a in small_run_args(cifar_dir, str(tmp_path))]
+    done = subprocess.run([os.fsencode(sys.executable), b"-m", b"trainer.cli"] + args + [b"--run-id", b"r\xff"],
+                          cwd=REPO, env=cli_env(), capture_output=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count(b"\n") == 1 and b"not valid UTF-8" in done.stderr, done.stderr
+
+
+def test_a_checkpoint_dir_that_is_a_file_fails_at_once(cifar_dir, tmp_path, capsys):
+    (tmp_path / "ckpt").write_text("")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(tmp_path / "ckpt")]
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert "--checkpoint-dir {} is a file".format(tmp_path / "ckpt") in captured.err
+    assert captured.err.count("\n") == 1 and "epoch" not in captured.out  # before any training
+
+
+class PlantedCheckpoint:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("write, expected", [
+    (lambda path, marker: open(path, "wb").write(os.urandom(3000)), "is not a readable checkpoint"),
+    (lambda path, marker: torch.save({"epoch": 0, "model": {}}, path), "lacks run_id, history, optimizer (or has the wrong type)"),
+    (lambda path, marker: torch.save([1, 2], path), "lacks epoch, run_id"),
+    (lambda path, marker: torch.save({"epoch": "0", "run_id": "r", "history": {}, "model": {}, "optimizer": {}},
+                                     path), "lacks epoch, history (or has the wrong type)"),
+    (lambda path, marker: torch.save({"epoch": 0, "run_id": PlantedCheckpoint(marker)}, path),
+     "is not a readable checkpoint (UnpicklingError"),
+])
+def test_a_bad_checkpoint_is_one_line_and_runs_no_code(cifar_dir, tmp_path, capsys, write, expected):
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    marker = tmp_path / "marker"
+    write(str(checkpoints / "checkpoint.pt"), str(marker))
+    assert not marker.exists()
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(checkpoints), "--resume"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and str(checkpoints / "checkpoint.pt") in err, err
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_model_is_one_line(cifar_dir, tmp_path, capsys):
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--resume", "--epochs", "2", "--model", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit this run" in err and "same --model" in err, err
+
+
+def test_the_endpoint_has_auth_404_405_and_no_python_version(cifar_dir, tmp_path, launch):
+    import bcrypt
+    import requests
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prometheus: '{}'\n".format(
+        bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()))
+    args = small_run_args(cifar_dir, str(tmp_path))
+    args[args.index("--metrics-port") + 1] = "0"
+    process = launch(args + ["--metrics-addr", "127.0.0.1", "--linger", "120", "--web.config.file", str(web)])
+    lines = Lines(process.stdout)
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", lines.wait_for("metrics")).group(1))
+    url = "http://127.0.0.1:{}".format(port)
+    anonymous = requests.get(url + "/metrics", timeout=10)
+    assert anonymous.status_code == 401 and "Python" not in anonymous.headers["Server"]
+    ok = requests.get(url + "/metrics", auth=("prometheus", "s3cret"), timeout=10)
+    assert ok.status_code == 200 and "edgescope_train_running" in ok.text
+    assert requests.get(url + "/other", auth=("prometheus", "s3cret"), timeout=10).status_code == 404
+    assert requests.options(url + "/metrics", auth=("prometheus", "s3cret"), timeout=10).status_code == 405
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) in (0, 128 + signal.SIGTERM)
+
+
+def test_without_weights_only_checkpoints_go_through_the_restricted_unpickler(cifar_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    """An older torch (JetPack 5) has no weights_only: resuming still works and still runs no code."""
+    checkpoints = tmp_path / "ckpt"
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(checkpoints)]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    monkeypatch.setattr(safe_load, "TORCH_HAS_WEIGHTS_ONLY", False)
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.out and "has no weights_only" in captured.err
+    marker = tmp_path / "marker"
+    torch.save({"epoch": 0, "run_id": PlantedCheckpoint(str(marker))}, str(checkpoints / "checkpoint.pt"))
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 2
+    assert "refused to load io.open (not part of a checkpoint)" in capsys.readouterr().err
+    assert not marker.exists()

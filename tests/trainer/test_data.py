@@ -1,18 +1,23 @@
 """The CIFAR-10 reader against torchvision's own, synthetic datasets, models."""
+import glob
 import hashlib
 import os
 import pickle
+import shutil
 
+import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar as tv_cifar
 from torchvision.datasets import ImageFolder
 
-from trainer import datasets_cli
+from trainer import cli, datasets_cli
 from trainer.data import CIFAR10Files, build_dataset, cifar10_train_transform
 from trainer.errors import UsageError
 from trainer.models import MODELS, build_model
 from trainer.synthetic import write_cifar10, write_jpeg_folder
+
+from .conftest import small_run_args
 
 
 def tree_digest(root: str) -> str:
@@ -103,3 +108,136 @@ def test_dataset_cli_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith("edgescope-dataset: ") for line in err)
     assert "--train-images" in err[0] and "svhn" in err[1]
+
+
+class Planted:
+    """Unpickling this creates ``marker``: what a pickle planted in --data-dir could do (or worse)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _copy(cifar_dir: str, tmp_path) -> str:
+    root = str(tmp_path / "data")
+    shutil.copytree(cifar_dir, root)
+    return root
+
+
+def _one_line_exit_2(args, capsys) -> str:
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgescope-train: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_planted_pickle_runs_no_code(cifar_dir, tmp_path, capsys):
+    root = _copy(cifar_dir, tmp_path)
+    batch = os.path.join(root, "cifar-10-batches-py", "data_batch_2")
+    proof, marker = tmp_path / "proof", tmp_path / "marker"
+    pickle.loads(pickle.dumps(Planted(str(proof)), protocol=2))
+    assert proof.exists()  # what plain pickle does with it
+    with open(batch, "wb") as f:
+        pickle.dump({"batch_label": "x", "data": Planted(str(marker)), "labels": []}, f, protocol=2)
+    err = _one_line_exit_2(small_run_args(root, str(tmp_path)), capsys)
+    assert not marker.exists()
+    assert batch in err and "refused to load io.open" in err and "edgescope-dataset cifar10" in err
+
+
+def _truncate(path: str) -> None:
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+def _write(entry):
+    def write(path: str) -> None:
+        with open(path, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    return write
+
+
+def _random_bytes(path: str) -> None:
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(0).bytes(5000))
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (_truncate, "is not a readable CIFAR-10 file (UnpicklingError: pickle data was truncated"),
+    (_random_bytes, "is not a readable CIFAR-10 file (UnpicklingError"),
+    (_write({"data": np.zeros((4, 100), np.uint8), "labels": [0] * 4}), "is not a CIFAR-10 batch"),
+    (_write({"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 10]}), "is not a CIFAR-10 batch"),
+    (_write({"data": np.zeros((4, 3072), np.float32), "labels": [0] * 4}), "is not a CIFAR-10 batch"),
+    (_write([1, 2, 3]), "is not a CIFAR-10 batch"),
+    (_write({"batch_label": "training batch 2 of 5", "data": np.zeros((4, 3072), np.uint8), "labels": [0] * 4}),
+     "says it is the official CIFAR-10 but its md5 differs"),
+])
+def test_a_broken_cifar_file_is_one_line_naming_it(cifar_dir, tmp_path, capsys, damage, expected):
+    root = _copy(cifar_dir, tmp_path)
+    batch = os.path.join(root, "cifar-10-batches-py", "data_batch_2")
+    damage(batch)
+    err = _one_line_exit_2(small_run_args(root, str(tmp_path)), capsys)
+    assert batch in err and expected in err, err
+
+
+def test_broken_metadata_is_one_line(cifar_dir, tmp_path, capsys):
+    root = _copy(cifar_dir, tmp_path)
+    meta = os.path.join(root, "cifar-10-batches-py", "batches.meta")
+    _write({"label_names": "airplane"})(meta)
+    err = _one_line_exit_2(small_run_args(root, str(tmp_path)), capsys)
+    assert meta in err and "is not CIFAR-10 metadata" in err
+
+
+def test_numpy_1_pickles_load_as_the_official_files_were_written(cifar_dir, tmp_path):
+    """The official files name numpy.core.multiarray (numpy 1); numpy 2 writes numpy._core."""
+    root = _copy(cifar_dir, tmp_path)
+    folder = os.path.join(root, "cifar-10-batches-py")
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), "rb") as f:
+            data = f.read()
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data.replace(b"numpy._core", b"numpy.core"))
+    assert np.array_equal(CIFAR10Files(root).data, CIFAR10Files(cifar_dir).data)
+
+
+def _broken_image_folder(tmp_path, kind: str) -> str:
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=12, image_size=40, classes=3, seed=2)
+    victim = sorted(glob.glob(os.path.join(folder, "class_01", "*.jpg")))[0]
+    if kind == "truncated":
+        _truncate(victim)
+    else:
+        with open(victim, "w") as f:
+            f.write("not a JPEG at all\n")
+    return victim
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not-an-image"])
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_corrupt_image_is_one_line_naming_it_and_the_run_is_marked_ended(tmp_path, capsys, kind, workers):
+    victim = _broken_image_folder(tmp_path, kind)
+    args = small_run_args(str(tmp_path / "jpegs"), str(tmp_path))
+    args[args.index("--workers") + 1] = workers
+    err = _one_line_exit_2(args + ["--dataset", "imagefolder", "--image-size", "32", "--batch-size", "4",
+                                   "--run-id", "broken"], capsys)
+    assert victim in err and "is not a readable image" in err and "remove or replace it" in err, err
+    assert 'edgescope_train_running{run_id="broken"} 0.0' in (tmp_path / "run.prom").read_text()
+
+
+def test_symlinks_out_of_the_data_dir_are_skipped_with_a_note(tmp_path, capsys):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=6, image_size=40, classes=2, seed=2)
+    write_jpeg_folder(str(tmp_path / "outside"), images=4, image_size=40, classes=2, seed=3)
+    outside = sorted(glob.glob(str(tmp_path / "outside" / "class_00" / "*.jpg")))
+    os.symlink(outside[0], os.path.join(folder, "class_00", "leak.jpg"))
+    os.symlink(str(tmp_path / "outside" / "class_01"), os.path.join(folder, "class_01", "linked_dir"))
+    os.symlink(os.path.join(folder, "class_00", sorted(os.listdir(os.path.join(folder, "class_00")))[0]),
+               os.path.join(folder, "class_01", "inside.jpg"))  # a link that stays inside is fine
+    dataset = build_dataset("imagefolder", folder, image_size=32)
+    assert len(dataset) == 6 + 1
+    assert all(os.path.realpath(path).startswith(folder) for path, _ in dataset.samples)
+    err = capsys.readouterr().err
+    assert "skipped 3 file(s) whose real path is outside --data-dir" in err and err.count("\n") == 1, err

@@ -1,0 +1,109 @@
+"""The one reader of untrusted files: CIFAR pickles, checkpoints and images.
+
+Files in --data-dir or --checkpoint-dir may be corrupt, truncated or planted.
+None of them may run code (``pickle`` would run any ``__reduce__``), and a bad
+one becomes one ``DataFileError`` line naming the file and the fix, also when
+it is read in a DataLoader worker process.
+"""
+import inspect
+import pickle
+import sys
+import types
+from typing import Any, Dict, Set, Tuple
+
+import torch
+from PIL import Image
+
+from trainer.errors import UsageError
+
+# What the CIFAR-10 python files need (checked against the official ones and numpy 1 and 2 pickles):
+# numpy arrays and dtypes, and protocol-2 bytes (``_codecs.encode``). dict, list, str and int need no class.
+PICKLE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+# What an edgescope-train checkpoint needs where torch has no weights_only (a state dict of tensors, lists, dicts).
+CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                      ("torch._utils", "_rebuild_parameter")} | {
+    ("torch", kind + "Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char",
+                                             "Byte", "Bool")}
+TORCH_HAS_WEIGHTS_ONLY = "weights_only" in inspect.signature(torch.load).parameters  # torch >= 1.13
+
+
+class DataFileError(UsageError):
+    """A file that cannot be read. Raised in a DataLoader worker, it comes back re-made from the worker's whole
+    traceback text; only its own last line (``module.DataFileError: message``) is kept."""
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+def describe(error: BaseException) -> str:
+    """The error on one line, short enough to read."""
+    text = " ".join(str(error).split()) or "no detail"
+    return "{}: {}".format(type(error).__name__, text[:200])
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    allowed = PICKLE_GLOBALS  # type: Set[Tuple[str, str]]
+    purpose = "a CIFAR file"
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.allowed:
+            raise pickle.UnpicklingError("refused to load {}.{} (not part of {})".format(module, name, self.purpose))
+        return super().find_class(module, name)
+
+
+class _CheckpointUnpickler(_RestrictedUnpickler):
+    allowed = CHECKPOINT_GLOBALS
+    purpose = "a checkpoint"
+
+
+# torch.load(pickle_module=...) for a torch without weights_only: the module-like object it needs
+CHECKPOINT_PICKLE = types.SimpleNamespace(
+    __name__="trainer.safe_load.CHECKPOINT_PICKLE", Unpickler=_CheckpointUnpickler,
+    load=lambda f, **kwargs: _CheckpointUnpickler(f, **kwargs).load())
+
+
+def load_pickle(path: str, fix: str) -> Any:
+    """A CIFAR-style pickle, with no class outside PICKLE_GLOBALS (so no code runs); ``fix`` ends the error."""
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, encoding="latin1").load()
+    except OSError as error:
+        raise DataFileError("cannot read {}: {}; {}".format(path, error.strerror or error, fix))
+    except Exception as error:  # truncated, random bytes, a refused class: all "not a data file"
+        raise DataFileError("{} is not a readable CIFAR-10 file ({}); {}".format(path, describe(error), fix))
+
+
+def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
+    """torch.load without code execution: weights_only where torch has it; an older torch (JetPack 5 may ship
+    one) gets our restricted unpickler instead, and a note says so."""
+    fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
+    if TORCH_HAS_WEIGHTS_ONLY:
+        extra = {"weights_only": True}  # type: Dict[str, Any]
+    else:
+        extra = {"pickle_module": CHECKPOINT_PICKLE}
+        print("edgescope-train: note: torch {} has no weights_only; {} is read with edgescope's restricted "
+              "unpickler (tensors, lists, dicts only)".format(torch.__version__, path), file=sys.stderr)
+    try:
+        return torch.load(path, map_location=device, **extra)
+    except OSError as error:
+        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+    except Exception as error:  # corrupt zip, truncated, a refused class
+        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, describe(error), fix))
+
+
+def load_image(path: str) -> Image.Image:
+    """An RGB image (torchvision's pil_loader); a file PIL cannot decode is a DataFileError."""
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")
+    except Exception as error:  # OSError, UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
+        raise DataFileError("{} is not a readable image ({}); remove or replace it in --data-dir"
+                            .format(path, describe(error)))
