@@ -10,10 +10,9 @@ import os
 import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import yaml
-
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
+from exporter.yamlfile import read_mapping
 
 POWER_SOURCES = ("auto", "jtop", "tegrastats", "nvml", "rapl", "none")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -139,19 +138,7 @@ def load(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     settings = {s.name: s.default for s in SETTINGS}
     path = args.pop("config")
     if path is not None:
-        try:
-            with open(path) as f:
-                data = yaml.safe_load(f)
-        except OSError as e:
-            raise ConfigError("--config {}: {}".format(path, e.strerror))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = " at line {}".format(mark.line + 1) if mark else ""
-            raise ConfigError("{}: not valid YAML{}".format(path, at))
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("{}: must be a mapping of setting names to values".format(path))
+        data = read_mapping(path, "--config", ConfigError)
         for key, value in data.items():
             if key not in BY_NAME:
                 raise ConfigError("{}: unknown key {!r} (known: {})".format(path, key, ", ".join(BY_NAME)))
