@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
-from exporter.yamlfile import read_mapping
+from exporter.yamlfile import one_line, read_mapping
 
 MODELS = ("vgg11", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("cifar10", "imagefolder")
@@ -19,6 +19,9 @@ MAX_RUNS = 10000  # a sweep is hours per run: more than this is a typo, and --dr
 
 class PlanError(Exception):
     """One line naming the plan file, the key and the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
-from exporter.yamlfile import read_mapping
+from exporter.yamlfile import one_line, read_mapping
 
 POWER_SOURCES = ("auto", "jtop", "tegrastats", "nvml", "rapl", "none")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -21,6 +21,9 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 
 class ConfigError(Exception):
     """A one-line, user-facing configuration problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 def _seconds(minimum: float, maximum: float) -> Callable[[Any], float]:

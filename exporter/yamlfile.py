@@ -17,6 +17,12 @@ class _TooLarge(Exception):
     pass
 
 
+def one_line(text: str) -> str:
+    """`text` with newlines and other unprintable characters escaped, as repr() writes them:
+    an error naming a path or a value the user typed stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _expanded_nodes(node: yaml.Node, counted: Dict[int, int], path: Set[int]) -> int:
     """How many nodes the document holds once every alias is expanded; raises _TooLarge early."""
     key = id(node)

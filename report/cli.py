@@ -9,6 +9,7 @@ import sys
 import time
 from typing import List, NoReturn, Optional
 
+from exporter.yamlfile import one_line
 from report.collect import collect
 from report.prom import Prometheus, ReportError
 from report.render import build, render
@@ -23,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line and exit status 2, not the usage block."""
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        self.exit(2, "{}: error: {}\n".format(self.prog, message))
+        self.exit(2, "{}: error: {}\n".format(self.prog, one_line(message)))
 
 
 def parse_time(text: str, now: float) -> float:
@@ -60,6 +61,8 @@ def utf8_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError("{!r} is not valid UTF-8 (Prometheus URLs and labels are)".format(text))
+    if not text.isprintable():
+        raise argparse.ArgumentTypeError("{!r} holds a control character".format(text))
     return text
 
 
