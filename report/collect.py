@@ -119,7 +119,7 @@ def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: flo
     for key, metric in EPOCH_GAUGES.items():
         for labels, value in _last_over(prom, metric, matcher, since, until):
             run_id, epoch_label = labels.get("run_id", ""), labels.get("epoch", "")
-            if not run_id or not epoch_label.isdigit():
+            if not run_id or not re.fullmatch(r"[0-9]{1,9}", epoch_label):  # an ASCII epoch number int() takes
                 continue
             if run_id not in runs:  # epochs without run_info: still report them
                 runs[run_id] = Run(run_id=run_id, device=labels.get("device", ""),

@@ -86,7 +86,7 @@ NUMBER_TEXT = st.one_of(st.sampled_from(["NaN", "+Inf", "-Inf", "1e400", "0", "1
                         st.floats(min_value=0, max_value=1e10).map(repr))
 TIMES = st.one_of(st.floats(min_value=SINCE - 600, max_value=UNTIL + 600), st.sampled_from([float("nan"), 1e400]),
                   st.text(max_size=4))
-LABELS = st.fixed_dictionaries({"run_id": st.sampled_from(["r1", "r2", ""]), "epoch": st.sampled_from(["0", "1", "x", "-1"]),
+LABELS = st.fixed_dictionaries({"run_id": st.sampled_from(["r1", "r2", ""]), "epoch": st.sampled_from(["0", "1", "x", "-1", "\u00b2", "\u0661", "9" * 5000]),
                                 "device": st.sampled_from(["nx", ""])},
                                optional={"dataset": st.text(max_size=5), "data_dir": st.text(max_size=5)})
 POINT = st.one_of(st.tuples(TIMES, NUMBER_TEXT).map(list), JSON)
@@ -111,6 +111,18 @@ MATRIX = st.one_of(
 @given(vector=VECTOR, matrix=MATRIX, range_=MATRIX)
 def test_any_json_answer_gives_a_report_or_one_line(fake_prometheus, vector, matrix, range_):
     report_or_error(fake_prometheus, {"vector": vector, "matrix": matrix, "range": range_})
+
+
+GOOD_POINT = st.tuples(st.floats(min_value=SINCE - 600, max_value=UNTIL + 600), NUMBER_TEXT).map(list)
+
+
+@settings(max_examples=150, deadline=None)
+@given(vector=st.lists(st.fixed_dictionaries({"metric": LABELS, "value": GOOD_POINT}), min_size=1, max_size=6),
+       matrix=st.lists(st.fixed_dictionaries({"metric": LABELS, "values": st.lists(GOOD_POINT, max_size=8)}),
+                       max_size=4))
+def test_well_formed_answers_with_any_labels_and_values(fake_prometheus, vector, matrix):
+    report_or_error(fake_prometheus, {"vector": success("vector", vector), "matrix": success("matrix", matrix),
+                                      "range": success("matrix", matrix)})
 
 
 @settings(max_examples=100, deadline=None)
