@@ -95,3 +95,9 @@ def test_a_huge_sweep_is_refused_before_it_is_built(bench):
     assert "plan.yaml: sweep: 2000000000 runs (" in result.stderr and "at most 10000" in result.stderr
     assert "repeats 1000000000" in result.stderr and result.stdout == ""
     assert len(load(bench.plan(repeats=5000)).runs()) == 10000  # the largest allowed sweep still loads
+
+
+def test_argument_errors_are_one_line(bench):
+    result = bench.run("--dry-run", "--bogus")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("edgescope-experiment: error: ")
