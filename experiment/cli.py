@@ -14,12 +14,13 @@ from experiment import controls as board
 from experiment.plan import PlanError, load
 from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
 from experiment.state import Journal
+from report.cli import OneLineParser
 
 EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgescope-experiment", description=__doc__)
+    p = OneLineParser(prog="edgescope-experiment", description=__doc__)
     p.add_argument("plan", metavar="PLAN.yaml", help="the sweep plan (see experiment/plans/reference.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands; run nothing")
     p.add_argument("--no-drop-caches", action="store_true",

@@ -8,16 +8,20 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
-import yaml
+from exporter.yamlfile import one_line, read_mapping
 
 MODELS = ("vgg11", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("cifar10", "imagefolder")
 FORMATS = ("table", "csv", "json", "markdown")
 PowerMode = Union[None, int, str]
+MAX_RUNS = 10000  # a sweep is hours per run: more than this is a typo, and --dry-run would print for ever
 
 
 class PlanError(Exception):
     """One line naming the plan file, the key and the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 @dataclass(frozen=True)
@@ -116,16 +120,19 @@ def _list(path: str, key: str, value: Any, check) -> list:
     return checked
 
 
+def _check_size(path: str, sweep: Dict[str, Any], repeats: int) -> None:
+    """Count the runs from the list lengths, before any run is built."""
+    sizes = [(key, len(values)) for key, values in sweep.items()] + [("repeats", repeats)]
+    total = 1
+    for _, size in sizes:
+        total *= size
+    if total > MAX_RUNS:
+        raise _fail(path, "sweep", "{} runs ({}); at most {}: shorten the lists or repeats, or split the plan".format(
+            total, " x ".join("{} {}".format(key, size) for key, size in sizes), MAX_RUNS))
+
+
 def load(path: str) -> Plan:
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise PlanError("{}: cannot read the plan ({})".format(path, exc.strerror))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = " at line {}".format(mark.line + 1) if mark else ""
-        raise PlanError("{}: not valid YAML{}".format(path, where))
+    raw = read_mapping(path, "", PlanError, "plan")
     top = _section(path, raw, "", ["name", "repeats", "trainer", "sweep", "controls", "output", "report"])
     trainer = _section(path, top.get("trainer"), "trainer", ["dataset", "epochs", "max_batches", "metrics_port",
                                                             "device_name", "extra_args", "command"])
@@ -199,8 +206,10 @@ def load(path: str) -> Plan:
     port = _int(path, "trainer.metrics_port", trainer.get("metrics_port", 9946), 1)
     if port > 65535:
         raise _fail(path, "trainer.metrics_port", "{} is not a TCP port (1-65535)".format(port))
+    repeats = _int(path, "repeats", top.get("repeats", 1), 1)
+    _check_size(path, checked_sweep, repeats)
     return Plan(
-        path=path, name=name, repeats=_int(path, "repeats", top.get("repeats", 1), 1), dataset=dataset,
+        path=path, name=name, repeats=repeats, dataset=dataset,
         epochs=epochs, max_batches=max_batches, metrics_port=port,
         device_name=device_name, extra_args=list(extra), command=command, sweep=checked_sweep,
         jetson_clocks=_bool(path, "controls.jetson_clocks", controls.get("jetson_clocks", True)),

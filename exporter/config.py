@@ -6,14 +6,14 @@ key raises ConfigError with one line that names the file and key (or flag)
 and says what is expected.
 """
 import argparse
+import math
 import os
 import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import yaml
-
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
+from exporter.yamlfile import one_line, read_mapping
 
 POWER_SOURCES = ("auto", "jtop", "tegrastats", "nvml", "rapl", "none")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -22,15 +22,24 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 class ConfigError(Exception):
     """A one-line, user-facing configuration problem."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
-def _positive_seconds(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = -1.0
-    if isinstance(v, bool) or not f > 0:
-        raise ValueError("must be a positive number of seconds, got {!r}".format(v))
-    return f
+
+def _seconds(minimum: float, maximum: float) -> Callable[[Any], float]:
+    """A parser of seconds in [minimum, maximum]: inf, nan and absurd values are refused here,
+    not discovered when a sampling thread's wait() overflows."""
+    def parse(v: Any) -> float:
+        try:
+            f = float(v)
+        except (TypeError, ValueError, OverflowError):
+            f = -1.0
+        if isinstance(v, bool) or not 0 < f < math.inf:
+            raise ValueError("must be a positive number of seconds, got {!r}".format(v))
+        if not minimum <= f <= maximum:
+            raise ValueError("must be between {:g} and {:g} seconds, got {!r}".format(minimum, maximum, v))
+        return f
+    return parse
 
 
 def _choice(options):
@@ -70,7 +79,7 @@ def _regex(v: Any) -> str:
 def parse_listen_address(v: Any) -> str:
     """'host:port', ':port' or '[v6]:port'."""
     host, sep, port = v.rpartition(":") if isinstance(v, str) else ("", "", "")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT or :PORT (e.g. :9945), got {!r}".format(v))
     return v
 
@@ -96,16 +105,16 @@ SETTINGS = [
     Setting("web.listen-address", parse_listen_address, ":9945", "Address to serve /metrics on."),
     Setting("web.config.file", _existing_file, None,
             "Prometheus web-config.yml: tls_server_config (cert_file, key_file, client_ca_file, client_auth_type) and basic_auth_users (bcrypt hashes)."),
-    Setting("interval", _positive_seconds, 1.0, "Sampling interval in seconds (monotonic clock)."),
+    Setting("interval", _seconds(0.01, 3600), 1.0, "Sampling interval in seconds (monotonic clock)."),
     Setting("power-source", _choice(POWER_SOURCES), "auto", "Where power comes from: " + ", ".join(POWER_SOURCES) + "."),
     Setting("tegrastats-file", _existing_file, None, "Replay this recorded tegrastats log (one line per interval, looping) instead of running tegrastats."),
     Setting("jtop-socket", _text, JTOP_SOCKET, "jtop.service socket."),
     Setting("dataset", _datasets, [], "File or directory whose page-cache residency to report (repeatable)."),
-    Setting("pagecache-interval", _positive_seconds, 30.0, "Seconds between page-cache scans of the datasets."),
+    Setting("pagecache-interval", _seconds(0.01, 86400), 30.0, "Seconds between page-cache scans of the datasets."),
     Setting("sysfs-root", _existing_dir, "/sys", "Root of sysfs (thermal, cpufreq, devfreq, hwmon, powercap)."),
     Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats)."),
     Setting("disk-exclude", _regex, DEFAULT_EXCLUDE, "Regex of block devices to leave out (partitions, loop, ram)."),
-    Setting("source-timeout", _positive_seconds, 5.0, "A source sampling longer than this is reported down as hung."),
+    Setting("source-timeout", _seconds(0.01, 3600), 5.0, "A source sampling longer than this is reported down as hung."),
     Setting("log.level", _choice(LOG_LEVELS), "info", "Log level."),
 ]
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -139,19 +148,7 @@ def load(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     settings = {s.name: s.default for s in SETTINGS}
     path = args.pop("config")
     if path is not None:
-        try:
-            with open(path) as f:
-                data = yaml.safe_load(f)
-        except OSError as e:
-            raise ConfigError("--config {}: {}".format(path, e.strerror))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = " at line {}".format(mark.line + 1) if mark else ""
-            raise ConfigError("{}: not valid YAML{}".format(path, at))
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("{}: must be a mapping of setting names to values".format(path))
+        data = read_mapping(path, "--config", ConfigError)
         for key, value in data.items():
             if key not in BY_NAME:
                 raise ConfigError("{}: unknown key {!r} (known: {})".format(path, key, ", ".join(BY_NAME)))

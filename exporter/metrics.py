@@ -2,8 +2,12 @@
 
 Sources only produce `Sample`s; this table gives each name its type, help text
 and label names, so a name or label outside the contract cannot reach /metrics.
+`exposable` is the last gate before /metrics: a value that is not a finite
+number in its unit's range is dropped (and counted by the sampler) rather than
+exposed, and label values are made valid UTF-8.
 """
-from typing import Dict, List, NamedTuple, Tuple
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 
 class Sample(NamedTuple):
@@ -33,6 +37,7 @@ METRICS = {
     "edgescope_source_down_info": _gauge("Why the source is down (always 1; present only while edgescope_source_up is 0).", "source", "reason"),
     "edgescope_source_sample_duration_seconds": _gauge("How long the source's last sample took.", "source"),
     "edgescope_source_last_success_timestamp_seconds": _gauge("Unix time of the source's last successful sample.", "source"),
+    "edgescope_source_rejected_samples_total": _counter("Samples the source produced that were not exposed: value not a finite number in its unit's range (the log says which).", "source"),
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
     "edgescope_exporter_start_time_seconds": _gauge("Unix time the exporter process started (by its own clock)."),
     "edgescope_time_seconds": _gauge("System wall-clock time in Unix seconds when the scrape was answered."),
@@ -98,3 +103,62 @@ def check(samples: List[Sample]) -> None:
         if tuple(sorted(s.labels)) != tuple(sorted(spec.labels)):
             raise ValueError("metric {} has labels {}, the contract says {}".format(
                 s.name, sorted(s.labels), sorted(spec.labels)))
+
+
+# No quantity the exporter reports comes near this in base units (an exabyte,
+# 30 billion years); beyond it a value is a misparse, not a measurement.
+MAX_MAGNITUDE = 1e18
+# The range each unit allows, by metric-name suffix; anything else is only bounded by MAX_MAGNITUDE.
+UNIT_RANGES = (
+    ("_ratio", 0.0, 1.0),
+    ("_celsius", -273.15, MAX_MAGNITUDE),
+    ("_total", 0.0, MAX_MAGNITUDE),
+    ("_bytes", 0.0, MAX_MAGNITUDE),
+    ("_watts", 0.0, MAX_MAGNITUDE),
+    ("_hertz", 0.0, MAX_MAGNITUDE),
+)
+
+
+def value_problem(name: str, value: object) -> Optional[str]:
+    """Why `value` cannot be exposed as `name` (None if it can)."""
+    try:
+        number = float(value)  # type: ignore
+    except (TypeError, ValueError, OverflowError):  # e.g. an int of 400 digits
+        return "not a number that fits a float"
+    if not math.isfinite(number):
+        return "not finite"
+    low, high = next(((lo, hi) for suffix, lo, hi in UNIT_RANGES if name.endswith(suffix)),
+                     (-MAX_MAGNITUDE, MAX_MAGNITUDE))
+    if not low <= number <= high:
+        return "outside {:g}..{:g}".format(low, high)
+    return None
+
+
+def utf8_label(value: object) -> str:
+    """A label value as valid UTF-8 text: bytes that are not UTF-8 (a path from a
+    non-UTF-8 file name arrives as surrogate escapes) become `\\xNN`, as `ls -b`
+    shows them, so the series stays the same from scrape to scrape."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that do not stand for bytes
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def exposable(samples: List[Sample]) -> Tuple[List[Sample], List[str]]:
+    """The samples fit for /metrics (values as floats, labels valid UTF-8), and
+    one 'name: problem' line for each sample left out."""
+    kept, rejected = [], []
+    for s in samples:
+        problem = value_problem(s.name, s.value)
+        if problem:
+            rejected.append("{}: {}".format(s.name, problem))
+        else:
+            kept.append(Sample(s.name, {k: utf8_label(v) for k, v in s.labels.items()}, float(s.value)))
+    return kept, rejected

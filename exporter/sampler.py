@@ -8,6 +8,9 @@ dropped until it answers again. `edgescope_source_up{source}` keeps one series
 per source whatever happens; the reason a source is down goes to a separate
 `edgescope_source_down_info{source,reason}`, so an alert on source_up does not
 restart its `for:` each time the reason text changes during one outage.
+A source whose thread stopped is reported down with the error, never its
+last sample as up; values that cannot be exposed are dropped and counted
+(exporter.metrics.exposable).
 """
 import logging
 import platform
@@ -16,7 +19,7 @@ import time
 from typing import Dict, List, Optional
 
 from exporter import __version__
-from exporter.metrics import Sample, check
+from exporter.metrics import Sample, check, exposable
 from exporter.sources.base import Source, SourceDown
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ class _State:
         self.duration = None  # type: Optional[float]
         self.last_success = None  # type: Optional[float]
         self.in_flight_since = None  # type: Optional[float]
+        self.rejected = 0  # samples dropped at the exposition boundary (exporter.metrics.exposable)
+        self.rejected_why = ""
 
 
 def _reason(error: BaseException) -> str:
@@ -58,14 +63,20 @@ class Sampler:
 
     def _loop(self, src: Source) -> None:
         state = self._states[src.name]
-        next_tick = time.monotonic()
-        while not self._stop.is_set():
-            self.sample_once(src, state)
-            next_tick += self.interval
-            now = time.monotonic()
-            if next_tick < now:  # overran: skip the missed ticks rather than burst
-                next_tick = now + self.interval - (now - next_tick) % self.interval
-            self._stop.wait(next_tick - now)
+        try:
+            next_tick = time.monotonic()
+            while not self._stop.is_set():
+                self.sample_once(src, state)
+                next_tick += self.interval
+                now = time.monotonic()
+                if next_tick < now:  # overran: skip the missed ticks rather than burst
+                    next_tick = now + self.interval - (now - next_tick) % self.interval
+                self._stop.wait(next_tick - now)
+        except Exception as e:  # this source's thread is gone: its last sample must not stay up
+            reason = "sampling thread stopped: " + _reason(e)
+            log.error("source %s: %s", src.name, reason)
+            with self._lock:
+                state.samples, state.reason, state.in_flight_since = [], reason[:MAX_REASON], None
 
     def sample_once(self, src: Source, state: Optional[_State] = None) -> None:
         state = state or self._states[src.name]
@@ -75,11 +86,17 @@ class Sampler:
         try:
             samples = src.sample()
             check(samples)
+            samples, rejected = exposable(samples)
             reason = ""
         except Exception as e:  # any failure stays inside this source
-            samples, reason = [], _reason(e)
+            samples, rejected, reason = [], [], _reason(e)
         took = time.monotonic() - started
         with self._lock:
+            state.rejected += len(rejected)
+            why = "; ".join(sorted(set(rejected)))
+            if why and why != state.rejected_why:  # once per kind of problem, not every interval
+                log.warning("source %s: %d sample(s) not exposed: %s", src.name, len(rejected), why)
+            state.rejected_why = why
             if reason and reason != state.reason:
                 log.warning("source %s down: %s", src.name, reason)
             elif not reason and state.reason:
@@ -106,6 +123,7 @@ class Sampler:
                     out.append(Sample("edgescope_source_sample_duration_seconds", {"source": name}, st.duration))
                 if st.last_success is not None:
                     out.append(Sample("edgescope_source_last_success_timestamp_seconds", {"source": name}, st.last_success))
+                out.append(Sample("edgescope_source_rejected_samples_total", {"source": name}, float(st.rejected)))
                 out.extend(samples)
         return out
 

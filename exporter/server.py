@@ -28,12 +28,12 @@ from socketserver import ThreadingMixIn
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import bcrypt
-import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from exporter.config import ConfigError
 from exporter.metrics import METRICS, Sample
+from exporter.yamlfile import read_mapping
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,15 +60,7 @@ class WebConfig(NamedTuple):
 def load_web_config(path: str) -> WebConfig:
     """Parse and check a web-config.yml; every problem is one ConfigError line."""
     base = os.path.dirname(os.path.abspath(path))
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise ConfigError("--web.config.file {}: {}".format(path, e.strerror))
-    except yaml.YAMLError:
-        raise ConfigError("{}: not valid YAML".format(path))
-    if not isinstance(data, dict):
-        raise ConfigError("{}: must be a mapping".format(path))
+    data = read_mapping(path, "--web.config.file", ConfigError, "web config")
     for key in data:
         if key not in ("tls_server_config", "basic_auth_users"):
             raise ConfigError("{}: unknown key {!r} (known: tls_server_config, basic_auth_users)".format(path, key))

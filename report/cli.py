@@ -3,21 +3,42 @@ stall, compute, energy, power, read IOPS/MB/s, page cache) and paper-ready plots
 read from any server with the Prometheus HTTP API."""
 import argparse
 import datetime
+import math
 import re
 import sys
 import time
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
+from exporter.yamlfile import one_line
 from report.collect import collect
 from report.prom import Prometheus, ReportError
 from report.render import build, render
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time RFC 3339 (and the report's dates) can write
+MAX_TIMEOUT = 86400.0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line and exit status 2, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, "{}: error: {}\n".format(self.prog, one_line(message)))
 
 
 def parse_time(text: str, now: float) -> float:
-    """Unix seconds, RFC 3339 (``2026-11-27T02:00:00Z``) or a duration ago (``6h``)."""
+    """Unix seconds, RFC 3339 (``2026-11-27T02:00:00Z``) or a duration ago (``6h``), between 1970 and 9999."""
+    seconds = _time_or_none(text, now)
+    if seconds is None:
+        raise argparse.ArgumentTypeError("{!r} is not a time: use unix seconds, RFC 3339 "
+                                         "(2026-11-27T02:00:00Z) or a duration ago (6h, 2d)".format(text))
+    if not 0 <= seconds <= LAST_TIME:  # also NaN and infinities
+        raise argparse.ArgumentTypeError("{!r} is not a time between 1970 and 9999".format(text))
+    return seconds
+
+
+def _time_or_none(text: str, now: float) -> Optional[float]:
     match = RELATIVE.match(text)
     if match:
         return now - float(match.group(1)) * UNIT_SECONDS[match.group(2)]
@@ -27,19 +48,41 @@ def parse_time(text: str, now: float) -> float:
         pass
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def utf8_text(text: str) -> str:
+    """An argument that goes into a URL or a PromQL label match: Prometheus only knows UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("{!r} is not valid UTF-8 (Prometheus URLs and labels are)".format(text))
+    if not text.isprintable():
+        raise argparse.ArgumentTypeError("{!r} holds a control character".format(text))
+    return text
+
+
+def timeout_seconds(text: str) -> float:
+    """--timeout: seconds per HTTP query, above zero and at most a day."""
+    try:
+        seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("{!r} is not a time: use unix seconds, RFC 3339 "
-                                         "(2026-11-27T02:00:00Z) or a duration ago (6h, 2d)".format(text))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0 and at most {:g}, got {!r}".format(
+            MAX_TIMEOUT, text))
+    return seconds
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgescope-report", description=__doc__)
-    p.add_argument("--prometheus", default="http://localhost:9090", metavar="URL",
+    p = OneLineParser(prog="edgescope-report", description=__doc__)
+    p.add_argument("--prometheus", type=utf8_text, default="http://localhost:9090", metavar="URL",
                    help="base URL of Prometheus (or any server with its HTTP API); default %(default)s")
-    p.add_argument("--run", action="append", default=[], metavar="ID", dest="runs",
+    p.add_argument("--run", type=utf8_text, action="append", default=[], metavar="ID", dest="runs",
                    help="a run_id to report (repeatable); default: every run between --since and --until")
     p.add_argument("--since", metavar="TIME", help="start of the time range (unix s, RFC 3339 or e.g. 6h ago); "
                    "default: --until minus 30 days")
@@ -50,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--section", choices=("epochs", "summary", "comparison"), default="epochs",
                    help="which table --format csv writes (default epochs)")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
+    p.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
     return p
 
 
@@ -60,9 +103,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     now = time.time()
     try:
         until = parse_time(args.until, now) if args.until else now
+    except argparse.ArgumentTypeError as exc:
+        p.error("argument --until: {}".format(exc))
+    try:
         since = parse_time(args.since, now) if args.since else until - 30 * 86400
     except argparse.ArgumentTypeError as exc:
-        p.error(str(exc))
+        p.error("argument --since: {}".format(exc))
     if since >= until:
         p.error("--since must be before --until")
     if args.warmup_epochs < 0:

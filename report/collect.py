@@ -169,7 +169,7 @@ def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: flo
     for name, metric in EPOCH_GAUGES.items():
         for labels, value in _last_over(prom, metric, matcher, since, until):
             key, epoch_label = _key(labels), labels.get("epoch", "")
-            if not key[0] or not epoch_label.isdigit():
+            if not key[0] or not re.fullmatch(r"[0-9]{1,9}", epoch_label):  # an ASCII epoch number int() takes
                 continue
             if key not in runs:  # epochs without run_info: still report them
                 runs[key] = _new_run(labels, {})

@@ -1,9 +1,12 @@
 """A small client for the Prometheus HTTP API (works with any server that
 speaks it: Prometheus, VictoriaMetrics, Thanos, Mimir).
 
-Every failure becomes a ReportError with one line a person can act on.
+Every failure becomes a ReportError with one line a person can act on; an
+answer of any shape the API does not have (a null result, a list where a
+mapping belongs, a missing resultType) is one of those failures.
 """
-from typing import Dict, List, Tuple
+import math
+from typing import Any, Dict, List, Tuple
 
 import requests
 
@@ -31,44 +34,79 @@ class Prometheus:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _get(self, path: str, params: Dict[str, str]) -> dict:
+    def _get(self, path: str, params: Dict[str, str], result_type: str) -> List[dict]:
+        """The ``result`` list of a query answer whose ``resultType`` is ``result_type``."""
         where = self.url + path
         try:
             response = self.session.get(where, params=params, timeout=self.timeout)
         except requests.exceptions.Timeout:
             raise ReportError("Prometheus at {} did not answer within {:g} s; check --prometheus "
                               "or raise --timeout".format(self.url, self.timeout))
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, UnicodeError) as exc:  # UnicodeError: a non-UTF-8 URL
             raise ReportError("Prometheus at {} is unreachable ({}); check --prometheus".format(
                 self.url, type(exc).__name__))
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ReportError("{} answered HTTP {} without the Prometheus API's JSON; is --prometheus "
                               "the server's base URL?".format(where, response.status_code))
+        if not isinstance(body, dict):
+            raise self._shape(params, "the answer is not a JSON object")
         if body.get("status") != "success":
+            error = body.get("error")
             raise ReportError("Prometheus at {} refused the query {!r}: {}".format(
-                self.url, params.get("query"), body.get("error", "HTTP {}".format(response.status_code))))
-        return body["data"]
+                self.url, params.get("query"), str(error)[:200] if error else "HTTP {}".format(response.status_code)))
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("result"), list):
+            raise self._shape(params, "no data.result list")
+        if data.get("resultType") != result_type:
+            raise self._shape(params, "resultType {!r}, expected {!r}".format(data.get("resultType"), result_type))
+        for item in data["result"]:
+            labels = item.get("metric") if isinstance(item, dict) else None
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise self._shape(params, "a series without a metric object of string labels")
+        return data["result"]
+
+    def _shape(self, params: Dict[str, str], what: str) -> ReportError:
+        return ReportError("Prometheus at {} answered the query {!r} in a shape its HTTP API never has ({}); is "
+                           "--prometheus a Prometheus-compatible server?".format(self.url, params.get("query"), what))
+
+    def _points(self, params: Dict[str, str], pairs: Any) -> List[Sample]:
+        """[[unix_s, "value"], ...] as floats; NaN and infinite values are left out (no number is known
+        there), a point of any other form is a ReportError."""
+        if not isinstance(pairs, list):
+            raise self._shape(params, "values that are not a list")
+        out = []
+        for pair in pairs:
+            try:
+                t, v = pair
+                t, v = float(t), float(v)
+            except (TypeError, ValueError, OverflowError):
+                raise self._shape(params, "a sample that is not [time, \"value\"]")
+            if not math.isfinite(t):
+                raise self._shape(params, "a sample time that is not finite")
+            if math.isfinite(v):
+                out.append((t, v))
+        return out
 
     def vector(self, query: str, at: float) -> List[Tuple[Labels, float]]:
-        """An instant query: one value per series."""
-        data = self._get("/api/v1/query", {"query": query, "time": repr(at)})
-        if data["resultType"] != "vector":
-            raise ReportError("expected a vector from {!r}, got {}".format(query, data["resultType"]))
-        return [(item["metric"], float(item["value"][1])) for item in data["result"]]
+        """An instant query: one value per series (series whose value is NaN or infinite are left out)."""
+        params = {"query": query, "time": repr(at)}
+        out = []
+        for item in self._get("/api/v1/query", params, "vector"):
+            points = self._points(params, [item.get("value")])
+            out += [(item["metric"], value) for _, value in points]
+        return out
 
     def raw(self, selector: str, start: float, end: float) -> List[Tuple[Labels, List[Sample]]]:
         """The raw scraped samples of ``selector`` with timestamps in [start, end]
         (a range-vector selector evaluated at ``end``)."""
-        query = "{}[{}]".format(selector, duration(end - start))
-        data = self._get("/api/v1/query", {"query": query, "time": repr(end)})
-        return [(item["metric"], [(float(t), float(v)) for t, v in item["values"] if float(t) >= start])
-                for item in data["result"]]
+        params = {"query": "{}[{}]".format(selector, duration(end - start)), "time": repr(end)}
+        return [(item["metric"], [(t, v) for t, v in self._points(params, item.get("values")) if t >= start])
+                for item in self._get("/api/v1/query", params, "matrix")]
 
     def range(self, query: str, start: float, end: float, step: float) -> List[Tuple[Labels, List[Sample]]]:
         """A range query (/api/v1/query_range): values evaluated every ``step`` s."""
-        data = self._get("/api/v1/query_range", {"query": query, "start": repr(start), "end": repr(end),
-                                                 "step": repr(step)})
-        return [(item["metric"], [(float(t), float(v)) for t, v in item["values"]])
-                for item in data["result"]]
+        params = {"query": query, "start": repr(start), "end": repr(end), "step": repr(step)}
+        return [(item["metric"], self._points(params, item.get("values")))
+                for item in self._get("/api/v1/query_range", params, "matrix")]

@@ -9,6 +9,13 @@ tegrastats_lines.txt for the real lines it is tested on):
   non-root    no `@freq` after the percentages; `NC` rails; `-256C` offline sensors.
 The first number of a rail or a sensor is the instantaneous one; the others
 are tegrastats' own running averages, which the exporter does not use.
+
+Lines come from a child process or a file, so they are treated as hostile:
+every regex runs in linear time, a line longer than MAX_LINE is refused before
+any regex sees it, numbers become floats (an absurd one is dropped at the
+exposition boundary, exporter.metrics.exposable), and a line whose power cannot
+be right (a negative rail, an absurd one) is rejected whole with a fixed reason
+(BadLine), so the board power never silently changes meaning.
 """
 import logging
 import re
@@ -17,7 +24,7 @@ import threading
 import time
 from typing import Dict, List, NamedTuple, Optional
 
-from exporter.energy import PowerMeter, max_gap_for
+from exporter.energy import INPUT_RAILS, PowerMeter, max_gap_for
 from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown
 
@@ -27,10 +34,12 @@ MIB = 1024 * 1024
 OFFLINE_CELSIUS = -256.0
 # PMIC@100C on Nano/TX is a fixed placeholder, not a sensor (jetson-stats skips it too).
 FAKE_SENSORS = ("PMIC",)
+MAX_LINE = 4096  # real lines are under 1000 characters (475 in the fixtures)
+MAX_RAIL_WATTS = 1000.0  # a Jetson module draws at most ~75 W; a rail beyond this is a misread
 
-_RAIL = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(?:mW)?)?(?=\s|$)")
+_RAIL = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*) (-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?(?=\s|$)")
 _TEMP = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?:/-?\d+(?:\.\d+)?C)*(?=\s|$)")
-_CPU = re.compile(r"(?<!\S)CPU \[([^\]]*)\]")
+_CPU = re.compile(r"(?<!\S)CPU \[([^\[\]]*)\]")  # no '[' inside: each try stops at the next one
 _CORE = re.compile(r"^(\d+)%(?:@(\d+))?$")
 _ENGINE = re.compile(r"(?<!\S)(GR3D_FREQ|EMC_FREQ) (\d+)%(?:@\[?(\d+)(?:,\d+)*\]?)?")
 _MEM = re.compile(r"(?<!\S)(RAM|SWAP) (\d+)/(\d+)MB")
@@ -50,12 +59,24 @@ class TegraStats(NamedTuple):
     swap_total: Optional[float]
 
 
+class BadLine(ValueError):
+    """A line that must not be used; the message is a fixed, short reason."""
+
+
 def parse_line(line: str) -> TegraStats:
+    """The fields of one tegrastats line; BadLine if the line is too long or its power is impossible."""
+    if len(line) > MAX_LINE:
+        raise BadLine("line longer than {} characters".format(MAX_LINE))
     rails = {}  # type: Dict[str, float]
     for name, cur, _avg, _third in _RAIL.findall(line):
         if name in ("RAM", "SWAP", "IRAM") or name == "NC":
             continue  # memory totals, and rails marked not connected
-        rails[name] = int(cur) / 1000.0
+        watts = float(cur) / 1000.0
+        if watts < 0:
+            raise BadLine("negative rail power")
+        if not watts <= MAX_RAIL_WATTS:
+            raise BadLine("rail power above {:g} W".format(MAX_RAIL_WATTS))
+        rails[name] = watts
     temps = {}  # type: Dict[str, float]
     for name, value in _TEMP.findall(line):
         celsius = float(value)
@@ -67,10 +88,10 @@ def parse_line(line: str) -> TegraStats:
     if m:
         for core in m.group(1).split(","):
             cm = _CORE.match(core.strip())
-            cpus.append(int(cm.group(1)) / 100.0 if cm else None)
-    engines = {name: (int(pct) / 100.0, int(mhz) * 1e6 if mhz else None)
+            cpus.append(float(cm.group(1)) / 100.0 if cm else None)
+    engines = {name: (float(pct) / 100.0, float(mhz) * 1e6 if mhz else None)
                for name, pct, mhz in _ENGINE.findall(line)}
-    mem = {name: (int(used) * MIB, int(total) * MIB) for name, used, total in _MEM.findall(line)}
+    mem = {name: (float(used) * MIB, float(total) * MIB) for name, used, total in _MEM.findall(line)}
     ram = mem.get("RAM", (None, None))
     swap = mem.get("SWAP", (None, None))
     gpu = engines.get("GR3D_FREQ", (None, None))
@@ -132,6 +153,8 @@ class TegrastatsSource(Source):
         self._stop = threading.Event()
         self._proc = None  # type: Optional[subprocess.Popen]
         self.starts = 0  # children started so far
+        self._rejected = ""  # why the latest line was not used ("" when it was)
+        self._input_rail = ""  # the input rail once seen: a line without it is not the same board power
         if replay_file is None:
             self._start_child()
         self._thread = threading.Thread(target=self._run, name="tegrastats-reader", daemon=True)
@@ -141,7 +164,7 @@ class TegrastatsSource(Source):
         ms = str(max(1, int(round(self._line_interval * 1000))))
         try:
             proc = subprocess.Popen([self._command, "--interval", ms], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, universal_newlines=True)
+                                    stderr=subprocess.PIPE, universal_newlines=True, errors="replace")
         except OSError as e:
             proc, self._error = None, "cannot run {}: {}".format(self._command, e.strerror or e)
         with self._lock:
@@ -172,7 +195,7 @@ class TegrastatsSource(Source):
             self._start_child()
 
     def _replay_lines(self):
-        with open(self._replay) as f:
+        with open(self._replay, errors="replace") as f:
             recorded = [ln for ln in f if ln.strip() and not ln.startswith("#")]
         if not recorded:
             raise SourceDown("replay file {} has no tegrastats lines".format(self._replay))
@@ -187,12 +210,7 @@ class TegrastatsSource(Source):
             for line in (self._child_lines() if self._replay is None else self._replay_lines()):
                 if self._stop.is_set():
                     return
-                st = parse_line(line)
-                t = time.monotonic()
-                with self._lock:
-                    if st.rails_w:
-                        self._meter.integrate(t, st.rails_w)
-                    self._latest, self._latest_t, self._error = st, t, ""
+                self._take(line)
         except SourceDown as e:
             self._error = str(e)
         except (OSError, ValueError) as e:
@@ -200,10 +218,33 @@ class TegrastatsSource(Source):
         if self._error and not self._stop.is_set():
             log.warning("tegrastats source down: %s", self._error)
 
+    def _take(self, line: str) -> None:
+        """Use one line, or reject it: one bad line never stops the reader."""
+        t = time.monotonic()
+        try:
+            st = parse_line(line)
+            rail = next((r for r in INPUT_RAILS if r in st.rails_w), "")
+            if st.rails_w and self._input_rail and rail != self._input_rail:
+                raise BadLine("input rail {} missing".format(self._input_rail))
+        except Exception as e:  # BadLine, or anything a line this parser never saw can cause
+            reason = str(e) if isinstance(e, BadLine) else "unparseable line ({})".format(type(e).__name__)
+            if reason != self._rejected:
+                log.warning("tegrastats line rejected: %s: %.200r", reason, line)
+            with self._lock:
+                self._rejected, self._latest_t, self._error = reason, t, ""
+            return
+        with self._lock:
+            if st.rails_w:
+                self._input_rail = self._input_rail or rail
+                self._meter.integrate(t, st.rails_w)
+            self._latest, self._latest_t, self._rejected, self._error = st, t, "", ""
+
     def sample(self) -> List[Sample]:
         with self._lock:
             if self._error:
                 raise SourceDown(self._error)
+            if self._rejected:
+                raise SourceDown("last tegrastats line rejected: " + self._rejected)
             if self._latest is None:
                 raise SourceDown("no tegrastats line yet")
             limit = max(3 * self._line_interval, 5.0)

@@ -76,3 +76,28 @@ def test_bad_plan_on_the_command_line_runs_nothing(bench):
     assert result.stderr.count("\n") == 1 and "sweep.batch_size[0]" in result.stderr
     assert "Traceback" not in result.stderr
     assert bench.events() == [] and bench.journal() == []
+
+
+def test_non_utf8_plan_and_wrong_top_level_are_one_line(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(PlanError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 at line 1\); save the plan as UTF-8"):
+        load(str(latin1))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- vgg11\n")
+    with pytest.raises(PlanError, match="list.yaml: the top level must be a mapping of plan keys to values, not a list"):
+        load(str(listed))
+
+
+def test_a_huge_sweep_is_refused_before_it_is_built(bench):
+    result = bench.run(bench.plan(repeats=1000000000), "--dry-run")  # used to hang building 2e9 runs
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "plan.yaml: sweep: 2000000000 runs (" in result.stderr and "at most 10000" in result.stderr
+    assert "repeats 1000000000" in result.stderr and result.stdout == ""
+    assert len(load(bench.plan(repeats=5000)).runs()) == 10000  # the largest allowed sweep still loads
+
+
+def test_argument_errors_are_one_line(bench):
+    result = bench.run("--dry-run", "--bogus")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("edgescope-experiment: error: ")

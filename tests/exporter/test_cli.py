@@ -223,3 +223,40 @@ def test_exporter_restarts_a_tegrastats_that_exits(tmp_path, monkeypatch, run_ex
     assert m['edgescope_source_up{source="tegrastats"}'] == 1, "the child was not started again"
     assert m["edgescope_board_energy_uncovered_seconds_total"] >= 1.0  # at least the 1 s backoff
     assert m["edgescope_board_energy_joules_total"] > 0
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("inf", "--interval: must be a positive number of seconds, got 'inf'"),
+    ("nan", "--interval: must be a positive number of seconds, got 'nan'"),
+    ("-1", "--interval: must be a positive number of seconds, got '-1'"),
+    ("1e300", "--interval: must be between 0.01 and 3600 seconds, got '1e300'"),
+])
+def test_interval_out_of_range_is_one_line(tmp_path, value, needle):
+    r = _run(["--interval", value], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    "{}: &{} [{}]\n".format(k, k, ", ".join(["*" + p] * 10)) for p, k in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"interval: 1\n# caf\xe9\n", "cfg.yml: not UTF-8 text (byte 0xe9 at line 2); save the settings as UTF-8"),
+    (b"- interval\n- 1\n", "cfg.yml: the top level must be a mapping of settings keys to values, not a list"),
+    (BOMB.encode(), "cfg.yml: more than 100000 values once its aliases are expanded"),
+    (b"interval: " + b"[" * 5000 + b"]" * 5000 + b"\n", "cfg.yml: nested too deeply"),
+    (b"interval: 1\n" + b"#" * (1024 * 1024) + b"\n", "cfg.yml: larger than 1 MiB"),
+    (b"interval: .inf\n", "cfg.yml: key 'interval': must be a positive number of seconds, got inf"),
+    (b"interval: \"1\ninterval: 2\n", "cfg.yml: not valid YAML at line"),
+], ids=["latin1", "list", "alias-bomb", "deep", "huge", "inf", "syntax"])
+def test_hostile_config_file_is_one_line(tmp_path, content, needle):
+    (tmp_path / "cfg.yml").write_bytes(content)
+    r = _run(["--config", "cfg.yml"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_control_characters_in_arguments_stay_on_one_line(tmp_path):
+    r = _run(["--config", "a\nb.yml"], tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "a\\nb.yml" in r.stderr, r.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from exporter.energy import board_from_rails
 from exporter.sources.base import SourceDown
-from exporter.sources.tegrastats import TegrastatsSource, next_backoff, parse_line
+from exporter.sources.tegrastats import MAX_LINE, BadLine, TegrastatsSource, next_backoff, parse_line
 from tests.exporter.conftest import tegrastats_lines
 
 LINES = tegrastats_lines()
@@ -206,3 +206,60 @@ def test_demo_log_is_real_lines_warming_up():
     assert sum(1 for t in temps if t >= 60) >= 30  # a hot stretch long enough for a 30 s alert
     known = set(tegrastats_lines().values())
     assert {ln.strip() for ln in lines if "CPU@40.5C" in ln or "CPU@60.5C" in ln} <= known
+
+
+def test_overlong_line_is_refused_before_any_regex():
+    with pytest.raises(BadLine, match="longer than 4096"):
+        parse_line("CPU [ " * 40000)  # 240 KB: quadratic in the old CPU regex (52 s)
+    st = parse_line(("CPU [ " * 1000)[:MAX_LINE])  # the longest allowed line of it parses to nothing
+    assert st.cpu_busy == [] and st.rails_w == {}
+
+
+def test_a_400_digit_number_becomes_a_float_not_an_exception():
+    huge = "9" * 400
+    st = parse_line(LINES["nano_jp4_nonroot"].replace("RAM 613/", "RAM {}/".format(huge))
+                    .replace("CPU@40.5C", "CPU@{}C".format(huge)))
+    assert st.ram_used == float("inf") and st.temps_c["CPU"] == float("inf")  # dropped at the exposition boundary
+    with pytest.raises(BadLine, match="rail power above"):
+        parse_line(LINES["nano_jp4_nonroot"].replace("POM_5V_CPU 123/", "POM_5V_CPU {}/".format(huge)))
+
+
+def test_negative_input_rail_rejects_the_line():
+    line = LINES["xavier_nx_jp5"]
+    bad = line.replace("VDD_IN 2763mW", "VDD_IN -2763mW")
+    assert bad != line
+    with pytest.raises(BadLine, match="negative rail power"):
+        parse_line(bad)
+
+
+def samples_by_key(samples):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples}
+
+
+def test_bad_lines_are_rejected_with_a_reason_and_the_reader_goes_on(tmp_path):
+    good = LINES["xavier_nx_jp5"]
+    no_input = good.replace(" VDD_IN 2763mW/2846mW", "")  # would otherwise switch the board to the sum of rails
+    assert no_input != good
+    lines = [good, good.replace("VDD_IN 2763mW", "VDD_IN -2763mW"), no_input, "CPU [ " * 40000,
+             good.replace("RAM ", "RAM " + "9" * 5000 + "/", 1)]
+    expected = {"last tegrastats line rejected: negative rail power",
+                "last tegrastats line rejected: input rail VDD_IN missing",
+                "last tegrastats line rejected: line longer than 4096 characters"}
+    src = TegrastatsSource(0.05, _replay_file(tmp_path, lines))
+    reasons = set()
+    good_samples = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (expected <= reasons and len(good_samples) >= 3):
+            try:
+                good_samples.append(samples_by_key(src.sample()))
+            except SourceDown as e:
+                reasons.add(str(e))
+            time.sleep(0.01)
+    finally:
+        src.close()
+    assert expected <= reasons, reasons
+    assert not any("reading tegrastats failed" in r for r in reasons)  # the reader thread never died
+    for got in good_samples:  # every exposed reading keeps VDD_IN as the board
+        assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("source", "tegrastats")))] == 1
+        assert got[("edgescope_board_power_watts", ())] == 2.763
