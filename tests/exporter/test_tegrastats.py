@@ -261,5 +261,6 @@ def test_bad_lines_are_rejected_with_a_reason_and_the_reader_goes_on(tmp_path):
     assert expected <= reasons, reasons
     assert not any("reading tegrastats failed" in r for r in reasons)  # the reader thread never died
     for got in good_samples:  # every exposed reading keeps VDD_IN as the board
-        assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("source", "tegrastats")))] == 1
+        assert got[("edgescope_power_source_info", (("board_rail", "VDD_IN"), ("fallback_from", ""), ("replay", "true"),
+                                                ("source", "tegrastats")))] == 1
         assert got[("edgescope_board_power_watts", ())] == 2.763

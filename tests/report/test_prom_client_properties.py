@@ -153,7 +153,9 @@ def test_nan_epoch_start_is_missing_not_a_crash(fake_prometheus):
     nan_start = success("vector", [{"metric": labels, "value": [UNTIL, "NaN"]}])
     report = report_or_error(fake_prometheus, {"vector": vector, "matrix": success("matrix", []),
                                                "range": success("matrix", [])},
-                             by_metric={"edgescope_train_epoch_start_timestamp_seconds": nan_start})
+                             by_metric={"edgescope_train_epoch_start_timestamp_seconds": nan_start,
+                                         "edgescope_train_epoch_energy_joules": success("vector", []),
+                                         "edgescope_train_epoch_average_power_watts": success("vector", [])})
     assert not isinstance(report, ReportError), report
     epoch = report["epochs"][0]
     assert epoch["start_timestamp_seconds"] is None and epoch["end_timestamp_seconds"] == UNTIL - 60
