@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import yaml
 
+from exporter.pagecache import METHODS as PAGECACHE_METHODS
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
 
@@ -30,6 +31,23 @@ def _positive_seconds(v: Any) -> float:
         f = -1.0
     if isinstance(v, bool) or not f > 0:
         raise ValueError("must be a positive number of seconds, got {!r}".format(v))
+    return f
+
+
+def _non_negative(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = -1.0
+    if isinstance(v, bool) or not f >= 0:
+        raise ValueError("must be a number >= 0, got {!r}".format(v))
+    return f
+
+
+def _error_bound(v: Any) -> float:
+    f = _non_negative(v)
+    if not f < 1:
+        raise ValueError("must be a ratio >= 0 and < 1 (0 = measure every file), got {!r}".format(v))
     return f
 
 
@@ -102,6 +120,13 @@ SETTINGS = [
     Setting("jtop-socket", _text, JTOP_SOCKET, "jtop.service socket."),
     Setting("dataset", _datasets, [], "File or directory whose page-cache residency to report (repeatable)."),
     Setting("pagecache-interval", _positive_seconds, 30.0, "Seconds between page-cache scans of the datasets."),
+    Setting("pagecache-method", _choice(PAGECACHE_METHODS), "auto",
+            "How resident pages are read: cachestat (Linux >= 6.5), mincore, or auto (cachestat where the kernel has it)."),
+    Setting("pagecache-max-error", _error_bound, 0.03,
+            "A dataset with more files than this needs is measured on page-weighted random files, within this "
+            "error of the true ratio with 99%% probability; 0 = measure every file."),
+    Setting("pagecache-cpu-budget", _non_negative, 0.01,
+            "CPU seconds per wall second the page-cache thread may use (a larger dataset is listed less often); 0 = no limit."),
     Setting("sysfs-root", _existing_dir, "/sys", "Root of sysfs (thermal, cpufreq, devfreq, hwmon, powercap)."),
     Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats)."),
     Setting("disk-exclude", _regex, DEFAULT_EXCLUDE, "Regex of block devices to leave out (partitions, loop, ram)."),
