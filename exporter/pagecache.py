@@ -24,7 +24,7 @@ import mmap
 import os
 import random
 from array import array
-from typing import Callable, Generator, List, NamedTuple, Optional, Set, Tuple
+from typing import Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 PAGE = mmap.PAGESIZE
 SYS_CACHESTAT = 451  # same number on x86_64 and aarch64 (the generic syscall table)
@@ -143,25 +143,20 @@ class Listing:
         return os.path.join(d.path, d.names[d.starts[i]:end])
 
 
-def list_files(root: str, on_error: OnError) -> Generator[None, None, Listing]:
-    """List `root` one file per step (so a caller can pace it); returns the Listing.
+def regular_files(root: str, on_error: OnError) -> Iterator[Tuple[str, str]]:
+    """(directory, name) of `root` itself or of every regular file below it, a directory's files together.
 
-    A missing or unreadable root raises; a file or sub-directory that cannot
-    be read or vanishes is passed to on_error and skipped.
+    A missing or unreadable root raises; a sub-directory that cannot be read
+    or vanishes is passed to on_error and skipped.
     """
     if not os.path.isdir(root):
-        st = os.stat(root)  # raises for a missing root
         if not os.path.isfile(root):
-            raise OSError(errno.EINVAL, "not a regular file or directory", root)
-        head, name = os.path.split(os.path.abspath(root))
-        pages = (st.st_size + PAGE - 1) // PAGE
-        return Listing([_Dir(head, name, array("I", [0]), array("q", [pages]))], 1, st.st_size)
-    dirs, files, size = [], 0, 0
-    seen = set()  # type: Set[Tuple[int, int]]
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", root)
+        yield os.path.split(os.path.abspath(root))
+        return
     stack = [root]
     while stack:
         path = stack.pop()
-        names, starts, ends, offset, pages = [], array("I"), array("q"), 0, 0
         try:
             it = os.scandir(path)
         except OSError as e:
@@ -171,30 +166,44 @@ def list_files(root: str, on_error: OnError) -> Generator[None, None, Listing]:
             continue
         with it:
             for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                        continue
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                except OSError as e:
-                    on_error(e)
-                    continue
-                if st.st_nlink > 1:
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                files += 1
-                size += st.st_size
-                pages += (st.st_size + PAGE - 1) // PAGE
-                names.append(entry.name)
-                starts.append(offset)
-                ends.append(pages)
-                offset += len(entry.name) + 1
-                yield
-        if names:
-            dirs.append(_Dir(path, "\0".join(names), starts, ends))
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    yield path, entry.name
+
+
+def list_files(root: str, on_error: OnError) -> Generator[None, None, Listing]:
+    """List `root` with one stat per file, one step per file so a caller can pace it; returns the Listing.
+
+    A file that vanishes before its stat is passed to on_error and skipped.
+    """
+    dirs, files, size = [], 0, 0
+    seen = set()  # type: Set[Tuple[int, int]]
+    current = None  # type: Optional[str]
+    for path, name in regular_files(root, on_error):
+        if path != current:
+            if current is not None and names:
+                dirs.append(_Dir(current, "\0".join(names), starts, ends))
+            current, names, starts, ends, offset, pages = path, [], array("I"), array("q"), 0, 0
+        try:
+            st = os.lstat(os.path.join(path, name))
+        except OSError as e:
+            on_error(e)
+            continue
+        if st.st_nlink > 1:
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        files += 1
+        size += st.st_size
+        pages += (st.st_size + PAGE - 1) // PAGE
+        names.append(name)
+        starts.append(offset)
+        ends.append(pages)
+        offset += len(name) + 1
+        yield
+    if current is not None and names:
+        dirs.append(_Dir(current, "\0".join(names), starts, ends))
     return Listing(dirs, files, size)
 
 
@@ -286,11 +295,18 @@ class Scanner:
             return os.access("/proc/self/fd/{}".format(fd), os.W_OK)
         return ret == 0
 
-    def probe(self, path: str) -> Tuple[int, int, int]:
-        """(size, pages, resident pages) of one file; raises OSError if unreadable, Blind if hidden."""
+    def probe(self, path: str, seen: Optional[Set[Tuple[int, int]]] = None) -> Optional[Tuple[int, int, int]]:
+        """(size, pages, resident pages) of one file, None for a hard link already in `seen`.
+
+        Raises OSError if the file cannot be read, Blind if the kernel hides its cache.
+        """
         fd = os.open(path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
+            if seen is not None and st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    return None
+                seen.add((st.st_dev, st.st_ino))
             if self.method == "mincore" and not self.kernel_shows(fd, st):
                 raise Blind(BLIND_REASONS["mincore"])
             pages = (st.st_size + PAGE - 1) // PAGE
@@ -301,26 +317,36 @@ class Scanner:
         finally:
             os.close(fd)
 
-    def measure(self, listing: Listing, draws: int, on_error: OnError, pace: Pace,
-                rng: Optional[random.Random] = None) -> Residency:
-        """Every file of the listing when it has at most `draws` files (or draws is 0), else `draws` page-weighted draws.
-
-        A file that vanished or cannot be read since the listing goes to
-        on_error and is left out; Blind propagates.
-        """
-        if not draws or listing.files <= draws:
-            files = size = pages = resident = 0
-            for path in listing.paths():
-                try:
-                    got = self.probe(path)
-                except OSError as e:
-                    on_error(e)
-                    continue
-                finally:
-                    pace()
+    def count(self, paths: Iterable[str], on_error: OnError, pace: Pace) -> Residency:
+        """Exact residency of these files; one that cannot be read goes to on_error and is left out."""
+        files = size = pages = resident = 0
+        seen = set()  # type: Set[Tuple[int, int]]
+        for path in paths:
+            try:
+                got = self.probe(path, seen)
+            except OSError as e:
+                on_error(e)
+                continue
+            finally:
+                pace()
+            if got is not None:
                 files += 1
                 size, pages, resident = size + got[0], pages + got[1], resident + got[2]
-            return Residency(files, size, pages, resident, files, 0.0)
+        return Residency(files, size, pages, resident, files, 0.0)
+
+    def full_pass(self, root: str, on_error: OnError, pace: Pace) -> Residency:
+        """Exact residency of `root` in one pass, no listing: what vmtouch does."""
+        return self.count((os.path.join(d, n) for d, n in regular_files(root, on_error)), on_error, pace)
+
+    def measure(self, listing: Listing, draws: int, on_error: OnError, pace: Pace,
+                rng: Optional[random.Random] = None) -> Optional[Residency]:
+        """`draws` page-weighted draws from the listing, or every file of it if it has no more files.
+
+        A drawn file that vanished or cannot be read since the listing goes to
+        on_error and is left out (None if none could be read); Blind propagates.
+        """
+        if listing.files <= draws:
+            return self.count(listing.paths(), on_error, pace)
         rng = rng or random.Random()
         fractions = []  # type: List[float]
         for _ in range(draws):
@@ -334,11 +360,11 @@ class Scanner:
             if pages:
                 fractions.append(resident / pages)
         if not fractions:
-            raise OSError(errno.ENOENT, "no file of the listing could be read")
+            return None
         ratio = sum(fractions) / len(fractions)
         return Residency(listing.files, listing.size_bytes, listing.pages, ratio * listing.pages,
                          len(fractions), min(1.0, error_bound(len(fractions))))
 
     def scan(self, root: str) -> Residency:
-        """Exact residency of a file or of every regular file below a directory (unreadable files raise)."""
-        return self.measure(list_now(root, _raise), 0, _raise, lambda: None)
+        """Exact residency of a file or of every regular file below a directory (an unreadable file raises)."""
+        return self.full_pass(root, _raise, lambda: None)

@@ -5,11 +5,12 @@ a tree of a million files never delays a scrape. Every `interval` it measures
 each dataset over the dataset's last complete listing: every file when the
 listing has no more files than the draws `max_error` needs, else that many
 page-weighted draws (see exporter.pagecache.sample_size). Between
-measurements it lists the datasets again. All of it, except each dataset's
-first listing, is paced by a token bucket of thread CPU time (`cpu_budget`
-seconds per wall second, up to one interval's worth at once), so the cost
-per interval is bounded whatever the dataset size: a large dataset is
-listed less often instead.
+measurements it lists the datasets again. With max_error 0 it counts every
+file in one pass each interval instead, like vmtouch. All of it, except each
+dataset's first listing and measurement, is paced by a token bucket of
+thread CPU time (`cpu_budget` seconds per wall second, up to one interval's
+worth at once), so the cost per interval is bounded whatever the dataset
+size: a large dataset is listed less often instead.
 
 A dataset the kernel would not show (see exporter.pagecache.Blind), or whose
 path is gone, is reported down with a stable reason and no residency.
@@ -111,7 +112,10 @@ class PagecacheSource(Source):
         try:
             due = time.monotonic()
             while True:
-                self._list_until(due)
+                if self._draws:
+                    self._list_until(due)
+                elif self._stop.wait(max(0.0, due - time.monotonic())):
+                    raise Stopped()
                 for ds in self._datasets:
                     self._measure(ds)
                 due += self._interval
@@ -156,27 +160,35 @@ class PagecacheSource(Source):
             ds.listing, ds.lister = done.value, None
         except OSError as e:  # the dataset's own path
             ds.listing, ds.lister = None, None
-            self._publish(ds, None, ROOT_REASONS.get(e.errno, "dataset path cannot be listed: {}".format(
-                e.strerror or e)))
+            self._down(ds, e)
+
+    def _down(self, ds: _Dataset, e: OSError) -> None:
+        self._publish(ds, None, ROOT_REASONS.get(e.errno, "dataset path cannot be listed: {}".format(
+            e.strerror or type(e).__name__)))
 
     def _measure(self, ds: _Dataset) -> None:
-        if ds.listing is None:
+        """Measure over the last listing, or in one full pass when every file is asked for (max_error 0)."""
+        if self._draws and ds.listing is None:
             return
         started = time.monotonic()
         first, ds.measured = not ds.measured, True
+        pace = self._check_stop if first else self._budget.pace
         try:
-            res = self.scanner.measure(ds.listing, self._draws, ds.error, self._check_stop if first else self._budget.pace)
+            if self._draws:
+                res = self.scanner.measure(ds.listing, self._draws, ds.error, pace)
+            else:
+                res = self.scanner.full_pass(ds.path, ds.error, pace)
         except Blind as e:
             self._publish(ds, None, str(e))
             return
-        except OSError:
-            self._publish(ds, None, NO_FILE)
+        except OSError as e:  # the dataset's own path, in a full pass
+            self._down(ds, e)
             return
         finally:
             if first:
                 self._budget.forget()
         ds.took, ds.finished = time.monotonic() - started, time.time()
-        self._publish(ds, res, "")
+        self._publish(ds, res, "" if res else NO_FILE)
 
     def _publish(self, ds: _Dataset, res: Optional[Residency], reason: str) -> None:
         with self._lock:

@@ -98,8 +98,9 @@ def measured(src, timeout=30):
     raise AssertionError("no page-cache answer in {} s".format(timeout))
 
 
-def test_source_reports_from_its_own_thread(tree):
-    src = PagecacheSource([tree], scan_interval=60, max_error=0.03, cpu_budget=0)
+@pytest.mark.parametrize("max_error", [0.03, 0])  # a listing with fewer files than 2944 draws; one full pass
+def test_source_reports_from_its_own_thread(tree, max_error):
+    src = PagecacheSource([tree], scan_interval=60, max_error=max_error, cpu_budget=0)
     try:
         got = {k[0]: v for k, v in measured(src).items()}
     finally:
@@ -139,7 +140,7 @@ def test_files_deleted_mid_scan_are_skipped_and_counted(tree):
         while doomed:
             os.remove(doomed.pop())
 
-    res = scanner.measure(listing, 0, errors.append, delete_once)
+    res = scanner.count(listing.paths(), errors.append, delete_once)
     assert len(errors) == 7 and all(isinstance(e, FileNotFoundError) for e in errors)
     assert (res.files, res.resident_pages, res.pages) == _vmtouch(tree)
 
@@ -193,6 +194,18 @@ def test_sampled_ratio_is_within_its_bound_of_vmtouch(half_cached, method, seed)
     assert res.error_bound == pytest.approx(error_bound(draws)) and res.error_bound <= 0.06
     assert abs(res.ratio - resident / total) <= res.error_bound, (res.ratio, resident / total)
     assert res.resident_bytes == pytest.approx(res.ratio * total * PAGE)
+
+
+def test_source_publishes_a_sample_as_such(half_cached):
+    src = PagecacheSource([half_cached], scan_interval=60, method="mincore", max_error=0.1)
+    try:
+        got = {k[0]: v for k, v in measured(src).items()}
+    finally:
+        src.close()
+    files, resident, total = _vmtouch(half_cached)
+    assert got["edgescope_dataset_files"] == files and got["edgescope_dataset_sampled_files"] == sample_size(0.1) < files
+    assert got["edgescope_dataset_page_cache_ratio_error_bound"] == pytest.approx(error_bound(sample_size(0.1)))
+    assert abs(got["edgescope_dataset_page_cache_ratio"] - resident / total) <= got["edgescope_dataset_page_cache_ratio_error_bound"]
 
 
 def test_budget_bounds_cpu_per_wall_second():
