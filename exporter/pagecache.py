@@ -114,7 +114,7 @@ class _Dir(NamedTuple):
 
 
 class Listing:
-    """The regular files of a dataset with their pages, for full passes and page-weighted draws."""
+    """The regular files of a dataset with their pages, for exact counts and page-weighted draws."""
 
     def __init__(self, dirs: List[_Dir], files: int, size_bytes: int) -> None:
         self._dirs = dirs
@@ -205,16 +205,6 @@ def list_files(root: str, on_error: OnError) -> Generator[None, None, Listing]:
     if current is not None and names:
         dirs.append(_Dir(current, "\0".join(names), starts, ends))
     return Listing(dirs, files, size)
-
-
-def list_now(root: str, on_error: OnError) -> Listing:
-    """`list_files` run to the end at once."""
-    steps = list_files(root, on_error)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
 
 
 def _proc_status() -> Tuple[int, int]:

@@ -8,10 +8,20 @@ import time
 
 import pytest
 
-from exporter.pagecache import PAGE, Scanner, error_bound, list_now, sample_size
+from exporter.pagecache import PAGE, Scanner, error_bound, list_files, sample_size
 from exporter.sources.pagecache import NOT_YET, CpuBudget, PagecacheSource, Stopped
 
 METHODS = ("cachestat", "mincore")
+
+
+def list_now(root, on_error):
+    """list_files run to the end at once."""
+    steps = list_files(root, on_error)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def _vmtouch(path):
