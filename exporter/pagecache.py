@@ -337,6 +337,8 @@ class Scanner:
         """
         if listing.files <= draws:
             return self.count(listing.paths(), on_error, pace)
+        if not listing.pages:  # only empty files: nothing to draw, nothing cached
+            return Residency(listing.files, listing.size_bytes, 0, 0, 0, 0.0)
         rng = rng or random.Random()
         fractions = []  # type: List[float]
         for _ in range(draws):

@@ -195,7 +195,7 @@ class PagecacheSource(Source):
             if reason != ds.reason:
                 if reason:
                     log.warning("page cache of dataset %s not measured: %s", ds.label, reason)
-                else:
+                elif ds.reason != NOT_YET:
                     log.info("page cache of dataset %s measured again", ds.label)
             ds.result, ds.reason = res, reason
 

@@ -218,6 +218,13 @@ def test_source_publishes_a_sample_as_such(half_cached):
     assert abs(got["edgescope_dataset_page_cache_ratio"] - resident / total) <= got["edgescope_dataset_page_cache_ratio_error_bound"]
 
 
+def test_many_empty_files_sample_nothing(tmp_path):
+    for i in range(30):
+        (tmp_path / "e{}".format(i)).write_bytes(b"")
+    res = Scanner().measure(list_now(str(tmp_path), pytest.fail), 10, pytest.fail, lambda: None)
+    assert (res.files, res.pages, res.sampled_files, res.ratio) == (30, 0, 0, 0.0) == (_vmtouch(str(tmp_path))[0], 0, 0, 0.0)
+
+
 def test_budget_bounds_cpu_per_wall_second():
     """The token bucket on fake clocks: work of 1 ms CPU per call never runs ahead of rate * wall + burst."""
     clock = {"wall": 0.0, "cpu": 0.0}
