@@ -6,10 +6,12 @@ not): total pages = ceil(size / page size), resident pages from cachestat(2)
 where the kernel has it (Linux >= 6.5: one syscall per file, no mapping) and
 from mmap + mincore(2) otherwise.
 
-Work is split in two so its cost can be bounded: a listing (`list_files`,
-one stat per file) and a measurement over a listing (`Scanner.measure`),
-either of every file (exact) or of files drawn with probability proportional
-to their pages (an estimate with a Hoeffding error bound, see `sample_size`).
+`Scanner.full_pass` counts every file in one pass, as vmtouch does. So that
+the cost can be bounded instead, the work also splits in two: a listing
+(`list_files`, one stat per file) and a measurement over it
+(`Scanner.measure`), of every file (exact) or of files drawn with probability
+proportional to their pages (an estimate with a Hoeffding error bound, see
+`sample_size`).
 
 The kernel only shows a file's cache to a caller that owns it, may write it,
 or has CAP_FOWNER (mm/mincore.c can_do_mincore, mm/filemap.c

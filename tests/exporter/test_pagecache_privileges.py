@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from exporter.pagecache import BLIND_REASONS, PAGE
+from exporter.pagecache import BLIND_REASONS, PAGE, Scanner
 from tests.exporter.conftest import REPO, child_env, free_port, parse_metrics, stop_process
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
@@ -47,6 +47,8 @@ for path in sys.argv[1:]:
         cachestat = Scanner("cachestat").probe(path)[2]
     except Blind:
         cachestat = "EPERM"
+    except OSError:  # no cachestat(2) on this kernel
+        cachestat = None
     out[os.path.basename(path)] = [shown, raw, cachestat]
 print(json.dumps(out))
 """
@@ -82,7 +84,7 @@ def test_rule_gives_the_kernels_answer(tmp_path, caps, expect_shown):
     for name, (shown, raw, cachestat) in got.items():
         assert shown == expect_shown[name], name
         assert raw == (0 if shown else 25), (name, raw)  # the kernel's own answer on an evicted file
-        assert cachestat == (0 if shown else "EPERM"), (name, cachestat)
+        assert cachestat in (None, 0 if shown else "EPERM"), (name, cachestat)
 
 
 def _scrape_until(url, proc, needle, timeout=60):
@@ -116,12 +118,15 @@ def test_shipped_unit_sees_a_dataset_owned_by_the_trainer(tmp_path):
                          env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got == {"f0": [True, 25, 25], "f1": [True, 0, 0], "f2": [True, 0, 0]}
+    assert {k: v[:2] for k, v in got.items()} == {"f0": [True, 25], "f1": [True, 0], "f2": [True, 0]}
+    assert [v[2] for v in got.values()] in ([25, 0, 0], [None, None, None])
 
 
 @pytest.mark.parametrize("method", ["mincore", "cachestat"])
 def test_exporter_as_unit_user_reports_a_hidden_dataset_down_and_with_fowner_measures_it(tmp_path, method):
     """The real exporter as nobody with only CAP_DAC_READ_SEARCH on root's 0 %-cached dataset, then with CAP_FOWNER."""
+    if method == "cachestat" and Scanner().method != "cachestat":
+        pytest.skip("this kernel has no cachestat(2)")
     data = tmp_path / "data"
     data.mkdir()
     for i in range(20):
