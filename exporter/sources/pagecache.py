@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, Generator, List, Optional
+from typing import Callable, Generator, List, Optional
 
 from exporter.metrics import Sample
 from exporter.pagecache import Blind, Listing, Residency, Scanner, list_files, sample_size
