@@ -108,7 +108,11 @@ def build_sources(cfg: Dict[str, Any]) -> List[Source]:
     sources += [DiskstatsSource(cfg["procfs-root"], cfg["disk-exclude"], cfg["sysfs-root"], cfg["dataset"]),
                 ThermalSource(cfg["sysfs-root"])]
     if cfg["dataset"]:
-        sources.append(PagecacheSource(cfg["dataset"], cfg["pagecache-interval"]))
+        try:
+            sources.append(PagecacheSource(cfg["dataset"], cfg["pagecache-interval"], cfg["pagecache-method"],
+                                           cfg["pagecache-max-error"], cfg["pagecache-cpu-budget"]))
+        except OSError as e:  # the method asked for is not available on this kernel
+            sources.append(Unavailable("pagecache", e.strerror or str(e)))
     return sources
 
 

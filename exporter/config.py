@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
+from exporter.pagecache import METHODS as PAGECACHE_METHODS
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
 from exporter.yamlfile import one_line, read_mapping
@@ -40,6 +41,23 @@ def _seconds(minimum: float, maximum: float) -> Callable[[Any], float]:
             raise ValueError("must be between {:g} and {:g} seconds, got {!r}".format(minimum, maximum, v))
         return f
     return parse
+
+
+def _non_negative(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        f = -1.0
+    if isinstance(v, bool) or not 0 <= f < math.inf:
+        raise ValueError("must be a finite number >= 0, got {!r}".format(v))
+    return f
+
+
+def _error_bound(v: Any) -> float:
+    f = _non_negative(v)
+    if not f < 1:
+        raise ValueError("must be a ratio >= 0 and < 1 (0 = measure every file), got {!r}".format(v))
+    return f
 
 
 def _choice(options):
@@ -111,6 +129,13 @@ SETTINGS = [
     Setting("jtop-socket", _text, JTOP_SOCKET, "jtop.service socket."),
     Setting("dataset", _datasets, [], "File or directory whose page-cache residency to report (repeatable)."),
     Setting("pagecache-interval", _seconds(0.01, 86400), 30.0, "Seconds between page-cache scans of the datasets."),
+    Setting("pagecache-method", _choice(PAGECACHE_METHODS), "auto",
+            "How resident pages are read: cachestat (Linux >= 6.5), mincore, or auto (cachestat where the kernel has it)."),
+    Setting("pagecache-max-error", _error_bound, 0.03,
+            "A dataset with more files than this needs is measured on page-weighted random files, within this "
+            "error of the true ratio with 99%% probability; 0 = measure every file."),
+    Setting("pagecache-cpu-budget", _non_negative, 0.01,
+            "CPU seconds per wall second the page-cache thread may use (a larger dataset is listed less often); 0 = no limit."),
     Setting("sysfs-root", _existing_dir, "/sys", "Root of sysfs (thermal, cpufreq, devfreq, hwmon, powercap)."),
     Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats)."),
     Setting("disk-exclude", _regex, DEFAULT_EXCLUDE, "Regex of block devices to leave out (partitions, loop, ram)."),

@@ -84,13 +84,18 @@ METRICS = {
     "edgescope_disk_read_await_seconds": _gauge("Mean time per read completed over the last sampling interval (iostat r_await / 1000).", "disk"),
     "edgescope_disk_utilisation_ratio": _gauge("Fraction of the last sampling interval the disk had I/O in flight (iostat %util / 100).", "disk"),
     # Page cache.
+    "edgescope_dataset_up": _gauge("1 if the dataset's page cache was measured, 0 if it cannot be (the reason is in edgescope_dataset_down_info).", "dataset"),
+    "edgescope_dataset_down_info": _gauge("Why the dataset's page cache is not measured (1 while down, absent when up).", "dataset", "reason"),
+    "edgescope_dataset_scan_errors_total": _counter("Files or directories of the dataset skipped because they could not be read or vanished during a listing or measurement.", "dataset"),
     "edgescope_dataset_size_bytes": _gauge("Size of the dataset's files.", "dataset"),
-    "edgescope_dataset_resident_bytes": _gauge("Bytes of the dataset's files in the page cache (resident pages * page size).", "dataset"),
-    "edgescope_dataset_page_cache_ratio": _gauge("Resident pages / total pages of the dataset's files, as vmtouch counts them.", "dataset"),
-    "edgescope_dataset_files": _gauge("Files scanned in the dataset.", "dataset"),
-    "edgescope_dataset_scan_duration_seconds": _gauge("Duration of the last page-cache scan of the dataset.", "dataset"),
+    "edgescope_dataset_resident_bytes": _gauge("Bytes of the dataset's files in the page cache: resident pages * page size, estimated as ratio * pages when sampled.", "dataset"),
+    "edgescope_dataset_page_cache_ratio": _gauge("Resident pages / total pages of the dataset's files, as vmtouch counts them; an estimate when sampled_files < files.", "dataset"),
+    "edgescope_dataset_page_cache_ratio_error_bound": _gauge("The ratio is within this of the true ratio with 99% probability (Hoeffding bound over the page-weighted draws); 0 when every file was measured.", "dataset"),
+    "edgescope_dataset_files": _gauge("Regular files in the dataset (hard links once).", "dataset"),
+    "edgescope_dataset_sampled_files": _gauge("Files measured for the last ratio: page-weighted random draws, or every file.", "dataset"),
+    "edgescope_dataset_scan_duration_seconds": _gauge("Wall time the last page-cache measurement of the dataset took.", "dataset"),
+    "edgescope_dataset_scan_timestamp_seconds": _gauge("Unix time the last page-cache measurement of the dataset finished.", "dataset"),
     "edgescope_dataset_disk_info": _gauge("The whole disk in /proc/diskstats that holds the dataset's filesystem (always 1).", "dataset", "disk"),
-    "edgescope_dataset_scan_timestamp_seconds": _gauge("Unix time the last page-cache scan of the dataset finished.", "dataset"),
 }  # type: Dict[str, MetricDef]
 
 
