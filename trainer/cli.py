@@ -23,7 +23,8 @@ import torch.nn as nn
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from trainer.data import DATASETS, build_dataset, make_loader
-from trainer.energy import ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading, try_read
+from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
+                            first_reading, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, start_server
@@ -171,7 +172,15 @@ def _energy_meter(args: argparse.Namespace) -> Any:
         return None
     settings = {s.name: s.default for s in EXPORTER_SETTINGS}
     settings.update({"power-source": args.power_source, "tegrastats-file": args.tegrastats_file})
-    return InProcessEnergy(settings)
+    try:
+        return InProcessEnergy(settings)
+    except EnergyUnavailable as error:
+        if args.power_source != "auto":
+            raise UsageError("--power-source {}: {}; pick another source or drop the flag".format(
+                args.power_source, error))
+        print("edgescope-train: --power-source auto found no power source ({}); epochs get no energy"
+              .format(error), file=sys.stderr, flush=True)
+        return None
 
 
 def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:

@@ -141,13 +141,17 @@ class InProcessEnergy:
     A reading is itself a power sample, so an epoch's energy covers exactly the time between its reads."""
 
     def __init__(self, settings: Dict[str, Any]) -> None:
+        """Raises EnergyUnavailable where no source can start (auto found none; tegrastats not installed)."""
         from exporter.cli import power_sources  # the exporter's own choice of source, imported only here
+        from exporter.sources.base import Unavailable
         sources = power_sources(settings)
-        self._source = sources[0] if len(sources) == 1 else None  # auto with nothing present: all down
-        self.source = self._source.name if self._source else "none"
+        unavailable = [s for s in sources if isinstance(s, Unavailable)]
+        if unavailable or not sources:
+            raise EnergyUnavailable("; ".join("{}: {}".format(s.name, s.reason) for s in unavailable) or "none")
+        self._source = sources[0]
+        self.source = self._source.name
         self.where = "power source " + self.source
         self._last_failure = ""
-        self._why_none = "; ".join("{}: {}".format(s.name, getattr(s, "reason", "")) for s in sources)
         self._integrator = EnergyIntegrator()
         self._failed = 0  # samples that failed: the energy across them is not known
         self._lock = threading.Lock()
@@ -156,8 +160,6 @@ class InProcessEnergy:
         self._thread.start()
 
     def _sample(self) -> Reading:
-        if self._source is None:
-            raise EnergyUnavailable("no power source found ({})".format(self._why_none))
         with self._lock:
             try:
                 samples = self._source.sample()
@@ -189,8 +191,7 @@ class InProcessEnergy:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=SAMPLE_INTERVAL_S + 5)
-        if self._source is not None:
-            self._source.close()
+        self._source.close()
 
 
 def first_reading(meter: Any, timeout_s: float) -> Union[Reading, str]:

@@ -3,6 +3,7 @@
 exporter killed and restarted mid-epoch, and the in-process power source."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -246,7 +247,10 @@ def test_the_password_never_reaches_logs():
     (["--power-source", "solar"], "argument --power-source: invalid choice"),
     (["--power-source", "tegrastats", "--tegrastats-file", "/nonexistent.log"], "--tegrastats-file: no file"),
     (["--exporter-ca-file", "/etc/hostname"], "--exporter-ca-file goes with --exporter-url"),
-])
+    (["--power-source", "rapl", "--tegrastats-file", "/etc/hostname"], "goes with --power-source tegrastats"),
+] + ([] if shutil.which("tegrastats") else [
+    (["--power-source", "tegrastats"], "--power-source tegrastats: tegrastats: tegrastats not found on PATH"),
+]))
 def test_bad_energy_flags_are_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     from trainer import cli
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + extra) == 2
