@@ -10,14 +10,19 @@ import threading
 import time
 from typing import Dict, List, Tuple
 
+import bcrypt
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.energy import board_from_rails
+from exporter.metrics import Sample
+from exporter.server import load_web_config
+from exporter.sources.base import Source
 from exporter.sources.tegrastats import parse_line
+from tests.exporter.test_server import _cert, server_with  # noqa: F401  (the exporter's real server, a fixture)
 from tests.processes import REPO, child_env, free_port, stop_process, wait_http_ok
-from trainer.energy import Reading, epoch_energy, reading_from, redacted
+from trainer.energy import ExporterEnergy, Reading, epoch_energy, first_reading, reading_from, redacted, try_read
 
 from .conftest import small_run_args
 from .test_cli import Lines
@@ -256,3 +261,27 @@ def test_bad_energy_flags_are_one_line(cifar_dir, tmp_path, capsys, extra, expec
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + extra) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
+
+
+class BoardPower(Source):
+    """A power source at a fixed counter, for the exporter's real HTTPS server."""
+    name = "tegrastats"
+
+    def sample(self) -> List[Sample]:
+        return [Sample("edgescope_board_power_watts", {}, 4.5), Sample("edgescope_board_energy_joules_total", {}, 321.0)]
+
+
+def test_exporter_behind_https_and_basic_auth_is_read_with_the_url_credentials(tmp_path, server_with):
+    ca, _, ca_key, ca_name = _cert(tmp_path, "ca", ca=True)
+    _cert(tmp_path, "server", ca_key, ca_name)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                                      "basic_auth_users:\n  prometheus: '{}'\n".format(hashed))
+    port = server_with([BoardPower()], load_web_config(str(tmp_path / "web.yml")))
+    url = "https://prometheus:s3cret@127.0.0.1:{}/metrics".format(port)
+    reading = first_reading(ExporterEnergy(url, ca), 10.0)
+    assert isinstance(reading, Reading) and (reading.joules, reading.watts) == (321.0, 4.5)
+    wrong = try_read(ExporterEnergy(url.replace("s3cret", "wrong"), ca))
+    assert wrong == "https://prometheus:***@127.0.0.1:{}/metrics answered HTTP 401 Unauthorized".format(port)
+    untrusted = try_read(ExporterEnergy(url))  # the system CAs do not know this one
+    assert untrusted == "cannot read https://prometheus:***@127.0.0.1:{}/metrics: SSLError".format(port)
