@@ -165,6 +165,37 @@ def test_epoch_energy_equals_the_exporter_counter_increase_and_power_times_durat
     assert "energy 0" not in done.stdout and " J  power " in done.stdout
 
 
+@pytest.mark.skipif(not shutil.which("faketime"), reason="needs Debian's faketime (scripts/install-deps.sh)")
+def test_a_board_clock_10_minutes_ahead_changes_the_timestamps_not_the_energy(long_cifar_dir, tmp_path, exporter,
+                                                                               launch):
+    """The trainer under faketime +600 s (the exporter and this test on the true clock): its wall clock and
+    epoch timestamps are 600 s ahead, its epoch energy still equals the counter's increase over the epoch."""
+    poller = Poller(exporter.url)
+    args = long_run_args(long_cifar_dir, str(tmp_path))
+    args[args.index("--metrics-port") + 1] = "0"
+    env = dict(child_env(), FAKETIME_FORCE_MONOTONIC_FIX="1")
+    process = subprocess.Popen(["faketime", "-f", "+600s", sys.executable, "-m", "trainer.cli"] + args + [
+        "--exporter-url", exporter.url, "--metrics-addr", "127.0.0.1", "--linger", "120"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = Lines(process.stdout)
+        port = lines.wait_for(r"metrics http://127\.0\.0\.1:\d+/").split("127.0.0.1:")[1].split("/")[0]
+        lines.wait_for("serving the final metrics")
+        before = time.time()
+        scrape = requests.get("http://127.0.0.1:{}/metrics".format(port), timeout=10).text
+        after = time.time()
+    finally:
+        poller.stop()
+        stop_process(process)
+    clock = [s.value for f in text_string_to_metric_families(scrape) for s in f.samples
+             if s.name == "edgescope_time_seconds"]
+    assert before + 600 <= clock[0] <= after + 600
+    for record in results(str(tmp_path / "results.jsonl")):
+        assert record["start_time"] > time.time() + 500  # the board's clock
+        counter = poller.counter_at(record["end_time"] - 600) - poller.counter_at(record["start_time"] - 600)
+        assert record["energy_joules"] == pytest.approx(counter, abs=NANO_MAX_W * INTERVAL_S * 2), record
+
+
 def test_exporter_killed_and_restarted_mid_epoch_gives_that_epoch_no_energy_and_a_note(long_cifar_dir, tmp_path,
                                                                                       exporter, launch):
     # The counter must be above what a freshly restarted exporter counts within an epoch (60 batches: a few
