@@ -12,11 +12,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from trainer.errors import UsageError
 from trainer.meter import BatchTiming, Window
 
-# Geometric, ratio 1.1, from just under 1 ms to 32 s (a CIFAR batch on an Orin to a VGG batch on a Nano):
+# Geometric, ratio 1.1, from just under 1 ms to 10.3 s (a CIFAR batch on an Orin to a VGG batch on a Nano):
 # histogram_quantile's linear interpolation inside a bucket (lo, 1.1 lo] misplaces a steady value by at
-# most q * 10 % (p50 5 %, p95 9.5 %). 111 bounds + Inf: 112 series per histogram, 336 per run.
+# most q * 10 % (p50 5 %, p95 9.5 %); then 15, 20, 30 s to catch stragglers. 102 bounds + Inf: 103 buckets
+# per histogram (docs/metrics.md gives the series cost).
 BUCKET_RATIO = 1.1
-BUCKETS = tuple(float("%.4g" % (0.001 * BUCKET_RATIO ** k)) for k in range(-1, 110))
+BUCKETS = tuple(float("%.4g" % (0.001 * BUCKET_RATIO ** k)) for k in range(-1, 98)) + (15.0, 20.0, 30.0)
 
 RUN_INFO_LABELS = ("model", "dataset", "batch_size", "workers", "prefetch_factor", "pin_memory",
                    "timing", "torch_device", "device_name", "energy_source")
@@ -105,7 +106,8 @@ class TrainMetrics:
         self.batch.observe(timing.batch_s)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
-        self._run_info.labels(run_id=self.run_id, **labels).set(1)
+        """``energy_source`` may be left out: a loop that measures no energy need not say so."""
+        self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none"}, **labels)).set(1)
 
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None) -> None:
