@@ -161,16 +161,15 @@ class InProcessEnergy:
 
     def _sample(self) -> Reading:
         with self._lock:
+            now = time.monotonic()  # before the sample, as the counter sources (RAPL, NVML) time theirs
             try:
-                samples = self._source.sample()
-                watts = next(s.value for s in samples if s.name == POWER)
-            except StopIteration:
-                raise EnergyUnavailable("{} gives no board power".format(self.where))
+                watts = next((s.value for s in self._source.sample() if s.name == POWER), None)
+                if watts is None:
+                    raise ValueError("no board power in its sample")
             except Exception as error:  # a source fails in many ways (SourceDown, OSError, ...): all mean no reading
                 self._failed += 1
                 self._last_failure = str(error).strip() or type(error).__name__
                 raise EnergyUnavailable("{} is down: {}".format(self.where, self._last_failure))
-            now = time.monotonic()
             self._integrator.add(now, watts)
             return Reading(now, self._integrator.joules, watts, float(self._failed))
 

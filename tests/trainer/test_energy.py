@@ -316,3 +316,44 @@ def test_exporter_behind_https_and_basic_auth_is_read_with_the_url_credentials(t
     assert wrong == "https://prometheus:***@127.0.0.1:{}/metrics answered HTTP 401 Unauthorized".format(port)
     untrusted = try_read(ExporterEnergy(url))  # the system CAs do not know this one
     assert untrusted == "cannot read https://prometheus:***@127.0.0.1:{}/metrics: SSLError".format(port)
+
+
+def test_in_process_energy_follows_a_hardware_counter_and_an_outage_voids_the_epoch(tmp_path):
+    """The exporter's RAPL source on a fake powercap tree: 10 J counted between two readings come back as
+    10 J; a failed sample between two readings makes that span unknown, with the source's reason."""
+    from exporter.config import SETTINGS
+    from trainer.energy import InProcessEnergy
+    zone = tmp_path / "class" / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    counter = [5000000]
+
+    def count(joules: float) -> None:
+        counter[0] += int(joules * 1e6)
+        (zone / "energy_uj").write_text("{}\n".format(counter[0]))
+
+    count(0)
+    settings = dict({s.name: s.default for s in SETTINGS}, **{"power-source": "rapl", "sysfs-root": str(tmp_path)})
+    meter = InProcessEnergy(settings)
+    try:
+        assert meter.source == "rapl"
+        count(1.0)
+        assert isinstance(first_reading(meter, 10.0), Reading)  # RAPL's power needs two samples
+        start = meter.read()
+        time.sleep(1.0)
+        count(10.0)
+        measured = epoch_energy(start, meter.read(), meter.broken)
+        # power is the counter's increase over the source's own sampling times, integrated over the reader's:
+        # the two clocks are read microseconds apart, against a second between the readings
+        assert measured.joules == pytest.approx(10.0, rel=0.02) and measured.note == ""
+        start = meter.read()
+        zone.rename(tmp_path / "gone")
+        assert "no RAPL zones" in try_read(meter)
+        (tmp_path / "gone").rename(zone)
+        count(10.0)
+        voided = epoch_energy(start, meter.read(), meter.broken)
+        assert voided.joules is None and "power source rapl was down during the epoch (last: no RAPL zones" \
+            in voided.note
+    finally:
+        meter.close()
