@@ -41,8 +41,8 @@ def main() -> None:
         print("gpu_timing: torch {} sees no CUDA device; run this on a CUDA machine (or --device cpu to try it)"
               .format(torch.__version__), file=sys.stderr)
         sys.exit(2)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    if device.index is not None:
+        torch.cuda.set_device(device)  # the loop's synchronize() and events then use this GPU
     with tempfile.TemporaryDirectory() as data_dir:
         setup = Setup(args.model, args.batch_size, args.batches, args.workers, device, data_dir)
         runs = interleave(setup, MODES, args.rounds)

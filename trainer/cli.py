@@ -156,10 +156,10 @@ def _resolve_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(choice)
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError("--device {}: torch sees {} CUDA device(s), numbered from 0".format(
-            choice, torch.cuda.device_count()))
-    if device.type == "cuda":
+    if device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise UsageError("--device {}: torch sees {} CUDA device(s), numbered from 0".format(
+                choice, torch.cuda.device_count()))
         torch.cuda.set_device(device)  # kernels, events and current_stream() all on the run's device
     return device
 

@@ -158,6 +158,16 @@ def test_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     assert err.startswith("edgescope-train: ") and err.count("\n") == 1 and expected in err, err
 
 
+def test_cuda_n_makes_that_gpu_current_and_plain_cuda_leaves_the_current_one(monkeypatch):
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    assert cli._resolve_device("cuda:1") == torch.device("cuda:1")
+    assert cli._resolve_device("cuda") == torch.device("cuda") and cli._resolve_device("cpu") == torch.device("cpu")
+    assert made_current == [torch.device("cuda:1")]
+
+
 def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys):
     checkpoints = str(tmp_path / "ckpt")
     args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints]
