@@ -3,9 +3,13 @@ torch.cuda.synchronize() and no timing cost, and do lazy and sync agree?
 
 Same model, data (synthetic CIFAR-10, reference transforms, pinned memory) and
 loop as edgescope-train, the three --timing modes interleaved in ABBA order.
-Prints wall-time ratios against ``none`` and each mode's stall and compute sums.
+Prints wall-time ratios against ``none``, each mode's stall and compute sums,
+and how far lazy's stall and compute are from sync's. Needs only torch,
+torchvision and prometheus-client next to this checkout:
 
-    PYTHONPATH=. python3 bench/gpu_timing.py [--model resnet18 --batches 200 --rounds 4 --workers 4]
+    python3 bench/gpu_timing.py [--device cuda:0 --model resnet18 --batches 200 --rounds 4 --workers 4]
+
+Without CUDA it stops with one line (``--device cpu`` tries the script out).
 """
 import argparse
 import json
@@ -30,11 +34,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="batches per run")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--device", default="cuda", help="cpu only to try the script out")
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu only to try the script out")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("gpu_timing: torch sees no CUDA device; run this on a GPU machine")
+        print("gpu_timing: torch {} sees no CUDA device; run this on a CUDA machine (or --device cpu to try it)"
+              .format(torch.__version__), file=sys.stderr)
+        sys.exit(2)
+    if device.index is not None:
+        torch.cuda.set_device(device)  # the loop's synchronize() and events then use this GPU
     with tempfile.TemporaryDirectory() as data_dir:
         setup = Setup(args.model, args.batch_size, args.batches, args.workers, device, data_dir)
         runs = interleave(setup, MODES, args.rounds)
@@ -52,6 +60,11 @@ def main() -> None:
         summary[mode] = line
         print("{:5s} wall {:.3f} s  ratio to none {:.4f}{}".format(mode, wall, wall / baseline, "" if mode == "none"
               else "  stall {:.3f} s  compute {:.3f} s".format(line["stall_s"], line["compute_s"])))
+    for key in ("stall_s", "compute_s"):
+        if summary["sync"][key] > 0:
+            summary["lazy_to_sync_" + key[:-2]] = summary["lazy"][key] / summary["sync"][key]
+    print("lazy/sync: stall {}  compute {}".format(*("{:.4f}".format(summary[k]) if k in summary else "-"
+                                                     for k in ("lazy_to_sync_stall", "lazy_to_sync_compute"))))
     print(json.dumps(summary))
 
 

@@ -11,7 +11,7 @@ import sys
 from typing import List, Optional
 
 from experiment import controls as board
-from experiment.plan import PlanError, load
+from experiment.plan import PlanError, attempt_id, load
 from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
 from experiment.state import Journal
 from report.cli import OneLineParser
@@ -35,7 +35,8 @@ def error(message: str, code: int = 2) -> int:
 
 
 def dry_run(plan, drop: bool) -> None:
-    status = Journal(plan.output_dir).last_status()
+    journal = Journal(plan.output_dir)
+    status = journal.last_status()
     runs = plan.runs()
     say("plan {}: {} runs, {} epochs each; before each run: {}".format(
         plan.path, len(runs), plan.epochs, ", ".join(x for x in (
@@ -50,7 +51,8 @@ def dry_run(plan, drop: bool) -> None:
         print("{}  [{}]  power_mode={}  storage={}".format(run.run_id, state,
                                                            "as is" if run.power_mode is None else run.power_mode,
                                                            run.location))
-        print("    " + " ".join(trainer_command(plan, run, labels)))
+        next_id = attempt_id(run.run_id, journal.attempts(run.run_id) + 1)
+        print("    " + " ".join(trainer_command(plan, run, labels, next_id)))
     args = report_arguments(plan, [r.run_id for r in runs])
     print("then: " + ("edgescope-report " + " ".join(args) if args else "no report (report.prometheus not set)"))
 

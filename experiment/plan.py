@@ -3,8 +3,10 @@
 An unknown key or an impossible value is a PlanError whose message names the
 file and the key (``plan.yaml: sweep.batch_size[1]: ...``).
 """
+import hashlib
 import itertools
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
@@ -13,6 +15,7 @@ from exporter.yamlfile import one_line, read_mapping
 MODELS = ("vgg11", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("cifar10", "imagefolder")
 FORMATS = ("table", "csv", "json", "markdown")
+EXPORTER_URL = "http://127.0.0.1:9945/metrics"  # the board's own exporter: the trainer reads epoch energy there
 PowerMode = Union[None, int, str]
 MAX_RUNS = 10000  # a sweep is hours per run: more than this is a typo, and --dry-run would print for ever
 
@@ -24,9 +27,25 @@ class PlanError(Exception):
         super().__init__(one_line(message))
 
 
+def id_part(text: str) -> str:
+    """``text`` as a run-id part (letters, digits, ``_.-``); where that changed it, a short stable hash of the
+    original follows, so ``"15W 6CORE"`` and ``"15W_6CORE"`` stay distinct."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    if safe == text:
+        return text
+    return "{}-{}".format(safe, hashlib.sha1(text.encode("utf-8")).hexdigest()[:6])
+
+
+def attempt_id(run_id: str, attempt: int) -> str:
+    """The trainer's run id for one attempt: a redone run is a new run (``-a2``, ``-a3``, ...), so the epochs
+    of two attempts never mix under one id."""
+    return run_id if attempt <= 1 else "{}-a{}".format(run_id, attempt)
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One trainer run of the sweep."""
+    """One trainer run of the sweep on one board; ``run_id`` names it in the journal and (first attempt)
+    in Prometheus."""
     run_id: str
     model: str
     batch_size: int
@@ -48,6 +67,7 @@ class Plan:
     max_batches: Optional[int]
     metrics_port: int
     device_name: Optional[str]
+    exporter_url: Optional[str]
     extra_args: List[str]
     command: Optional[List[str]]
     sweep: Dict[str, Any]
@@ -60,20 +80,26 @@ class Plan:
     plots: bool
     warmup_epochs: int
 
+    @property
+    def board(self) -> str:
+        """The board the sweep runs on: trainer.device_name, else this machine's hostname."""
+        return self.device_name or socket.gethostname()
+
     def runs(self) -> List[RunSpec]:
         """Every run, power mode outermost (changing it is slow and may need the
-        board to settle), then dataset location, model and loader settings."""
+        board to settle), then dataset location, model and loader settings.
+        Run ids end with the board, so two boards running one plan never share one."""
         s = self.sweep
         out = []
         for mode, (location, data_dir), model, batch, workers, prefetch, repeat in itertools.product(
                 s["power_mode"], s["dataset_location"].items(), s["model"], s["batch_size"], s["workers"],
                 s["prefetch_factor"], range(self.repeats)):
             parts = [self.name, model, "b{}".format(batch), "w{}".format(workers), "pf{}".format(prefetch),
-                     "pm-{}".format("asis" if mode is None else mode), location]
+                     "pm-{}".format("asis" if mode is None else id_part(str(mode))), location]
             if self.repeats > 1:
                 parts.append("r{}".format(repeat))
-            run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))
-            out.append(RunSpec(run_id, model, batch, workers, prefetch, mode, location, data_dir, repeat))
+            parts.append(id_part(self.board))
+            out.append(RunSpec("-".join(parts), model, batch, workers, prefetch, mode, location, data_dir, repeat))
         return out
 
 
@@ -110,6 +136,12 @@ def _bool(path: str, key: str, value: Any) -> bool:
     return value
 
 
+def _url(path: str, key: str, value: Any) -> Optional[str]:
+    if value is not None and not re.match(r"^https?://", _str(path, key, value)):
+        raise _fail(path, key, "must be an http:// or https:// URL (or null), got {!r}".format(value))
+    return value
+
+
 def _list(path: str, key: str, value: Any, check) -> list:
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -135,7 +167,7 @@ def load(path: str) -> Plan:
     raw = read_mapping(path, "", PlanError, "plan")
     top = _section(path, raw, "", ["name", "repeats", "trainer", "sweep", "controls", "output", "report"])
     trainer = _section(path, top.get("trainer"), "trainer", ["dataset", "epochs", "max_batches", "metrics_port",
-                                                            "device_name", "extra_args", "command"])
+                                                            "device_name", "exporter_url", "extra_args", "command"])
     sweep = _section(path, top.get("sweep"), "sweep", ["model", "batch_size", "workers", "prefetch_factor",
                                                       "power_mode", "dataset_location"])
     controls = _section(path, top.get("controls"), "controls", ["jetson_clocks", "fan_max", "drop_caches"])
@@ -195,9 +227,8 @@ def load(path: str) -> Plan:
     fmt = report.get("format", "markdown")
     if fmt not in FORMATS:
         raise _fail(path, "report.format", "must be one of {}, got {!r}".format(", ".join(FORMATS), fmt))
-    prometheus = report.get("prometheus")
-    if prometheus is not None and not re.match(r"^https?://", _str(path, "report.prometheus", prometheus)):
-        raise _fail(path, "report.prometheus", "must be an http:// or https:// URL, got {!r}".format(prometheus))
+    prometheus = _url(path, "report.prometheus", report.get("prometheus"))
+    exporter_url = _url(path, "trainer.exporter_url", trainer.get("exporter_url", EXPORTER_URL))
     epochs = _int(path, "trainer.epochs", trainer.get("epochs", 6), 1)
     warmup = _int(path, "report.warmup_epochs", report.get("warmup_epochs", 1), 0)
     if warmup >= epochs:
@@ -211,7 +242,8 @@ def load(path: str) -> Plan:
     return Plan(
         path=path, name=name, repeats=repeats, dataset=dataset,
         epochs=epochs, max_batches=max_batches, metrics_port=port,
-        device_name=device_name, extra_args=list(extra), command=command, sweep=checked_sweep,
+        device_name=device_name, exporter_url=exporter_url, extra_args=list(extra), command=command,
+        sweep=checked_sweep,
         jetson_clocks=_bool(path, "controls.jetson_clocks", controls.get("jetson_clocks", True)),
         fan_max=_bool(path, "controls.fan_max", controls.get("fan_max", True)),
         drop_caches=_bool(path, "controls.drop_caches", controls.get("drop_caches", True)),

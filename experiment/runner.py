@@ -1,30 +1,31 @@
 """Runs a plan: for each pending run, set the board up, drop the page cache,
 run the trainer with the run's context as labels, journal the outcome."""
 import os
-import socket
 import subprocess
 import sys
 from typing import Dict, List, Optional
 
 from experiment import controls as board
-from experiment.plan import Plan, RunSpec
+from experiment.plan import Plan, RunSpec, attempt_id
 from experiment.state import Journal
 
 
-def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str]) -> List[str]:
-    """The trainer's command line, with the flags of the trainer issue and one
+def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str], run_id: str) -> List[str]:
+    """The trainer's command line for one attempt (``run_id``), with the flags of the trainer issue and one
     ``--label KEY=VALUE`` per context label (they land in run_info)."""
     base = plan.command or [sys.executable, "-m", "trainer.cli"]
     cmd = list(base) + [
         "--model", run.model, "--dataset", plan.dataset, "--data-dir", run.data_dir,
         "--batch-size", str(run.batch_size), "--workers", str(run.workers),
         "--prefetch-factor", str(run.prefetch_factor), "--epochs", str(plan.epochs),
-        "--run-id", run.run_id, "--device-name", plan.device_name or socket.gethostname(),
+        "--run-id", run_id, "--device-name", plan.board,
         "--metrics-port", str(plan.metrics_port),
-        "--results", os.path.join(plan.output_dir, run.run_id + ".results.jsonl"),
+        "--results", os.path.join(plan.output_dir, run_id + ".results.jsonl"),
     ]
     if plan.max_batches is not None:
         cmd += ["--max-batches", str(plan.max_batches)]
+    if plan.exporter_url is not None:
+        cmd += ["--exporter-url", plan.exporter_url]
     for key, value in sorted(labels.items()):
         cmd += ["--label", "{}={}".format(key, value)]
     return cmd + plan.extra_args
@@ -62,25 +63,26 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
             labels["page_cache"] = "dropped"
         else:
             labels["page_cache"] = "kept"
-        cmd = trainer_command(plan, run, labels)
-        results = os.path.join(plan.output_dir, run.run_id + ".results.jsonl")
-        if os.path.exists(results):
-            os.remove(results)  # an interrupted attempt's partial epochs must not mix in
-        journal.record(run.run_id, "started", context=labels, command=cmd)
-        say("{}: training ({})".format(where, " ".join("{}={}".format(k, v) for k, v in sorted(labels.items()))))
-        code = _run_logged(cmd, os.path.join(plan.output_dir, run.run_id + ".log"), run.run_id, journal)
+        attempt = journal.attempts(run.run_id) + 1
+        trainer_run_id = attempt_id(run.run_id, attempt)  # each attempt's epochs under an id of their own
+        cmd = trainer_command(plan, run, labels, trainer_run_id)
+        ids = {"attempt": attempt, "trainer_run_id": trainer_run_id}
+        journal.record(run.run_id, "started", context=labels, command=cmd, **ids)
+        say("{}: training as {} ({})".format(where, trainer_run_id,
+                                             " ".join("{}={}".format(k, v) for k, v in sorted(labels.items()))))
+        log_path = os.path.join(plan.output_dir, trainer_run_id + ".log")
+        code = _run_logged(cmd, log_path, run.run_id, journal, ids)
         if code == 0:
-            journal.record(run.run_id, "completed")
+            journal.record(run.run_id, "completed", **ids)
             say("{}: completed".format(where))
         else:
-            journal.record(run.run_id, "failed", returncode=code)
-            say("{}: FAILED with exit code {} (see {}); it is redone next time".format(
-                where, code, os.path.join(plan.output_dir, run.run_id + ".log")))
+            journal.record(run.run_id, "failed", returncode=code, **ids)
+            say("{}: FAILED with exit code {} (see {}); it is redone next time".format(where, code, log_path))
             failed.append(run.run_id)
     return failed
 
 
-def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal) -> int:
+def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, ids: Dict[str, object]) -> int:
     """The trainer's output goes to the terminal and to its log file."""
     with open(log_path, "a") as log:
         try:
@@ -101,13 +103,15 @@ def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal) ->
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-            journal.record(run_id, "interrupted")
+            journal.record(run_id, "interrupted", **ids)
             raise
 
 
 def completed_runs(plan: Plan) -> List[str]:
-    status = Journal(plan.output_dir).last_status()
-    return [r.run_id for r in plan.runs() if status.get(r.run_id) == "completed"]
+    """The trainer run ids of the attempts that completed the plan's runs."""
+    last = Journal(plan.output_dir).last_events()
+    return [last[r.run_id].get("trainer_run_id", r.run_id) for r in plan.runs()
+            if r.run_id in last and last[r.run_id]["event"] == "completed"]
 
 
 def report_arguments(plan: Plan, run_ids: List[str]) -> Optional[List[str]]:

@@ -26,11 +26,16 @@ class Journal:
                         continue  # a line cut short by a crash: that run is simply redone
         return out
 
+    def last_events(self) -> Dict[str, dict]:
+        """Each run's latest event."""
+        return {event["run_id"]: event for event in self.events()}
+
     def last_status(self) -> Dict[str, str]:
-        status = {}  # type: Dict[str, str]
-        for event in self.events():
-            status[event["run_id"]] = event["event"]
-        return status
+        return {run_id: event["event"] for run_id, event in self.last_events().items()}
+
+    def attempts(self, run_id: str) -> int:
+        """How many times the run was started."""
+        return sum(1 for event in self.events() if event["run_id"] == run_id and event["event"] == "started")
 
     def record(self, run_id: str, event: str, **details) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)

@@ -91,8 +91,10 @@ for _ in $(seq 60); do
 done
 
 # --- a short run of the reference experiment ------------------------------------
+# The trainer reads the exporter's energy counter at each epoch's edges (energy_joules in results.jsonl).
 python3 -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
     --run-id "$RUN_ID" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
+    --exporter-url "http://127.0.0.1:$EXPORTER_PORT/metrics" \
     --results "$OUT/results.jsonl" --metrics-textfile "$OUT/trainer.prom"
 sleep 4  # the rules' last evaluation after the final scrape
 
@@ -108,7 +110,7 @@ Where to look:
   its targets         $PROM/targets
   alerts              $PROM/alerts
   exporter metrics    http://127.0.0.1:$EXPORTER_PORT/metrics
-  per-epoch results   $OUT/results.jsonl
+  per-epoch results   $OUT/results.jsonl   (energy_joules: measured by the trainer at the epoch edges)
   report plots        $OUT/plots/*.png
   logs                $OUT/exporter.log, $OUT/prometheus.log
   dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a

@@ -21,7 +21,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from exporter.config import POWER_SOURCES
+from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from trainer.data import DATASETS, build_dataset, make_loader
+from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
+                            first_reading, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
@@ -75,7 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int_at_least(0), default=4, help="DataLoader worker processes")
     p.add_argument("--prefetch-factor", type=int_at_least(1), default=2, help="batches loaded ahead per worker")
     p.add_argument("--pin-memory", action="store_true")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--device", type=_device_choice, default="auto",
+                   help="auto (CUDA if torch sees it), cuda, cuda:N or cpu")
     p.add_argument("--epochs", type=int_at_least(1), default=6)
     p.add_argument("--max-batches", type=int_at_least(1), default=None, help="cap on batches per epoch")
     p.add_argument("--lr", type=_non_negative_float, default=0.01)
@@ -99,6 +104,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
     p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
     p.add_argument("--checkpoint-dir", default=None, help="save a checkpoint at every epoch end")
+    energy = p.add_mutually_exclusive_group()
+    energy.add_argument("--exporter-url", default=None, metavar="URL",
+                        help="read the board exporter's energy counter here at each epoch's start and end "
+                             "(e.g. http://127.0.0.1:9945/metrics; https and user:pass@ work)")
+    energy.add_argument("--power-source", choices=POWER_SOURCES, default=None,
+                        help="no exporter: sample this power source in-process (the exporter's sources)")
+    p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
+    p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
     args = p.parse_args(argv)
     if args.metrics_port > 65535:
@@ -109,7 +122,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("--resume needs --checkpoint-dir DIR")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
         p.error("--checkpoint-dir {} is a file, not a folder; pass a folder".format(args.checkpoint_dir))
+    if args.exporter_url and not re.match(r"^https?://[^/]", args.exporter_url):
+        p.error("--exporter-url {!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:9945/metrics"
+                .format(args.exporter_url))
+    for flag, value in (("--exporter-ca-file", args.exporter_ca_file), ("--tegrastats-file", args.tegrastats_file)):
+        if value is not None and not os.path.isfile(value):
+            p.error("{}: no file {}".format(flag, value))
+    if args.exporter_ca_file and not args.exporter_url:
+        p.error("--exporter-ca-file goes with --exporter-url")
+    if args.tegrastats_file and args.power_source not in ("tegrastats", "auto"):
+        p.error("--tegrastats-file goes with --power-source tegrastats")
     return args
+
+
+def _device_choice(text: str) -> str:
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", text):
+        raise argparse.ArgumentTypeError("{!r} is not auto, cpu, cuda or cuda:N".format(text))
+    return text
 
 
 class StopRequest:
@@ -137,12 +166,37 @@ class StopRequest:
 
 
 def _resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but torch sees no CUDA device; use --device cpu "
-                         "(on a Jetson, keep JetPack's CUDA torch: see the README)")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device {} but torch sees no CUDA device; use --device cpu "
+                         "(on a Jetson, keep JetPack's CUDA torch: see the README)".format(choice))
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    device = torch.device(choice)
+    if device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise UsageError("--device {}: torch sees {} CUDA device(s), numbered from 0".format(
+                choice, torch.cuda.device_count()))
+        torch.cuda.set_device(device)  # kernels, events and current_stream() all on the run's device
+    return device
+
+
+def _energy_meter(args: argparse.Namespace) -> Any:
+    """Where the epochs' energy comes from: the exporter, an in-process power source, or nowhere (None)."""
+    if args.exporter_url:
+        return ExporterEnergy(args.exporter_url, args.exporter_ca_file)
+    if args.power_source in (None, "none"):
+        return None
+    settings = {s.name: s.default for s in EXPORTER_SETTINGS}
+    settings.update({"power-source": args.power_source, "tegrastats-file": args.tegrastats_file})
+    try:
+        return InProcessEnergy(settings)
+    except EnergyUnavailable as error:
+        if args.power_source != "auto":
+            raise UsageError("--power-source {}: {}; pick another source or drop the flag".format(
+                args.power_source, error))
+        print("edgescope-train: --power-source auto found no power source ({}); epochs get no energy"
+              .format(error), file=sys.stderr, flush=True)
+        return None
 
 
 def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
@@ -280,13 +334,28 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
 
     labels = dict(args.label)
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
+    energy = _energy_meter(args)
     config = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
               "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
               "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
-              "torch_device": device.type, "device_name": args.device_name}
+              "torch_device": device.type, "device_name": args.device_name,
+              "energy_source": energy.source if energy else "none"}
     config.update(labels)
     metrics.set_run_info(config)
-    server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, web)
+    try:
+        for record in history:  # restored by --resume: published again, in case Prometheus missed them
+            metrics.record_epoch(record["epoch"], _window_of(record), record["samples"],
+                                 record["fetch_stall_s"] is not None, record.get("energy_joules"),
+                                 record.get("average_power_watts"))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UsageError("--resume: the epoch history in {} is malformed ({}); delete it or point --checkpoint-dir "
+                         "elsewhere".format(os.path.join(args.checkpoint_dir, CHECKPOINT_FILE), describe(error)))
+    try:
+        server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, web)
+    except UsageError:
+        if energy:
+            energy.close()
+        raise
     measured = args.timing != "none"
     meter = StepMeter(device, args.timing, on_batch=metrics.observe_batch)
     batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
@@ -308,23 +377,38 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     except OSError as error:
         if server:
             server.close()
+        if energy:
+            energy.close()
         raise UsageError("cannot write {}: {}; check --metrics-textfile / --results / --checkpoint-dir"
                          .format(error.filename, error.strerror))
+    if energy:
+        first = first_reading(energy, 0.0 if args.exporter_url else 5.0)
+        print("edgescope-train: energy from {}: {}".format(
+            energy.where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
+            else "NOT readable now ({}); epochs without a reading at both edges get no energy".format(first)),
+            flush=True)
 
     try:
         for epoch in range(start_epoch, args.epochs):
             metrics.epoch.set(epoch)
             loader.generator.manual_seed(args.seed * 100003 + epoch)  # the same order after --resume
+            energy_start = try_read(energy) if energy else ""
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
                                                          args.log_interval, stop)
+            used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config)
+            record["energy_joules"] = used.joules if used else None
+            record["average_power_watts"] = used.average_power_watts if used else None
             history.append(record)
             _append_result(args.results, record)
             print_epoch(record, args.epochs)
+            if used and used.note:
+                print("edgescope-train: epoch {}: {}".format(epoch, used.note), file=sys.stderr, flush=True)
             if not complete:
                 break
-            metrics.record_epoch(epoch, window, samples, measured)
+            metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
+                                 record["average_power_watts"])
             if args.checkpoint_dir:
                 _save_checkpoint(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "model": job.model.state_dict(),
@@ -343,12 +427,22 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             deadline = time.monotonic() + args.linger
             while time.monotonic() < deadline and not stop.requested:
                 time.sleep(0.1)
+            if stop.requested:  # training is complete and written; the linger was cut short
+                return 128 + stop.signum
         return 0
     finally:
         metrics.running.set(0)  # on every way out, a crash included: never left saying "training"
         finish()
         if server:
             server.close()
+        if energy:
+            energy.close()
+
+
+def _window_of(record: Dict[str, Any]) -> Window:
+    """A restored epoch's totals (``--results``/checkpoint record) as the Window they came from."""
+    return Window("epoch", record["duration_s"], record["fetch_stall_s"] or 0.0, record["compute_s"] or 0.0,
+                  record["batches"], record["start_time"], record["end_time"])
 
 
 def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
@@ -365,12 +459,14 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
 
 
 def print_epoch(record: Dict[str, Any], epochs: int) -> None:
-    def seconds(key: str) -> str:
-        return "-" if record[key] is None else "{:.3f} s".format(record[key])
-    print("epoch {}/{}{}: E2E {}  stall {}  compute {}  overhead {}  ({} batches, {} samples, loss {})".format(
-        record["epoch"], epochs, "" if record["complete"] else " (interrupted)", seconds("duration_s"),
-        seconds("fetch_stall_s"), seconds("compute_s"), seconds("overhead_s"), record["batches"],
-        record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
+    def value(key: str, unit: str = "s", digits: int = 3) -> str:
+        return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
+    print("epoch {}/{}{}: E2E {}  stall {}  compute {}  overhead {}  energy {}  power {}  "
+          "({} batches, {} samples, loss {})".format(
+              record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
+              value("fetch_stall_s"), value("compute_s"), value("overhead_s"), value("energy_joules", "J", 2),
+              value("average_power_watts", "W", 3), record["batches"], record["samples"],
+              "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -15,8 +15,11 @@ What is measured for each batch:
   with ``timing="sync"``) that is the time spent inside ``next()`` on the
   loader, plus the copy to ``device`` when ``wrap`` does it: loading and
   preprocessing that prefetching did not hide. With ``timing="lazy"`` on CUDA
-  it is the idle gap on the GPU timeline between the previous step's compute
-  end and this step's compute start (CUDA events), so nothing is synchronised.
+  it is the gap on the run's CUDA stream between the previous step's end event
+  and this step's start event (nothing is synchronised): the GPU's idle time
+  waiting for the host, *plus any GPU work queued outside* ``meter.step()``
+  (the batch's copy to the device, metrics or EMA updates between steps):
+  in lazy mode such work counts as stall, not compute.
 - ``compute_s``: the ``with meter.step()`` block.
 - ``batch_s``: from the previous step's end (the start of the iteration for
   the first batch) to this step's end.
@@ -104,11 +107,14 @@ class EventTimer:
     host never waits for the device except in ``flush`` (window boundaries).
 
     ``new_event`` makes objects with the ``torch.cuda.Event`` interface
-    (``record()``, ``query()``, ``elapsed_time(other)`` in ms, ``synchronize()``).
+    (``record()``, ``query()``, ``elapsed_time(other)`` in ms, ``synchronize()``);
+    ``stream`` (optional) gives the stream to record them on, the run's device's
+    current stream, whatever device is current in the calling thread.
     """
 
-    def __init__(self, new_event: Callable[[], Any]) -> None:
+    def __init__(self, new_event: Callable[[], Any], stream: Optional[Callable[[], Any]] = None) -> None:
         self._new_event = new_event
+        self._stream = stream
         self._last_end = None  # type: Any
         self._start = None  # type: Any
         # (previous step's end, this step's start, this step's end)
@@ -116,7 +122,10 @@ class EventTimer:
 
     def _record(self) -> Any:
         event = self._new_event()
-        event.record()
+        if self._stream is None:
+            event.record()
+        else:
+            event.record(self._stream())
         return event
 
     def iteration_start(self) -> None:
@@ -195,7 +204,7 @@ def make_timer(device: Any, timing: str) -> Any:
         return ClockTimer()
     if timing == "sync":
         return ClockTimer(sync)
-    return EventTimer(lambda: torch.cuda.Event(enable_timing=True))
+    return EventTimer(lambda: torch.cuda.Event(enable_timing=True), lambda: torch.cuda.current_stream(device))
 
 
 def to_device(batch: Any, device: Any) -> Any:

@@ -1,19 +1,48 @@
 """The trainer's Prometheus exposition: names and meanings as in docs/metrics.md."""
 import os
-from typing import Dict, Optional, Tuple
+import time
+from typing import Dict, Iterator, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.config import ConfigError
 from exporter.server import MetricsServer, WebConfig, load_web_config, serve_registry
 from trainer.errors import UsageError
 from trainer.meter import BatchTiming, Window
 
-# 1 ms to 30 s, roughly 1-2-5 per decade: a CIFAR batch on an Orin to a VGG batch on a Nano.
-BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+# Geometric, ratio 1.1, from just under 1 ms to 10.3 s (a CIFAR batch on an Orin to a VGG batch on a Nano):
+# histogram_quantile's linear interpolation inside a bucket (lo, 1.1 lo] misplaces a steady value by at
+# most q * 10 % (p50 5 %, p95 9.5 %); then 15, 20, 30 s to catch stragglers. 102 bounds + Inf: 103 buckets
+# per histogram (docs/metrics.md gives the series cost).
+BUCKET_RATIO = 1.1
+BUCKETS = tuple(float("%.4g" % (0.001 * BUCKET_RATIO ** k)) for k in range(-1, 98)) + (15.0, 20.0, 30.0)
 
 RUN_INFO_LABELS = ("model", "dataset", "batch_size", "workers", "prefetch_factor", "pin_memory",
-                   "timing", "torch_device", "device_name")
+                   "timing", "torch_device", "device_name", "energy_source")
+WALL_CLOCK = "edgescope_time_seconds"
+
+
+class WallClock:
+    """``edgescope_time_seconds`` read when the scrape is answered (node_exporter's node_time_seconds), so
+    the monitoring host can tell this board's clock offset from the scrape's own timestamp."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(WALL_CLOCK, "")
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(WALL_CLOCK, "System wall-clock time in Unix seconds when the scrape was answered.",
+                                value=time.time())
+
+
+class _WithoutWallClock:
+    """The registry minus the wall clock: a file is read long after it is written, so it carries no clock."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return (metric for metric in self._registry.collect() if metric.name != WALL_CLOCK)
 
 
 class TrainMetrics:
@@ -60,8 +89,15 @@ class TrainMetrics:
                                   "Unix time the epoch started.", epoch)
         self._epoch_end = gauge("edgescope_train_epoch_end_timestamp_seconds",
                                 "Unix time the epoch ended.", epoch)
+        self._epoch_energy = gauge("edgescope_train_epoch_energy_joules",
+                                   "Per completed epoch: board energy from its start to its end, measured by "
+                                   "the trainer at the epoch's edges (absent where unmeasured).", epoch)
+        self._epoch_power = gauge("edgescope_train_epoch_average_power_watts",
+                                  "Per completed epoch: board energy divided by the epoch's duration "
+                                  "(absent where unmeasured).", epoch)
         self._run_info = gauge("edgescope_train_run_info", "The run's configuration (value 1).",
                                ("run_id",) + RUN_INFO_LABELS + tuple(context_labels))
+        self.registry.register(WallClock())
 
     def observe_batch(self, timing: BatchTiming) -> None:
         self.fetch_stall.observe(timing.fetch_stall_s)
@@ -69,14 +105,21 @@ class TrainMetrics:
         self.batch.observe(timing.batch_s)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
-        self._run_info.labels(run_id=self.run_id, **labels).set(1)
+        """``energy_source`` may be left out: a loop that measures no energy need not say so."""
+        self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none"}, **labels)).set(1)
 
-    def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True) -> None:
-        """``measured`` False (``--timing none``): no stall or compute series rather than false zeros."""
+    def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
+                     energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None) -> None:
+        """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
+        energy None (nothing measured it): no energy or power series."""
         labels = (self.run_id, str(epoch))
         if measured:
             self._epoch_fetch_stall.labels(*labels).set(window.fetch_stall_s)
             self._epoch_compute.labels(*labels).set(window.compute_s)
+        if energy_joules is not None:
+            self._epoch_energy.labels(*labels).set(energy_joules)
+        if average_power_watts is not None:
+            self._epoch_power.labels(*labels).set(average_power_watts)
         self._epoch_duration.labels(*labels).set(window.duration_s)
         self._epoch_samples.labels(*labels).set(samples)
         self._epoch_start.labels(*labels).set(window.start_time)
@@ -86,7 +129,7 @@ class TrainMetrics:
         """Writes the exposition atomically (temporary file, then rename), node_exporter textfile style."""
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        write_to_textfile(path, self.registry)
+        write_to_textfile(path, _WithoutWallClock(self.registry))  # type: ignore[arg-type]
 
 
 def load_web(path: Optional[str]) -> Optional[WebConfig]:

@@ -16,6 +16,7 @@ for flag in ("--batch-size", "--workers", "--prefetch-factor", "--epochs", "--me
     p.add_argument(flag, type=int)
 p.add_argument("--label", action="append", default=[])
 p.add_argument("--linger", type=float)
+p.add_argument("--exporter-url")
 args = p.parse_args()
 with open(os.environ["FAKE_TRAINER_LOG"], "a") as f:
     f.write(json.dumps({"argv": sys.argv[1:], "labels": dict(x.split("=", 1) for x in args.label)}) + "\n")

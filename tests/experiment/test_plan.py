@@ -1,9 +1,10 @@
 """Plan files: the shipped example, unknown keys, impossible values."""
 import os
+import re
 
 import pytest
 
-from experiment.plan import PlanError, load
+from experiment.plan import EXPORTER_URL, PlanError, attempt_id, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -16,6 +17,12 @@ def test_reference_plan_loads_and_expands_the_sweep():
     assert {r.location for r in runs} == {"sd", "ssd"}
     assert all(r.batch_size == 16 and r.workers == 4 and r.prefetch_factor == 2 for r in runs)
     assert plan.epochs == 6 and plan.warmup_epochs == 1
+    assert plan.exporter_url == EXPORTER_URL
+
+
+def test_exporter_url_defaults_to_the_local_exporter_and_null_turns_it_off(bench):
+    assert load(bench.plan()).exporter_url == "http://127.0.0.1:9945/metrics"
+    assert load(bench.plan(trainer__exporter_url=None)).exporter_url is None
 
 
 def test_repeats_and_power_modes_multiply_runs(bench):
@@ -23,7 +30,31 @@ def test_repeats_and_power_modes_multiply_runs(bench):
     runs = plan.runs()
     assert len(runs) == 2 * 2 * 3 * 2  # power modes × batch × workers × repeats
     assert runs[0].power_mode == "MODE_20W_6CORE" and runs[-1].power_mode == 3  # power mode outermost
-    assert runs[0].run_id == "t-vgg11-b8-w0-pf2-pm-MODE_20W_6CORE-ssd-r0"
+    assert runs[0].run_id == "t-vgg11-b8-w0-pf2-pm-MODE_20W_6CORE-ssd-r0-nx-test"
+
+
+def test_run_ids_carry_the_board_so_two_boards_never_share_one(bench, monkeypatch):
+    nx, nano = (load(bench.plan(trainer__device_name=name)).runs() for name in ("nx-01", "nano 02"))
+    assert [r.run_id for r in nx] == ["t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-01",
+                                      "t-vgg11-b16-w4-pf2-pm-3-ssd-nx-01"]
+    assert not {r.run_id for r in nx} & {r.run_id for r in nano}
+    assert nano[0].run_id.startswith("t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nano_02-")  # sanitised + hash
+    monkeypatch.setattr("socket.gethostname", lambda: "orin-lab3")
+    assert load(bench.plan(trainer__device_name=None)).runs()[0].run_id.endswith("-ssd-orin-lab3")
+
+
+def test_power_modes_that_differ_only_in_punctuation_get_distinct_stable_ids(bench):
+    modes = ["15W 6CORE", "15W_6CORE", "15W-6CORE", "15W/6CORE", "15W  6CORE"]
+    ids = [r.run_id for r in load(bench.plan(sweep__power_mode=modes)).runs()]
+    assert len(set(ids)) == len(modes)
+    assert ids[1] == "t-vgg11-b16-w4-pf2-pm-15W_6CORE-ssd-nx-test"  # already clean: unchanged
+    assert all(re.match(r"^[A-Za-z0-9_.-]+$", run_id) for run_id in ids)
+    assert ids == [r.run_id for r in load(bench.plan(sweep__power_mode=modes)).runs()]  # stable across loads
+
+
+def test_a_redone_run_gets_a_new_id_per_attempt():
+    assert attempt_id("t-vgg11-nx", 1) == "t-vgg11-nx"
+    assert [attempt_id("t-vgg11-nx", n) for n in (2, 3)] == ["t-vgg11-nx-a2", "t-vgg11-nx-a3"]
 
 
 @pytest.mark.parametrize("change, key", [
@@ -52,6 +83,7 @@ def test_unknown_key_is_named(bench, change, key):
     ({"trainer__dataset": "imagenet"}, "trainer.dataset"),
     ({"report__format": "xlsx"}, "report.format"),
     ({"report__prometheus": "localhost:9090"}, "report.prometheus"),
+    ({"trainer__exporter_url": "board:9945"}, "trainer.exporter_url"),
     ({"controls__drop_caches": "yes"}, "controls.drop_caches"),
     ({"name": "my plan"}, "name"),
 ])

@@ -13,7 +13,8 @@ import pytest
 from experiment import controls as board
 from experiment.controls import ControlError, NoControls
 from experiment.plan import load
-from experiment.runner import run_plan
+from experiment.runner import completed_runs, run_plan
+from experiment.state import Journal
 from tests.report.scenario import NX_RUN
 
 
@@ -45,8 +46,9 @@ def test_controls_are_set_before_each_run_and_recorded_in_its_labels(bench):
     assert flags["--data-dir"] == str(bench.tmp / "ssd")
     assert (flags["--batch-size"], flags["--workers"], flags["--prefetch-factor"], flags["--epochs"]) == \
         ("16", "4", "2", "3")
-    assert flags["--run-id"] == "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd"
+    assert flags["--run-id"] == "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test"
     assert flags["--device-name"] == "nx-test" and flags["--metrics-port"] == "19946"
+    assert flags["--exporter-url"] == "http://127.0.0.1:9945/metrics"
     assert flags["--results"] == str(bench.out / (flags["--run-id"] + ".results.jsonl"))
     assert [e["event"] for e in bench.journal()] == ["started", "completed", "started", "completed"]
     assert "Jetson controls through jtop" in result.stdout
@@ -77,9 +79,9 @@ def test_a_mode_that_does_not_take_effect_stops_with_one_line(bench):
     assert bench.trainer_starts() == []
 
 
-def test_completed_runs_are_skipped_and_failed_ones_redone(bench):
-    plan = bench.plan()
-    second = "t-vgg11-b16-w4-pf2-pm-3-ssd"
+def test_completed_runs_are_skipped_and_failed_ones_redone_under_a_new_id(bench):
+    plan = bench.plan(trainer__exporter_url=None)
+    second = "t-vgg11-b16-w4-pf2-pm-3-ssd-nx-test"
     result = bench.run(plan, FAKE_TRAINER_FAIL=second)
     assert result.returncode == 1 and second in result.stderr and "rerun" in result.stderr
     assert [(e["run_id"], e["event"]) for e in bench.journal()][-1] == (second, "failed")
@@ -88,14 +90,19 @@ def test_completed_runs_are_skipped_and_failed_ones_redone(bench):
     assert result.returncode == 0, result.stderr
     assert "done before, skipped" in result.stdout and "redoing (failed last time)" in result.stdout
     runs = [s["argv"][s["argv"].index("--run-id") + 1] for s in bench.trainer_starts()]
-    assert runs == ["t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd", second, second]
+    assert runs == ["t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test", second, second + "-a2"]
+    assert all("--exporter-url" not in s["argv"] for s in bench.trainer_starts())  # null: off
+    assert [(e["event"], e["attempt"], e["trainer_run_id"]) for e in bench.journal() if e["run_id"] == second] == \
+        [("started", 1, second), ("failed", 1, second), ("started", 2, second + "-a2"),
+         ("completed", 2, second + "-a2")]
+    assert completed_runs(load(plan)) == ["t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test", second + "-a2"]
     result = bench.run(plan)  # everything done: nothing runs again
     assert len(bench.trainer_starts()) == 3 and result.stdout.count("done before, skipped") == 2
 
 
 def test_an_interrupted_run_is_redone(bench):
     plan = bench.plan()
-    first = "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd"
+    first = "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test"
     mark = bench.tmp / "hanging"
     process = subprocess.Popen(bench.cli_args(plan), env=bench.env(FAKE_TRAINER_HANG=first,
                                                                    FAKE_TRAINER_HANG_MARK=str(mark)),
@@ -118,14 +125,16 @@ def test_an_interrupted_run_is_redone(bench):
     assert result.returncode == 0, result.stderr
     assert "redoing (interrupted last time)" in result.stdout
     assert [e["event"] for e in bench.journal()][-4:] == ["started", "completed", "started", "completed"]
-    assert len((bench.out / (first + ".results.jsonl")).read_text().splitlines()) == 3  # one attempt's epochs
+    assert not (bench.out / (first + ".results.jsonl")).exists()  # the interrupted attempt wrote none
+    redone = [json.loads(line) for line in (bench.out / (first + "-a2.results.jsonl")).read_text().splitlines()]
+    assert [(r["run_id"], r["epoch"]) for r in redone] == [(first + "-a2", e) for e in range(3)]
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(bench):
     result = bench.run(bench.plan(report={"prometheus": "http://127.0.0.1:9"}), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "2 runs, 3 epochs each" in result.stdout
-    assert "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd  [pending]" in result.stdout
+    assert "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test  [pending]" in result.stdout
     assert "--label power_mode_requested=3" in result.stdout and "--batch-size 16" in result.stdout
     assert "then: edgescope-report --prometheus http://127.0.0.1:9" in result.stdout
     assert controls_of(bench.events()) == [] and bench.trainer_starts() == [] and not bench.out.exists()
@@ -164,11 +173,17 @@ def test_caches_are_synced_and_dropped_before_each_run(bench, monkeypatch):
 
 
 def test_the_report_is_produced_from_prometheus_at_the_end(bench, bench_prometheus):
-    # A plan named "bench" whose one run has the run_id of the bench's NX run (tests/report/scenario.py).
+    # A plan whose one run's completed attempt trained as the bench's NX run (tests/report/scenario.py):
+    # the report asks Prometheus for the attempt's trainer run id, not the plan's.
     plan = bench.plan(name="bench", sweep__power_mode=[None], sweep__dataset_location={"ssd": str(bench.tmp / "ssd")},
                       report={"prometheus": bench_prometheus.url, "format": "json", "plots": True})
+    journal = Journal(str(bench.out))
+    run_id = load(plan).runs()[0].run_id
+    journal.record(run_id, "started", attempt=2, trainer_run_id=NX_RUN)
+    journal.record(run_id, "completed", attempt=2, trainer_run_id=NX_RUN)
     result = bench.run(plan, jetson=False)
     assert result.returncode == 0, result.stderr
+    assert "done before, skipped" in result.stdout and bench.trainer_starts() == []
     report = json.loads((bench.out / "report.json").read_text())
     assert [s["run_id"] for s in report["summary"]] == [NX_RUN]
     assert report["summary"][0]["energy_joules"]["mean"] > 0

@@ -14,8 +14,8 @@ from tests.exporter.conftest import child_env
 @pytest.mark.parametrize("args,needle", [
     (["--pagecache-method", "fincore"], "--pagecache-method: must be one of auto, cachestat, mincore, got 'fincore'"),
     (["--pagecache-max-error", "1"], "--pagecache-max-error: must be a ratio >= 0 and < 1 (0 = measure every file), got '1'"),
-    (["--pagecache-max-error", "3%"], "--pagecache-max-error: must be a number >= 0, got '3%'"),
-    (["--pagecache-cpu-budget", "-0.01"], "--pagecache-cpu-budget: must be a number >= 0, got '-0.01'"),
+    (["--pagecache-max-error", "3%"], "--pagecache-max-error: must be a finite number >= 0, got '3%'"),
+    (["--pagecache-cpu-budget", "-0.01"], "--pagecache-cpu-budget: must be a finite number >= 0, got '-0.01'"),
 ])
 def test_bad_flag_is_one_line(tmp_path, args, needle):
     r = subprocess.run([sys.executable, "-m", "exporter.cli"] + args, env=child_env(), cwd=str(tmp_path),

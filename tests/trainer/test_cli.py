@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -61,9 +62,13 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
     lines = Lines(process.stdout)
     port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", lines.wait_for("metrics")).group(1))
     lines.wait_for("serving the final metrics")
+    before = time.time()
     live = urllib.request.urlopen("http://127.0.0.1:{}/metrics".format(port), timeout=10).read().decode()
+    after = time.time()
     textfile = (tmp_path / "run.prom").read_text()
-    assert live == textfile
+    clock = [line for line in live.splitlines() if "edgescope_time_seconds" in line]
+    assert len(clock) == 3 and before <= float(clock[-1].split()[1]) <= after  # HELP, TYPE, the value
+    assert [line for line in live.splitlines() if line not in clock] == textfile.splitlines()  # the file: no clock
 
     records = results(str(tmp_path / "results.jsonl"))
     assert [(r["epoch"], r["complete"], r["batches"]) for r in records] == [(0, True, 4), (1, True, 4)]
@@ -87,8 +92,9 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
     check = subprocess.run([promtool, "check", "metrics"], input=live, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
-    process.send_signal(signal.SIGTERM)  # during --linger: training is complete, so a clean exit
-    assert process.wait(timeout=30) == 0
+    process.send_signal(signal.SIGTERM)  # during --linger: training is complete, the linger cut short
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "Traceback" not in process.stderr.read()
 
 
 @pytest.mark.parametrize("signum, workers, whole_group", [
@@ -143,11 +149,23 @@ def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
     (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
     (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
     (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
+    (["--device", "cuda:x"], "is not auto, cpu, cuda or cuda:N"),
+    (["--device", "cuda:{}".format(torch.cuda.device_count())], "--device cuda:"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "--device cuda but torch sees no CUDA device")]))
 def test_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgescope-train: ") and err.count("\n") == 1 and expected in err, err
+
+
+def test_cuda_n_makes_that_gpu_current_and_plain_cuda_leaves_the_current_one(monkeypatch):
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    assert cli._resolve_device("cuda:1") == torch.device("cuda:1")
+    assert cli._resolve_device("cuda") == torch.device("cuda") and cli._resolve_device("cpu") == torch.device("cpu")
+    assert made_current == [torch.device("cuda:1")]
 
 
 def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys):
@@ -168,6 +186,38 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
     assert last["epoch"] == 2 and len(last["history"]) == 3
     moved = [not torch.equal(first["model"][k], last["model"][k]) for k in first["model"] if "weight" in k]
     assert any(moved)
+
+
+def test_sigterm_then_resume_publishes_every_epoch_again(cifar_dir, tmp_path, launch):
+    """A run stopped by SIGTERM and resumed in a new process serves epochs 0..N-1, the restored ones included,
+    so a Prometheus that missed them before the stop still gets them."""
+    checkpoints = str(tmp_path / "ckpt")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints, "--epochs", "4",
+                                                       "--run-id", "r1", "--log-interval", "1"]
+    args[args.index("--max-batches") + 1] = "10"
+    first = launch(args + ["--batch-size", "2"])
+    Lines(first.stdout).wait_for(r"^epoch 2 step 3/")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 128 + signal.SIGTERM
+    assert torch.load(os.path.join(checkpoints, "checkpoint.pt"))["epoch"] == 1
+
+    args[args.index("--metrics-port") + 1] = "0"
+    second = launch(args + ["--batch-size", "2", "--resume", "--metrics-addr", "127.0.0.1", "--linger", "120"])
+    lines = Lines(second.stdout)
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", lines.wait_for("metrics")).group(1))
+    early = samples(urllib.request.urlopen("http://127.0.0.1:{}/metrics".format(port), timeout=10).read().decode())
+    assert {dict(k)["epoch"] for (name, k) in early if name == "edgescope_train_epoch_duration_seconds"} >= {"0", "1"}
+    lines.wait_for("serving the final metrics")
+    live = samples(urllib.request.urlopen("http://127.0.0.1:{}/metrics".format(port), timeout=10).read().decode())
+    records = {r["epoch"]: r for r in results(str(tmp_path / "results.jsonl")) if r["complete"]}
+    assert sorted(records) == [0, 1, 2, 3]
+    for epoch, record in records.items():
+        labels = (("epoch", str(epoch)), ("run_id", "r1"))
+        assert live[("edgescope_train_epoch_duration_seconds", labels)] == pytest.approx(record["duration_s"])
+        assert live[("edgescope_train_epoch_start_timestamp_seconds", labels)] == pytest.approx(record["start_time"])
+        assert live[("edgescope_train_epoch_compute_seconds", labels)] == pytest.approx(record["compute_s"])
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 128 + signal.SIGTERM
 
 
 def test_loss_is_read_from_the_device_only_when_printed(cifar_dir, tmp_path, monkeypatch, capsys):

@@ -26,8 +26,10 @@ class FakeEvent:
     def __init__(self, gpu: FakeGpu) -> None:
         self.gpu = gpu
         self.time_ms = None
+        self.stream = None
 
-    def record(self) -> None:
+    def record(self, stream=None) -> None:
+        self.stream = stream
         self.time_ms = max(self.gpu.host_ms, self.gpu.busy_until_ms)
 
     def query(self) -> bool:
@@ -77,6 +79,33 @@ def test_lazy_events_give_the_gpu_idle_gap_without_synchronizing():
     assert window.batches == 5
     assert window.fetch_stall_s == pytest.approx(0.030)
     assert window.compute_s == pytest.approx(0.050)
+
+
+def test_lazy_mode_counts_gpu_work_outside_step_as_stall():
+    """As documented: lazy stall is the stream's gap between one step's end and the next one's start,
+    so GPU work queued between steps (here 7 ms, e.g. an EMA update) is stall, not compute."""
+    gpu = FakeGpu()
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)))
+    meter.begin_window("epoch")
+    for _ in meter.wrap(range(3)):
+        with meter.step():
+            gpu.launch(10)
+        gpu.launch(7)  # outside meter.step()
+    window = meter.end_window("epoch")
+    assert window.compute_s == pytest.approx(0.030)
+    assert window.fetch_stall_s == pytest.approx(0.014)  # the 7 ms after steps 0 and 1, before steps 1 and 2
+
+
+def test_events_are_recorded_on_the_run_devices_stream(monkeypatch):
+    gpu = FakeGpu()
+    streams = []
+    monkeypatch.setattr(torch.cuda, "Event", lambda enable_timing: FakeEvent(gpu))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: streams.append(device) or "stream")
+    meter = StepMeter("cuda:1", "lazy")
+    for _ in meter.wrap(range(2)):
+        with meter.step():
+            gpu.launch(10)
+    assert streams and set(streams) == {torch.device("cuda:1")}
 
 
 def test_batches_in_flight_at_a_window_boundary_belong_to_the_earlier_window():

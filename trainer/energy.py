@@ -1,0 +1,204 @@
+"""Board energy per epoch, read by the trainer itself at the epoch's edges.
+
+The board's energy counter (``edgescope_board_energy_joules_total``) is read
+when an epoch starts and when it ends; the epoch's energy is the difference
+and its average power that divided by the time between the two reads. Being
+read on the board, at the edges, it needs no clock agreement with the
+monitoring host and no interpolation between scrapes. Two ways to read it:
+
+- ``ExporterEnergy``: a plain HTTP(S) GET of the board exporter's /metrics
+  (basic auth from ``user:pass@`` in the URL, TLS verified against the system
+  CAs or a given CA file).
+- ``InProcessEnergy``: no exporter; the exporter's own power source
+  (``--power-source``) sampled every second in a background thread and at
+  each edge, integrated by ``exporter/energy.py``'s EnergyIntegrator.
+
+The exporter's counter is as of its last sample, so each edge lags by up to
+the exporter's interval plus (tegrastats) its line interval: an epoch's energy
+is off by at most the board's power times that lag (one to two joules per
+watt at the default 1 s; nothing against a minute-long epoch). In-process
+every reading is a sample, so only the power's own resolution remains.
+Where an epoch's energy cannot be known (a read failed, the counter went
+backwards, the exporter restarted, the source was down in between) it is None
+with a note saying why: never a wrong number.
+"""
+import threading
+import time
+from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.energy import EnergyIntegrator
+
+ENERGY = "edgescope_board_energy_joules_total"
+POWER = "edgescope_board_power_watts"
+EXPORTER_START = "edgescope_exporter_start_time_seconds"
+READ_TIMEOUT_S = 2.0
+SAMPLE_INTERVAL_S = 1.0
+
+
+class EnergyUnavailable(Exception):
+    """A reading could not be taken; the message is the short reason."""
+
+
+class Reading(NamedTuple):
+    """The board's energy counter at one moment."""
+    monotonic: float  # when it was read, on this process' monotonic clock
+    joules: float
+    watts: Optional[float]  # board power at the source's last sample
+    # Changes when the count was broken: the exporter's start time (where it says), in-process the number of
+    # failed power samples. Energy between readings that differ here is not known.
+    continuity: Optional[float]
+
+
+class EpochEnergy(NamedTuple):
+    joules: Optional[float]
+    average_power_watts: Optional[float]
+    note: str  # why joules is None ("" when measured)
+
+
+def reading_from(series: Iterable[Tuple[str, float]], now: float) -> Reading:
+    """A Reading from an exposition's (sample name, value) pairs."""
+    values = {}  # type: Dict[str, float]
+    for name, value in series:
+        values.setdefault(name, value)
+    if ENERGY not in values:
+        raise EnergyUnavailable("no {} (the exporter has no power source: see its edgescope_source_up)"
+                                .format(ENERGY))
+    return Reading(now, values[ENERGY], values.get(POWER), values.get(EXPORTER_START))
+
+
+def try_read(meter: Any) -> Union[Reading, str]:
+    """A reading, or the reason there is none."""
+    try:
+        return meter.read()
+    except EnergyUnavailable as error:
+        return str(error)
+
+
+def epoch_energy(start: Union[Reading, str], end: Union[Reading, str], broken: str) -> EpochEnergy:
+    """The energy between two readings, or None with the reason it cannot be known
+    (``broken``: what a change of ``continuity`` means for this meter)."""
+    for edge, reading in (("start", start), ("end", end)):
+        if isinstance(reading, str):
+            return EpochEnergy(None, None, "energy unknown: no reading at the epoch's {} ({})".format(edge, reading))
+    assert isinstance(start, Reading) and isinstance(end, Reading)
+    if start.continuity != end.continuity:
+        return EpochEnergy(None, None, "energy unknown: " + broken)
+    if end.joules < start.joules:
+        return EpochEnergy(None, None, "energy unknown: the energy counter went back from {:.1f} J to {:.1f} J "
+                                       "(exporter restarted during the epoch)".format(start.joules, end.joules))
+    joules = end.joules - start.joules
+    seconds = end.monotonic - start.monotonic
+    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and labels."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = "{}:***@{}".format(parts.username, parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ExporterEnergy:
+    """Reads the board exporter's /metrics over HTTP(S)."""
+
+    source = "exporter"
+    broken = "the exporter restarted during the epoch (its start time changed), so its counter began again"
+
+    def __init__(self, url: str, ca_file: Optional[str] = None, timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.url = url
+        self.where = redacted(url)
+        self._verify = ca_file or True  # type: Any
+        self._timeout_s = timeout_s
+        self._session = requests.Session()
+
+    def read(self) -> Reading:
+        try:
+            response = self._session.get(self.url, timeout=self._timeout_s, verify=self._verify)
+            if response.status_code != 200:
+                raise EnergyUnavailable("{} answered HTTP {} {}".format(self.where, response.status_code,
+                                                                        response.reason))
+            families = list(text_string_to_metric_families(response.text))
+        except requests.RequestException as error:
+            raise EnergyUnavailable("cannot read {}: {}".format(self.where, type(error).__name__))
+        except ValueError as error:
+            raise EnergyUnavailable("{} is not a Prometheus exposition: {}".format(self.where, error))
+        now = time.monotonic()
+        return reading_from(((s.name, s.value) for f in families for s in f.samples), now)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class InProcessEnergy:
+    """No exporter: the exporter's power source (its own choice among ``--power-source``) sampled in a
+    background thread every second and at each reading, integrated by the exporter's EnergyIntegrator.
+    A reading is itself a power sample, so an epoch's energy covers exactly the time between its reads."""
+
+    def __init__(self, settings: Dict[str, Any]) -> None:
+        """Raises EnergyUnavailable where no source can start (auto found none; tegrastats not installed)."""
+        from exporter.cli import power_sources  # the exporter's own choice of source, imported only here
+        from exporter.sources.base import Unavailable
+        sources = power_sources(settings)
+        unavailable = [s for s in sources if isinstance(s, Unavailable)]
+        if unavailable or not sources:
+            raise EnergyUnavailable("; ".join("{}: {}".format(s.name, s.reason) for s in unavailable) or "none")
+        self._source = sources[0]
+        self.source = self._source.name
+        self.where = "power source " + self.source
+        self._last_failure = ""
+        self._integrator = EnergyIntegrator()
+        self._failed = 0  # samples that failed: the energy across them is not known
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="power-sampler", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> Reading:
+        with self._lock:
+            now = time.monotonic()  # before the sample, as the counter sources (RAPL, NVML) time theirs
+            try:
+                watts = next((s.value for s in self._source.sample() if s.name == POWER), None)
+                if watts is None:
+                    raise ValueError("no board power in its sample")
+            except Exception as error:  # a source fails in many ways (SourceDown, OSError, ...): all mean no reading
+                self._failed += 1
+                self._last_failure = str(error).strip() or type(error).__name__
+                raise EnergyUnavailable("{} is down: {}".format(self.where, self._last_failure))
+            self._integrator.add(now, watts)
+            return Reading(now, self._integrator.joules, watts, float(self._failed))
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            try:
+                self._sample()
+            except EnergyUnavailable:
+                pass  # counted in _failed; the epoch it falls in reports why at its end
+
+    def read(self) -> Reading:
+        return self._sample()
+
+    @property
+    def broken(self) -> str:
+        return "{} was down during the epoch (last: {})".format(self.where, self._last_failure)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SAMPLE_INTERVAL_S + 5)
+        self._source.close()
+
+
+def first_reading(meter: Any, timeout_s: float) -> Union[Reading, str]:
+    """The first good reading within ``timeout_s`` (a source needs a sample or two to start),
+    else the last reason there was none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reading = try_read(meter)
+        if isinstance(reading, Reading) or time.monotonic() >= deadline:
+            return reading
+        time.sleep(0.2)
