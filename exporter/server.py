@@ -27,7 +27,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-import bcrypt
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -70,8 +69,21 @@ def load_web_config(path: str) -> WebConfig:
             raise ConfigError("{}: key 'basic_auth_users.{}': must be a bcrypt hash of 60 characters ($2y$10$...); "
                               "make one with `htpasswd -nBC 10 {}`".format(path, user, user))
         users[str(user)] = hashed.encode()
+    if users:
+        _bcrypt(path)  # missing now is one line at start, not a failure at the first scrape
     tls_cfg = data.get("tls_server_config")
     return WebConfig(None if tls_cfg is None else _tls_context(path, base, tls_cfg), users)
+
+
+def _bcrypt(path: str) -> Any:
+    """The bcrypt module, needed only for basic_auth_users: a trainer installed on a Jetson with
+    `pip3 install --no-deps .` and the small dependencies has none, and serves without auth fine."""
+    try:
+        import bcrypt
+    except ImportError:
+        raise ConfigError("{}: basic_auth_users needs the bcrypt package; install it (pip3 install bcrypt) "
+                          "or drop basic_auth_users".format(path))
+    return bcrypt
 
 
 def _mapping(path: str, key: str, value: Any) -> Dict[Any, Any]:
@@ -158,7 +170,8 @@ class _Auth:
         self._ok = set()  # type: set
         self._lock = threading.Lock()
         costs = [int(hashed[4:6]) for hashed in users.values()]
-        self._dummy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=max(costs))) if costs else b""
+        self._bcrypt = _bcrypt("--web.config.file") if users else None
+        self._dummy = self._bcrypt.hashpw(b"no such user", self._bcrypt.gensalt(rounds=max(costs))) if costs else b""
 
     def allows(self, header: Optional[str]) -> bool:
         if not self.users:
@@ -174,13 +187,13 @@ class _Auth:
             return False  # bcrypt >= 5 raises on these; no user may have such a password
         hashed = self.users.get(user)
         if hashed is None:
-            bcrypt.checkpw(secret, self._dummy)  # the same work as for a known user
+            self._bcrypt.checkpw(secret, self._dummy)  # the same work as for a known user
             return False
         key = hashlib.sha256(b"\0".join([user.encode(), secret, hashed])).digest()
         with self._lock:
             if key in self._ok:
                 return True
-        if not bcrypt.checkpw(secret, hashed):
+        if not self._bcrypt.checkpw(secret, hashed):
             return False
         with self._lock:
             self._ok.add(key)

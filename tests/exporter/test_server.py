@@ -3,6 +3,8 @@ import datetime
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,7 +23,7 @@ from exporter.sampler import Sampler
 from exporter.server import load_web_config, serve
 from exporter.sources.base import Source, SourceDown
 from tests.exporter.conftest import free_port, parse_metrics
-from tests.processes import REPO
+from tests.processes import REPO, child_env
 
 
 def _cert(tmp_path, name, issuer_key=None, issuer_name=None, ca=False):
@@ -267,3 +269,21 @@ def test_a_trickling_client_is_cut_at_the_connection_deadline(server_with, monke
             time.sleep(0.2)
         took = time.monotonic() - started
     assert took < 6, "a trickling client held its connection for {:.1f} s (deadline 1 s)".format(took)
+
+
+def test_serves_without_bcrypt_installed_unless_users_need_it(tmp_path):
+    """A trainer installed on a Jetson with `pip3 install --no-deps .` has no bcrypt: serving must not need it;
+    a web config with basic_auth_users then says, in one line, what to install."""
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  alice: " + bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    code = ("import sys; sys.modules['bcrypt'] = None\n"
+            "from prometheus_client import CollectorRegistry\n"
+            "from exporter.config import ConfigError\n"
+            "from exporter.server import load_web_config, serve_registry\n"
+            "server = serve_registry(('127.0.0.1', 0), CollectorRegistry(), None); server.close()\n"
+            "try:\n    load_web_config(sys.argv[1])\nexcept ConfigError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(web)], capture_output=True, text=True, timeout=60,
+                          env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{}: basic_auth_users needs the bcrypt package; install it (pip3 install bcrypt) " \
+                                  "or drop basic_auth_users".format(web)
