@@ -11,16 +11,21 @@ monitoring host and no interpolation between scrapes. Two ways to read it:
   CAs or a given CA file).
 - ``InProcessEnergy``: no exporter; the exporter's own power source
   (``--power-source``) sampled every second in a background thread and at
-  each edge, integrated by ``exporter/energy.py``'s EnergyIntegrator.
+  each edge: a hardware energy counter (RAPL, NVML) is read as the source
+  counts it; a source of power readings (tegrastats, jtop) is integrated here
+  with the exporter's trapezoid rule at every sample, the edges included, and
+  a silence longer than the exporter's gap limit leaves the epoch unknown.
 
 The exporter's counter is as of its last sample, so each edge lags by up to
 the exporter's interval plus (tegrastats) its line interval: an epoch's energy
 is off by at most the board's power times that lag (one to two joules per
-watt at the default 1 s; nothing against a minute-long epoch). In-process
-every reading is a sample, so only the power's own resolution remains.
+watt at the default 1 s; nothing against a minute-long epoch). In-process a
+hardware counter (RAPL, NVML) is read at the edge itself; a power source that
+reports lines (tegrastats, jtop) gives the power of its last line.
 Where an epoch's energy cannot be known (a read failed, the counter went
-backwards, the exporter restarted, the source was down in between) it is None
-with a note saying why: never a wrong number.
+backwards, the exporter restarted, the source was down or had a gap in its
+power readings in between) it is None with a note saying why: never a wrong
+number.
 """
 import threading
 import time
@@ -30,13 +35,17 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.energy import EnergyIntegrator
+from exporter.energy import EnergyIntegrator, max_gap_for
 
 ENERGY = "edgescope_board_energy_joules_total"
+UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
 EXPORTER_START = "edgescope_exporter_start_time_seconds"
 READ_TIMEOUT_S = 2.0
 SAMPLE_INTERVAL_S = 1.0
+# Sources whose power is a hardware energy counter's increments over the last interval: their own counter is
+# exact; integrating that averaged power again would smear it over the next interval.
+COUNTER_SOURCES = ("nvml", "rapl")
 
 
 class EnergyUnavailable(Exception):
@@ -48,9 +57,10 @@ class Reading(NamedTuple):
     monotonic: float  # when it was read, on this process' monotonic clock
     joules: float
     watts: Optional[float]  # board power at the source's last sample
-    # Changes when the count was broken: the exporter's start time (where it says), in-process the number of
-    # failed power samples. Energy between readings that differ here is not known.
-    continuity: Optional[float]
+    # Changes when the count was broken: the exporter's start time (where it says) and its power source's
+    # uncovered seconds (gaps in the power readings); in-process also the number of failed samples.
+    # Energy between readings that differ here is not known.
+    continuity: Tuple[Optional[float], ...]
 
 
 class EpochEnergy(NamedTuple):
@@ -67,7 +77,7 @@ def reading_from(series: Iterable[Tuple[str, float]], now: float) -> Reading:
     if ENERGY not in values:
         raise EnergyUnavailable("no {} (the exporter has no power source: see its edgescope_source_up)"
                                 .format(ENERGY))
-    return Reading(now, values[ENERGY], values.get(POWER), values.get(EXPORTER_START))
+    return Reading(now, values[ENERGY], values.get(POWER), (values.get(EXPORTER_START), values.get(UNCOVERED)))
 
 
 def try_read(meter: Any) -> Union[Reading, str]:
@@ -108,7 +118,8 @@ class ExporterEnergy:
     """Reads the board exporter's /metrics over HTTP(S)."""
 
     source = "exporter"
-    broken = "the exporter restarted during the epoch (its start time changed), so its counter began again"
+    broken = ("the exporter restarted (its start time changed) or its power source had a gap in its readings "
+              "(uncovered seconds grew) during the epoch")
 
     def __init__(self, url: str, ca_file: Optional[str] = None, timeout_s: float = READ_TIMEOUT_S) -> None:
         self.url = url
@@ -137,8 +148,9 @@ class ExporterEnergy:
 
 class InProcessEnergy:
     """No exporter: the exporter's power source (its own choice among ``--power-source``) sampled in a
-    background thread every second and at each reading, integrated by the exporter's EnergyIntegrator.
-    A reading is itself a power sample, so an epoch's energy covers exactly the time between its reads."""
+    background thread every second and at each reading: a hardware counter's own count, or the
+    source's power readings integrated here (trapezoid, gaps left uncovered), so that an epoch's
+    energy covers exactly the time between its reads."""
 
     def __init__(self, settings: Dict[str, Any]) -> None:
         """Raises EnergyUnavailable where no source can start (auto found none; tegrastats not installed)."""
@@ -152,7 +164,7 @@ class InProcessEnergy:
         self.source = self._source.name
         self.where = "power source " + self.source
         self._last_failure = ""
-        self._integrator = EnergyIntegrator()
+        self._integrator = None if self.source in COUNTER_SOURCES else EnergyIntegrator(max_gap_for(SAMPLE_INTERVAL_S))
         self._failed = 0  # samples that failed: the energy across them is not known
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -163,15 +175,20 @@ class InProcessEnergy:
         with self._lock:
             now = time.monotonic()  # before the sample, as the counter sources (RAPL, NVML) time theirs
             try:
-                watts = next((s.value for s in self._source.sample() if s.name == POWER), None)
-                if watts is None:
-                    raise ValueError("no board power in its sample")
+                board = {s.name: s.value for s in self._source.sample() if not s.labels}
+                if (ENERGY if self._integrator is None else POWER) not in board:
+                    raise ValueError("no board {} in its sample".format("energy" if self._integrator is None
+                                                                         else "power"))
             except Exception as error:  # a source fails in many ways (SourceDown, OSError, ...): all mean no reading
                 self._failed += 1
                 self._last_failure = str(error).strip() or type(error).__name__
                 raise EnergyUnavailable("{} is down: {}".format(self.where, self._last_failure))
-            self._integrator.add(now, watts)
-            return Reading(now, self._integrator.joules, watts, float(self._failed))
+            if self._integrator is None:
+                joules, uncovered = board[ENERGY], board.get(UNCOVERED)
+            else:
+                self._integrator.add(now, board[POWER])
+                joules, uncovered = self._integrator.joules, self._integrator.uncovered_seconds
+            return Reading(now, joules, board.get(POWER), (float(self._failed), uncovered))
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_INTERVAL_S):

@@ -249,7 +249,7 @@ def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, 
 
 
 def reading(joules: float, at: float, start: float = 100.0) -> Reading:
-    return Reading(at, joules, 2.0, start)
+    return Reading(at, joules, 2.0, (start, 0.0))
 
 
 def test_epoch_energy_is_none_with_a_reason_unless_both_edges_count_the_same_counter():
@@ -267,9 +267,19 @@ def test_reading_takes_the_exporter_start_time_where_the_exporter_publishes_it()
             "# TYPE edgescope_board_power_watts gauge\nedgescope_board_power_watts 3.25\n"
             "# TYPE edgescope_exporter_start_time_seconds gauge\nedgescope_exporter_start_time_seconds 1.7e9\n")
     got = reading_from(((s.name, s.value) for f in text_string_to_metric_families(text) for s in f.samples), 5.0)
-    assert got == Reading(5.0, 12.5, 3.25, 1.7e9)
+    assert got == Reading(5.0, 12.5, 3.25, (1.7e9, None))
     older = reading_from([("edgescope_board_energy_joules_total", 1.0)], 6.0)
-    assert older.continuity is None and older.watts is None
+    assert older.continuity == (None, None) and older.watts is None
+
+
+def test_a_gap_in_the_exporters_power_readings_leaves_the_epoch_unknown():
+    """The exporter credits no energy to a silence in its power source (uncovered seconds grow): an epoch
+    spanning one must not be reported as if the board drew nothing then."""
+    def at(joules, uncovered, now):
+        return reading_from([("edgescope_board_energy_joules_total", joules), ("edgescope_exporter_start_time_seconds",
+                             1.7e9), ("edgescope_board_energy_uncovered_seconds_total", uncovered)], now)
+    assert epoch_energy(at(10.0, 2.0, 1.0), at(40.0, 2.0, 11.0), "gap").joules == 30.0
+    assert epoch_energy(at(10.0, 2.0, 1.0), at(25.0, 9.0, 11.0), "gap") == (None, None, "energy unknown: gap")
 
 
 def test_the_password_never_reaches_logs():
