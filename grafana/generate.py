@@ -172,8 +172,8 @@ def run_filter_variables() -> List[Dict[str, Any]]:
     variables = []
     for i, (name, label) in enumerate(filters):
         before = ", ".join('%s=~"$%s"' % (n, n) for n, _ in filters[:i])
-        variables.append(variable(name, label, "label_values(edgescope_train_run_info{%s}, %s)"
-                                  % (before, name), True))
+        series = "edgescope_train_run_info" + ("{%s}" % before if before else "")
+        variables.append(variable(name, label, "label_values(%s, %s)" % (series, name), True))
     return variables
 
 

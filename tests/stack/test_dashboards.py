@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Callable, Dict, Iterator, List, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -118,7 +118,7 @@ def test_every_variable_a_query_uses_is_defined() -> None:
 
 def test_panels_tile_the_grid_without_overlapping() -> None:
     for name, board in dashboards().items():
-        cells = {}  # type: Dict[Any, str]
+        cells = {}  # type: Dict[Tuple[int, int], str]
         ids = [panel["id"] for panel in panels(board)]
         assert len(ids) == len(set(ids)), name
         for panel in panels(board):
@@ -281,7 +281,8 @@ SYNTHETIC_QUERIES = [q for q in dashboard_queries() if needs_synthetic_data(q)]
 
 
 @pytest.fixture(scope="module")
-def synthetic_prometheus(tmp_path_factory: pytest.TempPathFactory):
+def synthetic_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Prometheus, float]]:
+    """A real Prometheus scraping the synthetic board; and the time before its first scrape."""
     with ExpositionServer(exposition(exporter_lines)) as exporter, \
             ExpositionServer(exposition(trainer_lines)) as trainer, \
             Prometheus(tmp_path_factory.mktemp("synthetic"), scrape_interval="1s",
@@ -303,7 +304,7 @@ def test_synthetic_targets_cover_every_series_the_stack_cannot_produce() -> None
 
 
 @pytest.mark.parametrize("query", SYNTHETIC_QUERIES, ids=query_id)
-def test_query_returns_data_from_synthetic_targets(synthetic_prometheus: Any, query: Query) -> None:
+def test_query_returns_data_from_synthetic_targets(synthetic_prometheus: Tuple[Prometheus, float], query: Query) -> None:
     prom, started = synthetic_prometheus
     expr = substitute(query.expr, grafana_values("4s", "%ds" % (time.time() - started + 60)))
     assert "$" not in expr, expr
@@ -312,7 +313,7 @@ def test_query_returns_data_from_synthetic_targets(synthetic_prometheus: Any, qu
     assert values, "%s / %s: no data from %s" % (query.dashboard, query.where, expr)
 
 
-def test_stall_split_reads_back_as_published(synthetic_prometheus: Any) -> None:
+def test_stall_split_reads_back_as_published(synthetic_prometheus: Tuple[Prometheus, float]) -> None:
     """The storage/preprocessing shares of batch time are the synthetic run's 12 / 50 and 8 / 50 ms."""
     prom, started = synthetic_prometheus
     values = grafana_values("4s", "60s")
