@@ -455,14 +455,14 @@ def device_health() -> Dict[str, Any]:
            ("edgescope_swap_used_bytes{%s}" % DEV, "{{device}} swap used"),
            ("edgescope_swap_total_bytes{%s}" % DEV, "{{device}} swap total")], width=8)
     b.add("Disk utilisation (%util)", "percentunit",
-          [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=8,
+          [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=6,
           field_config={"min": 0, "max": 1})
     b.add("Read await (r_await)", "s",
           [("%s / clamp_min(%s, 1e-9)" % (rate("edgescope_disk_read_time_seconds_total", DEV),
                                           rate("edgescope_disk_reads_completed_total", DEV)),
             "{{device}} {{disk}}")],
-          width=8, description="0 while the disk reads nothing, as iostat prints it.")
-    iostat = "As iostat prints it over the exporter's sampling interval (the panels above: over the " \
+          width=6, description="0 while the disk reads nothing, as iostat prints it.")
+    iostat = "As iostat prints it, over the exporter's sampling interval (%util and r_await: over the " \
              "graph's rate interval)."
     for title, unit, metric in [("r/s", "iops", "edgescope_disk_read_iops"),
                                 ("rkB/s", "Bps", "edgescope_disk_read_bytes_per_second"),
@@ -471,9 +471,9 @@ def device_health() -> Dict[str, Any]:
         b.add("iostat " + title, unit, [("%s{%s}" % (metric, DEV), "{{device}} {{disk}}")], width=6,
               description=iostat)
     b.add("Write IOPS (w/s)", "iops",
-          [(rate("edgescope_disk_writes_completed_total", DEV), "{{device}} {{disk}}")])
+          [(rate("edgescope_disk_writes_completed_total", DEV), "{{device}} {{disk}}")], width=6)
     b.add("Write throughput", "Bps",
-          [(rate("edgescope_disk_written_bytes_total", DEV), "{{device}} {{disk}}")])
+          [(rate("edgescope_disk_written_bytes_total", DEV), "{{device}} {{disk}}")], width=6)
     b.add("Dataset resident in page cache", "bytes",
           [("edgescope_dataset_resident_bytes{%s}" % DEV, "{{device}} {{dataset}} resident"),
            ("edgescope_dataset_size_bytes{%s}" % DEV, "{{device}} {{dataset}} size")], width=8)

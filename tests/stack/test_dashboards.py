@@ -116,9 +116,10 @@ def test_every_variable_a_query_uses_is_defined() -> None:
                 assert used <= defined, "%s: %s uses undefined %s" % (name, query.where, used - defined)
 
 
-def test_panels_tile_the_grid_without_overlapping() -> None:
+def test_panels_fill_the_grid_without_overlapping() -> None:
     for name, board in dashboards().items():
         cells = {}  # type: Dict[Tuple[int, int], str]
+        rows = {}  # type: Dict[int, int]   # y -> width of the panels starting there
         ids = [panel["id"] for panel in panels(board)]
         assert len(ids) == len(set(ids)), name
         for panel in panels(board):
@@ -126,10 +127,13 @@ def test_panels_tile_the_grid_without_overlapping() -> None:
             assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24 and pos["h"] > 0, (name, panel["title"])
             refs = [t["refId"] for t in panel["targets"]]
             assert len(refs) == len(set(refs)), (name, panel["title"])
+            rows[pos["y"]] = rows.get(pos["y"], 0) + pos["w"]
             for x in range(pos["x"], pos["x"] + pos["w"]):
                 for y in range(pos["y"], pos["y"] + pos["h"]):
                     assert (x, y) not in cells, "%s: %r overlaps %r" % (name, panel["title"], cells[(x, y)])
                     cells[(x, y)] = panel["title"]
+        gaps = {y: width for y, width in rows.items() if width != 24}
+        assert not gaps, "%s: rows not filled to 24 columns (y: width): %s" % (name, gaps)
 
 
 def test_every_documented_metric_is_on_a_dashboard() -> None:
