@@ -242,8 +242,8 @@ def epoch_table(b: Board, title: str, columns: List[Column], description: str = 
           options={"sortBy": [{"displayName": "epoch", "desc": False}]})
 
 
-def board_state(b: Board) -> None:
-    """What decides whether two runs are comparable, and what jtop shows first."""
+def board_table(b: Board) -> None:
+    """One row per board: what decides whether two runs are comparable, and what jtop shows first."""
     hidden = {"Time": True, "__name__": True, "job": True, "instance": True,
               "Value #A": True, "Value #B": True, "Value #D": True, "Value #E": True}
     b.add("Board", "none",
@@ -262,6 +262,11 @@ def board_state(b: Board) -> None:
                                "excludeByName": hidden,
                                "renameByName": {"Value #C": "jetson_clocks", "source": "power source",
                                                 "version": "exporter", "python": "exporter python"}}}])
+
+
+def board_state(b: Board) -> None:
+    """The board table, and power mode, jetson_clocks, load and fan over time."""
+    board_table(b)
     b.states("Power mode and jetson_clocks",
              [("edgescope_power_mode_info{%s}" % DEV, "{{device}} mode {{mode}}"),
               ("edgescope_jetson_clocks_enabled{%s}" % DEV, "{{device}} jetson_clocks")], ON_OFF,
@@ -278,6 +283,12 @@ def board_state(b: Board) -> None:
 
 def compare_devices() -> Dict[str, Any]:
     b = Board()
+    b.add("Runs", "none", [("edgescope_train_run_info{%s}" % RUN, "")], kind="table", width=24, height=6,
+          description="Each run's configuration and context labels. Click a row for its run.",
+          links=[ROW_RUN_LINK],
+          transformations=[{"id": "organize", "options": {"excludeByName": {
+              "Time": True, "__name__": True, "job": True, "instance": True, "Value": True}}}])
+    board_table(b)
     epoch_table(b, "Per epoch, side by side", [
         ("E2E", "s", "edgescope_train_epoch_duration_seconds"),
         ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
