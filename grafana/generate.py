@@ -4,14 +4,18 @@ The dashboards are generated so that every panel is built the same way (the
 `datasource` variable, a unit, a legend naming the device) and a change
 of convention is one edit here.
 
-They import into any Grafana: every panel, target, annotation and variable
-queries the `datasource` variable (type datasource, Prometheus). Its current
-value is `${DS_PROMETHEUS}`, declared in `__inputs`, so the Import page asks
-for a Prometheus and writes its uid there; its current text is the name of
-the provisioned datasource (grafana/provisioning/datasources/edgescope.yml,
-uid `edgescope-prometheus`), which Grafana matches when it loads the files
-unchanged by provisioning. The JSON files are committed, and
-tests/stack checks that they are what this script writes:
+They are written to import into any Grafana: every panel, target, annotation
+and variable queries the `datasource` variable (type datasource, Prometheus).
+Its current value is `${DS_PROMETHEUS}`, declared in `__inputs`, so the
+Import page asks for a Prometheus and writes its uid there; its current text
+is the name of the provisioned datasource (grafana/provisioning/datasources/
+edgescope.yml, uid `edgescope-prometheus`), which Grafana matches when
+provisioning loads the files unchanged. (Grafana 10.4 matches a datasource
+variable by text only: after an import it starts on the first Prometheus
+unless one has that name; the dropdown switches every panel.)
+
+The JSON files are committed, and tests/stack checks that they are what
+this script writes:
 
     python3 grafana/generate.py          # rewrite the JSON files
     python3 grafana/generate.py --check  # exit 1 if they are out of date
@@ -33,7 +37,8 @@ DATASOURCE_INPUT = {
     "description": "The Prometheus (or VictoriaMetrics) that scrapes the edgescope exporters and trainers.",
 }
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
-RUN_DASHBOARD = "/d/edgescope-run/edgescope-training-run"
+RUN_UID = "edgescope-run"
+RUN_DASHBOARD = "/d/%s/edgescope-training-run" % RUN_UID
 
 DEV = 'device=~"$device"'
 RUN = 'device=~"$device", run_id=~"$run"'
@@ -390,7 +395,7 @@ def training_run() -> Dict[str, Any]:
     board_state(b)
     b.add("Run configuration", "none",
           [("edgescope_train_run_info{%s}" % RUN, "")], kind="table", width=24, height=6)
-    return dashboard("edgescope-run", "edgescope / Training run",
+    return dashboard(RUN_UID, "edgescope / Training run",
                      "One run: distributions of fetch stall and compute per batch, where the stall went "
                      "(storage vs preprocessing), throughput, loss, epochs, the board's state.",
                      b, [DEVICE_VAR, run_variable(multi=False)], EPOCH_ANNOTATIONS)
