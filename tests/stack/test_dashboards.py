@@ -204,8 +204,7 @@ def test_recording_rules_use_only_known_names(record: str) -> None:
 
 def test_every_query_parses_with_variables_filled_in(tmp_path: Path) -> None:
     """promtool parses each query as Grafana would send it (as a recording rule of a scratch file)."""
-    values = {"device": "nano-01", "run": "r1", "__rate_interval": "1m", "__range": "3h",
-              "__interval": "15s"}
+    values = dict(grafana_values("1m", "3h"), device="nano-01", run="r1")
     rules = [{"record": "dashboard:query_%d:check" % i, "expr": substitute(q.expr, values)}
              for i, q in enumerate(QUERIES)]
     path = tmp_path / "dashboard_queries.yml"
