@@ -1,9 +1,21 @@
 """Writes the edgescope Grafana dashboards (grafana/dashboards/*.json).
 
 The dashboards are generated so that every panel is built the same way (the
-provisioned datasource, a unit, a legend naming the device) and a change
-of convention is one edit here. The JSON files are committed, and
-tests/stack checks that they are what this script writes:
+`datasource` variable, a unit, a legend naming the device) and a change
+of convention is one edit here.
+
+They are written to import into any Grafana: every panel, target, annotation
+and variable queries the `datasource` variable (type datasource, Prometheus).
+Its current value is `${DS_PROMETHEUS}`, declared in `__inputs`, so the
+Import page asks for a Prometheus and writes its uid there; its current text
+is the name of the provisioned datasource (grafana/provisioning/datasources/
+edgescope.yml, uid `edgescope-prometheus`), which Grafana matches when
+provisioning loads the files unchanged. (Grafana 10.4 matches a datasource
+variable by text only: after an import it starts on the first Prometheus
+unless one has that name; the dropdown switches every panel.)
+
+The JSON files are committed, and tests/stack checks that they are what
+this script writes:
 
     python3 grafana/generate.py          # rewrite the JSON files
     python3 grafana/generate.py --check  # exit 1 if they are out of date
@@ -17,13 +29,24 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-DATASOURCE = {"type": "prometheus", "uid": "edgescope-prometheus"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+PROVISIONED_DATASOURCE_NAME = "edgescope Prometheus"
+DATASOURCE_INPUT = {
+    "name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
+    "pluginId": "prometheus", "pluginName": "Prometheus",
+    "description": "The Prometheus (or VictoriaMetrics) that scrapes the edgescope exporters and trainers.",
+}
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
+RUN_UID = "edgescope-run"
+RUN_DASHBOARD = "/d/%s/edgescope-training-run" % RUN_UID
 
 DEV = 'device=~"$device"'
 RUN = 'device=~"$device", run_id=~"$run"'
+EXPORTER_JOB = 'job="edgescope-exporter"'
+RUN_FILTERS = 'device_type=~"$device_type", storage=~"$storage", model=~"$model"'
 
 Target = Tuple[str, str]  # (PromQL expression, legend format)
+Link = Dict[str, str]
 
 
 def rate(metric: str, selector: str) -> str:
@@ -37,6 +60,31 @@ def bucket_increase(histogram: str) -> str:
 def quantile(q: float, histogram: str) -> str:
     return "histogram_quantile(%s, sum by (device, run_id, le) (%s))" % (
         q, rate(histogram + "_bucket", RUN))
+
+
+def share_of_batch_time(histogram: str) -> str:
+    return "%s / %s" % (rate(histogram + "_sum", RUN), rate("edgescope_train_batch_seconds_sum", RUN))
+
+
+def run_link(device: str, run_id: str) -> Link:
+    """A data link to the run dashboard: same time range and datasource, that device and run."""
+    return {"title": "Open run %s on %s" % (run_id, device),
+            "url": "%s?${__url_time_range}&var-datasource=${datasource}&var-device=%s&var-run=%s"
+                   % (RUN_DASHBOARD, device, run_id)}
+
+
+SERIES_RUN_LINK = run_link("${__field.labels.device}", "${__field.labels.run_id}")
+ROW_RUN_LINK = run_link("${__data.fields.device}", "${__data.fields.run_id}")
+
+
+def value_text(texts: Dict[int, Tuple[str, str]]) -> List[Dict[str, Any]]:
+    """Grafana value mappings: number -> (text, colour)."""
+    return [{"type": "value", "options": {str(value): {"text": text, "color": color, "index": i}
+                                          for i, (value, (text, color)) in enumerate(sorted(texts.items()))}}]
+
+
+UP_DOWN = value_text({0: ("down", "red"), 1: ("up", "green")})
+ON_OFF = value_text({0: ("off", "text"), 1: ("on", "green")})
 
 
 class Board:
@@ -53,10 +101,14 @@ class Board:
             options: Optional[Dict[str, Any]] = None,
             field_config: Optional[Dict[str, Any]] = None,
             overrides: Optional[List[Dict[str, Any]]] = None,
-            transformations: Optional[List[Dict[str, Any]]] = None) -> None:
+            transformations: Optional[List[Dict[str, Any]]] = None,
+            links: Optional[List[Link]] = None) -> None:
         if self.x + width > 24:
             self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
         instant = kind in ("bargauge", "table", "stat")
+        defaults = dict({"unit": unit}, **(field_config or {}))
+        if links:
+            defaults["links"] = links
         panel = {
             "id": len(self.panels) + 1,
             "type": kind,
@@ -64,8 +116,7 @@ class Board:
             "description": description,
             "datasource": DATASOURCE,
             "gridPos": {"x": self.x, "y": self.y, "w": width, "h": height},
-            "fieldConfig": {"defaults": dict({"unit": unit}, **(field_config or {})),
-                            "overrides": overrides or []},
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
             "options": options or {},
             "targets": [self._target(i, expr, legend, kind, instant)
                         for i, (expr, legend) in enumerate(targets)],
@@ -75,6 +126,14 @@ class Board:
         self.panels.append(panel)
         self.x += width
         self.row_height = max(self.row_height, height)
+
+    def states(self, title: str, targets: List[Target], mappings: List[Dict[str, Any]],
+               width: int = 12, height: int = 8, description: str = "") -> None:
+        """A state timeline: one lane per series, its value shown as the mapped text."""
+        self.add(title, "none", targets, kind="state-timeline", width=width, height=height,
+                 description=description, field_config={"mappings": mappings},
+                 options={"showValue": "auto", "mergeValues": True, "rowHeight": 0.8,
+                          "legend": {"showLegend": False}})
 
     @staticmethod
     def _target(index: int, expr: str, legend: str, kind: str, instant: bool) -> Dict[str, Any]:
@@ -87,6 +146,14 @@ class Board:
         return target
 
 
+DATASOURCE_VAR = {
+    "name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
+    "current": {"selected": True, "text": PROVISIONED_DATASOURCE_NAME,
+                "value": "${%s}" % DATASOURCE_INPUT["name"]},
+    "options": [], "refresh": 1, "regex": "", "hide": 0, "multi": False, "includeAll": False,
+}
+
+
 def variable(name: str, label: str, query: str, multi: bool) -> Dict[str, Any]:
     return {
         "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
@@ -96,29 +163,60 @@ def variable(name: str, label: str, query: str, multi: bool) -> Dict[str, Any]:
     }
 
 
-DEVICE_VAR = variable("device", "Device", 'label_values(up{job="edgescope-exporter"}, device)', True)
+DEVICE_VAR = variable("device", "Device", 'label_values(up{%s}, device)' % EXPORTER_JOB, True)
 
 
-def run_variable(multi: bool) -> Dict[str, Any]:
-    return variable("run", "Run", 'label_values(edgescope_train_run_info{%s}, run_id)' % DEV, multi)
+def run_variable(multi: bool, selector: str = DEV) -> Dict[str, Any]:
+    return variable("run", "Run", 'label_values(edgescope_train_run_info{%s}, run_id)' % selector, multi)
 
 
-EPOCH_ANNOTATION = {
-    "name": "Epoch ends", "datasource": DATASOURCE, "enable": True, "iconColor": "purple",
-    "expr": "edgescope_train_epoch_end_timestamp_seconds{%s} * 1000" % RUN,
-    "useValueForTime": True, "step": "15s",
-    "titleFormat": "epoch {{epoch}} done", "textFormat": "{{device}} run {{run_id}}",
-}
+def run_filter_variables() -> List[Dict[str, Any]]:
+    """Comparison filters, each narrowed by the ones before it: board type, storage, model, device."""
+    filters = [("device_type", "Board type"), ("storage", "Storage"), ("model", "Model"),
+               ("device", "Device")]
+    variables = []
+    for i, (name, label) in enumerate(filters):
+        before = ", ".join('%s=~"$%s"' % (n, n) for n, _ in filters[:i])
+        series = "edgescope_train_run_info" + ("{%s}" % before if before else "")
+        variables.append(variable(name, label, "label_values(%s, %s)" % (series, name), True))
+    return variables
+
+
+def epoch_annotation(name: str, metric: str, color: str, title: str) -> Dict[str, Any]:
+    return {
+        "name": name, "datasource": DATASOURCE, "enable": True, "iconColor": color,
+        "expr": "%s{%s} * 1000" % (metric, RUN),
+        "useValueForTime": True, "step": "15s",
+        "titleFormat": title, "textFormat": "{{device}} run {{run_id}}",
+    }
+
+
+EPOCH_ANNOTATIONS = [
+    epoch_annotation("Epoch ends", "edgescope_train_epoch_end_timestamp_seconds", "purple",
+                     "epoch {{epoch}} done"),
+    epoch_annotation("Epoch starts", "edgescope_train_epoch_start_timestamp_seconds", "blue",
+                     "epoch {{epoch}} starts"),
+]
+
+
+def requirements(panels: List[Dict[str, Any]]) -> List[Dict[str, str]]:
+    """`__requires` as a grafana.com export lists it: Grafana, the datasource plugin, the panel types."""
+    required = [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.4.0"},
+                {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}]
+    return required + [{"type": "panel", "id": kind, "name": kind, "version": ""}
+                       for kind in sorted({panel["type"] for panel in panels})]
 
 
 def dashboard(uid: str, title: str, description: str, board: Board,
               variables: List[Dict[str, Any]], annotations: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {
+        "__inputs": [DATASOURCE_INPUT],
+        "__requires": requirements(board.panels),
         "uid": uid, "title": title, "description": description,
         "tags": ["edgescope"], "editable": True, "schemaVersion": 39,
         "time": {"from": "now-3h", "to": "now"}, "refresh": "30s",
         "timezone": "", "graphTooltip": 1,
-        "templating": {"list": variables},
+        "templating": {"list": [DATASOURCE_VAR] + variables},
         "annotations": {"list": annotations},
         "links": [{"type": "dashboards", "tags": ["edgescope"], "asDropdown": False,
                    "includeVars": True, "keepTime": True, "title": "edgescope"}],
@@ -131,29 +229,81 @@ BARS = {"displayMode": "basic", "orientation": "horizontal", "showUnfilled": Tru
 EPOCH_LEGEND = "{{device}} {{run_id}} epoch {{epoch}}"
 RUN_LEGEND = "{{device}} {{run_id}}"
 
+Column = Tuple[str, str, str]  # (title, unit, per-epoch series)
 
-def epoch_table(b: Board) -> None:
-    """One row per device, run and epoch; E2E, stall, compute and energy side by side."""
-    columns = [("E2E", "s", "edgescope_train_epoch_duration_seconds"),
-               ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
-               ("compute", "s", "edgescope_train_epoch_compute_seconds"),
-               ("energy", "joule", "run_epoch:edgescope_board_energy_joules:increase_in_epoch")]
+
+def epoch_table(b: Board, title: str, columns: List[Column], description: str = "") -> None:
+    """One row per device, run and epoch, the columns side by side; a row opens its run."""
     targets = [("sum by (device, run_id, epoch) (last_over_time(%s{%s}[$__range]))" % (metric, RUN), "")
                for _, _, metric in columns]
-    names = {"Value #%s" % chr(ord("A") + i): title for i, (title, _, _) in enumerate(columns)}
-    overrides = [{"matcher": {"id": "byName", "options": title},
-                  "properties": [{"id": "unit", "value": unit}]} for title, unit, _ in columns]
-    b.add("Per epoch, side by side", "s", targets, kind="table", width=24, height=9,
-          overrides=overrides,
+    names = {"Value #%s" % chr(ord("A") + i): name for i, (name, _, _) in enumerate(columns)}
+    overrides = [{"matcher": {"id": "byName", "options": name},
+                  "properties": [{"id": "unit", "value": unit}]} for name, unit, _ in columns]
+    b.add(title, "s", targets, kind="table", width=24, height=9, description=description,
+          overrides=overrides, links=[ROW_RUN_LINK],
           transformations=[{"id": "merge", "options": {}},
                            {"id": "organize", "options": {"excludeByName": {"Time": True},
                                                           "renameByName": names}}],
           options={"sortBy": [{"displayName": "epoch", "desc": False}]})
 
 
+def board_table(b: Board) -> None:
+    """One row per board: what decides whether two runs are comparable, and what jtop shows first."""
+    hidden = {"Time": True, "__name__": True, "job": True, "instance": True,
+              "Value #A": True, "Value #B": True, "Value #D": True, "Value #E": True}
+    b.add("Board", "none",
+          [("edgescope_board_info{%s}" % DEV, ""),
+           ("edgescope_power_mode_info{%s}" % DEV, ""),
+           ("edgescope_jetson_clocks_enabled{%s}" % DEV, ""),
+           ("edgescope_power_source_info{%s}" % DEV, ""),
+           ("edgescope_exporter_build_info{%s}" % DEV, "")],
+          kind="table", width=24, height=5,
+          description="Board and JetPack (jtop), power mode, jetson_clocks, where power readings come from "
+                      "(replay = a recorded log, not the board; fallback_from = jtop when its versions disagree).",
+          overrides=[{"matcher": {"id": "byName", "options": "jetson_clocks"},
+                      "properties": [{"id": "mappings", "value": ON_OFF}]}],
+          transformations=[{"id": "merge", "options": {}},
+                           {"id": "organize", "options": {
+                               "excludeByName": hidden,
+                               "renameByName": {"Value #C": "jetson_clocks", "source": "power source",
+                                                "version": "exporter", "python": "exporter python"}}}])
+
+
+def board_state(b: Board) -> None:
+    """The board table, and power mode, jetson_clocks, load and fan over time."""
+    board_table(b)
+    b.states("Power mode and jetson_clocks",
+             [("edgescope_power_mode_info{%s}" % DEV, "{{device}} mode {{mode}}"),
+              ("edgescope_jetson_clocks_enabled{%s}" % DEV, "{{device}} jetson_clocks")], ON_OFF,
+             description="One lane per power mode the board was in: on while it was the mode.")
+    b.add("CPU, EMC and GPU load", "percentunit",
+          [("avg by (device) (edgescope_cpu_utilisation_ratio{%s})" % DEV, "{{device}} CPU (mean of cores)"),
+           ("max by (device) (edgescope_cpu_utilisation_ratio{%s})" % DEV, "{{device}} CPU (busiest core)"),
+           ("edgescope_emc_utilisation_ratio{%s}" % DEV, "{{device}} EMC"),
+           ("edgescope_gpu_utilisation_ratio{%s}" % DEV, "{{device}} GPU")],
+          width=8, field_config={"min": 0, "max": 1})
+    b.add("Fan", "percentunit", [("edgescope_fan_speed_ratio{%s}" % DEV, "{{device}} {{fan}}")], width=4,
+          field_config={"min": 0, "max": 1}, description="PWM duty (jtop).")
+
+
 def compare_devices() -> Dict[str, Any]:
     b = Board()
-    epoch_table(b)
+    b.add("Runs", "none", [("edgescope_train_run_info{%s}" % RUN, "")], kind="table", width=24, height=6,
+          description="Each run's configuration and context labels. Click a row for its run.",
+          links=[ROW_RUN_LINK],
+          transformations=[{"id": "organize", "options": {"excludeByName": {
+              "Time": True, "__name__": True, "job": True, "instance": True, "Value": True}}}])
+    board_table(b)
+    epoch_table(b, "Per epoch, side by side", [
+        ("E2E", "s", "edgescope_train_epoch_duration_seconds"),
+        ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
+        ("compute", "s", "edgescope_train_epoch_compute_seconds"),
+        ("samples", "none", "edgescope_train_epoch_samples"),
+        ("energy", "joule", "run_epoch:edgescope_board_energy_joules:increase_in_epoch"),
+        ("energy (trainer)", "joule", "edgescope_train_epoch_energy_joules"),
+        ("mean power (trainer)", "watt", "edgescope_train_epoch_average_power_watts")],
+        description="energy: the exporter's counter over the epoch (recording rule); energy (trainer): "
+                    "read by the trainer at the epoch's edges (absent where unmeasured). Click a row for its run.")
     per_epoch = [
         ("End-to-end time per epoch", "s", "edgescope_train_epoch_duration_seconds"),
         ("Fetch stall per epoch", "s", "edgescope_train_epoch_fetch_stall_seconds"),
@@ -161,25 +311,25 @@ def compare_devices() -> Dict[str, Any]:
     ]
     for title, unit, metric in per_epoch:
         b.add(title, unit, [("last_over_time(%s{%s}[$__range])" % (metric, RUN), EPOCH_LEGEND)],
-              kind="bargauge", width=8, height=10, options=BARS)
+              kind="bargauge", width=8, height=10, options=BARS, links=[SERIES_RUN_LINK])
     b.add("Energy per epoch", "joule",
           [("last_over_time(run_epoch:edgescope_board_energy_joules:increase_in_epoch{%s}[$__range])"
             % RUN, EPOCH_LEGEND)],
-          kind="bargauge", width=8, height=10, options=BARS,
+          kind="bargauge", width=8, height=10, options=BARS, links=[SERIES_RUN_LINK],
           description="Mean board power while the epoch ran times its duration.")
     b.add("Average board power while training", "watt",
           [("avg by (device, run_id) (avg_over_time("
             "run_epoch:edgescope_board_power_watts:in_epoch{%s}[$__range]))" % RUN, RUN_LEGEND)],
-          kind="bargauge", width=8, height=10, options=BARS)
+          kind="bargauge", width=8, height=10, options=BARS, links=[SERIES_RUN_LINK])
     b.add("Samples per joule", "suffix: samples/J",
           [("avg_over_time(run:edgescope_train_samples_per_joule:rate1m{%s}[$__range])" % RUN,
             RUN_LEGEND)],
-          kind="bargauge", width=8, height=10, options=BARS)
+          kind="bargauge", width=8, height=10, options=BARS, links=[SERIES_RUN_LINK])
     b.add("Fetch stall share of batch time", "percentunit",
-          [("%s / %s" % (rate("edgescope_train_fetch_stall_seconds_sum", RUN),
-                         rate("edgescope_train_batch_seconds_sum", RUN)), RUN_LEGEND)])
+          [(share_of_batch_time("edgescope_train_fetch_stall_seconds"), RUN_LEGEND)],
+          links=[SERIES_RUN_LINK])
     b.add("Throughput", "suffix: samples/s",
-          [(rate("edgescope_train_samples_total", RUN), RUN_LEGEND)])
+          [(rate("edgescope_train_samples_total", RUN), RUN_LEGEND)], links=[SERIES_RUN_LINK])
     b.add("Read IOPS (r/s)", "iops",
           [(rate("edgescope_disk_reads_completed_total", DEV), "{{device}} {{disk}}")], width=8)
     b.add("Read throughput", "Bps",
@@ -192,7 +342,8 @@ def compare_devices() -> Dict[str, Any]:
           description="From the energy counter, so every 1 s power sample counts.")
     return dashboard("edgescope-compare", "edgescope / Compare devices",
                      "Per-epoch time, energy and storage load of runs on several boards, side by side.",
-                     b, [DEVICE_VAR, run_variable(multi=True)], [EPOCH_ANNOTATION])
+                     b, run_filter_variables() + [run_variable(True, "%s, %s" % (RUN_FILTERS, DEV))],
+                     EPOCH_ANNOTATIONS)
 
 
 def training_run() -> Dict[str, Any]:
@@ -212,25 +363,77 @@ def training_run() -> Dict[str, Any]:
     b.add("Throughput", "suffix: samples/s", [(rate("edgescope_train_samples_total", RUN), RUN_LEGEND)])
     b.add("Loss", "none", [("edgescope_train_loss{%s}" % RUN, RUN_LEGEND)], width=8)
     b.add("Epoch in progress", "none", [("edgescope_train_epoch{%s}" % RUN, RUN_LEGEND)], width=8,
-          description="Steps at epoch boundaries; the annotations mark each epoch's end.")
+          description="Steps at epoch boundaries; the annotations mark each epoch's start and end.")
     b.add("Share of batch time", "percentunit",
-          [("%s / %s" % (rate("edgescope_train_fetch_stall_seconds_sum", RUN),
-                         rate("edgescope_train_batch_seconds_sum", RUN)), "stall {{device}} {{run_id}}"),
-           ("%s / %s" % (rate("edgescope_train_compute_seconds_sum", RUN),
-                         rate("edgescope_train_batch_seconds_sum", RUN)), "compute {{device}} {{run_id}}")],
+          [(share_of_batch_time("edgescope_train_fetch_stall_seconds"), "stall {{device}} {{run_id}}"),
+           (share_of_batch_time("edgescope_train_compute_seconds"), "compute {{device}} {{run_id}}")],
           width=8, field_config={"min": 0, "max": 1})
+    stall_split = "The fetch stall split in proportion to the workers' file-read time vs their " \
+                  "decode/augment/collate time for the batch: storage + preprocessing = fetch stall."
+    b.add("Fetch stall: storage vs preprocessing (share of batch time)", "percentunit",
+          [(share_of_batch_time("edgescope_train_fetch_stall_storage_seconds"), "storage {{device}} {{run_id}}"),
+           (share_of_batch_time("edgescope_train_fetch_stall_preprocess_seconds"),
+            "preprocessing {{device}} {{run_id}}")],
+          field_config={"min": 0, "max": 1, "custom": {"stacking": {"mode": "normal"}, "fillOpacity": 40}},
+          description=stall_split)
+    b.add("Fetch stall split per batch, p50 / p95", "s",
+          [(quantile(q, "edgescope_train_fetch_stall_%s_seconds" % part),
+            "%s p%d {{device}} {{run_id}}" % (part, round(q * 100)))
+           for part in ("storage", "preprocess") for q in (0.5, 0.95)],
+          description=stall_split)
+    epoch_table(b, "Per epoch: where the fetch stall went", [
+        ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
+        ("stall: storage", "s", "edgescope_train_epoch_fetch_stall_storage_seconds"),
+        ("stall: preprocessing", "s", "edgescope_train_epoch_fetch_stall_preprocess_seconds"),
+        ("workers reading", "s", "edgescope_train_epoch_read_seconds"),
+        ("workers preprocessing", "s", "edgescope_train_epoch_preprocess_seconds")],
+        description="Stall columns: the part of the epoch's fetch stall the training step waited for. "
+                    "Workers columns: the work itself, summed over the loader's workers (mostly hidden "
+                    "behind compute when the stall is small).")
+    b.states("Running", [("edgescope_train_running{%s}" % RUN, RUN_LEGEND)],
+             value_text({0: ("ended", "text"), 1: ("training", "green")}), width=24, height=4)
+    board_state(b)
     b.add("Run configuration", "none",
           [("edgescope_train_run_info{%s}" % RUN, "")], kind="table", width=24, height=6)
-    return dashboard("edgescope-run", "edgescope / Training run",
-                     "One run: distributions of fetch stall and compute per batch, throughput, loss, epochs.",
-                     b, [DEVICE_VAR, run_variable(multi=False)], [EPOCH_ANNOTATION])
+    return dashboard(RUN_UID, "edgescope / Training run",
+                     "One run: distributions of fetch stall and compute per batch, where the stall went "
+                     "(storage vs preprocessing), throughput, loss, epochs, the board's state.",
+                     b, [DEVICE_VAR, run_variable(multi=False)], EPOCH_ANNOTATIONS)
 
 
 def device_health() -> Dict[str, Any]:
     b = Board()
+    board_state(b)
+    b.states("Exporter sources and datasets",
+             [("edgescope_source_up{%s}" % DEV, "{{device}} {{source}}"),
+              ("edgescope_dataset_up{%s}" % DEV, "{{device}} dataset {{dataset}}")], UP_DOWN)
+    b.states("Why down", [("edgescope_source_down_info{%s}" % DEV, "{{device}} {{source}}: {{reason}}"),
+                          ("edgescope_dataset_down_info{%s}" % DEV, "{{device}} {{dataset}}: {{reason}}")],
+             value_text({1: ("down", "red")}), description="Empty while everything is up.")
+    b.add("Source sample duration", "s",
+          [("edgescope_source_sample_duration_seconds{%s}" % DEV, "{{device}} {{source}}")], width=8)
+    b.add("Since the last successful sample", "s",
+          [("time() - edgescope_source_last_success_timestamp_seconds{%s}" % DEV, "{{device}} {{source}}")],
+          width=8, description="Prometheus' clock minus the board's: add the clock offset below.")
+    b.add("Rejected samples", "none",
+          [("increase(edgescope_source_rejected_samples_total{%s}[$__rate_interval])" % DEV,
+            "{{device}} {{source}}")], width=8,
+          description="Readings not exposed (not finite, out of their unit's range); the exporter logs why.")
     b.add("Power per rail", "watt",
           [(rate("edgescope_rail_energy_joules_total", DEV), "{{device}} {{rail}}"),
-           ("edgescope_board_power_watts{%s}" % DEV, "{{device}} board")])
+           ("edgescope_board_power_watts{%s}" % DEV, "{{device}} board")],
+          description="Rails from their energy counters; board: the last sample.")
+    b.add("Rail power, last sample", "watt",
+          [("edgescope_rail_power_watts{%s}" % DEV, "{{device}} {{rail}}")])
+    b.add("Energy: counter vs power gauge (5m)", "joule",
+          [("device:edgescope_board_energy_joules:increase5m{%s}" % DEV, "{{device}} counter"),
+           ("device:edgescope_board_power_watts:integral5m{%s}" % DEV, "{{device}} gauge")],
+          width=12, description="The two should overlap: a gap means missed samples or a broken source.")
+    b.add("Power readings missed", "s",
+          [("increase(edgescope_board_energy_uncovered_seconds_total{%s}[$__rate_interval])" % DEV,
+            "{{device}} uncovered")],
+          width=12, description="Time in gaps between power readings, left out of the energy counter: "
+                                "energy over a window is complete only where this stays 0.")
     b.add("Thermal zones and trip points", "celsius",
           [("edgescope_thermal_zone_temperature_celsius{%s}" % DEV, "{{device}} {{zone}}"),
            ('min by (device, zone) (edgescope_thermal_zone_trip_point_celsius{%s, '
@@ -240,41 +443,88 @@ def device_health() -> Dict[str, Any]:
                       "properties": [{"id": "custom.lineStyle",
                                       "value": {"fill": "dash", "dash": [10, 10]}}]}])
     b.add("Sensor temperatures", "celsius",
-          [("edgescope_temperature_celsius{%s}" % DEV, "{{device}} {{sensor}}")], width=8)
+          [("edgescope_temperature_celsius{%s}" % DEV, "{{device}} {{sensor}}")])
     b.add("Clock frequency", "hertz",
           [("edgescope_clock_frequency_hertz{%s}" % DEV, "{{device}} {{clock}}")], width=8)
     b.add("Clock against its maximum", "percentunit",
           [("edgescope_clock_frequency_hertz{%s} / edgescope_clock_frequency_max_hertz{%s}"
             % (DEV, DEV), "{{device}} {{clock}}")], width=8, field_config={"min": 0, "max": 1})
+    b.add("Clock cap against the power mode's cap", "percentunit",
+          [("edgescope_clock_frequency_policy_max_hertz{%s} / edgescope_clock_frequency_mode_max_hertz{%s}"
+            % (DEV, DEV), "{{device}} {{clock}} cap / mode's cap"),
+           ("edgescope_clock_frequency_min_hertz{%s} / edgescope_clock_frequency_policy_max_hertz{%s}"
+            % (DEV, DEV), "{{device}} {{clock}} floor / cap")],
+          width=8, field_config={"min": 0, "max": 1},
+          description="cap / mode's cap below 1: thermal or over-current cooling lowered the clock's cap. "
+                      "floor / cap = 1: the clock is pinned (jetson_clocks).")
+    b.add("Cooling devices", "percentunit",
+          [("edgescope_cooling_device_state{%s} / (edgescope_cooling_device_max_state{%s} > 0)" % (DEV, DEV),
+            "{{device}} {{type}} {{cooling_device}}")], width=8, field_config={"min": 0, "max": 1},
+          description="State / max state; 0 = not cooling. A fan's state is its speed step, any other "
+                      "device's a throttling step.")
     b.add("Over-current throttle events", "none",
           [("increase(edgescope_throttle_events_total{%s}[$__rate_interval])" % DEV,
             "{{device}} {{sensor}}")], width=8)
-    b.add("GPU utilisation", "percentunit",
-          [("edgescope_gpu_utilisation_ratio{%s}" % DEV, "{{device}}")], width=8,
-          field_config={"min": 0, "max": 1})
-    b.add("Memory used", "bytes",
-          [("edgescope_memory_used_bytes{%s}" % DEV, "{{device}}")], width=8)
+    b.add("Memory and swap used", "bytes",
+          [("edgescope_memory_used_bytes{%s}" % DEV, "{{device}} RAM used"),
+           ("edgescope_memory_total_bytes{%s}" % DEV, "{{device}} RAM total"),
+           ("edgescope_swap_used_bytes{%s}" % DEV, "{{device}} swap used"),
+           ("edgescope_swap_total_bytes{%s}" % DEV, "{{device}} swap total")], width=8)
     b.add("Disk utilisation (%util)", "percentunit",
-          [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=8,
+          [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=6,
           field_config={"min": 0, "max": 1})
     b.add("Read await (r_await)", "s",
           [("%s / clamp_min(%s, 1e-9)" % (rate("edgescope_disk_read_time_seconds_total", DEV),
                                           rate("edgescope_disk_reads_completed_total", DEV)),
             "{{device}} {{disk}}")],
-          width=8, description="0 while the disk reads nothing, as iostat prints it.")
+          width=6, description="0 while the disk reads nothing, as iostat prints it.")
+    iostat = "As iostat prints it, over the exporter's sampling interval (%util and r_await: over the " \
+             "graph's rate interval)."
+    for title, unit, metric in [("r/s", "iops", "edgescope_disk_read_iops"),
+                                ("rkB/s", "Bps", "edgescope_disk_read_bytes_per_second"),
+                                ("r_await", "s", "edgescope_disk_read_await_seconds"),
+                                ("%util", "percentunit", "edgescope_disk_utilisation_ratio")]:
+        b.add("iostat " + title, unit, [("%s{%s}" % (metric, DEV), "{{device}} {{disk}}")], width=6,
+              description=iostat)
+    b.add("Write IOPS (w/s)", "iops",
+          [(rate("edgescope_disk_writes_completed_total", DEV), "{{device}} {{disk}}")], width=6)
+    b.add("Write throughput", "Bps",
+          [(rate("edgescope_disk_written_bytes_total", DEV), "{{device}} {{disk}}")], width=6)
     b.add("Dataset resident in page cache", "bytes",
           [("edgescope_dataset_resident_bytes{%s}" % DEV, "{{device}} {{dataset}} resident"),
            ("edgescope_dataset_size_bytes{%s}" % DEV, "{{device}} {{dataset}} size")], width=8)
-    b.add("Exporter sources up", "none",
-          [("edgescope_source_up{%s}" % DEV, "{{device}} {{source}}")], width=12,
-          field_config={"min": 0, "max": 1},
-          description="Why a source is down: edgescope_source_down_info{source, reason} (Explore).")
-    b.add("Energy: counter vs power gauge (5m)", "joule",
-          [("device:edgescope_board_energy_joules:increase5m{%s}" % DEV, "{{device}} counter"),
-           ("device:edgescope_board_power_watts:integral5m{%s}" % DEV, "{{device}} gauge")],
-          width=12, description="The two should overlap: a gap means missed samples or a broken source.")
+    b.add("Dataset page cache ratio", "percentunit",
+          [("edgescope_dataset_page_cache_ratio{%s}" % DEV, "{{device}} {{dataset}}"),
+           ("edgescope_dataset_page_cache_ratio_error_bound{%s}" % DEV, "{{device}} {{dataset}} ± bound")],
+          width=8, field_config={"min": 0, "max": 1},
+          description="Within ± bound of the true ratio with 99 % probability (0: every file measured).")
+    b.add("Dataset files", "none",
+          [("edgescope_dataset_files{%s}" % DEV, "{{device}} {{dataset}} files"),
+           ("edgescope_dataset_sampled_files{%s}" % DEV, "{{device}} {{dataset}} measured"),
+           ("increase(edgescope_dataset_scan_errors_total{%s}[$__rate_interval])" % DEV,
+            "{{device}} {{dataset}} skipped (unreadable or vanished)")], width=8)
+    b.add("Dataset measurement", "s",
+          [("edgescope_dataset_scan_duration_seconds{%s}" % DEV, "{{device}} {{dataset}} took"),
+           ("time() - edgescope_dataset_scan_timestamp_seconds{%s}" % DEV, "{{device}} {{dataset}} age")],
+          width=12, description="took: wall time of the last measurement (paced by the CPU budget); "
+                                "age: since it finished (Prometheus' clock minus the board's).")
+    b.add("Dataset's disk", "none",
+          [("edgescope_dataset_disk_info{%s}" % DEV, "")], kind="table", width=12,
+          description="The whole block device holding each dataset; absent on tmpfs, overlay, NFS, btrfs.",
+          transformations=[{"id": "organize", "options": {"excludeByName": {
+              "Time": True, "__name__": True, "job": True, "instance": True, "Value": True}}}])
+    b.add("Board clock offset", "s",
+          [("edgescope_time_seconds{%s} - timestamp(edgescope_time_seconds{%s})" % (DEV, DEV),
+            "{{device}} {{job}}")],
+          description="The board's clock minus Prometheus' (each target's scrape); the report shifts "
+                      "epoch edges by it.")
+    b.add("Exporter uptime", "s",
+          [("edgescope_time_seconds{%s, %s} - edgescope_exporter_start_time_seconds{%s}"
+            % (DEV, EXPORTER_JOB, DEV), "{{device}}")],
+          description="By the board's clock; a drop to 0 is a restart (its energy counters start again).")
     return dashboard("edgescope-health", "edgescope / Device health",
-                     "Power per rail, temperatures against trip points, clocks, throttling, disk, page cache.",
+                     "Board state, exporter sources, power per rail, temperatures against trip points, clocks "
+                     "and their caps, cooling, throttling, disk, page cache.",
                      b, [DEVICE_VAR], [])
 
 
