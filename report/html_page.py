@@ -28,18 +28,19 @@ thead th { border-bottom: 2px solid #333; background: #fff; }
 tbody tr:nth-child(even) { background: #f5f5f5; }
 ul.notes li { margin: .2rem 0; }
 figure { margin: 0 0 1.5rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure img { width: 60rem; max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .85rem; }
 @page { size: A4 landscape; margin: 12mm; }
 @media print {
-  body { margin: 0; font-size: 8pt; }
+  body { margin: 0; font-size: 7.5pt; }
+  h2 { break-after: avoid; }
   .scroll { overflow: visible; }
-  th, td { white-space: normal; padding: .1rem .3rem; }
+  th, td { white-space: normal; padding: .1rem .25rem; }
+  td.num { white-space: nowrap; }
   thead { display: table-header-group; }
   tr, figure, caption { break-inside: avoid; }
   tbody tr:nth-child(even) { background: none; }
-  figure { break-before: page; }
-  figure img { max-height: 170mm; border: none; }
+  figure img { width: auto; max-width: 100%; max-height: 170mm; border: none; }
 }
 """
 
