@@ -2,6 +2,7 @@
 inside the canvas (no clipped title, label or legend), tick labels that do not
 overlap with 20 comparison rows, and settings shared by every row said once
 instead of in every tick label."""
+import contextlib
 import itertools
 
 import matplotlib.pyplot as plt
@@ -12,23 +13,27 @@ from report.plots import DPI, STYLE, figures, row_labels
 from tests.report import synthetic
 
 
-def laid_out(runs, **kwargs):
+@contextlib.contextmanager
+def laid_out(runs):
     """The figures drawn at the saved resolution, so text sits where savefig puts it."""
-    report = synthetic.report(runs, **kwargs)
+    report = synthetic.report(runs)
     with plt.rc_context(STYLE):
         made = figures(runs, report)
         for fig in made.values():
             fig.set_dpi(DPI)
             fig.canvas.draw()
-    yield made
-    for fig in made.values():
-        plt.close(fig)
+    try:
+        yield made
+    finally:
+        for fig in made.values():
+            plt.close(fig)
 
 
 @pytest.fixture(scope="module", params=[1, 3, 20], ids=lambda n: "{}runs".format(n))
 def drawn(request):
     runs = [synthetic.run(k) for k in range(request.param)]
-    yield from laid_out(runs)
+    with laid_out(runs) as made:
+        yield made
 
 
 def in_view_ticks(axis):
@@ -68,7 +73,7 @@ def test_tick_labels_do_not_overlap(drawn):
 
 def test_twenty_rows_are_labelled_by_what_differs_only():
     runs = [synthetic.run(k) for k in range(20)]
-    for made in laid_out(runs):
+    with laid_out(runs) as made:
         (ax,) = made["time_split"].axes
         labels = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
         assert len(labels) == 20 and len(set(labels)) == 20

@@ -83,3 +83,15 @@ def test_labels_with_latex_specials_compile_and_print_as_themselves(tmp_path):
     assert source.count(escaped) == 4 + 1 + 1  # 4 epochs, its run row, the note
     assert r"res\_net\#1" in source
     assert pdflatex(source, tmp_path).startswith(b"%PDF")
+
+
+def test_an_unwritable_output_is_one_line(bench_prometheus, tmp_path, capsys):
+    bench = bench_prometheus.bench
+    target = tmp_path / "no such directory" / "tables.tex"
+    code = main(["--prometheus", bench_prometheus.url, "--since", repr(bench.base), "--until", repr(bench.end),
+                 "--format", "latex", "--output", str(target)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and not target.exists()
+    last = err.splitlines()[-1]
+    assert last == "edgescope-report: error: cannot write --output {} (No such file or directory); choose a " \
+                   "writable file".format(target)
