@@ -61,6 +61,15 @@ def chromium(page: Path, proxy: RefusingProxy, *extra: str, timeout: float = 180
     return done.stdout.decode("utf-8")
 
 
+def loaded(page: Path) -> Tuple["Dom", List[str]]:
+    """The page's DOM after Chromium loaded it, and the hosts the page requested."""
+    proxy = RefusingProxy()
+    try:
+        return Dom(chromium(page, proxy, "--dump-dom")), proxy.page_hosts()
+    finally:
+        proxy.close()
+
+
 class Dom(HTMLParser):
     """Elements of a serialised DOM with their attributes, each table's cell texts and the list items' texts."""
 

@@ -17,7 +17,7 @@ from report import html_page
 from report.cli import main
 from report.render import tables
 from tests.report import synthetic
-from tests.report.browser import Dom, RefusingProxy, chromium
+from tests.report.browser import Dom, RefusingProxy, chromium, loaded
 
 URL_ATTRIBUTES = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background", "xlink:href"}
 OKABE_BLUE = (0, 114, 178)  # the compute bars of the time split
@@ -89,12 +89,8 @@ def hostile_report() -> dict:
 def test_labels_holding_markup_stay_text(tmp_path):
     page = tmp_path / "hostile.html"
     page.write_text(html_page.as_html(hostile_report()), encoding="utf-8")
-    proxy = RefusingProxy()
-    try:
-        dom = Dom(chromium(page, proxy, "--dump-dom"))
-    finally:
-        proxy.close()
-    assert proxy.page_hosts() == []
+    dom, hosts = loaded(page)
+    assert hosts == []
     assert [tag for tag, _ in dom.elements if tag in ("img", "b", "i", "script", "iframe")] == []
     assert [row[0] for row in dom.tables[0][1:5]] == [HOSTILE_ID] * 4
     assert [row[2] for row in dom.tables[1][1:]] == [HOSTILE_MODEL, "vgg11"]
@@ -111,11 +107,7 @@ def test_the_checks_see_markup_and_fetches_when_nothing_is_escaped(tmp_path, mon
     monkeypatch.setattr(html_page, "CSP", "default-src *")
     page = tmp_path / "unescaped.html"
     page.write_text(html_page.as_html(hostile_report()), encoding="utf-8")
-    proxy = RefusingProxy()
-    try:
-        dom = Dom(chromium(page, proxy, "--dump-dom"))
-    finally:
-        proxy.close()
+    dom, hosts = loaded(page)
     assert {"img", "b", "iframe"} <= {tag for tag, _ in dom.elements}
-    assert "leak.example" in proxy.page_hosts()
+    assert "leak.example" in hosts
     assert fetched_urls(page.read_text(encoding="utf-8"))
