@@ -59,14 +59,15 @@ def _wrapped(text: str, fig: Figure) -> str:
 
 def row_labels(rows: Sequence[dict]) -> Tuple[str, List[str]]:
     """What every comparison row shares (one line) and, per row, only what
-    differs: device, type, storage and model as values, settings as key=value."""
+    differs: device, type, storage and model as values, settings as key=value
+    (a lone row is labelled with its device)."""
     described = [{"configuration": dict(r["configuration"], **{k: r[k] for k in IDENTITY if r.get(k)})}
                  for r in rows]
     common, varying = split_configuration(described)
     labels = []
-    for v in varying:
+    for row, v in zip(rows, varying):
         identity = [v.pop(k) for k in IDENTITY if k in v]
-        text = " ".join(identity + [configuration_text(v)]).strip() or "(same)"
+        text = " ".join(identity + [configuration_text(v)]).strip() or row["device"]  # a single row
         labels.append("\n".join(textwrap.wrap(text, LABEL_CHARACTERS)))
     return configuration_text(common), labels
 

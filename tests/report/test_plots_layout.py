@@ -91,4 +91,4 @@ def test_row_labels_factor_out_what_every_row_shares():
                      "prefetch_factor=2 storage=sd"
     assert labels == ["resnet18 workers=1", "vgg11 workers=1", "vgg11 workers=2"]
     single = synthetic.report([synthetic.run(0)])
-    assert row_labels(single["comparison"])[1] == ["(same)"]
+    assert row_labels(single["comparison"])[1] == ["nano-1"]
