@@ -100,7 +100,7 @@ def time_split(report: dict) -> Figure:
     ax.set_yticks(ys)
     ax.set_yticklabels(labels)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, as in the table
-    ax.grid(axis="y", visible=False)
+    ax.yaxis.grid(False)
     ax.set_xlabel("time per epoch (s)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     title = "Where an epoch's time goes: mean over epochs ≥ {}".format(report["settings"]["warmup_epochs"])
