@@ -2,7 +2,7 @@
 renderers' and plots' tests (no Prometheus needed to lay out a page): n runs,
 each its own device × configuration, sharing model, dataset and prefetch."""
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from report.collect import Collected, Epoch, Run
 from report.render import build
@@ -13,7 +13,7 @@ WORKERS = [1, 2, 4, 8, 12]
 BATCH_SIZES = [16, 32]
 
 
-def run(k: int, epochs: int = 4, info: Dict[str, str] = None, run_id: str = None) -> Run:
+def run(k: int, epochs: int = 4, info: Optional[Dict[str, str]] = None, run_id: Optional[str] = None) -> Run:
     """The k-th run: device, workers and batch size vary with k; the rest is shared."""
     device, device_type, storage = DEVICES[k % len(DEVICES)]
     settings = {"model": "vgg11", "dataset": "cifar10", "prefetch_factor": "2", "pin_memory": "false",
@@ -42,6 +42,6 @@ def run(k: int, epochs: int = 4, info: Dict[str, str] = None, run_id: str = None
     return result
 
 
-def report(runs: List[Run], notes: List[str] = None, warmup_epochs: int = 1) -> dict:
+def report(runs: List[Run], notes: Optional[List[str]] = None, warmup_epochs: int = 1) -> dict:
     return build(Collected(runs=runs, notes=list(notes or [])), warmup_epochs,
                  {"prometheus": "http://prometheus.example:9090", "since": BASE - 60.0, "until": BASE + 86400.0})

@@ -8,7 +8,6 @@ import io
 import json
 import re
 import sys
-from pathlib import Path
 
 import matplotlib.image
 import numpy
