@@ -7,10 +7,12 @@ import math
 import re
 import sys
 import time
-from typing import List, NoReturn, Optional
+from typing import List, NoReturn, Optional, Sequence
 
 from exporter.yamlfile import one_line
-from report.collect import collect
+from report.collect import Run, collect
+from report.html_page import as_html
+from report.latex import as_latex
 from report.prom import Prometheus, ReportError
 from report.render import build, render
 
@@ -89,9 +91,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="TIME", help="end of the time range; default: now")
     p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
                    help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
-    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json", "markdown", "html", "latex"), default="table",
+                   help="html: one self-contained page with the plots embedded; latex: booktabs tables")
     p.add_argument("--section", choices=("epochs", "summary", "comparison"), default="epochs",
                    help="which table --format csv writes (default epochs)")
+    p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of stdout")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
     return p
@@ -121,13 +125,34 @@ def main(argv: Optional[List[str]] = None) -> int:
             from report.plots import write_plots
             for path in write_plots(collected.runs, report, args.plots):
                 print("edgescope-report: wrote " + path, file=sys.stderr)
+        text = formatted(report, args.format, args.section, collected.runs)
     except ReportError as exc:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
         return 1
     for note in collected.notes:
         print("edgescope-report: warning: " + note, file=sys.stderr)
-    sys.stdout.write(render(report, args.format, args.section))
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        print("edgescope-report: error: cannot write --output {} ({}); choose a writable file".format(
+            args.output, exc.strerror), file=sys.stderr)
+        return 2
+    print("edgescope-report: wrote " + args.output, file=sys.stderr)
     return 0
+
+
+def formatted(report: dict, fmt: str, section: str, runs: Sequence[Run]) -> str:
+    """The report in --format: html embeds the plots, so it needs the runs too."""
+    if fmt == "html":
+        from report.plots import png_data_uris  # matplotlib: the report extra
+        return as_html(report, png_data_uris(runs, report))
+    if fmt == "latex":
+        return as_latex(report)
+    return render(report, fmt, section)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,84 @@
 """Paper-ready PNG figures: the time split per device and configuration
-(stacked bars), energy per epoch, and board power over each run."""
+(stacked bars), energy per epoch, and board power over each run.
+
+Every figure is laid out by matplotlib's constrained layout and long titles
+are wrapped to the figure's width, so no text is cut off at the canvas edge;
+the time split shows per row only the settings that differ between rows (as
+the comparison table does) and grows with its rows so their labels never
+overlap."""
+import base64
 import os
-from typing import Dict, List, Sequence
+import tempfile
+import textwrap
+from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from report.collect import Run  # noqa: E402
 from report.prom import ReportError  # noqa: E402
+from report.render import configuration_text, split_configuration  # noqa: E402
 
 # Okabe–Ito: distinguishable with colour-vision deficiency and in greyscale print.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 100,
          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
-         "axes.axisbelow": True}
+         "axes.axisbelow": True, "figure.titlesize": 10}
 DPI = 200
+WIDTH_INCHES = 7.0
+# Characters of 10 pt text that fit one inch (DejaVu Sans averages ~0.55 em a
+# character): how wide a title may be before it is wrapped.
+CHARACTERS_PER_INCH = 12
+LABEL_CHARACTERS = 40  # a row label longer than this wraps onto more lines
+LINE_INCHES = 0.16  # height of one 9 pt tick label line, with spacing
+# Row identity shown in the time split's labels as bare values; every other
+# setting is shown as key=value.
+IDENTITY = ("device", "device_type", "storage", "model")
 
 
-def _row_label(row: dict) -> str:
-    config = row["configuration"]
-    short = []
-    for key, name in (("batch_size", "b"), ("workers", "w"), ("prefetch_factor", "pf"), ("power_mode", "")):
-        if key in config:
-            short.append("{}{}".format(name, config[key]))
-    lines = [row["device"], row["model"] or "?", " ".join(short), row["storage"] or config.get("dataset_location")]
-    return "\n".join(x for x in lines if x)
+def _figure(height: float, panels: int = 1) -> Tuple[Figure, list]:
+    fig, axes = plt.subplots(panels, 1, figsize=(WIDTH_INCHES, height), squeeze=False, constrained_layout=True)
+    return fig, list(axes[:, 0])
 
 
-def time_split(report: dict, path: str) -> None:
+def colors(n: int) -> list:
+    """n colours told apart: Okabe–Ito up to 8, else viridis in order (bars and legend read in the same order)."""
+    if n <= len(PALETTE):
+        return PALETTE[:n]
+    return [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
+
+
+def _wrapped(text: str, fig: Figure) -> str:
+    return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH)))
+
+
+def row_labels(rows: Sequence[dict]) -> Tuple[str, List[str]]:
+    """What every comparison row shares (one line) and, per row, only what
+    differs: device, type, storage and model as values, settings as key=value
+    (a lone row is labelled with its device)."""
+    described = [{"configuration": dict(r["configuration"], **{k: r[k] for k in IDENTITY if r.get(k)})}
+                 for r in rows]
+    common, varying = split_configuration(described)
+    labels = []
+    for row, v in zip(rows, varying):
+        identity = [v.pop(k) for k in IDENTITY if k in v]
+        text = " ".join(identity + [configuration_text(v)]).strip() or row["device"]  # a single row
+        labels.append("\n".join(textwrap.wrap(text, LABEL_CHARACTERS)))
+    return configuration_text(common), labels
+
+
+def time_split(report: dict) -> Figure:
+    """Horizontal stacked bars, one row per comparison row, top to bottom in the table's order."""
     rows = report["comparison"]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.6))
-    xs = list(range(len(rows)))
+    common, labels = row_labels(rows)
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, (ax,) = _figure(2.2 + LINE_INCHES * max(lines, 1.6 * len(rows)))
+    ys = list(range(len(rows)))
     stall = [r["fetch_stall_seconds"]["mean"] for r in rows]
     compute = [r["compute_seconds"]["mean"] for r in rows]
     e2e = [r["e2e_seconds"]["mean"] for r in rows]
@@ -42,34 +87,35 @@ def time_split(report: dict, path: str) -> None:
     c_ = [c if k else 0.0 for c, k in zip(compute, known)]
     s_ = [s if k else 0.0 for s, k in zip(stall, known)]
     other = [max(e - s - c, 0.0) if k else 0.0 for e, s, c, k in zip(e2e, s_, c_, known)]
-    ax.bar(xs, c_, width=0.6, color=PALETTE[0], label="compute")
-    ax.bar(xs, s_, width=0.6, bottom=c_, color=PALETTE[1], label="fetch stall")
-    ax.bar(xs, other, width=0.6, bottom=[a + b for a, b in zip(c_, s_)], color="#BBBBBB",
-           label="other (E2E − stall − compute)")
-    ax.errorbar([x for x, k in zip(xs, known) if k], [e for e, k in zip(e2e, known) if k],
-                yerr=[d for d, k in zip(e2e_std, known) if k], fmt="none", ecolor="black", capsize=3,
+    ax.barh(ys, c_, height=0.6, color=PALETTE[0], label="compute")
+    ax.barh(ys, s_, height=0.6, left=c_, color=PALETTE[1], label="fetch stall")
+    ax.barh(ys, other, height=0.6, left=[a + b for a, b in zip(c_, s_)], color="#BBBBBB",
+            label="other (E2E − stall − compute)")
+    ax.errorbar([e for e, k in zip(e2e, known) if k], [y for y, k in zip(ys, known) if k],
+                xerr=[d for d, k in zip(e2e_std, known) if k], fmt="none", ecolor="black", capsize=3,
                 linewidth=0.8, label="E2E ± std")
-    for x, k in zip(xs, known):
+    for y, k in zip(ys, known):
         if not k:
-            ax.text(x, 0, "missing", ha="center", va="bottom", rotation=90, fontsize=8)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([_row_label(r) for r in rows])
-    ax.set_ylabel("time per epoch (s)")
-    ax.set_title("Where an epoch's time goes (mean over epochs ≥ {})".format(report["settings"]["warmup_epochs"]))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    _save(fig, path)
+            ax.text(0, y, " missing", ha="left", va="center", fontsize=8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, as in the table
+    ax.yaxis.grid(False)
+    ax.set_xlabel("time per epoch (s)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
+    title = "Where an epoch's time goes: mean over epochs ≥ {}".format(report["settings"]["warmup_epochs"])
+    fig.suptitle(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig))
+    return fig
 
 
-def energy_per_epoch(runs: Sequence[Run], report: dict, path: str) -> None:
+def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
     warmup = report["settings"]["warmup_epochs"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    epochs = sorted({e.epoch for r in runs for e in r.epochs})
+    fig, (ax,) = _figure(max(3.6, 1.2 + LINE_INCHES * (len(runs) + 1)))
     width = 0.8 / max(1, len(runs))
     handles = []
-    for i, run in enumerate(runs):
-        color = PALETTE[i % len(PALETTE)]
+    for i, (run, color) in enumerate(zip(runs, colors(len(runs)))):
         for e in run.epochs:
-            x = epochs.index(e.epoch) - 0.4 + width * (i + 0.5)
+            x = e.epoch - 0.4 + width * (i + 0.5)
             if e.energy_joules is None:
                 ax.text(x, 0, "n/a", ha="center", va="bottom", rotation=90, fontsize=7)
                 continue
@@ -81,21 +127,20 @@ def energy_per_epoch(runs: Sequence[Run], report: dict, path: str) -> None:
             run.run_id, run.device, "" if known else ": no energy data")))
     if warmup > 0:
         handles.append(Patch(facecolor="white", edgecolor="grey", hatch="////", label="warm-up, not averaged"))
-    ax.set_xticks(list(range(len(epochs))))
-    ax.set_xticklabels([str(e) for e in epochs])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("board energy per epoch (J)")
     ax.set_title("Energy per epoch")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    _save(fig, path)
+    return fig
 
 
-def power_over_run(runs: Sequence[Run], path: str) -> None:
+def power_over_run(runs: Sequence[Run]) -> Figure:
     """One panel per run: board power, the epochs as alternating bands and
     each epoch's average power (energy / duration) as a dashed step."""
     shown = [r for r in runs if any(e.start is not None for e in r.epochs)]
-    fig, axes = plt.subplots(len(shown) or 1, 1, figsize=(6.4, 0.4 + 1.5 * max(1, len(shown))), squeeze=False)
-    for ax, (i, run) in zip(axes[:, 0], enumerate(shown)):
+    fig, axes = _figure(0.6 + 1.5 * max(1, len(shown)), max(1, len(shown)))
+    for ax, (i, run) in zip(axes, enumerate(shown)):
         color = PALETTE[i % len(PALETTE)]
         timed = [e for e in run.epochs if e.start is not None and e.end is not None]
         t0 = min(e.start for e in timed)  # type: ignore
@@ -115,16 +160,22 @@ def power_over_run(runs: Sequence[Run], path: str) -> None:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title("{} ({}, {})".format(run.run_id, run.device, run.model or "?"), loc="left", fontsize=9)
-    axes[-1, 0].set_xlabel("time since the run's first epoch started (s)")
-    fig.suptitle("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fontsize=10)
-    _save(fig, path)
+        ax.set_title(_wrapped("{} ({}, {})".format(run.run_id, run.device, run.model or "?"), fig), loc="left",
+                     fontsize=9)
+    axes[-1].set_xlabel("time since the run's first epoch started (s)")
+    fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))
+    return fig
 
 
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
+def _save(fig: Figure, path: str) -> None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
+    """Every plot by file name (without .png); build and save them inside plt.rc_context(STYLE)."""
+    return {"time_split": time_split(report), "energy_per_epoch": energy_per_epoch(runs, report),
+            "power_over_run": power_over_run(runs)}
 
 
 def write_plots(runs: Sequence[Run], report: dict, directory: str) -> List[str]:
@@ -133,10 +184,21 @@ def write_plots(runs: Sequence[Run], report: dict, directory: str) -> List[str]:
     except OSError as exc:
         raise ReportError("cannot create the plot directory {} ({}); choose another --plots".format(
             directory, exc.strerror))
-    paths = {name: os.path.join(directory, name + ".png")
-             for name in ("time_split", "energy_per_epoch", "power_over_run")}  # type: Dict[str, str]
+    paths = []
     with plt.rc_context(STYLE):
-        time_split(report, paths["time_split"])
-        energy_per_epoch(runs, report, paths["energy_per_epoch"])
-        power_over_run(runs, paths["power_over_run"])
-    return list(paths.values())
+        for name, fig in figures(runs, report).items():
+            paths.append(os.path.join(directory, name + ".png"))
+            _save(fig, paths[-1])
+    return paths
+
+
+def png_data_uris(runs: Sequence[Run], report: dict) -> List[Tuple[str, str]]:
+    """(name, data: URI) of every plot write_plots makes, for a page that
+    embeds them instead of fetching files."""
+    with tempfile.TemporaryDirectory(prefix="edgescope-plots-") as directory:
+        uris = []
+        for path in write_plots(runs, report, directory):
+            with open(path, "rb") as png:
+                uris.append((os.path.splitext(os.path.basename(path))[0],
+                             "data:image/png;base64," + base64.b64encode(png.read()).decode("ascii")))
+        return uris

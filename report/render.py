@@ -2,8 +2,10 @@
 raw numbers in base units (null / empty where unknown); the table and
 Markdown round them for reading and print ``missing`` where unknown."""
 import csv
+import datetime
 import io
 import json
+import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
@@ -22,6 +24,8 @@ COLUMNS = {
     "page_cache_ratio": ("cached", lambda v: "{:.3f}".format(v)),
 }  # type: Dict[str, tuple]
 MISSING = "missing"
+# A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
+NUMBER = re.compile(r"^[-+]?\d[\d.]*\*?( ± [-+]?\d[\d.]*)?$")
 
 
 def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
@@ -95,6 +99,24 @@ def tables(report: dict) -> List[tuple]:
             configuration_text(common) or "nothing"),
          ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads, compare),
     ]
+
+
+def numeric_columns(headers: List[str], rows: List[List[str]]) -> List[bool]:
+    """Per column, whether every cell is a number or ``missing`` (and one is a
+    number): the html and LaTeX tables right-align those, as numbers read best."""
+    columns = list(zip(*rows)) if rows else [()] * len(headers)
+    return [all(c == MISSING or NUMBER.match(c) for c in column) and any(c != MISSING for c in column)
+            for column in columns]
+
+
+def settings_text(report: dict) -> List[Tuple[str, str]]:
+    """(name, value) of each setting the report was made with, for people (times in UTC)."""
+    out = []
+    for name, value in report["settings"].items():
+        if name in ("since", "until") and isinstance(value, (int, float)):
+            value = datetime.datetime.fromtimestamp(value, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.append((name.replace("_", " "), str(value)))
+    return out
 
 
 def as_text(report: dict) -> str:

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime)
+APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime chromium fonts-dejavu-core texlive-latex-base texlive-latex-recommended)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
