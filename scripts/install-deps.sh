@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime)
+APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime shellcheck)
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 EXTRAS=".[train,exporter,report,dev]"
 BASE=${PYTHON:-python3}
@@ -44,9 +44,9 @@ elif [ "$(id -u)" -ne 0 ]; then
 fi
 
 command -v "$BASE" >/dev/null || { say "no Python interpreter '$BASE'; set PYTHON=/path/to/python3 (3.8 or newer)"; exit 2; }
-# The venv is tied to its base interpreter: a different PYTHON makes a new one.
+# A venv is tied to its base interpreter: an explicit PYTHON other than the venv's makes a new one.
 base_id() { "$1" -c 'import sys; print(sys.base_prefix, "%d.%d" % sys.version_info[:2])'; }
-if [ -x "$VPY" ] && [ "$(base_id "$VPY" 2>/dev/null)" != "$(base_id "$BASE")" ]; then
+if [ -n "${PYTHON:-}" ] && [ -x "$VPY" ] && [ "$(base_id "$VPY" 2>/dev/null)" != "$(base_id "$BASE")" ]; then
     say "$VENV was made from another Python than $BASE; making it again"
     rm -rf "$VENV"
 fi
