@@ -62,8 +62,10 @@ fi
 
 # Reinstalls only when pyproject.toml or the torch pins changed since the last complete install.
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) ${TORCH_PINS[*]} $EXTRAS"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VPY" -c "import torch, torchvision, importlib.metadata as m; m.version('edgescope')" 2>/dev/null; then
-    say "$VENV is up to date ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"
+# (Package metadata, not imports: importing torch alone takes seconds.)
+installed=$("$VPY" -c "import importlib.metadata as m; print(*(m.version(p) for p in ('torch', 'torchvision', 'edgescope')))" 2>/dev/null || true)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -n "$installed" ]; then
+    say "$VENV is up to date (torch, torchvision, edgescope: $installed)"
     exit 0
 fi
 rm -f "$STAMP"
