@@ -33,9 +33,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    deb_installed "$p" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
@@ -46,17 +48,21 @@ fi
 command -v "$BASE" >/dev/null || { say "no Python interpreter '$BASE'; set PYTHON=/path/to/python3 (3.8 or newer)"; exit 2; }
 # A venv is tied to its base interpreter: an explicit PYTHON other than the venv's makes a new one.
 base_id() { "$1" -c 'import sys; print(sys.base_prefix, "%d.%d" % sys.version_info[:2])'; }
-if [ -n "${PYTHON:-}" ] && [ -x "$VPY" ] && [ "$(base_id "$VPY" 2>/dev/null)" != "$(base_id "$BASE")" ]; then
+if [ -e "$VENV" ] && ! "$VPY" -c '' 2>/dev/null; then
+    say "$VENV exists but $VPY does not run (its base Python moved, or this user cannot read it); remove $VENV and run this again"
+    exit 2
+fi
+if [ -n "${PYTHON:-}" ] && [ -e "$VENV" ] && [ "$(base_id "$VPY")" != "$(base_id "$BASE")" ]; then
     say "$VENV was made from another Python than $BASE; making it again"
     rm -rf "$VENV"
 fi
-if [ ! -x "$VPY" ]; then
+if [ ! -e "$VENV" ]; then
     say "python -m venv $VENV (from $("$BASE" -c 'import sys; print(sys.executable)'))"
     if ! "$BASE" -m venv "$VENV" >/dev/null 2>&1; then
         # Debian's python3 ships venv's pip support in a separate package.
         rm -rf "$VENV"
-        apt_install python3-venv
-        "$BASE" -m venv "$VENV"
+        deb_installed python3-venv || apt_install python3-venv
+        "$BASE" -m venv "$VENV"   # again; if it still fails, its own error says why
     fi
 fi
 
