@@ -29,18 +29,20 @@ RUN_ID="quickstart-$(date +%Y%m%dT%H%M%S)"
 die() { echo "quickstart: $*" >&2; exit 1; }
 
 [ "${EDGESCOPE_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-deps.sh
+PY=$REPO/.venv/bin/python   # scripts/install-deps.sh installs everything into it
+[ -x "$PY" ] || die "$PY not found; run 'bash scripts/install-deps.sh' (it makes the project's .venv)"
 command -v prometheus >/dev/null || die "prometheus not found; install the Debian package 'prometheus' (scripts/install-deps.sh does)"
 
 for spec in "$PROM_PORT:EDGESCOPE_PROMETHEUS_PORT" "$EXPORTER_PORT:EDGESCOPE_EXPORTER_PORT" \
             "$TRAINER_PORT:EDGESCOPE_TRAINER_PORT"; do
     port=${spec%%:*}; var=${spec#*:}
-    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
+    "$PY" -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
         2>/dev/null || die "port $port is in use; set $var to a free port"
 done
 
 mkdir -p "$OUT/prometheus/targets"
 [ -d "$DATA/cifar-10-batches-py" ] || \
-    python3 -m trainer.datasets_cli cifar10 --out "$DATA" --train-images 2000 --test-images 200
+    "$PY" -m trainer.datasets_cli cifar10 --out "$DATA" --train-images 2000 --test-images 200
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -53,7 +55,7 @@ if ! command -v tegrastats >/dev/null && [ ! -S /run/jtop.sock ]; then
     echo "quickstart: not a Jetson: the exporter replays exporter/demo/tegrastats_nano_warming.log as its power source (demo figures)"
     POWER=(--power-source tegrastats --tegrastats-file exporter/demo/tegrastats_nano_warming.log)
 fi
-python3 -m exporter.cli --web.listen-address "127.0.0.1:$EXPORTER_PORT" "${POWER[@]}" \
+"$PY" -m exporter.cli --web.listen-address "127.0.0.1:$EXPORTER_PORT" "${POWER[@]}" \
     --dataset "$DATA" --pagecache-interval 5 >"$OUT/exporter.log" 2>&1 &
 PIDS+=($!)
 
@@ -77,7 +79,7 @@ prometheus --config.file="$OUT/prometheus/prometheus.yml" --storage.tsdb.path="$
 PIDS+=($!)
 PROM="http://127.0.0.1:$PROM_PORT"
 for _ in $(seq 60); do
-    python3 -c 'import sys,requests; requests.get(sys.argv[1], timeout=1).raise_for_status()' \
+    "$PY" -c 'import sys,requests; requests.get(sys.argv[1], timeout=1).raise_for_status()' \
         "$PROM/-/ready" 2>/dev/null && break
     kill -0 "${PIDS[1]}" 2>/dev/null || die "prometheus exited; see $OUT/prometheus.log"
     sleep 0.5
@@ -85,14 +87,14 @@ done
 kill -0 "${PIDS[0]}" 2>/dev/null || die "the exporter exited; see $OUT/exporter.log"
 # Prometheus scrapes a few seconds after it is ready: epoch 0's energy needs exporter samples before it starts.
 for _ in $(seq 60); do
-    python3 -c 'import sys,requests; r=requests.get(sys.argv[1]+"/api/v1/query", params={"query": "edgescope_source_up"}, timeout=1); sys.exit(not r.json()["data"]["result"])' \
+    "$PY" -c 'import sys,requests; r=requests.get(sys.argv[1]+"/api/v1/query", params={"query": "edgescope_source_up"}, timeout=1); sys.exit(not r.json()["data"]["result"])' \
         "$PROM" 2>/dev/null && break
     sleep 0.5
 done
 
 # --- a short run of the reference experiment ------------------------------------
 # The trainer reads the exporter's energy counter at each epoch's edges (energy_joules in results.jsonl).
-python3 -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
+"$PY" -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
     --run-id "$RUN_ID" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
     --exporter-url "http://127.0.0.1:$EXPORTER_PORT/metrics" \
     --results "$OUT/results.jsonl" --metrics-textfile "$OUT/trainer.prom"
@@ -100,7 +102,7 @@ sleep 4  # the rules' last evaluation after the final scrape
 
 echo
 echo "quickstart: run $RUN_ID on device $DEVICE, the report read back from Prometheus ($PROM):"
-python3 -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --format table \
+"$PY" -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --format table \
     --plots "$OUT/plots" || die "the report could not read run $RUN_ID back from $PROM"
 
 cat <<EOF
