@@ -85,7 +85,8 @@ def energy_per_epoch(runs: Sequence[Run], report: dict, path: str) -> None:
     ax.set_xticklabels([str(e) for e in epochs])
     ax.set_xlabel("epoch")
     ax.set_ylabel("board energy per epoch (J)")
-    ax.set_title("Energy per epoch")
+    ax.set_title("Energy per epoch" + (" (REPLAYED DEMO power, not measured)"
+                                       if any(r.power_replayed for r in runs) else ""))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     _save(fig, path)
 
@@ -115,7 +116,9 @@ def power_over_run(runs: Sequence[Run], path: str) -> None:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title("{} ({}, {})".format(run.run_id, run.device, run.model or "?"), loc="left", fontsize=9)
+        ax.set_title("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
+                                            ": REPLAYED DEMO power, not measured" if run.power_replayed else ""),
+                     loc="left", fontsize=9)
     axes[-1, 0].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fontsize=10)
     _save(fig, path)
