@@ -69,8 +69,10 @@ def check_exposition(text: str, run_id: str, steps: int, samples_per_epoch: List
     return found
 
 
-def check_report(tmp_path, port: int, run_id: str, epochs: int) -> Dict:
-    """A real Prometheus scrapes the (still served) endpoint; edgescope-report --format json reads the run."""
+def check_report(tmp_path, port: int, run_id: str, epochs: int) -> None:
+    """A real Prometheus scrapes the (still served) endpoint; edgescope-report --format json reads the run's
+    epochs back with the endpoint's own stall and compute, on the target's device."""
+    served = samples_of(scrape(port))
     with Prometheus(tmp_path, scrape_interval="1s") as prom:
         prom.set_targets([Target("cb-1", "nano", "sd", trainer_port=port)])
         query = "count(edgescope_train_epoch_end_timestamp_seconds{{run_id='{}'}})".format(run_id)
@@ -84,7 +86,14 @@ def check_report(tmp_path, port: int, run_id: str, epochs: int) -> Dict:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert report_main(["--prometheus", prom.url, "--run", run_id, "--since", "10m", "--format", "json"]) == 0
-    return json.loads(out.getvalue())
+    report = json.loads(out.getvalue())
+    assert [r["epoch"] for r in report["epochs"]] == list(range(epochs))
+    for record in report["epochs"]:
+        assert record["device"] == "cb-1"
+        for key in ("fetch_stall_seconds", "compute_seconds"):
+            [(_, value)] = [(labels, value) for labels, value in served["edgescope_train_epoch_" + key]
+                            if labels["epoch"] == str(record["epoch"])]
+            assert abs(record[key] - value) < 1e-9, key
 
 
 FETCH_SLEEP_S = 0.004  # per sample: a loader that makes every batch wait

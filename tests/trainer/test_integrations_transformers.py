@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from tests.processes import child_env
 from tests.trainer.integration_checks import (STEP_SLEEP_S, SlowDataset, check_exposition, check_lower_bounds,
-                                              check_report, samples_of, scrape)
+                                              check_report, scrape)
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -60,14 +60,9 @@ def test_edgescope_report_reads_a_transformers_run(tmp_path):
     callback = EdgescopeCallback(run_id="hf-report", metrics_port=0, metrics_addr="127.0.0.1")
     try:
         train(callback, tmp_path, accumulate=1)
-        gauges = samples_of(scrape(callback.recorder.server.port))
-        report = check_report(tmp_path, callback.recorder.server.port, "hf-report", epochs=2)
+        check_report(tmp_path, callback.recorder.server.port, "hf-report", epochs=2)
     finally:
         callback.close()
-    compute = {labels["epoch"]: value for labels, value in gauges["edgescope_train_epoch_compute_seconds"]}
-    assert [r["epoch"] for r in report["epochs"]] == [0, 1]
-    for record in report["epochs"]:
-        assert record["compute_seconds"] == pytest.approx(compute[str(record["epoch"])])
 
 
 def test_importing_trainer_needs_no_framework():
