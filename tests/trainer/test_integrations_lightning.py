@@ -1,5 +1,7 @@
 """trainer.integrations.lightning: a real Lightning Trainer.fit of a tiny CPU model, measured by the callback."""
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -7,6 +9,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from tests.processes import child_env
 from tests.trainer.integration_checks import (STEP_SLEEP_S, SlowDataset, check_exposition, check_lower_bounds,
                                               check_report, samples_of, scrape)
 
@@ -68,3 +71,13 @@ def test_edgescope_report_reads_a_lightning_run(tmp_path):
 def test_a_reserved_label_is_refused():
     with pytest.raises(ValueError, match="framework"):
         EdgescopeCallback(metrics_port=-1, labels={"framework": "mine"})
+
+
+def test_without_lightning_pytorch_lightning_serves():
+    pytest.importorskip("pytorch_lightning")
+    code = ("import sys; sys.modules['lightning'] = None; import pytorch_lightning; "
+            "from trainer.integrations.lightning import EdgescopeCallback; "
+            "print(issubclass(EdgescopeCallback, pytorch_lightning.Callback))")
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
