@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from typing import Any, Dict, List
 
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from torch.utils.data import Dataset
 
 from report.cli import main as report_main
+from tests.processes import child_env
 from tests.stack.harness import Prometheus, Target
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -29,6 +31,13 @@ def samples_of(text: str) -> Dict[str, List]:
         for sample in family.samples:
             found.setdefault(sample.name, []).append((sample.labels, sample.value))
     return found
+
+
+def python_prints(code: str) -> str:
+    """What ``python -c code`` prints in a fresh interpreter (this worktree first on its path)."""
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
 
 def scrape(port: int) -> str:

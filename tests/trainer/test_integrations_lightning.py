@@ -1,7 +1,5 @@
 """trainer.integrations.lightning: a real Lightning Trainer.fit of a tiny CPU model, measured by the callback."""
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -9,9 +7,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from tests.processes import child_env
 from tests.trainer.integration_checks import (STEP_SLEEP_S, SlowDataset, check_exposition, check_lower_bounds,
-                                              check_report, samples_of, scrape)
+                                              check_report, python_prints, samples_of, scrape)
 
 lightning = pytest.importorskip("lightning")
 from trainer.integrations.lightning import EdgescopeCallback  # noqa: E402
@@ -78,6 +75,4 @@ def test_without_lightning_pytorch_lightning_serves():
     code = ("import sys; sys.modules['lightning'] = None; import pytorch_lightning; "
             "from trainer.integrations.lightning import EdgescopeCallback; "
             "print(issubclass(EdgescopeCallback, pytorch_lightning.Callback))")
-    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert python_prints(code) == "True"
