@@ -10,15 +10,21 @@ the least disturbed run of each kind). "plain" is the loop without edgescope;
 "none" is the same loop through StepMeter with --timing none, so instrumented/none
 isolates the timing itself.
 
+The framework callbacks (trainer/integrations) are measured the same way where
+Lightning / transformers are installed: the same model and data through
+``Trainer.fit`` / ``Trainer.train`` without and with ``EdgescopeCallback``, ABBA
+rounds, plus the callbacks' shared recorder alone around an empty step.
+
     PYTHONPATH=. python3 bench/trainer_overhead.py [--model mobilenet_v3_small --batch-size 16]
 """
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import torch
 import torch.nn as nn
@@ -26,6 +32,7 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from trainer.data import build_dataset, make_loader  # noqa: E402
+from trainer.integrations.recorder import RunRecorder  # noqa: E402
 from trainer.meter import StepMeter  # noqa: E402
 from trainer.metrics import TrainMetrics  # noqa: E402
 from trainer.models import build_model  # noqa: E402
@@ -109,6 +116,104 @@ def meter_cost_per_batch_s(batches: int = 20000) -> float:
     return (instrumented - (time.perf_counter() - began)) / batches
 
 
+def recorder_cost_per_step_s(steps: int = 20000) -> float:
+    """The callbacks' recorder alone (one micro-batch per step) around an empty step, per step."""
+    recorder = RunRecorder(run_id="bench", metrics_port=-1)
+    recorder.start("cpu", {"model": "none", "dataset": "none", "batch_size": "16", "workers": "0",
+                           "prefetch_factor": "none", "pin_memory": "false", "framework": "none", "precision": "32",
+                           "gradient_accumulation_steps": "1"})
+    recorder.begin_epoch(0)
+    began = time.perf_counter()
+    for _ in range(steps):
+        recorder.batch_arrived(16)
+        recorder.micro_batch_done(True)
+    instrumented = time.perf_counter() - began
+    recorder.end_epoch()
+    recorder.finish()
+    began = time.perf_counter()
+    for _ in range(steps):
+        pass
+    return (instrumented - (time.perf_counter() - began)) / steps
+
+
+def lightning_epoch(setup: Setup, with_callback: bool) -> Dict[str, float]:
+    """One Trainer.fit epoch over the setup's loader, with or without EdgescopeCallback."""
+    import lightning
+    from trainer.integrations.lightning import EdgescopeCallback
+
+    class Module(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = setup.model
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            images, targets = batch
+            return setup.criterion(self.model(images), targets)
+
+        def configure_optimizers(self) -> Any:
+            return setup.optimizer
+
+    callbacks = [EdgescopeCallback(run_id="bench", metrics_port=-1)] if with_callback else []
+    trainer = lightning.Trainer(max_epochs=1, callbacks=callbacks, accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    setup.loader.generator.manual_seed(0)
+    torch.manual_seed(0)
+    began, cpu_began = time.perf_counter(), time.process_time()
+    trainer.fit(Module(), setup.loader)
+    return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began}
+
+
+def transformers_epoch(setup: Setup, with_callback: bool, output_dir: str) -> Dict[str, float]:
+    """One Trainer.train epoch over the setup's dataset, with or without EdgescopeCallback."""
+    import transformers
+    from trainer.integrations.transformers import EdgescopeCallback
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = setup.model
+
+        def forward(self, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+            return {"loss": setup.criterion(self.model(images), labels)}
+
+    def collate(items: List[Any]) -> Dict[str, torch.Tensor]:
+        return {"images": torch.stack([image for image, _ in items]), "labels": torch.tensor([t for _, t in items])}
+
+    args = transformers.TrainingArguments(output_dir=output_dir, num_train_epochs=1, report_to=[],
+                                          per_device_train_batch_size=setup.loader.batch_size, save_strategy="no",
+                                          use_cpu=True, disable_tqdm=True, seed=0, logging_strategy="no")
+    callbacks = [EdgescopeCallback(run_id="bench", metrics_port=-1)] if with_callback else []
+    trainer = transformers.Trainer(model=Model(), args=args, train_dataset=setup.loader.dataset,
+                                   data_collator=collate, callbacks=callbacks)
+    began, cpu_began = time.perf_counter(), time.process_time()
+    trainer.train()
+    return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began}
+
+
+def print_ratios(label: str, runs: Dict[str, List[Dict[str, float]]], instrumented: str, baseline: str) -> None:
+    """Per-round and min/min ratios of ``instrumented`` over ``baseline``, CPU and wall time."""
+    for clock in ("cpu_s", "wall_s"):
+        base = [r[clock] for r in runs[baseline]]
+        measured = [r[clock] for r in runs[instrumented]]
+        per_round = sorted(b / a for a, b in zip(base, measured))
+        print("{} ({}): median of rounds {:.4f} (quartiles {:.4f}..{:.4f}), min/min {:.4f}; "
+              "medians {:.4f} s vs {:.4f} s".format(
+                  label, "CPU time" if clock == "cpu_s" else "wall time", statistics.median(per_round),
+                  per_round[len(per_round) // 4], per_round[3 * len(per_round) // 4],
+                  min(measured) / min(base), statistics.median(measured), statistics.median(base)))
+
+
+def framework_rounds(setup: Setup, epoch: Any, rounds: int) -> Dict[str, List[Dict[str, float]]]:
+    """ABBA rounds of ``epoch(setup, with_callback)`` after one warm-up of each."""
+    runs = {"without": [], "with": []}  # type: Dict[str, List[Dict[str, float]]]
+    epoch(setup, False)
+    epoch(setup, True)
+    for i in range(rounds):
+        for mode in (("without", "with") if i % 2 == 0 else ("with", "without")):
+            runs[mode].append(epoch(setup, mode == "with"))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v3_small")
@@ -117,27 +222,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--workers", type=int, default=0, help="0: all work in this process, so CPU time sees it")
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 keeps spinning threads out")
+    parser.add_argument("--framework-rounds", type=int, default=10,
+                        help="ABBA rounds per framework callback (0: skip them)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    frameworks = {}  # type: Dict[str, Dict[str, List[Dict[str, float]]]]
     with tempfile.TemporaryDirectory() as data_dir:
         setup = Setup(args.model, args.batch_size, args.batches, args.workers, torch.device("cpu"), data_dir)
         runs = interleave(setup, ["plain", "none", "lazy"], args.rounds)
+        if args.framework_rounds > 0 and importlib.util.find_spec("lightning"):
+            frameworks["Lightning"] = framework_rounds(setup, lightning_epoch, args.framework_rounds)
+        if args.framework_rounds > 0 and importlib.util.find_spec("transformers"):
+            frameworks["transformers"] = framework_rounds(
+                setup, lambda s, w: transformers_epoch(s, w, os.path.join(data_dir, "hf")), args.framework_rounds)
     cost = meter_cost_per_batch_s()
     print("{} batch {} on CPU ({} torch threads), {} rounds x {} batches, {} workers".format(
         args.model, args.batch_size, args.threads, args.rounds, args.batches, args.workers))
     for baseline in ("plain", "none"):
-        for clock in ("cpu_s", "wall_s"):
-            base = [r[clock] for r in runs[baseline]]
-            instrumented = [r[clock] for r in runs["lazy"]]
-            per_round = sorted(b / a for a, b in zip(base, instrumented))
-            print("instrumented/{} ({}): median of rounds {:.4f} (quartiles {:.4f}..{:.4f}), min/min {:.4f}; "
-                  "medians {:.4f} s vs {:.4f} s".format(
-                      baseline, "CPU time" if clock == "cpu_s" else "wall time", statistics.median(per_round),
-                      per_round[len(per_round) // 4], per_round[3 * len(per_round) // 4],
-                      min(instrumented) / min(base), statistics.median(instrumented), statistics.median(base)))
+        print_ratios("instrumented/" + baseline, runs, "lazy", baseline)
     step_s = min(r["wall_s"] for r in runs["plain"]) / args.batches
     print("instrumentation alone: {:.1f} us per batch = ratio {:.5f} on a {:.1f} ms batch".format(
         cost * 1e6, 1 + cost / step_s, step_s * 1e3))
+    for name, framework_runs in frameworks.items():
+        print_ratios("{} with/without EdgescopeCallback, 1 epoch".format(name), framework_runs, "with", "without")
+    recorder = recorder_cost_per_step_s()
+    print("callbacks' recorder alone: {:.1f} us per step = ratio {:.5f} on a {:.1f} ms batch".format(
+        recorder * 1e6, 1 + recorder / step_s, step_s * 1e3))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ run the trainer with the run's context as labels, journal the outcome."""
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from experiment import controls as board
 from experiment.plan import Plan, RunSpec, attempt_id
 from experiment.state import Journal
+from trainer.progress import say as progress_say
+from trainer.progress import close_bar, terminal_bar
 
 
 def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str], run_id: str) -> List[str]:
@@ -38,8 +40,9 @@ def base_labels(plan: Plan, run: RunSpec) -> Dict[str, str]:
     return labels
 
 
-def say(message: str) -> None:
-    print("edgescope-experiment: " + message, flush=True)
+def say(message: str, bar: Any = None) -> None:
+    """A log line, above the sweep's progress bar when there is one."""
+    progress_say(bar, "edgescope-experiment: " + message)
 
 
 def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHES) -> List[str]:
@@ -49,13 +52,15 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
     status = journal.last_status()
     failed = []
     runs = plan.runs()
+    # On a terminal, a bar over the sweep: its ETA comes from this sweep's runs (those done before are its start)
+    bar = terminal_bar(len(runs), "sweep", "run", initial=sum(status.get(r.run_id) == "completed" for r in runs))
     for index, run in enumerate(runs, 1):
         where = "[{}/{}] {}".format(index, len(runs), run.run_id)
         if status.get(run.run_id) == "completed":
-            say("{}: done before, skipped".format(where))
+            say("{}: done before, skipped".format(where), bar)
             continue
         if run.run_id in status:
-            say("{}: redoing ({} last time)".format(where, status[run.run_id]))
+            say("{}: redoing ({} last time)".format(where, status[run.run_id]), bar)
         labels = base_labels(plan, run)
         labels.update(controls.prepare(run.power_mode, plan.jetson_clocks, plan.fan_max))
         if drop:
@@ -69,21 +74,25 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
         ids = {"attempt": attempt, "trainer_run_id": trainer_run_id}
         journal.record(run.run_id, "started", context=labels, command=cmd, **ids)
         say("{}: training as {} ({})".format(where, trainer_run_id,
-                                             " ".join("{}={}".format(k, v) for k, v in sorted(labels.items()))))
+                                             " ".join("{}={}".format(k, v) for k, v in sorted(labels.items()))), bar)
         log_path = os.path.join(plan.output_dir, trainer_run_id + ".log")
-        code = _run_logged(cmd, log_path, run.run_id, journal, ids)
+        code = _run_logged(cmd, log_path, run.run_id, journal, ids, bar)
         if code == 0:
             journal.record(run.run_id, "completed", **ids)
-            say("{}: completed".format(where))
+            say("{}: completed".format(where), bar)
         else:
             journal.record(run.run_id, "failed", returncode=code, **ids)
-            say("{}: FAILED with exit code {} (see {}); it is redone next time".format(where, code, log_path))
+            say("{}: FAILED with exit code {} (see {}); it is redone next time".format(where, code, log_path), bar)
             failed.append(run.run_id)
+        if bar is not None:
+            bar.update(1)
+    close_bar(bar)
     return failed
 
 
-def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, ids: Dict[str, object]) -> int:
-    """The trainer's output goes to the terminal and to its log file."""
+def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, ids: Dict[str, object],
+                bar: Any = None) -> int:
+    """The trainer's output goes to the terminal (above the sweep's bar) and to its log file."""
     with open(log_path, "a") as log:
         try:
             child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -93,7 +102,7 @@ def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, id
         try:
             assert child.stdout is not None
             for line in child.stdout:
-                sys.stdout.write(line)
+                progress_say(bar, line.rstrip("\n"))
                 log.write(line)
             return child.wait()
         except KeyboardInterrupt:

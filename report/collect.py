@@ -51,6 +51,7 @@ ENERGY = "edgescope_board_energy_joules_total"
 EXPORTER_START = "edgescope_exporter_start_time_seconds"
 UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
+POWER_SOURCE_INFO = "edgescope_power_source_info"
 DISK_READS = "edgescope_disk_reads_completed_total"
 DISK_READ_BYTES = "edgescope_disk_read_bytes_total"
 DATASET_DISK = "edgescope_dataset_disk_info"
@@ -97,6 +98,7 @@ class Run:
     epochs: List[Epoch] = field(default_factory=list)
     power: List[Sample] = field(default_factory=list)  # board power over the run (board clock), for plots
     clock_offset_seconds: Optional[float] = None  # board clock minus the Prometheus host's
+    power_replayed: bool = False  # the exporter replayed a recorded power log (the quick start's demo)
     seen: Tuple[float, float] = (0.0, 0.0)  # Prometheus time of the run's first and last run_info sample
 
     @property
@@ -279,6 +281,11 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     lo = run.to_prometheus_time(min(e.start for e in timed)) - EDGE_PAD_SECONDS  # type: ignore
     hi = run.to_prometheus_time(max(e.end for e in timed)) + EDGE_PAD_SECONDS  # type: ignore
     energy = _fetch(prom, ENERGY, run, lo, hi, notes)
+    sources = _fetch(prom, POWER_SOURCE_INFO, run, lo, hi, [])
+    run.power_replayed = any(labels.get("replay") == "true" for labels, _ in sources)
+    if run.power_replayed:
+        notes.append("{}: power and energy are a REPLAYED DEMO, not this board's: the exporter replays a recorded "
+                     "power log (edgescope_power_source_info{{replay=\"true\"}})".format(run.name))
     reads = _fetch(prom, DISK_READS, run, lo, hi, notes)
     read_bytes = _fetch(prom, DISK_READ_BYTES, run, lo, hi, notes)
     cache = _fetch(prom, CACHE_RATIO, run, lo, hi, notes)

@@ -130,7 +130,8 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("board energy per epoch (J)")
-    ax.set_title("Energy per epoch")
+    ax.set_title("Energy per epoch" + (" (REPLAYED DEMO power, not measured)"
+                                       if any(r.power_replayed for r in runs) else ""))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
 
@@ -160,8 +161,9 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title(_wrapped("{} ({}, {})".format(run.run_id, run.device, run.model or "?"), fig), loc="left",
-                     fontsize=9)
+        ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
+                                                     ": REPLAYED DEMO power, not measured" if run.power_replayed
+                                                     else ""), fig), loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))
     return fig

@@ -51,7 +51,9 @@ trap 'exit 130' INT TERM
 
 # --- exporter ---------------------------------------------------------------
 POWER=(--power-source auto)
+REPLAYED=""
 if ! command -v tegrastats >/dev/null && [ ! -S /run/jtop.sock ]; then
+    REPLAYED=1
     echo "quickstart: not a Jetson: the exporter replays exporter/demo/tegrastats_nano_warming.log as its power source (demo figures)"
     POWER=(--power-source tegrastats --tegrastats-file exporter/demo/tegrastats_nano_warming.log)
 fi
@@ -105,19 +107,25 @@ echo "quickstart: run $RUN_ID on device $DEVICE, the report read back from Prome
 "$PY" -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --format table \
     --plots "$OUT/plots" || die "the report could not read run $RUN_ID back from $PROM"
 
-cat <<EOF
-
-Where to look:
+[ -z "$REPLAYED" ] || echo "quickstart: its power and energy are a REPLAYED DEMO (a recorded Jetson Nano log), not this machine's"
+echo
+echo "Where to look:"
+if [ "$KEEP" = 1 ]; then  # the stack is still up: its URLs work until Ctrl-C
+    cat <<EOF
   Prometheus          $PROM/graph            (try: run_epoch:edgescope_board_energy_joules:increase_in_epoch)
   its targets         $PROM/targets
   alerts              $PROM/alerts
   exporter metrics    http://127.0.0.1:$EXPORTER_PORT/metrics
+EOF
+fi
+cat <<EOF
   per-epoch results   $OUT/results.jsonl   (energy_joules: measured by the trainer at the epoch edges)
   report plots        $OUT/plots/*.png
   logs                $OUT/exporter.log, $OUT/prometheus.log
   dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a
                       monitoring host (see README, Deployment) provisions them.
 EOF
+[ "$KEEP" = 1 ] || echo "  (the stack has stopped; EDGESCOPE_KEEP_RUNNING=1 keeps Prometheus and the exporter up to browse)"
 if [ "$KEEP" = 1 ]; then
     echo "quickstart: the stack stays up; Ctrl-C stops it."
     wait

@@ -27,9 +27,10 @@ from trainer.data import DATASETS, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
                             first_reading, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
-from trainer.meter import TIMING_MODES, StepMeter, Window
+from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
+from trainer.progress import EpochProgress, say
 from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -272,7 +273,8 @@ class Job(NamedTuple):
 
 
 def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, batches_per_epoch: int,
-                log_interval: int, stop: StopRequest) -> Tuple[Window, int, int, Optional[float]]:
+                log_interval: int, stop: StopRequest,
+                progress: EpochProgress) -> Tuple[Window, int, int, Optional[float]]:
     """One epoch, measured in the window "epoch"; returns it with batches, samples and the mean loss.
     The loss is summed on the device and read only every ``log_interval`` steps and at the end."""
     job.model.train()
@@ -291,11 +293,12 @@ def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, b
             batches += 1
             samples += len(targets)
             metrics.samples.inc(len(targets))
+            progress.advance(len(targets))
             window_steps += 1
             if batches % log_interval == 0:
                 mean = (running_loss / window_steps).item()  # the only sync, every log_interval steps
                 metrics.loss.set(mean)
-                print("epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean), flush=True)
+                say(progress.bar, "epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean))
                 epoch_loss += running_loss
                 running_loss.zero_()
                 window_steps = 0
@@ -357,7 +360,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             energy.close()
         raise
     measured = args.timing != "none"
-    meter = StepMeter(device, args.timing, on_batch=metrics.observe_batch)
+    progress = EpochProgress()
+
+    def observe(timing: BatchTiming) -> None:
+        metrics.observe_batch(timing)
+        progress.observe(timing)
+
+    meter = StepMeter(device, args.timing, on_batch=observe)
     batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
     print("edgescope-train: run {} | {} on {} ({} images, {} batches/epoch) | device {} | timing {} | metrics {}"
           .format(run_id, args.model, args.dataset, len(dataset), batches_per_epoch, device, args.timing,
@@ -393,8 +402,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             metrics.epoch.set(epoch)
             loader.generator.manual_seed(args.seed * 100003 + epoch)  # the same order after --resume
             energy_start = try_read(energy) if energy else ""
+            progress.start(epoch, args.epochs, batches_per_epoch)
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
-                                                         args.log_interval, stop)
+                                                         args.log_interval, stop, progress)
+            progress.close()
             used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config)

@@ -4,6 +4,7 @@ import sys
 from typing import List, Optional
 
 from trainer.errors import OneLineParser, UsageError, int_at_least
+from trainer.progress import close_bar, terminal_bar
 from trainer.synthetic import write_cifar10, write_jpeg_folder
 
 
@@ -32,21 +33,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as error:
         print("edgescope-dataset: {}".format(error), file=sys.stderr)
         return 2
+    total = args.train_images + args.test_images if args.kind == "cifar10" else args.images
+    bar = terminal_bar(total, "writing", "image")
+    on_images = bar.update if bar is not None else None
     try:
         if args.kind == "cifar10":
-            folder = write_cifar10(args.out, args.train_images, args.test_images, args.seed)
-            print("edgescope-dataset: wrote {} training and {} test images to {}"
-                  .format(args.train_images, args.test_images, folder))
+            folder = write_cifar10(args.out, args.train_images, args.test_images, args.seed, on_images)
+            done = "wrote {} training and {} test images to {}".format(args.train_images, args.test_images, folder)
         else:
-            size = write_jpeg_folder(args.out, args.images, args.image_size, args.classes, args.seed, args.quality)
-            print("edgescope-dataset: wrote {} JPEG images of {}x{} px ({:.1f} MB) to {}"
-                  .format(args.images, args.image_size, args.image_size, size / 1e6, args.out))
+            size = write_jpeg_folder(args.out, args.images, args.image_size, args.classes, args.seed, args.quality,
+                                     on_images)
+            done = "wrote {} JPEG images of {}x{} px ({:.1f} MB) to {}".format(
+                args.images, args.image_size, args.image_size, size / 1e6, args.out)
     except OSError as error:
         print("edgescope-dataset: cannot write {}: {}; choose another --out".format(args.out, error.strerror or error),
               file=sys.stderr)
         return 1
+    finally:
+        close_bar(bar)
+    print("edgescope-dataset: " + done)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -256,6 +256,22 @@ class StepMeter:
         yield
         self._deliver(self._timer.step_end())
 
+    # Hook-driven loops (framework callbacks) call these where ``wrap`` and ``step`` cannot go around the loop.
+    def begin_iteration(self) -> None:
+        """The loop starts iterating its loader: the wait for the first batch begins."""
+        self._timer.iteration_start()
+        self._timer.fetch_begin()
+
+    def batch_arrived(self) -> None:
+        """The step's batch is here (on the device if the loop copies it): its wait ends, the step begins."""
+        self._timer.fetch_end()
+        self._timer.step_begin()
+
+    def step_done(self) -> None:
+        """The step has ended: its timing goes out (lazily on a GPU) and the wait for the next batch begins."""
+        self._deliver(self._timer.step_end())
+        self._timer.fetch_begin()
+
     def begin_window(self, name: str) -> None:
         """Starts summing batches under ``name`` (batches still in flight belong to earlier windows)."""
         if name in self._windows:

@@ -6,7 +6,7 @@ short training run shows a falling loss, and are a pure function of the seed.
 import io
 import os
 import pickle
-from typing import List
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 from PIL import Image
@@ -43,8 +43,11 @@ def _write_batch(path: str, label: str, images: np.ndarray, labels: np.ndarray, 
         pickle.dump(entry, f, protocol=2)
 
 
-def write_cifar10(out: str, train_images: int, test_images: int, seed: int = 0) -> str:
-    """Writes ``out/cifar-10-batches-py/`` (data_batch_1..5, test_batch, batches.meta); returns that folder."""
+def write_cifar10(out: str, train_images: int, test_images: int, seed: int = 0,
+                  on_images: Optional[Callable[[int], Any]] = None) -> str:
+    """Writes ``out/cifar-10-batches-py/`` (data_batch_1..5, test_batch, batches.meta); returns that folder.
+    ``on_images(n)`` is told of each n images written (progress)."""
+    on_images = on_images or (lambda n: None)
     folder = os.path.join(out, BASE_FOLDER)
     os.makedirs(folder, exist_ok=True)
     rng = np.random.RandomState(seed)
@@ -56,8 +59,10 @@ def write_cifar10(out: str, train_images: int, test_images: int, seed: int = 0) 
         _write_batch(os.path.join(folder, "data_batch_{}".format(i + 1)),
                      "edgescope synthetic training batch {} of 5 (seed {})".format(i + 1, seed),
                      _images(rng, labels, 32, 10), labels, int(bounds[i]))
+        on_images(len(labels))
     _write_batch(os.path.join(folder, "test_batch"), "edgescope synthetic testing batch 1 of 1 (seed {})".format(seed),
                  _images(rng, test_labels, 32, 10), test_labels, train_images)
+    on_images(test_images)
     with open(os.path.join(folder, META_FILE), "wb") as f:
         pickle.dump({"num_cases_per_batch": int(bounds[1]), "label_names": CIFAR10_CLASSES, "num_vis": 3072},
                     f, protocol=2)
@@ -65,8 +70,10 @@ def write_cifar10(out: str, train_images: int, test_images: int, seed: int = 0) 
 
 
 def write_jpeg_folder(out: str, images: int, image_size: int, classes: int = 10, seed: int = 0,
-                      quality: int = 90) -> int:
-    """Writes ``out/class_NN/img_NNNNNNN.jpg`` (torchvision ImageFolder layout); returns the bytes written."""
+                      quality: int = 90, on_images: Optional[Callable[[int], Any]] = None) -> int:
+    """Writes ``out/class_NN/img_NNNNNNN.jpg`` (torchvision ImageFolder layout); returns the bytes written.
+    ``on_images(n)`` is told of each n images written (progress)."""
+    on_images = on_images or (lambda n: None)
     rng = np.random.RandomState(seed)
     labels = rng.randint(0, classes, size=images)
     names = ["class_{:02d}".format(c) for c in range(classes)]  # type: List[str]
@@ -79,4 +86,5 @@ def write_jpeg_folder(out: str, images: int, image_size: int, classes: int = 10,
         with open(os.path.join(out, names[label], "img_{:07d}.jpg".format(i)), "wb") as f:
             f.write(buffer.getvalue())
         total += buffer.tell()
+        on_images(1)
     return total
