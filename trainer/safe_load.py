@@ -106,7 +106,7 @@ def read_bytes(path: str) -> bytes:
 
 
 def load_image(path: str, read: Callable[[str], bytes] = read_bytes) -> Image.Image:
-    """An RGB image (torchvision's pil_loader) from the bytes ``read`` returns (the trainer's times the read
+    """An RGB image (torchvision's pil_loader) from the bytes ``read`` returns (the trainer times the read
     apart from the decode); a file that cannot be read or decoded is a DataFileError."""
     try:
         image = Image.open(io.BytesIO(read(path)))
