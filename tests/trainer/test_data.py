@@ -15,7 +15,7 @@ from torchvision.datasets import ImageFolder
 from trainer import cli, data, datasets_cli, safe_load
 from trainer.data import CIFAR10Files, build_dataset, cifar10_train_transform, make_loader
 from trainer.errors import UsageError
-from trainer.meter import LoadTimes
+from trainer.meter import LoadTimes, StepMeter
 from trainer.models import MODELS, build_model
 from trainer.synthetic import write_cifar10, write_jpeg_folder
 
@@ -266,6 +266,16 @@ def test_a_timed_loader_sends_each_batchs_read_and_preprocess_seconds(tmp_path, 
         assert times.preprocess_s > 0
     images, targets = next(iter(make_loader(dataset, 4, workers, 2, False, seed=0)))  # untimed: as before
     assert images.shape == (4, 3, 32, 32)
+
+    meter = StepMeter("cpu")  # slow reads, no compute to hide them: the stall is mostly storage
+    meter.begin_window("epoch")
+    for images, targets in meter.wrap(make_loader(dataset, 4, workers, 2, False, seed=0, timed=True)):
+        with meter.step():
+            pass
+    window = meter.end_window("epoch")
+    assert window.read_s >= 8 * 0.05
+    assert window.fetch_stall_storage_s > window.fetch_stall_preprocess_s
+    assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
 
 
 def test_cifar_samples_are_all_preprocessing_its_files_are_read_at_start(cifar_dir):
