@@ -8,7 +8,9 @@ so that drift of a shared machine cancels. Printed as ratios: of CPU time
 robust to other jobs on a shared machine) and of wall time (min over runs,
 the least disturbed run of each kind). "plain" is the loop without edgescope;
 "none" is the same loop through StepMeter with --timing none, so instrumented/none
-isolates the timing itself.
+isolates the timing itself. The instrumented loop's loader is timed as
+edgescope-train's (make_loader(timed=True): file reads vs decode/augment/collate
+per batch, in-process with no workers, so CPU time sees that cost too).
 
 The framework callbacks (trainer/integrations) are measured the same way where
 Lightning / transformers are installed: the same model and data through
@@ -31,9 +33,11 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer.data import build_dataset, make_loader  # noqa: E402
+from torch.utils.data.dataloader import default_collate  # noqa: E402
+
+from trainer.data import TimedSamples, build_dataset, collate_timed, make_loader  # noqa: E402
 from trainer.integrations.recorder import RunRecorder  # noqa: E402
-from trainer.meter import StepMeter  # noqa: E402
+from trainer.meter import LoadTimes, StepMeter  # noqa: E402
 from trainer.metrics import TrainMetrics  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.synthetic import write_cifar10  # noqa: E402
@@ -46,7 +50,9 @@ class Setup:
                  data_dir: str) -> None:
         write_cifar10(data_dir, train_images=batch_size * batches, test_images=1)
         dataset = build_dataset("cifar10", data_dir)
-        self.loader = make_loader(dataset, batch_size, workers, 2, device.type == "cuda", seed=0)
+        # plain and none: the untimed loader; lazy: the timed one, as edgescope-train picks them
+        self.loaders = {timed: make_loader(dataset, batch_size, workers, 2, device.type == "cuda", seed=0,
+                                           timed=timed) for timed in (False, True)}
         self.device = device
         self.model = build_model(model).to(device).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
@@ -62,14 +68,15 @@ class Setup:
     def epoch(self, mode: str) -> Dict[str, float]:
         """One pass over the loader; ``mode`` is "plain" (no edgescope at all) or a --timing mode.
         Returns wall and CPU seconds (device work included) and, when measured, stall and compute sums."""
-        self.loader.generator.manual_seed(0)  # identical batches and augmentation in every run
+        loader = self.loaders[mode not in ("plain", "none")]
+        loader.generator.manual_seed(0)  # identical batches and augmentation in every run
         torch.manual_seed(0)
         running_loss = torch.zeros((), device=self.device)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         began, cpu_began = time.perf_counter(), time.process_time()
         if mode == "plain":
-            for images, targets in self.loader:
+            for images, targets in loader:
                 images = images.to(self.device, non_blocking=True)
                 targets = targets.to(self.device, non_blocking=True)
                 self.train_step(images, targets, running_loss)
@@ -79,7 +86,7 @@ class Setup:
         metrics = TrainMetrics("bench")
         meter = StepMeter(self.device, mode, on_batch=metrics.observe_batch)
         meter.begin_window("epoch")
-        for images, targets in meter.wrap(self.loader, device=self.device):
+        for images, targets in meter.wrap(loader, device=self.device):
             with meter.step():
                 self.train_step(images, targets, running_loss)
             metrics.samples.inc(len(targets))
@@ -101,17 +108,19 @@ def interleave(setup: Setup, modes: List[str], rounds: int) -> Dict[str, List[Di
 
 
 def meter_cost_per_batch_s(batches: int = 20000) -> float:
-    """The instrumentation alone around an empty step: its cost per batch, free of training noise."""
+    """The instrumentation alone around an empty step, batches carrying LoadTimes to split the stall with:
+    its cost per batch, free of training noise."""
     metrics = TrainMetrics("bench")
     meter = StepMeter("cpu", "lazy", on_batch=metrics.observe_batch)
+    loaded = [(None, None, LoadTimes(0.002, 0.001))] * batches
     began = time.perf_counter()
-    for _ in meter.wrap(range(batches)):
+    for _ in meter.wrap(loaded):
         with meter.step():
             pass
         metrics.samples.inc(16)
     instrumented = time.perf_counter() - began
     began = time.perf_counter()
-    for _ in range(batches):
+    for _ in loaded:
         pass
     return (instrumented - (time.perf_counter() - began)) / batches
 
@@ -214,6 +223,25 @@ def framework_rounds(setup: Setup, epoch: Any, rounds: int) -> Dict[str, List[Di
     return runs
 
 
+def load_timing_cost_per_batch_s(batch_size: int, batches: int = 2000) -> float:
+    """What timing the samples and the collate adds to making a batch (of small tensors, so the rest is cheap):
+    TimedSamples + collate_timed against plain indexing + default_collate, min of 5 tries each."""
+    items = [(torch.zeros(3, 32, 32), i % 10) for i in range(batch_size)]
+    timed = TimedSamples(items)
+
+    def best(make_batch: Any) -> float:
+        tries = []
+        for _ in range(5):
+            began = time.perf_counter()
+            for _ in range(batches):
+                make_batch()
+            tries.append(time.perf_counter() - began)
+        return min(tries)
+
+    plain = best(lambda: default_collate([items[i] for i in range(batch_size)]))
+    return (best(lambda: collate_timed([timed[i] for i in range(batch_size)])) - plain) / batches
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mobilenet_v3_small")
@@ -236,13 +264,15 @@ def main() -> None:
             frameworks["transformers"] = framework_rounds(
                 setup, lambda s, w: transformers_epoch(s, w, os.path.join(data_dir, "hf")), args.framework_rounds)
     cost = meter_cost_per_batch_s()
+    load_cost = load_timing_cost_per_batch_s(args.batch_size)
     print("{} batch {} on CPU ({} torch threads), {} rounds x {} batches, {} workers".format(
         args.model, args.batch_size, args.threads, args.rounds, args.batches, args.workers))
     for baseline in ("plain", "none"):
         print_ratios("instrumented/" + baseline, runs, "lazy", baseline)
     step_s = min(r["wall_s"] for r in runs["plain"]) / args.batches
-    print("instrumentation alone: {:.1f} us per batch = ratio {:.5f} on a {:.1f} ms batch".format(
-        cost * 1e6, 1 + cost / step_s, step_s * 1e3))
+    print("instrumentation alone: {:.1f} us per batch in the loop + {:.1f} us per batch of {} timing its making "
+          "(worker side) = ratio {:.5f} on a {:.1f} ms batch".format(
+              cost * 1e6, load_cost * 1e6, args.batch_size, 1 + (cost + load_cost) / step_s, step_s * 1e3))
     for name, framework_runs in frameworks.items():
         print_ratios("{} with/without EdgescopeCallback, 1 epoch".format(name), framework_runs, "with", "without")
     recorder = recorder_cost_per_step_s()

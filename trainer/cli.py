@@ -36,6 +36,8 @@ from trainer.safe_load import describe, load_checkpoint
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
+# the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
+LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
 CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
 
 
@@ -257,8 +259,10 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
         return
     parts = ["{} {}".format(label, _mean_std([r[key] for r in chosen]))
              for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
+                                ("storage stall", "fetch_stall_storage_s"),
+                                ("preprocess stall", "fetch_stall_preprocess_s"),
                                 ("compute", "compute_s"), ("overhead", "overhead_s"))
-             if chosen[0][key] is not None]
+             if all(r.get(key) is not None for r in chosen)]
     print("mean ± std over epochs {}..{} (n={}): {}".format(
         chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
 
@@ -319,7 +323,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     web = load_web(args.web_config_file)  # before the data: a bad file fails at once
     torch.manual_seed(args.seed)
     dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
-    loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed)
+    loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed,
+                         timed=args.timing != "none")
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
@@ -453,7 +458,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
 def _window_of(record: Dict[str, Any]) -> Window:
     """A restored epoch's totals (``--results``/checkpoint record) as the Window they came from."""
     return Window("epoch", record["duration_s"], record["fetch_stall_s"] or 0.0, record["compute_s"] or 0.0,
-                  record["batches"], record["start_time"], record["end_time"])
+                  record["batches"], record["start_time"], record["end_time"],
+                  **{key: record.get(key) for key in LOAD_KEYS})  # absent from older checkpoints
 
 
 def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
@@ -465,6 +471,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
               "compute_s": window.compute_s if measured else None,
               "overhead_s": window.overhead_s if measured else None,
               "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
+    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS})
     record.update(config)
     return record
 
@@ -472,12 +479,13 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
 def print_epoch(record: Dict[str, Any], epochs: int) -> None:
     def value(key: str, unit: str = "s", digits: int = 3) -> str:
         return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
-    print("epoch {}/{}{}: E2E {}  stall {}  compute {}  overhead {}  energy {}  power {}  "
-          "({} batches, {} samples, loss {})".format(
+    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  overhead {}  energy {}  "
+          "power {}  (workers: read {}, preprocess {}; {} batches, {} samples, loss {})".format(
               record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
-              value("fetch_stall_s"), value("compute_s"), value("overhead_s"), value("energy_joules", "J", 2),
-              value("average_power_watts", "W", 3), record["batches"], record["samples"],
-              "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
+              value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
+              value("compute_s"), value("overhead_s"), value("energy_joules", "J", 2),
+              value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
+              record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -6,20 +6,27 @@ read by it. ``CIFAR10Files`` reads the same python file format with the same
 decoding, and checks the official checksums only when the files say they are
 the official dataset (their ``batch_label``). Every file goes through
 trainer.safe_load: a restricted unpickler, so a planted pickle runs no code.
+
+``make_loader(timed=True)`` appends each batch's ``LoadTimes`` (read vs
+decode/augment/collate seconds, measured in the process that made it) for
+``StepMeter`` to split the fetch stall into storage and preprocessing.
 """
 import hashlib
 import os
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
 
 from trainer.errors import UsageError
-from trainer.safe_load import DataFileError, load_image, load_pickle
+from trainer.meter import LoadTimes
+from trainer.safe_load import DataFileError, load_image, load_pickle, read_bytes
 
 DATASETS = ("cifar10", "imagefolder")
 BASE_FOLDER = "cifar-10-batches-py"
@@ -158,7 +165,7 @@ def build_dataset(name: str, data_dir: str, download: bool = False, image_size: 
     from torchvision.datasets import ImageFolder
     inside = _InsideFolder(data_dir)
     try:
-        dataset = ImageFolder(data_dir, transform=imagefolder_train_transform(image_size), loader=load_image,
+        dataset = ImageFolder(data_dir, transform=imagefolder_train_transform(image_size), loader=load_image_timed,
                               is_valid_file=inside)
     except (FileNotFoundError, RuntimeError) as error:
         raise UsageError("{} is not an image folder (one sub-folder of images per class): {}"
@@ -188,11 +195,64 @@ class _InsideFolder:
         return True
 
 
+class _ReadClock:
+    """Seconds this process has spent in ``timed_read`` (each DataLoader worker is a process of its own)."""
+    seconds = 0.0
+
+
+def timed_read(path: str) -> bytes:
+    """A file's bytes (open + read), the wall time it took added to ``_ReadClock``."""
+    began = time.perf_counter()
+    try:
+        return read_bytes(path)
+    finally:
+        _ReadClock.seconds += time.perf_counter() - began
+
+
+def load_image_timed(path: str) -> Image.Image:
+    """``load_image`` with its file read timed apart from its decode."""
+    return load_image(path, timed_read)
+
+
+class TimedSamples(Dataset):
+    """``dataset``'s items as ``(item, read_s, preprocess_s)``: the wall time making it took, split into its
+    ``timed_read`` file reads and everything else (decode, augment). A dataset that reads its files up front
+    (CIFAR-10 is read whole at start-up) has no reads here: its samples are all preprocessing."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tuple[Any, float, float]:
+        read_before = _ReadClock.seconds
+        began = time.perf_counter()
+        item = self.dataset[index]
+        took = time.perf_counter() - began
+        read = _ReadClock.seconds - read_before
+        return item, read, took - read
+
+
+def collate_timed(samples: List[Tuple[Any, float, float]]) -> Tuple[Any, ...]:
+    """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads,
+    and their preprocessing plus this collate."""
+    began = time.perf_counter()
+    batch = default_collate([item for item, _, _ in samples])
+    collate_s = time.perf_counter() - began
+    times = LoadTimes(sum(read for _, read, _ in samples), sum(other for _, _, other in samples) + collate_s)
+    return tuple(batch) + (times,)
+
+
 def make_loader(dataset: Any, batch_size: int, workers: int, prefetch_factor: int, pin_memory: bool,
-                seed: int) -> DataLoader:
-    """A shuffling loader; its ``generator`` is re-seeded per epoch by the caller for a resumable order."""
+                seed: int, timed: bool = False) -> DataLoader:
+    """A shuffling loader; its ``generator`` is re-seeded per epoch by the caller for a resumable order.
+    ``timed``: each batch is ``(images, targets, LoadTimes)``; ``StepMeter.wrap`` hands the loop the first two."""
     generator = torch.Generator()
     generator.manual_seed(seed)
-    extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
+    extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}  # type: Dict[str, Any]
+    if timed:
+        dataset = TimedSamples(dataset)
+        extra["collate_fn"] = collate_timed
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                       pin_memory=pin_memory, generator=generator, **extra)

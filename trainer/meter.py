@@ -23,6 +23,12 @@ What is measured for each batch:
 - ``compute_s``: the ``with meter.step()`` block.
 - ``batch_s``: from the previous step's end (the start of the iteration for
   the first batch) to this step's end.
+- ``read_s`` / ``preprocess_s``: where the loader appends ``LoadTimes`` to each
+  batch (``trainer.data.make_loader(timed=True)``), the seconds spent making the
+  batch: reading its files, and decoding, augmenting and collating it. ``wrap``
+  strips them, so the loop still gets ``(images, targets)``. The batch's stall
+  is split in their proportion: ``fetch_stall_storage_s`` and
+  ``fetch_stall_preprocess_s`` add up to ``fetch_stall_s``.
 
 Timing modes: ``lazy`` (default: CUDA events resolved with ``Event.query()``
 once the GPU has passed them; on the CPU, whose work is synchronous, a
@@ -33,16 +39,47 @@ the benchmark baseline; windows still give wall time).
 import collections
 import contextlib
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 TIMING_MODES = ("lazy", "sync", "none")
 
 
+class LoadTimes(NamedTuple):
+    """Seconds of wall time (``time.perf_counter``) the process that made one batch (a DataLoader worker, or
+    the main process without workers) spent on it: wall time is what delays the batch, I/O waits included."""
+    read_s: float  # opening and reading its samples' files
+    preprocess_s: float  # everything else: decode, augment, collate
+
+
 class BatchTiming(NamedTuple):
-    """One training step's times, in seconds."""
+    """One training step's times, in seconds; ``read_s``/``preprocess_s`` None where the batch had no LoadTimes."""
     fetch_stall_s: float
     compute_s: float
     batch_s: float
+    read_s: Optional[float] = None
+    preprocess_s: Optional[float] = None
+
+    @property
+    def fetch_stall_storage_s(self) -> Optional[float]:
+        """The stall times the share the batch's file reads took of its making."""
+        split = self._stall_split()
+        return None if split is None else split[0]
+
+    @property
+    def fetch_stall_preprocess_s(self) -> Optional[float]:
+        """The rest of the stall: decode, augment and collate's share."""
+        split = self._stall_split()
+        return None if split is None else split[1]
+
+    def _stall_split(self) -> Optional[Tuple[float, float]]:
+        """(storage, preprocess) in proportion to read vs preprocess time; (0, 0) when neither took any."""
+        if self.read_s is None or self.preprocess_s is None:
+            return None
+        work = self.read_s + self.preprocess_s
+        if work <= 0:
+            return 0.0, 0.0
+        storage = self.fetch_stall_s * self.read_s / work
+        return storage, self.fetch_stall_s - storage
 
 
 class Window(NamedTuple):
@@ -54,6 +91,11 @@ class Window(NamedTuple):
     batches: int
     start_time: float  # Unix time
     end_time: float
+    # sums of the batches' LoadTimes and stall split; None unless every batch of the window carried LoadTimes
+    read_s: Optional[float] = None
+    preprocess_s: Optional[float] = None
+    fetch_stall_storage_s: Optional[float] = None
+    fetch_stall_preprocess_s: Optional[float] = None
 
     @property
     def overhead_s(self) -> float:
@@ -207,6 +249,13 @@ def make_timer(device: Any, timing: str) -> Any:
     return EventTimer(lambda: torch.cuda.Event(enable_timing=True), lambda: torch.cuda.current_stream(device))
 
 
+def split_load_times(batch: Any) -> Tuple[Any, Optional[LoadTimes]]:
+    """``(images, targets, LoadTimes)`` -> ``((images, targets), LoadTimes)``; any other batch -> ``(batch, None)``."""
+    if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[-1], LoadTimes):
+        return batch[:-1], batch[-1]
+    return batch, None
+
+
 def to_device(batch: Any, device: Any) -> Any:
     """Moves every tensor in a (nested) batch to ``device``, asynchronously from pinned memory."""
     if hasattr(batch, "to"):
@@ -229,6 +278,10 @@ class StepMeter:
         self._timer = timer if timer is not None else make_timer(device, timing)
         self._on_batch = on_batch
         self._windows = {}  # type: Dict[str, List[Any]]
+        # LoadTimes of the batches stepped whose timings are not resolved yet, oldest first (lazy timing
+        # resolves steps later, in order); the NullTimer resolves none, so nothing is kept for it
+        self._load_times = collections.deque()  # type: Deque[Optional[LoadTimes]]
+        self._next_load_times = None  # type: Optional[LoadTimes]
 
     def wrap(self, loader: Iterable[Any], device: Any = None) -> Iterator[Any]:
         """Iterates ``loader``, timing each wait for the next batch (and its
@@ -243,6 +296,7 @@ class StepMeter:
                 batch = next(iterator)
             except StopIteration:
                 return
+            batch, self._next_load_times = split_load_times(batch)
             if device is not None:
                 batch = to_device(batch, device)
             timer.fetch_end()
@@ -253,6 +307,9 @@ class StepMeter:
     def step(self) -> Iterator[None]:
         """Times the training step (zero_grad, forward, backward, optimizer step)."""
         self._timer.step_begin()
+        if not isinstance(self._timer, NullTimer):
+            self._load_times.append(self._next_load_times)
+        self._next_load_times = None
         yield
         self._deliver(self._timer.step_end())
 
@@ -277,22 +334,34 @@ class StepMeter:
         if name in self._windows:
             raise ValueError("window {!r} is already open".format(name))
         self._deliver(self._timer.flush())
-        self._windows[name] = [time.time(), time.perf_counter(), 0.0, 0.0, 0]
+        # start, began, stall, compute, batches, read, preprocess, storage stall, preprocess stall, timed batches
+        self._windows[name] = [time.time(), time.perf_counter(), 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0]
 
     def end_window(self, name: str) -> Window:
         """Waits for the window's batches to resolve and returns its totals."""
         if name not in self._windows:
             raise ValueError("window {!r} was never begun".format(name))
         self._deliver(self._timer.flush())
-        start_time, began, stall, compute, batches = self._windows.pop(name)
+        start_time, began, stall, compute, batches, *loads, timed = self._windows.pop(name)
         duration = time.perf_counter() - began
-        return Window(name, duration, stall, compute, batches, start_time, start_time + duration)
+        if not 0 < timed == batches:
+            loads = [None] * len(loads)
+        return Window(name, duration, stall, compute, batches, start_time, start_time + duration, *loads)
 
     def _deliver(self, timings: List[BatchTiming]) -> None:
         for timing in timings:
+            load_times = self._load_times.popleft() if self._load_times else None
+            if load_times is not None:
+                timing = timing._replace(read_s=load_times.read_s, preprocess_s=load_times.preprocess_s)
             for sums in self._windows.values():
                 sums[2] += timing.fetch_stall_s
                 sums[3] += timing.compute_s
                 sums[4] += 1
+                if load_times is not None:
+                    sums[5] += load_times.read_s
+                    sums[6] += load_times.preprocess_s
+                    sums[7] += timing.fetch_stall_storage_s
+                    sums[8] += timing.fetch_stall_preprocess_s
+                    sums[9] += 1
             if self._on_batch is not None:
                 self._on_batch(timing)

@@ -54,8 +54,9 @@ class TrainMetrics:
         run = ["run_id"]
         epoch = ["run_id", "epoch"]
 
-        def histogram(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, run, buckets=BUCKETS, registry=self.registry).labels(run_id)
+        def histogram(name: str, doc: str, labelled: bool = True) -> Histogram:
+            family = Histogram(name, doc, run, buckets=BUCKETS, registry=self.registry)
+            return family.labels(run_id) if labelled else family
 
         def gauge(name: str, doc: str, labels: Tuple[str, ...] = ("run_id",)) -> Gauge:
             return Gauge(name, doc, list(labels), registry=self.registry)
@@ -70,6 +71,16 @@ class TrainMetrics:
         self.batch = histogram(
             "edgescope_train_batch_seconds",
             "Per batch: end to end, from the previous step's end to this step's end.")
+        # labelled at the first batch that carries load times: no empty histograms for a loader without them
+        self._fetch_stall_storage = histogram(
+            "edgescope_train_fetch_stall_storage_seconds",
+            "Per batch: the fetch stall times the share of file reads in the worker-side time that made the "
+            "batch (reads vs decode + augment + collate); with the preprocess part it adds up to the fetch stall.",
+            labelled=False)
+        self._fetch_stall_preprocess = histogram(
+            "edgescope_train_fetch_stall_preprocess_seconds",
+            "Per batch: the fetch stall minus its storage part: the share of decode + augment + collate.",
+            labelled=False)
         self.samples = Counter("edgescope_train_samples", "Training samples processed.", run,
                                registry=self.registry).labels(run_id)
         self.epoch = gauge("edgescope_train_epoch", "The epoch in progress (0-based).").labels(run_id)
@@ -81,6 +92,20 @@ class TrainMetrics:
                                         "Per completed epoch: sum of the per-batch fetch stall.", epoch)
         self._epoch_compute = gauge("edgescope_train_epoch_compute_seconds",
                                     "Per completed epoch: sum of the per-batch compute.", epoch)
+        self._epoch_fetch_stall_storage = gauge(
+            "edgescope_train_epoch_fetch_stall_storage_seconds",
+            "Per completed epoch: sum of the per-batch fetch stall's storage part.", epoch)
+        self._epoch_fetch_stall_preprocess = gauge(
+            "edgescope_train_epoch_fetch_stall_preprocess_seconds",
+            "Per completed epoch: sum of the per-batch fetch stall's preprocess part.", epoch)
+        self._epoch_read = gauge(
+            "edgescope_train_epoch_read_seconds",
+            "Per completed epoch: wall time spent opening and reading sample files while making its batches, "
+            "summed over the loader's workers (the main process without workers).", epoch)
+        self._epoch_preprocess = gauge(
+            "edgescope_train_epoch_preprocess_seconds",
+            "Per completed epoch: wall time spent decoding, augmenting and collating its batches, summed over "
+            "the loader's workers (the main process without workers).", epoch)
         self._epoch_duration = gauge("edgescope_train_epoch_duration_seconds",
                                      "Per completed epoch: end to end wall time.", epoch)
         self._epoch_samples = gauge("edgescope_train_epoch_samples",
@@ -103,6 +128,10 @@ class TrainMetrics:
         self.fetch_stall.observe(timing.fetch_stall_s)
         self.compute.observe(timing.compute_s)
         self.batch.observe(timing.batch_s)
+        storage, preprocess = timing.fetch_stall_storage_s, timing.fetch_stall_preprocess_s
+        if storage is not None and preprocess is not None:
+            self._fetch_stall_storage.labels(self.run_id).observe(storage)
+            self._fetch_stall_preprocess.labels(self.run_id).observe(preprocess)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
         """``energy_source`` may be left out: a loop that measures no energy need not say so."""
@@ -111,11 +140,17 @@ class TrainMetrics:
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None) -> None:
         """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
-        energy None (nothing measured it): no energy or power series."""
+        energy None (nothing measured it): no energy or power series; the window's load times None (the loader
+        sent none): no stall split, read or preprocess series."""
         labels = (self.run_id, str(epoch))
         if measured:
             self._epoch_fetch_stall.labels(*labels).set(window.fetch_stall_s)
             self._epoch_compute.labels(*labels).set(window.compute_s)
+            for gauge, value in ((self._epoch_fetch_stall_storage, window.fetch_stall_storage_s),
+                                 (self._epoch_fetch_stall_preprocess, window.fetch_stall_preprocess_s),
+                                 (self._epoch_read, window.read_s), (self._epoch_preprocess, window.preprocess_s)):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
         if energy_joules is not None:
             self._epoch_energy.labels(*labels).set(energy_joules)
         if average_power_watts is not None:

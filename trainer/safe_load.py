@@ -6,10 +6,11 @@ one becomes one ``DataFileError`` line naming the file and the fix, also when
 it is read in a DataLoader worker process.
 """
 import inspect
+import io
 import pickle
 import sys
 import types
-from typing import Any, Dict, Set, Tuple
+from typing import Any, Callable, Dict, Set, Tuple
 
 import torch
 from PIL import Image
@@ -98,12 +99,18 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
         raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, describe(error), fix))
 
 
-def load_image(path: str) -> Image.Image:
-    """An RGB image (torchvision's pil_loader); a file PIL cannot decode is a DataFileError."""
+def read_bytes(path: str) -> bytes:
+    """A file's raw bytes."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def load_image(path: str, read: Callable[[str], bytes] = read_bytes) -> Image.Image:
+    """An RGB image (torchvision's pil_loader) from the bytes ``read`` returns (the trainer times the read
+    apart from the decode); a file that cannot be read or decoded is a DataFileError."""
     try:
-        with open(path, "rb") as f:
-            image = Image.open(f)
-            return image.convert("RGB")
+        image = Image.open(io.BytesIO(read(path)))
+        return image.convert("RGB")
     except Exception as error:  # OSError, UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
         raise DataFileError("{} is not a readable image ({}); remove or replace it in --data-dir"
                             .format(path, describe(error)))

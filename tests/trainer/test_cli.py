@@ -74,8 +74,11 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
     assert [(r["epoch"], r["complete"], r["batches"]) for r in records] == [(0, True, 4), (1, True, 4)]
     values = samples(textfile)
     run = (("run_id", "t1"),)
-    for name in ("fetch_stall", "compute", "batch"):
+    for name in ("fetch_stall", "compute", "batch", "fetch_stall_storage", "fetch_stall_preprocess"):
         assert values[("edgescope_train_{}_seconds_count".format(name), run)] == 8
+    assert values[("edgescope_train_fetch_stall_storage_seconds_sum", run)] + values[
+        ("edgescope_train_fetch_stall_preprocess_seconds_sum", run)] == pytest.approx(
+        values[("edgescope_train_fetch_stall_seconds_sum", run)])
     assert values[("edgescope_train_samples_total", run)] == 64
     assert values[("edgescope_train_running", run)] == 0
     for record in records:
@@ -84,6 +87,13 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
         assert values[("edgescope_train_epoch_fetch_stall_seconds", epoch)] == pytest.approx(record["fetch_stall_s"])
         assert values[("edgescope_train_epoch_compute_seconds", epoch)] == pytest.approx(record["compute_s"])
         assert record["duration_s"] >= record["fetch_stall_s"] + record["compute_s"] > 0
+        for key, name in (("fetch_stall_storage_s", "epoch_fetch_stall_storage"),
+                          ("fetch_stall_preprocess_s", "epoch_fetch_stall_preprocess"),
+                          ("read_s", "epoch_read"), ("preprocess_s", "epoch_preprocess")):
+            assert values[("edgescope_train_{}_seconds".format(name), epoch)] == pytest.approx(record[key])
+        # CIFAR-10 is read whole at start-up: its batches' stall is all preprocessing
+        assert record["read_s"] == record["fetch_stall_storage_s"] == 0 < record["preprocess_s"]
+        assert record["fetch_stall_preprocess_s"] == pytest.approx(record["fetch_stall_s"])
     info = [labels for (name, labels) in values if name == "edgescope_train_run_info"]
     assert dict(info[0])["model"] == "mobilenet_v3_small" and dict(info[0])["power_mode"] == "MAXN"
 
@@ -174,11 +184,15 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
     assert cli.main(args + ["--epochs", "1"]) == 0
     first = torch.load(os.path.join(checkpoints, "checkpoint.pt"))
     assert first["epoch"] == 0
+    for record in first["history"]:  # as an older edgescope wrote it, without the stall split
+        for key in cli.LOAD_KEYS:
+            del record[key]
+    torch.save(first, os.path.join(checkpoints, "checkpoint.pt"))
     capsys.readouterr()
     assert cli.main(args + ["--epochs", "3", "--resume"]) == 0
     out = capsys.readouterr().out
     assert "epoch 0/" not in out and "epoch 1/3" in out and "epoch 2/3" in out
-    assert "mean ± std over epochs 1..2 (n=2)" in out
+    assert "mean ± std over epochs 1..2 (n=2)" in out and "storage stall" in out
     records = results(str(tmp_path / "results.jsonl"))
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert len({r["run_id"] for r in records}) == 1
@@ -216,6 +230,7 @@ def test_sigterm_then_resume_publishes_every_epoch_again(cifar_dir, tmp_path, la
         assert live[("edgescope_train_epoch_duration_seconds", labels)] == pytest.approx(record["duration_s"])
         assert live[("edgescope_train_epoch_start_timestamp_seconds", labels)] == pytest.approx(record["start_time"])
         assert live[("edgescope_train_epoch_compute_seconds", labels)] == pytest.approx(record["compute_s"])
+        assert live[("edgescope_train_epoch_preprocess_seconds", labels)] == pytest.approx(record["preprocess_s"])
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 128 + signal.SIGTERM
 
@@ -241,8 +256,12 @@ def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1"]) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert record["fetch_stall_s"] is None and record["duration_s"] > 0
-    assert "stall -" in capsys.readouterr().out
-    assert "edgescope_train_epoch_fetch_stall_seconds{" not in (tmp_path / "run.prom").read_text()
+    assert [record[key] for key in cli.LOAD_KEYS] == [None] * 4
+    assert "stall - (storage -, preprocess -)" in capsys.readouterr().out
+    exposition = (tmp_path / "run.prom").read_text()
+    for name in ("epoch_fetch_stall", "epoch_fetch_stall_storage", "epoch_read", "epoch_preprocess"):
+        assert "edgescope_train_{}_seconds{{".format(name) not in exposition
+    assert "edgescope_train_fetch_stall_storage_seconds_count{" not in exposition
 
 
 def test_trains_on_an_image_folder(tmp_path, capsys):
@@ -253,7 +272,12 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     assert cli.main(args) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
-    assert "imagefolder (12 images, 3 batches/epoch)" in capsys.readouterr().out
+    assert record["read_s"] > 0 and record["preprocess_s"] > 0
+    assert record["fetch_stall_storage_s"] + record["fetch_stall_preprocess_s"] == pytest.approx(
+        record["fetch_stall_s"])
+    out = capsys.readouterr().out
+    assert "imagefolder (12 images, 3 batches/epoch)" in out
+    assert re.search(r"stall [\d.]+ s \(storage [\d.]+ s, preprocess [\d.]+ s\)", out), out
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -4,6 +4,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,9 +12,10 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 from torchvision.datasets import ImageFolder
 
-from trainer import cli, datasets_cli
-from trainer.data import CIFAR10Files, build_dataset, cifar10_train_transform
+from trainer import cli, data, datasets_cli, safe_load
+from trainer.data import CIFAR10Files, build_dataset, cifar10_train_transform, make_loader
 from trainer.errors import UsageError
+from trainer.meter import LoadTimes, StepMeter
 from trainer.models import MODELS, build_model
 from trainer.synthetic import write_cifar10, write_jpeg_folder
 
@@ -241,3 +243,42 @@ def test_symlinks_out_of_the_data_dir_are_skipped_with_a_note(tmp_path, capsys):
     assert all(os.path.realpath(path).startswith(folder) for path, _ in dataset.samples)
     err = capsys.readouterr().err
     assert "skipped 3 file(s) whose real path is outside --data-dir" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_timed_loader_sends_each_batchs_read_and_preprocess_seconds(tmp_path, monkeypatch, workers):
+    """An injected slow reader (50 ms per file) shows up as read time, in the workers as without them."""
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=8, image_size=48, classes=2, seed=3)
+
+    def slow_read(path: str) -> bytes:
+        time.sleep(0.05)
+        return safe_load.read_bytes(path)
+
+    monkeypatch.setattr(data, "read_bytes", slow_read)  # the workers are forked: they inherit it
+    dataset = build_dataset("imagefolder", folder, image_size=32)
+    batches = list(make_loader(dataset, 4, workers, 2, False, seed=0, timed=True))
+    assert len(batches) == 2
+    for images, targets, times in batches:
+        assert images.shape == (4, 3, 32, 32) and targets.shape == (4,)
+        assert isinstance(times, LoadTimes)
+        assert 4 * 0.05 <= times.read_s < 4 * 0.05 + 2.0  # generous: a shared machine
+        assert times.preprocess_s > 0
+    images, targets = next(iter(make_loader(dataset, 4, workers, 2, False, seed=0)))  # untimed: as before
+    assert images.shape == (4, 3, 32, 32)
+
+    meter = StepMeter("cpu")  # slow reads, no compute to hide them: the stall is mostly storage
+    meter.begin_window("epoch")
+    for images, targets in meter.wrap(make_loader(dataset, 4, workers, 2, False, seed=0, timed=True)):
+        with meter.step():
+            pass
+    window = meter.end_window("epoch")
+    assert window.read_s >= 8 * 0.05
+    assert window.fetch_stall_storage_s > window.fetch_stall_preprocess_s
+    assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
+
+
+def test_cifar_samples_are_all_preprocessing_its_files_are_read_at_start(cifar_dir):
+    loader = make_loader(build_dataset("cifar10", cifar_dir), 8, 0, 2, False, seed=0, timed=True)
+    _, _, times = next(iter(loader))
+    assert times.read_s == 0.0 and times.preprocess_s > 0

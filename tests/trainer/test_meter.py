@@ -6,7 +6,7 @@ from typing import List
 import pytest
 import torch
 
-from trainer.meter import BatchTiming, ClockTimer, EventTimer, NullTimer, StepMeter, make_timer
+from trainer.meter import BatchTiming, ClockTimer, EventTimer, LoadTimes, NullTimer, StepMeter, make_timer
 
 
 class FakeGpu:
@@ -168,3 +168,55 @@ def test_window_misuse_is_refused():
         meter.begin_window("epoch")
     with pytest.raises(ValueError, match="never begun"):
         meter.end_window("run")
+
+
+def test_load_times_ride_with_their_batch_and_split_its_stall_in_proportion():
+    """Lazy timing resolves steps later; each resolved step still gets its own batch's LoadTimes."""
+    gpu = FakeGpu()
+    seen = []  # type: List[BatchTiming]
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)), on_batch=seen.append)
+    loads = [(5, LoadTimes(0.004, 0.001)), (25, LoadTimes(0.0, 0.002)), (10, LoadTimes(0.0, 0.0)),
+             (40, LoadTimes(0.003, 0.001))]  # (host ms to fetch, the worker's read and preprocess seconds)
+
+    def loader():
+        for load_ms, times in loads:
+            gpu.host_ms += load_ms
+            yield "images", "targets", times
+
+    meter.begin_window("epoch")
+    for batch in meter.wrap(loader()):
+        assert batch == ("images", "targets")  # the loop never sees the LoadTimes
+        with meter.step():
+            gpu.launch(10)
+    window = meter.end_window("epoch")
+    # GPU timeline: starts 5, 30, 40, 80; stalls 5, 15, 0, 30 ms
+    assert [t.fetch_stall_s * 1000 for t in seen] == pytest.approx([5, 15, 0, 30])
+    assert [t.read_s for t in seen] == [0.004, 0.0, 0.0, 0.003]
+    assert [t.fetch_stall_storage_s * 1000 for t in seen] == pytest.approx([4, 0, 0, 22.5])
+    assert [t.fetch_stall_preprocess_s * 1000 for t in seen] == pytest.approx([1, 15, 0, 7.5])
+    assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
+    assert window.fetch_stall_storage_s == pytest.approx(0.0265)
+    assert window.read_s == pytest.approx(0.007) and window.preprocess_s == pytest.approx(0.004)
+
+
+def test_no_work_measured_gives_no_stall_split():
+    assert BatchTiming(0.01, 0.02, 0.03, 0.0, 0.0).fetch_stall_storage_s == 0.0
+    assert BatchTiming(0.01, 0.02, 0.03, 0.0, 0.0).fetch_stall_preprocess_s == 0.0
+    assert BatchTiming(0.01, 0.02, 0.03).fetch_stall_storage_s is None
+
+
+@pytest.mark.parametrize("timing", ["lazy", "none"])
+def test_a_loader_without_load_times_gives_none_not_zeros(timing):
+    seen = []  # type: List[BatchTiming]
+    meter = StepMeter("cpu", timing, on_batch=seen.append)
+    meter.begin_window("epoch")
+    for batch in meter.wrap([(1, 2), (3, 4), [5, 6, LoadTimes(0.1, 0.1)]]):
+        with meter.step():
+            pass
+    window = meter.end_window("epoch")
+    assert batch == [5, 6]  # a list stays a list
+    assert [t.read_s for t in seen] == ([None, None, 0.1] if timing == "lazy" else [])
+    # a window where some batch came without LoadTimes has no sums: they would be partial
+    assert (window.read_s, window.preprocess_s, window.fetch_stall_storage_s, window.fetch_stall_preprocess_s) \
+        == (None, None, None, None)
+    assert not meter._load_times  # none mode keeps nothing per batch
