@@ -165,10 +165,10 @@ def lightning_epoch(setup: Setup, with_callback: bool) -> Dict[str, float]:
     callbacks = [EdgescopeCallback(run_id="bench", metrics_port=-1)] if with_callback else []
     trainer = lightning.Trainer(max_epochs=1, callbacks=callbacks, accelerator="cpu", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    setup.loader.generator.manual_seed(0)
+    setup.loaders[False].generator.manual_seed(0)
     torch.manual_seed(0)
     began, cpu_began = time.perf_counter(), time.process_time()
-    trainer.fit(Module(), setup.loader)
+    trainer.fit(Module(), setup.loaders[False])
     return {"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu_began}
 
 
@@ -189,10 +189,10 @@ def transformers_epoch(setup: Setup, with_callback: bool, output_dir: str) -> Di
         return {"images": torch.stack([image for image, _ in items]), "labels": torch.tensor([t for _, t in items])}
 
     args = transformers.TrainingArguments(output_dir=output_dir, num_train_epochs=1, report_to=[],
-                                          per_device_train_batch_size=setup.loader.batch_size, save_strategy="no",
+                                          per_device_train_batch_size=setup.loaders[False].batch_size, save_strategy="no",
                                           use_cpu=True, disable_tqdm=True, seed=0, logging_strategy="no")
     callbacks = [EdgescopeCallback(run_id="bench", metrics_port=-1)] if with_callback else []
-    trainer = transformers.Trainer(model=Model(), args=args, train_dataset=setup.loader.dataset,
+    trainer = transformers.Trainer(model=Model(), args=args, train_dataset=setup.loaders[False].dataset,
                                    data_collator=collate, callbacks=callbacks)
     began, cpu_began = time.perf_counter(), time.process_time()
     trainer.train()
