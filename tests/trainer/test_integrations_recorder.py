@@ -14,7 +14,25 @@ def test_late_timings_are_summed_into_their_steps_in_order():
         grouper.add(BatchTiming(0.1 * k, 1.0 * k, 10.0 * k))
         if k == 1:
             assert steps == []  # the first step still waits for its second micro-batch
-    assert [tuple(round(v, 9) for v in s) for s in steps] == [(0.3, 3.0, 30.0), (0.3, 3.0, 30.0), (1.5, 15.0, 150.0)]
+    assert [tuple(round(v, 9) for v in s[:3]) for s in steps] == [(0.3, 3.0, 30.0), (0.3, 3.0, 30.0),
+                                                                  (1.5, 15.0, 150.0)]
+    assert all(s.read_s is None and s.fetch_stall_storage_s is None for s in steps)  # the loader timed nothing
+
+
+def test_load_times_are_summed_where_every_micro_batch_has_them():
+    steps = []
+    grouper = StepGrouper(steps.append)
+    grouper.add(BatchTiming(0.2, 1.0, 1.2, 0.03, 0.01))
+    grouper.add(BatchTiming(0.2, 1.0, 1.2, 0.01, 0.01))
+    grouper.add(BatchTiming(0.1, 1.0, 1.1, 0.02, 0.02))
+    grouper.add(BatchTiming(0.1, 1.0, 1.1))  # one micro-batch of the second step came without LoadTimes
+    grouper.micro_batch_done(False)
+    grouper.micro_batch_done(True)
+    grouper.micro_batch_done(False)
+    grouper.micro_batch_done(True)
+    assert [round(v, 9) for v in steps[0]] == [0.4, 2.0, 2.4, 0.04, 0.02]
+    assert round(steps[0].fetch_stall_storage_s, 9) == round(0.4 * 0.04 / 0.06, 9)
+    assert steps[1].read_s is None and steps[1].fetch_stall_preprocess_s is None
 
 
 def test_timings_before_the_step_closes_wait_for_it():

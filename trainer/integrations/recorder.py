@@ -11,7 +11,7 @@ import collections
 import datetime
 import secrets
 import socket
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 from trainer.cli import LABEL_NAME, RESERVED_LABELS, _append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
@@ -47,7 +47,12 @@ class StepGrouper:
         while self._sizes and len(self._parts) >= self._sizes[0]:
             size = self._sizes.popleft()
             parts, self._parts = self._parts[:size], self._parts[size:]
-            self._on_step(BatchTiming(*(sum(values) for values in zip(*parts))))
+            self._on_step(BatchTiming(*(_total(values) for values in zip(*parts))))
+
+
+def _total(values: Sequence[Optional[float]]) -> Optional[float]:
+    """The step's sum of one time; None where a micro-batch did not measure it (no LoadTimes with the batch)."""
+    return None if any(v is None for v in values) else sum(values)  # type: ignore
 
 
 def label_value(value: Any) -> str:
