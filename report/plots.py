@@ -121,6 +121,35 @@ def power_over_run(runs: Sequence[Run], path: str) -> None:
     _save(fig, path)
 
 
+def pareto_front(report: dict, path: str) -> None:
+    """One panel per device × model: every configuration's time vs energy per
+    epoch, the front joined by a line, dominated ones hollow, the recommended one starred."""
+    fronts = report["pareto"]
+    fig, axes = plt.subplots(1, max(1, len(fronts)), figsize=(4.2 * max(1, len(fronts)), 3.6), squeeze=False)
+    for ax, front in zip(axes[0], fronts):
+        on = [p for p in front["points"] if not p["dominated"]]
+        off = [p for p in front["points"] if p["dominated"]]
+        ax.plot([p["e2e_seconds"] for p in on], [p["energy_joules"] for p in on], "o-", color=PALETTE[0],
+                label="Pareto front")
+        ax.plot([p["e2e_seconds"] for p in off], [p["energy_joules"] for p in off], "o", markerfacecolor="white",
+                color=PALETTE[5], label="dominated")
+        for p in front["points"]:
+            ax.annotate(_row_label(dict(p, device="", model=None)).replace("\n", " "),
+                        (p["e2e_seconds"], p["energy_joules"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        best = front["recommendation"]
+        if best is not None:
+            ax.plot([best["e2e_seconds"]], [best["energy_joules"]], "*", markersize=14, color=PALETTE[2],
+                    label="recommended")
+        ax.set_xlabel("time per epoch (s)")
+        ax.set_ylabel("energy per epoch (J)")
+        ax.set_title("{} × {}".format(front["device"], front["model"] or "?"))
+        ax.legend(frameon=False)
+    if not fronts:
+        axes[0, 0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0, 0].transAxes,
+                        ha="center", va="center")
+    _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -139,4 +168,7 @@ def write_plots(runs: Sequence[Run], report: dict, directory: str) -> List[str]:
         time_split(report, paths["time_split"])
         energy_per_epoch(runs, report, paths["energy_per_epoch"])
         power_over_run(runs, paths["power_over_run"])
+        if "pareto" in report:
+            paths["pareto"] = os.path.join(directory, "pareto.png")
+            pareto_front(report, paths["pareto"])
     return list(paths.values())

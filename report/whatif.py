@@ -1,0 +1,155 @@
+"""What would make a run faster or cheaper: its epoch time and energy
+predicted, from its own measured means only, for the dataset fully cached,
+the DataLoader workers doubled, and the storage replaced by one of a given
+read rate; and the prediction error wherever the report also holds a run
+that measured the predicted configuration.
+
+Model (DS-Analyzer's, on the trainer's stall decomposition): the loader
+pipeline needs ``(read_s + preprocess_s) / workers`` seconds an epoch; the
+accelerator waits (fetch stall) where it is behind. A change that shortens
+the loader's time by D shortens the stall by D, until the stall is gone; an
+epoch is never shorter than its compute time (or a synthetic-data profile
+pass's E2E, when measured). Energy = the run's average power × predicted time.
+"""
+from typing import Dict, List, Optional, Sequence
+
+from report.diagnosis import Stats
+
+# Labels that the what-ifs change or that name a profile pass: left out when
+# looking for a run that measured the predicted configuration.
+CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass", "dataset_location", "data_dir"),
+              "workers_doubled": ("workers", "page_cache", "profile_pass")}
+FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
+CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
+
+
+def _mean(stats: Stats, name: str) -> Optional[float]:
+    return stats.get(name, {}).get("mean")
+
+
+def _int_label(configuration: Dict[str, str], names: Sequence[str]) -> Optional[int]:
+    for name in names:
+        try:
+            return int(configuration[name])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _outcome(stall_cut: float, e2e: float, floor: float, power: Optional[float], basis: str) -> dict:
+    predicted = max(e2e - stall_cut, floor)
+    return {"e2e_seconds": predicted, "energy_joules": None if power is None else power * predicted, "basis": basis}
+
+
+def _missing(why: str) -> dict:
+    return {"e2e_seconds": None, "energy_joules": None, "basis": why}
+
+
+def predict(record: dict, storage_bps: Optional[float], floor_e2e: Optional[float] = None) -> Dict[str, dict]:
+    """The what-ifs of one summary record (a run or a comparison row)."""
+    stats = record  # the record carries each field's {"mean", "std"}
+    e2e, stall, compute = _mean(stats, "e2e_seconds"), _mean(stats, "fetch_stall_seconds"), _mean(stats, "compute_seconds")
+    storage_stall = _mean(stats, "fetch_stall_storage_seconds")
+    power = _mean(stats, "average_power_watts")
+    names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
+    if e2e is None or stall is None or compute is None:
+        return {name: _missing("E2E, fetch stall or compute missing") for name in names}
+    floor = max(compute, floor_e2e or 0.0)
+    floor_text = "synthetic-data pass E2E" if floor_e2e is not None and floor_e2e > compute else "compute"
+    out = {}
+    if storage_stall is None:
+        out["dataset_cached"] = _missing("no storage stall from the trainer's decomposition")
+    else:
+        out["dataset_cached"] = _outcome(storage_stall, e2e, floor, power,
+                                         "E2E - storage stall, at least the {}".format(floor_text))
+    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, floor, power)
+    if storage_bps:
+        out[names[-1]] = _storage(stats, storage_bps, e2e, storage_stall, floor, power)
+    return out
+
+
+def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: float,
+                     power: Optional[float]) -> dict:
+    configuration = record.get("configuration", {})
+    workers = _int_label(configuration, ("workers",))
+    preprocess = _mean(stats, "preprocess_seconds")
+    if not workers:
+        return _missing("workers {} (loading in the main process or not labelled): nothing to double".format(
+            "unknown" if workers is None else 0))
+    if preprocess is None:
+        return _missing("no worker preprocessing time from the trainer")
+    cpus = _int_label(configuration, CPU_LABELS)
+    speedup = min(2 * workers, cpus) / workers if cpus else 2.0
+    assumed = "{} CPUs".format(cpus) if cpus else "CPU count unknown (no cpu_count label): assumed >= {}".format(
+        2 * workers)
+    saved = preprocess / workers * (1 - 1 / speedup)
+    return _outcome(min(saved, stall), e2e, floor, power,
+                    "preprocessing {:.2f}x faster ({} workers -> {}, {}); reads unchanged".format(
+                        speedup, workers, 2 * workers, assumed))
+
+
+def _storage(stats: Stats, storage_bps: float, e2e: float, storage_stall: Optional[float], floor: float,
+             power: Optional[float]) -> dict:
+    measured = _mean(stats, "read_bytes_per_second")
+    if storage_stall is None or not measured:
+        return _missing("storage stall or disk read rate missing")
+    scaled = storage_stall * measured / storage_bps
+    return _outcome(storage_stall - scaled, e2e, floor, power,
+                    "storage stall x {:.3g} (measured {:.2f} MB/s over {:.2f} MB/s)".format(
+                        measured / storage_bps, measured / 1e6, storage_bps / 1e6))
+
+
+def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
+    strip = lambda c: {k: v for k, v in c.items() if k not in ignored}  # noqa: E731
+    return (a["device"], a["model"]) == (b["device"], b["model"]) and \
+        strip(a["configuration"]) == strip(b["configuration"])
+
+
+def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
+    """Another run of the same device, model and settings that ran the
+    configuration ``what`` predicts for ``record``."""
+    ignored = CHANGED_BY[what]
+    for other in others:
+        if other is record or not _same_setup(record, other, ignored):
+            continue
+        if what == "dataset_cached":
+            mine, theirs = _mean(record, "page_cache_ratio"), _mean(other, "page_cache_ratio")
+            if other["configuration"].get("profile_pass") == "cached" or (
+                    theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
+                return other
+        else:
+            workers = _int_label(record["configuration"], ("workers",))
+            if workers and _int_label(other["configuration"], ("workers",)) == 2 * workers:
+                return other
+    return None
+
+
+def _error(predicted: Optional[float], measured: Optional[float]) -> Optional[float]:
+    if predicted is None or not measured:
+        return None
+    return (predicted - measured) / measured
+
+
+def synthetic_floor(record: dict, others: Sequence[dict]) -> Optional[float]:
+    """E2E of the same setup's synthetic-data profile pass (pure compute), if measured."""
+    for other in others:
+        if other["configuration"].get("profile_pass") == "synthetic" and \
+                _same_setup(record, other, CHANGED_BY["dataset_cached"]):
+            return _mean(other, "e2e_seconds")
+    return None
+
+
+def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
+    """Set ``what_if`` on every record, with ``measured`` (run, E2E, energy,
+    relative errors) under each prediction whose configuration was also run."""
+    for record in records:
+        record["what_if"] = predict(record, storage_bps, synthetic_floor(record, records))
+        for what in CHANGED_BY:
+            match = measured_match(record, records, what)
+            if match is None:
+                continue
+            prediction = record["what_if"][what]
+            e2e, energy = _mean(match, "e2e_seconds"), _mean(match, "energy_joules")
+            prediction["measured"] = {"run_id": match.get("run_id"), "e2e_seconds": e2e, "energy_joules": energy,
+                                      "e2e_error_ratio": _error(prediction["e2e_seconds"], e2e),
+                                      "energy_error_ratio": _error(prediction["energy_joules"], energy)}
