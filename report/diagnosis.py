@@ -29,15 +29,16 @@ def _disk_text(stats: Stats) -> str:
     return ", ".join(parts)
 
 
-def _disk_says_storage(stats: Stats) -> Optional[bool]:
-    """True if the disk was busy serving an uncached dataset, False if it was
-    idle with the dataset cached, None if the exporter cannot tell."""
+def _disk_serving(stats: Stats) -> bool:
+    """The disk was busy serving a dataset not all in the page cache."""
     busy, cached = _mean(stats, "disk_utilisation_ratio"), _mean(stats, "page_cache_ratio")
-    if busy is None and cached is None:
-        return None
-    if (busy is not None and busy >= DISK_BUSY) or (cached is not None and cached < MOSTLY_CACHED):
-        return True
-    return False
+    return busy is not None and busy >= DISK_BUSY and (cached is None or cached < MOSTLY_CACHED)
+
+
+def _disk_resting(stats: Stats) -> bool:
+    """The disk was mostly idle and the dataset cached: reads came from memory."""
+    busy, cached = _mean(stats, "disk_utilisation_ratio"), _mean(stats, "page_cache_ratio")
+    return busy is not None and busy < DISK_BUSY and cached is not None and cached >= MOSTLY_CACHED
 
 
 def diagnose(stats: Stats) -> Tuple[Optional[str], str]:
@@ -51,15 +52,14 @@ def diagnose(stats: Stats) -> Tuple[Optional[str], str]:
     if share < COMPUTE_BOUND_STALL_SHARE:
         return "compute", "{} (< {:.0%}); {}".format(head, COMPUTE_BOUND_STALL_SHARE, _disk_text(stats))
     storage, preprocess = _mean(stats, "fetch_stall_storage_seconds"), _mean(stats, "fetch_stall_preprocess_seconds")
-    disk = _disk_says_storage(stats)
     if storage is None or preprocess is None or storage + preprocess <= 0:
-        if disk:
+        if _disk_serving(stats):
             return "storage", "{}, no stall split from the trainer; {}".format(head, _disk_text(stats))
         return "mixed", "{}, no stall split from the trainer to name a cause; {}".format(head, _disk_text(stats))
     storage_share = storage / (storage + preprocess)
     head = "{}: {:.0%} storage, {:.0%} preprocessing".format(head, storage_share, 1 - storage_share)
     if storage_share >= DOMINANT_SHARE:
-        if disk is False:
+        if _disk_resting(stats):
             return "mixed", "{}, but the disk is idle and the dataset cached; {}".format(head, _disk_text(stats))
         return "storage", "{}; {}".format(head, _disk_text(stats))
     if storage_share <= 1 - DOMINANT_SHARE:

@@ -90,13 +90,18 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
 
 def _storage(stats: Stats, storage_bps: float, e2e: float, storage_stall: Optional[float], floor: float,
              power: Optional[float]) -> dict:
-    measured = _mean(stats, "read_bytes_per_second")
-    if storage_stall is None or not measured:
+    """The storage stall scaled by the measured disk's speed over N. Its speed
+    is bytes read per second of I/O in flight (read rate / utilisation), the
+    read rate itself where utilisation is unknown."""
+    rate, busy = _mean(stats, "read_bytes_per_second"), _mean(stats, "disk_utilisation_ratio")
+    if storage_stall is None or not rate:
         return _missing("storage stall or disk read rate missing")
-    scaled = storage_stall * measured / storage_bps
-    return _outcome(storage_stall - scaled, e2e, floor, power,
-                    "storage stall x {:.3g} (measured {:.2f} MB/s over {:.2f} MB/s)".format(
-                        measured / storage_bps, measured / 1e6, storage_bps / 1e6))
+    speed = rate / busy if busy else rate
+    how = "{:.2f} MB/s read / {:.0%} busy".format(rate / 1e6, busy) if busy else \
+        "{:.2f} MB/s read, utilisation unknown".format(rate / 1e6)
+    return _outcome(storage_stall * (1 - speed / storage_bps), e2e, floor, power,
+                    "storage stall x {:.3g} (measured disk {:.2f} MB/s = {}; new {:.2f} MB/s)".format(
+                        speed / storage_bps, speed / 1e6, how, storage_bps / 1e6))
 
 
 def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:

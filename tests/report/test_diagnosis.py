@@ -79,9 +79,10 @@ def test_what_if_arithmetic_and_the_measured_prediction_error(server):
     assert cold["workers_doubled"]["e2e_seconds"] == pytest.approx(47.5)
     assert "CPU count unknown" in cold["workers_doubled"]["basis"]
     assert "measured" not in cold["workers_doubled"]
-    # storage at 8 MB/s instead of the measured 4: storage stall 27 -> 13.5 s
-    assert cold["storage_bps=8e+06"]["e2e_seconds"] == pytest.approx(36.5)
-    assert cold["storage_bps=8e+06"]["energy_joules"] == pytest.approx(6.0 * 36.5)
+    # storage at 8 MB/s instead of the measured disk's 4 MB/s at 90 % busy (4.44 MB/s while busy):
+    # storage stall 27 -> 27 * 4.44 / 8 = 15 s
+    assert cold["storage_bps=8e+06"]["e2e_seconds"] == pytest.approx(38.0)
+    assert cold["storage_bps=8e+06"]["energy_joules"] == pytest.approx(6.0 * 38.0)
     # preprocessing-bound, 4 CPUs: 76 / 2 * (1 - 1/2) = 19 s saved; pre-w4 measured it
     pre = runs["pre-w2"]["what_if"]["workers_doubled"]
     assert pre["e2e_seconds"] == pytest.approx(21.0) and pre["energy_joules"] == pytest.approx(105.0)
@@ -127,3 +128,23 @@ def test_budget_without_pareto_is_one_line_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--storage-bps", "-1"])
     assert exc.value.code == 2
+
+
+def stats(**means):
+    return {name: {"mean": value, "std": None} for name, value in means.items()}
+
+
+@pytest.mark.parametrize("means, expected", [
+    # no split from the trainer: storage only where the disk was busy on an uncached dataset
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_ratio=0.2), "storage"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.1, page_cache_ratio=0.2), "mixed"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0), "mixed"),
+    # reads timed slow while the disk rested on a cached dataset: not storage
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, fetch_stall_storage_seconds=4.5,
+          fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.02, page_cache_ratio=1.0), "mixed"),
+    (dict(e2e_seconds=None, fetch_stall_seconds=5.0), None),
+])
+def test_diagnosis_without_the_split_or_against_the_disk(means, expected):
+    from report.diagnosis import diagnose
+    bottleneck, evidence = diagnose(stats(**means))
+    assert bottleneck == expected and evidence and "\n" not in evidence
