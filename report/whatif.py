@@ -8,8 +8,7 @@ Model (DS-Analyzer's, on the trainer's stall decomposition): the loader
 pipeline needs ``(read_s + preprocess_s) / workers`` seconds an epoch; the
 accelerator waits (fetch stall) where it is behind. A change that shortens
 the loader's time by D shortens the stall by D, until the stall is gone; an
-epoch is never shorter than its compute time (or a synthetic-data profile
-pass's E2E, when measured). Energy = the run's average power × predicted time.
+epoch is never shorter than its compute time. Energy = the run's average power × predicted time.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -17,7 +16,7 @@ from report.diagnosis import Stats
 
 # Labels that the what-ifs change or that name a profile pass: left out when
 # looking for a run that measured the predicted configuration.
-CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass", "dataset_location", "data_dir"),
+CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
               "workers_doubled": ("workers", "page_cache", "profile_pass")}
 FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
 CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
@@ -45,26 +44,25 @@ def _missing(why: str) -> dict:
     return {"e2e_seconds": None, "energy_joules": None, "basis": why}
 
 
-def predict(record: dict, storage_bps: Optional[float], floor_e2e: Optional[float] = None) -> Dict[str, dict]:
+def predict(record: dict, storage_bps: Optional[float]) -> Dict[str, dict]:
     """The what-ifs of one summary record (a run or a comparison row)."""
     stats = record  # the record carries each field's {"mean", "std"}
-    e2e, stall, compute = _mean(stats, "e2e_seconds"), _mean(stats, "fetch_stall_seconds"), _mean(stats, "compute_seconds")
+    e2e, stall = _mean(stats, "e2e_seconds"), _mean(stats, "fetch_stall_seconds")
+    compute = _mean(stats, "compute_seconds")
     storage_stall = _mean(stats, "fetch_stall_storage_seconds")
     power = _mean(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
-    floor = max(compute, floor_e2e or 0.0)
-    floor_text = "synthetic-data pass E2E" if floor_e2e is not None and floor_e2e > compute else "compute"
     out = {}
     if storage_stall is None:
         out["dataset_cached"] = _missing("no storage stall from the trainer's decomposition")
     else:
-        out["dataset_cached"] = _outcome(storage_stall, e2e, floor, power,
-                                         "E2E - storage stall, at least the {}".format(floor_text))
-    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, floor, power)
+        out["dataset_cached"] = _outcome(storage_stall, e2e, compute, power,
+                                         "E2E - storage stall, at least the compute time")
+    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, compute, power)
     if storage_bps:
-        out[names[-1]] = _storage(stats, storage_bps, e2e, storage_stall, floor, power)
+        out[names[-1]] = _storage(stats, storage_bps, e2e, storage_stall, compute, power)
     return out
 
 
@@ -135,20 +133,11 @@ def _error(predicted: Optional[float], measured: Optional[float]) -> Optional[fl
     return (predicted - measured) / measured
 
 
-def synthetic_floor(record: dict, others: Sequence[dict]) -> Optional[float]:
-    """E2E of the same setup's synthetic-data profile pass (pure compute), if measured."""
-    for other in others:
-        if other["configuration"].get("profile_pass") == "synthetic" and \
-                _same_setup(record, other, CHANGED_BY["dataset_cached"]):
-            return _mean(other, "e2e_seconds")
-    return None
-
-
 def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
     """Set ``what_if`` on every record, with ``measured`` (run, E2E, energy,
     relative errors) under each prediction whose configuration was also run."""
     for record in records:
-        record["what_if"] = predict(record, storage_bps, synthetic_floor(record, records))
+        record["what_if"] = predict(record, storage_bps)
         for what in CHANGED_BY:
             match = measured_match(record, records, what)
             if match is None:
