@@ -3,7 +3,7 @@ run of the plan is trained twice, with its dataset evicted from the page cache
 (cold: reads come from the disk) and then read into it (cached: the same run
 without storage), so the report can show the "dataset cached" prediction of
 the cold pass next to the cached pass's measurement. Neither needs root:
-eviction is posix_fadvise(DONTNEED) on each file, warming reads each file."""
+eviction is fdatasync + posix_fadvise(DONTNEED) on each file, warming reads each file."""
 import dataclasses
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -36,6 +36,7 @@ def evict(data_dir: str) -> int:
     for path in _files(data_dir):
         fd = os.open(path, os.O_RDONLY)
         try:
+            os.fdatasync(fd)  # dirty pages (a freshly written dataset) cannot be dropped
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
