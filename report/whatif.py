@@ -17,7 +17,7 @@ from report.diagnosis import Stats
 # Labels that the what-ifs change or that name a profile pass: left out when
 # looking for a run that measured the predicted configuration.
 CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
-              "workers_doubled": ("workers", "page_cache", "profile_pass")}
+              "workers_doubled": ("workers",)}
 FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
 CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
 

@@ -2,36 +2,22 @@
 diagnosis bench (tests/report/diagnosis_bench.py): each bottleneck class, the
 what-if arithmetic against hand-computed figures, the prediction error where
 the predicted configuration was measured, and the front with its recommendation."""
-import io
-import json
-import sys
 import time
 
 import pytest
 
 from report.cli import main
-from tests.report.conftest import backfilled
+from report.diagnosis import diagnose
+from tests.report.conftest import Server, backfilled
 from tests.report.diagnosis_bench import RUNS, DiagnosisBench
+from tests.report.test_report_prometheus import report_json
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     bench = DiagnosisBench(base=float(int(time.time()) - 3 * 3600))
     with backfilled(tmp_path_factory.mktemp("diagnosis"), bench.openmetrics()) as url:
-        yield url, bench
-
-
-def report(server, *args):
-    url, bench = server
-    out, saved = io.StringIO(), sys.stdout
-    sys.stdout = out
-    try:
-        code = main(["--prometheus", url, "--since", repr(bench.base), "--until", repr(bench.end),
-                     "--format", "json"] + list(args))
-    finally:
-        sys.stdout = saved
-    assert code == 0
-    return json.loads(out.getvalue())
+        yield Server(url, bench)
 
 
 def by_run(result):
@@ -39,7 +25,7 @@ def by_run(result):
 
 
 def test_collects_the_decomposition_and_the_disk_numbers(server):
-    runs = by_run(report(server))
+    runs = by_run(report_json(server))
     for run_id, (_, _, n) in RUNS.items():
         s = runs[run_id]
         assert s["fetch_stall_storage_seconds"]["mean"] == pytest.approx(n.storage)
@@ -52,7 +38,7 @@ def test_collects_the_decomposition_and_the_disk_numbers(server):
 
 
 def test_each_bottleneck_class_with_its_evidence(server):
-    result = report(server)
+    result = report_json(server)
     runs = by_run(result)
     expected = {"cold-w2": "storage", "cached-w2": "preprocessing", "cached-w2-5w": "preprocessing",
                 "pre-w2": "preprocessing", "pre-w4": "preprocessing", "gpu-bound": "compute", "mixed": "mixed"}
@@ -66,7 +52,7 @@ def test_each_bottleneck_class_with_its_evidence(server):
 
 
 def test_what_if_arithmetic_and_the_measured_prediction_error(server):
-    runs = by_run(report(server, "--storage-bps", "8e6"))
+    runs = by_run(report_json(server, "--storage-bps", "8e6"))
     cold = runs["cold-w2"]["what_if"]
     # cached: E2E - storage stall = 50 - 27 = 23 s, at the run's 6 W
     assert cold["dataset_cached"]["e2e_seconds"] == pytest.approx(23.0)
@@ -95,15 +81,15 @@ def test_what_if_arithmetic_and_the_measured_prediction_error(server):
 
 
 def test_prediction_error_in_the_table(server, capsys):
-    url, bench = server
-    assert main(["--prometheus", url, "--since", repr(bench.base), "--until", repr(bench.end)]) == 0
+    assert main(["--prometheus", server.url, "--since", repr(server.bench.base), "--until",
+                 repr(server.bench.end)]) == 0
     out = capsys.readouterr().out
     line = [x for x in out.splitlines() if x.startswith("cold-w2") and "measured" in x]
     assert len(line) == 1 and "23.00 s / 138.0 J (measured 23.50 s: -2.1 %)" in line[0]
 
 
 def test_pareto_front_and_recommendations(server, tmp_path):
-    result = report(server, "--pareto", "--power-budget", "5", "--plots", str(tmp_path))
+    result = report_json(server, "--pareto", "--power-budget", "5", "--plots", str(tmp_path))
     fronts = {f["model"]: f for f in result["pareto"]}
     resnet = fronts["resnet18"]
     points = [(p["runs"], p["dominated"]) for p in resnet["points"]]
@@ -112,11 +98,11 @@ def test_pareto_front_and_recommendations(server, tmp_path):
     mobilenet = fronts["mobilenet"]
     assert [p["dominated"] for p in mobilenet["points"]] == [False, True]  # w4 is faster and cheaper
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fast = {f["model"]: f for f in report(server, "--pareto", "--time-budget", "30")["pareto"]}
+    fast = {f["model"]: f for f in report_json(server, "--pareto", "--time-budget", "30")["pareto"]}
     assert fast["resnet18"]["recommendation"]["runs"] == ["cached-w2"]
-    cheap = {f["model"]: f for f in report(server, "--pareto", "--time-budget", "40")["pareto"]}
+    cheap = {f["model"]: f for f in report_json(server, "--pareto", "--time-budget", "40")["pareto"]}
     assert cheap["resnet18"]["recommendation"]["runs"] == ["cached-w2-5w"]
-    assert {f["model"]: f["recommendation"] for f in report(server, "--pareto")["pareto"]}["resnet18"] is None
+    assert {f["model"]: f["recommendation"] for f in report_json(server, "--pareto")["pareto"]}["resnet18"] is None
 
 
 def test_budget_without_pareto_is_one_line_exit_2(capsys):
@@ -145,6 +131,5 @@ def stats(**means):
     (dict(e2e_seconds=None, fetch_stall_seconds=5.0), None),
 ])
 def test_diagnosis_without_the_split_or_against_the_disk(means, expected):
-    from report.diagnosis import diagnose
     bottleneck, evidence = diagnose(stats(**means))
     assert bottleneck == expected and evidence and "\n" not in evidence
