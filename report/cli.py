@@ -107,11 +107,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-bps", type=positive_number, metavar="N",
                    help="also predict each run with its storage replaced by one reading N bytes/s")
     p.add_argument("--pareto", action="store_true",
-                   help="add the time vs energy per epoch Pareto front per device × model (and pareto.png with --plots)")
+                   help="add the time vs energy per epoch Pareto front per device × model "
+                        "(and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
                    help="with --pareto: recommend the fastest front configuration averaging at most W watts")
     p.add_argument("--time-budget", type=positive_number, metavar="S",
-                   help="with --pareto: recommend the least-energy front configuration taking at most S s an epoch")
+                   help="with --pareto: recommend the least-energy front configuration taking at most S s "
+                        "an epoch")
     p.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
     return p
 

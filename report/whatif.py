@@ -12,7 +12,7 @@ epoch is never shorter than its compute time. Energy = the run's average power Ã
 """
 from typing import Dict, List, Optional, Sequence
 
-from report.diagnosis import Stats
+from report.diagnosis import Stats, mean_of
 
 # Labels that the what-ifs change or that name a profile pass: left out when
 # looking for a run that measured the predicted configuration.
@@ -20,10 +20,6 @@ CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
               "workers_doubled": ("workers",)}
 FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
 CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
-
-
-def _mean(stats: Stats, name: str) -> Optional[float]:
-    return stats.get(name, {}).get("mean")
 
 
 def _int_label(configuration: Dict[str, str], names: Sequence[str]) -> Optional[int]:
@@ -47,10 +43,10 @@ def _missing(why: str) -> dict:
 def predict(record: dict, storage_bps: Optional[float]) -> Dict[str, dict]:
     """The what-ifs of one summary record (a run or a comparison row)."""
     stats = record  # the record carries each field's {"mean", "std"}
-    e2e, stall = _mean(stats, "e2e_seconds"), _mean(stats, "fetch_stall_seconds")
-    compute = _mean(stats, "compute_seconds")
-    storage_stall = _mean(stats, "fetch_stall_storage_seconds")
-    power = _mean(stats, "average_power_watts")
+    e2e, stall = mean_of(stats, "e2e_seconds"), mean_of(stats, "fetch_stall_seconds")
+    compute = mean_of(stats, "compute_seconds")
+    storage_stall = mean_of(stats, "fetch_stall_storage_seconds")
+    power = mean_of(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
@@ -70,7 +66,7 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
                      power: Optional[float]) -> dict:
     configuration = record.get("configuration", {})
     workers = _int_label(configuration, ("workers",))
-    preprocess = _mean(stats, "preprocess_seconds")
+    preprocess = mean_of(stats, "preprocess_seconds")
     if not workers:
         return _missing("workers {} (loading in the main process or not labelled): nothing to double".format(
             "unknown" if workers is None else 0))
@@ -91,7 +87,7 @@ def _storage(stats: Stats, storage_bps: float, e2e: float, storage_stall: Option
     """The storage stall scaled by the measured disk's speed over N. Its speed
     is bytes read per second of I/O in flight (read rate / utilisation), the
     read rate itself where utilisation is unknown."""
-    rate, busy = _mean(stats, "read_bytes_per_second"), _mean(stats, "disk_utilisation_ratio")
+    rate, busy = mean_of(stats, "read_bytes_per_second"), mean_of(stats, "disk_utilisation_ratio")
     if storage_stall is None or not rate:
         return _missing("storage stall or disk read rate missing")
     speed = rate / busy if busy else rate
@@ -116,7 +112,7 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
         if other is record or not _same_setup(record, other, ignored):
             continue
         if what == "dataset_cached":
-            mine, theirs = _mean(record, "page_cache_ratio"), _mean(other, "page_cache_ratio")
+            mine, theirs = mean_of(record, "page_cache_ratio"), mean_of(other, "page_cache_ratio")
             if other["configuration"].get("profile_pass") == "cached" or (
                     theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
                 return other
@@ -143,7 +139,7 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
             if match is None:
                 continue
             prediction = record["what_if"][what]
-            e2e, energy = _mean(match, "e2e_seconds"), _mean(match, "energy_joules")
+            e2e, energy = mean_of(match, "e2e_seconds"), mean_of(match, "energy_joules")
             prediction["measured"] = {"run_id": match.get("run_id"), "e2e_seconds": e2e, "energy_joules": energy,
                                       "e2e_error_ratio": _error(prediction["e2e_seconds"], e2e),
                                       "energy_error_ratio": _error(prediction["energy_joules"], energy)}
