@@ -10,7 +10,7 @@ accelerator waits (fetch stall) where it is behind. A change that shortens
 the loader's time by D shortens the stall by D, until the stall is gone; an
 epoch is never shorter than its compute time. Energy = the run's average power × predicted time.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from report.diagnosis import Stats, mean_of
 
@@ -45,21 +45,34 @@ def predict(record: dict, storage_bps: Optional[float]) -> Dict[str, dict]:
     stats = record  # the record carries each field's {"mean", "std"}
     e2e, stall = mean_of(stats, "e2e_seconds"), mean_of(stats, "fetch_stall_seconds")
     compute = mean_of(stats, "compute_seconds")
-    storage_stall = mean_of(stats, "fetch_stall_storage_seconds")
     power = mean_of(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
     out = {}
-    if storage_stall is None:
-        out["dataset_cached"] = _missing("no storage stall from the trainer's decomposition")
+    reading = _loader_reading(record, stats)
+    if reading is None:
+        out["dataset_cached"] = _missing("no read time or storage stall from the trainer's decomposition")
     else:
-        out["dataset_cached"] = _outcome(storage_stall, e2e, compute, power,
-                                         "E2E - storage stall, at least the compute time")
+        out["dataset_cached"] = _outcome(min(reading[0], stall), e2e, compute, power,
+                                         "the loader's {} gone from the stall".format(reading[1]))
     out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, compute, power)
     if storage_bps:
-        out[names[-1]] = _storage(stats, storage_bps, e2e, storage_stall, compute, power)
+        out[names[-1]] = _storage(stats, storage_bps, e2e, stall, reading, compute, power)
     return out
+
+
+def _loader_reading(record: dict, stats: Stats) -> Optional[Tuple[float, str]]:
+    """Seconds of the loader's epoch spent reading files, and how they were
+    found: the workers' read time over the workers, else (loading in the main
+    process, or no read time) the storage stall."""
+    workers = _int_label(record.get("configuration", {}), ("workers",))
+    read, storage_stall = mean_of(stats, "read_seconds"), mean_of(stats, "fetch_stall_storage_seconds")
+    if workers and read is not None:
+        return read / workers, "read time ({:.2f} s over {} workers)".format(read, workers)
+    if storage_stall is not None:
+        return storage_stall, "storage stall ({:.2f} s)".format(storage_stall)
+    return None
 
 
 def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: float,
@@ -82,20 +95,20 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
                         speedup, workers, 2 * workers, assumed))
 
 
-def _storage(stats: Stats, storage_bps: float, e2e: float, storage_stall: Optional[float], floor: float,
-             power: Optional[float]) -> dict:
-    """The storage stall scaled by the measured disk's speed over N. Its speed
-    is bytes read per second of I/O in flight (read rate / utilisation), the
-    read rate itself where utilisation is unknown."""
+def _storage(stats: Stats, storage_bps: float, e2e: float, stall: float, reading: Optional[Tuple[float, str]],
+             floor: float, power: Optional[float]) -> dict:
+    """The loader's read time scaled by the measured disk's speed over N. Its
+    speed is bytes read per second of I/O in flight (read rate / utilisation),
+    the read rate itself where utilisation is unknown."""
     rate, busy = mean_of(stats, "read_bytes_per_second"), mean_of(stats, "disk_utilisation_ratio")
-    if storage_stall is None or not rate:
-        return _missing("storage stall or disk read rate missing")
+    if reading is None or not rate:
+        return _missing("read time, storage stall or disk read rate missing")
     speed = rate / busy if busy else rate
     how = "{:.2f} MB/s read / {:.0%} busy".format(rate / 1e6, busy) if busy else \
         "{:.2f} MB/s read, utilisation unknown".format(rate / 1e6)
-    return _outcome(storage_stall * (1 - speed / storage_bps), e2e, floor, power,
-                    "storage stall x {:.3g} (measured disk {:.2f} MB/s = {}; new {:.2f} MB/s)".format(
-                        speed / storage_bps, speed / 1e6, how, storage_bps / 1e6))
+    return _outcome(min(reading[0] * (1 - speed / storage_bps), stall), e2e, floor, power,
+                    "the loader's {} x {:.3g} (measured disk {:.2f} MB/s = {}; new {:.2f} MB/s)".format(
+                        reading[1], speed / storage_bps, speed / 1e6, how, storage_bps / 1e6))
 
 
 def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:

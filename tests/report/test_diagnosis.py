@@ -8,6 +8,7 @@ import pytest
 
 from report.cli import main
 from report.diagnosis import diagnose
+from report.whatif import predict
 from tests.report.conftest import Server, backfilled
 from tests.report.diagnosis_bench import RUNS, DiagnosisBench
 from tests.report.test_report_prometheus import report_json
@@ -54,7 +55,7 @@ def test_each_bottleneck_class_with_its_evidence(server):
 def test_what_if_arithmetic_and_the_measured_prediction_error(server):
     runs = by_run(report_json(server, "--storage-bps", "8e6"))
     cold = runs["cold-w2"]["what_if"]
-    # cached: E2E - storage stall = 50 - 27 = 23 s, at the run's 6 W
+    # cached: the loader's reads (54 s over 2 workers = 27 s) gone from the 30 s stall: 23 s, at the run's 6 W
     assert cold["dataset_cached"]["e2e_seconds"] == pytest.approx(23.0)
     assert cold["dataset_cached"]["energy_joules"] == pytest.approx(138.0)
     measured = cold["dataset_cached"]["measured"]
@@ -66,7 +67,7 @@ def test_what_if_arithmetic_and_the_measured_prediction_error(server):
     assert "CPU count unknown" in cold["workers_doubled"]["basis"]
     assert "measured" not in cold["workers_doubled"]
     # storage at 8 MB/s instead of the measured disk's 4 MB/s at 90 % busy (4.44 MB/s while busy):
-    # storage stall 27 -> 27 * 4.44 / 8 = 15 s
+    # the loader's 27 s of reads -> 27 * 4.44 / 8 = 15 s
     assert cold["storage_bps=8e+06"]["e2e_seconds"] == pytest.approx(38.0)
     assert cold["storage_bps=8e+06"]["energy_joules"] == pytest.approx(6.0 * 38.0)
     # preprocessing-bound, 4 CPUs: 76 / 2 * (1 - 1/2) = 19 s saved; pre-w4 measured it
@@ -76,8 +77,17 @@ def test_what_if_arithmetic_and_the_measured_prediction_error(server):
     assert pre["measured"]["e2e_error_ratio"] == pytest.approx((21.0 - 22.0) / 22.0)
     # 4 workers on 4 CPUs: doubling them cannot speed preprocessing up
     assert runs["pre-w4"]["what_if"]["workers_doubled"]["e2e_seconds"] == pytest.approx(22.0)
-    # never below compute: gpu-bound's cached prediction is 30 - 0.3, above its 28 s compute
-    assert runs["gpu-bound"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(29.7)
+    # reads 2 s over 4 workers: 0.5 s of the 0.6 s stall gone
+    assert runs["gpu-bound"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(29.5)
+    # mixed: reads 10 s over 2 workers, 5 s of its 8 s stall gone
+    assert runs["mixed"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(15.0)
+
+
+def test_what_if_never_below_compute():
+    record = dict(stats(e2e_seconds=10.0, fetch_stall_seconds=6.0, compute_seconds=7.0, read_seconds=20.0,
+                        preprocess_seconds=1.0, average_power_watts=2.0), configuration={"workers": "2"})
+    cached = predict(record, None)["dataset_cached"]
+    assert cached["e2e_seconds"] == 7.0 and cached["energy_joules"] == 14.0  # not 10 - 6 = 4 s
 
 
 def test_prediction_error_in_the_table(server, capsys):
