@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
+from experiment.profile import expand
 from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
 from experiment.state import Journal
 from report.cli import OneLineParser
@@ -26,6 +27,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-drop-caches", action="store_true",
                    help="do not sync + drop the page cache before each run (dropping it needs root)")
     p.add_argument("--no-report", action="store_true", help="do not produce the report at the end")
+    p.add_argument("--profile", action="store_true",
+                   help="train each run twice, its dataset evicted from the page cache (<run_id>-cold) and then "
+                        "read into it (<run_id>-cached): the report compares the cold pass's what-if with the "
+                        "cached pass; no root needed")
     return p
 
 
@@ -34,15 +39,16 @@ def error(message: str, code: int = 2) -> int:
     return code
 
 
-def dry_run(plan, drop: bool) -> None:
+def dry_run(plan, drop: bool, profile: bool) -> None:
     journal = Journal(plan.output_dir)
     status = journal.last_status()
-    runs = plan.runs()
+    runs = [run for run, _ in expand(plan.runs(), profile)]
     say("plan {}: {} runs, {} epochs each; before each run: {}".format(
         plan.path, len(runs), plan.epochs, ", ".join(x for x in (
             "power mode" if any(r.power_mode is not None for r in runs) else "",
             "jetson_clocks on" if plan.jetson_clocks else "", "fan max" if plan.fan_max else "",
-            "sync + drop caches" if drop else "page cache kept") if x)))
+            "dataset evicted (cold) or read in (cached)" if profile else
+            ("sync + drop caches" if drop else "page cache kept")) if x)))
     for run in runs:
         state = status.get(run.run_id, "pending")
         state = "done (skipped)" if state == "completed" else ("redo ({})".format(state) if state != "pending"
@@ -57,8 +63,8 @@ def dry_run(plan, drop: bool) -> None:
     print("then: " + ("edgescope-report " + " ".join(args) if args else "no report (report.prometheus not set)"))
 
 
-def produce_report(plan) -> int:
-    args = report_arguments(plan, completed_runs(plan))
+def produce_report(plan, profile: bool) -> int:
+    args = report_arguments(plan, completed_runs(plan, profile))
     if args is None:
         say("no report: set report.prometheus in the plan (or no run completed)")
         return 0
@@ -87,23 +93,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         controls.check_power_modes(plan.sweep["power_mode"])
         if args.dry_run:
-            dry_run(plan, drop)
+            dry_run(plan, drop, args.profile)
             return 0
         for name, data_dir in plan.sweep["dataset_location"].items():
             if not os.path.isdir(data_dir):
                 return error("{}: sweep.dataset_location.{}: no directory {} (create the dataset there, e.g. "
                              "edgescope-dataset, or fix the path)".format(plan.path, name, data_dir))
-        if drop:
+        if drop and not args.profile:
             board.check_can_drop_caches()
         os.makedirs(plan.output_dir, exist_ok=True)
-        failed = run_plan(plan, controls, drop)
+        failed = run_plan(plan, controls, drop, profile=args.profile)
     except board.ControlError as exc:
         return error(str(exc), 1)
     except KeyboardInterrupt:
         return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
     except OSError as exc:
         return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror), 1)
-    code = 0 if args.no_report else produce_report(plan)
+    code = 0 if args.no_report else produce_report(plan, args.profile)
     if failed:
         return error("{} run(s) failed: {}; rerun the same command to redo them".format(
             len(failed), ", ".join(failed)), 1)

@@ -6,6 +6,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from experiment import controls as board
+from experiment import profile as passes
 from experiment.plan import Plan, RunSpec, attempt_id
 from experiment.state import Journal
 from trainer.progress import say as progress_say
@@ -45,16 +46,18 @@ def say(message: str, bar: Any = None) -> None:
     progress_say(bar, "edgescope-experiment: " + message)
 
 
-def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHES) -> List[str]:
-    """Every pending run of the plan, in order; returns the run_ids that failed.
+def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHES, profile: bool = False) -> List[str]:
+    """Every pending run of the plan (each as its profile passes with
+    ``profile``), in order; returns the run_ids that failed.
     KeyboardInterrupt is journalled as ``interrupted`` and re-raised."""
     journal = Journal(plan.output_dir)
     status = journal.last_status()
     failed = []
-    runs = plan.runs()
+    runs = passes.expand(plan.runs(), profile)
     # On a terminal, a bar over the sweep: its ETA comes from this sweep's runs (those done before are its start)
-    bar = terminal_bar(len(runs), "sweep", "run", initial=sum(status.get(r.run_id) == "completed" for r in runs))
-    for index, run in enumerate(runs, 1):
+    bar = terminal_bar(len(runs), "sweep", "run",
+                       initial=sum(status.get(r.run_id) == "completed" for r, _ in runs))
+    for index, (run, pass_name) in enumerate(runs, 1):
         where = "[{}/{}] {}".format(index, len(runs), run.run_id)
         if status.get(run.run_id) == "completed":
             say("{}: done before, skipped".format(where), bar)
@@ -63,7 +66,10 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
             say("{}: redoing ({} last time)".format(where, status[run.run_id]), bar)
         labels = base_labels(plan, run)
         labels.update(controls.prepare(run.power_mode, plan.jetson_clocks, plan.fan_max))
-        if drop:
+        labels["cpu_count"] = str(len(os.sched_getaffinity(0)))  # after the power mode: it may take cores offline
+        if pass_name is not None:
+            labels.update(passes.prepare(pass_name, run.data_dir))
+        elif drop:
             board.drop_caches(drop_path)
             labels["page_cache"] = "dropped"
         else:
@@ -116,10 +122,10 @@ def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, id
             raise
 
 
-def completed_runs(plan: Plan) -> List[str]:
-    """The trainer run ids of the attempts that completed the plan's runs."""
+def completed_runs(plan: Plan, profile: bool = False) -> List[str]:
+    """The trainer run ids of the attempts that completed the plan's runs (their passes with ``profile``)."""
     last = Journal(plan.output_dir).last_events()
-    return [last[r.run_id].get("trainer_run_id", r.run_id) for r in plan.runs()
+    return [last[r.run_id].get("trainer_run_id", r.run_id) for r, _ in passes.expand(plan.runs(), profile)
             if r.run_id in last and last[r.run_id]["event"] == "completed"]
 
 

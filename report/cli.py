@@ -80,6 +80,17 @@ def timeout_seconds(text: str) -> float:
     return seconds
 
 
+def positive_number(text: str) -> float:
+    """--storage-bps, --power-budget, --time-budget: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError("must be a number above 0, got {!r}".format(text))
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="edgescope-report", description=__doc__)
     p.add_argument("--prometheus", type=utf8_text, default="http://localhost:9090", metavar="URL",
@@ -97,6 +108,16 @@ def parser() -> argparse.ArgumentParser:
                    help="which table --format csv writes (default epochs)")
     p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of stdout")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
+    p.add_argument("--storage-bps", type=positive_number, metavar="N",
+                   help="also predict each run with its storage replaced by one reading N bytes/s")
+    p.add_argument("--pareto", action="store_true",
+                   help="add the time vs energy per epoch Pareto front per device × model "
+                        "(and pareto.png with --plots)")
+    p.add_argument("--power-budget", type=positive_number, metavar="W",
+                   help="with --pareto: recommend the fastest front configuration averaging at most W watts")
+    p.add_argument("--time-budget", type=positive_number, metavar="S",
+                   help="with --pareto: recommend the least-energy front configuration taking at most S s "
+                        "an epoch")
     p.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
     return p
 
@@ -117,10 +138,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--since must be before --until")
     if args.warmup_epochs < 0:
         p.error("--warmup-epochs must be >= 0")
+    if (args.power_budget is not None or args.time_budget is not None) and not args.pareto:
+        p.error("--power-budget and --time-budget need --pareto")
     try:
         collected = collect(Prometheus(args.prometheus, args.timeout), args.runs, since, until)
         report = build(collected, args.warmup_epochs, {"prometheus": args.prometheus, "since": since,
-                                                       "until": until})
+                                                       "until": until, "storage_bps": args.storage_bps,
+                                                       "pareto": args.pareto, "power_budget": args.power_budget,
+                                                       "time_budget": args.time_budget})
         if args.plots:
             from report.plots import write_plots
             for path in write_plots(collected.runs, report, args.plots):

@@ -44,6 +44,10 @@ EPOCH_GAUGES = {
     "samples": "edgescope_train_epoch_samples",
     "trainer_energy_joules": "edgescope_train_epoch_energy_joules",
     "trainer_power_watts": "edgescope_train_epoch_average_power_watts",
+    "fetch_stall_storage_seconds": "edgescope_train_epoch_fetch_stall_storage_seconds",
+    "fetch_stall_preprocess_seconds": "edgescope_train_epoch_fetch_stall_preprocess_seconds",
+    "read_seconds": "edgescope_train_epoch_read_seconds",
+    "preprocess_seconds": "edgescope_train_epoch_preprocess_seconds",
 }
 RUN_INFO = "edgescope_train_run_info"
 CLOCK = "edgescope_time_seconds"
@@ -54,6 +58,7 @@ POWER = "edgescope_board_power_watts"
 POWER_SOURCE_INFO = "edgescope_power_source_info"
 DISK_READS = "edgescope_disk_reads_completed_total"
 DISK_READ_BYTES = "edgescope_disk_read_bytes_total"
+DISK_BUSY = "edgescope_disk_io_time_seconds_total"
 DATASET_DISK = "edgescope_dataset_disk_info"
 CACHE_RATIO = "edgescope_dataset_page_cache_ratio"
 Series = List[Tuple[Labels, List[Sample]]]
@@ -79,6 +84,11 @@ class Epoch:
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
     page_cache_ratio: Optional[float] = None
+    fetch_stall_storage_seconds: Optional[float] = None  # the stall's share from file reads (trainer's split)
+    fetch_stall_preprocess_seconds: Optional[float] = None  # its share from decode/augment/collate
+    read_seconds: Optional[float] = None  # worker-side file read time, summed over workers
+    preprocess_seconds: Optional[float] = None  # worker-side decode + augment + collate, summed over workers
+    disk_utilisation_ratio: Optional[float] = None  # busiest dataset disk's time with I/O in flight / epoch time
 
     @property
     def stall_share(self) -> Optional[float]:
@@ -288,6 +298,7 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
                      "power log (edgescope_power_source_info{{replay=\"true\"}})".format(run.name))
     reads = _fetch(prom, DISK_READS, run, lo, hi, notes)
     read_bytes = _fetch(prom, DISK_READ_BYTES, run, lo, hi, notes)
+    busy = _fetch(prom, DISK_BUSY, run, lo, hi, notes)
     cache = _fetch(prom, CACHE_RATIO, run, lo, hi, notes)
     if not (energy or reads or cache):
         if any(e.energy_source is None for e in run.epochs):
@@ -300,11 +311,13 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     disks = _dataset_disks(prom, run, reads, lo, hi, notes)
     reads = [(labels, samples) for labels, samples in reads if labels.get("disk") in disks]
     read_bytes = [(labels, samples) for labels, samples in read_bytes if labels.get("disk") in disks]
+    busy = [(labels, samples) for labels, samples in busy if labels.get("disk") in disks]
     cache_series = _pick_dataset(cache, run, notes, "page-cache ratio")
     partial = {}  # type: Dict[str, List[int]]
     for epoch, start, end in windows:
         epoch.read_iops = _summed_rate(reads, start, end, epoch.epoch, partial)
         epoch.read_bytes_per_second = _summed_rate(read_bytes, start, end, epoch.epoch, {})
+        epoch.disk_utilisation_ratio = _busiest(busy, start, end)
         if cache_series is not None:
             epoch.page_cache_ratio = _last_before(cache_series[1], end, staleness)
     for disk, numbers in sorted(partial.items()):
@@ -389,6 +402,13 @@ def _summed_rate(series: Series, start: float, end: float, epoch: int, partial: 
         else:
             rates[labels.get("disk", "")] = r
     return sum(rates.values()) if rates else None
+
+
+def _busiest(series: Series, start: float, end: float) -> Optional[float]:
+    """The highest average utilisation over the window among the disks that
+    cover it (a sum over disks could pass 1); None if none covers it."""
+    rates = [r for r in (window.rate(samples, start, end) for _, samples in series) if r is not None]
+    return max(rates) if rates else None
 
 
 def _dataset_disks(prom: Prometheus, run: Run, reads: Series, lo: float, hi: float, notes: List[str]) -> List[str]:

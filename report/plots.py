@@ -169,6 +169,37 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
     return fig
 
 
+def pareto_front(report: dict) -> Figure:
+    """One panel per device × model: every configuration's time vs energy per epoch, the front joined by a
+    line, dominated ones hollow, the recommended one starred; points labelled by what differs between them."""
+    fronts = report["pareto"]
+    fig, axes = _figure(3.6 * max(1, len(fronts)), max(1, len(fronts)))
+    for ax, front in zip(axes, fronts):
+        on = [p for p in front["points"] if not p["dominated"]]
+        off = [p for p in front["points"] if p["dominated"]]
+        ax.plot([p["e2e_seconds"] for p in on], [p["energy_joules"] for p in on], "o-", color=PALETTE[0],
+                label="Pareto front")
+        ax.plot([p["e2e_seconds"] for p in off], [p["energy_joules"] for p in off], "o", markerfacecolor="white",
+                color=PALETTE[5], label="dominated")
+        shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
+        for p, label in zip(front["points"], labels):
+            ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        best = front["recommendation"]
+        if best is not None:
+            ax.plot([best["e2e_seconds"]], [best["energy_joules"]], "*", markersize=14, color=PALETTE[2],
+                    label="recommended")
+        ax.set_xlabel("time per epoch (s)")
+        ax.set_ylabel("energy per epoch (J)")
+        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
+                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
+        ax.legend(frameon=False)
+    if not fronts:
+        axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,
+                     ha="center", va="center")
+    return fig
+
+
 def _save(fig: Figure, path: str) -> None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -176,8 +207,11 @@ def _save(fig: Figure, path: str) -> None:
 
 def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
     """Every plot by file name (without .png); build and save them inside plt.rc_context(STYLE)."""
-    return {"time_split": time_split(report), "energy_per_epoch": energy_per_epoch(runs, report),
-            "power_over_run": power_over_run(runs)}
+    plots = {"time_split": time_split(report), "energy_per_epoch": energy_per_epoch(runs, report),
+             "power_over_run": power_over_run(runs)}
+    if "pareto" in report:
+        plots["pareto"] = pareto_front(report)
+    return plots
 
 
 def write_plots(runs: Sequence[Run], report: dict, directory: str) -> List[str]:

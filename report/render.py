@@ -9,7 +9,9 @@ import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
+from report.pareto import fronts
 from report.summary import FIELDS, comparison, run_summary
+from report.whatif import add_what_ifs
 
 # Heading and formatter of every per-epoch number, for people.
 COLUMNS = {
@@ -22,6 +24,11 @@ COLUMNS = {
     "read_iops": ("read r/s", lambda v: "{:.1f}".format(v)),
     "read_bytes_per_second": ("read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
     "page_cache_ratio": ("cached", lambda v: "{:.3f}".format(v)),
+    "fetch_stall_storage_seconds": ("stall storage s", lambda v: "{:.2f}".format(v)),
+    "fetch_stall_preprocess_seconds": ("stall preproc s", lambda v: "{:.2f}".format(v)),
+    "read_seconds": ("read s", lambda v: "{:.2f}".format(v)),
+    "preprocess_seconds": ("preproc s", lambda v: "{:.2f}".format(v)),
+    "disk_utilisation_ratio": ("disk busy", lambda v: "{:.3f}".format(v)),
 }  # type: Dict[str, tuple]
 MISSING = "missing"
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
@@ -40,14 +47,23 @@ def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
 
 
 def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
-    """Everything the report says, as one JSON-ready object."""
-    return {
+    """Everything the report says, as one JSON-ready object. ``settings`` may
+    hold ``storage_bps`` (a what-if) and ``pareto`` with ``power_budget`` /
+    ``time_budget`` (the Pareto section)."""
+    summary = [run_summary(r, warmup_epochs) for r in collected.runs]
+    add_what_ifs(summary, settings.get("storage_bps"))
+    report = {
         "settings": dict(settings, warmup_epochs=warmup_epochs),
         "epochs": [epoch_record(r, e, warmup_epochs) for r in collected.runs for e in r.epochs],
-        "summary": [run_summary(r, warmup_epochs) for r in collected.runs],
+        "summary": summary,
         "comparison": comparison(collected.runs, warmup_epochs),
         "notes": list(collected.notes),
     }
+    if settings.get("pareto"):
+        report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
+                                         settings.get("time_budget"))
+        report["notes"] += notes
+    return report
 
 
 def _cell(name: str, value: Optional[float]) -> str:
@@ -83,22 +99,64 @@ def tables(report: dict) -> List[tuple]:
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
               + [_cell(n, r[n]) for n in FIELDS] + [r["energy_source"] or MISSING] for r in report["epochs"]]
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
-               + [_stat_cell(n, s[n]) for n in FIELDS] for s in report["summary"]]
+               + [_stat_cell(n, s[n]) for n in FIELDS] + [s["bottleneck"] or MISSING] for s in report["summary"]]
     common, varying = split_configuration(report["comparison"])
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", str(len(c["runs"])), str(c["epochs"])]
-               + [_stat_cell(n, c[n]) for n in FIELDS] for c, v in zip(report["comparison"], varying)]
+               + [_stat_cell(n, c[n]) for n in FIELDS] + [c["bottleneck"] or MISSING]
+               for c, v in zip(report["comparison"], varying)]
     warmup = report["settings"]["warmup_epochs"]
     return [
         ("Per epoch (* = warm-up, left out of the means; energy by: trainer = measured by the trainer at the "
          "epoch's edges, exporter = the exporter's counter read at them)", ["run", "device", "epoch"] + heads
          + ["energy by"], epochs),
-        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads,
-         summary),
+        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads
+         + ["bottleneck"], summary),
         ("Comparison: device × model × configuration; common to all rows: {}".format(
             configuration_text(common) or "nothing"),
-         ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads, compare),
-    ]
+         ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads + ["bottleneck"],
+         compare),
+        diagnosis_table(report),
+    ] + ([pareto_table(report)] if "pareto" in report else [])
+
+
+def _prediction_cell(prediction: dict) -> str:
+    """Predicted E2E s / energy J, and the error against the run that measured it."""
+    if prediction["e2e_seconds"] is None:
+        return MISSING
+    text = "{} s / {} J".format(_cell("e2e_seconds", prediction["e2e_seconds"]),
+                                _cell("energy_joules", prediction["energy_joules"]))
+    measured = prediction.get("measured")
+    if measured and measured["e2e_error_ratio"] is not None:
+        text += " (measured {} s: {:+.1f} %)".format(_cell("e2e_seconds", measured["e2e_seconds"]),
+                                                     100 * measured["e2e_error_ratio"])
+    return text
+
+
+def diagnosis_table(report: dict) -> tuple:
+    names = list(report["summary"][0]["what_if"]) if report["summary"] else []
+    rows = [[s["run_id"], s["device"], s["bottleneck"] or MISSING] + [_prediction_cell(s["what_if"][n]) for n in names]
+            + [s["bottleneck_evidence"]] for s in report["summary"]]
+    return ("Diagnosis and what-if per run (predicted E2E / energy per epoch; error against a run that measured "
+            "that configuration)", ["run", "device", "bottleneck"] + names + ["evidence"], rows)
+
+
+def pareto_table(report: dict) -> tuple:
+    rows = []
+    for front in report["pareto"]:
+        for point in front["points"]:
+            mark = "recommended" if point is front["recommendation"] else ("dominated" if point["dominated"] else
+                                                                           "front")
+            rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
+                         _cell("e2e_seconds", point["e2e_seconds"]), _cell("energy_joules", point["energy_joules"]),
+                         MISSING if point["average_power_watts"] is None else
+                         _cell("average_power_watts", point["average_power_watts"]), mark])
+    settings = report["settings"]
+    budget = ", ".join(x for x in (
+        "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
+        "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
+    return ("Pareto front per device × model (time vs energy per epoch; {})".format(budget or "no budget given"),
+            ["device", "model", "configuration", "E2E s", "energy J", "power W", "pareto"], rows)
 
 
 def numeric_columns(headers: List[str], rows: List[List[str]]) -> List[bool]:
@@ -148,8 +206,9 @@ def as_csv(report: dict, section: str) -> str:
     else:
         flat = []
         for r in records:
-            row = {k: v for k, v in r.items() if k not in FIELDS}
+            row = {k: v for k, v in r.items() if k not in FIELDS and k != "what_if"}
             row["configuration"] = configuration_text(r["configuration"])
+            row.update(_flat("what_if", r.get("what_if", {})))
             for key in ("epochs_included", "runs"):
                 if key in row:
                     row[key] = " ".join(str(x) for x in row[key])
@@ -157,11 +216,24 @@ def as_csv(report: dict, section: str) -> str:
                 row[n + "_mean"], row[n + "_std"] = r[n]["mean"], r[n]["std"]
             flat.append(row)
     if flat:
-        writer = csv.DictWriter(buffer, fieldnames=list(flat[0].keys()), lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in flat for k in row)),
+                                lineterminator="\n")
         writer.writeheader()
         for row in flat:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return buffer.getvalue()
+
+
+def _flat(prefix: str, value: dict) -> dict:
+    """Nested dicts as ``prefix_key_subkey`` columns."""
+    out = {}
+    for key, item in value.items():
+        name = "{}_{}".format(prefix, key)
+        if isinstance(item, dict):
+            out.update(_flat(name, item))
+        else:
+            out[name] = item
+    return out
 
 
 def as_json(report: dict) -> str:

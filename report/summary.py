@@ -5,10 +5,13 @@ import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from report.collect import Epoch, Run
+from report.diagnosis import diagnose
 
 # The numbers reported for every epoch, in output order.
 FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share", "energy_joules",
-          "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio")
+          "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
+          "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
+          "disk_utilisation_ratio")
 
 Stat = Dict[str, Optional[float]]
 
@@ -37,6 +40,7 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
               "storage": run.storage, "model": run.model, "configuration": dict(run.configuration),
               "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen]}
     record.update(summarize(chosen))
+    record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
     return record
 
 
@@ -54,5 +58,6 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
                "model": model or None, "configuration": dict(configuration),
                "runs": [r.run_id for r in members], "epochs": len(chosen)}
         row.update(summarize(chosen))
+        row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)
         rows.append(row)
     return rows

@@ -131,7 +131,7 @@ def test_run_without_exporter_data_is_reported_with_the_rest_missing(bench_prome
     assert code == 0
     assert "no exporter data for device 'orin-1'" in err and len(err.strip().splitlines()) == 1
     epoch_lines = [line for line in out.splitlines() if line.startswith("run-orin-a")]
-    assert len(epoch_lines) == 3 + 1  # three epochs and the run's summary line
+    assert len(epoch_lines) == 3 + 1 + 1  # three epochs, the run's summary line and its diagnosis line
     assert all("missing" in line for line in epoch_lines)
     assert "12.40" in out  # its trainer numbers are there (epoch 0 E2E)
     report = report_json(bench_prometheus, "--run", "run-orin-a")
@@ -174,7 +174,7 @@ def test_formats_csv_markdown_table(bench_prometheus, capsys):
     assert len(rows) == 4 and "e2e_seconds_mean" in rows[0] and "e2e_seconds_std" in rows[0]
     assert main(base + ["--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    assert md.count("### ") == 3 and "| {} | nx-1 | 1 |".format(NX_RUN) in md
+    assert md.count("### ") == 4 and "| {} | nx-1 | 1 |".format(NX_RUN) in md
     assert main(base) == 0
     table = capsys.readouterr().out
     assert "Comparison: device × model × configuration; common to all rows: batch_size=16 dataset=cifar10 " \

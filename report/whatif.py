@@ -1,0 +1,158 @@
+"""What would make a run faster or cheaper: its epoch time and energy
+predicted, from its own measured means only, for the dataset fully cached,
+the DataLoader workers doubled, and the storage replaced by one of a given
+read rate; and the prediction error wherever the report also holds a run
+that measured the predicted configuration.
+
+Model (DS-Analyzer's, on the trainer's stall decomposition): the loader
+pipeline needs ``(read_s + preprocess_s) / workers`` seconds an epoch; the
+accelerator waits (fetch stall) where it is behind. A change that shortens
+the loader's time by D shortens the stall by D, until the stall is gone; an
+epoch is never shorter than its compute time. Energy = the run's average power × predicted time.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from report.diagnosis import Stats, mean_of
+
+# Labels that the what-ifs change or that name a profile pass: left out when
+# looking for a run that measured the predicted configuration.
+CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
+              "workers_doubled": ("workers",)}
+FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
+CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
+
+
+def _int_label(configuration: Dict[str, str], names: Sequence[str]) -> Optional[int]:
+    for name in names:
+        try:
+            return int(configuration[name])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _outcome(stall_cut: float, e2e: float, floor: float, power: Optional[float], basis: str) -> dict:
+    predicted = max(e2e - stall_cut, floor)
+    return {"e2e_seconds": predicted, "energy_joules": None if power is None else power * predicted, "basis": basis}
+
+
+def _missing(why: str) -> dict:
+    return {"e2e_seconds": None, "energy_joules": None, "basis": why}
+
+
+def predict(record: dict, storage_bps: Optional[float]) -> Dict[str, dict]:
+    """The what-ifs of one summary record (a run or a comparison row)."""
+    stats = record  # the record carries each field's {"mean", "std"}
+    e2e, stall = mean_of(stats, "e2e_seconds"), mean_of(stats, "fetch_stall_seconds")
+    compute = mean_of(stats, "compute_seconds")
+    power = mean_of(stats, "average_power_watts")
+    names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
+    if e2e is None or stall is None or compute is None:
+        return {name: _missing("E2E, fetch stall or compute missing") for name in names}
+    out = {}
+    reading = _loader_reading(record, stats)
+    if reading is None:
+        out["dataset_cached"] = _missing("no read time or storage stall from the trainer's decomposition")
+    else:
+        out["dataset_cached"] = _outcome(min(reading[0], stall), e2e, compute, power,
+                                         "the loader's {} gone from the stall".format(reading[1]))
+    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, compute, power)
+    if storage_bps:
+        out[names[-1]] = _storage(stats, storage_bps, e2e, stall, reading, compute, power)
+    return out
+
+
+def _loader_reading(record: dict, stats: Stats) -> Optional[Tuple[float, str]]:
+    """Seconds of the loader's epoch spent reading files, and how they were
+    found: the workers' read time over the workers, else (loading in the main
+    process, or no read time) the storage stall."""
+    workers = _int_label(record.get("configuration", {}), ("workers",))
+    read, storage_stall = mean_of(stats, "read_seconds"), mean_of(stats, "fetch_stall_storage_seconds")
+    if workers and read is not None:
+        return read / workers, "read time ({:.2f} s over {} workers)".format(read, workers)
+    if storage_stall is not None:
+        return storage_stall, "storage stall ({:.2f} s)".format(storage_stall)
+    return None
+
+
+def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: float,
+                     power: Optional[float]) -> dict:
+    configuration = record.get("configuration", {})
+    workers = _int_label(configuration, ("workers",))
+    preprocess = mean_of(stats, "preprocess_seconds")
+    if not workers:
+        return _missing("workers {} (loading in the main process or not labelled): nothing to double".format(
+            "unknown" if workers is None else 0))
+    if preprocess is None:
+        return _missing("no worker preprocessing time from the trainer")
+    cpus = _int_label(configuration, CPU_LABELS)
+    speedup = min(2 * workers, cpus) / workers if cpus else 2.0
+    assumed = "{} CPUs".format(cpus) if cpus else "CPU count unknown (no cpu_count label): assumed >= {}".format(
+        2 * workers)
+    saved = preprocess / workers * (1 - 1 / speedup)
+    return _outcome(min(saved, stall), e2e, floor, power,
+                    "preprocessing {:.2f}x faster ({} workers -> {}, {}); reads unchanged".format(
+                        speedup, workers, 2 * workers, assumed))
+
+
+def _storage(stats: Stats, storage_bps: float, e2e: float, stall: float, reading: Optional[Tuple[float, str]],
+             floor: float, power: Optional[float]) -> dict:
+    """The loader's read time scaled by the measured disk's speed over N. Its
+    speed is bytes read per second of I/O in flight (read rate / utilisation),
+    the read rate itself where utilisation is unknown."""
+    rate, busy = mean_of(stats, "read_bytes_per_second"), mean_of(stats, "disk_utilisation_ratio")
+    if reading is None or not rate:
+        return _missing("read time, storage stall or disk read rate missing")
+    speed = rate / busy if busy else rate
+    how = "{:.2f} MB/s read / {:.0%} busy".format(rate / 1e6, busy) if busy else \
+        "{:.2f} MB/s read, utilisation unknown".format(rate / 1e6)
+    return _outcome(min(reading[0] * (1 - speed / storage_bps), stall), e2e, floor, power,
+                    "the loader's {} x {:.3g} (measured disk {:.2f} MB/s = {}; new {:.2f} MB/s)".format(
+                        reading[1], speed / storage_bps, speed / 1e6, how, storage_bps / 1e6))
+
+
+def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
+    strip = lambda c: {k: v for k, v in c.items() if k not in ignored}  # noqa: E731
+    return (a["device"], a["model"]) == (b["device"], b["model"]) and \
+        strip(a["configuration"]) == strip(b["configuration"])
+
+
+def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
+    """Another run of the same device, model and settings that ran the
+    configuration ``what`` predicts for ``record``."""
+    ignored = CHANGED_BY[what]
+    for other in others:
+        if other is record or not _same_setup(record, other, ignored):
+            continue
+        if what == "dataset_cached":
+            mine, theirs = mean_of(record, "page_cache_ratio"), mean_of(other, "page_cache_ratio")
+            if other["configuration"].get("profile_pass") == "cached" or (
+                    theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
+                return other
+        else:
+            workers = _int_label(record["configuration"], ("workers",))
+            if workers and _int_label(other["configuration"], ("workers",)) == 2 * workers:
+                return other
+    return None
+
+
+def _error(predicted: Optional[float], measured: Optional[float]) -> Optional[float]:
+    if predicted is None or not measured:
+        return None
+    return (predicted - measured) / measured
+
+
+def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
+    """Set ``what_if`` on every record, with ``measured`` (run, E2E, energy,
+    relative errors) under each prediction whose configuration was also run."""
+    for record in records:
+        record["what_if"] = predict(record, storage_bps)
+        for what in CHANGED_BY:
+            match = measured_match(record, records, what)
+            if match is None:
+                continue
+            prediction = record["what_if"][what]
+            e2e, energy = mean_of(match, "e2e_seconds"), mean_of(match, "energy_joules")
+            prediction["measured"] = {"run_id": match.get("run_id"), "e2e_seconds": e2e, "energy_joules": energy,
+                                      "e2e_error_ratio": _error(prediction["e2e_seconds"], e2e),
+                                      "energy_error_ratio": _error(prediction["energy_joules"], energy)}

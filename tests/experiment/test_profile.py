@@ -1,0 +1,57 @@
+"""--profile: the cold pass's dataset is out of the page cache and the cached
+pass's in it when the trainer starts (vmtouch as the yardstick), each run is
+trained once per pass under its own id and labels, and both reach the report."""
+import os
+import re
+import subprocess
+import sys
+
+from experiment.profile import evict, warm
+from tests.experiment.conftest import FAKE_TRAINER
+
+FILES = 4
+SIZE = 1 << 20
+
+
+def resident_percent(path) -> float:
+    """vmtouch's count of the tree's pages in the page cache, in percent."""
+    out = subprocess.run(["vmtouch", str(path)], capture_output=True, text=True, check=True, timeout=60).stdout
+    return float(re.search(r"Resident Pages: .* ([0-9.]+)%", out).group(1))
+
+
+def dataset(folder):
+    folder.mkdir(exist_ok=True)
+    for i in range(FILES):
+        (folder / "part{}.bin".format(i)).write_bytes(os.urandom(SIZE))
+    return folder
+
+
+def test_evict_and_warm_move_the_dataset_out_of_and_into_the_page_cache(tmp_path):
+    data = dataset(tmp_path / "data")
+    assert evict(str(data)) == FILES  # freshly written (dirty) pages too
+    assert resident_percent(data) == 0
+    assert warm(str(data)) == FILES
+    assert resident_percent(data) == 100
+    assert evict(str(data)) == FILES
+    assert resident_percent(data) == 0
+
+
+def test_profile_trains_each_run_cold_then_cached(bench):
+    data = dataset(bench.tmp / "ssd")
+    # vmtouch's view of the dataset as each trainer starts, then the fake trainer
+    seen = bench.tmp / "resident.txt"
+    probe = 'vmtouch "$0" | grep Resident >> {}; exec {} {} "$@"'.format(seen, sys.executable, FAKE_TRAINER)
+    plan = bench.plan(sweep__power_mode=[None], report={"prometheus": "http://127.0.0.1:9"},
+                      trainer__command=["sh", "-c", probe, str(data)])
+    dry = bench.run(plan, "--profile", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "2 runs" in dry.stdout and "dataset evicted (cold) or read in (cached)" in dry.stdout
+    result = bench.run(plan, "--profile", "--no-report")
+    assert result.returncode == 0, result.stderr
+    starts = bench.trainer_starts()
+    ids = [dict(zip(s["argv"][::2], s["argv"][1::2]))["--run-id"] for s in starts]
+    assert ids == ["t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cold", "t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cached"]
+    assert [(s["labels"]["profile_pass"], s["labels"]["page_cache"]) for s in starts] == \
+        [("cold", "evicted"), ("cached", "warmed")]
+    assert [line.split()[-1] for line in seen.read_text().splitlines()] == ["0%", "100%"]
+    assert [e["event"] for e in bench.journal()] == ["started", "completed", "started", "completed"]
