@@ -64,7 +64,7 @@ def test_a_page_from_prometheus_in_chromium(bench_prometheus, tmp_path):
     # The browser's tables are the text report's table model, cell for cell.
     assert dom.tables == [[headers] + rows for _, headers, rows in tables(report)]
     assert len(dom.tables[0]) == 1 + sum(len(r["epochs"]) for r in bench.runs.values())
-    assert len(dom.tags("caption")) == 3
+    assert len(dom.tags("caption")) == 4  # per epoch, per run, comparison, diagnosis and what-if
     # The plots, embedded: the very PNGs --plots writes, drawn by the browser.
     images = dom.tags("img")
     assert [i["alt"] for i in images] == ["time split", "energy per epoch", "power over run"]

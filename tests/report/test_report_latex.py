@@ -65,11 +65,12 @@ def test_the_report_from_prometheus_compiles(bench_prometheus, tmp_path):
     source = out.read_text(encoding="utf-8")
     found = body_rows(source)
     model = tables(report)
-    assert len(found) == len(model) == 3
-    for (spec, rows), (_, headers, cells) in zip(found, model):
+    assert len(found) == len(model) == 4  # per epoch, per run, comparison, diagnosis and what-if
+    for (spec, rows), (title, headers, cells) in zip(found, model):
         assert len(spec) == len(headers) and len(rows) == len(cells)
         assert all(len(row) == len(headers) for row in rows)
-        assert spec[0] == "l" and spec[-1] in "rl" and "r" in spec  # numbers right-aligned
+        assert spec[0] == "l" and spec[-1] in "rl"
+        assert "r" in spec or title.startswith("Diagnosis")  # numbers right-aligned; the diagnosis is words
     assert r"\label{tab:edgescope-per-epoch}" in source and r"\label{tab:edgescope-comparison}" in source
     assert r"$\pm$" in source and "±" not in source
     assert pdflatex(source, tmp_path).startswith(b"%PDF")
@@ -80,7 +81,7 @@ def test_labels_with_latex_specials_compile_and_print_as_themselves(tmp_path):
     source = as_latex(synthetic.report(runs, notes=["run {} on nano-1: 100% & more".format(HOSTILE_ID)]))
     escaped = (r"run\_1 50\% \& \#2 \$x\$ \{a\} \textasciitilde{}b \textasciicircum{}c \textbackslash{}d "
                r"\textless{}e\textgreater{}\textbar{}f")
-    assert source.count(escaped) == 4 + 1 + 1  # 4 epochs, its run row, the note
+    assert source.count(escaped) == 4 + 1 + 1 + 1  # 4 epochs, its run row, its diagnosis row, the note
     assert r"res\_net\#1" in source
     assert pdflatex(source, tmp_path).startswith(b"%PDF")
 
