@@ -2,6 +2,7 @@
 environment a child `python -m ...` needs to import this checkout, and a stop
 that never leaves a process behind."""
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -30,14 +31,27 @@ def child_env() -> Dict[str, str]:
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
-    if process.poll() is None:
-        process.terminate()
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``. A process started with
+    ``start_new_session=True`` is stopped with its whole group: a wrapper such as faketime forks the
+    program that does the work, and stopping the wrapper alone would leave that one running."""
+    if process.poll() is not None:
+        return
+    try:
+        group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        group = False
+
+    def send(signum: int) -> None:
         try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            os.killpg(process.pid, signum) if group else process.send_signal(signum)
+        except ProcessLookupError:
+            pass
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
 
 
 def wait_http_ok(process: subprocess.Popen, url: str, timeout: float) -> bool:

@@ -20,7 +20,8 @@ def test_time_and_start_time_follow_the_board_clock():
     before = time.time()
     proc = subprocess.Popen(["faketime", "-f", "+{:g}s".format(SHIFT_S), "python3", "-m", "exporter.cli",
                              "--power-source", "none", "--web.listen-address", "127.0.0.1:{}".format(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
+                            start_new_session=True)  # faketime forks the exporter: stop both
     try:
         assert wait_http_ok(proc, "http://127.0.0.1:{}/metrics".format(port), 60), proc.stderr
         first = parse_metrics(requests.get("http://127.0.0.1:{}/metrics".format(port), timeout=5).text)

@@ -162,7 +162,8 @@ def _start_exporter(log: str, port: int, shift: float = 0.0) -> subprocess.Popen
     if shift:
         command = ["faketime", "-f", "{:+g}s".format(shift)] + command
         env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # faketime forks the exporter: stop_process stops both
     if not wait_http_ok(process, "http://127.0.0.1:{}/metrics".format(port), 60):
         stop_process(process)
         raise AssertionError("the exporter on port {} did not start".format(port))

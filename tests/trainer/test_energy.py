@@ -176,7 +176,7 @@ def test_a_board_clock_10_minutes_ahead_changes_the_timestamps_not_the_energy(lo
     env = dict(child_env(), FAKETIME_FORCE_MONOTONIC_FIX="1")
     process = subprocess.Popen(["faketime", "-f", "+600s", sys.executable, "-m", "trainer.cli"] + args + [
         "--exporter-url", exporter.url, "--metrics-addr", "127.0.0.1", "--linger", "120"], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # faketime forks: stop both
     try:
         lines = Lines(process.stdout)
         port = lines.wait_for(r"metrics http://127\.0\.0\.1:\d+/").split("127.0.0.1:")[1].split("/")[0]
