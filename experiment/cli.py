@@ -74,9 +74,13 @@ def produce_report(plan, profile: bool) -> int:
         code = report_main(args)
     if code == 0:
         path = os.path.join(plan.output_dir, "report." + EXTENSIONS[plan.report_format])
-        with open(path, "w") as f:
-            f.write(out.getvalue())
         sys.stdout.write(out.getvalue())
+        try:
+            with open(path, "w") as f:
+                f.write(out.getvalue())
+        except OSError as exc:
+            return error("cannot write the report to {} ({}); it is printed above; check output_dir".format(
+                path, exc.strerror))
         say("report written to " + path)
     return code
 

@@ -76,7 +76,7 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
             labels["page_cache"] = "kept"
         attempt = journal.attempts(run.run_id) + 1
         trainer_run_id = attempt_id(run.run_id, attempt)  # each attempt's epochs under an id of their own
-        cmd = trainer_command(plan, run, labels, trainer_run_id)
+        cmd = trainer_command(plan, run, labels, trainer_run_id) + passes.trainer_flags(pass_name)
         ids = {"attempt": attempt, "trainer_run_id": trainer_run_id}
         journal.record(run.run_id, "started", context=labels, command=cmd, **ids)
         say("{}: training as {} ({})".format(where, trainer_run_id,

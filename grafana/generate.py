@@ -316,7 +316,8 @@ def compare_devices() -> Dict[str, Any]:
           [("last_over_time(run_epoch:edgescope_board_energy_joules:increase_in_epoch{%s}[$__range])"
             % RUN, EPOCH_LEGEND)],
           kind="bargauge", width=8, height=10, options=BARS, links=[SERIES_RUN_LINK],
-          description="Mean board power while the epoch ran times its duration.")
+          description="The board energy counter's increase inside the epoch (recording rule "
+                      "run_epoch:edgescope_board_energy_joules:increase_in_epoch; gaps between epochs count in none).")
     b.add("Average board power while training", "watt",
           [("avg by (device, run_id) (avg_over_time("
             "run_epoch:edgescope_board_power_watts:in_epoch{%s}[$__range]))" % RUN, RUN_LEGEND)],

@@ -7,7 +7,7 @@ import math
 import re
 import sys
 import time
-from typing import List, NoReturn, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from exporter.yamlfile import one_line
 from report.collect import Run, collect
@@ -147,8 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                        "pareto": args.pareto, "power_budget": args.power_budget,
                                                        "time_budget": args.time_budget})
         if args.plots:
-            from report.plots import write_plots
-            for path in write_plots(collected.runs, report, args.plots):
+            for path in _plots().write_plots(collected.runs, report, args.plots):
                 print("edgescope-report: wrote " + path, file=sys.stderr)
         text = formatted(report, args.format, args.section, collected.runs)
     except ReportError as exc:
@@ -170,11 +169,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _plots() -> Any:
+    """report.plots, which needs matplotlib (the report extra): missing, one line, not a traceback."""
+    try:
+        from report import plots
+    except ImportError as exc:
+        raise ReportError("--plots and --format html need matplotlib ({}); install the report extra: "
+                          "pip install '.[report]'".format(exc))
+    return plots
+
+
 def formatted(report: dict, fmt: str, section: str, runs: Sequence[Run]) -> str:
     """The report in --format: html embeds the plots, so it needs the runs too."""
     if fmt == "html":
-        from report.plots import png_data_uris  # matplotlib: the report extra
-        return as_html(report, png_data_uris(runs, report))
+        return as_html(report, _plots().png_data_uris(runs, report))
     if fmt == "latex":
         return as_latex(report)
     return render(report, fmt, section)

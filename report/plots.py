@@ -201,8 +201,12 @@ def pareto_front(report: dict) -> Figure:
 
 
 def _save(fig: Figure, path: str) -> None:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=DPI)
+    except OSError as exc:
+        raise ReportError("cannot write the plot {} ({}); choose another --plots".format(path, exc.strerror))
+    finally:
+        plt.close(fig)
 
 
 def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:

@@ -86,7 +86,8 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
     if preprocess is None:
         return _missing("no worker preprocessing time from the trainer")
     cpus = _int_label(configuration, CPU_LABELS)
-    speedup = min(2 * workers, cpus) / workers if cpus else 2.0
+    # the loader runs min(workers, cpus) at once today (its preprocess time includes waiting for a CPU)
+    speedup = min(2 * workers, cpus) / min(workers, cpus) if cpus else 2.0
     assumed = "{} CPUs".format(cpus) if cpus else "CPU count unknown (no cpu_count label): assumed >= {}".format(
         2 * workers)
     saved = preprocess / workers * (1 - 1 / speedup)

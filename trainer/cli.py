@@ -30,6 +30,7 @@ from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
+from trainer.pagecache import evict
 from trainer.progress import EpochProgress, say
 from trainer.safe_load import describe, load_checkpoint
 
@@ -116,6 +117,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
     p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
+    p.add_argument("--evict-dataset", action="store_true",
+                   help="before every epoch (outside its timing and energy) drop --data-dir's files from the page "
+                        "cache (fdatasync + posix_fadvise, no root): every epoch reads from storage")
     args = p.parse_args(argv)
     if args.metrics_port > 65535:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
@@ -213,6 +217,14 @@ def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
         raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
                          "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
     return state
+
+
+def _evict(data_dir: str) -> None:
+    try:
+        evict(data_dir)
+    except OSError as error:
+        raise UsageError("--evict-dataset: cannot drop {} from the page cache ({}); drop the flag or make the "
+                         "files readable".format(error.filename or data_dir, error.strerror or error))
 
 
 def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
@@ -356,6 +368,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
                                  record.get("average_power_watts"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if energy:
+            energy.close()
         raise UsageError("--resume: the epoch history in {} is malformed ({}); delete it or point --checkpoint-dir "
                          "elsewhere".format(os.path.join(args.checkpoint_dir, CHECKPOINT_FILE), describe(error)))
     try:
@@ -406,6 +420,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         for epoch in range(start_epoch, args.epochs):
             metrics.epoch.set(epoch)
             loader.generator.manual_seed(args.seed * 100003 + epoch)  # the same order after --resume
+            if args.evict_dataset:
+                _evict(args.data_dir)
             energy_start = try_read(energy) if energy else ""
             progress.start(epoch, args.epochs, batches_per_epoch)
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,

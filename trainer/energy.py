@@ -157,10 +157,14 @@ class InProcessEnergy:
         from exporter.cli import power_sources  # the exporter's own choice of source, imported only here
         from exporter.sources.base import Unavailable
         sources = power_sources(settings)
-        unavailable = [s for s in sources if isinstance(s, Unavailable)]
-        if unavailable or not sources:
-            raise EnergyUnavailable("; ".join("{}: {}".format(s.name, s.reason) for s in unavailable) or "none")
-        self._source = sources[0]
+        # auto may list jtop as unavailable (client and service versions disagree) before the tegrastats it
+        # falls back to: take the first source that works, as the exporter does
+        working = [s for s in sources if not isinstance(s, Unavailable)]
+        if not working:
+            raise EnergyUnavailable("; ".join("{}: {}".format(s.name, s.reason) for s in sources) or "none")
+        self._source = working[0]
+        for spare in working[1:]:
+            spare.close()
         self.source = self._source.name
         self.where = "power source " + self.source
         self._last_failure = ""

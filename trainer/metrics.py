@@ -118,8 +118,8 @@ class TrainMetrics:
                                    "Per completed epoch: board energy from its start to its end, measured by "
                                    "the trainer at the epoch's edges (absent where unmeasured).", epoch)
         self._epoch_power = gauge("edgescope_train_epoch_average_power_watts",
-                                  "Per completed epoch: board energy divided by the epoch's duration "
-                                  "(absent where unmeasured).", epoch)
+                                  "Per completed epoch: that energy divided by the time between the two "
+                                  "readings at the epoch's edges (absent where unmeasured).", epoch)
         self._run_info = gauge("edgescope_train_run_info", "The run's configuration (value 1).",
                                ("run_id",) + RUN_INFO_LABELS + tuple(context_labels))
         self.registry.register(WallClock())

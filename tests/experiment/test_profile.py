@@ -53,5 +53,13 @@ def test_profile_trains_each_run_cold_then_cached(bench):
     assert ids == ["t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cold", "t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cached"]
     assert [(s["labels"]["profile_pass"], s["labels"]["page_cache"]) for s in starts] == \
         [("cold", "evicted"), ("cached", "warmed")]
+    assert ["--evict-dataset" in s["argv"] for s in starts] == [True, False]  # cold in every epoch, not only the first
     assert [line.split()[-1] for line in seen.read_text().splitlines()] == ["0%", "100%"]
     assert [e["event"] for e in bench.journal()] == ["started", "completed", "started", "completed"]
+
+
+def test_the_cold_pass_has_the_trainer_evict_before_every_epoch():
+    """The report averages epochs after the first: a cold pass evicted once would average cached epochs."""
+    from experiment.profile import trainer_flags
+    assert trainer_flags("cold") == ["--evict-dataset"] and trainer_flags("cached") == [] == trainer_flags(None)
+

@@ -90,6 +90,27 @@ def test_what_if_never_below_compute():
     assert cached["e2e_seconds"] == 7.0 and cached["energy_joules"] == 14.0  # not 10 - 6 = 4 s
 
 
+def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
+    """4 workers on 2 CPUs already preprocess 2 at a time: doubling them gains nothing, and loses nothing."""
+    record = dict(stats(e2e_seconds=10.0, fetch_stall_seconds=4.0, compute_seconds=6.0, read_seconds=0.0,
+                        preprocess_seconds=16.0, average_power_watts=2.0),
+                  configuration={"workers": "4", "cpu_count": "2"})
+    doubled = predict(record, None)["workers_doubled"]
+    assert doubled["e2e_seconds"] == 10.0 and "1.00x" in doubled["basis"]
+    record["configuration"]["cpu_count"] = "6"  # 4 at a time today, 6 with 8 workers: 1.5x
+    assert predict(record, None)["workers_doubled"]["e2e_seconds"] == pytest.approx(10.0 - 16.0 / 4 * (1 - 1 / 1.5))
+
+
+def test_plots_without_matplotlib_are_one_line(monkeypatch):
+    import sys
+
+    from report.cli import _plots
+    from report.prom import ReportError
+    monkeypatch.setitem(sys.modules, "report.plots", None)  # as on a core-only install: no matplotlib
+    with pytest.raises(ReportError, match=r"^--plots and --format html need matplotlib .*pip install '\.\[report\]'$"):
+        _plots()
+
+
 def test_prediction_error_in_the_table(server, capsys):
     assert main(["--prometheus", server.url, "--since", repr(server.bench.base), "--until",
                  repr(server.bench.end)]) == 0

@@ -232,6 +232,40 @@ def test_no_exporter_means_no_energy_not_a_zero(cifar_dir, tmp_path, capsys):
     assert energy_gauges(str(tmp_path / "run.prom")) == {}
 
 
+def test_evict_dataset_drops_the_data_before_every_epoch_outside_its_window(cifar_dir, tmp_path, monkeypatch):
+    from trainer import cli
+    calls = []
+    monkeypatch.setattr(cli, "evict", lambda data_dir: calls.append((data_dir, cli.time.time())) or 0)
+    args = small_run_args(cifar_dir, str(tmp_path))
+    assert cli.main(args + ["--evict-dataset"]) == 0
+    records = results(str(tmp_path / "results.jsonl"))
+    assert [d for d, _ in calls] == [cifar_dir] * len(records) == [cifar_dir] * 2
+    for (_, at), record in zip(calls, records):
+        assert at <= record["start_time"]  # before the epoch's window opened
+
+
+def test_auto_takes_the_tegrastats_it_falls_back_to_when_jtop_cannot_connect(monkeypatch):
+    """auto lists jtop as unavailable (client/service versions disagree) before tegrastats: the in-process
+    meter must take tegrastats, as the exporter does, not give up."""
+    import exporter.cli
+    from exporter.metrics import Sample
+    from exporter.sources.base import Source, Unavailable
+    from trainer.energy import InProcessEnergy
+
+    class Steady(Source):
+        name = "tegrastats"
+
+        def sample(self):
+            return [Sample("edgescope_board_power_watts", {}, 5.0)]
+    monkeypatch.setattr(exporter.cli, "power_sources", lambda settings: [
+        Unavailable("jtop", "Mismatch version jtop service (falling back to tegrastats)"), Steady()])
+    meter = InProcessEnergy({})
+    try:
+        assert meter.source == "tegrastats" and meter.read().watts == 5.0
+    finally:
+        meter.close()
+
+
 def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, tmp_path, capsys):
     from trainer import cli
     log = tmp_path / "constant.log"
