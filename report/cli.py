@@ -7,7 +7,7 @@ import math
 import re
 import sys
 import time
-from typing import Any, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
 from exporter.yamlfile import one_line
 from report.collect import Run, collect
@@ -68,27 +68,22 @@ def utf8_text(text: str) -> str:
     return text
 
 
-def timeout_seconds(text: str) -> float:
-    """--timeout: seconds per HTTP query, above zero and at most a day."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds <= MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError("must be a number of seconds above 0 and at most {:g}, got {!r}".format(
-            MAX_TIMEOUT, text))
-    return seconds
+def number_in(upper: float, what: str) -> Callable[[str], float]:
+    """An argument type: a finite number above 0 and at most ``upper``; ``what`` says that in the error."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= upper or value == math.inf:
+            raise argparse.ArgumentTypeError("must be {}, got {!r}".format(what, text))
+        return value
+    return parse
 
 
-def positive_number(text: str) -> float:
-    """--storage-bps, --power-budget, --time-budget: a finite number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError("must be a number above 0, got {!r}".format(text))
-    return value
+# --timeout: seconds per HTTP query; --storage-bps, --power-budget, --time-budget: any finite number above 0
+timeout_seconds = number_in(MAX_TIMEOUT, "a number of seconds above 0 and at most {:g}".format(MAX_TIMEOUT))
+positive_number = number_in(math.inf, "a number above 0")
 
 
 def parser() -> argparse.ArgumentParser:
