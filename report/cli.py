@@ -3,6 +3,7 @@ stall, compute, energy, power, read IOPS/MB/s, page cache) and paper-ready plots
 read from any server with the Prometheus HTTP API."""
 import argparse
 import datetime
+import importlib
 import math
 import re
 import sys
@@ -167,7 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _plots() -> Any:
     """report.plots, which needs matplotlib (the report extra): missing, one line, not a traceback."""
     try:
-        from report import plots
+        plots = importlib.import_module("report.plots")
     except ImportError as exc:
         raise ReportError("--plots and --format html need matplotlib ({}); install the report extra: "
                           "pip install '.[report]'".format(exc))
