@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
-from trainer.data import DATASETS, build_dataset, make_loader
+from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
                             first_reading, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
@@ -120,6 +120,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--evict-dataset", action="store_true",
                    help="before every epoch (outside its timing and energy) drop --data-dir's files from the page "
                         "cache (fdatasync + posix_fadvise, no root): every epoch reads from storage")
+    p.add_argument("--synthetic-input", action="store_true",
+                   help="train on one random batch made once on the device (the dataset's shape, batch count and "
+                        "classes), no loader: the epoch is the model's compute alone (DS-Analyzer's synthetic pass)")
     args = p.parse_args(argv)
     if args.metrics_port > 65535:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
@@ -335,8 +338,11 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     web = load_web(args.web_config_file)  # before the data: a bad file fails at once
     torch.manual_seed(args.seed)
     dataset = build_dataset(args.dataset, args.data_dir, args.download, args.image_size)
-    loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory, args.seed,
-                         timed=args.timing != "none")
+    if args.synthetic_input:
+        loader = SyntheticBatches(dataset, args.batch_size, device, args.seed)  # type: Any
+    else:
+        loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory,
+                             args.seed, timed=args.timing != "none")
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
@@ -353,6 +359,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
 
     labels = dict(args.label)
+    if args.synthetic_input:
+        labels["input"] = "synthetic"  # not the dataset's: a configuration of its own in every comparison
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     energy = _energy_meter(args)
     config = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
@@ -388,7 +396,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     meter = StepMeter(device, args.timing, on_batch=observe)
     batches_per_epoch = len(loader) if args.max_batches is None else min(len(loader), args.max_batches)
     print("edgescope-train: run {} | {} on {} ({} images, {} batches/epoch) | device {} | timing {} | metrics {}"
-          .format(run_id, args.model, args.dataset, len(dataset), batches_per_epoch, device, args.timing,
+          .format(run_id, args.model, args.dataset + (" (synthetic input)" if args.synthetic_input else ""),
+                  len(dataset), batches_per_epoch, device, args.timing,
                   "{}://{}:{}/metrics".format(server.scheme, args.metrics_addr, server.port) if server else "not served"),
           flush=True)
 

@@ -10,12 +10,13 @@ trainer.safe_load: a restricted unpickler, so a planted pickle runs no code.
 ``make_loader(timed=True)`` appends each batch's ``LoadTimes`` (read vs
 decode/augment/collate seconds, measured in the process that made it) for
 ``StepMeter`` to split the fetch stall into storage and preprocessing.
+``SyntheticBatches`` is DS-Analyzer's synthetic pass: no loader at all.
 """
 import hashlib
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -256,3 +257,26 @@ def make_loader(dataset: Any, batch_size: int, workers: int, prefetch_factor: in
         extra["collate_fn"] = collate_timed
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                       pin_memory=pin_memory, generator=generator, **extra)
+
+
+class SyntheticBatches:
+    """DS-Analyzer's synthetic-data pass: the loader's batch count and sizes, every batch one random batch made
+    once on ``device`` in the dataset's sample shape. No file is read, nothing decoded or copied per batch, so
+    an epoch takes the model's compute alone (its "ingestion rate"); the what-ifs' floor. Like the real loader
+    it has a ``generator`` the caller re-seeds (unused: every epoch trains on the same batch)."""
+
+    def __init__(self, dataset: Any, batch_size: int, device: torch.device, seed: int) -> None:
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
+        full, rest = divmod(len(dataset), batch_size)
+        self.sizes = [batch_size] * full + ([rest] if rest else [])  # as DataLoader(drop_last=False)
+        shape = (min(batch_size, len(dataset)),) + tuple(dataset[0][0].shape)  # one sample read, at start-up
+        self.images = torch.randn(shape, generator=self.generator).to(device)
+        self.targets = torch.randint(len(dataset.classes), shape[:1], generator=self.generator).to(device)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        for size in self.sizes:
+            yield self.images[:size], self.targets[:size]

@@ -393,3 +393,18 @@ def test_without_weights_only_checkpoints_go_through_the_restricted_unpickler(ci
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 2
     assert "refused to load io.open (not part of a checkpoint)" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_synthetic_input_trains_the_loaders_batches_with_no_loader_and_says_so(cifar_dir, tmp_path):
+    """DS-Analyzer's synthetic pass: the same batches per epoch, no fetch work (no read or preprocessing time,
+    no stall beyond a few ms), and run_info input="synthetic" so no report mixes it with the dataset's runs."""
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--run-id", "syn", "--synthetic-input"]
+    assert cli.main(args) == 0
+    records = results(str(tmp_path / "results.jsonl"))
+    assert [(r["epoch"], r["batches"], r["samples"]) for r in records] == [(0, 4, 32), (1, 4, 32)]
+    for r in records:
+        assert r["read_s"] is None and r["preprocess_s"] is None and r["fetch_stall_storage_s"] is None
+        assert r["fetch_stall_s"] < 0.05 * r["compute_s"]
+    info = [s for (name, labels), s in samples((tmp_path / "run.prom").read_text()).items()
+            if name == "edgescope_train_run_info" and ("input", "synthetic") in labels]
+    assert info == [1.0]

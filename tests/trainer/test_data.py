@@ -13,7 +13,7 @@ import torchvision.datasets.cifar as tv_cifar
 from torchvision.datasets import ImageFolder
 
 from trainer import cli, data, datasets_cli, safe_load
-from trainer.data import CIFAR10Files, build_dataset, cifar10_train_transform, make_loader
+from trainer.data import CIFAR10Files, SyntheticBatches, build_dataset, cifar10_train_transform, make_loader
 from trainer.errors import UsageError
 from trainer.meter import LoadTimes, StepMeter
 from trainer.models import MODELS, build_model
@@ -282,3 +282,22 @@ def test_cifar_samples_are_all_preprocessing_its_files_are_read_at_start(cifar_d
     loader = make_loader(build_dataset("cifar10", cifar_dir), 8, 0, 2, False, seed=0, timed=True)
     _, _, times = next(iter(loader))
     assert times.read_s == 0.0 and times.preprocess_s > 0
+
+
+def test_synthetic_batches_have_the_loaders_count_and_sizes_and_read_one_sample(tmp_path, monkeypatch):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=10, image_size=48, classes=3, seed=3)
+    reads = []
+    monkeypatch.setattr(data, "read_bytes", lambda path: reads.append(path) or safe_load.read_bytes(path))
+    dataset = build_dataset("imagefolder", folder, image_size=32)
+    synthetic = SyntheticBatches(dataset, 4, torch.device("cpu"), seed=0)
+    real = make_loader(dataset, 4, 0, 2, False, seed=0)
+    assert len(reads) == 1  # the sample shape, at start-up
+    assert len(synthetic) == len(real) == 3
+    for _ in range(2):  # every epoch: the loader's sizes, the same tensors, no file read
+        batches = list(synthetic)
+        assert [(tuple(i.shape), tuple(t.shape)) for i, t in batches] == \
+            [((4, 3, 32, 32), (4,)), ((4, 3, 32, 32), (4,)), ((2, 3, 32, 32), (2,))]
+        assert all(0 <= int(t.min()) and int(t.max()) < 3 for _, t in batches)
+        assert batches[0][0].data_ptr() == batches[1][0].data_ptr()
+    assert len(reads) == 1
