@@ -47,7 +47,7 @@ def dry_run(plan, drop: bool, profile: bool) -> None:
         plan.path, len(runs), plan.epochs, ", ".join(x for x in (
             "power mode" if any(r.power_mode is not None for r in runs) else "",
             "jetson_clocks on" if plan.jetson_clocks else "", "fan max" if plan.fan_max else "",
-            "dataset evicted (cold) or read in (cached)" if profile else
+            "synthetic input, dataset evicted (cold) or read in (cached)" if profile else
             ("sync + drop caches" if drop else "page cache kept")) if x)))
     for run in runs:
         state = status.get(run.run_id, "pending")

@@ -18,6 +18,7 @@ p.add_argument("--label", action="append", default=[])
 p.add_argument("--linger", type=float)
 p.add_argument("--exporter-url")
 p.add_argument("--evict-dataset", action="store_true")
+p.add_argument("--synthetic-input", action="store_true")
 args = p.parse_args()
 with open(os.environ["FAKE_TRAINER_LOG"], "a") as f:
     f.write(json.dumps({"argv": sys.argv[1:], "labels": dict(x.split("=", 1) for x in args.label)}) + "\n")

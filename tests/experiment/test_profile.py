@@ -36,7 +36,7 @@ def test_evict_and_warm_move_the_dataset_out_of_and_into_the_page_cache(tmp_path
     assert resident_percent(data) == 0
 
 
-def test_profile_trains_each_run_cold_then_cached(bench):
+def test_profile_trains_each_run_synthetic_then_cold_then_cached(bench):
     data = dataset(bench.tmp / "ssd")
     # vmtouch's view of the dataset as each trainer starts, then the fake trainer
     seen = bench.tmp / "resident.txt"
@@ -45,21 +45,23 @@ def test_profile_trains_each_run_cold_then_cached(bench):
                       trainer__command=["sh", "-c", probe, str(data)])
     dry = bench.run(plan, "--profile", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "2 runs" in dry.stdout and "dataset evicted (cold) or read in (cached)" in dry.stdout
+    assert "3 runs" in dry.stdout and "synthetic input, dataset evicted (cold) or read in (cached)" in dry.stdout
     result = bench.run(plan, "--profile", "--no-report")
     assert result.returncode == 0, result.stderr
     starts = bench.trainer_starts()
     ids = [dict(zip(s["argv"][::2], s["argv"][1::2]))["--run-id"] for s in starts]
-    assert ids == ["t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cold", "t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-cached"]
-    assert [(s["labels"]["profile_pass"], s["labels"]["page_cache"]) for s in starts] == \
-        [("cold", "evicted"), ("cached", "warmed")]
-    assert ["--evict-dataset" in s["argv"] for s in starts] == [True, False]  # cold in every epoch, not only the first
-    assert [line.split()[-1] for line in seen.read_text().splitlines()] == ["0%", "100%"]
-    assert [e["event"] for e in bench.journal()] == ["started", "completed", "started", "completed"]
+    assert ids == ["t-vgg11-b16-w4-pf2-pm-asis-ssd-nx-test-" + name for name in ("synthetic", "cold", "cached")]
+    assert [(s["labels"]["profile_pass"], s["labels"].get("page_cache")) for s in starts] == \
+        [("synthetic", None), ("cold", "evicted"), ("cached", "warmed")]
+    assert ["--evict-dataset" in s["argv"] for s in starts] == [False, True, False]  # cold in every epoch
+    assert ["--synthetic-input" in s["argv"] for s in starts] == [True, False, False]
+    assert [line.split()[-1] for line in seen.read_text().splitlines()][1:] == ["0%", "100%"]
+    assert [e["event"] for e in bench.journal()] == ["started", "completed"] * 3
 
 
 def test_the_cold_pass_has_the_trainer_evict_before_every_epoch():
     """The report averages epochs after the first: a cold pass evicted once would average cached epochs."""
     from experiment.profile import trainer_flags
     assert trainer_flags("cold") == ["--evict-dataset"] and trainer_flags("cached") == [] == trainer_flags(None)
+    assert trainer_flags("synthetic") == ["--synthetic-input"]
 
