@@ -347,6 +347,18 @@ def compare_devices() -> Dict[str, Any]:
                      EPOCH_ANNOTATIONS)
 
 
+BOTTLENECK_CODES = {0: ("compute", "green"), 1: ("preprocessing", "orange"), 2: ("mixed", "yellow"),
+                    3: ("storage", "red")}
+BOTTLENECKS = value_text(BOTTLENECK_CODES)
+
+
+def bottleneck_code(selector: str) -> str:
+    """run:edgescope_train_bottleneck:info as one series per run whose value is the class's code, for a timeline."""
+    return "max without (bottleneck) (%s)" % " or ".join(
+        'run:edgescope_train_bottleneck:info{%s, bottleneck="%s"} * %d' % (selector, name, code)
+        for code, (name, _) in sorted(BOTTLENECK_CODES.items()))
+
+
 def training_run() -> Dict[str, Any]:
     b = Board()
     heat = {"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1,
@@ -382,6 +394,9 @@ def training_run() -> Dict[str, Any]:
             "%s p%d {{device}} {{run_id}}" % (part, round(q * 100)))
            for part in ("storage", "preprocess") for q in (0.5, 0.95)],
           description=stall_split)
+    b.states("Bottleneck (live, last minute)", [(bottleneck_code(RUN), RUN_LEGEND)], BOTTLENECKS, width=24,
+             height=4, description="From the trainer's stall split, with edgescope-report's thresholds "
+                                   "(run:edgescope_train_bottleneck:info); the report also checks the disk.")
     epoch_table(b, "Per epoch: where the fetch stall went", [
         ("fetch stall", "s", "edgescope_train_epoch_fetch_stall_seconds"),
         ("stall: storage", "s", "edgescope_train_epoch_fetch_stall_storage_seconds"),

@@ -326,3 +326,20 @@ def test_stall_split_reads_back_as_published(synthetic_prometheus: Tuple[Prometh
             assert shares == pytest.approx([0.24, 0.16], rel=1e-6)
             return
     raise AssertionError("no stall split panel on the run dashboard")
+
+
+def test_live_bottleneck_reads_the_synthetic_runs_class(synthetic_prometheus: Tuple[Prometheus, float]) -> None:
+    """The synthetic run stalls 20 of every 50 ms, 12 of them storage (60 %): `mixed`, code 2 on the timeline."""
+    prom, started = synthetic_prometheus
+    values = grafana_values("4s", "60s")
+    prom.wait_until(lambda: prom.query("run:edgescope_train_bottleneck:info"), timeout=90,
+                    what="the bottleneck rule over a minute of scrapes")
+    for panel in panels(dashboards()["training-run.json"]):
+        if panel["title"].startswith("Bottleneck (live"):
+            result = prom.query(substitute(panel["targets"][0]["expr"], values))
+            assert [float(r["value"][1]) for r in result] == [2.0]
+            mapping = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+            assert mapping["2"]["text"] == "mixed"
+            assert [r["metric"]["bottleneck"] for r in prom.query("run:edgescope_train_bottleneck:info")] == ["mixed"]
+            return
+    raise AssertionError("no live bottleneck panel on the run dashboard")
