@@ -83,7 +83,8 @@ class Epoch:
     trainer_power_watts: Optional[float] = None
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
-    page_cache_ratio: Optional[float] = None
+    page_cache_ratio: Optional[float] = None  # at the epoch's end
+    page_cache_lowest_ratio: Optional[float] = None  # the lowest from its start to its end: what its reads could find
     fetch_stall_storage_seconds: Optional[float] = None  # the stall's share from file reads (trainer's split)
     fetch_stall_preprocess_seconds: Optional[float] = None  # its share from decode/augment/collate
     read_seconds: Optional[float] = None  # worker-side file read time, summed over workers
@@ -228,6 +229,13 @@ def _last_before(samples: Sequence[Sample], t: float, staleness: float) -> Optio
     return candidates[-1] if candidates else None
 
 
+def _lowest_within(samples: Sequence[Sample], start: float, end: float, staleness: float) -> Optional[float]:
+    """The lowest value in force over [start, end]: the last sample before ``start`` and every one up to ``end``."""
+    before = _last_before(samples, start, staleness)
+    values = [v for ts, v in samples if start < ts <= end] + ([] if before is None else [before])
+    return min(values) if values else None
+
+
 def _host(instance: str) -> str:
     return instance.rpartition(":")[0] if ":" in instance else instance
 
@@ -320,6 +328,7 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
         epoch.disk_utilisation_ratio = _busiest(busy, start, end)
         if cache_series is not None:
             epoch.page_cache_ratio = _last_before(cache_series[1], end, staleness)
+            epoch.page_cache_lowest_ratio = _lowest_within(cache_series[1], start, end, staleness)
     for disk, numbers in sorted(partial.items()):
         notes.append("{}: disk {} has no samples over all of epoch(s) {}; their read figures count the other "
                      "disks only".format(run.name, disk, _numbers(numbers)))

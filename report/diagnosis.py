@@ -11,6 +11,10 @@ DOMINANT_SHARE = 0.70
 DISK_BUSY = 0.50
 MOSTLY_CACHED = 0.95
 
+# How much of the dataset the epoch's reads could find in the page cache: the lowest ratio over the epoch
+# (at its end the epoch's own reads have filled the cache).
+CACHED = "page_cache_lowest_ratio"
+
 Stats = Dict[str, Dict[str, Optional[float]]]
 
 
@@ -23,7 +27,7 @@ def _disk_text(stats: Stats) -> str:
     """The exporter's side of the evidence, ``unknown`` where it is missing."""
     parts = []
     for name, text, scale, unknown in (("disk_utilisation_ratio", "disk busy {:.0%}", 1.0, "disk busy unknown"),
-                                       ("page_cache_ratio", "{:.0%} cached", 1.0, "page cache unknown"),
+                                       (CACHED, "{:.0%} cached", 1.0, "page cache unknown"),
                                        ("read_bytes_per_second", "reads {:.2f} MB/s", 1e-6, "read rate unknown")):
         value = mean_of(stats, name)
         parts.append(unknown if value is None else text.format(value * scale))
@@ -32,13 +36,13 @@ def _disk_text(stats: Stats) -> str:
 
 def _disk_serving(stats: Stats) -> bool:
     """The disk was busy serving a dataset not all in the page cache."""
-    busy, cached = mean_of(stats, "disk_utilisation_ratio"), mean_of(stats, "page_cache_ratio")
+    busy, cached = mean_of(stats, "disk_utilisation_ratio"), mean_of(stats, CACHED)
     return busy is not None and busy >= DISK_BUSY and (cached is None or cached < MOSTLY_CACHED)
 
 
 def _disk_resting(stats: Stats) -> bool:
     """The disk was mostly idle and the dataset cached: reads came from memory."""
-    busy, cached = mean_of(stats, "disk_utilisation_ratio"), mean_of(stats, "page_cache_ratio")
+    busy, cached = mean_of(stats, "disk_utilisation_ratio"), mean_of(stats, CACHED)
     return busy is not None and busy < DISK_BUSY and cached is not None and cached >= MOSTLY_CACHED
 
 

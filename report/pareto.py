@@ -41,6 +41,10 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
     groups = {}  # type: Dict[Tuple[str, str], List[dict]]
     notes = []
     for row in comparison:
+        if row["configuration"].get("input") == "synthetic":
+            notes.append("Pareto: {} {} {} left out: a synthetic-input pass (no data loaded), not a way to "
+                         "train".format(row["device"], row["model"], row["configuration"]))
+            continue
         point = _point(row)
         if point["e2e_seconds"] is None or point["energy_joules"] is None:
             notes.append("Pareto: {} {} {} left out: mean E2E or energy missing".format(

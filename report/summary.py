@@ -10,6 +10,7 @@ from report.diagnosis import diagnose
 # The numbers reported for every epoch, in output order.
 FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share", "energy_joules",
           "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
+          "page_cache_lowest_ratio",
           "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
           "disk_utilisation_ratio")
 
@@ -38,10 +39,16 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
     chosen = kept(run.epochs, warmup_epochs)
     record = {"run_id": run.run_id, "device": run.device, "instance": run.instance, "device_type": run.device_type,
               "storage": run.storage, "model": run.model, "configuration": dict(run.configuration),
-              "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen]}
+              "torch_device": run.info.get("torch_device"), "clock_offset_seconds": run.clock_offset_seconds,
+              "epochs_included": [e.epoch for e in chosen]}
     record.update(summarize(chosen))
     record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
     return record
+
+
+def _one(values: set) -> Optional[str]:
+    """The value all members share; None where they differ or none is known."""
+    return next(iter(values)) if len(values) == 1 else None
 
 
 def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
@@ -56,6 +63,7 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
         chosen = [e for run in members for e in kept(run.epochs, warmup_epochs)]
         row = {"device": device, "device_type": device_type or None, "storage": storage or None,
                "model": model or None, "configuration": dict(configuration),
+               "torch_device": _one({r.info.get("torch_device") for r in members}),
                "runs": [r.run_id for r in members], "epochs": len(chosen)}
         row.update(summarize(chosen))
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)

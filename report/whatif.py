@@ -8,16 +8,21 @@ Model (DS-Analyzer's, on the trainer's stall decomposition): the loader
 pipeline needs ``(read_s + preprocess_s) / workers`` seconds an epoch; the
 accelerator waits (fetch stall) where it is behind. A change that shortens
 the loader's time by D shortens the stall by D, until the stall is gone; an
-epoch is never shorter than its compute time. Energy = the run's average power × predicted time.
+epoch is never shorter than its compute time, nor than the epoch of the same
+setup's synthetic-input pass where the report holds one (``--profile``: no
+loader at all, the model's compute alone). Energy = the run's average power ×
+predicted time.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from report.diagnosis import Stats, mean_of
+from report.diagnosis import CACHED, Stats, mean_of
 
 # Labels that the what-ifs change or that name a profile pass: left out when
 # looking for a run that measured the predicted configuration.
 CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
               "workers_doubled": ("workers",)}
+# What sets the synthetic-input pass (trainer --synthetic-input: run_info input="synthetic") apart from the run.
+SYNTHETIC_PASS = ("page_cache", "profile_pass", "input")
 FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
 CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
 
@@ -31,8 +36,16 @@ def _int_label(configuration: Dict[str, str], names: Sequence[str]) -> Optional[
     return None
 
 
-def _outcome(stall_cut: float, e2e: float, floor: float, power: Optional[float], basis: str) -> dict:
-    predicted = max(e2e - stall_cut, floor)
+class Floor(NamedTuple):
+    """The shortest epoch a loader change can give, and where that figure comes from."""
+    seconds: float
+    source: str
+
+
+def _outcome(stall_cut: float, e2e: float, floor: Floor, power: Optional[float], basis: str) -> dict:
+    predicted = e2e - stall_cut
+    if predicted < floor.seconds:
+        predicted, basis = floor.seconds, "{}; at the floor, {}".format(basis, floor.source)
     return {"e2e_seconds": predicted, "energy_joules": None if power is None else power * predicted, "basis": basis}
 
 
@@ -40,25 +53,31 @@ def _missing(why: str) -> dict:
     return {"e2e_seconds": None, "energy_joules": None, "basis": why}
 
 
-def predict(record: dict, storage_bps: Optional[float]) -> Dict[str, dict]:
-    """The what-ifs of one summary record (a run or a comparison row)."""
+def predict(record: dict, storage_bps: Optional[float], synthetic_e2e: Optional[float] = None) -> Dict[str, dict]:
+    """The what-ifs of one summary record (a run or a comparison row); ``synthetic_e2e``: the epoch time of
+    its setup's synthetic-input pass, if measured."""
     stats = record  # the record carries each field's {"mean", "std"}
     e2e, stall = mean_of(stats, "e2e_seconds"), mean_of(stats, "fetch_stall_seconds")
     compute = mean_of(stats, "compute_seconds")
     power = mean_of(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
+    if record.get("configuration", {}).get("input") == "synthetic":
+        return {name: _missing("synthetic input: no loader to change") for name in names}
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
+    floor = Floor(compute, "its compute {:.2f} s".format(compute))
+    if synthetic_e2e is not None and synthetic_e2e > compute:
+        floor = Floor(synthetic_e2e, "the synthetic-input pass's epoch {:.2f} s".format(synthetic_e2e))
     out = {}
     reading = _loader_reading(record, stats)
     if reading is None:
         out["dataset_cached"] = _missing("no read time or storage stall from the trainer's decomposition")
     else:
-        out["dataset_cached"] = _outcome(min(reading[0], stall), e2e, compute, power,
+        out["dataset_cached"] = _outcome(min(reading[0], stall), e2e, floor, power,
                                          "the loader's {} gone from the stall".format(reading[1]))
-    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, compute, power)
+    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, floor, power)
     if storage_bps:
-        out[names[-1]] = _storage(stats, storage_bps, e2e, stall, reading, compute, power)
+        out[names[-1]] = _storage(stats, storage_bps, e2e, stall, reading, floor, power)
     return out
 
 
@@ -75,7 +94,7 @@ def _loader_reading(record: dict, stats: Stats) -> Optional[Tuple[float, str]]:
     return None
 
 
-def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: float,
+def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: Floor,
                      power: Optional[float]) -> dict:
     configuration = record.get("configuration", {})
     workers = _int_label(configuration, ("workers",))
@@ -86,10 +105,13 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
     if preprocess is None:
         return _missing("no worker preprocessing time from the trainer")
     cpus = _int_label(configuration, CPU_LABELS)
-    # the loader runs min(workers, cpus) at once today (its preprocess time includes waiting for a CPU)
-    speedup = min(2 * workers, cpus) / min(workers, cpus) if cpus else 2.0
     assumed = "{} CPUs".format(cpus) if cpus else "CPU count unknown (no cpu_count label): assumed >= {}".format(
         2 * workers)
+    if cpus and record.get("torch_device") == "cpu" and cpus > 1:
+        cpus -= 1  # the training step itself keeps a CPU busy
+        assumed += ", one of them training (torch_device cpu)"
+    # the loader runs min(workers, cpus) at once today (its preprocess time includes waiting for a CPU)
+    speedup = min(2 * workers, cpus) / min(workers, cpus) if cpus else 2.0
     saved = preprocess / workers * (1 - 1 / speedup)
     return _outcome(min(saved, stall), e2e, floor, power,
                     "preprocessing {:.2f}x faster ({} workers -> {}, {}); reads unchanged".format(
@@ -97,7 +119,7 @@ def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor
 
 
 def _storage(stats: Stats, storage_bps: float, e2e: float, stall: float, reading: Optional[Tuple[float, str]],
-             floor: float, power: Optional[float]) -> dict:
+             floor: Floor, power: Optional[float]) -> dict:
     """The loader's read time scaled by the measured disk's speed over N. Its
     speed is bytes read per second of I/O in flight (read rate / utilisation),
     the read rate itself where utilisation is unknown."""
@@ -118,6 +140,14 @@ def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
         strip(a["configuration"]) == strip(b["configuration"])
 
 
+def synthetic_pass(record: dict, others: Sequence[dict]) -> Optional[dict]:
+    """The synthetic-input pass of ``record``'s device, model and settings, if the report holds one."""
+    if record.get("configuration", {}).get("input") == "synthetic":
+        return None
+    return next((other for other in others if other["configuration"].get("input") == "synthetic"
+                 and _same_setup(record, other, SYNTHETIC_PASS)), None)
+
+
 def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
     """Another run of the same device, model and settings that ran the
     configuration ``what`` predicts for ``record``."""
@@ -126,7 +156,7 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
         if other is record or not _same_setup(record, other, ignored):
             continue
         if what == "dataset_cached":
-            mine, theirs = mean_of(record, "page_cache_ratio"), mean_of(other, "page_cache_ratio")
+            mine, theirs = mean_of(record, CACHED), mean_of(other, CACHED)
             if other["configuration"].get("profile_pass") == "cached" or (
                     theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
                 return other
@@ -147,7 +177,8 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
     """Set ``what_if`` on every record, with ``measured`` (run, E2E, energy,
     relative errors) under each prediction whose configuration was also run."""
     for record in records:
-        record["what_if"] = predict(record, storage_bps)
+        synthetic = synthetic_pass(record, records)
+        record["what_if"] = predict(record, storage_bps, None if synthetic is None else mean_of(synthetic, "e2e_seconds"))
         for what in CHANGED_BY:
             match = measured_match(record, records, what)
             if match is None:

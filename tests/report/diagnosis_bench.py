@@ -42,6 +42,9 @@ RUNS = {
                Numbers(22.0, 2.5, 0.3, 2.2, 18.0, 4.0, 80.0, 5.5, 0.05, 2e5, 1.0)),
     "gpu-bound": ("vgg11", {"workers": "4"}, Numbers(30.0, 0.6, 0.3, 0.3, 28.0, 2.0, 4.0, 9.0, 0.02, 1e5, 1.0)),
     "mixed": ("alexnet", {"workers": "2"}, Numbers(20.0, 8.0, 4.0, 4.0, 11.0, 10.0, 10.0, 5.0, 0.6, 3e6, 0.5)),
+    # its synthetic-input pass (--profile): the model's compute alone, no loader
+    "mixed-synthetic": ("alexnet", {"workers": "2", "input": "synthetic", "profile_pass": "synthetic"},
+                        Numbers(16.0, 0.1, 0.0, 0.0, 15.8, 0.0, 0.0, 5.5, 0.0, 0.0, 0.5)),
 }
 IDLE = Numbers(*([0.0] * len(Numbers._fields)))  # between runs: the disk rests
 EPOCH_GAUGES = (("duration_seconds", "e2e"), ("fetch_stall_seconds", "stall"),

@@ -1,5 +1,5 @@
 """Which board's series a run gets, and the identity notes (no Prometheus)."""
-from report.collect import Epoch, Run, _board_series, check_identity
+from report.collect import Epoch, Run, _board_series, _lowest_within, check_identity
 
 
 def run_on(device: str, instance: str, epochs=(0, 1, 2)) -> Run:
@@ -24,3 +24,13 @@ def test_one_run_id_on_two_boards_and_missing_epochs_are_noted():
     assert notes == ["run id r1 was seen on 2 boards (nano-1 at 10.0.0.5:9946, nano-2 at 10.0.0.6:9946); each is "
                      "reported on its own row, never merged",
                      "run r1 on nano-2: epochs 2, 3 missing (no trainer data for them in Prometheus)"]
+
+
+def test_the_lowest_page_cache_of_an_epoch_is_what_its_reads_could_find():
+    """A cold epoch reads its dataset in: 0.0 at its start, 1.0 at its end; its lowest is the 0.0 in force at
+    the start (the sample before it), not the 1.0 the end shows; samples after the end or stale ones count not."""
+    samples = [(90.0, 0.0), (101.0, 0.4), (105.0, 0.9), (110.0, 1.0), (111.0, 0.2)]
+    assert _lowest_within(samples, 100.0, 110.0, staleness=30.0) == 0.0
+    assert _lowest_within(samples, 102.0, 110.0, staleness=30.0) == 0.4
+    assert _lowest_within(samples, 100.0, 110.0, staleness=5.0) == 0.4  # the 0.0 is stale by then
+    assert _lowest_within([], 100.0, 110.0, staleness=30.0) is None

@@ -36,13 +36,14 @@ def test_collects_the_decomposition_and_the_disk_numbers(server):
         assert s["disk_utilisation_ratio"]["mean"] == pytest.approx(n.disk_busy, abs=1e-6)
         assert s["read_bytes_per_second"]["mean"] == pytest.approx(n.read_bps, rel=1e-6)
         assert s["page_cache_ratio"]["mean"] == pytest.approx(n.cached)
+        assert s["page_cache_lowest_ratio"]["mean"] == pytest.approx(n.cached)  # steady over each run
 
 
 def test_each_bottleneck_class_with_its_evidence(server):
     result = report_json(server)
     runs = by_run(result)
     expected = {"cold-w2": "storage", "cached-w2": "preprocessing", "cached-w2-5w": "preprocessing",
-                "pre-w2": "preprocessing", "pre-w4": "preprocessing", "gpu-bound": "compute", "mixed": "mixed"}
+                "pre-w2": "preprocessing", "pre-w4": "preprocessing", "gpu-bound": "compute", "mixed": "mixed", "mixed-synthetic": "compute"}
     assert {r: s["bottleneck"] for r, s in runs.items()} == expected
     assert runs["cold-w2"]["bottleneck_evidence"] == \
         "stall 60% of E2E: 90% storage, 10% preprocessing; disk busy 90%, 10% cached, reads 4.00 MB/s"
@@ -79,8 +80,13 @@ def test_what_if_arithmetic_and_the_measured_prediction_error(server):
     assert runs["pre-w4"]["what_if"]["workers_doubled"]["e2e_seconds"] == pytest.approx(22.0)
     # reads 2 s over 4 workers: 0.5 s of the 0.6 s stall gone
     assert runs["gpu-bound"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(29.5)
-    # mixed: reads 10 s over 2 workers, 5 s of its 8 s stall gone
-    assert runs["mixed"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(15.0)
+    # mixed: reads 10 s over 2 workers, 5 s of its 8 s stall gone would be 15 s, below its synthetic-input
+    # pass's 16 s epoch (the model's compute alone), which its compute gauge (11 s) would have let through
+    mixed = runs["mixed"]["what_if"]["dataset_cached"]
+    assert mixed["e2e_seconds"] == pytest.approx(16.0) and mixed["energy_joules"] == pytest.approx(80.0)
+    assert "at the floor, the synthetic-input pass's epoch 16.00 s" in mixed["basis"]
+    assert all(p["e2e_seconds"] is None and p["basis"] == "synthetic input: no loader to change"
+               for p in runs["mixed-synthetic"]["what_if"].values())
 
 
 def test_what_if_never_below_compute():
@@ -88,6 +94,9 @@ def test_what_if_never_below_compute():
                         preprocess_seconds=1.0, average_power_watts=2.0), configuration={"workers": "2"})
     cached = predict(record, None)["dataset_cached"]
     assert cached["e2e_seconds"] == 7.0 and cached["energy_joules"] == 14.0  # not 10 - 6 = 4 s
+    assert cached["basis"].endswith("at the floor, its compute 7.00 s")
+    assert predict(record, None, synthetic_e2e=8.0)["dataset_cached"]["e2e_seconds"] == 8.0
+    assert predict(record, None, synthetic_e2e=6.0)["dataset_cached"]["e2e_seconds"] == 7.0  # the higher floor
 
 
 def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
@@ -99,6 +108,10 @@ def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
     assert doubled["e2e_seconds"] == 10.0 and "1.00x" in doubled["basis"]
     record["configuration"]["cpu_count"] = "6"  # 4 at a time today, 6 with 8 workers: 1.5x
     assert predict(record, None)["workers_doubled"]["e2e_seconds"] == pytest.approx(10.0 - 16.0 / 4 * (1 - 1 / 1.5))
+    record["torch_device"] = "cpu"  # training on the CPU keeps one busy: 5 for the loader, 4 at a time today
+    doubled = predict(record, None)["workers_doubled"]
+    assert doubled["e2e_seconds"] == pytest.approx(10.0 - 16.0 / 4 * (1 - 1 / 1.25))
+    assert "6 CPUs, one of them training (torch_device cpu)" in doubled["basis"]
 
 
 def test_plots_without_matplotlib_are_one_line(monkeypatch):
@@ -134,6 +147,9 @@ def test_pareto_front_and_recommendations(server, tmp_path):
     cheap = {f["model"]: f for f in report_json(server, "--pareto", "--time-budget", "40")["pareto"]}
     assert cheap["resnet18"]["recommendation"]["runs"] == ["cached-w2-5w"]
     assert {f["model"]: f["recommendation"] for f in report_json(server, "--pareto")["pareto"]}["resnet18"] is None
+    # a synthetic-input pass is no way to train: never on the front
+    assert [p["runs"] for p in fronts["alexnet"]["points"]] == [["mixed"]]
+    assert any("mixed-synthetic" not in n and "synthetic-input pass" in n for n in result["notes"])
 
 
 def test_budget_without_pareto_is_one_line_exit_2(capsys):
@@ -153,14 +169,34 @@ def stats(**means):
 
 @pytest.mark.parametrize("means, expected", [
     # no split from the trainer: storage only where the disk was busy on an uncached dataset
-    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_ratio=0.2), "storage"),
-    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.1, page_cache_ratio=0.2), "mixed"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_lowest_ratio=0.2), "storage"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.1, page_cache_lowest_ratio=0.2), "mixed"),
     (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0), "mixed"),
     # reads timed slow while the disk rested on a cached dataset: not storage
     (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, fetch_stall_storage_seconds=4.5,
-          fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.02, page_cache_ratio=1.0), "mixed"),
+          fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.02, page_cache_lowest_ratio=1.0), "mixed"),
+    # cached at the epoch's end only because the epoch read it all in: its reads found 5 %, storage it is
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, fetch_stall_storage_seconds=4.5,
+          fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.02, page_cache_ratio=1.0,
+          page_cache_lowest_ratio=0.05), "storage"),
     (dict(e2e_seconds=None, fetch_stall_seconds=5.0), None),
 ])
 def test_diagnosis_without_the_split_or_against_the_disk(means, expected):
     bottleneck, evidence = diagnose(stats(**means))
     assert bottleneck == expected and evidence and "\n" not in evidence
+
+
+def test_the_live_bottleneck_rule_uses_the_reports_thresholds():
+    """run:edgescope_train_bottleneck:info (the run dashboard) classifies as diagnose() does."""
+    import re
+
+    import yaml
+
+    from report import diagnosis
+    from tests.stack.catalog import REPO
+    rules = [r for g in yaml.safe_load((REPO / "prometheus" / "rules" / "recording.yml").read_text())["groups"]
+             for r in g["rules"] if r.get("record") == "run:edgescope_train_bottleneck:info"]
+    assert sorted(r["labels"]["bottleneck"] for r in rules) == ["compute", "mixed", "preprocessing", "storage"]
+    numbers = {round(float(x), 6) for r in rules for x in re.findall(r"[<>]=? ([0-9.]+)", r["expr"])}
+    assert numbers == {diagnosis.COMPUTE_BOUND_STALL_SHARE, diagnosis.DOMINANT_SHARE,
+                       round(1 - diagnosis.DOMINANT_SHARE, 6)}

@@ -1,23 +1,26 @@
 """Issue 12's acceptance on this machine, with real slow storage: the real
 trainer (stall decomposition) on an ImageFolder dataset read through a cgroup
 v1 blkio throttle of 4 MB/s (an SD card), the real exporter (diskstats, page
-cache) and a real Prometheus. Cold (the dataset evicted from the page cache all
-along) the run must be diagnosed ``storage``; cached it must not; the cold run's
+cache) and a real Prometheus. Cold (the dataset evicted from the page cache
+before every epoch: the trainer's --evict-dataset) the run must be diagnosed ``storage``; cached it must not; the cold run's
 ``dataset_cached`` prediction must land within 25 % of the cached run's epoch
-time. A cached run with twice the workers gives the workers prediction's error.
+time. A cached run with twice the workers gives the workers prediction's error;
+a synthetic-input pass (--profile's third) gives the predictions their floor.
 One worker (and one torch thread) by default: on a 2-core machine a second
 worker decoding beside the training would slow the compute the model holds fixed.
-Needs root and cgroup v1 blkio; prints the measured figures. The 25 % bound
-is checked only with EDGESCOPE_QUIET_MACHINE=1: the prediction holds compute
-fixed, and on a machine shared with other jobs the cached run's compute alone
-drifts by more than that between runs (tests must not hang on machine speed)."""
+Needs root and cgroup v1 blkio; prints the measured figures.
+
+The prediction holds the machine's speed fixed; on a machine shared with other
+jobs the compute of two runs minutes apart can drift by 30 % (tests must not
+hang on machine speed). So the 25 % bound is checked as is when the two runs'
+compute agree within 10 %, and always on the prediction scaled by the measured
+drift (the cached epoch is CPU work: compute and decoding scale alike)."""
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -75,31 +78,13 @@ def throttled_group(path: str):
         os.rmdir(group)
 
 
-@contextlib.contextmanager
-def kept_cold(data: str):
-    """Evict the dataset from the page cache every 0.2 s, as vmtouch -e in a loop would."""
-    stop = threading.Event()
-
-    def loop():
-        while not stop.wait(0.2):
-            evict(data)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def train(group: str, data: str, port: int, run_id: str, workers: int, labels: dict, log) -> None:
+def train(group: str, data: str, port: int, run_id: str, workers: int, labels: dict, log, *flags: str) -> None:
     """The real trainer, moved into the throttled group before it starts (its workers inherit it)."""
     cmd = [sys.executable, "-m", "trainer.cli", "--model", "mobilenet_v3_small", "--dataset", "imagefolder",
            "--data-dir", data, "--image-size", "16", "--batch-size", "32", "--workers", str(workers),
            "--epochs", "3", "--device", "cpu", "--metrics-port", str(port), "--metrics-addr", "127.0.0.1",
            "--linger", "3", "--run-id", run_id, "--device-name", DEVICE,
-           "--label", "cpu_count={}".format(len(os.sched_getaffinity(0)))]
+           "--label", "cpu_count={}".format(len(os.sched_getaffinity(0)))] + list(flags)
     for key, value in sorted(labels.items()):
         cmd += ["--label", "{}={}".format(key, value)]
     script = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
@@ -126,8 +111,10 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
         prom.set_targets([Target(DEVICE, "nano", "sd", exporter_port=exporter_port, trainer_port=trainer_port)])
         prom.wait_for('up{job="edgescope-exporter"} == 1', timeout=60)
         group = stack.enter_context(throttled_group(data))
-        with kept_cold(data):
-            train(group, data, trainer_port, "sd-cold", 1, {"page_cache": "evicted", "profile_pass": "cold"}, log)
+        train(group, data, trainer_port, "sd-synthetic", 1, {"profile_pass": "synthetic"}, log, "--synthetic-input")
+        evict(data)  # and the trainer evicts it before every epoch, outside its timing, as --profile has it
+        train(group, data, trainer_port, "sd-cold", 1, {"page_cache": "evicted", "profile_pass": "cold"}, log,
+              "--evict-dataset")
         warm(data)
         train(group, data, trainer_port, "sd-cached", 1, {"page_cache": "warmed", "profile_pass": "cached"}, log)
         train(group, data, trainer_port, "sd-cached-w2", 2, {"page_cache": "warmed", "profile_pass": "cached"}, log)
@@ -153,5 +140,12 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
     assert cached_prediction["measured"]["run_id"] == "sd-cached"
     assert workers_prediction["measured"]["run_id"] == "sd-cached-w2"
     assert cached_prediction["measured"]["e2e_error_ratio"] is not None
-    if os.environ.get("EDGESCOPE_QUIET_MACHINE") == "1":  # the issue's bound: only where nothing else competes
+    assert runs["sd-synthetic"]["bottleneck"] == "compute"
+    assert all(p["e2e_seconds"] is None for p in runs["sd-synthetic"]["what_if"].values())
+    drift = cached["compute_seconds"]["mean"] / cold["compute_seconds"]["mean"]
+    scaled = cached_prediction["e2e_seconds"] * drift / cached_prediction["measured"]["e2e_seconds"] - 1
+    with capsys.disabled():
+        print("compute cached / cold {:.3f}; prediction scaled by it: error {:+.1%}".format(drift, scaled))
+    assert abs(scaled) <= 0.25
+    if abs(drift - 1) <= 0.10:  # the machine ran both at one speed: the issue's bound as is
         assert abs(cached_prediction["measured"]["e2e_error_ratio"]) <= 0.25
