@@ -28,9 +28,10 @@ def parser() -> argparse.ArgumentParser:
                    help="do not sync + drop the page cache before each run (dropping it needs root)")
     p.add_argument("--no-report", action="store_true", help="do not produce the report at the end")
     p.add_argument("--profile", action="store_true",
-                   help="train each run twice, its dataset evicted from the page cache (<run_id>-cold) and then "
-                        "read into it (<run_id>-cached): the report compares the cold pass's what-if with the "
-                        "cached pass; no root needed")
+                   help="train each run three times: on synthetic input (<run_id>-synthetic: the model's "
+                        "compute alone), its dataset evicted from the page cache (<run_id>-cold) and then read "
+                        "into it (<run_id>-cached): the report compares the cold pass's what-if with the cached "
+                        "pass; no root needed")
     return p
 
 

@@ -4,7 +4,7 @@ on the device, no loader: the model's compute alone, the floor of every
 what-if), with its dataset evicted from the page cache (cold: reads come from
 the disk) and then read into it (cached: the same run without storage), so the
 report can show the "dataset cached" prediction of the cold pass next to the
-cached pass's measurement. Neither needs root:
+cached pass's measurement. None needs root:
 eviction is fdatasync + posix_fadvise(DONTNEED) on each file, warming reads each file
 (trainer/pagecache.py). The cold pass also has the trainer evict the dataset before every epoch
 (--evict-dataset): the report averages epochs after the first, which would otherwise read a cache

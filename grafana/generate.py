@@ -85,6 +85,9 @@ def value_text(texts: Dict[int, Tuple[str, str]]) -> List[Dict[str, Any]]:
 
 UP_DOWN = value_text({0: ("down", "red"), 1: ("up", "green")})
 ON_OFF = value_text({0: ("off", "text"), 1: ("on", "green")})
+BOTTLENECK_CODES = {0: ("compute", "green"), 1: ("preprocessing", "orange"), 2: ("mixed", "yellow"),
+                    3: ("storage", "red")}
+BOTTLENECKS = value_text(BOTTLENECK_CODES)
 
 
 class Board:
@@ -345,11 +348,6 @@ def compare_devices() -> Dict[str, Any]:
                      "Per-epoch time, energy and storage load of runs on several boards, side by side.",
                      b, run_filter_variables() + [run_variable(True, "%s, %s" % (RUN_FILTERS, DEV))],
                      EPOCH_ANNOTATIONS)
-
-
-BOTTLENECK_CODES = {0: ("compute", "green"), 1: ("preprocessing", "orange"), 2: ("mixed", "yellow"),
-                    3: ("storage", "red")}
-BOTTLENECKS = value_text(BOTTLENECK_CODES)
 
 
 def bottleneck_code(selector: str) -> str:

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
+from exporter.metrics import utf8_argument
 from exporter.yamlfile import one_line
 from report.collect import Run, collect
 from report.html_page import as_html
@@ -58,17 +59,6 @@ def _time_or_none(text: str, now: float) -> Optional[float]:
         return None
 
 
-def utf8_text(text: str) -> str:
-    """An argument that goes into a URL or a PromQL label match: Prometheus only knows UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError("{!r} is not valid UTF-8 (Prometheus URLs and labels are)".format(text))
-    if not text.isprintable():
-        raise argparse.ArgumentTypeError("{!r} holds a control character".format(text))
-    return text
-
-
 def number_in(upper: float, what: str) -> Callable[[str], float]:
     """An argument type: a finite number above 0 and at most ``upper``; ``what`` says that in the error."""
     def parse(text: str) -> float:
@@ -89,9 +79,9 @@ positive_number = number_in(math.inf, "a number above 0")
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="edgescope-report", description=__doc__)
-    p.add_argument("--prometheus", type=utf8_text, default="http://localhost:9090", metavar="URL",
+    p.add_argument("--prometheus", type=utf8_argument, default="http://localhost:9090", metavar="URL",
                    help="base URL of Prometheus (or any server with its HTTP API); default %(default)s")
-    p.add_argument("--run", type=utf8_text, action="append", default=[], metavar="ID", dest="runs",
+    p.add_argument("--run", type=utf8_argument, action="append", default=[], metavar="ID", dest="runs",
                    help="a run_id to report (repeatable); default: every run between --since and --until")
     p.add_argument("--since", metavar="TIME", help="start of the time range (unix s, RFC 3339 or e.g. 6h ago); "
                    "default: --until minus 30 days")

@@ -84,7 +84,7 @@ class Epoch:
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
     page_cache_ratio: Optional[float] = None  # at the epoch's end
-    page_cache_lowest_ratio: Optional[float] = None  # the lowest from its start to its end: what its reads could find
+    page_cache_lowest_ratio: Optional[float] = None  # the lowest during it: what its reads could find
     fetch_stall_storage_seconds: Optional[float] = None  # the stall's share from file reads (trainer's split)
     fetch_stall_preprocess_seconds: Optional[float] = None  # its share from decode/augment/collate
     read_seconds: Optional[float] = None  # worker-side file read time, summed over workers
@@ -230,10 +230,11 @@ def _last_before(samples: Sequence[Sample], t: float, staleness: float) -> Optio
 
 
 def _lowest_within(samples: Sequence[Sample], start: float, end: float, staleness: float) -> Optional[float]:
-    """The lowest value in force over [start, end]: the last sample before ``start`` and every one up to ``end``."""
-    before = _last_before(samples, start, staleness)
-    values = [v for ts, v in samples if start < ts <= end] + ([] if before is None else [before])
-    return min(values) if values else None
+    """The lowest sample inside (start, end]; without one, the last before ``start`` (the exporter rescans every
+    --pagecache-interval: an epoch shorter than that may show no scan of its own). Samples before the start are
+    not mixed in: they show the previous epoch's reads, or the cache before an eviction at the epoch's edge."""
+    inside = [v for ts, v in samples if start < ts <= end]
+    return min(inside) if inside else _last_before(samples, start, staleness)
 
 
 def _host(instance: str) -> str:

@@ -46,11 +46,6 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
     return record
 
 
-def _one(values: set) -> Optional[str]:
-    """The value all members share; None where they differ or none is known."""
-    return next(iter(values)) if len(values) == 1 else None
-
-
 def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
     """One row per device × model × configuration, pooling the kept epochs of
     every run with that key (repeated runs add epochs, not rows)."""
@@ -63,7 +58,6 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
         chosen = [e for run in members for e in kept(run.epochs, warmup_epochs)]
         row = {"device": device, "device_type": device_type or None, "storage": storage or None,
                "model": model or None, "configuration": dict(configuration),
-               "torch_device": _one({r.info.get("torch_device") for r in members}),
                "runs": [r.run_id for r in members], "epochs": len(chosen)}
         row.update(summarize(chosen))
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)

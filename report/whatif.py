@@ -42,6 +42,11 @@ class Floor(NamedTuple):
     source: str
 
 
+def _synthetic(record: dict) -> bool:
+    """A synthetic-input pass: no loader, nothing a what-if could change."""
+    return record.get("configuration", {}).get("input") == "synthetic"
+
+
 def _outcome(stall_cut: float, e2e: float, floor: Floor, power: Optional[float], basis: str) -> dict:
     predicted = e2e - stall_cut
     if predicted < floor.seconds:
@@ -61,12 +66,12 @@ def predict(record: dict, storage_bps: Optional[float], synthetic_e2e: Optional[
     compute = mean_of(stats, "compute_seconds")
     power = mean_of(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
-    if record.get("configuration", {}).get("input") == "synthetic":
+    if _synthetic(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
     floor = Floor(compute, "its compute {:.2f} s".format(compute))
-    if synthetic_e2e is not None and synthetic_e2e > compute:
+    if synthetic_e2e is not None and compute < synthetic_e2e <= e2e:  # above the run's own epoch: noise, not a floor
         floor = Floor(synthetic_e2e, "the synthetic-input pass's epoch {:.2f} s".format(synthetic_e2e))
     out = {}
     reading = _loader_reading(record, stats)
@@ -141,10 +146,12 @@ def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
 
 
 def synthetic_pass(record: dict, others: Sequence[dict]) -> Optional[dict]:
-    """The synthetic-input pass of ``record``'s device, model and settings, if the report holds one."""
-    if record.get("configuration", {}).get("input") == "synthetic":
+    """A measured synthetic-input pass of ``record``'s device, model, torch device and settings, if the report
+    holds one."""
+    if _synthetic(record):
         return None
-    return next((other for other in others if other["configuration"].get("input") == "synthetic"
+    return next((other for other in others if _synthetic(other) and mean_of(other, "e2e_seconds") is not None
+                 and other.get("torch_device") == record.get("torch_device")
                  and _same_setup(record, other, SYNTHETIC_PASS)), None)
 
 
@@ -178,8 +185,9 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
     relative errors) under each prediction whose configuration was also run."""
     for record in records:
         synthetic = synthetic_pass(record, records)
-        record["what_if"] = predict(record, storage_bps, None if synthetic is None else mean_of(synthetic, "e2e_seconds"))
-        for what in CHANGED_BY:
+        floor = None if synthetic is None else mean_of(synthetic, "e2e_seconds")
+        record["what_if"] = predict(record, storage_bps, floor)
+        for what in () if _synthetic(record) else CHANGED_BY:
             match = measured_match(record, records, what)
             if match is None:
                 continue

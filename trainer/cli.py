@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
+from exporter.metrics import utf8_argument
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
                             first_reading, try_read)
@@ -36,7 +37,8 @@ from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch"} | set(RUN_INFO_LABELS)
+RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
+                   "input"} | set(RUN_INFO_LABELS)  # input: set by --synthetic-input
 # the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
 LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
 CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
@@ -52,17 +54,8 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _utf8(text: str) -> str:
-    """argparse type for label values: Prometheus exposition is UTF-8, and a command line may not be."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError("{!r} is not valid UTF-8; use UTF-8 text".format(text))
-    return text
-
-
 def _label(text: str) -> Any:
-    key, sep, value = _utf8(text).partition("=")
+    key, sep, value = utf8_argument(text).partition("=")
     if not sep or not LABEL_NAME.match(key) or key in RESERVED_LABELS:
         raise argparse.ArgumentTypeError(
             "{!r} must be KEY=VALUE with KEY a Prometheus label name other than {}"
@@ -90,8 +83,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--lr", type=_non_negative_float, default=0.01)
     p.add_argument("--momentum", type=_non_negative_float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-id", type=_utf8, default=None, help="default: generated from the time")
-    p.add_argument("--device-name", type=_utf8, default=socket.gethostname(), help="default: the hostname")
+    p.add_argument("--run-id", type=utf8_argument, default=None, help="default: generated from the time")
+    p.add_argument("--device-name", type=utf8_argument, default=socket.gethostname(), help="default: the hostname")
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
                    help="extra run_info label (e.g. power_mode=MAXN, storage_path=/mnt/sd); repeatable")
     p.add_argument("--timing", choices=TIMING_MODES, default="lazy",
@@ -140,6 +133,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             p.error("{}: no file {}".format(flag, value))
     if args.exporter_ca_file and not args.exporter_url:
         p.error("--exporter-ca-file goes with --exporter-url")
+    if args.synthetic_input and args.evict_dataset:
+        p.error("--synthetic-input reads no dataset: drop --evict-dataset")
     if args.tegrastats_file and args.power_source not in ("tegrastats", "auto"):
         p.error("--tegrastats-file goes with --power-source tegrastats")
     return args

@@ -27,10 +27,11 @@ def test_one_run_id_on_two_boards_and_missing_epochs_are_noted():
 
 
 def test_the_lowest_page_cache_of_an_epoch_is_what_its_reads_could_find():
-    """A cold epoch reads its dataset in: 0.0 at its start, 1.0 at its end; its lowest is the 0.0 in force at
-    the start (the sample before it), not the 1.0 the end shows; samples after the end or stale ones count not."""
-    samples = [(90.0, 0.0), (101.0, 0.4), (105.0, 0.9), (110.0, 1.0), (111.0, 0.2)]
-    assert _lowest_within(samples, 100.0, 110.0, staleness=30.0) == 0.0
-    assert _lowest_within(samples, 102.0, 110.0, staleness=30.0) == 0.4
-    assert _lowest_within(samples, 100.0, 110.0, staleness=5.0) == 0.4  # the 0.0 is stale by then
+    """A cold epoch reads its dataset in: its lowest is the first scan inside it (0.1), not the 1.0 its end shows;
+    the sample before its start (the previous epoch's 0.6) is not its own; with no scan inside, it is all there is."""
+    samples = [(90.0, 0.6), (101.0, 0.1), (105.0, 0.9), (110.0, 1.0), (111.0, 0.2)]
+    assert _lowest_within(samples, 100.0, 110.0, staleness=30.0) == 0.1
+    assert _lowest_within(samples, 102.0, 110.0, staleness=30.0) == 0.9
+    assert _lowest_within(samples, 91.0, 100.0, staleness=30.0) == 0.6  # no scan inside: the one before
+    assert _lowest_within(samples, 91.0, 100.0, staleness=5.0) is None  # ... unless stale
     assert _lowest_within([], 100.0, 110.0, staleness=30.0) is None

@@ -8,7 +8,7 @@ import pytest
 
 from report.cli import main
 from report.diagnosis import diagnose
-from report.whatif import predict
+from report.whatif import add_what_ifs, predict
 from tests.report.conftest import Server, backfilled
 from tests.report.diagnosis_bench import RUNS, DiagnosisBench
 from tests.report.test_report_prometheus import report_json
@@ -43,7 +43,8 @@ def test_each_bottleneck_class_with_its_evidence(server):
     result = report_json(server)
     runs = by_run(result)
     expected = {"cold-w2": "storage", "cached-w2": "preprocessing", "cached-w2-5w": "preprocessing",
-                "pre-w2": "preprocessing", "pre-w4": "preprocessing", "gpu-bound": "compute", "mixed": "mixed", "mixed-synthetic": "compute"}
+                "pre-w2": "preprocessing", "pre-w4": "preprocessing", "gpu-bound": "compute", "mixed": "mixed",
+                "mixed-synthetic": "compute"}
     assert {r: s["bottleneck"] for r, s in runs.items()} == expected
     assert runs["cold-w2"]["bottleneck_evidence"] == \
         "stall 60% of E2E: 90% storage, 10% preprocessing; disk busy 90%, 10% cached, reads 4.00 MB/s"
@@ -97,6 +98,27 @@ def test_what_if_never_below_compute():
     assert cached["basis"].endswith("at the floor, its compute 7.00 s")
     assert predict(record, None, synthetic_e2e=8.0)["dataset_cached"]["e2e_seconds"] == 8.0
     assert predict(record, None, synthetic_e2e=6.0)["dataset_cached"]["e2e_seconds"] == 7.0  # the higher floor
+    # a synthetic pass slower than the run itself is noise, not a floor: no prediction above the measured epoch
+    assert predict(record, None, synthetic_e2e=11.0)["dataset_cached"]["e2e_seconds"] == 7.0
+
+
+def test_the_floor_comes_from_the_synthetic_pass_of_the_same_setup_only():
+    def run(run_id, torch_device, e2e, **configuration):
+        record = stats(e2e_seconds=e2e, fetch_stall_seconds=6.0, compute_seconds=3.0, read_seconds=20.0,
+                       preprocess_seconds=1.0, average_power_watts=2.0)
+        record.update(run_id=run_id, device="nx", model="vgg11", torch_device=torch_device,
+                      configuration=dict({"workers": "2", "batch_size": "16"}, **configuration))
+        return record
+
+    cold = run("cold", "cuda", 10.0, page_cache="evicted", profile_pass="cold")
+    others = [run("syn-cpu", "cpu", 8.0, input="synthetic", profile_pass="synthetic"),
+              run("syn-b32", "cuda", 7.0, input="synthetic", profile_pass="synthetic", batch_size="32")]
+    add_what_ifs([cold] + others, None)
+    assert cold["what_if"]["dataset_cached"]["e2e_seconds"] == 4.0  # 10 - 6: no matching pass, compute 3 s
+    others.append(run("syn", "cuda", 5.0, input="synthetic", profile_pass="synthetic"))
+    add_what_ifs([cold] + others, None)
+    assert cold["what_if"]["dataset_cached"]["e2e_seconds"] == 5.0
+    assert all("measured" not in p for p in others[-1]["what_if"].values())
 
 
 def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
@@ -169,8 +191,10 @@ def stats(**means):
 
 @pytest.mark.parametrize("means, expected", [
     # no split from the trainer: storage only where the disk was busy on an uncached dataset
-    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_lowest_ratio=0.2), "storage"),
-    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.1, page_cache_lowest_ratio=0.2), "mixed"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8,
+          page_cache_lowest_ratio=0.2), "storage"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.1,
+          page_cache_lowest_ratio=0.2), "mixed"),
     (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0), "mixed"),
     # reads timed slow while the disk rested on a cached dataset: not storage
     (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, fetch_stall_storage_seconds=4.5,

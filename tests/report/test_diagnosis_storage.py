@@ -5,16 +5,17 @@ cache) and a real Prometheus. Cold (the dataset evicted from the page cache
 before every epoch: the trainer's --evict-dataset) the run must be diagnosed ``storage``; cached it must not; the cold run's
 ``dataset_cached`` prediction must land within 25 % of the cached run's epoch
 time. A cached run with twice the workers gives the workers prediction's error;
-a synthetic-input pass (--profile's third) gives the predictions their floor.
+a synthetic-input pass (--profile's first) gives the predictions their floor.
 One worker (and one torch thread) by default: on a 2-core machine a second
 worker decoding beside the training would slow the compute the model holds fixed.
 Needs root and cgroup v1 blkio; prints the measured figures.
 
 The prediction holds the machine's speed fixed; on a machine shared with other
-jobs the compute of two runs minutes apart can drift by 30 % (tests must not
-hang on machine speed). So the 25 % bound is checked as is when the two runs'
-compute agree within 10 %, and always on the prediction scaled by the measured
-drift (the cached epoch is CPU work: compute and decoding scale alike)."""
+jobs the compute of two runs minutes apart can drift by 30 % or more (tests
+must not hang on machine speed; even on a quiet one the cached run's compute
+came out 9-20 % below the cold run's in four runs out of four). So the 25 % bound is checked as is unless the two runs' compute differ
+by more than the bound itself, and always on the prediction scaled by the
+measured drift (the cached epoch is CPU work: compute and decoding scale alike)."""
 import contextlib
 import json
 import os
@@ -147,5 +148,5 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
     with capsys.disabled():
         print("compute cached / cold {:.3f}; prediction scaled by it: error {:+.1%}".format(drift, scaled))
     assert abs(scaled) <= 0.25
-    if abs(drift - 1) <= 0.10:  # the machine ran both at one speed: the issue's bound as is
+    if abs(drift - 1) <= 0.25:  # the machine's speed moved less than the bound: the issue's bound as is
         assert abs(cached_prediction["measured"]["e2e_error_ratio"]) <= 0.25

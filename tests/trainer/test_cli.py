@@ -285,7 +285,10 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     (["--lr", "inf"], "argument --lr"),
     (["--run-id", "run-\udcff"], "argument --run-id: 'run-\\udcff' is not valid UTF-8"),
     (["--device-name", "\udce9"], "argument --device-name"),
+    (["--run-id", "run\n2"], "argument --run-id: 'run\\n2' holds a control character"),
     (["--label", "site=\udce9"], "argument --label"),
+    (["--label", "input=synthetic"], "argument --label: 'input=synthetic' must be KEY=VALUE with KEY"),
+    (["--synthetic-input", "--evict-dataset"], "--synthetic-input reads no dataset: drop --evict-dataset"),
     (["--web.config.file", "/nonexistent/web.yml", "--data-dir", "/nonexistent/data"],
      "--web.config.file /nonexistent/web.yml"),  # checked before the data
     (["--web.config.file", os.path.join(REPO, "deploy", "web.yml.example")],
