@@ -33,5 +33,5 @@ def test_the_lowest_page_cache_of_an_epoch_is_what_its_reads_could_find():
     assert _lowest_within(samples, 100.0, 110.0, staleness=30.0) == 0.1
     assert _lowest_within(samples, 102.0, 110.0, staleness=30.0) == 0.9
     assert _lowest_within(samples, 91.0, 100.0, staleness=30.0) == 0.6  # no scan inside: the one before
-    assert _lowest_within(samples, 91.0, 100.0, staleness=5.0) is None  # ... unless stale
+    assert _lowest_within(samples, 96.0, 100.0, staleness=5.0) is None  # ... unless stale by then
     assert _lowest_within([], 100.0, 110.0, staleness=30.0) is None
