@@ -37,8 +37,9 @@ from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches)
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
-                   "input"} | set(RUN_INFO_LABELS)  # input: set by --synthetic-input
+                   "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
 # the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
 LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
 CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
@@ -235,6 +236,22 @@ def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
                          "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
+def _same_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
+    """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
+    (A checkpoint from before settings were saved has none to compare.)"""
+    if saved is None:
+        return
+    if not isinstance(saved, dict):
+        raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
+                         "--checkpoint-dir elsewhere".format(directory))
+    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    if changed:
+        raise UsageError("--resume: {} was trained with {}, this run has {}; resume with the same settings, or "
+                         "point --checkpoint-dir elsewhere".format(
+                             directory, ", ".join("{}={}".format(k, saved.get(k, "(unset)")) for k in changed),
+                             ", ".join("{}={}".format(k, settings.get(k, "(unset)")) for k in changed)))
+
+
 def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
     """Atomic: a crash while saving leaves the previous checkpoint intact."""
     path = os.path.join(directory, CHECKPOINT_FILE)
@@ -354,16 +371,23 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
 
     labels = dict(args.label)
+    # settings that change an epoch's work where they apply: each a configuration of its own in every comparison
     if args.synthetic_input:
-        labels["input"] = "synthetic"  # not the dataset's: a configuration of its own in every comparison
+        labels["input"] = "synthetic"
+    if args.dataset == "imagefolder":
+        labels["image_size"] = str(args.image_size)
+    if args.max_batches is not None:
+        labels["max_batches"] = str(args.max_batches)
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
+    settings = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
+                "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
+                "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
+                "torch_device": device.type, "device_name": args.device_name}
+    settings.update(labels)
+    if args.resume:
+        _same_settings(state.get("settings"), settings, args.checkpoint_dir)
     energy = _energy_meter(args)
-    config = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
-              "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
-              "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
-              "torch_device": device.type, "device_name": args.device_name,
-              "energy_source": energy.source if energy else "none"}
-    config.update(labels)
+    config = dict(settings, energy_source=energy.source if energy else "none")
     metrics.set_run_info(config)
     try:
         for record in history:  # restored by --resume: published again, in case Prometheus missed them
@@ -447,7 +471,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                  record["average_power_watts"])
             if args.checkpoint_dir:
                 _save_checkpoint(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
-                                                       "model": job.model.state_dict(),
+                                                       "settings": settings, "model": job.model.state_dict(),
                                                        "optimizer": job.optimizer.state_dict()})
             finish()
         metrics.running.set(0)

@@ -96,6 +96,7 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
         assert record["fetch_stall_preprocess_s"] == pytest.approx(record["fetch_stall_s"])
     info = [labels for (name, labels) in values if name == "edgescope_train_run_info"]
     assert dict(info[0])["model"] == "mobilenet_v3_small" and dict(info[0])["power_mode"] == "MAXN"
+    assert dict(info[0])["max_batches"] == "4" and "image_size" not in dict(info[0])  # CIFAR-10: always 32 px
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: run scripts/install-deps.sh"
@@ -202,6 +203,20 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
     assert any(moved)
 
 
+def test_resume_with_other_settings_is_one_line_naming_them(cifar_dir, tmp_path, capsys):
+    """One run id, one configuration: a resume that would pool another batch size into its epochs is refused."""
+    checkpoints = str(tmp_path / "ckpt")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints, "--run-id", "r"]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "2", "--resume", "--batch-size", "4", "--synthetic-input"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "was trained with batch_size=8, input=(unset), this run has batch_size=4, input=synthetic" in err
+    assert [r["epoch"] for r in results(str(tmp_path / "results.jsonl"))] == [0]  # nothing lost, nothing added
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0  # the same settings resume
+
+
 def test_sigterm_then_resume_publishes_every_epoch_again(cifar_dir, tmp_path, launch):
     """A run stopped by SIGTERM and resumed in a new process serves epochs 0..N-1, the restored ones included,
     so a Prometheus that missed them before the stop still gets them."""
@@ -275,6 +290,9 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     assert record["read_s"] > 0 and record["preprocess_s"] > 0
     assert record["fetch_stall_storage_s"] + record["fetch_stall_preprocess_s"] == pytest.approx(
         record["fetch_stall_s"])
+    info = [dict(labels) for (name, labels) in samples((tmp_path / "run.prom").read_text())
+            if name == "edgescope_train_run_info"]
+    assert info[0]["image_size"] == "32"  # a crop size of its own: another configuration in every comparison
     out = capsys.readouterr().out
     assert "imagefolder (12 images, 3 batches/epoch)" in out
     assert re.search(r"stall [\d.]+ s \(storage [\d.]+ s, preprocess [\d.]+ s\)", out), out
