@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD python3 bench/fleet_bench.py [--json out.json]
 
 One `edgescope-fleet-sim` serves every simulated board (exporter + trainer,
-~120 series each) on loopback. For each scrape interval (1 s, 5 s) the bench
+~370 series each) on loopback. For each scrape interval (1 s, 5 s) the bench
 walks up a ladder of fleet sizes; at each step it starts fresh: one site agent
 (the shipped prometheus/agent.yml, scraping the boards through the stack's
 file_sd jobs), VictoriaMetrics, and vmalert evaluating the project's rules at
