@@ -194,8 +194,8 @@ def line(step: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ladder-1s", default="200,400,600,800", help="fleet sizes at 1 s (default %(default)s)")
-    p.add_argument("--ladder-5s", default="800,1200,1600,2000", help="fleet sizes at 5 s (default %(default)s)")
+    p.add_argument("--ladder-1s", default="50,100,150,200", help="fleet sizes at 1 s (default %(default)s)")
+    p.add_argument("--ladder-5s", default="100,200,300,400", help="fleet sizes at 5 s (default %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write every step as JSON here")
     args = p.parse_args(argv)
     ladders = {1.0: [int(x) for x in args.ladder_1s.split(",")], 5.0: [int(x) for x in args.ladder_5s.split(",")]}

@@ -24,6 +24,7 @@ import torch.nn as nn
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.metrics import utf8_argument
+from exporter.yamlfile import one_line
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
                             first_reading, try_read)
@@ -241,15 +242,15 @@ def _same_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], di
     (A checkpoint from before settings were saved has none to compare.)"""
     if saved is None:
         return
-    if not isinstance(saved, dict):
+    if not (isinstance(saved, dict) and all(isinstance(x, str) for item in saved.items() for x in item)):
         raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
                          "--checkpoint-dir elsewhere".format(directory))
     changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
     if changed:
+        def values(of: Dict[str, str]) -> str:
+            return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)
         raise UsageError("--resume: {} was trained with {}, this run has {}; resume with the same settings, or "
-                         "point --checkpoint-dir elsewhere".format(
-                             directory, ", ".join("{}={}".format(k, saved.get(k, "(unset)")) for k in changed),
-                             ", ".join("{}={}".format(k, settings.get(k, "(unset)")) for k in changed)))
+                         "point --checkpoint-dir elsewhere".format(directory, values(saved), values(settings)))
 
 
 def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
@@ -359,33 +360,32 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
 
-    history = []  # type: List[Dict[str, Any]]
-    start_epoch = 0
-    run_id = args.run_id
-    if args.resume:
-        state = _load_checkpoint(args.checkpoint_dir, device)
-        _resume(job, state, args.checkpoint_dir)
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
-        run_id = run_id or state["run_id"]
-    run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
-
     labels = dict(args.label)
     # settings that change an epoch's work where they apply: each a configuration of its own in every comparison
     if args.synthetic_input:
         labels["input"] = "synthetic"
     if args.dataset == "imagefolder":
         labels["image_size"] = str(args.image_size)
-    if args.max_batches is not None:
+    if args.max_batches is not None and args.max_batches < len(loader):
         labels["max_batches"] = str(args.max_batches)
-    metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     settings = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
                 "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
                 "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
                 "torch_device": device.type, "device_name": args.device_name}
     settings.update(labels)
+
+    history = []  # type: List[Dict[str, Any]]
+    start_epoch = 0
+    run_id = args.run_id
     if args.resume:
+        state = _load_checkpoint(args.checkpoint_dir, device)
         _same_settings(state.get("settings"), settings, args.checkpoint_dir)
+        _resume(job, state, args.checkpoint_dir)
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        run_id = run_id or state["run_id"]
+    run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
+    metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     energy = _energy_meter(args)
     config = dict(settings, energy_source=energy.source if energy else "none")
     metrics.set_run_info(config)

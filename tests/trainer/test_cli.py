@@ -214,6 +214,13 @@ def test_resume_with_other_settings_is_one_line_naming_them(cifar_dir, tmp_path,
     assert err.count("\n") == 1, err
     assert "was trained with batch_size=8, input=(unset), this run has batch_size=4, input=synthetic" in err
     assert [r["epoch"] for r in results(str(tmp_path / "results.jsonl"))] == [0]  # nothing lost, nothing added
+    saved = torch.load(os.path.join(checkpoints, "checkpoint.pt"))
+    for hostile in ({1: "a"}, {"model": ["vgg11"]}, "vgg11"):  # a planted checkpoint: one line, no traceback
+        torch.save(dict(saved, settings=hostile), os.path.join(checkpoints, "checkpoint.pt"))
+        assert cli.main(args + ["--epochs", "2", "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "settings saved in" in err and "are malformed" in err, err
+    torch.save(saved, os.path.join(checkpoints, "checkpoint.pt"))
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 0  # the same settings resume
 
 
@@ -371,6 +378,11 @@ def test_a_checkpoint_of_another_model_is_one_line(cifar_dir, tmp_path, capsys):
     args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(tmp_path / "ckpt"), "--epochs", "1"]
     assert cli.main(args) == 0
     capsys.readouterr()
+    assert cli.main(args + ["--resume", "--epochs", "2", "--model", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "with model=mobilenet_v3_small, this run has model=resnet18" in err, err
+    path = str(tmp_path / "ckpt" / "checkpoint.pt")  # as an older edgescope wrote it: no settings to compare
+    torch.save({k: v for k, v in torch.load(path).items() if k != "settings"}, path)
     assert cli.main(args + ["--resume", "--epochs", "2", "--model", "resnet18"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit this run" in err and "same --model" in err, err
