@@ -8,11 +8,11 @@ import math
 import re
 import sys
 import time
-from typing import Any, Callable, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 from exporter.metrics import utf8_argument
 from exporter.yamlfile import one_line
-from report.collect import Run, collect
+from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
 from report.prom import Prometheus, ReportError
@@ -132,10 +132,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                        "until": until, "storage_bps": args.storage_bps,
                                                        "pareto": args.pareto, "power_budget": args.power_budget,
                                                        "time_budget": args.time_budget})
+        images = _plots().png_images(collected.runs, report) if args.plots or args.format == "html" else {}
         if args.plots:
-            for path in _plots().write_plots(collected.runs, report, args.plots):
+            for path in _plots().write_plots(images, args.plots):
                 print("edgescope-report: wrote " + path, file=sys.stderr)
-        text = formatted(report, args.format, args.section, collected.runs)
+        text = formatted(report, args.format, args.section, images)
     except ReportError as exc:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
         return 1
@@ -165,10 +166,10 @@ def _plots() -> Any:
     return plots
 
 
-def formatted(report: dict, fmt: str, section: str, runs: Sequence[Run]) -> str:
-    """The report in --format: html embeds the plots, so it needs the runs too."""
+def formatted(report: dict, fmt: str, section: str, images: Dict[str, bytes]) -> str:
+    """The report in --format: html embeds the plots' PNG ``images``."""
     if fmt == "html":
-        return as_html(report, _plots().png_data_uris(runs, report))
+        return as_html(report, _plots().data_uris(images))
     if fmt == "latex":
         return as_latex(report)
     return render(report, fmt, section)

@@ -62,7 +62,7 @@ def _table(title: str, headers: List[str], rows: List[List[str]]) -> str:
 
 
 def as_html(report: dict, plots: Sequence[Tuple[str, str]] = ()) -> str:
-    """The page; plots are (name, data: URI) pairs as plots.png_data_uris gives them."""
+    """The page; plots are (name, data: URI) pairs as plots.data_uris gives them."""
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta http-equiv="Content-Security-Policy" content="{}">'.format(CSP),
              '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -7,8 +7,8 @@ the time split shows per row only the settings that differ between rows (as
 the comparison table does) and grows with its rows so their labels never
 overlap."""
 import base64
+import io
 import os
-import tempfile
 import textwrap
 from typing import Dict, List, Sequence, Tuple
 
@@ -139,10 +139,11 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
 def power_over_run(runs: Sequence[Run]) -> Figure:
     """One panel per run: board power, the epochs as alternating bands and
     each epoch's average power (energy / duration) as a dashed step."""
+    color_of = {id(run): color for run, color in zip(runs, colors(len(runs)))}  # each run as in the energy plot
     shown = [r for r in runs if any(e.start is not None for e in r.epochs)]
     fig, axes = _figure(0.6 + 1.5 * max(1, len(shown)), max(1, len(shown)))
-    for ax, (i, run) in zip(axes, enumerate(shown)):
-        color = PALETTE[i % len(PALETTE)]
+    for ax, run in zip(axes, shown):
+        color = color_of[id(run)]
         timed = [e for e in run.epochs if e.start is not None and e.end is not None]
         t0 = min(e.start for e in timed)  # type: ignore
         t1 = max(e.end for e in timed)  # type: ignore
@@ -200,17 +201,8 @@ def pareto_front(report: dict) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str) -> None:
-    try:
-        fig.savefig(path, dpi=DPI)
-    except OSError as exc:
-        raise ReportError("cannot write the plot {} ({}); choose another --plots".format(path, exc.strerror))
-    finally:
-        plt.close(fig)
-
-
 def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
-    """Every plot by file name (without .png); build and save them inside plt.rc_context(STYLE)."""
+    """Every plot by file name (without .png); build and draw them inside plt.rc_context(STYLE)."""
     plots = {"time_split": time_split(report), "energy_per_epoch": energy_per_epoch(runs, report),
              "power_over_run": power_over_run(runs)}
     if "pareto" in report:
@@ -218,27 +210,38 @@ def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
     return plots
 
 
-def write_plots(runs: Sequence[Run], report: dict, directory: str) -> List[str]:
+def png_images(runs: Sequence[Run], report: dict) -> Dict[str, bytes]:
+    """Every plot as PNG bytes by file name (without .png): drawn once, for the files and the page alike."""
+    images = {}
+    with plt.rc_context(STYLE):
+        for name, fig in figures(runs, report).items():
+            png = io.BytesIO()
+            try:
+                fig.savefig(png, format="png", dpi=DPI)
+            finally:
+                plt.close(fig)
+            images[name] = png.getvalue()
+    return images
+
+
+def write_plots(images: Dict[str, bytes], directory: str) -> List[str]:
+    """The images as ``<name>.png`` files in ``directory``; their paths."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise ReportError("cannot create the plot directory {} ({}); choose another --plots".format(
             directory, exc.strerror))
     paths = []
-    with plt.rc_context(STYLE):
-        for name, fig in figures(runs, report).items():
-            paths.append(os.path.join(directory, name + ".png"))
-            _save(fig, paths[-1])
+    for name, png in images.items():
+        paths.append(os.path.join(directory, name + ".png"))
+        try:
+            with open(paths[-1], "wb") as f:
+                f.write(png)
+        except OSError as exc:
+            raise ReportError("cannot write the plot {} ({}); choose another --plots".format(paths[-1], exc.strerror))
     return paths
 
 
-def png_data_uris(runs: Sequence[Run], report: dict) -> List[Tuple[str, str]]:
-    """(name, data: URI) of every plot write_plots makes, for a page that
-    embeds them instead of fetching files."""
-    with tempfile.TemporaryDirectory(prefix="edgescope-plots-") as directory:
-        uris = []
-        for path in write_plots(runs, report, directory):
-            with open(path, "rb") as png:
-                uris.append((os.path.splitext(os.path.basename(path))[0],
-                             "data:image/png;base64," + base64.b64encode(png.read()).decode("ascii")))
-        return uris
+def data_uris(images: Dict[str, bytes]) -> List[Tuple[str, str]]:
+    """(name, data: URI) of every image, for a page that embeds them instead of fetching files."""
+    return [(name, "data:image/png;base64," + base64.b64encode(png).decode("ascii")) for name, png in images.items()]

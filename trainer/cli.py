@@ -26,8 +26,8 @@ from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.metrics import utf8_argument
 from exporter.yamlfile import one_line
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
-from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy,
-                            first_reading, try_read)
+from trainer.energy import (EnergyUnavailable, EpochEnergy, ExporterEnergy, InProcessEnergy, Reading,
+                            epoch_energy, first_reading, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
@@ -237,6 +237,11 @@ def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
                          "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
+def new_run_id() -> str:
+    """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
+    return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
+
+
 def _same_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
     """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
     (A checkpoint from before settings were saved has none to compare.)"""
@@ -384,7 +389,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         history = state["history"]
         start_epoch = state["epoch"] + 1
         run_id = run_id or state["run_id"]
-    run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
+    run_id = run_id or new_run_id()
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     energy = _energy_meter(args)
     config = dict(settings, energy_source=energy.source if energy else "none")
@@ -457,9 +462,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             progress.close()
             used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
-            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config)
-            record["energy_joules"] = used.joules if used else None
-            record["average_power_watts"] = used.average_power_watts if used else None
+            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used)
             history.append(record)
             _append_result(args.results, record)
             print_epoch(record, args.epochs)
@@ -507,8 +510,10 @@ def _window_of(record: Dict[str, Any]) -> Window:
 
 
 def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
-                 loss: Optional[float], measured: bool, config: Dict[str, str]) -> Dict[str, Any]:
-    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing)."""
+                 loss: Optional[float], measured: bool, config: Dict[str, str],
+                 used: Optional[EpochEnergy] = None) -> Dict[str, Any]:
+    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing), and
+    its energy where ``used`` measured it."""
     record = {"run_id": run_id, "epoch": epoch, "complete": complete, "batches": batches, "samples": samples,
               "duration_s": window.duration_s,
               "fetch_stall_s": window.fetch_stall_s if measured else None,
@@ -517,6 +522,8 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
               "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
     record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS})
     record.update(config)
+    record["energy_joules"] = used.joules if used else None
+    record["average_power_watts"] = used.average_power_watts if used else None
     return record
 
 

@@ -62,16 +62,16 @@ class BatchTiming(NamedTuple):
     @property
     def fetch_stall_storage_s(self) -> Optional[float]:
         """The stall times the share the batch's file reads took of its making."""
-        split = self._stall_split()
+        split = self.stall_split()
         return None if split is None else split[0]
 
     @property
     def fetch_stall_preprocess_s(self) -> Optional[float]:
         """The rest of the stall: decode, augment and collate's share."""
-        split = self._stall_split()
+        split = self.stall_split()
         return None if split is None else split[1]
 
-    def _stall_split(self) -> Optional[Tuple[float, float]]:
+    def stall_split(self) -> Optional[Tuple[float, float]]:
         """(storage, preprocess) in proportion to read vs preprocess time; (0, 0) when neither took any."""
         if self.read_s is None or self.preprocess_s is None:
             return None
@@ -351,17 +351,19 @@ class StepMeter:
     def _deliver(self, timings: List[BatchTiming]) -> None:
         for timing in timings:
             load_times = self._load_times.popleft() if self._load_times else None
+            split = None
             if load_times is not None:
                 timing = timing._replace(read_s=load_times.read_s, preprocess_s=load_times.preprocess_s)
+                split = timing.stall_split()
             for sums in self._windows.values():
                 sums[2] += timing.fetch_stall_s
                 sums[3] += timing.compute_s
                 sums[4] += 1
-                if load_times is not None:
+                if load_times is not None and split is not None:
                     sums[5] += load_times.read_s
                     sums[6] += load_times.preprocess_s
-                    sums[7] += timing.fetch_stall_storage_s
-                    sums[8] += timing.fetch_stall_preprocess_s
+                    sums[7] += split[0]
+                    sums[8] += split[1]
                     sums[9] += 1
             if self._on_batch is not None:
                 self._on_batch(timing)

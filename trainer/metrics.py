@@ -1,7 +1,7 @@
 """The trainer's Prometheus exposition: names and meanings as in docs/metrics.md."""
 import os
 import time
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -81,6 +81,7 @@ class TrainMetrics:
             "edgescope_train_fetch_stall_preprocess_seconds",
             "Per batch: the fetch stall minus its storage part: the share of decode + augment + collate.",
             labelled=False)
+        self._stall_split_children = None  # type: Optional[Tuple[Any, Any]]
         self.samples = Counter("edgescope_train_samples", "Training samples processed.", run,
                                registry=self.registry).labels(run_id)
         self.epoch = gauge("edgescope_train_epoch", "The epoch in progress (0-based).").labels(run_id)
@@ -128,10 +129,13 @@ class TrainMetrics:
         self.fetch_stall.observe(timing.fetch_stall_s)
         self.compute.observe(timing.compute_s)
         self.batch.observe(timing.batch_s)
-        storage, preprocess = timing.fetch_stall_storage_s, timing.fetch_stall_preprocess_s
-        if storage is not None and preprocess is not None:
-            self._fetch_stall_storage.labels(self.run_id).observe(storage)
-            self._fetch_stall_preprocess.labels(self.run_id).observe(preprocess)
+        split = timing.stall_split()
+        if split is not None:
+            if self._stall_split_children is None:  # labelled once, at the first batch with load times
+                self._stall_split_children = (self._fetch_stall_storage.labels(self.run_id),
+                                              self._fetch_stall_preprocess.labels(self.run_id))
+            for child, seconds in zip(self._stall_split_children, split):
+                child.observe(seconds)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
         """``energy_source`` may be left out: a loop that measures no energy need not say so."""

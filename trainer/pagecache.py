@@ -4,16 +4,18 @@ each file once (vmtouch -t). Torch-free: the experiment runner uses it too."""
 import os
 from typing import Iterator
 
+from exporter.pagecache import regular_files
+
 CHUNK = 1 << 20
 
 
 def dataset_files(data_dir: str) -> Iterator[str]:
-    """Every regular file under ``data_dir`` (links not followed), in a stable order."""
-    for folder, _, names in os.walk(data_dir):
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                yield path
+    """Every regular file under ``data_dir`` (links not followed), as the exporter's page-cache scan walks
+    them; a sub-folder that cannot be read is skipped, and there are none without a folder."""
+    if not os.path.isdir(data_dir):
+        return
+    for folder, name in regular_files(data_dir, lambda error: None):
+        yield os.path.join(folder, name)
 
 
 def evict(data_dir: str) -> int:

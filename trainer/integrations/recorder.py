@@ -8,12 +8,10 @@ up to the optimizer step's end. The timing is ``StepMeter``'s (a host clock on t
 lazily on a GPU); the series are ``TrainMetrics``', the same as edgescope-train's.
 """
 import collections
-import datetime
-import secrets
 import socket
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from trainer.cli import LABEL_NAME, RESERVED_LABELS, _append_result, epoch_record
+from trainer.cli import LABEL_NAME, RESERVED_LABELS, _append_result, epoch_record, new_run_id
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
 from trainer.meter import BatchTiming, StepMeter
 from trainer.metrics import TrainMetrics, start_server
@@ -79,8 +77,7 @@ class RunRecorder:
                  metrics_addr: str = "0.0.0.0", metrics_textfile: Optional[str] = None,
                  results: Optional[str] = None, exporter_url: Optional[str] = None,
                  labels: Optional[Dict[str, str]] = None) -> None:
-        self.run_id = run_id or "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"),
-                                               secrets.token_hex(2))
+        self.run_id = run_id or new_run_id()
         self.device_name = device_name or socket.gethostname()
         self.labels = checked_labels(labels)
         self.metrics = TrainMetrics(self.run_id, context_labels=tuple(sorted(FRAMEWORK_LABELS + tuple(self.labels))))
@@ -154,9 +151,7 @@ class RunRecorder:
             self.metrics.loss.set(loss)
         used = epoch_energy(self._energy_start, try_read(self._energy), self._energy.broken) if self._energy else None
         record = epoch_record(self.run_id, self._epoch, complete, window, self._steps, self._samples, loss, True,
-                              self._config)
-        record["energy_joules"] = used.joules if used else None
-        record["average_power_watts"] = used.average_power_watts if used else None
+                              self._config, used)
         _append_result(self._results, record)
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
