@@ -4,6 +4,8 @@ time-per-epoch vs energy-per-epoch Pareto front, the dominated ones marked,
 and the pick under a power or a time budget."""
 from typing import Dict, List, Optional, Tuple
 
+from report.whatif import synthetic_input
+
 
 def _point(row: dict) -> dict:
     return {"configuration": row["configuration"], "storage": row["storage"], "runs": row["runs"],
@@ -41,7 +43,7 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
     groups = {}  # type: Dict[Tuple[str, str], List[dict]]
     notes = []
     for row in comparison:
-        if row["configuration"].get("input") == "synthetic":
+        if synthetic_input(row):
             notes.append("Pareto: {} {} {} left out: a synthetic-input pass (no data loaded), not a way to "
                          "train".format(row["device"], row["model"], row["configuration"]))
             continue

@@ -42,7 +42,7 @@ class Floor(NamedTuple):
     source: str
 
 
-def _synthetic(record: dict) -> bool:
+def synthetic_input(record: dict) -> bool:
     """A synthetic-input pass: no loader, nothing a what-if could change."""
     return record.get("configuration", {}).get("input") == "synthetic"
 
@@ -66,7 +66,7 @@ def predict(record: dict, storage_bps: Optional[float], synthetic_e2e: Optional[
     compute = mean_of(stats, "compute_seconds")
     power = mean_of(stats, "average_power_watts")
     names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
-    if _synthetic(record):
+    if synthetic_input(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
     if e2e is None or stall is None or compute is None:
         return {name: _missing("E2E, fetch stall or compute missing") for name in names}
@@ -141,17 +141,16 @@ def _storage(stats: Stats, storage_bps: float, e2e: float, stall: float, reading
 
 def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
     strip = lambda c: {k: v for k, v in c.items() if k not in ignored}  # noqa: E731
-    return (a["device"], a["model"]) == (b["device"], b["model"]) and \
-        strip(a["configuration"]) == strip(b["configuration"])
+    setup = lambda r: (r["device"], r["model"], r.get("torch_device"), strip(r["configuration"]))  # noqa: E731
+    return setup(a) == setup(b)
 
 
 def synthetic_pass(record: dict, others: Sequence[dict]) -> Optional[dict]:
     """A measured synthetic-input pass of ``record``'s device, model, torch device and settings, if the report
     holds one."""
-    if _synthetic(record):
+    if synthetic_input(record):
         return None
-    return next((other for other in others if _synthetic(other) and mean_of(other, "e2e_seconds") is not None
-                 and other.get("torch_device") == record.get("torch_device")
+    return next((other for other in others if synthetic_input(other) and mean_of(other, "e2e_seconds") is not None
                  and _same_setup(record, other, SYNTHETIC_PASS)), None)
 
 
@@ -187,7 +186,7 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
         synthetic = synthetic_pass(record, records)
         floor = None if synthetic is None else mean_of(synthetic, "e2e_seconds")
         record["what_if"] = predict(record, storage_bps, floor)
-        for what in () if _synthetic(record) else CHANGED_BY:
+        for what in () if synthetic_input(record) else CHANGED_BY:
             match = measured_match(record, records, what)
             if match is None:
                 continue

@@ -119,6 +119,13 @@ def test_the_floor_comes_from_the_synthetic_pass_of_the_same_setup_only():
     add_what_ifs([cold] + others, None)
     assert cold["what_if"]["dataset_cached"]["e2e_seconds"] == 5.0
     assert all("measured" not in p for p in others[-1]["what_if"].values())
+    # a cached pass on the CPU measured another configuration than this CUDA run's
+    others.append(run("cached-cpu", "cpu", 4.0, page_cache="warmed", profile_pass="cached"))
+    add_what_ifs([cold] + others, None)
+    assert "measured" not in cold["what_if"]["dataset_cached"]
+    others.append(run("cached", "cuda", 4.5, page_cache="warmed", profile_pass="cached"))
+    add_what_ifs([cold] + others, None)
+    assert cold["what_if"]["dataset_cached"]["measured"]["run_id"] == "cached"
 
 
 def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
