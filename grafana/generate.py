@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROVISIONED_DATASOURCE_NAME = "edgescope Prometheus"
@@ -43,7 +43,16 @@ RUN_DASHBOARD = "/d/%s/edgescope-training-run" % RUN_UID
 DEV = 'device=~"$device"'
 RUN = 'device=~"$device", run_id=~"$run"'
 EXPORTER_JOB = 'job="edgescope-exporter"'
-RUN_FILTERS = 'device_type=~"$device_type", storage=~"$storage", model=~"$model"'
+# The comparison's filters, each narrowed by the ones before it: (label and variable name, title).
+FILTERS = (("device_type", "Board type"), ("storage", "Storage"), ("model", "Model"), ("device", "Device"))
+
+
+def matchers(names: Sequence[str]) -> str:
+    """``name=~"$name"`` for each label name: a series filtered by the variables of the same names."""
+    return ", ".join('%s=~"$%s"' % (n, n) for n in names)
+
+
+RUN_FILTERS = matchers([name for name, _ in FILTERS if name != "device"])  # the device has its own variable
 
 Target = Tuple[str, str]  # (PromQL expression, legend format)
 Link = Dict[str, str]
@@ -175,11 +184,9 @@ def run_variable(multi: bool, selector: str = DEV) -> Dict[str, Any]:
 
 def run_filter_variables() -> List[Dict[str, Any]]:
     """Comparison filters, each narrowed by the ones before it: board type, storage, model, device."""
-    filters = [("device_type", "Board type"), ("storage", "Storage"), ("model", "Model"),
-               ("device", "Device")]
     variables = []
-    for i, (name, label) in enumerate(filters):
-        before = ", ".join('%s=~"$%s"' % (n, n) for n, _ in filters[:i])
+    for i, (name, label) in enumerate(FILTERS):
+        before = matchers([n for n, _ in FILTERS[:i]])
         series = "edgescope_train_run_info" + ("{%s}" % before if before else "")
         variables.append(variable(name, label, "label_values(%s, %s)" % (series, name), True))
     return variables
