@@ -6,17 +6,14 @@ epochs 1..N-1 (epoch 0 warms up).
 """
 import argparse
 import datetime
-import json
 import math
 import os
 import re
 import secrets
-import signal
 import socket
-import statistics
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -24,26 +21,24 @@ import torch.nn as nn
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.metrics import utf8_argument
-from exporter.yamlfile import one_line
+from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
-from trainer.energy import (EnergyUnavailable, EpochEnergy, ExporterEnergy, InProcessEnergy, Reading,
-                            epoch_energy, first_reading, try_read)
+from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
+                            try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
-from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
+from trainer.loop import Job, StopRequest, train_epoch
+from trainer.meter import TIMING_MODES, BatchTiming, StepMeter
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
 from trainer.pagecache import evict
-from trainer.progress import EpochProgress, say
-from trainer.safe_load import describe, load_checkpoint
+from trainer.progress import EpochProgress
+from trainer.results import append_result, epoch_record, print_epoch, print_summary, window_of
+from trainer.safe_load import describe
 
-CHECKPOINT_FILE = "checkpoint.pt"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches)
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
                    "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
-# the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
-LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
-CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
 
 
 def _non_negative_float(text: str) -> float:
@@ -148,30 +143,6 @@ def _device_choice(text: str) -> str:
     return text
 
 
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop stops at the next batch boundary."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self._previous = {}  # type: Dict[int, Any]
-
-    def __enter__(self) -> "StopRequest":
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    @property
-    def requested(self) -> bool:
-        return self.signum != 0
-
-
 def _resolve_device(choice: str) -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device {} but torch sees no CUDA device; use --device cpu "
@@ -206,19 +177,6 @@ def _energy_meter(args: argparse.Namespace) -> Any:
         return None
 
 
-def _load_checkpoint(directory: str, device: torch.device) -> Dict[str, Any]:
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    if not os.path.isfile(path):
-        raise UsageError("--resume: no checkpoint at {}; run without --resume first".format(path))
-    state = load_checkpoint(path, device)
-    missing = [key for key, kind in CHECKPOINT_KEYS.items()
-               if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
-    if missing:
-        raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
-                         "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
-    return state
-
-
 def _evict(data_dir: str) -> None:
     try:
         evict(data_dir)
@@ -227,128 +185,9 @@ def _evict(data_dir: str) -> None:
                          "files readable".format(error.filename or data_dir, error.strerror or error))
 
 
-def _resume(job: "Job", state: Dict[str, Any], path: str) -> None:
-    """The model and optimizer from ``state``; one written for another model or optimizer is a UsageError."""
-    try:
-        job.model.load_state_dict(state["model"])
-        job.optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as error:
-        raise UsageError("--resume: {} does not fit this run ({}); resume with the same --model, or point "
-                         "--checkpoint-dir elsewhere".format(path, describe(error)))
-
-
 def new_run_id() -> str:
     """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
     return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
-
-
-def _same_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
-    """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
-    (A checkpoint from before settings were saved has none to compare.)"""
-    if saved is None:
-        return
-    if not (isinstance(saved, dict) and all(isinstance(x, str) for item in saved.items() for x in item)):
-        raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
-                         "--checkpoint-dir elsewhere".format(directory))
-    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-    if changed:
-        def values(of: Dict[str, str]) -> str:
-            return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)
-        raise UsageError("--resume: {} was trained with {}, this run has {}; resume with the same settings, or "
-                         "point --checkpoint-dir elsewhere".format(directory, values(saved), values(settings)))
-
-
-def _save_checkpoint(directory: str, state: Dict[str, Any]) -> None:
-    """Atomic: a crash while saving leaves the previous checkpoint intact."""
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    try:
-        os.makedirs(directory, exist_ok=True)
-        torch.save(state, path + ".tmp")
-        os.replace(path + ".tmp", path)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
-        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
-                         .format(path, describe(error)))
-
-
-def _append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
-    """Appends one JSON line; ``None`` only checks that the file can be written."""
-    if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "a") as f:
-            if record is not None:
-                f.write(json.dumps(record) + "\n")
-
-
-def _mean_std(values: List[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return "{:.3f} ± {:.3f} s".format(statistics.mean(values), std)
-
-
-def print_summary(history: List[Dict[str, Any]]) -> None:
-    """Mean ± std over epochs 1..N-1 (all epochs when there is only one)."""
-    complete = [r for r in history if r["complete"]]
-    chosen = [r for r in complete if r["epoch"] >= 1] or complete
-    if not chosen:
-        return
-    parts = ["{} {}".format(label, _mean_std([r[key] for r in chosen]))
-             for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
-                                ("storage stall", "fetch_stall_storage_s"),
-                                ("preprocess stall", "fetch_stall_preprocess_s"),
-                                ("compute", "compute_s"), ("overhead", "overhead_s"))
-             if all(r.get(key) is not None for r in chosen)]
-    print("mean ± std over epochs {}..{} (n={}): {}".format(
-        chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
-
-
-class Job(NamedTuple):
-    """What one training step needs."""
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    criterion: nn.Module
-    loader: Any
-    device: torch.device
-
-
-def train_epoch(job: Job, epoch: int, meter: StepMeter, metrics: TrainMetrics, batches_per_epoch: int,
-                log_interval: int, stop: StopRequest,
-                progress: EpochProgress) -> Tuple[Window, int, int, Optional[float]]:
-    """One epoch, measured in the window "epoch"; returns it with batches, samples and the mean loss.
-    The loss is summed on the device and read only every ``log_interval`` steps and at the end."""
-    job.model.train()
-    running_loss = torch.zeros((), device=job.device)
-    epoch_loss = torch.zeros((), device=job.device)
-    window_steps = batches = samples = 0
-    meter.begin_window("epoch")
-    try:
-        for images, targets in meter.wrap(job.loader, device=job.device):
-            with meter.step():
-                job.optimizer.zero_grad()
-                loss = job.criterion(job.model(images), targets)
-                loss.backward()
-                job.optimizer.step()
-                running_loss += loss.detach()  # stays on the device: no sync per batch
-            batches += 1
-            samples += len(targets)
-            metrics.samples.inc(len(targets))
-            progress.advance(len(targets))
-            window_steps += 1
-            if batches % log_interval == 0:
-                mean = (running_loss / window_steps).item()  # the only sync, every log_interval steps
-                metrics.loss.set(mean)
-                say(progress.bar, "epoch {} step {}/{} loss {:.4f}".format(epoch, batches, batches_per_epoch, mean))
-                epoch_loss += running_loss
-                running_loss.zero_()
-                window_steps = 0
-            if stop.requested or batches == batches_per_epoch:
-                break
-    except Exception:
-        if not stop.requested:  # Ctrl-C may also end the loader's workers: expected then, not an error
-            raise
-    window = meter.end_window("epoch")
-    if window_steps:
-        metrics.loss.set((running_loss / window_steps).item())
-    epoch_loss += running_loss
-    return window, batches, samples, (epoch_loss / batches).item() if batches else None
 
 
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
@@ -383,9 +222,9 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     start_epoch = 0
     run_id = args.run_id
     if args.resume:
-        state = _load_checkpoint(args.checkpoint_dir, device)
-        _same_settings(state.get("settings"), settings, args.checkpoint_dir)
-        _resume(job, state, args.checkpoint_dir)
+        state = checkpoint.load(args.checkpoint_dir, device)
+        checkpoint.check_settings(state.get("settings"), settings, args.checkpoint_dir)
+        checkpoint.restore(job, state, args.checkpoint_dir)
         history = state["history"]
         start_epoch = state["epoch"] + 1
         run_id = run_id or state["run_id"]
@@ -396,14 +235,14 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     metrics.set_run_info(config)
     try:
         for record in history:  # restored by --resume: published again, in case Prometheus missed them
-            metrics.record_epoch(record["epoch"], _window_of(record), record["samples"],
+            metrics.record_epoch(record["epoch"], window_of(record), record["samples"],
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
                                  record.get("average_power_watts"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         if energy:
             energy.close()
         raise UsageError("--resume: the epoch history in {} is malformed ({}); delete it or point --checkpoint-dir "
-                         "elsewhere".format(os.path.join(args.checkpoint_dir, CHECKPOINT_FILE), describe(error)))
+                         "elsewhere".format(os.path.join(args.checkpoint_dir, checkpoint.CHECKPOINT_FILE), describe(error)))
     try:
         server = start_server(metrics.registry, args.metrics_port, args.metrics_addr, web)
     except UsageError:
@@ -432,7 +271,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     metrics.running.set(1)
     try:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
-        _append_result(args.results, None)
+        append_result(args.results, None)
         if args.checkpoint_dir:
             os.makedirs(args.checkpoint_dir, exist_ok=True)
     except OSError as error:
@@ -464,7 +303,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             complete = not stop.requested
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used)
             history.append(record)
-            _append_result(args.results, record)
+            append_result(args.results, record)
             print_epoch(record, args.epochs)
             if used and used.note:
                 print("edgescope-train: epoch {}: {}".format(epoch, used.note), file=sys.stderr, flush=True)
@@ -473,7 +312,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
                                  record["average_power_watts"])
             if args.checkpoint_dir:
-                _save_checkpoint(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
+                checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "settings": settings, "model": job.model.state_dict(),
                                                        "optimizer": job.optimizer.state_dict()})
             finish()
@@ -500,43 +339,6 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             server.close()
         if energy:
             energy.close()
-
-
-def _window_of(record: Dict[str, Any]) -> Window:
-    """A restored epoch's totals (``--results``/checkpoint record) as the Window they came from."""
-    return Window("epoch", record["duration_s"], record["fetch_stall_s"] or 0.0, record["compute_s"] or 0.0,
-                  record["batches"], record["start_time"], record["end_time"],
-                  **{key: record.get(key) for key in LOAD_KEYS})  # absent from older checkpoints
-
-
-def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
-                 loss: Optional[float], measured: bool, config: Dict[str, str],
-                 used: Optional[EpochEnergy] = None) -> Dict[str, Any]:
-    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing), and
-    its energy where ``used`` measured it."""
-    record = {"run_id": run_id, "epoch": epoch, "complete": complete, "batches": batches, "samples": samples,
-              "duration_s": window.duration_s,
-              "fetch_stall_s": window.fetch_stall_s if measured else None,
-              "compute_s": window.compute_s if measured else None,
-              "overhead_s": window.overhead_s if measured else None,
-              "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
-    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS})
-    record.update(config)
-    record["energy_joules"] = used.joules if used else None
-    record["average_power_watts"] = used.average_power_watts if used else None
-    return record
-
-
-def print_epoch(record: Dict[str, Any], epochs: int) -> None:
-    def value(key: str, unit: str = "s", digits: int = 3) -> str:
-        return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
-    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  overhead {}  energy {}  "
-          "power {}  (workers: read {}, preprocess {}; {} batches, {} samples, loss {})".format(
-              record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
-              value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
-              value("compute_s"), value("overhead_s"), value("energy_joules", "J", 2),
-              value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
-              record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

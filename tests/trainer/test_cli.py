@@ -18,6 +18,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainer import cli, safe_load
+from trainer.results import LOAD_KEYS
 from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
@@ -186,7 +187,7 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
     first = torch.load(os.path.join(checkpoints, "checkpoint.pt"))
     assert first["epoch"] == 0
     for record in first["history"]:  # as an older edgescope wrote it, without the stall split
-        for key in cli.LOAD_KEYS:
+        for key in LOAD_KEYS:
             del record[key]
     torch.save(first, os.path.join(checkpoints, "checkpoint.pt"))
     capsys.readouterr()
@@ -278,7 +279,7 @@ def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
     assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1"]) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert record["fetch_stall_s"] is None and record["duration_s"] > 0
-    assert [record[key] for key in cli.LOAD_KEYS] == [None] * 4
+    assert [record[key] for key in LOAD_KEYS] == [None] * 4
     assert "stall - (storage -, preprocess -)" in capsys.readouterr().out
     exposition = (tmp_path / "run.prom").read_text()
     for name in ("epoch_fetch_stall", "epoch_fetch_stall_storage", "epoch_read", "epoch_preprocess"):

@@ -11,7 +11,8 @@ import collections
 import socket
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from trainer.cli import LABEL_NAME, RESERVED_LABELS, _append_result, epoch_record, new_run_id
+from trainer.cli import LABEL_NAME, RESERVED_LABELS, new_run_id
+from trainer.results import append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
 from trainer.meter import BatchTiming, StepMeter
 from trainer.metrics import TrainMetrics, start_server
@@ -107,7 +108,7 @@ class RunRecorder:
         if self._exporter_url and self._energy is None:
             self._energy = ExporterEnergy(self._exporter_url)
         self._meter = StepMeter(device, "lazy", on_batch=lambda timing: self._grouper.add(timing))
-        _append_result(self._results, None)  # a bad path fails now, not after an epoch
+        append_result(self._results, None)  # a bad path fails now, not after an epoch
         self.metrics.running.set(1)
         self._write_textfile()
 
@@ -152,7 +153,7 @@ class RunRecorder:
         used = epoch_energy(self._energy_start, try_read(self._energy), self._energy.broken) if self._energy else None
         record = epoch_record(self.run_id, self._epoch, complete, window, self._steps, self._samples, loss, True,
                               self._config, used)
-        _append_result(self._results, record)
+        append_result(self._results, record)
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
                                       record["average_power_watts"])

@@ -1,0 +1,64 @@
+"""The per-epoch checkpoint: saved atomically at every epoch end, restored by ``--resume`` only into the same
+run (same settings), its history published again."""
+import os
+from typing import Any, Dict, Optional
+
+import torch
+
+from exporter.yamlfile import one_line
+from trainer.errors import UsageError
+from trainer.safe_load import describe, load_checkpoint
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_KEYS = {"epoch": int, "run_id": str, "history": list, "model": dict, "optimizer": dict}
+
+
+def load(directory: str, device: torch.device) -> Dict[str, Any]:
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        raise UsageError("--resume: no checkpoint at {}; run without --resume first".format(path))
+    state = load_checkpoint(path, device)
+    missing = [key for key, kind in CHECKPOINT_KEYS.items()
+               if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
+    if missing:
+        raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
+                         "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
+    return state
+
+
+def restore(job: Any, state: Dict[str, Any], path: str) -> None:
+    """The model and optimizer from ``state``; one written for another model or optimizer is a UsageError."""
+    try:
+        job.model.load_state_dict(state["model"])
+        job.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise UsageError("--resume: {} does not fit this run ({}); resume with the same --model, or point "
+                         "--checkpoint-dir elsewhere".format(path, describe(error)))
+
+
+def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
+    """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
+    (A checkpoint from before settings were saved has none to compare.)"""
+    if saved is None:
+        return
+    if not (isinstance(saved, dict) and all(isinstance(x, str) for item in saved.items() for x in item)):
+        raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
+                         "--checkpoint-dir elsewhere".format(directory))
+    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    if changed:
+        def values(of: Dict[str, str]) -> str:
+            return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)
+        raise UsageError("--resume: {} was trained with {}, this run has {}; resume with the same settings, or "
+                         "point --checkpoint-dir elsewhere".format(directory, values(saved), values(settings)))
+
+
+def save(directory: str, state: Dict[str, Any]) -> None:
+    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
+                         .format(path, describe(error)))
