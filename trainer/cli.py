@@ -27,12 +27,13 @@ from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, 
                             try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.loop import Job, StopRequest, train_epoch
-from trainer.meter import TIMING_MODES, BatchTiming, StepMeter
+from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
-from trainer.pagecache import evict
+from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
 from trainer.results import append_result, epoch_record, print_epoch, print_summary, window_of
+from trainer.timeline import Prediction, available_memory, usable_cpus, what_ifs, write_timeline
 from trainer.safe_load import describe
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -48,6 +49,13 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError("{!r} is not a number".format(text))
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError("{} must be a finite number >= 0".format(text))
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("{} must be above 0".format(text))
     return value
 
 
@@ -110,6 +118,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--evict-dataset", action="store_true",
                    help="before every epoch (outside its timing and energy) drop --data-dir's files from the page "
                         "cache (fdatasync + posix_fadvise, no root): every epoch reads from storage")
+    p.add_argument("--timeline-dir", default=None,
+                   help="write each epoch's loader timeline to DIR/RUN_ID/epoch-N.json "
+                        "(edgescope-report --timeline draws it)")
+    p.add_argument("--what-if-storage-bps", type=_positive_float, action="append", default=[], metavar="BYTES_PER_S",
+                   help="also replay each epoch with storage of this read rate (repeatable; e.g. 20e6 for an SD card)")
+    p.add_argument("--what-if-compute-speedup", type=_positive_float, action="append", default=None, metavar="K",
+                   help="also replay each epoch with steps K times faster, e.g. a faster board (repeatable; default 2)")
     p.add_argument("--synthetic-input", action="store_true",
                    help="train on one random batch made once on the device (the dataset's shape, batch count and "
                         "classes), no loader: the epoch is the model's compute alone (DS-Analyzer's synthetic pass)")
@@ -130,6 +145,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             p.error("{}: no file {}".format(flag, value))
     if args.exporter_ca_file and not args.exporter_url:
         p.error("--exporter-ca-file goes with --exporter-url")
+    if args.what_if_compute_speedup is None:
+        args.what_if_compute_speedup = [2.0]
     if args.synthetic_input and args.evict_dataset:
         p.error("--synthetic-input reads no dataset: drop --evict-dataset")
     if args.tegrastats_file and args.power_source not in ("tegrastats", "auto"):
@@ -237,7 +254,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         for record in history:  # restored by --resume: published again, in case Prometheus missed them
             metrics.record_epoch(record["epoch"], window_of(record), record["samples"],
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
-                                 record.get("average_power_watts"))
+                                 record.get("average_power_watts"), record.get("predicted_duration_s"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         if energy:
             energy.close()
@@ -250,6 +267,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             energy.close()
         raise
     measured = args.timing != "none"
+    dataset_bytes = None if args.synthetic_input else dataset_size(args.data_dir)
     progress = EpochProgress()
 
     def observe(timing: BatchTiming) -> None:
@@ -296,12 +314,18 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                 _evict(args.data_dir)
             energy_start = try_read(energy) if energy else ""
             progress.start(epoch, args.epochs, batches_per_epoch)
+            cpu_began = time.process_time()
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
                                                          args.log_interval, stop, progress)
+            main_cpu_s = time.process_time() - cpu_began
             progress.close()
             used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
-            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used)
+            predictions = predict_epoch(window, args, main_cpu_s, dataset_bytes) if measured else {}
+            record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used,
+                                  predictions)
+            if args.timeline_dir and window.timeline is not None:
+                write_timeline(args.timeline_dir, run_id, epoch, window, main_cpu_s)
             history.append(record)
             append_result(args.results, record)
             print_epoch(record, args.epochs)
@@ -310,7 +334,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             if not complete:
                 break
             metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
-                                 record["average_power_watts"])
+                                 record["average_power_watts"], record["predicted_duration_s"])
             if args.checkpoint_dir:
                 checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "settings": settings, "model": job.model.state_dict(),
@@ -339,6 +363,15 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             server.close()
         if energy:
             energy.close()
+
+
+def predict_epoch(window: Window, args: argparse.Namespace, main_cpu_s: float,
+                  dataset_bytes: Optional[int]) -> Dict[str, Prediction]:
+    """The epoch's what-ifs, replayed on its timeline (none without one: ``--synthetic-input`` has no loader)."""
+    if window.timeline is None or args.synthetic_input:
+        return {}
+    return what_ifs(window.timeline, window.duration_s, usable_cpus(), main_cpu_s, args.what_if_storage_bps,
+                    args.what_if_compute_speedup, available_memory(), dataset_bytes)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -16,12 +16,12 @@ import hashlib
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
 
@@ -197,17 +197,21 @@ class _InsideFolder:
 
 
 class _ReadClock:
-    """Seconds this process has spent in ``timed_read`` (each DataLoader worker is a process of its own)."""
+    """Seconds and bytes this process has spent in ``timed_read`` (each DataLoader worker is a process of its own)."""
     seconds = 0.0
+    bytes = 0
 
 
 def timed_read(path: str) -> bytes:
-    """A file's bytes (open + read), the wall time it took added to ``_ReadClock``."""
+    """A file's bytes (open + read), the wall time it took and the bytes added to ``_ReadClock``."""
     began = time.perf_counter()
+    data = b""
     try:
-        return read_bytes(path)
+        data = read_bytes(path)
+        return data
     finally:
         _ReadClock.seconds += time.perf_counter() - began
+        _ReadClock.bytes += len(data)
 
 
 def load_image_timed(path: str) -> Image.Image:
@@ -215,10 +219,20 @@ def load_image_timed(path: str) -> Image.Image:
     return load_image(path, timed_read)
 
 
+class Sample(NamedTuple):
+    """One item and what making it took, in the process that made it."""
+    item: Any
+    read_s: float  # ``timed_read`` file reads
+    other_s: float  # everything else: decode, augment
+    began: float  # time.monotonic()
+    cpu_s: float  # time.process_time()
+    read_bytes: int
+
+
 class TimedSamples(Dataset):
-    """``dataset``'s items as ``(item, read_s, preprocess_s)``: the wall time making it took, split into its
-    ``timed_read`` file reads and everything else (decode, augment). A dataset that reads its files up front
-    (CIFAR-10 is read whole at start-up) has no reads here: its samples are all preprocessing."""
+    """``dataset``'s items as ``Sample``s: the wall time making each took, split into its ``timed_read`` file reads
+    and everything else (decode, augment), with its CPU time and bytes read. A dataset that reads its files up
+    front (CIFAR-10 is read whole at start-up) has no reads here: its samples are all preprocessing."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -226,22 +240,27 @@ class TimedSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Tuple[Any, float, float]:
-        read_before = _ReadClock.seconds
-        began = time.perf_counter()
+    def __getitem__(self, index: int) -> Sample:
+        read_before, bytes_before = _ReadClock.seconds, _ReadClock.bytes
+        began, cpu_began = time.monotonic(), time.process_time()
         item = self.dataset[index]
-        took = time.perf_counter() - began
+        took = time.monotonic() - began
         read = _ReadClock.seconds - read_before
-        return item, read, took - read
+        return Sample(item, read, took - read, began, time.process_time() - cpu_began, _ReadClock.bytes - bytes_before)
 
 
-def collate_timed(samples: List[Tuple[Any, float, float]]) -> Tuple[Any, ...]:
-    """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads,
-    and their preprocessing plus this collate."""
-    began = time.perf_counter()
-    batch = default_collate([item for item, _, _ in samples])
-    collate_s = time.perf_counter() - began
-    times = LoadTimes(sum(read for _, read, _ in samples), sum(other for _, _, other in samples) + collate_s)
+def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
+    """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads, and
+    their preprocessing plus this collate; which worker made it, when, and its CPU seconds."""
+    cpu_began = time.process_time()
+    batch = default_collate([sample.item for sample in samples])
+    ready = time.monotonic()
+    worker = get_worker_info()
+    began = min(sample.began for sample in samples)
+    read = sum(sample.read_s for sample in samples)
+    times = LoadTimes(read, ready - began - read, -1 if worker is None else worker.id, began, ready,
+                      sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
+                      sum(sample.read_bytes for sample in samples))
     return tuple(batch) + (times,)
 
 

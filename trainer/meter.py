@@ -45,40 +45,69 @@ TIMING_MODES = ("lazy", "sync", "none")
 
 
 class LoadTimes(NamedTuple):
-    """Seconds of wall time (``time.perf_counter``) the process that made one batch (a DataLoader worker, or
-    the main process without workers) spent on it: wall time is what delays the batch, I/O waits included."""
+    """What the process that made one batch (a DataLoader worker, or the main process without workers) says of
+    it. Durations are wall time (what delays the batch, I/O and waits for a CPU included); ``began``/``ready``
+    are ``time.monotonic()``, CLOCK_MONOTONIC, one clock for every process of the machine."""
     read_s: float  # opening and reading its samples' files
     preprocess_s: float  # everything else: decode, augment, collate
+    worker: int = -1  # the DataLoader worker's id; -1: the main process
+    began: Optional[float] = None  # when making it began
+    ready: Optional[float] = None  # when it was made
+    cpu_s: Optional[float] = None  # the maker's CPU seconds for it (time.process_time)
+    read_bytes: int = 0  # bytes its file reads returned
+
+
+class HostStep(NamedTuple):
+    """One step as the host saw it, ``StepMeter``'s clock (monotonic seconds): the wait for its batch (``next()``
+    and the copy to the device) and the step block."""
+    wait_began: float
+    wait_ended: float
+    step_began: float
+    step_ended: float = 0.0
+    load: Optional[LoadTimes] = None
 
 
 class BatchTiming(NamedTuple):
-    """One training step's times, in seconds; ``read_s``/``preprocess_s`` None where the batch had no LoadTimes."""
+    """One training step's times, in seconds.
+
+    ``fetch_stall_s`` is host time blocked waiting for the batch (on a GPU, only the part the GPU sat idle);
+    ``host_overhead_s`` the rest of the gap before the step that was not compute: loop bookkeeping on the
+    host, and on a GPU its idle time while the host was busy elsewhere (optimizer, launches, logging).
+    ``storage_share`` (set by ``StallSplitter``) is the part of the stall charged to file reads."""
     fetch_stall_s: float
     compute_s: float
     batch_s: float
-    read_s: Optional[float] = None
-    preprocess_s: Optional[float] = None
+    host_overhead_s: float = 0.0
+    host: Optional[HostStep] = None
+    storage_share: Optional[float] = None
+
+    @property
+    def read_s(self) -> Optional[float]:
+        return None if self.load is None else self.load.read_s
+
+    @property
+    def preprocess_s(self) -> Optional[float]:
+        return None if self.load is None else self.load.preprocess_s
+
+    @property
+    def load(self) -> Optional[LoadTimes]:
+        return None if self.host is None else self.host.load
 
     @property
     def fetch_stall_storage_s(self) -> Optional[float]:
-        """The stall times the share the batch's file reads took of its making."""
         split = self.stall_split()
         return None if split is None else split[0]
 
     @property
     def fetch_stall_preprocess_s(self) -> Optional[float]:
-        """The rest of the stall: decode, augment and collate's share."""
         split = self.stall_split()
         return None if split is None else split[1]
 
     def stall_split(self) -> Optional[Tuple[float, float]]:
-        """(storage, preprocess) in proportion to read vs preprocess time; (0, 0) when neither took any."""
-        if self.read_s is None or self.preprocess_s is None:
+        """(storage, preprocess) parts of the stall; None where the loader said nothing of its work."""
+        if self.storage_share is None:
             return None
-        work = self.read_s + self.preprocess_s
-        if work <= 0:
-            return 0.0, 0.0
-        storage = self.fetch_stall_s * self.read_s / work
+        storage = self.fetch_stall_s * self.storage_share
         return storage, self.fetch_stall_s - storage
 
 
@@ -96,48 +125,45 @@ class Window(NamedTuple):
     preprocess_s: Optional[float] = None
     fetch_stall_storage_s: Optional[float] = None
     fetch_stall_preprocess_s: Optional[float] = None
+    host_overhead_s: float = 0.0
+    loader_startup_s: float = 0.0  # iter(loader): forking workers, sending the first indices
+    loader_shutdown_s: float = 0.0  # the loader's end: the last next() and its workers' teardown
+    timeline: Any = None  # trainer.timeline.Timeline of the window's batches, where recorded
 
     @property
     def overhead_s(self) -> float:
-        """Wall time that was neither stall nor compute (host work, logging, tails)."""
-        return self.duration_s - self.fetch_stall_s - self.compute_s
+        """Wall time that was neither stall, compute, host overhead nor the loader's start-up and shutdown."""
+        return (self.duration_s - self.fetch_stall_s - self.compute_s - self.host_overhead_s
+                - self.loader_startup_s - self.loader_shutdown_s)
 
 
 class ClockTimer:
-    """Host monotonic clock; ``sync`` (e.g. ``torch.cuda.synchronize``) is
-    called at each boundary when the device runs asynchronously."""
+    """The host's clock (``clock``, monotonic seconds); ``sync`` (e.g. ``torch.cuda.synchronize``) is called at
+    each boundary when the device runs asynchronously, so the step's device work is inside its times."""
 
-    def __init__(self, sync: Optional[Callable[[], Any]] = None) -> None:
+    def __init__(self, sync: Optional[Callable[[], Any]] = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._sync = sync
-        self._fetch_began = 0.0
-        self._stall = 0.0
-        self._step_began = 0.0
+        self.clock = clock
         self._last_step_end = 0.0
 
-    def _now(self) -> float:
+    def now(self) -> float:
         if self._sync is not None:
             self._sync()
-        return time.perf_counter()
+        return self.clock()
 
     def iteration_start(self) -> None:
-        self._last_step_end = self._now()
-        self._stall = 0.0
-
-    def fetch_begin(self) -> None:
-        self._fetch_began = time.perf_counter()  # the previous step already synced
-
-    def fetch_end(self) -> None:
-        self._stall += self._now() - self._fetch_began
+        self._last_step_end = self.now()
 
     def step_begin(self) -> None:
-        self._step_began = self._now()
+        pass
 
-    def step_end(self) -> List[BatchTiming]:
-        end = self._now()
-        timing = BatchTiming(self._stall, end - self._step_began, end - self._last_step_end)
-        self._stall = 0.0
-        self._last_step_end = end
-        return [timing]
+    def step_end(self, host: HostStep) -> List[BatchTiming]:
+        """``host.step_ended`` is this timer's own (synchronised) clock."""
+        stall = host.wait_ended - host.wait_began
+        compute = host.step_ended - host.step_began
+        batch = host.step_ended - self._last_step_end
+        self._last_step_end = host.step_ended
+        return [BatchTiming(stall, compute, batch, max(batch - compute - stall, 0.0), host)]
 
     def flush(self) -> List[BatchTiming]:
         return []
@@ -148,22 +174,33 @@ class EventTimer:
     resolved only once ``query()`` says its end event has completed, so the
     host never waits for the device except in ``flush`` (window boundaries).
 
+    The GPU's idle gap before a step is split into the host's wait for the batch (fetch stall: the part of
+    the wait inside the gap) and the rest (host overhead: the host was busy elsewhere while the GPU had nothing
+    queued). An idle GPU runs the step's start event as soon as it is recorded, so the gap ends at the host's
+    ``step_began`` and the two can be laid on one clock.
+
     ``new_event`` makes objects with the ``torch.cuda.Event`` interface
     (``record()``, ``query()``, ``elapsed_time(other)`` in ms, ``synchronize()``);
     ``stream`` (optional) gives the stream to record them on, the run's device's
-    current stream, whatever device is current in the calling thread.
+    current stream, whatever device is current in the calling thread. Ended events are reused.
     """
 
-    def __init__(self, new_event: Callable[[], Any], stream: Optional[Callable[[], Any]] = None) -> None:
+    def __init__(self, new_event: Callable[[], Any], stream: Optional[Callable[[], Any]] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._new_event = new_event
         self._stream = stream
+        self.clock = clock
+        self._spare = []  # type: List[Any]
         self._last_end = None  # type: Any
         self._start = None  # type: Any
-        # (previous step's end, this step's start, this step's end)
+        # (previous step's end, this step's start, this step's end, the host's view of the step)
         self._pending = collections.deque()  # type: Deque[Any]
 
+    def now(self) -> float:
+        return self.clock()
+
     def _record(self) -> Any:
-        event = self._new_event()
+        event = self._spare.pop() if self._spare else self._new_event()
         if self._stream is None:
             event.record()
         else:
@@ -173,18 +210,12 @@ class EventTimer:
     def iteration_start(self) -> None:
         self._last_end = self._record()
 
-    def fetch_begin(self) -> None:
-        pass
-
-    def fetch_end(self) -> None:
-        pass
-
     def step_begin(self) -> None:
         self._start = self._record()
 
-    def step_end(self) -> List[BatchTiming]:
+    def step_end(self, host: HostStep) -> List[BatchTiming]:
         end = self._record()
-        self._pending.append((self._last_end, self._start, end))
+        self._pending.append((self._last_end, self._start, end, host))
         self._last_end = end
         return self._resolve(wait=False)
 
@@ -196,11 +227,14 @@ class EventTimer:
             self._pending[-1][2].synchronize()  # the stream is ordered: all older ones are done too
         done = []
         while self._pending and self._pending[0][2].query():
-            previous_end, start, end = self._pending.popleft()
-            done.append(BatchTiming(
-                fetch_stall_s=max(previous_end.elapsed_time(start), 0.0) / 1000.0,
-                compute_s=start.elapsed_time(end) / 1000.0,
-                batch_s=previous_end.elapsed_time(end) / 1000.0))
+            previous_end, start, end, host = self._pending.popleft()
+            gap = max(previous_end.elapsed_time(start), 0.0) / 1000.0
+            # an idle GPU runs the start event as it is recorded: idle from step_began - gap on the host's clock
+            stall = max(min(host.wait_ended, host.step_began) - max(host.wait_began, host.step_began - gap), 0.0)
+            done.append(BatchTiming(stall, start.elapsed_time(end) / 1000.0, previous_end.elapsed_time(end) / 1000.0,
+                                    gap - stall, host))
+            self._spare.append(previous_end)  # no pending step refers to it any more
+            self._spare.append(start)
         return done
 
 
@@ -211,19 +245,19 @@ class NullTimer:
     def __init__(self, sync: Optional[Callable[[], Any]] = None) -> None:
         self._sync = sync
 
+    @staticmethod
+    def clock() -> float:
+        return 0.0  # no stamps in the baseline
+
+    now = clock
+
     def iteration_start(self) -> None:
-        pass
-
-    def fetch_begin(self) -> None:
-        pass
-
-    def fetch_end(self) -> None:
         pass
 
     def step_begin(self) -> None:
         pass
 
-    def step_end(self) -> List[BatchTiming]:
+    def step_end(self, host: HostStep) -> List[BatchTiming]:
         return []
 
     def flush(self) -> List[BatchTiming]:
@@ -267,103 +301,211 @@ def to_device(batch: Any, device: Any) -> Any:
     return batch
 
 
+class StallSplitter:
+    """Charges each wait for a batch to what the loader was doing during it: the read and preprocess time of
+    every batch in the making while the main process waited (each batch's making taken as its reads and
+    preprocessing interleaved evenly), not the arrived batch's own ratio. With several workers the batch that
+    arrives is often not the one that held the loop up; with none, the wait is the batch's own making.
+
+    A timing is held until every batch that could have been in the making during its wait has arrived
+    (``lag`` = prefetch factor x workers later), then passed on with its ``storage_share``."""
+
+    def __init__(self, deliver: Callable[[BatchTiming], None]) -> None:
+        self.lag = 0
+        self._deliver = deliver
+        self._held = collections.deque()  # type: Deque[BatchTiming]
+
+    def add(self, timing: BatchTiming) -> None:
+        self._held.append(timing)
+        while len(self._held) > self.lag:
+            self._release()
+
+    def flush(self) -> None:
+        while self._held:
+            self._release()
+
+    def _release(self) -> None:
+        timing = self._held.popleft()
+        self._deliver(timing._replace(storage_share=storage_share(timing, self._held)))
+
+
+def storage_share(timing: BatchTiming, later: Iterable[BatchTiming]) -> Optional[float]:
+    """The share of ``timing``'s wait charged to file reads, from the batches in the making during it."""
+    load = timing.load
+    if load is None:
+        return None
+    began, ended = timing.host.wait_began, timing.host.wait_ended  # type: ignore[union-attr]
+    reading = busy = 0.0
+    for other in (timing,) + tuple(later):
+        made = other.load
+        if made is None or made.began is None or made.ready is None:
+            continue
+        overlap = min(ended, made.ready) - max(began, made.began)
+        work = made.read_s + made.preprocess_s
+        if overlap > 0 and work > 0:
+            reading += overlap * made.read_s / work
+            busy += overlap
+    if busy > 0:
+        return reading / busy
+    work = load.read_s + load.preprocess_s  # no stamps, or the batch was ready before the wait
+    return load.read_s / work if work > 0 else 0.0
+
+
+class _Sums:
+    """One open window's running totals."""
+
+    def __init__(self, timeline: Any) -> None:
+        self.start_time = time.time()
+        self.began = time.perf_counter()
+        self.stall = self.compute = self.host_overhead = 0.0
+        self.batches = self.timed = 0
+        self.read = self.preprocess = self.storage_stall = self.preprocess_stall = 0.0
+        self.startup = self.shutdown = 0.0
+        self.timeline = timeline
+
+    def add(self, timing: BatchTiming) -> None:
+        self.stall += timing.fetch_stall_s
+        self.compute += timing.compute_s
+        self.host_overhead += timing.host_overhead_s
+        self.batches += 1
+        split = timing.stall_split()
+        if split is not None and timing.load is not None:
+            self.read += timing.load.read_s
+            self.preprocess += timing.load.preprocess_s
+            self.storage_stall += split[0]
+            self.preprocess_stall += split[1]
+            self.timed += 1
+        if self.timeline is not None:
+            self.timeline.add(timing)
+
+    def window(self, name: str) -> Window:
+        duration = time.perf_counter() - self.began
+        loads = (self.read, self.preprocess, self.storage_stall, self.preprocess_stall) \
+            if 0 < self.timed == self.batches else (None, None, None, None)
+        return Window(name, duration, self.stall, self.compute, self.batches, self.start_time,
+                      self.start_time + duration, *loads, host_overhead_s=self.host_overhead,
+                      loader_startup_s=self.startup, loader_shutdown_s=self.shutdown, timeline=self.timeline)
+
+
 class StepMeter:
     """Times the wait for each batch and each training step; reports every
-    batch to ``on_batch`` and sums them into named windows."""
+    batch to ``on_batch`` and sums them into named windows, each with its loader timeline
+    (``trainer.timeline.Timeline``) unless ``timeline`` is False."""
 
     def __init__(self, device: Any = "cpu", timing: str = "lazy",
                  on_batch: Optional[Callable[[BatchTiming], Any]] = None,
-                 timer: Any = None) -> None:
+                 timer: Any = None, timeline: bool = True) -> None:
         self.timing = timing
         self._timer = timer if timer is not None else make_timer(device, timing)
+        self._clock = self._timer.clock
         self._on_batch = on_batch
-        self._windows = {}  # type: Dict[str, List[Any]]
-        # LoadTimes of the batches stepped whose timings are not resolved yet, oldest first (lazy timing
-        # resolves steps later, in order); the NullTimer resolves none, so nothing is kept for it
-        self._load_times = collections.deque()  # type: Deque[Optional[LoadTimes]]
-        self._next_load_times = None  # type: Optional[LoadTimes]
+        self._windows = {}  # type: Dict[str, _Sums]
+        self._splitter = StallSplitter(self._deliver)
+        self._timeline = timeline and not isinstance(self._timer, NullTimer)
+        self._loader = (0, 0)  # workers, prefetch factor of the loader being iterated
+        self._wait_began = 0.0
+        self._arrival = None  # type: Optional[Tuple[float, float, Optional[LoadTimes]]]
+        self._step_began = 0.0
 
     def wrap(self, loader: Iterable[Any], device: Any = None) -> Iterator[Any]:
-        """Iterates ``loader``, timing each wait for the next batch (and its
-        copy to ``device`` if given). Creating the iterator (worker start-up)
-        counts towards the first batch's wait."""
-        timer = self._timer
-        timer.iteration_start()
-        timer.fetch_begin()
-        iterator = iter(loader)
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            batch, self._next_load_times = split_load_times(batch)
-            if device is not None:
-                batch = to_device(batch, device)
-            timer.fetch_end()
-            yield batch
-            timer.fetch_begin()
+        """Iterates ``loader``, timing each wait for the next batch (and its copy to ``device`` if given).
+        Creating the iterator (``iter(loader)``: forking workers, sending the first indices) is the loader's
+        start-up, the last ``next()`` and the workers' teardown its shutdown: neither is any batch's wait."""
+        workers = getattr(loader, "num_workers", 0) or 0
+        self._loader = (workers, (getattr(loader, "prefetch_factor", None) or 2) if workers else 0)
+        self._splitter.lag = self._loader[0] * self._loader[1]
+        called = self._clock()
+        iterator = iter(loader)  # type: Optional[Iterator[Any]]
+        self._loader_time(called, self._clock(), "startup")
+        self._timer.iteration_start()
+        ended = False
+        try:
+            while True:
+                self._wait_began = self._clock()
+                try:
+                    batch = next(iterator)  # type: ignore[arg-type]
+                except StopIteration:
+                    ended = True
+                    self._loader_time(self._wait_began, self._clock(), "shutdown")
+                    return
+                batch, load = split_load_times(batch)
+                if device is not None:
+                    batch = to_device(batch, device)
+                self._arrived(load)
+                yield batch
+        finally:
+            if not ended:  # the loop stopped early: the loader's workers end when it is dropped
+                began = self._clock()
+                iterator = None
+                self._loader_time(began, self._clock(), "shutdown")
 
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:
         """Times the training step (zero_grad, forward, backward, optimizer step)."""
-        self._timer.step_begin()
-        if not isinstance(self._timer, NullTimer):
-            self._load_times.append(self._next_load_times)
-        self._next_load_times = None
+        self._begin_step()
         yield
-        self._deliver(self._timer.step_end())
+        self._end_step()
 
     # Hook-driven loops (framework callbacks) call these where ``wrap`` and ``step`` cannot go around the loop.
     def begin_iteration(self) -> None:
         """The loop starts iterating its loader: the wait for the first batch begins."""
         self._timer.iteration_start()
-        self._timer.fetch_begin()
+        self._wait_began = self._clock()
 
-    def batch_arrived(self) -> None:
+    def batch_arrived(self, load: Optional[LoadTimes] = None) -> None:
         """The step's batch is here (on the device if the loop copies it): its wait ends, the step begins."""
-        self._timer.fetch_end()
-        self._timer.step_begin()
+        self._arrived(load)
+        self._begin_step()
 
     def step_done(self) -> None:
         """The step has ended: its timing goes out (lazily on a GPU) and the wait for the next batch begins."""
-        self._deliver(self._timer.step_end())
-        self._timer.fetch_begin()
+        self._end_step()
+        self._wait_began = self._clock()
+
+    def _arrived(self, load: Optional[LoadTimes]) -> None:
+        self._arrival = (self._wait_began, self._timer.now(), load)
+
+    def _begin_step(self) -> None:
+        self._timer.step_begin()
+        self._step_began = self._timer.now()
+
+    def _end_step(self) -> None:
+        wait_began, wait_ended, load = self._arrival or (self._step_began, self._step_began, None)
+        self._arrival = None
+        for timing in self._timer.step_end(HostStep(wait_began, wait_ended, self._step_began, self._timer.now(), load)):
+            self._splitter.add(timing)
+
+    def _loader_time(self, began: float, ended: float, what: str) -> None:
+        for sums in self._windows.values():
+            setattr(sums, what, getattr(sums, what) + ended - began)
+            if sums.timeline is not None:
+                sums.timeline.loader_event(what, began, ended, *self._loader)
 
     def begin_window(self, name: str) -> None:
         """Starts summing batches under ``name`` (batches still in flight belong to earlier windows)."""
         if name in self._windows:
             raise ValueError("window {!r} is already open".format(name))
-        self._deliver(self._timer.flush())
-        # start, began, stall, compute, batches, read, preprocess, storage stall, preprocess stall, timed batches
-        self._windows[name] = [time.time(), time.perf_counter(), 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0]
+        self._flush()
+        timeline = None
+        if self._timeline:
+            from trainer.timeline import Timeline
+            timeline = Timeline()
+        self._windows[name] = _Sums(timeline)
 
     def end_window(self, name: str) -> Window:
         """Waits for the window's batches to resolve and returns its totals."""
         if name not in self._windows:
             raise ValueError("window {!r} was never begun".format(name))
-        self._deliver(self._timer.flush())
-        start_time, began, stall, compute, batches, *loads, timed = self._windows.pop(name)
-        duration = time.perf_counter() - began
-        if not 0 < timed == batches:
-            loads = [None] * len(loads)
-        return Window(name, duration, stall, compute, batches, start_time, start_time + duration, *loads)
+        self._flush()
+        return self._windows.pop(name).window(name)
 
-    def _deliver(self, timings: List[BatchTiming]) -> None:
-        for timing in timings:
-            load_times = self._load_times.popleft() if self._load_times else None
-            split = None
-            if load_times is not None:
-                timing = timing._replace(read_s=load_times.read_s, preprocess_s=load_times.preprocess_s)
-                split = timing.stall_split()
-            for sums in self._windows.values():
-                sums[2] += timing.fetch_stall_s
-                sums[3] += timing.compute_s
-                sums[4] += 1
-                if load_times is not None and split is not None:
-                    sums[5] += load_times.read_s
-                    sums[6] += load_times.preprocess_s
-                    sums[7] += split[0]
-                    sums[8] += split[1]
-                    sums[9] += 1
-            if self._on_batch is not None:
-                self._on_batch(timing)
+    def _flush(self) -> None:
+        for timing in self._timer.flush():
+            self._splitter.add(timing)
+        self._splitter.flush()
+
+    def _deliver(self, timing: BatchTiming) -> None:
+        for sums in self._windows.values():
+            sums.add(timing)
+        if self._on_batch is not None:
+            self._on_batch(timing)

@@ -63,8 +63,8 @@ class TrainMetrics:
 
         self.fetch_stall = histogram(
             "edgescope_train_fetch_stall_seconds",
-            "Per batch: time the step waited for its batch (loading and preprocessing not hidden "
-            "behind compute); on a GPU the idle gap between one step's compute and the next.")
+            "Per batch: host time blocked waiting for the batch (loading and preprocessing not hidden "
+            "behind compute); on a GPU only the part of that wait the GPU sat idle.")
         self.compute = histogram(
             "edgescope_train_compute_seconds",
             "Per batch: zero_grad + forward + backward + optimizer step.")
@@ -74,8 +74,9 @@ class TrainMetrics:
         # labelled at the first batch that carries load times: no empty histograms for a loader without them
         self._fetch_stall_storage = histogram(
             "edgescope_train_fetch_stall_storage_seconds",
-            "Per batch: the fetch stall times the share of file reads in the worker-side time that made the "
-            "batch (reads vs decode + augment + collate); with the preprocess part it adds up to the fetch stall.",
+            "Per batch: the part of the fetch stall charged to file reads: what the loader's processes making "
+            "batches during the wait were doing (reads vs decode + augment + collate); with the preprocess part "
+            "it adds up to the fetch stall.",
             labelled=False)
         self._fetch_stall_preprocess = histogram(
             "edgescope_train_fetch_stall_preprocess_seconds",
@@ -107,6 +108,24 @@ class TrainMetrics:
             "edgescope_train_epoch_preprocess_seconds",
             "Per completed epoch: wall time spent decoding, augmenting and collating its batches, summed over "
             "the loader's workers (the main process without workers).", epoch)
+        self._epoch_host_overhead = gauge(
+            "edgescope_train_epoch_host_overhead_seconds",
+            "Per completed epoch: time between steps that was neither waiting for data nor compute: the host's "
+            "own work (optimizer bookkeeping, launches, logging); on a GPU, its idle time not spent waiting for "
+            "data.", epoch)
+        self._epoch_loader_startup = gauge(
+            "edgescope_train_epoch_loader_startup_seconds",
+            "Per completed epoch: the loader's start-up, iter(loader) (forking workers, sending the first "
+            "indices); out of the stall.", epoch)
+        self._epoch_loader_shutdown = gauge(
+            "edgescope_train_epoch_loader_shutdown_seconds",
+            "Per completed epoch: the loader's end, the last next() and its workers' teardown; out of the stall.",
+            epoch)
+        self._epoch_predicted = gauge(
+            "edgescope_train_epoch_predicted_duration_seconds",
+            "Per completed epoch: its wall time replayed through the DataLoader's scheduling with one change "
+            "(what_if: dataset_cached, workers_doubled, storage_bps=N, compute_speedup=K); absent where not "
+            "predicted.", ("run_id", "epoch", "what_if"))
         self._epoch_duration = gauge("edgescope_train_epoch_duration_seconds",
                                      "Per completed epoch: end to end wall time.", epoch)
         self._epoch_samples = gauge("edgescope_train_epoch_samples",
@@ -142,7 +161,8 @@ class TrainMetrics:
         self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none"}, **labels)).set(1)
 
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
-                     energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None) -> None:
+                     energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None,
+                     predicted: Optional[Dict[str, Optional[float]]] = None) -> None:
         """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
         energy None (nothing measured it): no energy or power series; the window's load times None (the loader
         sent none): no stall split, read or preprocess series."""
@@ -155,6 +175,13 @@ class TrainMetrics:
                                  (self._epoch_read, window.read_s), (self._epoch_preprocess, window.preprocess_s)):
                 if value is not None:
                     gauge.labels(*labels).set(value)
+            for gauge, value in ((self._epoch_host_overhead, window.host_overhead_s),
+                                 (self._epoch_loader_startup, window.loader_startup_s),
+                                 (self._epoch_loader_shutdown, window.loader_shutdown_s)):
+                gauge.labels(*labels).set(value)
+        for what_if, seconds in (predicted or {}).items():
+            if seconds is not None:
+                self._epoch_predicted.labels(*labels, what_if).set(seconds)
         if energy_joules is not None:
             self._epoch_energy.labels(*labels).set(energy_joules)
         if average_power_watts is not None:

@@ -18,6 +18,17 @@ def dataset_files(data_dir: str) -> Iterator[str]:
         yield os.path.join(folder, name)
 
 
+def dataset_size(data_dir: str) -> int:
+    """Bytes of the dataset's files: what caching it whole would take of the page cache."""
+    total = 0
+    for path in dataset_files(data_dir):
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            continue
+    return total
+
+
 def evict(data_dir: str) -> int:
     """Drop the dataset's clean pages from the page cache; returns the files done."""
     count = 0

@@ -7,9 +7,12 @@ from typing import Any, Dict, List, Optional
 
 from trainer.energy import EpochEnergy
 from trainer.meter import Window
+from trainer.precision import with_spread
 
 # the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
 LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
+# the loader's start-up and shutdown and the host's own time between steps (0 in records from before them)
+LOADER_KEYS = ("host_overhead_s", "loader_startup_s", "loader_shutdown_s")
 
 
 def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
@@ -21,59 +24,81 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
                 f.write(json.dumps(record) + "\n")
 
 
-def mean_std(values: List[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return "{:.3f} ± {:.3f} s".format(statistics.mean(values), std)
-
-
 def print_summary(history: List[Dict[str, Any]]) -> None:
-    """Mean ± std over epochs 1..N-1 (all epochs when there is only one)."""
+    """Mean ± std over epochs 1..N-1 (all epochs when there is only one), and the what-ifs replayed on them."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
         return
-    parts = ["{} {}".format(label, mean_std([r[key] for r in chosen]))
+
+    def stat(values: List[float]) -> str:
+        return with_spread(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None, "s")
+    parts = ["{} {}".format(label, stat([r[key] for r in chosen]))
              for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
                                 ("storage stall", "fetch_stall_storage_s"),
                                 ("preprocess stall", "fetch_stall_preprocess_s"),
-                                ("compute", "compute_s"), ("overhead", "overhead_s"))
+                                ("compute", "compute_s"), ("host overhead", "host_overhead_s"),
+                                ("loader start-up", "loader_startup_s"), ("loader shutdown", "loader_shutdown_s"),
+                                ("overhead", "overhead_s"))
              if all(r.get(key) is not None for r in chosen)]
-    print("mean ± std over epochs {}..{} (n={}): {}".format(
-        chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
+    print("{} over epochs {}..{} (n={}): {}".format(
+        "mean ± std" if len(chosen) > 1 else "one epoch", chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen),
+        ", ".join(parts)), flush=True)
+    names = sorted({name for r in chosen for name in r.get("predicted_duration_s") or {}})
+    if not names:
+        return
+    if len(chosen) < 2:
+        print("what-if: not predicted from n=1 kept epoch: an error bar needs 2 or more", flush=True)
+        return
+    cells = []
+    for name in names:
+        values = [(r.get("predicted_duration_s") or {}).get(name) for r in chosen]
+        if any(v is None for v in values):
+            basis = next(((r.get("prediction_basis") or {}).get(name) for r in chosen
+                          if (r.get("predicted_duration_s") or {}).get(name) is None), None)
+            cells.append("{} not predicted ({})".format(name, basis or "missing in some epochs"))
+        else:
+            cells.append("{} {}".format(name, stat(values)))
+    print("what-if, epoch replayed (mean ± std over the same epochs): {}".format("; ".join(cells)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:
     """A restored epoch's totals (``--results``/checkpoint record) as the Window they came from."""
     return Window("epoch", record["duration_s"], record["fetch_stall_s"] or 0.0, record["compute_s"] or 0.0,
                   record["batches"], record["start_time"], record["end_time"],
-                  **{key: record.get(key) for key in LOAD_KEYS})  # absent from older checkpoints
+                  **{key: record.get(key) for key in LOAD_KEYS},  # absent from older checkpoints
+                  **{key: record.get(key) or 0.0 for key in LOADER_KEYS})
 
 
 def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
                  loss: Optional[float], measured: bool, config: Dict[str, str],
-                 used: Optional[EpochEnergy] = None) -> Dict[str, Any]:
-    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing), and
-    its energy where ``used`` measured it."""
+                 used: Optional[EpochEnergy] = None, predictions: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One line of --results: the epoch's totals in seconds (None where --timing none measured nothing), its
+    energy where ``used`` measured it, and its replayed what-ifs (``trainer.timeline.Prediction``s)."""
     record = {"run_id": run_id, "epoch": epoch, "complete": complete, "batches": batches, "samples": samples,
               "duration_s": window.duration_s,
               "fetch_stall_s": window.fetch_stall_s if measured else None,
               "compute_s": window.compute_s if measured else None,
               "overhead_s": window.overhead_s if measured else None,
               "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
-    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS})
+    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS})
     record.update(config)
     record["energy_joules"] = used.joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
+    record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
+    record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
     return record
 
 
 def print_epoch(record: Dict[str, Any], epochs: int) -> None:
     def value(key: str, unit: str = "s", digits: int = 3) -> str:
         return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
-    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  overhead {}  energy {}  "
+    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  host overhead {}  loader "
+          "start-up {} shutdown {}  overhead {}  energy {}  "
           "power {}  (workers: read {}, preprocess {}; {} batches, {} samples, loss {})".format(
               record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
               value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
-              value("compute_s"), value("overhead_s"), value("energy_joules", "J", 2),
+              value("compute_s"), value("host_overhead_s"), value("loader_startup_s"), value("loader_shutdown_s"),
+              value("overhead_s"), value("energy_joules", "J", 2),
               value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
               record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)

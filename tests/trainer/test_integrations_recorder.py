@@ -1,5 +1,7 @@
 """The callbacks' StepGrouper: micro-batch timings summed into their optimizer steps, also when the timings
 arrive after their steps have closed (lazy CUDA events resolve later, in order)."""
+import pytest
+
 from trainer.integrations.recorder import StepGrouper
 from trainer.meter import BatchTiming
 
@@ -19,20 +21,20 @@ def test_late_timings_are_summed_into_their_steps_in_order():
     assert all(s.read_s is None and s.fetch_stall_storage_s is None for s in steps)  # the loader timed nothing
 
 
-def test_load_times_are_summed_where_every_micro_batch_has_them():
+def test_a_steps_stall_split_is_weighted_where_every_micro_batch_has_one():
     steps = []
     grouper = StepGrouper(steps.append)
-    grouper.add(BatchTiming(0.2, 1.0, 1.2, 0.03, 0.01))
-    grouper.add(BatchTiming(0.2, 1.0, 1.2, 0.01, 0.01))
-    grouper.add(BatchTiming(0.1, 1.0, 1.1, 0.02, 0.02))
-    grouper.add(BatchTiming(0.1, 1.0, 1.1))  # one micro-batch of the second step came without LoadTimes
+    grouper.add(BatchTiming(0.3, 1.0, 1.3, storage_share=1.0))
+    grouper.add(BatchTiming(0.1, 1.0, 1.1, 0.05, storage_share=0.0))
+    grouper.add(BatchTiming(0.1, 1.0, 1.1, storage_share=0.5))
+    grouper.add(BatchTiming(0.1, 1.0, 1.1))  # one micro-batch of the second step came without a split
     grouper.micro_batch_done(False)
     grouper.micro_batch_done(True)
     grouper.micro_batch_done(False)
     grouper.micro_batch_done(True)
-    assert [round(v, 9) for v in steps[0]] == [0.4, 2.0, 2.4, 0.04, 0.02]
-    assert round(steps[0].fetch_stall_storage_s, 9) == round(0.4 * 0.04 / 0.06, 9)
-    assert steps[1].read_s is None and steps[1].fetch_stall_preprocess_s is None
+    assert [round(v, 9) for v in steps[0][:4]] == [0.4, 2.0, 2.4, 0.05]
+    assert steps[0].stall_split() == pytest.approx((0.3, 0.1))
+    assert steps[1].stall_split() is None and steps[1].fetch_stall_preprocess_s is None
 
 
 def test_timings_before_the_step_closes_wait_for_it():

@@ -18,6 +18,10 @@ class FakeGpu:
         self.busy_until_ms = 0.0
         self.synchronizations = 0
 
+    def clock(self) -> float:
+        """The host clock in seconds, as StepMeter reads it."""
+        return self.host_ms / 1000.0
+
     def launch(self, duration_ms: float) -> None:
         self.busy_until_ms = max(self.host_ms, self.busy_until_ms) + duration_ms
 
@@ -52,7 +56,7 @@ def test_the_fake_has_the_real_event_interface():
 def test_lazy_events_give_the_gpu_idle_gap_without_synchronizing():
     gpu = FakeGpu()
     seen = []  # type: List[BatchTiming]
-    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)), on_batch=seen.append)
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu), clock=gpu.clock), on_batch=seen.append)
     loads_ms = [5, 25, 0, 0, 40]  # host time to fetch each batch; every step is 10 ms of GPU work
 
     def loader():
@@ -81,11 +85,11 @@ def test_lazy_events_give_the_gpu_idle_gap_without_synchronizing():
     assert window.compute_s == pytest.approx(0.050)
 
 
-def test_lazy_mode_counts_gpu_work_outside_step_as_stall():
-    """As documented: lazy stall is the stream's gap between one step's end and the next one's start,
-    so GPU work queued between steps (here 7 ms, e.g. an EMA update) is stall, not compute."""
+def test_lazy_mode_counts_gpu_work_outside_step_as_host_overhead_not_stall():
+    """The stream's gap between one step's end and the next one's start is stall only where the host was
+    waiting for the batch: GPU work queued between steps (here 7 ms, e.g. an EMA update) is neither."""
     gpu = FakeGpu()
-    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)))
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu), clock=gpu.clock))
     meter.begin_window("epoch")
     for _ in meter.wrap(range(3)):
         with meter.step():
@@ -93,7 +97,34 @@ def test_lazy_mode_counts_gpu_work_outside_step_as_stall():
         gpu.launch(7)  # outside meter.step()
     window = meter.end_window("epoch")
     assert window.compute_s == pytest.approx(0.030)
-    assert window.fetch_stall_s == pytest.approx(0.014)  # the 7 ms after steps 0 and 1, before steps 1 and 2
+    assert window.fetch_stall_s == 0  # range() hands out its items at once
+    assert window.host_overhead_s == pytest.approx(0.014)  # the 7 ms after steps 0 and 1, before steps 1 and 2
+
+
+def test_lazy_stall_is_the_hosts_wait_where_the_gpu_sat_idle_and_the_rest_of_the_gap_host_overhead():
+    """On a GPU the idle gap before a step is split: the part the host spent waiting for the batch is fetch
+    stall; host work after the batch arrived (optimizer bookkeeping, launches) is host overhead."""
+    gpu = FakeGpu()
+    seen = []  # type: List[BatchTiming]
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu), clock=gpu.clock), on_batch=seen.append)
+
+    def loader():
+        for wait_ms in (0, 30, 2):
+            gpu.host_ms += wait_ms
+            yield wait_ms
+
+    meter.begin_window("epoch")
+    for _ in meter.wrap(loader()):
+        gpu.host_ms += 4  # host work between the batch's arrival and the step: the GPU idles through it
+        with meter.step():
+            gpu.launch(10)
+    window = meter.end_window("epoch")
+    # GPU: step 0 at 4..14 (idle 0..4: host work); the host waits 4..34, works 34..38, step 1 at 38..48: the
+    # GPU idled 14..38, 20 ms of it while the host waited; step 2 is queued at 44, before step 1 ends: no gap,
+    # so no stall although the host waited 2 ms
+    assert [t.fetch_stall_s * 1000 for t in seen] == pytest.approx([0, 20, 0])
+    assert [t.host_overhead_s * 1000 for t in seen] == pytest.approx([4, 4, 0])
+    assert window.host_overhead_s == pytest.approx(0.008)
 
 
 def test_events_are_recorded_on_the_run_devices_stream(monkeypatch):
@@ -110,7 +141,7 @@ def test_events_are_recorded_on_the_run_devices_stream(monkeypatch):
 
 def test_batches_in_flight_at_a_window_boundary_belong_to_the_earlier_window():
     gpu = FakeGpu()
-    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)))
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu), clock=gpu.clock))
     meter.begin_window("run")
     meter.begin_window("first")
     for _ in meter.wrap(range(3)):
@@ -174,7 +205,7 @@ def test_load_times_ride_with_their_batch_and_split_its_stall_in_proportion():
     """Lazy timing resolves steps later; each resolved step still gets its own batch's LoadTimes."""
     gpu = FakeGpu()
     seen = []  # type: List[BatchTiming]
-    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu)), on_batch=seen.append)
+    meter = StepMeter(timer=EventTimer(lambda: FakeEvent(gpu), clock=gpu.clock), on_batch=seen.append)
     loads = [(5, LoadTimes(0.004, 0.001)), (25, LoadTimes(0.0, 0.002)), (10, LoadTimes(0.0, 0.0)),
              (40, LoadTimes(0.003, 0.001))]  # (host ms to fetch, the worker's read and preprocess seconds)
 
@@ -199,9 +230,9 @@ def test_load_times_ride_with_their_batch_and_split_its_stall_in_proportion():
     assert window.read_s == pytest.approx(0.007) and window.preprocess_s == pytest.approx(0.004)
 
 
-def test_no_work_measured_gives_no_stall_split():
-    assert BatchTiming(0.01, 0.02, 0.03, 0.0, 0.0).fetch_stall_storage_s == 0.0
-    assert BatchTiming(0.01, 0.02, 0.03, 0.0, 0.0).fetch_stall_preprocess_s == 0.0
+def test_a_stall_is_split_only_where_the_loader_said_what_it_did():
+    assert BatchTiming(0.01, 0.02, 0.03, storage_share=0.0).stall_split() == (0.0, 0.01)
+    assert BatchTiming(0.01, 0.02, 0.03, storage_share=0.25).stall_split() == pytest.approx((0.0025, 0.0075))
     assert BatchTiming(0.01, 0.02, 0.03).fetch_stall_storage_s is None
 
 
@@ -219,4 +250,4 @@ def test_a_loader_without_load_times_gives_none_not_zeros(timing):
     # a window where some batch came without LoadTimes has no sums: they would be partial
     assert (window.read_s, window.preprocess_s, window.fetch_stall_storage_s, window.fetch_stall_preprocess_s) \
         == (None, None, None, None)
-    assert not meter._load_times  # none mode keeps nothing per batch
+    assert (window.timeline is None) == (timing == "none")  # none mode keeps nothing per batch

@@ -46,12 +46,18 @@ class StepGrouper:
         while self._sizes and len(self._parts) >= self._sizes[0]:
             size = self._sizes.popleft()
             parts, self._parts = self._parts[:size], self._parts[size:]
-            self._on_step(BatchTiming(*(_total(values) for values in zip(*parts))))
+            self._on_step(merged(parts))
 
 
-def _total(values: Sequence[Optional[float]]) -> Optional[float]:
-    """The step's sum of one time; None where a micro-batch did not measure it (no LoadTimes with the batch)."""
-    return None if any(v is None for v in values) else sum(values)  # type: ignore
+def merged(parts: Sequence[BatchTiming]) -> BatchTiming:
+    """One optimizer step of several micro-batches: their times summed, the stall's storage share weighted by
+    each one's stall (None where a micro-batch had no split: the loader timed nothing)."""
+    stall = sum(p.fetch_stall_s for p in parts)
+    share = None  # type: Optional[float]
+    if all(p.storage_share is not None for p in parts):
+        share = sum(p.fetch_stall_s * p.storage_share for p in parts) / stall if stall > 0 else 0.0  # type: ignore
+    return BatchTiming(stall, sum(p.compute_s for p in parts), sum(p.batch_s for p in parts),
+                       sum(p.host_overhead_s for p in parts), storage_share=share)
 
 
 def label_value(value: Any) -> str:

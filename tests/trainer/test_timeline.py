@@ -1,0 +1,157 @@
+"""The loader timeline with real DataLoader workers: the stall charged by what the loader was doing during each
+wait, start-up and shutdown apart, and what-ifs replayed on it checked against measured runs of the predicted
+configuration.
+
+The loader alternates: with shuffle off, every sample of an even batch only reads (a timed read of 20 ms),
+every sample of an odd batch only preprocesses (20 ms), so the loader's work is half reading, half
+preprocessing, and with several workers the worker that reads and the one that preprocesses run side by side.
+"""
+import json
+import statistics
+import time
+from typing import List, Tuple
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trainer import data
+from trainer.data import TimedSamples, collate_timed
+from trainer.meter import StepMeter, Window
+from trainer.precision import with_spread
+from trainer.timeline import Timeline, replay, replayable, trace_events, what_ifs
+
+BATCH = 4
+BATCHES = 16
+SAMPLE_S = 0.02
+COMPUTE_S = 0.005
+
+
+class Alternating(Dataset):
+    """Even batches read, odd batches preprocess; ``cached``: the reads take no time (the dataset in memory)."""
+
+    def __init__(self, cached: bool = False) -> None:
+        self.cached = cached
+
+    def __len__(self) -> int:
+        return BATCH * BATCHES
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if (index // BATCH) % 2 == 0:
+            began = time.perf_counter()
+            if not self.cached:
+                time.sleep(SAMPLE_S)  # waiting for storage, as a slow read does
+            data._ReadClock.seconds += time.perf_counter() - began
+        else:
+            time.sleep(SAMPLE_S)  # preprocessing (a sleep: no CPU contention to blur the truth)
+        return torch.zeros(1)
+
+
+def measure(workers: int, cached: bool = False, epochs: int = 4) -> List[Window]:
+    loader = DataLoader(TimedSamples(Alternating(cached)), batch_size=BATCH, shuffle=False, num_workers=workers,
+                        collate_fn=collate_timed, **({"prefetch_factor": 2} if workers else {}))
+    meter = StepMeter("cpu", "lazy")
+    windows = []
+    for _ in range(epochs):
+        meter.begin_window("epoch")
+        for _batch in meter.wrap(loader):
+            with meter.step():
+                time.sleep(COMPUTE_S)
+        windows.append(meter.end_window("epoch"))
+    return windows[1:]  # epoch 0 warms up
+
+
+@pytest.mark.parametrize("workers", [0, 2, 4])
+def test_the_stall_is_charged_to_what_the_loader_was_doing_during_the_wait(workers):
+    """The truth is half and half: every worker count gives it within 10 points (the batch's own ratio gave
+    89 % storage at 2 workers and 98 % at 4)."""
+    for window in measure(workers, epochs=3):
+        assert window.fetch_stall_s > 0.5 * BATCHES * BATCH * SAMPLE_S / max(workers, 1) * 0.5
+        share = window.fetch_stall_storage_s / window.fetch_stall_s
+        assert share == pytest.approx(0.5, abs=0.10), (workers, share)
+        assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
+
+
+def test_loader_start_up_and_shutdown_are_their_own_figures_not_stall_or_overhead():
+    window = measure(2, epochs=2)[0]
+    timeline = window.timeline
+    assert window.loader_startup_s > 0 and window.loader_shutdown_s > 0
+    assert timeline.startup[1] - timeline.startup[0] == pytest.approx(window.loader_startup_s)
+    assert timeline.startup[1] <= timeline.columns["wait_began"][0]  # the first wait starts after iter()
+    # every second of the window is one of the named parts: no misfiled time left as "overhead"
+    assert abs(window.overhead_s) < 0.05 * window.duration_s
+    assert window.fetch_stall_s + window.compute_s + window.host_overhead_s + window.loader_startup_s \
+        + window.loader_shutdown_s == pytest.approx(window.duration_s, rel=0.05)
+
+
+def test_the_timeline_records_which_worker_made_each_batch_and_when():
+    timeline = measure(2, epochs=2)[0].timeline
+    c = timeline.columns
+    assert len(timeline) == BATCHES and timeline.complete and (timeline.workers, timeline.prefetch_factor) == (2, 2)
+    assert [int(w) for w in c["worker"]] == [i % 2 for i in range(BATCHES)]  # round-robin
+    for i in range(BATCHES):
+        assert c["began"][i] < c["ready"][i] <= c["wait_ended"][i] + 1e-3  # one clock for all processes
+        assert c["wait_began"][i] <= c["wait_ended"][i] <= c["step_began"][i] < c["step_ended"][i]
+        assert c["read_s"][i] == pytest.approx(BATCH * SAMPLE_S if i % 2 == 0 else 0.0, abs=0.01)
+        assert c["cpu_s"][i] < 0.5 * (c["ready"][i] - c["began"][i])  # sleeping is not CPU time
+    again = Timeline.from_dict(json.loads(json.dumps(timeline.to_dict())))
+    assert again.to_dict() == timeline.to_dict()
+
+
+def test_replaying_a_measured_epoch_unchanged_gives_its_loop_back():
+    for window in measure(2, epochs=3):
+        r, why = replayable(window.timeline, window.duration_s)
+        assert r is not None, why
+        loop, _ = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, r.assigned)
+        assert loop == pytest.approx(r.span, rel=0.05)
+
+
+def spread(values: List[float]) -> Tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values)
+
+
+def test_the_cached_what_if_matches_a_measured_cached_run():
+    """Caching the dataset speeds the reading worker only: the preprocessing one still bounds the epoch
+    (the old ratio model predicted -47 %). Prediction from the replays within 15 % of the measured run."""
+    cold = measure(2)
+    cached = measure(2, cached=True)
+    predicted = spread([what_ifs(w.timeline, w.duration_s, 2, 0.0)["dataset_cached"].seconds for w in cold])
+    measured = spread([w.duration_s for w in cached])
+    error = (predicted[0] - measured[0]) / measured[0]
+    assert abs(error) <= 0.15, "predicted {}, measured {}".format(with_spread(*predicted, "s"),
+                                                                  with_spread(*measured, "s"))
+
+
+def test_doubled_workers_bracket_a_measured_run_with_twice_the_workers():
+    """Whether storage serves more readers as fast is not in one epoch: the two predictions bracket the run
+    with twice the workers, and here (reads that wait, like network storage) the scaling one is within 15 %."""
+    two = measure(2)
+    four = measure(4)
+    out = [what_ifs(w.timeline, w.duration_s, 8, 0.0) for w in two]
+    scales = spread([o["workers_doubled_storage_scales"].seconds for o in out])
+    shared = spread([o["workers_doubled"].seconds for o in out])
+    measured = spread([w.duration_s for w in four])
+    assert scales[0] * 0.9 <= measured[0] <= shared[0] * 1.1
+    assert abs(scales[0] - measured[0]) / measured[0] <= 0.15, (scales, measured)
+
+
+def test_a_dataset_bigger_than_free_memory_gets_no_cached_prediction():
+    window = measure(0, epochs=2)[0]
+    out = what_ifs(window.timeline, window.duration_s, 2, 0.0, free_memory_bytes=2 ** 30,
+                   dataset_bytes=3 * 2 ** 30)
+    assert out["dataset_cached"].seconds is None
+    assert out["dataset_cached"].basis == "does not fit: 3.00 GiB dataset, 1.00 GiB free"
+    assert out["workers_doubled"].seconds is None and "workers 0" in out["workers_doubled"].basis
+
+
+def test_the_trace_has_a_lane_per_worker_and_the_main_process():
+    timeline = measure(2, epochs=2)[0].timeline
+    events = trace_events(timeline)
+    lanes = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert lanes == {"main process", "worker 0", "worker 1"}
+    spans = [e for e in events if e["ph"] == "X"]
+    assert {e["name"] for e in spans} >= {"wait", "compute", "read", "preprocess", "loader startup",
+                                          "loader shutdown"}
+    assert all(e["ts"] >= 0 and e["dur"] > 0 for e in spans)
+    reads = [e for e in spans if e["name"] == "read"]
+    assert {e["tid"] for e in reads} == {1}  # worker 0 makes the even, reading batches

@@ -1,0 +1,28 @@
+"""Numbers printed with the digits their spread allows: a mean with a standard deviation of 0.4 is 12.3 ± 0.4,
+not 12.345 ± 0.412. The spread keeps one significant digit (two when it starts with 1), the mean the same
+decimal place. Torch-free: the report prints with it too."""
+import math
+from typing import Optional
+
+
+def decimals(spread: float) -> int:
+    """Decimal places that show ``spread`` to one significant digit (two for 1.x)."""
+    if not spread > 0 or math.isinf(spread):
+        return 3
+    exponent = math.floor(math.log10(spread))
+    leading = spread / 10 ** exponent
+    if round(leading) >= 10:  # 0.96 rounds to 1.0: one place fewer
+        exponent += 1
+        leading = 1.0
+    return max(0, -exponent + (1 if round(leading, 1) < 2 else 0))
+
+
+def with_spread(mean: float, spread: Optional[float], unit: str = "", percent: bool = False) -> str:
+    """``mean ± spread unit`` at the spread's precision; ``percent`` shows ratios as percentages."""
+    scale = 100.0 if percent else 1.0
+    unit = " %" if percent else (" " + unit if unit else "")
+    sign = "+" if percent else ""
+    if spread is None:
+        return "{:{}.3g}{}".format(mean * scale, sign, unit)
+    places = decimals(spread * scale)
+    return "{:{}.{}f} ± {:.{}f}{}".format(mean * scale, sign, places, spread * scale, places, unit)

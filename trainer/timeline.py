@@ -1,0 +1,332 @@
+"""An epoch's loader timeline, and what-ifs replayed on it.
+
+``Timeline`` keeps, per batch, what ``StepMeter`` saw (which worker made it, its read and preprocess seconds,
+the worker's CPU seconds, when it was ready, when the main process began and ended waiting for it, its step)
+in bounded columns. ``what_ifs`` replays the epoch through the DataLoader's own scheduling (round-robin over
+workers, prefetch factor x workers indices outstanding, in-order delivery, the main process computing) with
+one cost changed, a discrete-event model rather than a ratio. No torch here: the report reads timelines too.
+"""
+import json
+import math
+import os
+from array import array
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+MAX_BATCHES = 200000  # ~14 columns x 8 bytes: about 22 MB at most per epoch; past it the timeline is cut
+COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
+           "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share")
+VERSION = 1
+
+
+class Timeline:
+    """One window's batches, oldest first; times are CLOCK_MONOTONIC seconds (one clock for all processes)."""
+
+    def __init__(self) -> None:
+        self.columns = {name: array("d") for name in COLUMNS}
+        self.workers = 0
+        self.prefetch_factor = 0
+        self.startup = None  # type: Optional[Tuple[float, float]]
+        self.shutdown = None  # type: Optional[Tuple[float, float]]
+        self.truncated = False
+        self.complete = True  # every batch carried its loader's stamps
+
+    def __len__(self) -> int:
+        return len(self.columns["wait_began"])
+
+    def add(self, timing: Any) -> None:
+        """A ``trainer.meter.BatchTiming`` whose wait was split."""
+        if len(self) >= MAX_BATCHES:
+            self.truncated = True
+            return
+        host, load = timing.host, timing.load
+        if host is None:
+            self.complete = False
+            return
+        if load is None or load.began is None or load.ready is None or load.cpu_s is None:
+            self.complete = False
+            load_values = (-1.0, math.nan, math.nan, math.nan, math.nan, math.nan, 0.0)
+        else:
+            load_values = (float(load.worker), load.began, load.ready, load.read_s, load.preprocess_s, load.cpu_s,
+                           float(load.read_bytes))
+        values = load_values + (host.wait_began, host.wait_ended, host.step_began, host.step_ended, timing.compute_s,
+                                timing.fetch_stall_s, math.nan if timing.storage_share is None else timing.storage_share)
+        for name, value in zip(COLUMNS, values):
+            self.columns[name].append(value)
+
+    def loader_event(self, what: str, began: float, ended: float, workers: int, prefetch_factor: int) -> None:
+        """The loader's start-up or shutdown interval, and its shape."""
+        self.workers, self.prefetch_factor = workers, prefetch_factor
+        setattr(self, what, (began, ended))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"version": VERSION, "workers": self.workers, "prefetch_factor": self.prefetch_factor,
+                "startup": self.startup, "shutdown": self.shutdown, "truncated": self.truncated,
+                "complete": self.complete,
+                "batches": {name: [None if math.isnan(v) else v for v in column]
+                            for name, column in self.columns.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Timeline":
+        """A timeline as ``to_dict`` wrote it; ValueError names what is wrong."""
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise ValueError("not an edgescope timeline (version {})".format(VERSION))
+        timeline = cls()
+        try:
+            timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
+            for what in ("startup", "shutdown"):
+                if data[what] is not None:
+                    began, ended = (float(x) for x in data[what])
+                    setattr(timeline, what, (began, ended))
+            timeline.truncated, timeline.complete = bool(data["truncated"]), bool(data["complete"])
+            lengths = set()
+            for name in COLUMNS:
+                values = data["batches"][name]
+                timeline.columns[name] = array("d", (math.nan if v is None else float(v) for v in values))
+                lengths.add(len(values))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError("malformed timeline ({})".format(error))
+        if len(lengths) > 1:
+            raise ValueError("malformed timeline (columns of different lengths)")
+        return timeline
+
+
+def load(path: str) -> Timeline:
+    with open(path, encoding="utf-8") as f:
+        return Timeline.from_dict(json.load(f))
+
+
+class Replayable(NamedTuple):
+    """One epoch reduced to what the replay needs, times relative to the end of the loader's start-up."""
+    workers: int
+    prefetch_factor: int
+    assigned: List[int]  # the worker that made each batch
+    read: List[float]
+    preprocess: List[float]  # the making's wall time that was not reading
+    cpu: List[float]
+    read_bytes: float
+    delivery: List[float]  # ready (or wait start) to the main process having it (queue, copy to the device)
+    before_step: List[float]  # the batch in hand to its step's start
+    compute: List[float]  # the step, on the host
+    after_step: List[float]  # the step's end to the wait for the next batch (the last: to the loader's end)
+    boot: List[float]  # each worker's first batch began this long after start-up ended
+    span: float  # measured: start-up end to the loader's end
+    epoch_s: float  # the window's wall time
+
+
+def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable], str]:
+    """The timeline ready for replay, or None and why not."""
+    c = timeline.columns
+    n = len(timeline)
+    if n == 0:
+        return None, "no batches"
+    if timeline.truncated:
+        return None, "timeline cut at {} batches".format(MAX_BATCHES)
+    if not timeline.complete or timeline.shutdown is None:
+        return None, "the loader gave no timestamps (not trainer.data.make_loader(timed=True)) or the epoch was cut"
+    t0 = c["wait_began"][0]
+    end = timeline.shutdown[0]
+    ready = c["ready"]
+    workers = timeline.workers
+    boot = [0.0] * workers
+    seen = set()  # type: set
+    for i in range(n):
+        w = int(c["worker"][i])
+        if workers and w not in seen and 0 <= w < workers:
+            seen.add(w)
+            boot[w] = max(c["began"][i] - t0, 0.0)
+    waits = c["wait_began"]
+    return Replayable(
+        workers=workers, prefetch_factor=timeline.prefetch_factor,
+        assigned=[int(w) for w in c["worker"]] if workers else [0] * n,
+        read=list(c["read_s"]),
+        preprocess=[max(ready[i] - c["began"][i] - c["read_s"][i], 0.0) for i in range(n)],
+        cpu=list(c["cpu_s"]), read_bytes=sum(c["read_bytes"]),
+        delivery=[max(c["wait_ended"][i] - max(ready[i], waits[i]), 0.0) for i in range(n)],
+        before_step=[max(c["step_began"][i] - c["wait_ended"][i], 0.0) for i in range(n)],
+        compute=[max(c["step_ended"][i] - c["step_began"][i], 0.0) for i in range(n)],
+        after_step=[max((waits[i + 1] if i + 1 < n else end) - c["step_ended"][i], 0.0) for i in range(n)],
+        boot=boot, span=end - t0, epoch_s=epoch_s), ""
+
+
+def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
+           assigned: Optional[Sequence[int]] = None) -> Tuple[float, float]:
+    """(the loop's seconds from start-up end to the loader's end, the workers' busy seconds) for ``workers``
+    making batch i in ``make[i]`` and the main process computing it in ``compute[i]``: DataLoader's scheduling."""
+    n = len(make)
+    if workers == 0:  # the main process makes each batch inside its wait
+        return sum(make[i] + r.delivery[i] + r.before_step[i] + compute[i] + r.after_step[i] for i in range(n)), \
+            sum(make)
+    boot = max(r.boot) if r.boot else 0.0
+    free = [r.boot[w] if w < len(r.boot) else boot for w in range(workers)]
+    outstanding = r.prefetch_factor * workers
+    received = [0.0] * n
+    t = 0.0
+    for i in range(n):
+        w = assigned[i] if assigned is not None else i % workers
+        sent = 0.0 if i < outstanding else received[i - outstanding]
+        done = max(free[w], sent) + make[i]
+        free[w] = done
+        received[i] = max(t, done + r.delivery[i])
+        t = received[i] + r.before_step[i] + compute[i] + r.after_step[i]
+    return t, sum(make)
+
+
+def storage_speed(r: Replayable) -> Optional[float]:
+    """Bytes per second the storage served to one reader at a time: the epoch's bytes over its read seconds,
+    the reads' mean concurrency taken out (readers sharing a disk each see a part of it)."""
+    total = sum(r.read)
+    if r.read_bytes <= 0 or total <= 0 or r.span <= 0:
+        return None
+    return r.read_bytes / (total / max(1.0, total / r.span))
+
+
+def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) -> Tuple[float, str]:
+    """The loop with twice the workers. Preprocessing is CPU seconds shared over the cores the main process
+    leaves. Reads either share the storage, which serves no more than one reader's worth at a time (an SD card,
+    a throttled disk), or, ``storage_scales``, take as long as measured (page cache, NVMe, network storage
+    serving more readers at once): one epoch cannot tell which, so both are predicted. The contention factors
+    are solved together with the replay (a fixed point)."""
+    read_sharing = 1.0 if storage_scales else max(1.0, sum(r.read) / r.span)
+    cores_now = max(cpus - main_cpu_s / r.span, 1.0)
+    cpu_sharing = max(1.0, sum(r.preprocess) / r.span / cores_now)
+    alone_read = [x / read_sharing for x in r.read]
+    other = [max(p - c * cpu_sharing, 0.0) for p, c in zip(r.preprocess, r.cpu)]  # not CPU, not reading
+    workers = 2 * r.workers
+    s_read = s_cpu = 1.0
+    span = r.span
+    for _ in range(60):
+        make = [a * s_read + c * s_cpu + o for a, c, o in zip(alone_read, r.cpu, other)]
+        span, _busy = replay(r, workers, make, r.compute)
+        cores = max(cpus - main_cpu_s / span, 1.0)
+        if not storage_scales:
+            s_read = (s_read + max(1.0, sum(alone_read) * s_read / span)) / 2
+        s_cpu = (s_cpu + max(1.0, sum(r.cpu) * s_cpu / span / cores)) / 2
+    return span, "{} -> {} workers on {} CPUs: preprocessing x{:.2f} from CPU sharing, reads x{:.2f}{}".format(
+        r.workers, workers, cpus, s_cpu, s_read, " (storage serving more readers as fast)" if storage_scales
+        else " (storage serving one reader's worth at a time)")
+
+
+class Prediction(NamedTuple):
+    seconds: Optional[float]  # the epoch's predicted wall time; None: not predicted, ``basis`` says why
+    basis: str
+
+
+def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
+             storage_bps: Sequence[float] = (), compute_speedup: Sequence[float] = (2.0,),
+             free_memory_bytes: Optional[float] = None,
+             dataset_bytes: Optional[float] = None) -> Dict[str, Prediction]:
+    """The epoch's wall time replayed with one change each: ``dataset_cached`` (reads take no time),
+    ``workers_doubled`` (storage serving one reader's worth at a time) and ``workers_doubled_storage_scales``
+    (reads as fast as measured), ``storage_bps=N`` (reads x measured speed / N), ``compute_speedup=K`` (steps / K).
+    A prediction is the measured epoch minus the replayed loop as measured plus the replayed loop changed, so
+    the model's own error on this epoch cancels; start-up and shutdown stay as measured."""
+    names = ["dataset_cached", "workers_doubled", "workers_doubled_storage_scales"] + ["storage_bps={:g}".format(n) for n in storage_bps] \
+        + ["compute_speedup={:g}".format(k) for k in compute_speedup]
+    r, why = replayable(timeline, epoch_s)
+    if r is None:
+        return {name: Prediction(None, why) for name in names}
+    assigned = r.assigned if r.workers else None
+    measured, _ = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, assigned)
+
+    def predicted(loop: float, basis: str) -> Prediction:
+        return Prediction(max(epoch_s - measured + loop, 0.0), basis)
+
+    out = {}
+    reads = sum(r.read)
+    if dataset_bytes is not None and free_memory_bytes is not None and dataset_bytes > free_memory_bytes:
+        out["dataset_cached"] = Prediction(None, "does not fit: {:.2f} GiB dataset, {:.2f} GiB free".format(
+            dataset_bytes / 2 ** 30, free_memory_bytes / 2 ** 30))
+    else:
+        out["dataset_cached"] = predicted(replay(r, r.workers, r.preprocess, r.compute, assigned)[0],
+                                          "reads ({:.3g} s over the workers) taken out".format(reads))
+    for name, scales in (("workers_doubled", False), ("workers_doubled_storage_scales", True)):
+        if r.workers == 0:
+            out[name] = Prediction(None, "workers 0: loading in the main process, nothing to double")
+        else:
+            out[name] = predicted(*_doubled(r, cpus, main_cpu_s, scales))
+    speed = storage_speed(r)
+    for n in storage_bps:
+        name = "storage_bps={:g}".format(n)
+        if speed is None:
+            out[name] = Prediction(None, "no file reads were timed in this epoch")
+            continue
+        make = [a * speed / n + b for a, b in zip(r.read, r.preprocess)]
+        out[name] = predicted(replay(r, r.workers, make, r.compute, assigned)[0],
+                              "reads x {:.3g} (measured {:.3g} MB/s a reader)".format(speed / n, speed / 1e6))
+    for k in compute_speedup:
+        out["compute_speedup={:g}".format(k)] = predicted(
+            replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], [c / k for c in r.compute],
+                   assigned)[0], "steps / {:g}".format(k))
+    return out
+
+
+def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]]:
+    """The timeline as Chrome trace events (Perfetto's UI and chrome://tracing open them): one lane per worker
+    (read, then preprocess: their sums, in order, inside the batch's making), the main process's waits and steps,
+    the loader's start-up and shutdown. Microseconds from the window's first stamp."""
+    c = timeline.columns
+    stamps = [x for x in (timeline.startup or (c["wait_began"][0] if len(timeline) else 0.0,))]
+    origin = min(stamps) if stamps else 0.0
+    events = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": name}},
+              {"ph": "M", "name": "thread_name", "pid": 1, "tid": 0, "args": {"name": "main process"}}]
+    for w in range(timeline.workers):
+        events.append({"ph": "M", "name": "thread_name", "pid": 1, "tid": w + 1, "args": {"name": "worker {}".format(w)}})
+
+    def span(tid: int, label: str, began: float, ended: float, **args: Any) -> None:
+        if ended > began and not (math.isnan(began) or math.isnan(ended)):
+            events.append({"ph": "X", "pid": 1, "tid": tid, "name": label, "ts": (began - origin) * 1e6,
+                           "dur": (ended - began) * 1e6, "args": args})
+
+    for what in ("startup", "shutdown"):
+        interval = getattr(timeline, what)
+        if interval is not None:
+            span(0, "loader " + what, *interval)
+    for i in range(len(timeline)):
+        span(0, "wait", c["wait_began"][i], c["wait_ended"][i], batch=i, storage_share=c["storage_share"][i])
+        span(0, "compute", c["step_began"][i], c["step_ended"][i], batch=i)
+        worker, began, read = int(c["worker"][i]), c["began"][i], c["read_s"][i]
+        tid = worker + 1 if worker >= 0 else 0
+        span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i])
+        span(tid, "preprocess", began + read, c["ready"][i], batch=i, cpu_s=c["cpu_s"][i])
+    return events
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container or taskset may allow fewer)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
+    """Bytes the kernel says can be had without swapping (MemAvailable; on a Jetson the GPU shares this RAM)."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def write_timeline(directory: str, run_id: str, epoch: int, window: Any, main_cpu_s: float) -> str:
+    """DIR/RUN_ID/epoch-N.json, whole or not at all (temporary file, fsync, rename)."""
+    folder = os.path.join(directory, run_id.replace(os.sep, "_"))
+    path = os.path.join(folder, "epoch-{}.json".format(epoch))
+    data = dict(window.timeline.to_dict(), run_id=run_id, epoch=epoch, duration_s=window.duration_s,
+                main_cpu_s=main_cpu_s, cpu_count=usable_cpus())
+    os.makedirs(folder, exist_ok=True)
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
