@@ -48,7 +48,11 @@ EPOCH_GAUGES = {
     "fetch_stall_preprocess_seconds": "edgescope_train_epoch_fetch_stall_preprocess_seconds",
     "read_seconds": "edgescope_train_epoch_read_seconds",
     "preprocess_seconds": "edgescope_train_epoch_preprocess_seconds",
+    "host_overhead_seconds": "edgescope_train_epoch_host_overhead_seconds",
+    "loader_startup_seconds": "edgescope_train_epoch_loader_startup_seconds",
+    "loader_shutdown_seconds": "edgescope_train_epoch_loader_shutdown_seconds",
 }
+PREDICTED = "edgescope_train_epoch_predicted_duration_seconds"  # {what_if}: the trainer's replays
 RUN_INFO = "edgescope_train_run_info"
 CLOCK = "edgescope_time_seconds"
 ENERGY = "edgescope_board_energy_joules_total"
@@ -90,6 +94,10 @@ class Epoch:
     read_seconds: Optional[float] = None  # worker-side file read time, summed over workers
     preprocess_seconds: Optional[float] = None  # worker-side decode + augment + collate, summed over workers
     disk_utilisation_ratio: Optional[float] = None  # busiest dataset disk's time with I/O in flight / epoch time
+    host_overhead_seconds: Optional[float] = None  # between steps, neither waiting for data nor compute
+    loader_startup_seconds: Optional[float] = None  # iter(loader)
+    loader_shutdown_seconds: Optional[float] = None  # the loader's end and its workers' teardown
+    predicted: Dict[str, float] = field(default_factory=dict)  # what_if -> the epoch replayed with that change
 
     @property
     def stall_share(self) -> Optional[float]:
@@ -179,16 +187,21 @@ def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: flo
         if key[0] and key not in runs:
             runs[key] = _new_run(labels, {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance")})
     epochs = {}  # type: Dict[Tuple[RunKey, int], Epoch]
-    for name, metric in EPOCH_GAUGES.items():
+    for name, metric in list(EPOCH_GAUGES.items()) + [("predicted", PREDICTED)]:
         for labels, value in _last_over(prom, metric, matcher, since, until):
             key, epoch_label = _key(labels), labels.get("epoch", "")
             if not key[0] or not re.fullmatch(r"[0-9]{1,9}", epoch_label):  # an ASCII epoch number int() takes
                 continue
+            if name == "predicted" and (key not in runs or not labels.get("what_if")):
+                continue  # a prediction alone is no epoch
             if key not in runs:  # epochs without run_info: still report them
                 runs[key] = _new_run(labels, {})
             epoch = epochs.setdefault((key, int(epoch_label)),
                                       Epoch(run_id=key[0], device=key[1], epoch=int(epoch_label)))
-            setattr(epoch, name, value)
+            if name == "predicted":
+                epoch.predicted[labels["what_if"]] = value
+            else:
+                setattr(epoch, name, value)
     unknown = [r for r in run_ids if r not in {k[0] for k in runs}]
     if unknown:
         raise ReportError("unknown run {}: Prometheus at {} has no {} with that run_id between {} and {}; "

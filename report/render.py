@@ -12,6 +12,7 @@ from report.collect import Collected, Epoch, Run
 from report.pareto import fronts
 from report.summary import FIELDS, comparison, run_summary
 from report.whatif import add_what_ifs
+from trainer.precision import with_spread
 
 # Heading and formatter of every per-epoch number, for people.
 COLUMNS = {
@@ -30,6 +31,9 @@ COLUMNS = {
     "read_seconds": ("read s", lambda v: "{:.2f}".format(v)),
     "preprocess_seconds": ("preproc s", lambda v: "{:.2f}".format(v)),
     "disk_utilisation_ratio": ("disk busy", lambda v: "{:.3f}".format(v)),
+    "host_overhead_seconds": ("host overhead s", lambda v: "{:.2f}".format(v)),
+    "loader_startup_seconds": ("loader start s", lambda v: "{:.2f}".format(v)),
+    "loader_shutdown_seconds": ("loader end s", lambda v: "{:.2f}".format(v)),
 }  # type: Dict[str, tuple]
 MISSING = "missing"
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
@@ -122,24 +126,31 @@ def tables(report: dict) -> List[tuple]:
 
 
 def _prediction_cell(prediction: dict) -> str:
-    """Predicted E2E s / energy J, and the error against the run that measured it."""
+    """Predicted E2E and energy per epoch ± their spread over the replayed epochs, and the error against the run
+    that measured it ± its bar; the digits are those the spreads allow."""
     if prediction["e2e_seconds"] is None:
-        return MISSING
-    text = "{} s / {} J".format(_cell("e2e_seconds", prediction["e2e_seconds"]),
-                                _cell("energy_joules", prediction["energy_joules"]))
+        return "- ({})".format(prediction["basis"])
+    text = with_spread(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], "s")
+    if prediction["energy_joules"] is not None:
+        text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")
     measured = prediction.get("measured")
-    if measured and measured["e2e_error_ratio"] is not None:
-        text += " (measured {} s: {:+.1f} %)".format(_cell("e2e_seconds", measured["e2e_seconds"]),
-                                                     100 * measured["e2e_error_ratio"])
+    if measured:
+        text += " (measured {}: {}{})".format(
+            with_spread(measured["e2e_seconds"], measured["e2e_spread_seconds"], "s"),
+            with_spread(measured["e2e_error_ratio"], measured["e2e_error_spread_ratio"], percent=True),
+            ", within noise" if measured["within_noise"] else "")
     return text
 
 
 def diagnosis_table(report: dict) -> tuple:
-    names = list(report["summary"][0]["what_if"]) if report["summary"] else []
-    rows = [[s["run_id"], s["device"], s["bottleneck"] or MISSING] + [_prediction_cell(s["what_if"][n]) for n in names]
+    names = list(dict.fromkeys(n for s in report["summary"] for n in s["what_if"]))
+    missing = {"e2e_seconds": None, "basis": "not predicted"}
+    rows = [[s["run_id"], s["device"], s["bottleneck"] or MISSING]
+            + [_prediction_cell(s["what_if"].get(n, missing)) for n in names]
             + [s["bottleneck_evidence"]] for s in report["summary"]]
-    return ("Diagnosis and what-if per run (predicted E2E / energy per epoch; error against a run that measured "
-            "that configuration)", ["run", "device", "bottleneck"] + names + ["evidence"], rows)
+    return ("Diagnosis and what-if per run (predicted E2E / energy per epoch ± spread over the replayed epochs; "
+            "error ± its bar against a run that measured that configuration)",
+            ["run", "device", "bottleneck"] + names + ["evidence"], rows)
 
 
 def pareto_table(report: dict) -> tuple:
@@ -207,7 +218,7 @@ def as_csv(report: dict, section: str) -> str:
     else:
         flat = []
         for r in records:
-            row = {k: v for k, v in r.items() if k not in FIELDS and k != "what_if"}
+            row = {k: v for k, v in r.items() if k not in FIELDS and k not in ("what_if", "predicted")}
             row["configuration"] = configuration_text(r["configuration"])
             row.update(_flat("what_if", r.get("what_if", {})))
             for key in ("epochs_included", "runs"):

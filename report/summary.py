@@ -12,7 +12,7 @@ FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share"
           "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
           "page_cache_lowest_ratio",
           "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
-          "disk_utilisation_ratio")
+          "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds")
 
 Stat = Dict[str, Optional[float]]
 
@@ -42,6 +42,7 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
               "torch_device": run.info.get("torch_device"), "clock_offset_seconds": run.clock_offset_seconds,
               "epochs_included": [e.epoch for e in chosen]}
     record.update(summarize(chosen))
+    record["predicted"] = [e.predicted for e in chosen]  # the what-ifs' per-epoch replays (report.whatif)
     record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
     return record
 

@@ -1,45 +1,29 @@
-"""What would make a run faster or cheaper: its epoch time and energy
-predicted, from its own measured means only, for the dataset fully cached,
-the DataLoader workers doubled, and the storage replaced by one of a given
-read rate; and the prediction error wherever the report also holds a run
-that measured the predicted configuration.
+"""What would make a run faster or cheaper, with error bars: the trainer
+replays every epoch's recorded loader timeline with one change
+(``trainer/timeline.py``: dataset cached, workers doubled, storage of another
+read rate, compute K times faster) and publishes the predicted epoch time
+(``edgescope_train_epoch_predicted_duration_seconds{what_if}``). Here a run's
+prediction is the mean over its kept epochs, its error bar their standard
+deviation; fewer than 2 kept epochs give no prediction. Energy = the run's
+average power x the predicted time (it assumes the power stays as measured).
 
-Model (DS-Analyzer's, on the trainer's stall decomposition): the loader
-pipeline needs ``(read_s + preprocess_s) / workers`` seconds an epoch; the
-accelerator waits (fetch stall) where it is behind. A change that shortens
-the loader's time by D shortens the stall by D, until the stall is gone; an
-epoch is never shorter than its compute time, nor than the epoch of the same
-setup's synthetic-input pass where the report holds one (``--profile``: no
-loader at all, the model's compute alone). Energy = the run's average power ×
-predicted time.
+Where the report also holds a run of the same device, model and settings that
+measured the predicted configuration, the prediction carries it: the error,
+its bar (both spreads) and ``within_noise`` when the two overlap.
 """
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+import math
+from typing import Dict, List, Optional, Sequence
 
-from report.diagnosis import CACHED, Stats, mean_of
+from report.diagnosis import CACHED, mean_of
 
-# Labels that the what-ifs change or that name a profile pass: left out when
-# looking for a run that measured the predicted configuration.
+# Labels that a what-if changes or that name a profile pass: left out when looking for a run that measured
+# the predicted configuration.
 CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
-              "workers_doubled": ("workers",)}
-# What sets the synthetic-input pass (trainer --synthetic-input: run_info input="synthetic") apart from the run.
-SYNTHETIC_PASS = ("page_cache", "profile_pass", "input")
+              "workers_doubled": ("workers",),
+              "workers_doubled_storage_scales": ("workers",)}
+DEFAULT_WHAT_IFS = ("dataset_cached", "workers_doubled", "workers_doubled_storage_scales")
 FULLY_CACHED = 0.99  # a run with at least this page-cache ratio measured the "dataset cached" configuration
-CPU_LABELS = ("cpu_count", "nproc")  # run_info labels that may carry the board's CPU count
-
-
-def _int_label(configuration: Dict[str, str], names: Sequence[str]) -> Optional[int]:
-    for name in names:
-        try:
-            return int(configuration[name])
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-class Floor(NamedTuple):
-    """The shortest epoch a loader change can give, and where that figure comes from."""
-    seconds: float
-    source: str
+MIN_EPOCHS = 2  # an error bar needs a spread
 
 
 def synthetic_input(record: dict) -> bool:
@@ -47,96 +31,53 @@ def synthetic_input(record: dict) -> bool:
     return record.get("configuration", {}).get("input") == "synthetic"
 
 
-def _outcome(stall_cut: float, e2e: float, floor: Floor, power: Optional[float], basis: str) -> dict:
-    predicted = e2e - stall_cut
-    if predicted < floor.seconds:
-        predicted, basis = floor.seconds, "{}; at the floor, {}".format(basis, floor.source)
-    return {"e2e_seconds": predicted, "energy_joules": None if power is None else power * predicted, "basis": basis}
-
-
 def _missing(why: str) -> dict:
-    return {"e2e_seconds": None, "energy_joules": None, "basis": why}
+    return {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None, "energy_spread_joules": None,
+            "epochs": 0, "basis": why}
 
 
-def predict(record: dict, storage_bps: Optional[float], synthetic_e2e: Optional[float] = None) -> Dict[str, dict]:
-    """The what-ifs of one summary record (a run or a comparison row); ``synthetic_e2e``: the epoch time of
-    its setup's synthetic-input pass, if measured."""
-    stats = record  # the record carries each field's {"mean", "std"}
-    e2e, stall = mean_of(stats, "e2e_seconds"), mean_of(stats, "fetch_stall_seconds")
-    compute = mean_of(stats, "compute_seconds")
-    power = mean_of(stats, "average_power_watts")
-    names = ["dataset_cached", "workers_doubled"] + (["storage_bps={:g}".format(storage_bps)] if storage_bps else [])
+def storage_what_if(storage_bps: float) -> str:
+    """The trainer's name for a replay with storage of ``storage_bps`` (edgescope-train --what-if-storage-bps)."""
+    return "storage_bps={:g}".format(storage_bps)
+
+
+def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
+    """Each what-if of one summary record from its kept epochs' ``predicted`` (what_if -> seconds per epoch)."""
     if synthetic_input(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
-    if e2e is None or stall is None or compute is None:
-        return {name: _missing("E2E, fetch stall or compute missing") for name in names}
-    floor = Floor(compute, "its compute {:.2f} s".format(compute))
-    if synthetic_e2e is not None and compute < synthetic_e2e <= e2e:  # above the run's own epoch: noise, not a floor
-        floor = Floor(synthetic_e2e, "the synthetic-input pass's epoch {:.2f} s".format(synthetic_e2e))
+    per_epoch = record.get("predicted", [])  # type: List[Dict[str, float]]
+    power = mean_of(record, "average_power_watts")
     out = {}
-    reading = _loader_reading(record, stats)
-    if reading is None:
-        out["dataset_cached"] = _missing("no read time or storage stall from the trainer's decomposition")
-    else:
-        out["dataset_cached"] = _outcome(min(reading[0], stall), e2e, floor, power,
-                                         "the loader's {} gone from the stall".format(reading[1]))
-    out["workers_doubled"] = _workers_doubled(record, stats, e2e, stall, floor, power)
-    if storage_bps:
-        out[names[-1]] = _storage(stats, storage_bps, e2e, stall, reading, floor, power)
+    for name in names:
+        values = [epoch.get(name) for epoch in per_epoch]
+        known = [v for v in values if v is not None]
+        if not known:
+            how = "--what-if-storage-bps" if name.startswith("storage_bps=") else \
+                "--what-if-compute-speedup" if name.startswith("compute_speedup=") else None
+            out[name] = _missing("not replayed by the trainer{}".format(
+                " (run edgescope-train with {} {})".format(how, name.split("=", 1)[1]) if how else
+                ": no timeline (a loader without trainer.data's timing, --timing none, or a dataset that does "
+                "not fit in memory)"))
+        elif len(known) < len(values):
+            out[name] = _missing("replayed for {} of the {} kept epochs".format(len(known), len(values)))
+        elif len(known) < MIN_EPOCHS:
+            out[name] = _missing("{} kept epoch: an error bar needs {} or more".format(len(known), MIN_EPOCHS))
+        else:
+            mean, spread = _mean(known), _std(known)
+            out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": spread,
+                         "energy_joules": None if power is None else power * mean,
+                         "energy_spread_joules": None if power is None else power * spread,
+                         "epochs": len(known), "basis": "replayed on {} epochs' loader timelines".format(len(known))}
     return out
 
 
-def _loader_reading(record: dict, stats: Stats) -> Optional[Tuple[float, str]]:
-    """Seconds of the loader's epoch spent reading files, and how they were
-    found: the workers' read time over the workers, else (loading in the main
-    process, or no read time) the storage stall."""
-    workers = _int_label(record.get("configuration", {}), ("workers",))
-    read, storage_stall = mean_of(stats, "read_seconds"), mean_of(stats, "fetch_stall_storage_seconds")
-    if workers and read is not None:
-        return read / workers, "read time ({:.2f} s over {} workers)".format(read, workers)
-    if storage_stall is not None:
-        return storage_stall, "storage stall ({:.2f} s)".format(storage_stall)
-    return None
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
-def _workers_doubled(record: dict, stats: Stats, e2e: float, stall: float, floor: Floor,
-                     power: Optional[float]) -> dict:
-    configuration = record.get("configuration", {})
-    workers = _int_label(configuration, ("workers",))
-    preprocess = mean_of(stats, "preprocess_seconds")
-    if not workers:
-        return _missing("workers {} (loading in the main process or not labelled): nothing to double".format(
-            "unknown" if workers is None else 0))
-    if preprocess is None:
-        return _missing("no worker preprocessing time from the trainer")
-    cpus = _int_label(configuration, CPU_LABELS)
-    assumed = "{} CPUs".format(cpus) if cpus else "CPU count unknown (no cpu_count label): assumed >= {}".format(
-        2 * workers)
-    if cpus and record.get("torch_device") == "cpu" and cpus > 1:
-        cpus -= 1  # the training step itself keeps a CPU busy
-        assumed += ", one of them training (torch_device cpu)"
-    # the loader runs min(workers, cpus) at once today (its preprocess time includes waiting for a CPU)
-    speedup = min(2 * workers, cpus) / min(workers, cpus) if cpus else 2.0
-    saved = preprocess / workers * (1 - 1 / speedup)
-    return _outcome(min(saved, stall), e2e, floor, power,
-                    "preprocessing {:.2f}x faster ({} workers -> {}, {}); reads unchanged".format(
-                        speedup, workers, 2 * workers, assumed))
-
-
-def _storage(stats: Stats, storage_bps: float, e2e: float, stall: float, reading: Optional[Tuple[float, str]],
-             floor: Floor, power: Optional[float]) -> dict:
-    """The loader's read time scaled by the measured disk's speed over N. Its
-    speed is bytes read per second of I/O in flight (read rate / utilisation),
-    the read rate itself where utilisation is unknown."""
-    rate, busy = mean_of(stats, "read_bytes_per_second"), mean_of(stats, "disk_utilisation_ratio")
-    if reading is None or not rate:
-        return _missing("read time, storage stall or disk read rate missing")
-    speed = rate / busy if busy else rate
-    how = "{:.2f} MB/s read / {:.0%} busy".format(rate / 1e6, busy) if busy else \
-        "{:.2f} MB/s read, utilisation unknown".format(rate / 1e6)
-    return _outcome(min(reading[0] * (1 - speed / storage_bps), stall), e2e, floor, power,
-                    "the loader's {} x {:.3g} (measured disk {:.2f} MB/s = {}; new {:.2f} MB/s)".format(
-                        reading[1], speed / storage_bps, speed / 1e6, how, storage_bps / 1e6))
+def _std(values: Sequence[float]) -> float:
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
@@ -145,21 +86,21 @@ def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
     return setup(a) == setup(b)
 
 
-def synthetic_pass(record: dict, others: Sequence[dict]) -> Optional[dict]:
-    """A measured synthetic-input pass of ``record``'s device, model, torch device and settings, if the report
-    holds one."""
-    if synthetic_input(record):
+def _workers(record: dict) -> Optional[int]:
+    try:
+        return int(record.get("configuration", {})["workers"])
+    except (KeyError, ValueError):
         return None
-    return next((other for other in others if synthetic_input(other) and mean_of(other, "e2e_seconds") is not None
-                 and _same_setup(record, other, SYNTHETIC_PASS)), None)
 
 
 def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
-    """Another run of the same device, model and settings that ran the
-    configuration ``what`` predicts for ``record``."""
-    ignored = CHANGED_BY[what]
+    """Another run of the same device, model and settings that ran the configuration ``what`` predicts for
+    ``record`` (none for storage and compute what-ifs: the report cannot tell storage or boards apart)."""
+    ignored = CHANGED_BY.get(what)
+    if ignored is None:
+        return None
     for other in others:
-        if other is record or not _same_setup(record, other, ignored):
+        if other is record or synthetic_input(other) or not _same_setup(record, other, ignored):
             continue
         if what == "dataset_cached":
             mine, theirs = mean_of(record, CACHED), mean_of(other, CACHED)
@@ -167,31 +108,41 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
                     theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
                 return other
         else:
-            workers = _int_label(record["configuration"], ("workers",))
-            if workers and _int_label(other["configuration"], ("workers",)) == 2 * workers:
+            workers = _workers(record)
+            if workers and _workers(other) == 2 * workers:
                 return other
     return None
 
 
-def _error(predicted: Optional[float], measured: Optional[float]) -> Optional[float]:
-    if predicted is None or not measured:
-        return None
-    return (predicted - measured) / measured
+def compared(predicted: float, predicted_spread: float, measured: float, measured_spread: Optional[float]) -> dict:
+    """The relative error of a prediction against a measurement, its bar from both spreads (first order), and
+    whether the two overlap within their spreads."""
+    spread = measured_spread or 0.0
+    ratio = (predicted - measured) / measured
+    bar = abs(predicted / measured) * math.hypot(predicted_spread / predicted if predicted else 0.0,
+                                                 spread / measured)
+    return {"e2e_error_ratio": ratio, "e2e_error_spread_ratio": bar,
+            "within_noise": abs(predicted - measured) <= predicted_spread + spread}
 
 
 def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
-    """Set ``what_if`` on every record, with ``measured`` (run, E2E, energy,
-    relative errors) under each prediction whose configuration was also run."""
+    """Set ``what_if`` on every record, with ``measured`` (run, E2E ± spread, energy, the error ± its bar,
+    within_noise) under each prediction whose configuration was also run."""
     for record in records:
-        synthetic = synthetic_pass(record, records)
-        floor = None if synthetic is None else mean_of(synthetic, "e2e_seconds")
-        record["what_if"] = predict(record, storage_bps, floor)
-        for what in () if synthetic_input(record) else CHANGED_BY:
-            match = measured_match(record, records, what)
+        published = sorted({name for epoch in record.get("predicted", []) for name in epoch})
+        names = list(DEFAULT_WHAT_IFS) + [n for n in published if n not in DEFAULT_WHAT_IFS
+                                          and not n.startswith("storage_bps=")]
+        if storage_bps:
+            names.append(storage_what_if(storage_bps))
+        record["what_if"] = predict(record, names)
+        for what, prediction in record["what_if"].items():
+            match = None if prediction["e2e_seconds"] is None else measured_match(record, records, what)
             if match is None:
                 continue
-            prediction = record["what_if"][what]
-            e2e, energy = mean_of(match, "e2e_seconds"), mean_of(match, "energy_joules")
-            prediction["measured"] = {"run_id": match.get("run_id"), "e2e_seconds": e2e, "energy_joules": energy,
-                                      "e2e_error_ratio": _error(prediction["e2e_seconds"], e2e),
-                                      "energy_error_ratio": _error(prediction["energy_joules"], energy)}
+            e2e = match.get("e2e_seconds", {})
+            if e2e.get("mean") is None:
+                continue
+            prediction["measured"] = dict(
+                compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"], e2e.get("std")),
+                run_id=match.get("run_id"), e2e_seconds=e2e["mean"], e2e_spread_seconds=e2e.get("std"),
+                energy_joules=mean_of(match, "energy_joules"))

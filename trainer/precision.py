@@ -24,5 +24,7 @@ def with_spread(mean: float, spread: Optional[float], unit: str = "", percent: b
     sign = "+" if percent else ""
     if spread is None:
         return "{:{}.3g}{}".format(mean * scale, sign, unit)
+    if spread == 0:  # identical values: the mean as such, to 4 significant digits
+        return "{:{}.4g} ± 0{}".format(mean * scale, sign, unit)
     places = decimals(spread * scale)
     return "{:{}.{}f} ± {:.{}f}{}".format(mean * scale, sign, places, spread * scale, places, unit)

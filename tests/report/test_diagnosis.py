@@ -2,13 +2,13 @@
 diagnosis bench (tests/report/diagnosis_bench.py): each bottleneck class, the
 what-if arithmetic against hand-computed figures, the prediction error where
 the predicted configuration was measured, and the front with its recommendation."""
+import statistics
 import time
 
 import pytest
 
 from report.cli import main
 from report.diagnosis import diagnose
-from report.whatif import add_what_ifs, predict
 from tests.report.conftest import Server, backfilled
 from tests.report.diagnosis_bench import RUNS, DiagnosisBench
 from tests.report.test_report_prometheus import report_json
@@ -54,93 +54,43 @@ def test_each_bottleneck_class_with_its_evidence(server):
     assert rows == {(r,): b for r, b in expected.items()}
 
 
-def test_what_if_arithmetic_and_the_measured_prediction_error(server):
+def test_what_ifs_are_the_trainers_replays_averaged_with_their_spread_and_checked_against_measured_runs(server):
     runs = by_run(report_json(server, "--storage-bps", "8e6"))
     cold = runs["cold-w2"]["what_if"]
-    # cached: the loader's reads (54 s over 2 workers = 27 s) gone from the 30 s stall: 23 s, at the run's 6 W
-    assert cold["dataset_cached"]["e2e_seconds"] == pytest.approx(23.0)
-    assert cold["dataset_cached"]["energy_joules"] == pytest.approx(138.0)
-    measured = cold["dataset_cached"]["measured"]
+    # epochs 1 and 2 kept: 22.8 and 23.4 s replayed with the dataset cached, at the run's 6 W
+    cached = cold["dataset_cached"]
+    assert cached["e2e_seconds"] == pytest.approx(23.1) and cached["epochs"] == 2
+    assert cached["e2e_spread_seconds"] == pytest.approx(statistics.stdev([22.8, 23.4]))
+    assert cached["energy_joules"] == pytest.approx(6.0 * 23.1)
+    measured = cached["measured"]
     assert measured["run_id"] == "cached-w2" and measured["e2e_seconds"] == pytest.approx(23.5)
-    assert measured["e2e_error_ratio"] == pytest.approx((23.0 - 23.5) / 23.5)
-    assert measured["energy_error_ratio"] == pytest.approx((138.0 - 6.4 * 23.5) / (6.4 * 23.5))
-    # workers 2 -> 4, CPU count unknown (assumed enough): loader saves 10 / 2 * (1 - 1/2) = 2.5 s
-    assert cold["workers_doubled"]["e2e_seconds"] == pytest.approx(47.5)
-    assert "CPU count unknown" in cold["workers_doubled"]["basis"]
-    assert "measured" not in cold["workers_doubled"]
-    # storage at 8 MB/s instead of the measured disk's 4 MB/s at 90 % busy (4.44 MB/s while busy):
-    # the loader's 27 s of reads -> 27 * 4.44 / 8 = 15 s
-    assert cold["storage_bps=8e+06"]["e2e_seconds"] == pytest.approx(38.0)
-    assert cold["storage_bps=8e+06"]["energy_joules"] == pytest.approx(6.0 * 38.0)
-    # preprocessing-bound, 4 CPUs: 76 / 2 * (1 - 1/2) = 19 s saved; pre-w4 measured it
-    pre = runs["pre-w2"]["what_if"]["workers_doubled"]
-    assert pre["e2e_seconds"] == pytest.approx(21.0) and pre["energy_joules"] == pytest.approx(105.0)
-    assert pre["measured"]["run_id"] == "pre-w4"
-    assert pre["measured"]["e2e_error_ratio"] == pytest.approx((21.0 - 22.0) / 22.0)
-    # 4 workers on 4 CPUs: doubling them cannot speed preprocessing up
-    assert runs["pre-w4"]["what_if"]["workers_doubled"]["e2e_seconds"] == pytest.approx(22.0)
-    # reads 2 s over 4 workers: 0.5 s of the 0.6 s stall gone
-    assert runs["gpu-bound"]["what_if"]["dataset_cached"]["e2e_seconds"] == pytest.approx(29.5)
-    # mixed: reads 10 s over 2 workers, 5 s of its 8 s stall gone would be 15 s, below its synthetic-input
-    # pass's 16 s epoch (the model's compute alone), which its compute gauge (11 s) would have let through
-    mixed = runs["mixed"]["what_if"]["dataset_cached"]
-    assert mixed["e2e_seconds"] == pytest.approx(16.0) and mixed["energy_joules"] == pytest.approx(80.0)
-    assert "at the floor, the synthetic-input pass's epoch 16.00 s" in mixed["basis"]
+    assert measured["e2e_error_ratio"] == pytest.approx((23.1 - 23.5) / 23.5)
+    assert measured["e2e_error_spread_ratio"] == pytest.approx(statistics.stdev([22.8, 23.4]) / 23.5)
+    assert measured["within_noise"]  # 23.1 ± 0.42 reaches 23.5 ± 0
+    assert cold["storage_bps=8e+06"]["e2e_seconds"] == pytest.approx(38.25)
+    assert cold["compute_speedup=2"]["e2e_seconds"] == pytest.approx(41.1)
+    assert "measured" not in cold["workers_doubled"]  # no 4-worker cold run
+    # never replayed for storage workers: it says what to run
+    pre = runs["pre-w2"]["what_if"]
+    assert pre["workers_doubled"]["e2e_seconds"] == pytest.approx(21.2)
+    assert pre["workers_doubled"]["measured"]["run_id"] == "pre-w4"
+    assert pre["workers_doubled"]["measured"]["e2e_error_ratio"] == pytest.approx((21.2 - 22.0) / 22.0)
+    assert not pre["workers_doubled"]["measured"]["within_noise"]  # 21.2 ± 0.28 does not reach 22.0
+    assert pre["dataset_cached"]["e2e_seconds"] is None
+    # replayed in one kept epoch of two: no prediction from half the epochs
+    assert runs["gpu-bound"]["what_if"]["dataset_cached"]["basis"] == "replayed for 1 of the 2 kept epochs"
+    report = report_json(server, "--storage-bps", "4e6")
+    assert by_run(report)["cold-w2"]["what_if"]["storage_bps=4e+06"]["basis"] == \
+        "not replayed by the trainer (run edgescope-train with --what-if-storage-bps 4e+06)"
     assert all(p["e2e_seconds"] is None and p["basis"] == "synthetic input: no loader to change"
                for p in runs["mixed-synthetic"]["what_if"].values())
 
 
-def test_what_if_never_below_compute():
-    record = dict(stats(e2e_seconds=10.0, fetch_stall_seconds=6.0, compute_seconds=7.0, read_seconds=20.0,
-                        preprocess_seconds=1.0, average_power_watts=2.0), configuration={"workers": "2"})
-    cached = predict(record, None)["dataset_cached"]
-    assert cached["e2e_seconds"] == 7.0 and cached["energy_joules"] == 14.0  # not 10 - 6 = 4 s
-    assert cached["basis"].endswith("at the floor, its compute 7.00 s")
-    assert predict(record, None, synthetic_e2e=8.0)["dataset_cached"]["e2e_seconds"] == 8.0
-    assert predict(record, None, synthetic_e2e=6.0)["dataset_cached"]["e2e_seconds"] == 7.0  # the higher floor
-    # a synthetic pass slower than the run itself is noise, not a floor: no prediction above the measured epoch
-    assert predict(record, None, synthetic_e2e=11.0)["dataset_cached"]["e2e_seconds"] == 7.0
-
-
-def test_the_floor_comes_from_the_synthetic_pass_of_the_same_setup_only():
-    def run(run_id, torch_device, e2e, **configuration):
-        record = stats(e2e_seconds=e2e, fetch_stall_seconds=6.0, compute_seconds=3.0, read_seconds=20.0,
-                       preprocess_seconds=1.0, average_power_watts=2.0)
-        record.update(run_id=run_id, device="nx", model="vgg11", torch_device=torch_device,
-                      configuration=dict({"workers": "2", "batch_size": "16"}, **configuration))
-        return record
-
-    cold = run("cold", "cuda", 10.0, page_cache="evicted", profile_pass="cold")
-    others = [run("syn-cpu", "cpu", 8.0, input="synthetic", profile_pass="synthetic"),
-              run("syn-b32", "cuda", 7.0, input="synthetic", profile_pass="synthetic", batch_size="32")]
-    add_what_ifs([cold] + others, None)
-    assert cold["what_if"]["dataset_cached"]["e2e_seconds"] == 4.0  # 10 - 6: no matching pass, compute 3 s
-    others.append(run("syn", "cuda", 5.0, input="synthetic", profile_pass="synthetic"))
-    add_what_ifs([cold] + others, None)
-    assert cold["what_if"]["dataset_cached"]["e2e_seconds"] == 5.0
-    assert all("measured" not in p for p in others[-1]["what_if"].values())
-    # a cached pass on the CPU measured another configuration than this CUDA run's
-    others.append(run("cached-cpu", "cpu", 4.0, page_cache="warmed", profile_pass="cached"))
-    add_what_ifs([cold] + others, None)
-    assert "measured" not in cold["what_if"]["dataset_cached"]
-    others.append(run("cached", "cuda", 4.5, page_cache="warmed", profile_pass="cached"))
-    add_what_ifs([cold] + others, None)
-    assert cold["what_if"]["dataset_cached"]["measured"]["run_id"] == "cached"
-
-
-def test_doubling_workers_beyond_the_cpus_never_predicts_a_slower_epoch():
-    """4 workers on 2 CPUs already preprocess 2 at a time: doubling them gains nothing, and loses nothing."""
-    record = dict(stats(e2e_seconds=10.0, fetch_stall_seconds=4.0, compute_seconds=6.0, read_seconds=0.0,
-                        preprocess_seconds=16.0, average_power_watts=2.0),
-                  configuration={"workers": "4", "cpu_count": "2"})
-    doubled = predict(record, None)["workers_doubled"]
-    assert doubled["e2e_seconds"] == 10.0 and "1.00x" in doubled["basis"]
-    record["configuration"]["cpu_count"] = "6"  # 4 at a time today, 6 with 8 workers: 1.5x
-    assert predict(record, None)["workers_doubled"]["e2e_seconds"] == pytest.approx(10.0 - 16.0 / 4 * (1 - 1 / 1.5))
-    record["torch_device"] = "cpu"  # training on the CPU keeps one busy: 5 for the loader, 4 at a time today
-    doubled = predict(record, None)["workers_doubled"]
-    assert doubled["e2e_seconds"] == pytest.approx(10.0 - 16.0 / 4 * (1 - 1 / 1.25))
-    assert "6 CPUs, one of them training (torch_device cpu)" in doubled["basis"]
+def test_one_kept_epoch_gives_no_prediction_and_says_why(server):
+    runs = by_run(report_json(server, "--warmup-epochs", "2"))
+    assert runs["cold-w2"]["what_if"]["dataset_cached"] == {
+        "e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None, "energy_spread_joules": None,
+        "epochs": 0, "basis": "1 kept epoch: an error bar needs 2 or more"}
 
 
 def test_plots_without_matplotlib_are_one_line(monkeypatch):
@@ -153,12 +103,14 @@ def test_plots_without_matplotlib_are_one_line(monkeypatch):
         _plots()
 
 
-def test_prediction_error_in_the_table(server, capsys):
+def test_prediction_error_in_the_table_with_the_digits_its_spread_allows(server, capsys):
     assert main(["--prometheus", server.url, "--since", repr(server.bench.base), "--until",
                  repr(server.bench.end)]) == 0
     out = capsys.readouterr().out
     line = [x for x in out.splitlines() if x.startswith("cold-w2") and "measured" in x]
-    assert len(line) == 1 and "23.00 s / 138.0 J (measured 23.50 s: -2.1 %)" in line[0]
+    assert len(line) == 1 and "23.1 ± 0.4 s / 139 ± 3 J (measured 23.5 ± 0 s: -1.7 ± 1.8 %, within noise)" in line[0]
+    pre = [x for x in out.splitlines() if x.startswith("pre-w2") and "measured" in x]
+    assert "21.2 ± 0.3 s / 106.0 ± 1.4 J (measured 22 ± 0 s: -3.6 ± 1.3 %)" in pre[0]
 
 
 def test_pareto_front_and_recommendations(server, tmp_path):
