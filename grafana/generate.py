@@ -386,8 +386,8 @@ def training_run() -> Dict[str, Any]:
           [(share_of_batch_time("edgescope_train_fetch_stall_seconds"), "stall {{device}} {{run_id}}"),
            (share_of_batch_time("edgescope_train_compute_seconds"), "compute {{device}} {{run_id}}")],
           width=8, field_config={"min": 0, "max": 1})
-    stall_split = "The fetch stall split in proportion to the workers' file-read time vs their " \
-                  "decode/augment/collate time for the batch: storage + preprocessing = fetch stall."
+    stall_split = "The fetch stall charged to what the loader's workers were doing during each wait " \
+                  "(file reads vs decode/augment/collate): storage + preprocessing = fetch stall."
     b.add("Fetch stall: storage vs preprocessing (share of batch time)", "percentunit",
           [(share_of_batch_time("edgescope_train_fetch_stall_storage_seconds"), "storage {{device}} {{run_id}}"),
            (share_of_batch_time("edgescope_train_fetch_stall_preprocess_seconds"),
@@ -407,10 +407,28 @@ def training_run() -> Dict[str, Any]:
         ("stall: storage", "s", "edgescope_train_epoch_fetch_stall_storage_seconds"),
         ("stall: preprocessing", "s", "edgescope_train_epoch_fetch_stall_preprocess_seconds"),
         ("workers reading", "s", "edgescope_train_epoch_read_seconds"),
-        ("workers preprocessing", "s", "edgescope_train_epoch_preprocess_seconds")],
+        ("workers preprocessing", "s", "edgescope_train_epoch_preprocess_seconds"),
+        ("host overhead", "s", "edgescope_train_epoch_host_overhead_seconds"),
+        ("loader start-up", "s", "edgescope_train_epoch_loader_startup_seconds"),
+        ("loader shutdown", "s", "edgescope_train_epoch_loader_shutdown_seconds")],
         description="Stall columns: the part of the epoch's fetch stall the training step waited for. "
                     "Workers columns: the work itself, summed over the loader's workers (mostly hidden "
-                    "behind compute when the stall is small).")
+                    "behind compute when the stall is small). Host overhead: time between steps spent "
+                    "neither waiting nor computing; loader start-up and shutdown: iter(loader) and the "
+                    "workers' teardown, out of the stall.")
+    b.add("Per epoch: what-ifs replayed on the loader timeline", "s",
+          [("last_over_time(edgescope_train_epoch_duration_seconds{%s}[$__range])" % RUN, ""),
+           ("sum by (device, run_id, epoch, what_if) (last_over_time("
+            "edgescope_train_epoch_predicted_duration_seconds{%s}[$__range]))" % RUN, "")],
+          kind="table", width=24, height=8, links=[ROW_RUN_LINK],
+          description="Each epoch's measured wall time and its replays with one change (dataset cached, "
+                      "workers doubled, other storage, faster compute); edgescope-report averages them over "
+                      "the kept epochs with their spread as the error bar.",
+          transformations=[{"id": "merge", "options": {}},
+                           {"id": "organize", "options": {"excludeByName": {"Time": True, "__name__": True,
+                                                                            "job": True, "instance": True},
+                                                          "renameByName": {"Value #A": "measured",
+                                                                           "Value #B": "predicted"}}}])
     b.states("Running", [("edgescope_train_running{%s}" % RUN, RUN_LEGEND)],
              value_text({0: ("ended", "text"), 1: ("training", "green")}), width=24, height=4)
     board_state(b)
