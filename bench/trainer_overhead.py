@@ -110,14 +110,23 @@ def interleave(setup: Setup, modes: List[str], rounds: int) -> Dict[str, List[Di
 def meter_cost_per_batch_s(batches: int = 20000) -> float:
     """The instrumentation alone around an empty step, batches carrying LoadTimes to split the stall with:
     its cost per batch, free of training noise."""
+    class Loader(list):
+        """Batches as 4 workers with prefetch 2 send them: the stall split looks 8 batches ahead."""
+        num_workers = 4
+        prefetch_factor = 2
+
     metrics = TrainMetrics("bench")
     meter = StepMeter("cpu", "lazy", on_batch=metrics.observe_batch)
-    loaded = [(None, None, LoadTimes(0.002, 0.001))] * batches
+    now = time.monotonic()
+    loaded = Loader([(None, None, LoadTimes(0.002, 0.001, i % 4, now + i, now + i + 0.003, 0.001, 65536))
+                     for i in range(batches)])
+    meter.begin_window("epoch")  # with its timeline, as edgescope-train records every epoch
     began = time.perf_counter()
     for _ in meter.wrap(loaded):
         with meter.step():
             pass
         metrics.samples.inc(16)
+    meter.end_window("epoch")
     instrumented = time.perf_counter() - began
     began = time.perf_counter()
     for _ in loaded:
