@@ -20,10 +20,11 @@ for timing in lazy sync; do
     echo "== edgescope-train --device cuda:0 --timing $timing"
     timeout 100 python3 -m trainer.cli --data-dir "$DATA" --model resnet18 --device cuda:0 --epochs 3 \
         --max-batches 300 --workers 4 --pin-memory --timing "$timing" --metrics-port 0 --linger 0 \
-        --exporter-url http://127.0.0.1:19945/metrics --results "$OUT/train_$timing.jsonl" 2>&1 | grep -v "step "
+        --exporter-url http://127.0.0.1:19945/metrics --results "$OUT/train_$timing.jsonl" \
+        --timeline-dir "$OUT/timelines" 2>&1 | grep -v "step "
 done
 echo "== bench/gpu_timing.py"
-timeout 150 python3 bench/gpu_timing.py --device cuda:0 --model resnet18 --batches 200 --rounds 3 --workers 4 \
+timeout 240 python3 bench/gpu_timing.py --device cuda:0 --model resnet18 --batches 150 --rounds 8 --workers 4 \
     2>&1 | tee "$OUT/gpu_timing.txt"
 echo "== Lightning EdgescopeCallback on cuda (lazy CUDA events through StepMeter)"
 timeout 90 python3 - "$OUT/lightning.jsonl" <<'PY' 2>&1 | grep -v -i "warn" | tail -8
