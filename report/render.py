@@ -129,7 +129,7 @@ def _prediction_cell(prediction: dict) -> str:
     """Predicted E2E and energy per epoch ± their spread over the replayed epochs, and the error against the run
     that measured it ± its bar; the digits are those the spreads allow."""
     if prediction["e2e_seconds"] is None:
-        return "- ({})".format(prediction["basis"])
+        return "{} ({})".format(MISSING, prediction["basis"])
     text = with_spread(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], "s")
     if prediction["energy_joules"] is not None:
         text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")

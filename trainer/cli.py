@@ -33,7 +33,7 @@ from trainer.models import MODELS, build_model
 from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
 from trainer.results import append_result, epoch_record, print_epoch, print_summary, window_of
-from trainer.timeline import Prediction, available_memory, usable_cpus, what_ifs, write_timeline
+from trainer.timeline import Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -367,11 +367,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
 
 def predict_epoch(window: Window, args: argparse.Namespace, main_cpu_s: float,
                   dataset_bytes: Optional[int]) -> Dict[str, Prediction]:
-    """The epoch's what-ifs, replayed on its timeline (none without one: ``--synthetic-input`` has no loader)."""
-    if window.timeline is None or args.synthetic_input:
+    """The epoch's what-ifs, replayed on its timeline (none for ``--synthetic-input``: it has no loader)."""
+    if args.synthetic_input:
         return {}
-    return what_ifs(window.timeline, window.duration_s, usable_cpus(), main_cpu_s, args.what_if_storage_bps,
-                    args.what_if_compute_speedup, available_memory(), dataset_bytes)
+    return window_what_ifs(window, main_cpu_s, args.what_if_storage_bps, args.what_if_compute_speedup, dataset_bytes)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

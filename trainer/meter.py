@@ -411,9 +411,7 @@ class StepMeter:
         """Iterates ``loader``, timing each wait for the next batch (and its copy to ``device`` if given).
         Creating the iterator (``iter(loader)``: forking workers, sending the first indices) is the loader's
         start-up, the last ``next()`` and the workers' teardown its shutdown: neither is any batch's wait."""
-        workers = getattr(loader, "num_workers", 0) or 0
-        self._loader = (workers, (getattr(loader, "prefetch_factor", None) or 2) if workers else 0)
-        self._splitter.lag = self._loader[0] * self._loader[1]
+        self._loader_shape(loader)
         called = self._clock()
         iterator = iter(loader)  # type: Optional[Iterator[Any]]
         self._loader_time(called, self._clock(), "startup")
@@ -447,10 +445,20 @@ class StepMeter:
         self._end_step()
 
     # Hook-driven loops (framework callbacks) call these where ``wrap`` and ``step`` cannot go around the loop.
-    def begin_iteration(self) -> None:
-        """The loop starts iterating its loader: the wait for the first batch begins."""
+    def begin_iteration(self, loader: Any = None) -> None:
+        """The loop starts iterating ``loader`` (its workers and prefetch factor, where it has them, shape the
+        stall split and the timeline): the wait for the first batch begins."""
+        self._loader_shape(loader)
         self._timer.iteration_start()
         self._wait_began = self._clock()
+
+    def _loader_shape(self, loader: Any) -> None:
+        workers = getattr(loader, "num_workers", 0) or 0
+        self._loader = (workers, (getattr(loader, "prefetch_factor", None) or 2) if workers else 0)
+        self._splitter.lag = self._loader[0] * self._loader[1]
+        for sums in self._windows.values():
+            if sums.timeline is not None:
+                sums.timeline.workers, sums.timeline.prefetch_factor = self._loader
 
     def batch_arrived(self, load: Optional[LoadTimes] = None) -> None:
         """The step's batch is here (on the device if the loop copies it): its wait ends, the step begins."""

@@ -121,10 +121,10 @@ def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable]
         return None, "no batches"
     if timeline.truncated:
         return None, "timeline cut at {} batches".format(MAX_BATCHES)
-    if not timeline.complete or timeline.shutdown is None:
-        return None, "the loader gave no timestamps (not trainer.data.make_loader(timed=True)) or the epoch was cut"
+    if not timeline.complete:
+        return None, "the loader gave no timestamps (not trainer.data.make_loader(timed=True))"
     t0 = c["wait_began"][0]
-    end = timeline.shutdown[0]
+    end = timeline.shutdown[0] if timeline.shutdown else c["step_ended"][n - 1]  # hook-driven loops: no shutdown
     ready = c["ready"]
     workers = timeline.workers
     boot = [0.0] * workers
@@ -289,6 +289,17 @@ def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]
         span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i])
         span(tid, "preprocess", began + read, c["ready"][i], batch=i, cpu_s=c["cpu_s"][i])
     return events
+
+
+def window_what_ifs(window: Any, main_cpu_s: float, storage_bps: Sequence[float] = (),
+                    compute_speedup: Sequence[float] = (2.0,),
+                    dataset_bytes: Optional[float] = None) -> Dict[str, Prediction]:
+    """``what_ifs`` of a ``trainer.meter.Window`` on this machine (its CPUs and free memory now); none without a
+    timeline."""
+    if window.timeline is None:
+        return {}
+    return what_ifs(window.timeline, window.duration_s, usable_cpus(), main_cpu_s, storage_bps, compute_speedup,
+                    available_memory(), dataset_bytes)
 
 
 def usable_cpus() -> int:

@@ -76,3 +76,30 @@ def test_without_lightning_pytorch_lightning_serves():
             "from trainer.integrations.lightning import EdgescopeCallback; "
             "print(issubclass(EdgescopeCallback, pytorch_lightning.Callback))")
     assert python_prints(code) == "True"
+
+
+class TimedTiny(Tiny):
+    def training_step(self, batch, batch_idx):
+        features, targets, _load_times = batch  # a timed loader's batches carry their LoadTimes last
+        return super().training_step((features, targets), batch_idx)
+
+
+def test_a_timed_loader_gives_the_callback_its_stall_split_timeline_and_what_ifs(tmp_path):
+    from trainer.data import TimedSamples, collate_timed
+    results = tmp_path / "results.jsonl"
+    callback = EdgescopeCallback(run_id="pl-timed", metrics_port=-1, results=str(results))
+    loader = DataLoader(TimedSamples(SlowDataset()), batch_size=4, num_workers=2, collate_fn=collate_timed)
+    try:
+        trainer = lightning.Trainer(max_epochs=2, callbacks=[callback], accelerator="cpu", logger=False,
+                                    enable_checkpointing=False, enable_progress_bar=False,
+                                    enable_model_summary=False)
+        trainer.fit(TimedTiny(), loader)
+    finally:
+        callback.close()
+    for record in (json.loads(line) for line in results.read_text().splitlines()):
+        assert record["fetch_stall_storage_s"] + record["fetch_stall_preprocess_s"] == pytest.approx(
+            record["fetch_stall_s"])
+        assert record["preprocess_s"] > 0
+        predicted = record["predicted_duration_s"]
+        assert {"dataset_cached", "workers_doubled", "compute_speedup=2"} <= set(predicted)
+        assert 0 < predicted["compute_speedup=2"] < record["duration_s"], record["prediction_basis"]

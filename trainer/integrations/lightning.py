@@ -13,6 +13,7 @@ epoch (``val_check_interval``) falls in the next step's stall; at the epoch's en
 from typing import Any, Dict
 
 from trainer.integrations.recorder import RunRecorder, label_value
+from trainer.meter import split_load_times
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -63,10 +64,10 @@ class EdgescopeCallback(Callback):
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._global_step = trainer.global_step
-        self.recorder.begin_epoch(trainer.current_epoch)
+        self.recorder.begin_epoch(trainer.current_epoch, trainer.train_dataloader)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self.recorder.batch_arrived(samples_in(batch))
+        self.recorder.batch_arrived(samples_in(batch), split_load_times(batch)[1])
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         stepped = trainer.global_step != self._global_step

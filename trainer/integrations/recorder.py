@@ -9,13 +9,15 @@ lazily on a GPU); the series are ``TrainMetrics``', the same as edgescope-train'
 """
 import collections
 import socket
+import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 from trainer.cli import LABEL_NAME, RESERVED_LABELS, new_run_id
 from trainer.results import append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
-from trainer.meter import BatchTiming, StepMeter
+from trainer.meter import BatchTiming, LoadTimes, StepMeter
 from trainer.metrics import TrainMetrics, start_server
+from trainer.timeline import window_what_ifs
 
 # run_info labels the callbacks add to edgescope-train's: the framework and how it trains.
 FRAMEWORK_LABELS = ("framework", "precision", "gradient_accumulation_steps")
@@ -100,6 +102,7 @@ class RunRecorder:
         self._config = {}  # type: Dict[str, str]
         self._epoch = None  # type: Optional[int]
         self._energy_start = ""  # type: Any
+        self._cpu_began = 0.0
         self._steps = self._samples = self._losses = 0
         self._loss_sum = 0.0  # type: Any
 
@@ -118,7 +121,8 @@ class RunRecorder:
         self.metrics.running.set(1)
         self._write_textfile()
 
-    def begin_epoch(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int, loader: Any = None) -> None:
+        """``loader``: the epoch's DataLoader where the framework gives it (its workers shape the timeline)."""
         assert self._meter is not None, "start() first"
         self._epoch = epoch
         self._steps = self._samples = self._losses = 0
@@ -127,11 +131,13 @@ class RunRecorder:
         self.metrics.epoch.set(epoch)
         self._energy_start = try_read(self._energy) if self._energy else ""
         self._meter.begin_window("epoch")
-        self._meter.begin_iteration()
+        self._cpu_began = time.process_time()
+        self._meter.begin_iteration(loader)
 
-    def batch_arrived(self, samples: int) -> None:
+    def batch_arrived(self, samples: int, load: Optional[LoadTimes] = None) -> None:
+        """``load``: the batch's LoadTimes where the loader sent them (``trainer.data.make_loader(timed=True)``)."""
         assert self._meter is not None
-        self._meter.batch_arrived()
+        self._meter.batch_arrived(load)
         self._samples += samples
         self.metrics.samples.inc(samples)
 
@@ -153,16 +159,17 @@ class RunRecorder:
         if self._epoch is None or self._meter is None:
             return
         window = self._meter.end_window("epoch")
+        predictions = window_what_ifs(window, time.process_time() - self._cpu_began) if complete else {}
         loss = float(self._loss_sum / self._losses) if self._losses else None
         if loss is not None:
             self.metrics.loss.set(loss)
         used = epoch_energy(self._energy_start, try_read(self._energy), self._energy.broken) if self._energy else None
         record = epoch_record(self.run_id, self._epoch, complete, window, self._steps, self._samples, loss, True,
-                              self._config, used)
+                              self._config, used, predictions)
         append_result(self._results, record)
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
-                                      record["average_power_watts"])
+                                      record["average_power_watts"], record["predicted_duration_s"])
         self._epoch = None
         self._write_textfile()
 
