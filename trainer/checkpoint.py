@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from exporter import atomicfile
 from exporter.yamlfile import one_line
 from trainer.errors import UsageError
 from trainer.safe_load import describe, load_checkpoint
@@ -53,12 +54,11 @@ def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], di
 
 
 def save(directory: str, state: Dict[str, Any]) -> None:
-    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    """Atomic: a crash or a full disk while saving leaves the previous checkpoint intact."""
     path = os.path.join(directory, CHECKPOINT_FILE)
     try:
         os.makedirs(directory, exist_ok=True)
-        torch.save(state, path + ".tmp")
-        os.replace(path + ".tmp", path)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
-        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
-                         .format(path, describe(error)))
+        atomicfile.write_with(path, lambda f: torch.save(state, f))
+    except (OSError, RuntimeError) as error:  # torch.save may report a full disk as RuntimeError
+        raise UsageError(atomicfile.cannot_write("checkpoint", path, error,
+                                                 "free space or pick another --checkpoint-dir"))

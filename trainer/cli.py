@@ -5,6 +5,7 @@ SGD lr 0.01 momentum 0.9, cross-entropy, 6 epochs; results are averaged over
 epochs 1..N-1 (epoch 0 warms up).
 """
 import argparse
+import contextlib
 import datetime
 import math
 import os
@@ -185,6 +186,14 @@ def _evict(data_dir: str) -> None:
                          "files readable".format(error.filename or data_dir, error.strerror or error))
 
 
+def _make_directory(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UsageError("cannot create --checkpoint-dir {}: {}; pick a writable folder".format(
+            path, error.strerror or error))
+
+
 def new_run_id() -> str:
     """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
     return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
@@ -273,14 +282,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
         append_result(args.results, None)
         if args.checkpoint_dir:
-            os.makedirs(args.checkpoint_dir, exist_ok=True)
-    except OSError as error:
+            _make_directory(args.checkpoint_dir)
+    except UsageError:
         if server:
             server.close()
         if energy:
             energy.close()
-        raise UsageError("cannot write {}: {}; check --metrics-textfile / --results / --checkpoint-dir"
-                         .format(error.filename, error.strerror))
+        raise
     if energy:
         first = first_reading(energy, 0.0 if args.exporter_url else 5.0)
         print("edgescope-train: energy from {}: {}".format(
@@ -334,7 +342,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         return 0
     finally:
         metrics.running.set(0)  # on every way out, a crash included: never left saying "training"
-        finish()
+        with contextlib.suppress(UsageError):  # the error on its way out is the one to report (a normal end
+            finish()                           # wrote the textfile above, reporting a failure)
         if server:
             server.close()
         if energy:

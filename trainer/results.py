@@ -3,9 +3,12 @@ restored record stands for."""
 import json
 import os
 import statistics
+import sys
 from typing import Any, Dict, List, Optional
 
+from exporter import atomicfile
 from trainer.energy import EpochEnergy
+from trainer.errors import UsageError
 from trainer.meter import Window
 
 # the stall split and the worker-side times: Window fields and --results keys alike (None: not measured)
@@ -13,12 +16,17 @@ LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "pre
 
 
 def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
-    """Appends one JSON line; ``None`` only checks that the file can be written."""
-    if path:
+    """Appends one JSON line, whole or not at all; ``None`` only checks that the file can be written (and sets
+    aside a torn last line left by a crash, with a note)."""
+    if not path:
+        return
+    try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "a") as f:
-            if record is not None:
-                f.write(json.dumps(record) + "\n")
+        note = atomicfile.append_lines(path, [] if record is None else [json.dumps(record)])
+    except OSError as error:
+        raise UsageError(atomicfile.cannot_write("results", path, error, "free space or pick another --results"))
+    if note:
+        print("edgescope-train: note: " + note, file=sys.stderr, flush=True)
 
 
 def mean_std(values: List[float]) -> str:

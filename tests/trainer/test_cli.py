@@ -160,7 +160,8 @@ def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
     (["--resume"], "--resume needs --checkpoint-dir"),
     (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
     (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
-    (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
+    (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write metrics textfile /proc/edgescope/run.prom: "),
+    (["--results", "/proc/edgescope/r.jsonl"], "cannot write results /proc/edgescope/r.jsonl: "),
     (["--device", "cuda:x"], "is not auto, cpu, cuda or cuda:N"),
     (["--device", "cuda:{}".format(torch.cuda.device_count())], "--device cuda:"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "--device cuda but torch sees no CUDA device")]))
@@ -319,7 +320,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
      "--web.config.file /nonexistent/web.yml"),  # checked before the data
     (["--web.config.file", os.path.join(REPO, "deploy", "web.yml.example")],
      "key 'basic_auth_users.prometheus': must be a bcrypt hash"),  # the example's placeholder
-    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot write /proc/edgescope"),
+    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot create --checkpoint-dir /proc/edgescope/ckpt"),
 ])
 def test_more_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     args = small_run_args(cifar_dir, str(tmp_path))
