@@ -23,8 +23,11 @@ _TAIL_CHUNK = 65536
 
 
 def cannot_write(what: str, path: str, error: BaseException, fix: str) -> str:
-    """The one-line message for a failed write: what, where, why, and what to do."""
+    """The one-line message for a failed write: what, where, why, and what to do (``fix``, after "free space
+    or" when the disk is full)."""
     reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:200] or type(error).__name__
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space or " + fix
     return "cannot write {} {}: {}; {}".format(what, path, reason, fix)
 
 

@@ -61,4 +61,4 @@ def save(directory: str, state: Dict[str, Any]) -> None:
         atomicfile.write_with(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as error:  # torch.save may report a full disk as RuntimeError
         raise UsageError(atomicfile.cannot_write("checkpoint", path, error,
-                                                 "free space or pick another --checkpoint-dir"))
+                                                 "pick another --checkpoint-dir"))

@@ -173,7 +173,7 @@ class TrainMetrics:
             atomicfile.write_bytes(path, generate_latest(_WithoutWallClock(self.registry)))  # type: ignore[arg-type]
         except OSError as error:
             raise UsageError(atomicfile.cannot_write("metrics textfile", path, error,
-                                                     "free space or pick another --metrics-textfile"))
+                                                     "pick another --metrics-textfile"))
 
 
 def load_web(path: Optional[str]) -> Optional[WebConfig]:

@@ -24,7 +24,7 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         note = atomicfile.append_lines(path, [] if record is None else [json.dumps(record)])
     except OSError as error:
-        raise UsageError(atomicfile.cannot_write("results", path, error, "free space or pick another --results"))
+        raise UsageError(atomicfile.cannot_write("results", path, error, "pick another --results"))
     if note:
         print("edgescope-train: note: " + note, file=sys.stderr, flush=True)
 

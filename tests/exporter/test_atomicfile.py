@@ -67,7 +67,7 @@ def test_read_lines_leaves_out_a_torn_last_line(tmp_path):
 
 def test_cannot_write_is_one_line():
     error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x")
-    assert atomicfile.cannot_write("results", "/x", error, "free space or pick another --results") == \
+    assert atomicfile.cannot_write("results", "/x", error, "pick another --results") == \
         "cannot write results /x: No space left on device; free space or pick another --results"
 
 
