@@ -14,7 +14,8 @@ from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
 from experiment.profile import expand
 from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
-from experiment.state import Journal
+from experiment.state import Journal, JournalError
+from exporter import atomicfile
 from report.cli import OneLineParser
 
 EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
@@ -77,11 +78,10 @@ def produce_report(plan, profile: bool) -> int:
         path = os.path.join(plan.output_dir, "report." + EXTENSIONS[plan.report_format])
         sys.stdout.write(out.getvalue())
         try:
-            with open(path, "w") as f:
-                f.write(out.getvalue())
+            atomicfile.write_bytes(path, out.getvalue().encode("utf-8"))
         except OSError as exc:
-            return error("cannot write the report to {} ({}); it is printed above; check output_dir".format(
-                path, exc.strerror))
+            return error(atomicfile.cannot_write("the report", path, exc,
+                                                 "pick another output.dir in the plan (the report is printed above)"))
         say("report written to " + path)
     return code
 
@@ -110,6 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         failed = run_plan(plan, controls, drop, profile=args.profile)
     except board.ControlError as exc:
         return error(str(exc), 1)
+    except JournalError as exc:
+        return error(str(exc))
     except KeyboardInterrupt:
         return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
     except OSError as exc:

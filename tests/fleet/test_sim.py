@@ -131,6 +131,8 @@ def run_cli(*args, timeout=30):
     (["--trace", "/nonexistent/trace.log"], "--trace /nonexistent/trace.log"),
     (["--base-port", "65000", "--devices", "1000"], "--base-port 65000"),
     (["--jitter", "0.6"], "--jitter"),
+    (["--devices", "1", "--base-port", "0", "--targets-file", "/nonexistent/t.yml"],
+     "cannot write --targets-file /nonexistent/t.yml: No such file or directory; pick another --targets-file"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(args, names):
     out = run_cli(*args)
