@@ -37,6 +37,17 @@ def restore(job: Any, state: Dict[str, Any], path: str) -> None:
                          "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
+def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) -> str:
+    """The checkpoint's run id: a resume continues that run, so another --run-id would publish its epochs under
+    a second identity (an equal or absent one takes the checkpoint's)."""
+    saved = state["run_id"]
+    if given is not None and given != saved:
+        raise UsageError("--resume: {} holds run {}, not --run-id {}; drop --run-id (or give {}) to continue it, "
+                         "or point --checkpoint-dir elsewhere for a new run".format(
+                             directory, one_line(saved), one_line(given), one_line(saved)))
+    return saved
+
+
 def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
     """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
     (A checkpoint from before settings were saved has none to compare.)"""

@@ -119,6 +119,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
     if args.download and args.dataset != "cifar10":
         p.error("--download fetches CIFAR-10 only; drop it for --dataset {}".format(args.dataset))
+    if args.run_id is not None and not args.run_id.strip():
+        p.error("argument --run-id: {!r} is empty; give a name, or drop the flag for one generated from the time"
+                .format(args.run_id))
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir DIR")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -232,11 +235,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     run_id = args.run_id
     if args.resume:
         state = checkpoint.load(args.checkpoint_dir, device)
+        run_id = checkpoint.resumed_run_id(state, args.run_id, args.checkpoint_dir)
         checkpoint.check_settings(state.get("settings"), settings, args.checkpoint_dir)
         checkpoint.restore(job, state, args.checkpoint_dir)
         history = state["history"]
         start_epoch = state["epoch"] + 1
-        run_id = run_id or state["run_id"]
+        print("edgescope-train: resuming run {} (the checkpoint's run id) from {} after epoch {}".format(
+            run_id, args.checkpoint_dir, state["epoch"]), flush=True)
     run_id = run_id or new_run_id()
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     energy = _energy_meter(args)

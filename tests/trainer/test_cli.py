@@ -226,6 +226,26 @@ def test_resume_with_other_settings_is_one_line_naming_them(cifar_dir, tmp_path,
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 0  # the same settings resume
 
 
+def test_resume_keeps_the_checkpoints_run_id_and_refuses_another(cifar_dir, tmp_path, capsys):
+    """A resume continues one run: under another --run-id its epochs would be published under two identities."""
+    checkpoints = str(tmp_path / "ckpt")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints]
+    assert cli.main(args + ["--epochs", "1", "--run-id", "first"]) == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "2", "--resume", "--run-id", "other"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("edgescope-train: --resume: {} holds run first, not --run-id other; drop --run-id (or give "
+                   "first) to continue it, or point --checkpoint-dir elsewhere for a new run\n".format(checkpoints))
+    assert [r["epoch"] for r in results(str(tmp_path / "results.jsonl"))] == [0]  # nothing published as "other"
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "edgescope-train: resuming run first (the checkpoint's run id) from {} after epoch 0".format(
+        checkpoints) in out and "run first |" in out
+    assert cli.main(args + ["--epochs", "3", "--resume", "--run-id", "first"]) == 0  # the same id: no conflict
+    assert [(r["run_id"], r["epoch"]) for r in results(str(tmp_path / "results.jsonl"))] == [
+        ("first", 0), ("first", 1), ("first", 2)]
+
+
 def test_sigterm_then_resume_publishes_every_epoch_again(cifar_dir, tmp_path, launch):
     """A run stopped by SIGTERM and resumed in a new process serves epochs 0..N-1, the restored ones included,
     so a Prometheus that missed them before the stop still gets them."""
@@ -313,6 +333,8 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     (["--run-id", "run-\udcff"], "argument --run-id: 'run-\\udcff' is not valid UTF-8"),
     (["--device-name", "\udce9"], "argument --device-name"),
     (["--run-id", "run\n2"], "argument --run-id: 'run\\n2' holds a control character"),
+    (["--run-id", ""], "argument --run-id: '' is empty; give a name, or drop the flag"),
+    (["--run-id", "  "], "argument --run-id: '  ' is empty"),
     (["--label", "site=\udce9"], "argument --label"),
     (["--label", "input=synthetic"], "argument --label: 'input=synthetic' must be KEY=VALUE with KEY"),
     (["--synthetic-input", "--evict-dataset"], "--synthetic-input reads no dataset: drop --evict-dataset"),
