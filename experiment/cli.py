@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import os
+import shlex
 import sys
 from typing import List, Optional
 
@@ -60,9 +61,9 @@ def dry_run(plan, drop: bool, profile: bool) -> None:
                                                            "as is" if run.power_mode is None else run.power_mode,
                                                            run.location))
         next_id = attempt_id(run.run_id, journal.attempts(run.run_id) + 1)
-        print("    " + " ".join(trainer_command(plan, run, labels, next_id)))
+        print("    " + shlex.join(trainer_command(plan, run, labels, next_id)))  # pasted, runs what is shown
     args = report_arguments(plan, [r.run_id for r in runs])
-    print("then: " + ("edgescope-report " + " ".join(args) if args else "no report (report.prometheus not set)"))
+    print("then: " + (shlex.join(["edgescope-report"] + args) if args else "no report (report.prometheus not set)"))
 
 
 def produce_report(plan, profile: bool) -> int:
@@ -115,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
     except OSError as exc:
-        return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror), 1)
+        return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror or exc), 1)
     code = 0 if args.no_report else produce_report(plan, args.profile)
     if failed:
         return error("{} run(s) failed: {}; rerun the same command to redo them".format(

@@ -2,6 +2,7 @@
 (live endpoint, textfile, promtool), results, signals, resume, bad input."""
 import json
 import os
+import pickle
 import queue
 import re
 import shutil
@@ -396,6 +397,21 @@ def test_a_bad_checkpoint_is_one_line_and_runs_no_code(cifar_dir, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and str(checkpoints / "checkpoint.pt") in err, err
     assert not marker.exists()
+
+
+def test_a_refused_checkpoint_shows_our_line_without_torchs_warning(cifar_dir, tmp_path):
+    """A plain pickle: torch warns about its protocol (two lines) before refusing it. A real process, as pytest
+    would catch the warning itself."""
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    with open(str(checkpoints / "checkpoint.pt"), "wb") as f:
+        pickle.dump({"epoch": 0}, f, protocol=4)
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(checkpoints), "--resume"]
+    done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args, cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("edgescope-train: {} is not a readable checkpoint (UnpicklingError".format(
+        checkpoints / "checkpoint.pt")), done.stderr
 
 
 def test_a_checkpoint_of_another_model_is_one_line(cifar_dir, tmp_path, capsys):
