@@ -25,7 +25,7 @@ from exporter.metrics import utf8_argument
 from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
-                            try_read)
+                            metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter
@@ -296,8 +296,11 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         raise
     if energy:
         first = first_reading(energy, 0.0 if args.exporter_url else 5.0)
+        where = energy.where
+        if args.exporter_url and metrics_url(args.exporter_url) != args.exporter_url:
+            where += " (--exporter-url has no path: the exporter's /metrics, as Prometheus scrapes it)"
         print("edgescope-train: energy from {}: {}".format(
-            energy.where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
+            where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
             else "NOT readable now ({}); epochs without a reading at both edges get no energy".format(first)),
             flush=True)
 

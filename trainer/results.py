@@ -30,12 +30,14 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
 
 
 def mean_std(values: List[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return "{:.3f} ± {:.3f} s".format(statistics.mean(values), std)
+    """One value has no spread to show: it prints alone (a ``± 0.000`` would claim a measured one)."""
+    if len(values) == 1:
+        return "{:.3f} s".format(values[0])
+    return "{:.3f} ± {:.3f} s".format(statistics.mean(values), statistics.stdev(values))
 
 
 def print_summary(history: List[Dict[str, Any]]) -> None:
-    """Mean ± std over epochs 1..N-1 (all epochs when there is only one)."""
+    """Mean ± std over epochs 1..N-1 (all epochs when there is only one); one kept epoch: its values, n=1."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -46,8 +48,11 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
                                 ("preprocess stall", "fetch_stall_preprocess_s"),
                                 ("compute", "compute_s"), ("overhead", "overhead_s"))
              if all(r.get(key) is not None for r in chosen)]
-    print("mean ± std over epochs {}..{} (n={}): {}".format(
-        chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen), ", ".join(parts)), flush=True)
+    if len(chosen) == 1:
+        over = "epoch {} alone (n=1, no spread)".format(chosen[0]["epoch"])
+    else:
+        over = "mean ± std over epochs {}..{} (n={})".format(chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen))
+    print("{}: {}".format(over, ", ".join(parts)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:
