@@ -20,8 +20,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from report.collect import Run  # noqa: E402
 from exporter import atomicfile  # noqa: E402
+from report.collect import Run  # noqa: E402
 from report.render import configuration_text, split_configuration  # noqa: E402
 
 # Okabe–Ito: distinguishable with colour-vision deficiency and in greyscale print.

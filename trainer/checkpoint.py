@@ -71,5 +71,4 @@ def save(directory: str, state: Dict[str, Any]) -> None:
         os.makedirs(directory, exist_ok=True)
         atomicfile.write_with(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as error:  # torch.save may report a full disk as RuntimeError
-        raise UsageError(atomicfile.cannot_write("checkpoint", path, error,
-                                                 "pick another --checkpoint-dir"))
+        raise UsageError(atomicfile.cannot_write("checkpoint", path, error, "pick another --checkpoint-dir"))

@@ -350,8 +350,9 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         return 0
     finally:
         metrics.running.set(0)  # on every way out, a crash included: never left saying "training"
-        with contextlib.suppress(UsageError):  # the error on its way out is the one to report (a normal end
-            finish()                           # wrote the textfile above, reporting a failure)
+        # leaving on an error, that error is the one to report (a normal end wrote the textfile above)
+        with contextlib.suppress(UsageError):
+            finish()
         if server:
             server.close()
         if energy:
