@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from typing import IO, Any, Callable, List, Optional, Sequence, Tuple
 
 TORN_SUFFIX = ".torn"
@@ -33,8 +34,15 @@ def cannot_write(what: str, path: str, error: BaseException, fix: str) -> str:
 
 def write_with(path: str, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(f)`` fills a temporary file beside ``path``, which then replaces it (fsync'ed first).
-    The new file keeps an existing file's permissions (else the umask's, as ``open`` would)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    The new file keeps an existing file's permissions (else the umask's, as ``open`` would); a symlink is
+    followed, as ``open`` would, and stays; a device or pipe (``/dev/stdout``) is written as it is."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            with open(path, "wb") as f:
+                write(f)
+            return
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
     # hidden and not ending in .prom/.png/...: no collector or glob picks up a half-written file
     tmp = os.path.join(directory, ".{}.{}.tmp".format(os.path.basename(path), secrets.token_hex(4)))
     try:
@@ -65,6 +73,10 @@ def append_lines(path: str, lines: Sequence[str]) -> Optional[str]:
     the file can be written. A torn last line found first is set aside: the note saying so is returned."""
     fd = _os_call(path, os.open, path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/stdout, a pipe: nothing to sync or cut back
+            for line in lines:
+                _os_call(path, os.write, fd, (line + "\n").encode("utf-8"))
+            return None
         note = _set_aside_torn(fd, path)
         for line in lines:
             record = (line + "\n").encode("utf-8")

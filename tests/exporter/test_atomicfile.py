@@ -1,6 +1,7 @@
 """exporter.atomicfile: whole-file replacement, whole-record appends, torn lines set aside."""
 import errno
 import os
+import stat
 
 import pytest
 
@@ -93,3 +94,38 @@ def test_full_disk_short_append_is_truncated_back(disk):
         atomicfile.append_lines(path, ["y" * 500])
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == path
     assert open(path).read() == old
+
+
+def test_appends_to_a_pipe_are_plain_writes():
+    """--results /dev/stdout: a pipe has no size to cut back to and nothing to fsync."""
+    read, write = os.pipe()
+    try:
+        assert atomicfile.append_lines("/proc/self/fd/{}".format(write), ['{"epoch": 0}', "x"]) is None
+        assert os.read(read, 100) == b'{"epoch": 0}\nx\n'
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_a_symlinked_file_is_replaced_behind_its_link(tmp_path):
+    (tmp_path / "www").mkdir()
+    target = tmp_path / "www" / "report.html"
+    target.write_text("old")
+    link = tmp_path / "report.html"
+    link.symlink_to(target)
+    atomicfile.write_bytes(str(link), b"new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert os.listdir(str(tmp_path / "www")) == ["report.html"]
+
+
+def test_a_pipe_is_written_as_it_is(tmp_path):
+    """``--output /dev/stdout``: no temporary file beside it, no rename over it."""
+    fifo = str(tmp_path / "out")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        atomicfile.write_bytes(fifo, b"the report")
+        assert os.read(reader, 100) == b"the report"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(str(tmp_path)) == ["out"]
