@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import os
+import shlex
 import sys
 from typing import List, Optional
 
@@ -14,7 +15,8 @@ from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
 from experiment.profile import expand
 from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
-from experiment.state import Journal
+from experiment.state import Journal, JournalError
+from exporter import atomicfile
 from report.cli import OneLineParser
 
 EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
@@ -59,9 +61,9 @@ def dry_run(plan, drop: bool, profile: bool) -> None:
                                                            "as is" if run.power_mode is None else run.power_mode,
                                                            run.location))
         next_id = attempt_id(run.run_id, journal.attempts(run.run_id) + 1)
-        print("    " + " ".join(trainer_command(plan, run, labels, next_id)))
+        print("    " + shlex.join(trainer_command(plan, run, labels, next_id)))  # pasted, runs what is shown
     args = report_arguments(plan, [r.run_id for r in runs])
-    print("then: " + ("edgescope-report " + " ".join(args) if args else "no report (report.prometheus not set)"))
+    print("then: " + (shlex.join(["edgescope-report"] + args) if args else "no report (report.prometheus not set)"))
 
 
 def produce_report(plan, profile: bool) -> int:
@@ -77,11 +79,10 @@ def produce_report(plan, profile: bool) -> int:
         path = os.path.join(plan.output_dir, "report." + EXTENSIONS[plan.report_format])
         sys.stdout.write(out.getvalue())
         try:
-            with open(path, "w") as f:
-                f.write(out.getvalue())
+            atomicfile.write_bytes(path, out.getvalue().encode("utf-8"))
         except OSError as exc:
-            return error("cannot write the report to {} ({}); it is printed above; check output_dir".format(
-                path, exc.strerror))
+            return error(atomicfile.cannot_write("the report", path, exc,
+                                                 "pick another output.dir in the plan (the report is printed above)"))
         say("report written to " + path)
     return code
 
@@ -110,10 +111,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         failed = run_plan(plan, controls, drop, profile=args.profile)
     except board.ControlError as exc:
         return error(str(exc), 1)
+    except JournalError as exc:
+        return error(str(exc))
     except KeyboardInterrupt:
         return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
     except OSError as exc:
-        return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror), 1)
+        return error("{}: {}".format(exc.filename or plan.output_dir, exc.strerror or exc), 1)
     code = 0 if args.no_report else produce_report(plan, args.profile)
     if failed:
         return error("{} run(s) failed: {}; rerun the same command to redo them".format(

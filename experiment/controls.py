@@ -144,4 +144,4 @@ def drop_caches(path: str = DROP_CACHES) -> None:
             f.write("3\n")
     except OSError as exc:
         raise ControlError("cannot drop the page cache via {} ({}); run as root, or --no-drop-caches".format(
-            path, exc.strerror))
+            path, exc.strerror or exc))

@@ -9,6 +9,7 @@ from experiment import controls as board
 from experiment import profile as passes
 from experiment.plan import Plan, RunSpec, attempt_id
 from experiment.state import Journal
+from exporter import atomicfile
 from trainer.progress import say as progress_say
 from trainer.progress import close_bar, terminal_bar
 
@@ -96,30 +97,53 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
     return failed
 
 
+class RunLog:
+    """A run's log file, each line appended whole (exporter.atomicfile). A write that fails (a full disk) is
+    said once and the run goes on: its output still reaches the terminal, and the journal records its end."""
+
+    def __init__(self, path: str, bar: Any = None) -> None:
+        self.path = path
+        self._bar = bar
+        self._failed = False
+
+    def write(self, line: str) -> None:
+        if self._failed:
+            return
+        try:
+            note = atomicfile.append_lines(self.path, [line])
+        except OSError as exc:
+            self._failed = True
+            say(atomicfile.cannot_write("the run's log", self.path, exc, "pick another output.dir in the plan") +
+                "; the run goes on, its output on the terminal only", self._bar)
+            return
+        if note:
+            say("note: " + note, self._bar)
+
+
 def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, ids: Dict[str, object],
                 bar: Any = None) -> int:
     """The trainer's output goes to the terminal (above the sweep's bar) and to its log file."""
-    with open(log_path, "a") as log:
+    log = RunLog(log_path, bar)
+    try:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    except OSError as exc:
+        log.write("cannot start {}: {}".format(cmd[0], exc))
+        return 127
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            progress_say(bar, line.rstrip("\n"))
+            log.write(line.rstrip("\n"))
+        return child.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the trainer too (same process group): let it stop at a batch boundary.
         try:
-            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        except OSError as exc:
-            log.write("cannot start {}: {}\n".format(cmd[0], exc))
-            return 127
-        try:
-            assert child.stdout is not None
-            for line in child.stdout:
-                progress_say(bar, line.rstrip("\n"))
-                log.write(line)
-            return child.wait()
-        except KeyboardInterrupt:
-            # Ctrl-C reached the trainer too (same process group): let it stop at a batch boundary.
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            journal.record(run_id, "interrupted", **ids)
-            raise
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        journal.record(run_id, "interrupted", **ids)
+        raise
 
 
 def completed_runs(plan: Plan, profile: bool = False) -> List[str]:

@@ -1,29 +1,38 @@
 """The sweep's journal (``state.jsonl`` in the output directory): one JSON line
-per event, appended and flushed, so a crash loses nothing already written. A
+per event, appended whole and fsync'ed (exporter.atomicfile), so a crash or a full disk loses nothing
+already written and a torn last line is never read as an event. A
 run is done once its last event is ``completed``; a run that ``started`` and
 never completed (killed, power cut) or ``failed`` is redone next time."""
 import json
 import os
+import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Set
+
+from exporter import atomicfile
+
+
+class JournalError(Exception):
+    """The journal cannot be written: one line naming it and the fix."""
 
 
 class Journal:
     def __init__(self, directory: str) -> None:
         self.path = os.path.join(directory, "state.jsonl")
+        self._noted = set()  # type: Set[str]
 
     def events(self) -> List[dict]:
         if not os.path.exists(self.path):
             return []
+        lines, note = atomicfile.read_lines(self.path)
+        if note:
+            self._note(note + ": that run is simply redone")
         out = []
-        with open(self.path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        continue  # a line cut short by a crash: that run is simply redone
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # not an event (edited by hand): the run it was about is redone
         return out
 
     def last_events(self) -> Dict[str, dict]:
@@ -38,9 +47,19 @@ class Journal:
         return sum(1 for event in self.events() if event["run_id"] == run_id and event["event"] == "started")
 
     def record(self, run_id: str, event: str, **details) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        """Appends the event whole (fsync'ed) or not at all; a torn last line is set aside first."""
         line = json.dumps(dict({"time": time.time(), "run_id": run_id, "event": event}, **details), sort_keys=True)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            note = atomicfile.append_lines(self.path, [line])
+        except OSError as error:
+            raise JournalError(atomicfile.cannot_write("the sweep's journal", self.path, error,
+                                                       "pick another output.dir in the plan"))
+        if note:
+            self._note(note)
+
+    def _note(self, note: str) -> None:
+        """Each note once: every read would repeat it."""
+        if note not in self._noted:
+            print("edgescope-experiment: note: " + note, file=sys.stderr, flush=True)
+            self._noted.add(note)

@@ -121,7 +121,7 @@ def _tls_context(path: str, base: str, cfg: Any) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(file_of("cert_file"), file_of("key_file"), password=lambda: b"")  # no prompt
     except ssl.SSLError as e:
-        raise ConfigError("{}: key 'tls_server_config.cert_file'/'key_file': cannot load ({})".format(path, e.reason))
+        raise ConfigError("{}: key 'tls_server_config.cert_file'/'key_file': cannot load ({})".format(path, e.reason or e))
     auth = cfg.get("client_auth_type", "RequireAndVerifyClientCert" if "client_ca_file" in cfg else "NoClientCert")
     if auth not in CLIENT_AUTH:
         _bad(path, "client_auth_type", "must be one of " + ", ".join(CLIENT_AUTH))

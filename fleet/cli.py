@@ -16,6 +16,7 @@ from typing import List, Optional
 import yaml
 
 import exporter
+from exporter import atomicfile
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from fleet.serve import Endpoints, is_loopback
 
@@ -72,14 +73,6 @@ def targets(devices: List[SimulatedDevice], host: str, ports: List[int]) -> list
             for i, d in enumerate(devices)]
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Prometheus re-reads file_sd files on change: never let it see half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -109,9 +102,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("edgescope-fleet-sim: {}; choose another --base-port (or 0)".format(e.strerror or e), file=sys.stderr)
         return 2
     try:
-        if args.targets_file:
-            write_atomically(args.targets_file, yaml.safe_dump(targets(devices, args.listen, endpoints.ports),
-                                                               sort_keys=False))
+        if args.targets_file:  # Prometheus re-reads file_sd files on change: never let it see half a file
+            atomicfile.write_bytes(args.targets_file, yaml.safe_dump(
+                targets(devices, args.listen, endpoints.ports), sort_keys=False).encode("utf-8"))
+    except OSError as e:
+        endpoints.close()
+        print("edgescope-fleet-sim: " + atomicfile.cannot_write("--targets-file", args.targets_file, e,
+                                                                  "pick another --targets-file"), file=sys.stderr)
+        return 2
+    try:
         stop = endpoints.loop.create_future()
 
         def finish() -> None:
@@ -126,9 +125,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.devices, args.listen, endpoints.ports[0], endpoints.ports[1],
             "; targets in " + args.targets_file if args.targets_file else ""), file=sys.stderr, flush=True)
         endpoints.run(stop)
-    except OSError as e:
-        print("edgescope-fleet-sim: --targets-file {}: {}".format(args.targets_file, e.strerror or e), file=sys.stderr)
-        return 2
     finally:
         endpoints.close()
     scrapes = sum(d.scrapes["exporter"] + d.scrapes["trainer"] for d in devices)

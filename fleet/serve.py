@@ -61,7 +61,7 @@ class Endpoints:
                     sock.bind((host, port))
                 except OSError as e:
                     sock.close()
-                    raise OSError(e.errno, "cannot listen on {}:{} ({})".format(host, port, e.strerror))
+                    raise OSError(e.errno, "cannot listen on {}:{} ({})".format(host, port, e.strerror or e))
                 server = self.loop.run_until_complete(asyncio.start_server(
                     lambda r, w, render=render: _handle(render, r, w), sock=sock, backlog=64))
                 self.servers.append(server)

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional
 
+from exporter import atomicfile
 from exporter.metrics import utf8_argument
 from exporter.yamlfile import one_line
 from report.collect import collect
@@ -133,27 +134,33 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                        "pareto": args.pareto, "power_budget": args.power_budget,
                                                        "time_budget": args.time_budget})
         images = _plots().png_images(collected.runs, report) if args.plots or args.format == "html" else {}
-        if args.plots:
-            for path in _plots().write_plots(images, args.plots):
-                print("edgescope-report: wrote " + path, file=sys.stderr)
         text = formatted(report, args.format, args.section, images)
     except ReportError as exc:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
         return 1
     for note in collected.notes:
         print("edgescope-report: warning: " + note, file=sys.stderr)
+    try:
+        if args.plots:
+            for written in _plots().write_plots(images, args.plots):
+                print("edgescope-report: wrote " + written, file=sys.stderr)
+    except OSError as exc:  # a failed write leaves the previous file whole
+        return _cannot_write("plot", exc.filename or args.plots, exc, "--plots")
     if args.output is None:
         sys.stdout.write(text)
         return 0
     try:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        atomicfile.write_bytes(args.output, text.encode("utf-8"))
     except OSError as exc:
-        print("edgescope-report: error: cannot write --output {} ({}); choose a writable file".format(
-            args.output, exc.strerror), file=sys.stderr)
-        return 2
+        return _cannot_write("report", args.output, exc, "--output")
     print("edgescope-report: wrote " + args.output, file=sys.stderr)
     return 0
+
+
+def _cannot_write(what: str, path: str, error: OSError, flag: str) -> int:
+    print("edgescope-report: error: " + atomicfile.cannot_write(what, path, error, "pick another " + flag),
+          file=sys.stderr)
+    return 2
 
 
 def _plots() -> Any:

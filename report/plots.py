@@ -20,8 +20,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from exporter import atomicfile  # noqa: E402
 from report.collect import Run  # noqa: E402
-from report.prom import ReportError  # noqa: E402
 from report.render import configuration_text, split_configuration  # noqa: E402
 
 # Okabe–Ito: distinguishable with colour-vision deficiency and in greyscale print.
@@ -225,20 +225,13 @@ def png_images(runs: Sequence[Run], report: dict) -> Dict[str, bytes]:
 
 
 def write_plots(images: Dict[str, bytes], directory: str) -> List[str]:
-    """The images as ``<name>.png`` files in ``directory``; their paths."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise ReportError("cannot create the plot directory {} ({}); choose another --plots".format(
-            directory, exc.strerror))
+    """The images as ``<name>.png`` files in ``directory``, each replaced whole or not at all; their paths.
+    Raises OSError naming the file (or the directory) that could not be written."""
+    os.makedirs(directory, exist_ok=True)
     paths = []
     for name, png in images.items():
         paths.append(os.path.join(directory, name + ".png"))
-        try:
-            with open(paths[-1], "wb") as f:
-                f.write(png)
-        except OSError as exc:
-            raise ReportError("cannot write the plot {} ({}); choose another --plots".format(paths[-1], exc.strerror))
+        atomicfile.write_bytes(paths[-1], png)
     return paths
 
 

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from exporter import atomicfile
 from exporter.yamlfile import one_line
 from trainer.errors import UsageError
 from trainer.safe_load import describe, load_checkpoint
@@ -36,6 +37,17 @@ def restore(job: Any, state: Dict[str, Any], path: str) -> None:
                          "--checkpoint-dir elsewhere".format(path, describe(error)))
 
 
+def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) -> str:
+    """The checkpoint's run id: a resume continues that run, so another --run-id would publish its epochs under
+    a second identity (an equal or absent one takes the checkpoint's)."""
+    saved = state["run_id"]
+    if given is not None and given != saved:
+        raise UsageError("--resume: {} holds run {}, not --run-id {}; drop --run-id (or give {}) to continue it, "
+                         "or point --checkpoint-dir elsewhere for a new run".format(
+                             directory, one_line(saved), one_line(given), one_line(saved)))
+    return saved
+
+
 def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
     """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
     (A checkpoint from before settings were saved has none to compare.)"""
@@ -53,12 +65,10 @@ def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], di
 
 
 def save(directory: str, state: Dict[str, Any]) -> None:
-    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    """Atomic: a crash or a full disk while saving leaves the previous checkpoint intact."""
     path = os.path.join(directory, CHECKPOINT_FILE)
     try:
         os.makedirs(directory, exist_ok=True)
-        torch.save(state, path + ".tmp")
-        os.replace(path + ".tmp", path)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
-        raise UsageError("cannot write checkpoint {} ({}); free space or pick another --checkpoint-dir"
-                         .format(path, describe(error)))
+        atomicfile.write_with(path, lambda f: torch.save(state, f))
+    except (OSError, RuntimeError) as error:  # torch.save may report a full disk as RuntimeError
+        raise UsageError(atomicfile.cannot_write("checkpoint", path, error, "pick another --checkpoint-dir"))

@@ -5,6 +5,7 @@ SGD lr 0.01 momentum 0.9, cross-entropy, 6 epochs; results are averaged over
 epochs 1..N-1 (epoch 0 warms up).
 """
 import argparse
+import contextlib
 import datetime
 import math
 import os
@@ -19,12 +20,13 @@ import torch
 import torch.nn as nn
 
 from exporter.config import POWER_SOURCES
+from exporter.atomicfile import cannot_write
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.metrics import utf8_argument
 from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
-                            try_read)
+                            metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError, int_at_least
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
@@ -133,6 +135,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
     if args.download and args.dataset != "cifar10":
         p.error("--download fetches CIFAR-10 only; drop it for --dataset {}".format(args.dataset))
+    if args.run_id is not None and not args.run_id.strip():
+        p.error("argument --run-id: {!r} is empty; give a name, or drop the flag for one generated from the time"
+                .format(args.run_id))
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint-dir DIR")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -202,6 +207,14 @@ def _evict(data_dir: str) -> None:
                          "files readable".format(error.filename or data_dir, error.strerror or error))
 
 
+def _make_directory(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UsageError("cannot create --checkpoint-dir {}: {}; pick a writable folder".format(
+            path, error.strerror or error))
+
+
 def new_run_id() -> str:
     """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
     return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
@@ -240,11 +253,13 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     run_id = args.run_id
     if args.resume:
         state = checkpoint.load(args.checkpoint_dir, device)
+        run_id = checkpoint.resumed_run_id(state, args.run_id, args.checkpoint_dir)
         checkpoint.check_settings(state.get("settings"), settings, args.checkpoint_dir)
         checkpoint.restore(job, state, args.checkpoint_dir)
         history = state["history"]
         start_epoch = state["epoch"] + 1
-        run_id = run_id or state["run_id"]
+        print("edgescope-train: resuming run {} (the checkpoint's run id) from {} after epoch {}".format(
+            run_id, args.checkpoint_dir, state["epoch"]), flush=True)
     run_id = run_id or new_run_id()
     metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
     energy = _energy_meter(args)
@@ -291,18 +306,20 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
         append_result(args.results, None)
         if args.checkpoint_dir:
-            os.makedirs(args.checkpoint_dir, exist_ok=True)
-    except OSError as error:
+            _make_directory(args.checkpoint_dir)
+    except UsageError:
         if server:
             server.close()
         if energy:
             energy.close()
-        raise UsageError("cannot write {}: {}; check --metrics-textfile / --results / --checkpoint-dir"
-                         .format(error.filename, error.strerror))
+        raise
     if energy:
         first = first_reading(energy, 0.0 if args.exporter_url else 5.0)
+        where = energy.where
+        if args.exporter_url and metrics_url(args.exporter_url) != args.exporter_url:
+            where += " (--exporter-url has no path: the exporter's /metrics, as Prometheus scrapes it)"
         print("edgescope-train: energy from {}: {}".format(
-            energy.where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
+            where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
             else "NOT readable now ({}); epochs without a reading at both edges get no energy".format(first)),
             flush=True)
 
@@ -325,7 +342,11 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used,
                                   predictions)
             if args.timeline_dir and window.timeline is not None:
-                write_timeline(args.timeline_dir, run_id, epoch, window, main_cpu_s)
+                try:
+                    write_timeline(args.timeline_dir, run_id, epoch, window, main_cpu_s)
+                except OSError as error:
+                    raise UsageError(cannot_write("timeline", error.filename or args.timeline_dir, error,
+                                                  "pick another --timeline-dir"))
             history.append(record)
             append_result(args.results, record)
             print_epoch(record, args.epochs)
@@ -358,7 +379,9 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         return 0
     finally:
         metrics.running.set(0)  # on every way out, a crash included: never left saying "training"
-        finish()
+        # leaving on an error, that error is the one to report (a normal end wrote the textfile above)
+        with contextlib.suppress(UsageError):
+            finish()
         if server:
             server.close()
         if energy:

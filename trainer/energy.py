@@ -114,6 +114,13 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def metrics_url(url: str) -> str:
+    """An exporter URL without a path (``http://board:9945`` or ``.../``) means its /metrics, as a Prometheus
+    target does."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/metrics")) if parts.path in ("", "/") else url
+
+
 class ExporterEnergy:
     """Reads the board exporter's /metrics over HTTP(S)."""
 
@@ -122,8 +129,8 @@ class ExporterEnergy:
               "(uncovered seconds grew) during the epoch")
 
     def __init__(self, url: str, ca_file: Optional[str] = None, timeout_s: float = READ_TIMEOUT_S) -> None:
-        self.url = url
-        self.where = redacted(url)
+        self.url = metrics_url(url)
+        self.where = redacted(self.url)
         self._verify = ca_file or True  # type: Any
         self._timeout_s = timeout_s
         self._session = requests.Session()

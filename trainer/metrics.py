@@ -3,9 +3,10 @@ import os
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter import atomicfile
 from exporter.config import ConfigError
 from exporter.server import MetricsServer, WebConfig, load_web_config, serve_registry
 from trainer.errors import UsageError
@@ -192,10 +193,14 @@ class TrainMetrics:
         self._epoch_end.labels(*labels).set(window.end_time)
 
     def write_textfile(self, path: str) -> None:
-        """Writes the exposition atomically (temporary file, then rename), node_exporter textfile style."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        write_to_textfile(path, _WithoutWallClock(self.registry))  # type: ignore[arg-type]
+        """Writes the exposition atomically (node_exporter reads it at any moment; a full disk keeps the last
+        one whole); a failure is one UsageError line."""
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            atomicfile.write_bytes(path, generate_latest(_WithoutWallClock(self.registry)))  # type: ignore[arg-type]
+        except OSError as error:
+            raise UsageError(atomicfile.cannot_write("metrics textfile", path, error,
+                                                     "pick another --metrics-textfile"))
 
 
 def load_web(path: Optional[str]) -> Optional[WebConfig]:

@@ -17,14 +17,21 @@ def decimals(spread: float) -> int:
     return max(0, -exponent + (1 if round(leading, 1) < 2 else 0))
 
 
+def _significant(value: float, digits: int) -> int:
+    """Decimal places that show ``value`` to ``digits`` significant digits."""
+    if value == 0 or not math.isfinite(value):
+        return digits - 1
+    return max(0, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def with_spread(mean: float, spread: Optional[float], unit: str = "", percent: bool = False) -> str:
     """``mean ± spread unit`` at the spread's precision; ``percent`` shows ratios as percentages."""
     scale = 100.0 if percent else 1.0
     unit = " %" if percent else (" " + unit if unit else "")
     sign = "+" if percent else ""
-    if spread is None:
-        return "{:{}.3g}{}".format(mean * scale, sign, unit)
-    if spread == 0:  # identical values: the mean as such, to 4 significant digits
-        return "{:{}.4g} ± 0{}".format(mean * scale, sign, unit)
+    if spread is None:  # one value: three significant digits
+        return "{:{}.{}f}{}".format(mean * scale, sign, _significant(mean * scale, 3), unit)
+    if spread == 0:  # identical values: the mean as such, four significant digits
+        return "{:{}.{}f} ± 0{}".format(mean * scale, sign, _significant(mean * scale, 4), unit)
     places = decimals(spread * scale)
     return "{:{}.{}f} ± {:.{}f}{}".format(mean * scale, sign, places, spread * scale, places, unit)

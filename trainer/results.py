@@ -3,9 +3,12 @@ restored record stands for."""
 import json
 import os
 import statistics
+import sys
 from typing import Any, Dict, List, Optional
 
+from exporter import atomicfile
 from trainer.energy import EpochEnergy
+from trainer.errors import UsageError
 from trainer.meter import Window
 from trainer.precision import with_spread
 
@@ -16,16 +19,22 @@ LOADER_KEYS = ("host_overhead_s", "loader_startup_s", "loader_shutdown_s")
 
 
 def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
-    """Appends one JSON line; ``None`` only checks that the file can be written."""
-    if path:
+    """Appends one JSON line, whole or not at all; ``None`` only checks that the file can be written (and sets
+    aside a torn last line left by a crash, with a note)."""
+    if not path:
+        return
+    try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "a") as f:
-            if record is not None:
-                f.write(json.dumps(record) + "\n")
+        note = atomicfile.append_lines(path, [] if record is None else [json.dumps(record)])
+    except OSError as error:
+        raise UsageError(atomicfile.cannot_write("results", path, error, "pick another --results"))
+    if note:
+        print("edgescope-train: note: " + note, file=sys.stderr, flush=True)
 
 
 def print_summary(history: List[Dict[str, Any]]) -> None:
-    """Mean ± std over epochs 1..N-1 (all epochs when there is only one), and the what-ifs replayed on them."""
+    """Mean ± std over epochs 1..N-1 (all epochs when there is only one: its values, n=1, no spread), and the
+    what-ifs replayed on them."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -41,9 +50,11 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
                                 ("loader start-up", "loader_startup_s"), ("loader shutdown", "loader_shutdown_s"),
                                 ("overhead", "overhead_s"))
              if all(r.get(key) is not None for r in chosen)]
-    print("{} over epochs {}..{} (n={}): {}".format(
-        "mean ± std" if len(chosen) > 1 else "one epoch", chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen),
-        ", ".join(parts)), flush=True)
+    if len(chosen) == 1:
+        over = "epoch {} alone (n=1, no spread)".format(chosen[0]["epoch"])
+    else:
+        over = "mean ± std over epochs {}..{} (n={})".format(chosen[0]["epoch"], chosen[-1]["epoch"], len(chosen))
+    print("{}: {}".format(over, ", ".join(parts)), flush=True)
     names = sorted({name for r in chosen for name in r.get("predicted_duration_s") or {}})
     if not names:
         return

@@ -10,6 +10,7 @@ import io
 import pickle
 import sys
 import types
+import warnings
 from typing import Any, Callable, Dict, Set, Tuple
 
 import torch
@@ -92,7 +93,9 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
         print("edgescope-train: note: torch {} has no weights_only; {} is read with edgescope's restricted "
               "unpickler (tensors, lists, dicts only)".format(torch.__version__, path), file=sys.stderr)
     try:
-        return torch.load(path, map_location=device, **extra)
+        with warnings.catch_warnings():  # torch warns (two lines) about some files it then refuses: our line says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, **extra)
     except OSError as error:
         raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
     except Exception as error:  # corrupt zip, truncated, a refused class

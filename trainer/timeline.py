@@ -12,6 +12,8 @@ import os
 from array import array
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from exporter import atomicfile
+
 MAX_BATCHES = 200000  # ~14 columns x 8 bytes: about 22 MB at most per epoch; past it the timeline is cut
 COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
            "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share")
@@ -323,21 +325,11 @@ def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
 
 
 def write_timeline(directory: str, run_id: str, epoch: int, window: Any, main_cpu_s: float) -> str:
-    """DIR/RUN_ID/epoch-N.json, whole or not at all (temporary file, fsync, rename)."""
+    """DIR/RUN_ID/epoch-N.json, whole or not at all (``exporter.atomicfile``); an OSError names the file."""
     folder = os.path.join(directory, run_id.replace(os.sep, "_"))
     path = os.path.join(folder, "epoch-{}.json".format(epoch))
     data = dict(window.timeline.to_dict(), run_id=run_id, epoch=epoch, duration_s=window.duration_s,
                 main_cpu_s=main_cpu_s, cpu_count=usable_cpus())
     os.makedirs(folder, exist_ok=True)
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomicfile.write_bytes(path, json.dumps(data).encode("utf-8"))
     return path

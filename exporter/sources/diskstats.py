@@ -76,7 +76,7 @@ class DiskstatsSource(Source):
             with open(self._path) as f:
                 text = f.read()
         except OSError as e:
-            raise SourceDown("cannot read {}: {}".format(self._path, e.strerror))
+            raise SourceDown("cannot read {}: {}".format(self._path, e.strerror or e))
         return {k: v for k, v in parse_diskstats(text).items() if not self._exclude.search(k)}
 
     def sample(self) -> List[Sample]:

@@ -3,6 +3,7 @@ control, the fake trainer every start; resumability, interruption, dry run,
 off-Jetson behaviour, dropping caches, and the report at the end."""
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -139,6 +140,23 @@ def test_dry_run_prints_the_plan_and_runs_nothing(bench):
     assert "--label power_mode_requested=3" in result.stdout and "--batch-size 16" in result.stdout
     assert "then: edgescope-report --prometheus http://127.0.0.1:9" in result.stdout
     assert controls_of(bench.events()) == [] and bench.trainer_starts() == [] and not bench.out.exists()
+
+
+def test_dry_run_commands_are_quoted_to_run_as_shown(bench):
+    """A line pasted into a shell runs exactly the command the runner would run (a path with a space, a quote)."""
+    data_dir = str(bench.tmp / "my ssd's")
+    os.mkdir(data_dir)
+    plan = bench.plan(sweep__power_mode=[None], sweep__dataset_location={"ssd": data_dir},
+                      report={"prometheus": "http://127.0.0.1:9"})
+    result = bench.run(plan, "--dry-run", jetson=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    shown = lines[next(i for i, line in enumerate(lines) if "[pending]" in line) + 1]
+    command = shlex.split(shown)
+    assert command[command.index("--data-dir") + 1] == data_dir
+    assert "data_dir=" + data_dir in command and "plan=t" in command
+    report = next(line for line in lines if line.startswith("then: "))
+    assert shlex.split(report[len("then: "):])[:3] == ["edgescope-report", "--prometheus", "http://127.0.0.1:9"]
 
 
 def test_dropping_caches_needs_root_and_says_so(bench, monkeypatch, capsys):

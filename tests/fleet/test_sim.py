@@ -1,4 +1,5 @@
 """The fleet simulator on its own: contract, energy, phase and jitter, runs, CLI."""
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from exporter.metrics import METRICS, check
 from fleet.cli import DEFAULT_TRACE
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from tests.fleet import harness
+from tests.fulldisk import disk  # noqa: F401  (the fixture)
 from tests.processes import child_env
 
 TRACE = load_trace(DEFAULT_TRACE)
@@ -131,12 +133,27 @@ def run_cli(*args, timeout=30):
     (["--trace", "/nonexistent/trace.log"], "--trace /nonexistent/trace.log"),
     (["--base-port", "65000", "--devices", "1000"], "--base-port 65000"),
     (["--jitter", "0.6"], "--jitter"),
+    (["--devices", "1", "--base-port", "0", "--targets-file", "/nonexistent/t.yml"],
+     "cannot write --targets-file /nonexistent/t.yml: No such file or directory; pick another --targets-file"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(args, names):
     out = run_cli(*args)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert names in lines[-1] and "Traceback" not in out.stderr
+
+
+def test_a_targets_file_on_a_full_disk_keeps_the_previous_one(disk):
+    path = disk.path("targets.yml")
+    with open(path, "w") as f:
+        f.write("- targets: [127.0.0.1]\n")
+    disk.fill()
+    out = run_cli("--devices", "1", "--base-port", "0", "--targets-file", path)
+    assert out.returncode == 2
+    assert out.stderr == ("edgescope-fleet-sim: cannot write --targets-file {}: No space left on device; free space "
+                          "or pick another --targets-file\n".format(path))
+    assert open(path).read() == "- targets: [127.0.0.1]\n"
+    assert sorted(os.listdir(disk.root)) == ["filler", "targets.yml"]
 
 
 def test_busy_port_is_one_line():

@@ -108,9 +108,9 @@ def test_prediction_error_in_the_table_with_the_digits_its_spread_allows(server,
                  repr(server.bench.end)]) == 0
     out = capsys.readouterr().out
     line = [x for x in out.splitlines() if x.startswith("cold-w2") and "measured" in x]
-    assert len(line) == 1 and "23.1 ± 0.4 s / 139 ± 3 J (measured 23.5 ± 0 s: -1.7 ± 1.8 %, within noise)" in line[0]
+    assert len(line) == 1 and "23.1 ± 0.4 s / 139 ± 3 J (measured 23.50 ± 0 s: -1.7 ± 1.8 %, within noise)" in line[0]
     pre = [x for x in out.splitlines() if x.startswith("pre-w2") and "measured" in x]
-    assert "21.2 ± 0.3 s / 106.0 ± 1.4 J (measured 22 ± 0 s: -3.6 ± 1.3 %)" in pre[0]
+    assert "21.2 ± 0.3 s / 106.0 ± 1.4 J (measured 22.00 ± 0 s: -3.6 ± 1.3 %)" in pre[0]
 
 
 def test_pareto_front_and_recommendations(server, tmp_path):

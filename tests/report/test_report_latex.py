@@ -94,5 +94,5 @@ def test_an_unwritable_output_is_one_line(bench_prometheus, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and not target.exists()
     last = err.splitlines()[-1]
-    assert last == "edgescope-report: error: cannot write --output {} (No such file or directory); choose a " \
-                   "writable file".format(target)
+    assert last == "edgescope-report: error: cannot write report {}: No such file or directory; pick another " \
+                   "--output".format(target)

@@ -2,6 +2,7 @@
 (live endpoint, textfile, promtool), results, signals, resume, bad input."""
 import json
 import os
+import pickle
 import queue
 import re
 import shutil
@@ -160,7 +161,8 @@ def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
     (["--resume"], "--resume needs --checkpoint-dir"),
     (["--dataset", "imagefolder", "--download"], "--download fetches CIFAR-10 only"),
     (["--data-dir", "/nonexistent/edgescope"], "data directory /nonexistent/edgescope does not exist"),
-    (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write /proc/edgescope"),
+    (["--metrics-textfile", "/proc/edgescope/run.prom"], "cannot write metrics textfile /proc/edgescope/run.prom: "),
+    (["--results", "/proc/edgescope/r.jsonl"], "cannot write results /proc/edgescope/r.jsonl: "),
     (["--device", "cuda:x"], "is not auto, cpu, cuda or cuda:N"),
     (["--device", "cuda:{}".format(torch.cuda.device_count())], "--device cuda:"),
 ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "--device cuda but torch sees no CUDA device")]))
@@ -223,6 +225,26 @@ def test_resume_with_other_settings_is_one_line_naming_them(cifar_dir, tmp_path,
         assert err.count("\n") == 1 and "settings saved in" in err and "are malformed" in err, err
     torch.save(saved, os.path.join(checkpoints, "checkpoint.pt"))
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 0  # the same settings resume
+
+
+def test_resume_keeps_the_checkpoints_run_id_and_refuses_another(cifar_dir, tmp_path, capsys):
+    """A resume continues one run: under another --run-id its epochs would be published under two identities."""
+    checkpoints = str(tmp_path / "ckpt")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", checkpoints]
+    assert cli.main(args + ["--epochs", "1", "--run-id", "first"]) == 0
+    capsys.readouterr()
+    assert cli.main(args + ["--epochs", "2", "--resume", "--run-id", "other"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("edgescope-train: --resume: {} holds run first, not --run-id other; drop --run-id (or give "
+                   "first) to continue it, or point --checkpoint-dir elsewhere for a new run\n".format(checkpoints))
+    assert [r["epoch"] for r in results(str(tmp_path / "results.jsonl"))] == [0]  # nothing published as "other"
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "edgescope-train: resuming run first (the checkpoint's run id) from {} after epoch 0".format(
+        checkpoints) in out and "run first |" in out
+    assert cli.main(args + ["--epochs", "3", "--resume", "--run-id", "first"]) == 0  # the same id: no conflict
+    assert [(r["run_id"], r["epoch"]) for r in results(str(tmp_path / "results.jsonl"))] == [
+        ("first", 0), ("first", 1), ("first", 2)]
 
 
 def test_sigterm_then_resume_publishes_every_epoch_again(cifar_dir, tmp_path, launch):
@@ -312,6 +334,8 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     (["--run-id", "run-\udcff"], "argument --run-id: 'run-\\udcff' is not valid UTF-8"),
     (["--device-name", "\udce9"], "argument --device-name"),
     (["--run-id", "run\n2"], "argument --run-id: 'run\\n2' holds a control character"),
+    (["--run-id", ""], "argument --run-id: '' is empty; give a name, or drop the flag"),
+    (["--run-id", "  "], "argument --run-id: '  ' is empty"),
     (["--label", "site=\udce9"], "argument --label"),
     (["--label", "input=synthetic"], "argument --label: 'input=synthetic' must be KEY=VALUE with KEY"),
     (["--synthetic-input", "--evict-dataset"], "--synthetic-input reads no dataset: drop --evict-dataset"),
@@ -319,7 +343,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
      "--web.config.file /nonexistent/web.yml"),  # checked before the data
     (["--web.config.file", os.path.join(REPO, "deploy", "web.yml.example")],
      "key 'basic_auth_users.prometheus': must be a bcrypt hash"),  # the example's placeholder
-    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot write /proc/edgescope"),
+    (["--checkpoint-dir", "/proc/edgescope/ckpt"], "cannot create --checkpoint-dir /proc/edgescope/ckpt"),
 ])
 def test_more_bad_input_is_one_line(cifar_dir, tmp_path, capsys, extra, expected):
     args = small_run_args(cifar_dir, str(tmp_path))
@@ -373,6 +397,21 @@ def test_a_bad_checkpoint_is_one_line_and_runs_no_code(cifar_dir, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and str(checkpoints / "checkpoint.pt") in err, err
     assert not marker.exists()
+
+
+def test_a_refused_checkpoint_shows_our_line_without_torchs_warning(cifar_dir, tmp_path):
+    """A plain pickle: torch warns about its protocol (two lines) before refusing it. A real process, as pytest
+    would catch the warning itself."""
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    with open(str(checkpoints / "checkpoint.pt"), "wb") as f:
+        pickle.dump({"epoch": 0}, f, protocol=4)
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(checkpoints), "--resume"]
+    done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args, cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("edgescope-train: {} is not a readable checkpoint (UnpicklingError".format(
+        checkpoints / "checkpoint.pt")), done.stderr
 
 
 def test_a_checkpoint_of_another_model_is_one_line(cifar_dir, tmp_path, capsys):

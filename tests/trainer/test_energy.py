@@ -1,6 +1,7 @@
 """Per-epoch energy measured by the trainer at the epoch edges: the real trainer
 (CPU) against a real exporter replaying a Jetson Nano tegrastats log, an
 exporter killed and restarted mid-epoch, and the in-process power source."""
+import http.server
 import json
 import os
 import shutil
@@ -22,7 +23,8 @@ from exporter.sources.base import Source
 from exporter.sources.tegrastats import parse_line
 from tests.exporter.test_server import _cert, server_with  # noqa: F401  (the exporter's real server, a fixture)
 from tests.processes import REPO, child_env, free_port, stop_process, wait_http_ok
-from trainer.energy import ExporterEnergy, Reading, epoch_energy, first_reading, reading_from, redacted, try_read
+from trainer.energy import (ExporterEnergy, Reading, epoch_energy, first_reading, metrics_url, reading_from, redacted,
+                            try_read)
 
 from .conftest import small_run_args
 from .test_cli import Lines
@@ -230,6 +232,48 @@ def test_no_exporter_means_no_energy_not_a_zero(cifar_dir, tmp_path, capsys):
     assert "NOT readable now" in out and err.count("energy unknown: no reading at the epoch's start") == 2
     assert all(r["energy_joules"] is None for r in results(str(tmp_path / "results.jsonl")))
     assert energy_gauges(str(tmp_path / "run.prom")) == {}
+
+
+@pytest.mark.parametrize("given, read", [
+    ("http://board:9945", "http://board:9945/metrics"),
+    ("https://u:p@board:9945/", "https://u:p@board:9945/metrics"),
+    ("http://board:9945/metrics", "http://board:9945/metrics"),
+    ("http://board/custom/path?x=1", "http://board/custom/path?x=1"),  # a path given is kept as it is
+])
+def test_metrics_url(given, read):
+    assert metrics_url(given) == read
+
+
+class MetricsOnly(http.server.BaseHTTPRequestHandler):
+    """An exporter's shape: the energy counter at /metrics, 404 elsewhere."""
+
+    def do_GET(self) -> None:
+        body = b"edgescope_board_energy_joules_total 12.5\n" if self.path == "/metrics" else b"not here\n"
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["", "/"])
+def test_an_exporter_url_without_a_path_reads_its_metrics(cifar_dir, tmp_path, capsys, path):
+    from trainer import cli
+    server = http.server.HTTPServer(("127.0.0.1", 0), MetricsOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:{}{}".format(server.server_port, path)
+        assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--exporter-url", url]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capsys.readouterr()
+    assert ("energy from http://127.0.0.1:{}/metrics (--exporter-url has no path: the exporter's /metrics, as "
+            "Prometheus scrapes it): counter at 12.5 J".format(server.server_port)) in out
+    assert "energy unknown" not in err, err
+    assert [r["energy_joules"] for r in results(str(tmp_path / "results.jsonl"))] == [0.0, 0.0]
 
 
 def test_evict_dataset_drops_the_data_before_every_epoch_outside_its_window(cifar_dir, tmp_path, monkeypatch):

@@ -11,8 +11,10 @@ from trainer.precision import decimals, with_spread
     (12.345, 0.15, "12.35 ± 0.15 s"),  # a leading 1 keeps two digits
     (0.1234, 0.0152, "0.123 ± 0.015 s"),
     (12.345, 0.96, "12.3 ± 1.0 s"),  # rounds up into the next decade
-    (23.5, 0.0, "23.5 ± 0 s"),
+    (23.5, 0.0, "23.50 ± 0 s"),
     (2.04, None, "2.04 s"),  # n = 1: no spread to show, three significant digits
+    (4.0, None, "4.00 s"),
+    (0.5, None, "0.500 s"),
 ])
 def test_the_spread_sets_the_digits(mean, spread, text):
     assert with_spread(mean, spread, "s") == text
