@@ -1,67 +1,150 @@
 """PowerTrain's question: of the configurations measured for a device × model
 (power modes, batch sizes, workers, storage), which are worth running? The
-time-per-epoch vs energy-per-epoch Pareto front, the dominated ones marked,
-and the pick under a power or a time budget."""
+time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
+a time budget, with the epoch-to-epoch spread taken seriously: a point
+dominates another only beyond both spreads (inside them the two tie), and a
+budget is met by the upper end of a point's spread.
+
+Only configurations a user can choose are points: measurement passes
+(``--profile``'s synthetic, cold and cached passes, a page cache evicted or
+warmed on purpose) feed the what-ifs instead, and runs whose power came from a
+replayed log (the demo) never advise."""
 from typing import Dict, List, Optional, Tuple
 
 from report.whatif import synthetic_input
 
+# page_cache values of a normal run (the runner drops it before a run or keeps it; either way it is kept across
+# epochs); evicted before every epoch or warmed on purpose are measurement states (--profile's passes)
+CHOSEN_PAGE_CACHE = (None, "kept", "dropped")
+
+
+def _spread(stat: dict) -> float:
+    return stat.get("std") or 0.0
+
 
 def _point(row: dict) -> dict:
     return {"configuration": row["configuration"], "storage": row["storage"], "runs": row["runs"],
-            "e2e_seconds": row["e2e_seconds"]["mean"], "energy_joules": row["energy_joules"]["mean"],
-            "average_power_watts": row["average_power_watts"]["mean"]}
+            "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": _spread(row["e2e_seconds"]),
+            "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
+            "average_power_watts": row["average_power_watts"]["mean"],
+            "power_spread_watts": _spread(row["average_power_watts"])}
+
+
+def _high(p: dict, name: str, spread: str) -> float:
+    return p[name] + p[spread]
+
+
+def _low(p: dict, name: str, spread: str) -> float:
+    return p[name] - p[spread]
+
+
+AXES = (("e2e_seconds", "e2e_spread_seconds"), ("energy_joules", "energy_spread_joules"))
 
 
 def _dominates(a: dict, b: dict) -> bool:
-    """a is no worse than b in both time and energy and better in one."""
-    return (a["e2e_seconds"] <= b["e2e_seconds"] and a["energy_joules"] <= b["energy_joules"]
-            and (a["e2e_seconds"] < b["e2e_seconds"] or a["energy_joules"] < b["energy_joules"]))
+    """a is better than b beyond both spreads in time or energy, and not worse beyond them in the other."""
+    better = any(_high(a, n, s) < _low(b, n, s) for n, s in AXES)
+    worse = any(_low(a, n, s) > _high(b, n, s) for n, s in AXES)
+    return better and not worse
 
 
-def recommend(points: List[dict], power_budget: Optional[float], time_budget: Optional[float]) -> Optional[dict]:
-    """The front's fastest configuration within the power budget, or its
-    least-energy one within the time budget (both: within both, least energy);
-    None without a budget or when nothing fits."""
+def _ties(a: dict, b: dict) -> bool:
+    """a would dominate b on the means alone, but the spreads overlap: neither is better for sure."""
+    on_means = all(a[n] <= b[n] for n, _ in AXES) and any(a[n] < b[n] for n, _ in AXES)
+    return on_means and not _dominates(a, b)
+
+
+def _name(p: dict) -> str:
+    return "runs {}".format(", ".join(p["runs"]))
+
+
+def recommend(points: List[dict], power_budget: Optional[float],
+              time_budget: Optional[float]) -> Tuple[Optional[dict], str]:
+    """The fastest configuration whose power (the upper end of its spread) fits ``power_budget``, or the
+    least-energy one whose time (likewise) fits ``time_budget`` (both: least energy within both), wherever it
+    lies; and which constraint binds, by how much. (None, why) without a budget or when nothing fits."""
     if power_budget is None and time_budget is None:
-        return None
-    fits = [p for p in points if not p["dominated"]
-            and (power_budget is None or (p["average_power_watts"] is not None
-                                          and p["average_power_watts"] <= power_budget))
-            and (time_budget is None or p["e2e_seconds"] <= time_budget)]
-    if not fits:
-        return None
-    key = (lambda p: (p["energy_joules"], p["e2e_seconds"])) if time_budget is not None else \
+        return None, ""
+
+    def fits_power(p: dict) -> bool:
+        return power_budget is None or (p["average_power_watts"] is not None
+                                        and _high(p, "average_power_watts", "power_spread_watts") <= power_budget)
+
+    def fits_time(p: dict) -> bool:
+        return time_budget is None or _high(p, "e2e_seconds", "e2e_spread_seconds") <= time_budget
+
+    fits = [p for p in points if fits_power(p) and fits_time(p)]
+    least_energy = time_budget is not None
+    key = (lambda p: (p["energy_joules"], p["e2e_seconds"])) if least_energy else \
         (lambda p: (p["e2e_seconds"], p["energy_joules"]))
-    return min(fits, key=key)
+    unconstrained = min(points, key=key)
+    if not fits:
+        return None, "nothing fits: {}".format(_binding(unconstrained, power_budget, time_budget))
+    best = min(fits, key=key)
+    if best is unconstrained:
+        return best, "no constraint binds: the {} configuration fits".format(
+            "least-energy" if least_energy else "fastest")
+    return best, "{} binds: {}".format("the time budget" if not fits_time(unconstrained) else "the power budget",
+                                       _binding(unconstrained, power_budget, time_budget))
+
+
+def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float]) -> str:
+    parts = []
+    if power_budget is not None and p["average_power_watts"] is not None:
+        over = _high(p, "average_power_watts", "power_spread_watts") - power_budget
+        if over > 0:
+            parts.append("{} draws up to {:.2f} W, {:.2f} W over the {:g} W budget".format(
+                _name(p), _high(p, "average_power_watts", "power_spread_watts"), over, power_budget))
+    if time_budget is not None:
+        over = _high(p, "e2e_seconds", "e2e_spread_seconds") - time_budget
+        if over > 0:
+            parts.append("{} takes up to {:.2f} s, {:.2f} s over the {:g} s budget".format(
+                _name(p), _high(p, "e2e_seconds", "e2e_spread_seconds"), over, time_budget))
+    return "; ".join(parts) or "{} has no power reading".format(_name(p))
+
+
+def measurement_pass(row: dict) -> Optional[str]:
+    """Why a comparison row is a measurement pass rather than a configuration a user chooses; None if it is one."""
+    configuration = row.get("configuration", {})
+    if synthetic_input(row):
+        return "a synthetic-input pass (no data loaded)"
+    if "profile_pass" in configuration:
+        return "a profile pass (profile_pass={})".format(configuration["profile_pass"])
+    if configuration.get("page_cache") not in CHOSEN_PAGE_CACHE:
+        return "a page-cache state set for measuring (page_cache={})".format(configuration["page_cache"])
+    return None
 
 
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,
            time_budget: Optional[float] = None) -> Tuple[List[dict], List[str]]:
-    """One entry per device × model: its points (``dominated`` marked, sorted
-    by time) and the recommendation; and notes on the rows left out."""
+    """One entry per device × model: its points (``dominated`` beyond the spreads, ``ties`` within them,
+    sorted by time), the recommendation and what binds it; and notes on the rows left out."""
     groups = {}  # type: Dict[Tuple[str, str], List[dict]]
     notes = []
     for row in comparison:
-        if synthetic_input(row):
-            notes.append("Pareto: {} {} {} left out: a synthetic-input pass (no data loaded), not a way to "
-                         "train".format(row["device"], row["model"], row["configuration"]))
+        what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
+        why = measurement_pass(row)
+        if why:
+            notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))
+            continue
+        if row.get("power_replayed"):
+            notes.append("{}: its power was replayed from a recorded log (the demo), not measured".format(what))
             continue
         point = _point(row)
         if point["e2e_seconds"] is None or point["energy_joules"] is None:
-            notes.append("Pareto: {} {} {} left out: mean E2E or energy missing".format(
-                row["device"], row["model"], row["configuration"]))
+            notes.append("{}: mean E2E or energy missing".format(what))
             continue
         groups.setdefault((row["device"], row["model"] or ""), []).append(point)
     out = []
     for (device, model), points in sorted(groups.items()):
         for p in points:
             p["dominated"] = any(_dominates(q, p) for q in points if q is not p)
+            p["ties"] = [_name(q) for q in points if q is not p and _ties(q, p)]
         points.sort(key=lambda p: (p["e2e_seconds"], p["energy_joules"]))
-        best = recommend(points, power_budget, time_budget)
+        best, binding = recommend(points, power_budget, time_budget)
         if best is None and (power_budget is not None or time_budget is not None):
-            notes.append("Pareto: no configuration of {} {} on the front fits the budget".format(device, model))
+            notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(device, model, binding))
         out.append({"device": device, "model": model or None, "points": points,
                     "power_budget_watts": power_budget, "time_budget_seconds": time_budget,
-                    "recommendation": best})
+                    "recommendation": best, "binding": binding})
     return out, notes

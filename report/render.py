@@ -157,18 +157,21 @@ def pareto_table(report: dict) -> tuple:
     rows = []
     for front in report["pareto"]:
         for point in front["points"]:
-            mark = "recommended" if point is front["recommendation"] else ("dominated" if point["dominated"] else
-                                                                           "front")
+            mark = "recommended ({})".format(front["binding"]) if point is front["recommendation"] else \
+                "dominated" if point["dominated"] else \
+                "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
             rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
-                         _cell("e2e_seconds", point["e2e_seconds"]), _cell("energy_joules", point["energy_joules"]),
+                         with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
+                         with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
-                         _cell("average_power_watts", point["average_power_watts"]), mark])
+                         with_spread(point["average_power_watts"], point["power_spread_watts"], "W"), mark])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
-    return ("Pareto front per device × model (time vs energy per epoch; {})".format(budget or "no budget given"),
-            ["device", "model", "configuration", "E2E s", "energy J", "power W", "pareto"], rows)
+    return ("Pareto front per device × model (time vs energy per epoch ± spread; dominated only beyond both "
+            "spreads; {})".format(budget or "no budget given"),
+            ["device", "model", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
 
 def numeric_columns(headers: List[str], rows: List[List[str]]) -> List[bool]:

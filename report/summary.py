@@ -51,15 +51,17 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
     """One row per device × model × configuration, pooling the kept epochs of
     every run with that key (repeated runs add epochs, not rows)."""
     groups = {}  # type: Dict[Tuple, List[Run]]
-    for run in runs:
-        key = (run.device, run.device_type or "", run.storage or "", run.model or "", run.configuration)
+    for run in runs:  # the torch device is a knob too: CPU and CUDA runs of the same settings are two rows
+        key = (run.device, run.device_type or "", run.storage or "", run.model or "", run.info.get("torch_device", ""),
+               run.configuration)
         groups.setdefault(key, []).append(run)
     rows = []
-    for (device, device_type, storage, model, configuration), members in sorted(groups.items()):
+    for (device, device_type, storage, model, torch_device, configuration), members in sorted(groups.items()):
         chosen = [e for run in members for e in kept(run.epochs, warmup_epochs)]
         row = {"device": device, "device_type": device_type or None, "storage": storage or None,
-               "model": model or None, "configuration": dict(configuration),
-               "runs": [r.run_id for r in members], "epochs": len(chosen)}
+               "model": model or None, "torch_device": torch_device or None, "configuration": dict(configuration),
+               "runs": [r.run_id for r in members], "epochs": len(chosen),
+               "power_replayed": any(r.power_replayed for r in members)}
         row.update(summarize(chosen))
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)
         rows.append(row)

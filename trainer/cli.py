@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from exporter.config import POWER_SOURCES
 from exporter.atomicfile import cannot_write
+from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.metrics import utf8_argument
 from trainer import checkpoint

@@ -1,0 +1,65 @@
+"""The Pareto front and the budgets (report/pareto.py) on hand-made comparison rows: budgets find every fit,
+dominance only beyond the spreads, measurement passes and replayed power never advise, CPU and CUDA apart."""
+from typing import Optional
+
+from report.pareto import fronts
+from report.summary import comparison
+from tests.report.synthetic import run
+
+
+def row(name: str, e2e: float, energy: float, power: float, spread: float = 0.0,
+        power_spread: Optional[float] = 0.0, **configuration: str) -> dict:
+    return {"device": "nano-1", "model": "vgg11", "storage": "sd", "runs": [name],
+            "configuration": dict({"workers": "4"}, **configuration),
+            "e2e_seconds": {"mean": e2e, "std": spread}, "energy_joules": {"mean": energy, "std": spread},
+            "average_power_watts": {"mean": power, "std": power_spread}}
+
+
+def test_the_power_budget_finds_a_dominated_configuration_that_fits():
+    """A = 10 s / 100 J / 10 W dominates B = 20 s / 150 J / 7.5 W, but only B fits 8 W."""
+    front, notes = fronts([row("A", 10, 100, 10), row("B", 20, 150, 7.5, workers="2")], power_budget=8)
+    assert front[0]["recommendation"]["runs"] == ["B"] and notes == []
+    assert front[0]["binding"] == "the power budget binds: runs A draws up to 10.00 W, 2.00 W over the 8 W budget"
+
+
+def test_a_budget_is_met_by_the_upper_end_of_the_spread():
+    rows = [row("A", 10, 100, 7.9, power_spread=0.3), row("B", 20, 150, 7.5, workers="2", power_spread=0.2)]
+    assert fronts(rows, power_budget=8)[0][0]["recommendation"]["runs"] == ["B"]  # A may draw 8.2 W
+    rows = [row("A", 10, 100, 7.0, spread=1.0), row("B", 14, 90, 6.0, workers="2", spread=1.0)]
+    best = fronts(rows, time_budget=14.5)[0][0]["recommendation"]  # B may take 15 s
+    assert best["runs"] == ["A"]
+    front, notes = fronts(rows, time_budget=5)
+    assert front[0]["recommendation"] is None
+    assert notes == ["Pareto: no configuration of nano-1 vgg11 fits the budget (nothing fits: runs B takes up to "
+                     "15.00 s, 10.00 s over the 5 s budget)"]
+
+
+def test_points_inside_each_others_spread_tie_instead_of_dominating():
+    rows = [row("A", 10.0, 100.0, 10, spread=0.6), row("B", 10.5, 100.5, 9.6, spread=0.6, workers="2"),
+            row("C", 20.0, 200.0, 10, spread=0.6, workers="1")]
+    points = {p["runs"][0]: p for p in fronts(rows)[0][0]["points"]}
+    assert not points["B"]["dominated"] and points["B"]["ties"] == ["runs A"]
+    assert points["C"]["dominated"]  # far beyond both spreads
+    assert not points["A"]["dominated"] and points["A"]["ties"] == []
+
+
+def test_measurement_passes_and_replayed_power_are_not_configurations_to_choose():
+    rows = [row("run", 12, 120, 10),
+            row("run-cold", 20, 200, 10, page_cache="evicted", profile_pass="cold"),
+            row("run-cached", 9, 90, 10, page_cache="warmed", profile_pass="cached"),
+            row("run-synthetic", 5, 50, 10, input="synthetic", profile_pass="synthetic"),
+            dict(row("demo", 4, 10, 2.5, workers="8"), power_replayed=True)]
+    front, notes = fronts(rows, power_budget=100)
+    assert [p["runs"] for p in front[0]["points"]] == [["run"]]
+    assert front[0]["recommendation"]["runs"] == ["run"]  # never page_cache=warmed, never the demo
+    assert len(notes) == 4
+    assert any("profile pass (profile_pass=cold)" in n for n in notes)
+    assert any("replayed from a recorded log" in n and "8" in n for n in notes)
+
+
+def test_cpu_and_cuda_runs_of_the_same_settings_are_two_rows():
+    cpu, cuda = run(0, info={"torch_device": "cpu"}, run_id="on-cpu"), run(0, info={"torch_device": "cuda"},
+                                                                              run_id="on-cuda")
+    rows = comparison([cpu, cuda], warmup_epochs=1)
+    assert sorted((r["torch_device"], tuple(r["runs"])) for r in rows) == [("cpu", ("on-cpu",)),
+                                                                           ("cuda", ("on-cuda",))]
