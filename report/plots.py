@@ -171,8 +171,8 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
 
 
 def pareto_front(report: dict) -> Figure:
-    """One panel per device × model: every configuration's time vs energy per epoch, the front joined by a
-    line, dominated ones hollow, the recommended one starred; points labelled by what differs between them."""
+    """One panel per device × model: every configuration's time vs energy per epoch with its spread, the front
+    joined by a line, dominated ones hollow, the recommended one starred; points labelled by what differs."""
     fronts = report["pareto"]
     fig, axes = _figure(3.6 * max(1, len(fronts)), max(1, len(fronts)))
     for ax, front in zip(axes, fronts):
@@ -182,6 +182,10 @@ def pareto_front(report: dict) -> Figure:
                 label="Pareto front")
         ax.plot([p["e2e_seconds"] for p in off], [p["energy_joules"] for p in off], "o", markerfacecolor="white",
                 color=PALETTE[5], label="dominated")
+        points = front["points"]
+        ax.errorbar([p["e2e_seconds"] for p in points], [p["energy_joules"] for p in points],
+                    xerr=[p["e2e_spread_seconds"] for p in points], yerr=[p["energy_spread_joules"] for p in points],
+                    fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, label="± std over epochs")
         shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
         for p, label in zip(front["points"], labels):
             ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
