@@ -148,3 +148,28 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
                     "power_budget_watts": power_budget, "time_budget_seconds": time_budget,
                     "recommendation": best, "binding": binding})
     return out, notes
+
+
+# what-ifs drawn beside the measured points: changes to this board's configuration (a faster board's compute
+# would draw another board's power)
+ON_THE_FRONT = ("dataset_cached", "workers_doubled", "workers_doubled_storage_scales", "storage_bps=")
+
+
+def add_predicted_points(front_list: List[dict], summary: List[dict]) -> None:
+    """Each front's ``predicted``: the what-ifs of its runs (report.whatif) as points with their error bars,
+    labelled predicted; they are drawn and listed, never recommended."""
+    for front in front_list:
+        front["predicted"] = []
+        for record in summary:
+            if (record["device"], record["model"]) != (front["device"], front["model"]) or measurement_pass(record):
+                continue
+            for name, prediction in record.get("what_if", {}).items():
+                if not name.startswith(ON_THE_FRONT) or prediction["e2e_seconds"] is None \
+                        or prediction["energy_joules"] is None:
+                    continue
+                front["predicted"].append({
+                    "predicted": True, "what_if": name, "run_id": record["run_id"],
+                    "configuration": record["configuration"], "e2e_seconds": prediction["e2e_seconds"],
+                    "e2e_spread_seconds": prediction["e2e_spread_seconds"],
+                    "energy_joules": prediction["energy_joules"],
+                    "energy_spread_joules": prediction["energy_spread_joules"], "basis": prediction["basis"]})

@@ -190,6 +190,16 @@ def pareto_front(report: dict) -> Figure:
         for p, label in zip(front["points"], labels):
             ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
+        predicted = front.get("predicted", [])
+        if predicted:
+            ax.errorbar([p["e2e_seconds"] for p in predicted], [p["energy_joules"] for p in predicted],
+                        xerr=[p["e2e_spread_seconds"] for p in predicted],
+                        yerr=[p["energy_spread_joules"] for p in predicted], fmt="D", markerfacecolor="white",
+                        color=PALETTE[4], elinewidth=0.8, capsize=2, linestyle="none", label="predicted (what-if)")
+            for p in predicted:
+                ax.annotate("predicted: {} of {}".format(p["what_if"], p["run_id"]),
+                            (p["e2e_seconds"], p["energy_joules"]), fontsize=6, xytext=(4, -8),
+                            textcoords="offset points", color=PALETTE[4])
         best = front["recommendation"]
         if best is not None:
             ax.plot([best["e2e_seconds"]], [best["energy_joules"]], "*", markersize=14, color=PALETTE[2],

@@ -9,7 +9,7 @@ import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
-from report.pareto import fronts
+from report.pareto import add_predicted_points, fronts
 from report.summary import FIELDS, comparison, run_summary
 from report.whatif import add_what_ifs
 from trainer.precision import with_spread
@@ -67,6 +67,7 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
+        add_predicted_points(report["pareto"], summary)
         report["notes"] += notes
     return report
 
@@ -165,6 +166,11 @@ def pareto_table(report: dict) -> tuple:
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
                          with_spread(point["average_power_watts"], point["power_spread_watts"], "W"), mark])
+        for point in front.get("predicted", []):
+            rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
+                         with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
+                         with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
+                         "predicted: {} of run {}".format(point["what_if"], point["run_id"])])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
