@@ -410,12 +410,16 @@ def training_run() -> Dict[str, Any]:
         ("workers preprocessing", "s", "edgescope_train_epoch_preprocess_seconds"),
         ("host overhead", "s", "edgescope_train_epoch_host_overhead_seconds"),
         ("loader start-up", "s", "edgescope_train_epoch_loader_startup_seconds"),
-        ("loader shutdown", "s", "edgescope_train_epoch_loader_shutdown_seconds")],
+        ("loader shutdown", "s", "edgescope_train_epoch_loader_shutdown_seconds"),
+        ("run's storage reads", "bytes", "edgescope_train_epoch_io_read_bytes"),
+        ("run's read calls returned", "bytes", "edgescope_train_epoch_io_rchar_bytes"),
+        ("run's read calls", "none", "edgescope_train_epoch_io_read_syscalls")],
         description="Stall columns: the part of the epoch's fetch stall the training step waited for. "
                     "Workers columns: the work itself, summed over the loader's workers (mostly hidden "
                     "behind compute when the stall is small). Host overhead: time between steps spent "
                     "neither waiting nor computing; loader start-up and shutdown: iter(loader) and the "
-                    "workers' teardown, out of the stall.")
+                    "workers' teardown, out of the stall. The run's reads: /proc/<pid>/io of the processes "
+                    "that made its batches (storage bytes, bytes returned, calls), beside the whole disk's.")
     b.add("Per epoch: what-ifs replayed on the loader timeline", "s",
           [("last_over_time(edgescope_train_epoch_duration_seconds{%s}[$__range])" % RUN, ""),
            ("sum by (device, run_id, epoch, what_if) (last_over_time("

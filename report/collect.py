@@ -51,6 +51,7 @@ EPOCH_GAUGES = {
     "host_overhead_seconds": "edgescope_train_epoch_host_overhead_seconds",
     "loader_startup_seconds": "edgescope_train_epoch_loader_startup_seconds",
     "loader_shutdown_seconds": "edgescope_train_epoch_loader_shutdown_seconds",
+    "run_read_bytes": "edgescope_train_epoch_io_read_bytes",
 }
 PREDICTED = "edgescope_train_epoch_predicted_duration_seconds"  # {what_if}: the trainer's replays
 RUN_INFO = "edgescope_train_run_info"
@@ -98,6 +99,14 @@ class Epoch:
     loader_startup_seconds: Optional[float] = None  # iter(loader)
     loader_shutdown_seconds: Optional[float] = None  # the loader's end and its workers' teardown
     predicted: Dict[str, float] = field(default_factory=dict)  # what_if -> the epoch replayed with that change
+    run_read_bytes: Optional[float] = None  # storage bytes the run's own processes read (/proc/<pid>/io)
+
+    @property
+    def run_read_bytes_per_second(self) -> Optional[float]:
+        """The run's own storage reads over the epoch, beside the whole disk's ``read_bytes_per_second``."""
+        if self.run_read_bytes is None or not self.e2e_seconds:
+            return None
+        return self.run_read_bytes / self.e2e_seconds
 
     @property
     def stall_share(self) -> Optional[float]:

@@ -23,21 +23,39 @@ def mean_of(stats: Stats, name: str) -> Optional[float]:
     return stats.get(name, {}).get("mean")
 
 
+# The run's own storage reads below this share of the disk's: the disk was busy with something else too.
+OWN_SHARE = 0.5
+
+
 def _disk_text(stats: Stats) -> str:
-    """The exporter's side of the evidence, ``unknown`` where it is missing."""
+    """The exporter's side of the evidence, ``unknown`` where it is missing, and the run's own reads beside the
+    whole disk's where the trainer counted them (/proc/<pid>/io)."""
     parts = []
     for name, text, scale, unknown in (("disk_utilisation_ratio", "disk busy {:.0%}", 1.0, "disk busy unknown"),
                                        (CACHED, "{:.0%} cached", 1.0, "page cache unknown"),
                                        ("read_bytes_per_second", "reads {:.2f} MB/s", 1e-6, "read rate unknown")):
         value = mean_of(stats, name)
         parts.append(unknown if value is None else text.format(value * scale))
+    own, disk = mean_of(stats, "run_read_bytes_per_second"), mean_of(stats, "read_bytes_per_second")
+    if own is not None:
+        parts.append("the run's own reads {:.2f} MB/s".format(own / 1e6))
+        if disk and own < OWN_SHARE * disk:
+            parts.append("the disk was busy with something else ({:.0%} of its reads were the run's)".format(
+                own / disk))
     return ", ".join(parts)
+
+
+def _disk_reads_are_the_runs(stats: Stats) -> bool:
+    """False only where the trainer counted its own reads and they were a small part of the disk's."""
+    own, disk = mean_of(stats, "run_read_bytes_per_second"), mean_of(stats, "read_bytes_per_second")
+    return own is None or not disk or own >= OWN_SHARE * disk
 
 
 def _disk_serving(stats: Stats) -> bool:
     """The disk was busy serving a dataset not all in the page cache."""
     busy, cached = mean_of(stats, "disk_utilisation_ratio"), mean_of(stats, CACHED)
-    return busy is not None and busy >= DISK_BUSY and (cached is None or cached < MOSTLY_CACHED)
+    return busy is not None and busy >= DISK_BUSY and (cached is None or cached < MOSTLY_CACHED) \
+        and _disk_reads_are_the_runs(stats)
 
 
 def _disk_resting(stats: Stats) -> bool:

@@ -34,6 +34,7 @@ COLUMNS = {
     "host_overhead_seconds": ("host overhead s", lambda v: "{:.2f}".format(v)),
     "loader_startup_seconds": ("loader start s", lambda v: "{:.2f}".format(v)),
     "loader_shutdown_seconds": ("loader end s", lambda v: "{:.2f}".format(v)),
+    "run_read_bytes_per_second": ("run read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
 }  # type: Dict[str, tuple]
 MISSING = "missing"
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).

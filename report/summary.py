@@ -12,7 +12,8 @@ FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share"
           "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
           "page_cache_lowest_ratio",
           "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
-          "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds")
+          "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds",
+          "run_read_bytes_per_second")
 
 Stat = Dict[str, Optional[float]]
 

@@ -249,6 +249,31 @@ class TimedSamples(Dataset):
         return Sample(item, read, took - read, began, time.process_time() - cpu_began, _ReadClock.bytes - bytes_before)
 
 
+IO_FIELDS = ("read_bytes", "rchar", "syscr")  # /proc/<pid>/io: from storage, returned by read calls, read calls
+
+
+class _IoClock:
+    """This process's /proc/self/io read counters at its last batch (a forked worker starts its own at 0)."""
+    pid = -1
+    last = (0, 0, 0)
+
+
+def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
+    """(storage bytes, bytes returned by reads, read calls) of this process since its previous batch; None
+    where the kernel keeps no I/O accounting."""
+    try:
+        with open(path, "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        now = tuple(int(fields[name.encode()]) for name in IO_FIELDS)
+    except (OSError, KeyError, ValueError):
+        return None
+    if _IoClock.pid != os.getpid():  # a new worker: its counters began at 0 when it was forked
+        _IoClock.pid, _IoClock.last = os.getpid(), (0, 0, 0)
+    delta = tuple(n - last for n, last in zip(now, _IoClock.last))
+    _IoClock.last = now  # type: ignore[assignment]
+    return delta  # type: ignore[return-value]
+
+
 def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads, and
     their preprocessing plus this collate; which worker made it, when, and its CPU seconds."""
@@ -260,7 +285,7 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     read = sum(sample.read_s for sample in samples)
     times = LoadTimes(read, ready - began - read, -1 if worker is None else worker.id, began, ready,
                       sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
-                      sum(sample.read_bytes for sample in samples))
+                      sum(sample.read_bytes for sample in samples), io_since_last_batch())
     return tuple(batch) + (times,)
 
 

@@ -55,6 +55,8 @@ class LoadTimes(NamedTuple):
     ready: Optional[float] = None  # when it was made
     cpu_s: Optional[float] = None  # the maker's CPU seconds for it (time.process_time)
     read_bytes: int = 0  # bytes its file reads returned
+    io: Optional[Tuple[int, int, int]] = None  # its maker's /proc/self/io since its previous batch: storage
+    # bytes, bytes returned by read calls, read calls (trainer.data.IO_FIELDS); None: no I/O accounting
 
 
 class HostStep(NamedTuple):
@@ -128,6 +130,11 @@ class Window(NamedTuple):
     host_overhead_s: float = 0.0
     loader_startup_s: float = 0.0  # iter(loader): forking workers, sending the first indices
     loader_shutdown_s: float = 0.0  # the loader's end: the last next() and its workers' teardown
+    # the batch makers' own I/O (/proc/<pid>/io of the workers, or the main process), summed; None unless every
+    # batch carried it
+    io_read_bytes: Optional[int] = None
+    io_rchar_bytes: Optional[int] = None
+    io_read_syscalls: Optional[int] = None
     timeline: Any = None  # trainer.timeline.Timeline of the window's batches, where recorded
 
     @property
@@ -361,6 +368,8 @@ class _Sums:
         self.batches = self.timed = 0
         self.read = self.preprocess = self.storage_stall = self.preprocess_stall = 0.0
         self.startup = self.shutdown = 0.0
+        self.io = [0, 0, 0]
+        self.io_batches = 0
         self.timeline = timeline
 
     def add(self, timing: BatchTiming) -> None:
@@ -375,6 +384,9 @@ class _Sums:
             self.storage_stall += split[0]
             self.preprocess_stall += split[1]
             self.timed += 1
+            if timing.load.io is not None:
+                self.io = [a + b for a, b in zip(self.io, timing.load.io)]
+                self.io_batches += 1
         if self.timeline is not None:
             self.timeline.add(timing)
 
@@ -382,9 +394,11 @@ class _Sums:
         duration = time.perf_counter() - self.began
         loads = (self.read, self.preprocess, self.storage_stall, self.preprocess_stall) \
             if 0 < self.timed == self.batches else (None, None, None, None)
+        io = self.io if 0 < self.io_batches == self.batches else (None, None, None)
         return Window(name, duration, self.stall, self.compute, self.batches, self.start_time,
                       self.start_time + duration, *loads, host_overhead_s=self.host_overhead,
-                      loader_startup_s=self.startup, loader_shutdown_s=self.shutdown, timeline=self.timeline)
+                      loader_startup_s=self.startup, loader_shutdown_s=self.shutdown, io_read_bytes=io[0],
+                      io_rchar_bytes=io[1], io_read_syscalls=io[2], timeline=self.timeline)
 
 
 class StepMeter:

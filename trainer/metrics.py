@@ -122,6 +122,14 @@ class TrainMetrics:
             "edgescope_train_epoch_loader_shutdown_seconds",
             "Per completed epoch: the loader's end, the last next() and its workers' teardown; out of the stall.",
             epoch)
+        self._epoch_io = [gauge(
+            "edgescope_train_epoch_" + name,
+            "Per completed epoch: " + doc + ", by the processes that made its batches (the DataLoader workers, or the "
+            "main process without workers), from /proc/<pid>/io; absent where the kernel keeps no I/O accounting.",
+            epoch) for name, doc in (
+                ("io_read_bytes", "bytes the run itself caused to be read from storage (page-cache hits excluded)"),
+                ("io_rchar_bytes", "bytes the run's read calls returned (page cache included)"),
+                ("io_read_syscalls", "read system calls the run made"))]
         self._epoch_predicted = gauge(
             "edgescope_train_epoch_predicted_duration_seconds",
             "Per completed epoch: its wall time replayed through the DataLoader's scheduling with one change "
@@ -180,6 +188,10 @@ class TrainMetrics:
                                  (self._epoch_loader_startup, window.loader_startup_s),
                                  (self._epoch_loader_shutdown, window.loader_shutdown_s)):
                 gauge.labels(*labels).set(value)
+            for gauge, value in zip(self._epoch_io, (window.io_read_bytes, window.io_rchar_bytes,
+                                                    window.io_read_syscalls)):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
         for what_if, seconds in (predicted or {}).items():
             if seconds is not None:
                 self._epoch_predicted.labels(*labels, what_if).set(seconds)

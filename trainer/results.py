@@ -16,6 +16,8 @@ from trainer.precision import with_spread
 LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "preprocess_s")
 # the loader's start-up and shutdown and the host's own time between steps (0 in records from before them)
 LOADER_KEYS = ("host_overhead_s", "loader_startup_s", "loader_shutdown_s")
+# the batch makers' own I/O (None: no /proc/<pid>/io, or not every batch carried it)
+IO_KEYS = ("io_read_bytes", "io_rchar_bytes", "io_read_syscalls")
 
 
 def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
@@ -78,7 +80,8 @@ def window_of(record: Dict[str, Any]) -> Window:
     return Window("epoch", record["duration_s"], record["fetch_stall_s"] or 0.0, record["compute_s"] or 0.0,
                   record["batches"], record["start_time"], record["end_time"],
                   **{key: record.get(key) for key in LOAD_KEYS},  # absent from older checkpoints
-                  **{key: record.get(key) or 0.0 for key in LOADER_KEYS})
+                  **{key: record.get(key) or 0.0 for key in LOADER_KEYS},
+                  **{key: record.get(key) for key in IO_KEYS})
 
 
 def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batches: int, samples: int,
@@ -92,7 +95,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
               "compute_s": window.compute_s if measured else None,
               "overhead_s": window.overhead_s if measured else None,
               "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
-    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS})
+    record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS + IO_KEYS})
     record.update(config)
     record["energy_joules"] = used.joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None

@@ -163,6 +163,11 @@ def stats(**means):
           fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.02, page_cache_ratio=1.0,
           page_cache_lowest_ratio=0.05), "storage"),
     (dict(e2e_seconds=None, fetch_stall_seconds=5.0), None),
+    # a busy disk whose reads were mostly another process's: the run's own reads do not make it storage
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_lowest_ratio=0.2,
+          read_bytes_per_second=30e6, run_read_bytes_per_second=1e6), "mixed"),
+    (dict(e2e_seconds=10.0, fetch_stall_seconds=5.0, disk_utilisation_ratio=0.8, page_cache_lowest_ratio=0.2,
+          read_bytes_per_second=30e6, run_read_bytes_per_second=28e6), "storage"),
 ])
 def test_diagnosis_without_the_split_or_against_the_disk(means, expected):
     bottleneck, evidence = diagnose(stats(**means))
@@ -183,3 +188,12 @@ def test_the_live_bottleneck_rule_uses_the_reports_thresholds():
     numbers = {round(float(x), 6) for r in rules for x in re.findall(r"[<>]=? ([0-9.]+)", r["expr"])}
     assert numbers == {diagnosis.COMPUTE_BOUND_STALL_SHARE, diagnosis.DOMINANT_SHARE,
                        round(1 - diagnosis.DOMINANT_SHARE, 6)}
+
+
+def test_the_evidence_says_when_the_disk_was_busy_with_something_else():
+    _, evidence = diagnose(stats(e2e_seconds=10.0, fetch_stall_seconds=5.0, fetch_stall_storage_seconds=4.5,
+                                 fetch_stall_preprocess_seconds=0.5, disk_utilisation_ratio=0.9,
+                                 page_cache_lowest_ratio=0.0, read_bytes_per_second=30e6,
+                                 run_read_bytes_per_second=3e6))
+    assert evidence.endswith("reads 30.00 MB/s, the run's own reads 3.00 MB/s, the disk was busy with something "
+                             "else (10% of its reads were the run's)")

@@ -301,3 +301,32 @@ def test_synthetic_batches_have_the_loaders_count_and_sizes_and_read_one_sample(
         assert all(0 <= int(t.min()) and int(t.max()) < 3 for _, t in batches)
         assert batches[0][0].data_ptr() == batches[1][0].data_ptr()
     assert len(reads) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_runs_own_storage_reads_are_counted_by_the_processes_that_made_the_batches(tmp_path, workers):
+    """/proc/<pid>/io of the batch makers: a cold epoch reads at least the dataset's bytes from storage, a
+    cached one next to nothing, while the bytes its reads returned stay those of the files."""
+    from trainer.pagecache import evict, warm
+    folder = str(tmp_path / "images")
+    size = write_jpeg_folder(folder, 48, 64)
+    loader = make_loader(build_dataset("imagefolder", folder, image_size=32), 8, workers, 2, False, 0, timed=True)
+    meter = StepMeter("cpu", "lazy")
+
+    def epoch():
+        meter.begin_window("epoch")
+        for _ in meter.wrap(loader):
+            with meter.step():
+                pass
+        return meter.end_window("epoch")
+
+    evict(folder)
+    cold = epoch()
+    warm(folder)
+    cached = epoch()
+    if cold.io_read_bytes is None:
+        pytest.skip("this kernel keeps no per-process I/O accounting (/proc/self/io)")
+    assert cold.io_read_bytes >= size  # every file from storage (whole pages, read-ahead: at least its bytes)
+    assert cached.io_read_bytes < 0.1 * size
+    assert cold.io_rchar_bytes >= size and cached.io_rchar_bytes >= size  # the reads returned every file's bytes
+    assert cold.io_read_syscalls >= 48
