@@ -53,6 +53,12 @@ def colors(n: int) -> list:
     return [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
 
 
+def plain(text: str) -> str:
+    """Text drawn as it is: matplotlib reads a span between two ``$`` as mathtext (a run id ``a$b$c`` would be
+    typeset, ``$\\x$`` would not draw at all); an escaped ``$`` is drawn as ``$`` (all matplotlib >= 3.3)."""
+    return text.replace("$", r"\$")
+
+
 def _wrapped(text: str, fig: Figure) -> str:
     return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH)))
 
@@ -210,18 +216,20 @@ def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
     return plots
 
 
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes at the paper's resolution, then closed (pyplot keeps every open figure)."""
+    out = io.BytesIO()
+    try:
+        fig.savefig(out, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+    return out.getvalue()
+
+
 def png_images(runs: Sequence[Run], report: dict) -> Dict[str, bytes]:
     """Every plot as PNG bytes by file name (without .png): drawn once, for the files and the page alike."""
-    images = {}
     with plt.rc_context(STYLE):
-        for name, fig in figures(runs, report).items():
-            png = io.BytesIO()
-            try:
-                fig.savefig(png, format="png", dpi=DPI)
-            finally:
-                plt.close(fig)
-            images[name] = png.getvalue()
-    return images
+        return {name: png(fig) for name, fig in figures(runs, report).items()}
 
 
 def write_plots(images: Dict[str, bytes], directory: str) -> List[str]:
