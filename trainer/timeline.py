@@ -73,21 +73,31 @@ class Timeline:
         timeline = cls()
         try:
             timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
+            if timeline.workers < 0 or timeline.prefetch_factor < 0:
+                raise ValueError("negative workers or prefetch factor")
             for what in ("startup", "shutdown"):
                 if data[what] is not None:
-                    began, ended = (float(x) for x in data[what])
+                    began, ended = (_finite(x) for x in data[what])
                     setattr(timeline, what, (began, ended))
             timeline.truncated, timeline.complete = bool(data["truncated"]), bool(data["complete"])
             lengths = set()
             for name in COLUMNS:
                 values = data["batches"][name]
-                timeline.columns[name] = array("d", (math.nan if v is None else float(v) for v in values))
+                timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
                 lengths.add(len(values))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError("malformed timeline ({})".format(error))
         if len(lengths) > 1:
             raise ValueError("malformed timeline (columns of different lengths)")
         return timeline
+
+
+def _finite(value: Any) -> float:
+    """A number of the file: to_dict writes NaN as null, so NaN or an infinity there is not one it wrote."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("{} is not a finite number".format(value))
+    return number
 
 
 def load(path: str) -> Timeline:
