@@ -104,13 +104,13 @@ def time_split(report: dict) -> Figure:
         if not k:
             ax.text(0, y, " missing", ha="left", va="center", fontsize=8)
     ax.set_yticks(ys)
-    ax.set_yticklabels(labels)
+    ax.set_yticklabels([plain(label) for label in labels])
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, as in the table
     ax.yaxis.grid(False)
     ax.set_xlabel("time per epoch (s)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     title = "Where an epoch's time goes: mean over epochs ≥ {}".format(report["settings"]["warmup_epochs"])
-    fig.suptitle(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig))
+    fig.suptitle(plain(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig)))
     return fig
 
 
@@ -129,8 +129,8 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
             ax.bar(x, e.energy_joules, width=width * 0.95, color="white" if warm else color, edgecolor=color,
                    hatch="////" if warm else None, linewidth=0.8)
         known = any(e.energy_joules is not None for e in run.epochs)
-        handles.append(Patch(facecolor=color, edgecolor=color, label="{} ({}){}".format(
-            run.run_id, run.device, "" if known else ": no energy data")))
+        handles.append(Patch(facecolor=color, edgecolor=color, label=plain("{} ({}){}".format(
+            run.run_id, run.device, "" if known else ": no energy data"))))
     if warmup > 0:
         handles.append(Patch(facecolor="white", edgecolor="grey", hatch="////", label="warm-up, not averaged"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -168,9 +168,10 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
-                                                     ": REPLAYED DEMO power, not measured" if run.power_replayed
-                                                     else ""), fig), loc="left", fontsize=9)
+        ax.set_title(plain(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
+                                                           ": REPLAYED DEMO power, not measured"
+                                                           if run.power_replayed else ""), fig)),
+                     loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))
     return fig
@@ -190,7 +191,7 @@ def pareto_front(report: dict) -> Figure:
                 color=PALETTE[5], label="dominated")
         shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
         for p, label in zip(front["points"], labels):
-            ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
+            ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         best = front["recommendation"]
         if best is not None:
@@ -198,8 +199,8 @@ def pareto_front(report: dict) -> Figure:
                     label="recommended")
         ax.set_xlabel("time per epoch (s)")
         ax.set_ylabel("energy per epoch (J)")
-        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
-                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
+        ax.set_title(plain(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
+                                                       "; all: " + shared if shared else ""), fig)), fontsize=9)
         ax.legend(frameon=False)
     if not fronts:
         axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,
