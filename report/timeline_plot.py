@@ -8,7 +8,7 @@ collection, so an epoch of thousands of batches draws as fast as one of ten. The
 import json
 import os
 import re
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import matplotlib.pyplot as plt
 import numpy
@@ -30,7 +30,6 @@ LISTED = 10  # runs named when the asked one is missing
 
 
 class Epoch(NamedTuple):
-    path: str
     run_id: str
     epoch: int
     duration_s: float
@@ -76,7 +75,7 @@ def read(path: str) -> Epoch:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         timeline = Timeline.from_dict(data)
-        return Epoch(path, str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
+        return Epoch(str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
     except OSError as exc:
         raise ReportError("cannot read the timeline {} ({}); give a readable file".format(path, exc.strerror))
     except (ValueError, KeyError, TypeError) as exc:  # bad JSON and bad UTF-8 are ValueErrors too
@@ -120,14 +119,14 @@ def figure(epoch: Epoch) -> Figure:
     names = lanes(timeline)
     fig, (ax,) = _figure(1.7 + 0.32 * len(names))
     start, end = origin(timeline), 0.0
-    drawn = []  # type: List[str]
+    drawn: Set[str] = set()
     for lane, kind, began, ended in bars(timeline):
         keep = ended > began  # False where either is NaN
         if keep.any():
             ax.broken_barh(numpy.column_stack([began[keep], ended[keep] - began[keep]]),
                            (lane - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=COLOURS[kind], linewidth=0)
             end = max(end, float(ended[keep].max()))
-            drawn += [kind] if kind not in drawn else []
+            drawn.add(kind)
     loader = [interval for interval in (timeline.startup, timeline.shutdown) if interval is not None]
     for began, ended in loader:
         ax.axvspan(began - start, ended - start, color=LOADER, zorder=0, linewidth=0)
@@ -143,7 +142,7 @@ def figure(epoch: Epoch) -> Figure:
     ax.set_xlabel("seconds since the epoch's start")
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
               borderaxespad=0.2)
-    title = "Loader timeline of run {}, epoch {}: {} workers, prefetch factor {}, {} batches, {:.3g} s".format(
+    title = "Loader timeline of run {}, epoch {}: {} workers, prefetch factor {}, {} batches, {:.2f} s".format(
         epoch.run_id, epoch.epoch, timeline.workers, timeline.prefetch_factor, len(timeline), epoch.duration_s)
     if timeline.truncated:
         title += " (cut: only the first {} batches were kept)".format(len(timeline))
@@ -152,6 +151,7 @@ def figure(epoch: Epoch) -> Figure:
 
 
 def image(epoch: Epoch) -> bytes:
+    """The figure as PNG, in the report's plot style and resolution."""
     with plt.rc_context(STYLE):
         return png(figure(epoch))
 

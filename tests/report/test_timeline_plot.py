@@ -62,7 +62,7 @@ def write_epoch(folder, timeline: Timeline, run_id: str, epoch: int) -> str:
 
 
 def epoch_of(timeline: Timeline, run_id: str = "run-a") -> timeline_plot.Epoch:
-    return timeline_plot.Epoch("epoch-1.json", run_id, 1, 2.5, timeline)
+    return timeline_plot.Epoch(run_id, 1, 2.5, timeline)
 
 
 def cli(*args: str):
