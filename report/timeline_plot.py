@@ -90,8 +90,9 @@ def lanes(timeline: Timeline) -> List[str]:
 
 
 def bars(timeline: Timeline) -> List[Tuple[int, str, numpy.ndarray, numpy.ndarray]]:
-    """(lane, kind, starts, ends) in seconds from the epoch's first stamp; unknown (NaN) bars are left to the
-    drawing, which keeps only those with end > start."""
+    """(lane, kind, starts, ends) in seconds from the epoch's first stamp, in drawing order: on each lane the
+    short kinds (waits, reads) last, so a bar under a pixel wide blends over its neighbour in proportion instead
+    of being painted over. Unknown (NaN) bars are left to the drawing, which keeps only those with end > start."""
     start = origin(timeline)
 
     def column(name: str) -> numpy.ndarray:
@@ -102,14 +103,14 @@ def bars(timeline: Timeline) -> List[Tuple[int, str, numpy.ndarray, numpy.ndarra
     storage_ended = wait_began + (wait_ended - wait_began) * column("storage_share")
     split = ~numpy.isnan(storage_ended)
     made_on = numpy.maximum(column("worker"), 0) + 1  # worker w on lane w + 1; the main process's making on 1
-    out = [(0, "wait charged to storage", wait_began[split], storage_ended[split]),
+    out = [(0, "compute", column("step_began") - start, column("step_ended") - start),
+           (0, "wait charged to storage", wait_began[split], storage_ended[split]),
            (0, "wait charged to preprocessing", storage_ended[split], wait_ended[split]),
-           (0, "wait (no split)", wait_began[~split], wait_ended[~split]),
-           (0, "compute", column("step_began") - start, column("step_ended") - start)]
+           (0, "wait (no split)", wait_began[~split], wait_ended[~split])]
     for lane in range(1, len(lanes(timeline))):
         mine = made_on == lane
-        out += [(lane, "read", began[mine], began[mine] + read_s[mine]),
-                (lane, "preprocess", began[mine] + read_s[mine], ready[mine])]
+        out += [(lane, "preprocess", began[mine] + read_s[mine], ready[mine]),
+                (lane, "read", began[mine], began[mine] + read_s[mine])]
     return out
 
 
@@ -124,7 +125,8 @@ def figure(epoch: Epoch) -> Figure:
         keep = ended > began  # False where either is NaN
         if keep.any():
             ax.broken_barh(numpy.column_stack([began[keep], ended[keep] - began[keep]]),
-                           (lane - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=COLOURS[kind], linewidth=0)
+                           (lane - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=COLOURS[kind], linewidth=0,
+                           snap=False)  # snapped to pixels, a bar under a pixel wide would vanish
             end = max(end, float(ended[keep].max()))
             drawn.add(kind)
     loader = [interval for interval in (timeline.startup, timeline.shutdown) if interval is not None]
@@ -142,8 +144,10 @@ def figure(epoch: Epoch) -> Figure:
     ax.set_xlabel("seconds since the epoch's start")
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
               borderaxespad=0.2)
-    title = "Loader timeline of run {}, epoch {}: {} workers, prefetch factor {}, {} batches, {:.2f} s".format(
-        epoch.run_id, epoch.epoch, timeline.workers, timeline.prefetch_factor, len(timeline), epoch.duration_s)
+    loading = "{} workers, prefetch factor {}".format(timeline.workers, timeline.prefetch_factor) \
+        if timeline.workers else "no workers (the main process loads)"
+    title = "Loader timeline of run {}, epoch {}: {}, {} batches, {:.2f} s".format(
+        epoch.run_id, epoch.epoch, loading, len(timeline), epoch.duration_s)
     if timeline.truncated:
         title += " (cut: only the first {} batches were kept)".format(len(timeline))
     fig.suptitle(plain(_wrapped(title, fig)))

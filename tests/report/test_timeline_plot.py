@@ -149,6 +149,33 @@ def test_thousands_of_batches_are_a_few_collections():
     assert png.startswith(b"\x89PNG") and seconds < 30, "{:.1f} s to draw 20000 batches".format(seconds)
 
 
+def test_a_batch_under_a_pixel_wide_still_shows():
+    """100 makings of 30 ms, 1 s apart, the first 0.5 s after the epoch's start (clear of the axis): about a
+    third of a pixel each at the saved resolution; snapped to whole pixels, over half of them vanish."""
+    timeline = Timeline()
+    for k in range(100):
+        began = T0 + 0.5 + k
+        load = LoadTimes(read_s=0.0, preprocess_s=0.03, worker=0, began=began, ready=began + 0.03, cpu_s=0.01)
+        host = HostStep(began - 0.5, began - 0.5, began - 0.5, began - 0.4, load)
+        timeline.add(BatchTiming(0.0, 0.1, 0.1, host=host, storage_share=0.0))
+    timeline.workers = 1
+    with plt.rc_context(STYLE):
+        fig = timeline_plot.figure(epoch_of(timeline))
+        fig.set_dpi(DPI)
+        fig.canvas.draw()
+    try:
+        (ax,) = fig.axes
+        x0, y = ax.transData.transform((0, 1))
+        x1, _ = ax.transData.transform((100, 1))  # 100 s: 0.5 s after the last making
+        assert (x1 - x0) / 100 * 0.03 < 0.5  # each making is under half a pixel
+        pixels = numpy.asarray(fig.canvas.buffer_rgba())[int(fig.bbox.height - y), :, :3].astype(int)
+        inked = (pixels[:, 0] - pixels[:, 2] > 20)[int(x0) + 2:]  # orange, even faint; not grey grid lines
+        shown = numpy.count_nonzero(inked[1:] & ~inked[:-1]) + int(inked[0])
+        assert shown == 100, "{} of 100 makings drawn".format(shown)
+    finally:
+        plt.close(fig)
+
+
 def test_a_run_id_with_dollars_is_drawn_as_text():
     run_id = r"sweep $\x$ costs $5$"
     with plt.rc_context(STYLE):
