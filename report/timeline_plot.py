@@ -78,7 +78,7 @@ def read(path: str) -> Epoch:
         return Epoch(str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
     except OSError as exc:
         raise ReportError("cannot read the timeline {} ({}); give a readable file".format(path, exc.strerror))
-    except (ValueError, KeyError, TypeError) as exc:  # bad JSON and bad UTF-8 are ValueErrors too
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # bad JSON and UTF-8 are ValueErrors too
         raise ReportError("{} is not a timeline edgescope-train wrote ({}); write it again with edgescope-train "
                           "--timeline-dir or choose another --epoch".format(path, one_line(str(exc))))
 

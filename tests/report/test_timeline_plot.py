@@ -230,7 +230,7 @@ def bad_files(tmp_path):
     root = tmp_path / "timelines"
     good = json.loads(json.dumps(dict(made(1, 2).to_dict(), run_id="r", epoch=0, duration_s=1.0)))
     cases = []
-    for name, content in (("not-json", b"{"), ("not-utf8", b"\xff\xfe{}"),
+    for name, content in (("not-json", b"{"), ("not-utf8", b"\xff\xfe{}"), ("deep", b"[" * 100000 + b"]" * 100000),
                           ("wrong-version", json.dumps(dict(good, version=9)).encode()),
                           ("infinite", json.dumps(dict(good, startup=[T0, float("inf")])).encode()),
                           ("no-run-id", json.dumps({k: v for k, v in good.items() if k != "run_id"}).encode())):
