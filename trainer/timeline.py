@@ -302,8 +302,8 @@ def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]
     for i in range(len(timeline)):
         span(0, "wait", c["wait_began"][i], c["wait_ended"][i], batch=i, storage_share=c["storage_share"][i])
         span(0, "compute", c["step_began"][i], c["step_ended"][i], batch=i)
-        worker, began, read = int(c["worker"][i]), c["began"][i], c["read_s"][i]
-        tid = worker + 1 if worker >= 0 else 0  # without workers the main process makes it inside its wait
+        worker, began, read = c["worker"][i], c["began"][i], c["read_s"][i]
+        tid = int(worker) + 1 if worker >= 0 else 0  # the main process (-1, or unknown) makes it inside its wait
         span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i])
         span(tid, "preprocess", began + read, c["ready"][i], batch=i, cpu_s=c["cpu_s"][i])
     return events

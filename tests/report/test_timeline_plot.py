@@ -199,6 +199,7 @@ def test_the_cli_writes_the_last_epoch_and_its_trace(tmp_path):
     folder = tmp_path / "timelines" / "run-a"
     write_epoch(folder, made(2, 2), "run-a", 0)
     timeline.columns["storage_share"][2] = float("nan")  # unknown: null in the trace (batch 1 had no wait)
+    timeline.columns["worker"][5] = float("nan")  # unknown: drawn on no worker's lane, traced on the main one
     write_epoch(folder, timeline, "run-a", 3)
     out = tmp_path / "picture.png"
     status, err = cli("--timeline", "run-a", "--timeline-dir", str(tmp_path / "timelines"), "--output", str(out))
@@ -215,6 +216,7 @@ def test_the_cli_writes_the_last_epoch_and_its_trace(tmp_path):
     assert {e["tid"] for e in spans} == {0, 1, 2}
     assert sorted(e["args"]["batch"] for e in spans if e["name"] == "read") == [0, 2, 4]
     assert {e["tid"] for e in spans if e["name"] == "read"} == {1}
+    assert [e["tid"] for e in spans if e["name"] == "preprocess" and e["args"]["batch"] == 5] == [0]
     assert [e["args"]["storage_share"] for e in spans if e["name"] == "wait"][:3] == [0.5, None, 0.5]
     startup = next(e for e in spans if e["name"] == "loader startup")
     assert startup["ts"] == 0 and startup["dur"] == pytest.approx(STARTUP * 1e6)
