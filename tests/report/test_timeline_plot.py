@@ -5,6 +5,7 @@ process; a missing or bad file is one line and exit 2. The html page embeds each
 import base64
 import io
 import json
+import subprocess
 import sys
 import time
 
@@ -17,6 +18,7 @@ import pytest
 from report import timeline_plot
 from report.cli import main
 from report.plots import DPI, STYLE
+from tests.processes import child_env
 from tests.report.browser import Dom, RefusingProxy, chromium
 from trainer.meter import BatchTiming, HostStep, LoadTimes
 from trainer.timeline import Timeline, origin
@@ -225,6 +227,31 @@ def test_the_cli_writes_the_last_epoch_and_its_trace(tmp_path):
     status, err = cli("--timeline", str(folder / "epoch-0.json"), "--output", str(tmp_path / "zero.png"))
     assert status == 0 and "last one" not in err, err
     assert (tmp_path / "zero.trace.json").exists()
+
+
+def test_real_trainer_timeline_is_drawn(tmp_path):
+    """What edgescope-train --timeline-dir writes is what --timeline reads: lanes of the run's two workers."""
+    pytest.importorskip("torch")
+    from trainer.synthetic import write_jpeg_folder
+    data, timelines = str(tmp_path / "images"), tmp_path / "timelines"
+    write_jpeg_folder(data, 64, 32)
+    subprocess.run([sys.executable, "-m", "trainer.cli", "--dataset", "imagefolder", "--data-dir", data,
+                    "--image-size", "32", "--model", "mobilenet_v3_small", "--batch-size", "16", "--workers", "2",
+                    "--epochs", "2", "--metrics-port", "-1", "--linger", "0", "--run-id", "real",
+                    "--timeline-dir", str(timelines)], env=child_env(), check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    status, err = cli("--timeline", "real", "--timeline-dir", str(timelines), "--output", str(tmp_path / "r.png"))
+    assert status == 0 and "epoch 1 of run real" in err, err
+    epoch = timeline_plot.read(str(timelines / "real" / "epoch-1.json"))
+    with plt.rc_context(STYLE):
+        fig = timeline_plot.figure(epoch)
+    try:
+        assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["main process", "worker 0", "worker 1"]
+        assert {lane for lane, _ in bars_by_lane(fig.axes[0])} == {0, 1, 2}
+    finally:
+        plt.close(fig)
+    trace = strict_json((tmp_path / "r.trace.json").read_text(encoding="utf-8"))
+    assert {e["tid"] for e in trace["traceEvents"] if e["ph"] == "X"} == {0, 1, 2}
 
 
 def bad_files(tmp_path):
