@@ -105,6 +105,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=positive_number, metavar="S",
                    help="with --pareto: recommend the least-energy front configuration taking at most S s "
                         "an epoch")
+    p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
+                   help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
+                        "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "
+                        "it (.trace.json: open it in ui.perfetto.dev); RUN may also be an epoch-N.json file")
+    p.add_argument("--epoch", type=int, metavar="N", help="with --timeline: the epoch (default: the last written)")
+    p.add_argument("--timeline-dir", type=utf8_argument, metavar="DIR",
+                   help="where edgescope-train --timeline-dir wrote the timelines (default for --timeline: "
+                        "timelines); with --format html or --plots, each run's last epoch is drawn too")
     p.add_argument("--timeout", type=timeout_seconds, default=10.0, metavar="S", help="HTTP timeout per query (default 10)")
     return p
 
@@ -112,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if args.timeline is not None:
+        return draw_timeline(args)
+    if args.epoch is not None:
+        p.error("--epoch needs --timeline")
+    if args.timeline_dir is not None and not (args.plots or args.format == "html"):
+        p.error("--timeline-dir needs --timeline, --plots or --format html")
     now = time.time()
     try:
         until = parse_time(args.until, now) if args.until else now
@@ -134,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                        "pareto": args.pareto, "power_budget": args.power_budget,
                                                        "time_budget": args.time_budget})
         images = _plots().png_images(collected.runs, report) if args.plots or args.format == "html" else {}
+        if args.timeline_dir is not None:
+            images.update(_plots("report.timeline_plot").last_epoch_images(
+                args.timeline_dir, [run.run_id for run in collected.runs]))
         text = formatted(report, args.format, args.section, images)
     except ReportError as exc:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
@@ -163,10 +180,35 @@ def _cannot_write(what: str, path: str, error: OSError, flag: str) -> int:
     return 2
 
 
-def _plots() -> Any:
-    """report.plots, which needs matplotlib (the report extra): missing, one line, not a traceback."""
+def draw_timeline(args: argparse.Namespace) -> int:
+    """--timeline: the epoch's PNG and trace. A missing directory, run or epoch, or a file that is not a
+    timeline, is a mistake in the command: one line and exit 2, as for a bad flag."""
     try:
-        plots = importlib.import_module("report.plots")
+        timelines = _plots("report.timeline_plot")
+        by_run = not args.timeline.endswith(".json")  # else an epoch file itself
+        if not by_run and args.epoch is not None:
+            raise ReportError("--epoch {} with the file {}: give the run id instead, or that epoch's file".format(
+                args.epoch, args.timeline))
+        path = timelines.find(args.timeline_dir or "timelines", args.timeline, args.epoch) if by_run \
+            else args.timeline
+        epoch = timelines.read(path)
+        if by_run and args.epoch is None:
+            print("edgescope-report: epoch {} of run {}: the last one written (--epoch N for another)".format(
+                epoch.epoch, epoch.run_id), file=sys.stderr)
+        written = timelines.write(epoch, args.output or timelines.default_output(path))
+    except ReportError as exc:
+        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        return 2
+    for path in written:
+        print("edgescope-report: wrote " + path, file=sys.stderr)
+    return 0
+
+
+def _plots(module: str = "report.plots") -> Any:
+    """report.plots (or another module drawing with matplotlib, the report extra): missing, one line, not a
+    traceback."""
+    try:
+        plots = importlib.import_module(module)
     except ImportError as exc:
         raise ReportError("--plots and --format html need matplotlib ({}); install the report extra: "
                           "pip install '.[report]'".format(exc))

@@ -53,6 +53,12 @@ def colors(n: int) -> list:
     return [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
 
 
+def plain(text: str) -> str:
+    """Text drawn as it is: matplotlib reads a span between two ``$`` as mathtext (a run id ``a$b$c`` would be
+    typeset, ``$\\x$`` would not draw at all); an escaped ``$`` is drawn as ``$`` (all matplotlib >= 3.3)."""
+    return text.replace("$", r"\$")
+
+
 def _wrapped(text: str, fig: Figure) -> str:
     return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH)))
 
@@ -98,13 +104,13 @@ def time_split(report: dict) -> Figure:
         if not k:
             ax.text(0, y, " missing", ha="left", va="center", fontsize=8)
     ax.set_yticks(ys)
-    ax.set_yticklabels(labels)
+    ax.set_yticklabels([plain(label) for label in labels])
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, as in the table
     ax.yaxis.grid(False)
     ax.set_xlabel("time per epoch (s)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     title = "Where an epoch's time goes: mean over epochs ≥ {}".format(report["settings"]["warmup_epochs"])
-    fig.suptitle(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig))
+    fig.suptitle(plain(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig)))
     return fig
 
 
@@ -123,8 +129,8 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
             ax.bar(x, e.energy_joules, width=width * 0.95, color="white" if warm else color, edgecolor=color,
                    hatch="////" if warm else None, linewidth=0.8)
         known = any(e.energy_joules is not None for e in run.epochs)
-        handles.append(Patch(facecolor=color, edgecolor=color, label="{} ({}){}".format(
-            run.run_id, run.device, "" if known else ": no energy data")))
+        handles.append(Patch(facecolor=color, edgecolor=color, label=plain("{} ({}){}".format(
+            run.run_id, run.device, "" if known else ": no energy data"))))
     if warmup > 0:
         handles.append(Patch(facecolor="white", edgecolor="grey", hatch="////", label="warm-up, not averaged"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -162,9 +168,10 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
-                                                     ": REPLAYED DEMO power, not measured" if run.power_replayed
-                                                     else ""), fig), loc="left", fontsize=9)
+        ax.set_title(plain(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
+                                                           ": REPLAYED DEMO power, not measured"
+                                                           if run.power_replayed else ""), fig)),
+                     loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))
     return fig
@@ -188,7 +195,7 @@ def pareto_front(report: dict) -> Figure:
                     fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, label="± std over epochs")
         shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
         for p, label in zip(front["points"], labels):
-            ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
+            ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         predicted = front.get("predicted", [])
         if predicted:
@@ -197,7 +204,7 @@ def pareto_front(report: dict) -> Figure:
                         yerr=[p["energy_spread_joules"] for p in predicted], fmt="D", markerfacecolor="white",
                         color=PALETTE[4], elinewidth=0.8, capsize=2, linestyle="none", label="predicted (what-if)")
             for p in predicted:
-                ax.annotate("predicted: {} of {}".format(p["what_if"], p["run_id"]),
+                ax.annotate(plain("predicted: {} of {}".format(p["what_if"], p["run_id"])),
                             (p["e2e_seconds"], p["energy_joules"]), fontsize=6, xytext=(4, -8),
                             textcoords="offset points", color=PALETTE[4])
         best = front["recommendation"]
@@ -206,8 +213,8 @@ def pareto_front(report: dict) -> Figure:
                     label="recommended")
         ax.set_xlabel("time per epoch (s)")
         ax.set_ylabel("energy per epoch (J)")
-        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
-                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
+        ax.set_title(plain(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
+                                                       "; all: " + shared if shared else ""), fig)), fontsize=9)
         ax.legend(frameon=False)
     if not fronts:
         axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,
@@ -224,18 +231,20 @@ def figures(runs: Sequence[Run], report: dict) -> Dict[str, Figure]:
     return plots
 
 
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes at the paper's resolution, then closed (pyplot keeps every open figure)."""
+    out = io.BytesIO()
+    try:
+        fig.savefig(out, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+    return out.getvalue()
+
+
 def png_images(runs: Sequence[Run], report: dict) -> Dict[str, bytes]:
     """Every plot as PNG bytes by file name (without .png): drawn once, for the files and the page alike."""
-    images = {}
     with plt.rc_context(STYLE):
-        for name, fig in figures(runs, report).items():
-            png = io.BytesIO()
-            try:
-                fig.savefig(png, format="png", dpi=DPI)
-            finally:
-                plt.close(fig)
-            images[name] = png.getvalue()
-    return images
+        return {name: png(fig) for name, fig in figures(runs, report).items()}
 
 
 def write_plots(images: Dict[str, bytes], directory: str) -> List[str]:

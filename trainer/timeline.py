@@ -75,21 +75,31 @@ class Timeline:
         timeline = cls()
         try:
             timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
+            if timeline.workers < 0 or timeline.prefetch_factor < 0:
+                raise ValueError("negative workers or prefetch factor")
             for what in ("startup", "shutdown"):
                 if data[what] is not None:
-                    began, ended = (float(x) for x in data[what])
+                    began, ended = (_finite(x) for x in data[what])
                     setattr(timeline, what, (began, ended))
             timeline.truncated, timeline.complete = bool(data["truncated"]), bool(data["complete"])
             lengths = set()
             for name in COLUMNS:
                 values = data["batches"][name]
-                timeline.columns[name] = array("d", (math.nan if v is None else float(v) for v in values))
+                timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
                 lengths.add(len(values))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError("malformed timeline ({})".format(error))
         if len(lengths) > 1:
             raise ValueError("malformed timeline (columns of different lengths)")
         return timeline
+
+
+def _finite(value: Any) -> float:
+    """A number of the file: to_dict writes NaN as null, so NaN or an infinity there is not one it wrote."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("{} is not a finite number".format(value))
+    return number
 
 
 def load(path: str) -> Timeline:
@@ -262,22 +272,30 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
     return out
 
 
+def origin(timeline: Timeline) -> float:
+    """The epoch's first stamp: where its pictures start the clock. The loader's start-up begins the window, but a
+    timeline without one starts at its first making or wait (workers begin before ``iter()`` returns)."""
+    c = timeline.columns
+    stamps = [x for name in ("began", "wait_began") for x in c[name] if not math.isnan(x)]
+    return min(stamps + list(timeline.startup or ()), default=0.0)
+
+
 def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]]:
     """The timeline as Chrome trace events (Perfetto's UI and chrome://tracing open them): one lane per worker
     (read, then preprocess: their sums, in order, inside the batch's making), the main process's waits and steps,
-    the loader's start-up and shutdown. Microseconds from the window's first stamp."""
+    the loader's start-up and shutdown. Microseconds from ``origin``; unknown figures are null (NaN is not JSON)."""
     c = timeline.columns
-    stamps = [x for x in (timeline.startup or (c["wait_began"][0] if len(timeline) else 0.0,))]
-    origin = min(stamps) if stamps else 0.0
-    events = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": name}},
-              {"ph": "M", "name": "thread_name", "pid": 1, "tid": 0, "args": {"name": "main process"}}]
-    for w in range(timeline.workers):
-        events.append({"ph": "M", "name": "thread_name", "pid": 1, "tid": w + 1, "args": {"name": "worker {}".format(w)}})
+    start = origin(timeline)
+    events = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": name}}]
+    for tid, lane in enumerate(["main process"] + ["worker {}".format(w) for w in range(timeline.workers)]):
+        events += [{"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": lane}},
+                   {"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": tid, "args": {"sort_index": tid}}]
 
-    def span(tid: int, label: str, began: float, ended: float, **args: Any) -> None:
-        if ended > began and not (math.isnan(began) or math.isnan(ended)):
-            events.append({"ph": "X", "pid": 1, "tid": tid, "name": label, "ts": (began - origin) * 1e6,
-                           "dur": (ended - began) * 1e6, "args": args})
+    def span(tid: int, label: str, began: float, ended: float, **args: float) -> None:
+        if ended > began:  # False for NaN too
+            events.append({"ph": "X", "pid": 1, "tid": tid, "name": label, "ts": (began - start) * 1e6,
+                           "dur": (ended - began) * 1e6,
+                           "args": {k: None if math.isnan(v) else v for k, v in args.items()}})
 
     for what in ("startup", "shutdown"):
         interval = getattr(timeline, what)
@@ -286,8 +304,8 @@ def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]
     for i in range(len(timeline)):
         span(0, "wait", c["wait_began"][i], c["wait_ended"][i], batch=i, storage_share=c["storage_share"][i])
         span(0, "compute", c["step_began"][i], c["step_ended"][i], batch=i)
-        worker, began, read = int(c["worker"][i]), c["began"][i], c["read_s"][i]
-        tid = worker + 1 if worker >= 0 else 0
+        worker, began, read = c["worker"][i], c["began"][i], c["read_s"][i]
+        tid = int(worker) + 1 if worker >= 0 else 0  # the main process (-1, or unknown) makes it inside its wait
         span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i])
         span(tid, "preprocess", began + read, c["ready"][i], batch=i, cpu_s=c["cpu_s"][i])
     return events
@@ -324,9 +342,14 @@ def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
     return None
 
 
+def run_folder(directory: str, run_id: str) -> str:
+    """Where a run's epochs are written and read: one folder per run, whatever its id holds."""
+    return os.path.join(directory, run_id.replace(os.sep, "_"))
+
+
 def write_timeline(directory: str, run_id: str, epoch: int, window: Any, main_cpu_s: float) -> str:
     """DIR/RUN_ID/epoch-N.json, whole or not at all (``exporter.atomicfile``); an OSError names the file."""
-    folder = os.path.join(directory, run_id.replace(os.sep, "_"))
+    folder = run_folder(directory, run_id)
     path = os.path.join(folder, "epoch-{}.json".format(epoch))
     data = dict(window.timeline.to_dict(), run_id=run_id, epoch=epoch, duration_s=window.duration_s,
                 main_cpu_s=main_cpu_s, cpu_count=usable_cpus())

@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.text import Text
 
+from report.collect import Collected
 from report.plots import DPI, STYLE, figures, row_labels
+from report.render import build
 from tests.report import synthetic
 
 
@@ -92,3 +94,23 @@ def test_row_labels_factor_out_what_every_row_shares():
     assert labels == ["resnet18 workers=1", "vgg11 workers=1", "vgg11 workers=2"]
     single = synthetic.report([synthetic.run(0)])
     assert row_labels(single["comparison"])[1] == ["nano-1"]
+
+
+def test_labels_holding_dollars_are_drawn_as_text():
+    """Run ids and settings come from Prometheus: text between two $ must not be typeset as mathtext (a run id
+    holding \\x would not draw at all)."""
+    runs = [synthetic.run(0, run_id=r"sweep $\x$ 1", info={"model": r"$\y$"}), synthetic.run(1)]
+    report = build(Collected(runs=runs, notes=[]), 1, {"prometheus": "http://prometheus.example:9090",
+                                                       "since": 0.0, "until": 2e9, "pareto": True})
+    with plt.rc_context(STYLE):
+        made = figures(runs, report)
+        try:
+            for fig in made.values():
+                fig.canvas.draw()
+            shown = [t._preprocess_math(t.get_text()) for fig in made.values() for t in fig.findobj(Text)]
+        finally:
+            for fig in made.values():
+                plt.close(fig)
+    assert set(made) == {"time_split", "energy_per_epoch", "power_over_run", "pareto"}
+    assert not any(math for _, math in shown)
+    assert any(r"sweep $\x$ 1" in text for text, _ in shown) and any(r"$\y$" in text for text, _ in shown)
