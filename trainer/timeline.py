@@ -123,6 +123,8 @@ class Replayable(NamedTuple):
     boot: List[float]  # each worker's first batch began this long after start-up ended
     span: float  # measured: start-up end to the loader's end
     epoch_s: float  # the window's wall time
+    startup_s: float  # iter(loader): forking the workers
+    shutdown_s: float  # the loader's end: the workers' teardown
 
 
 def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable], str]:
@@ -157,7 +159,9 @@ def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable]
         before_step=[max(c["step_began"][i] - c["wait_ended"][i], 0.0) for i in range(n)],
         compute=[max(c["step_ended"][i] - c["step_began"][i], 0.0) for i in range(n)],
         after_step=[max((waits[i + 1] if i + 1 < n else end) - c["step_ended"][i], 0.0) for i in range(n)],
-        boot=boot, span=end - t0, epoch_s=epoch_s), ""
+        boot=boot, span=end - t0, epoch_s=epoch_s,
+        startup_s=timeline.startup[1] - timeline.startup[0] if timeline.startup else 0.0,
+        shutdown_s=timeline.shutdown[1] - timeline.shutdown[0] if timeline.shutdown else 0.0), ""
 
 
 def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
@@ -193,29 +197,41 @@ def storage_speed(r: Replayable) -> Optional[float]:
 
 
 def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) -> Tuple[float, str]:
-    """The loop with twice the workers. Preprocessing is CPU seconds shared over the cores the main process
-    leaves. Reads either share the storage, which serves no more than one reader's worth at a time (an SD card,
-    a throttled disk), or, ``storage_scales``, take as long as measured (page cache, NVMe, network storage
-    serving more readers at once): one epoch cannot tell which, so both are predicted. The contention factors
-    are solved together with the replay (a fixed point)."""
+    """The epoch's loop with twice the workers, plus the extra start-up and shutdown of forking and ending
+    twice as many.
+
+    CPU: the main process's steps and the workers' CPU seconds share the machine's CPUs (the affinity mask):
+    while more processes are runnable than there are CPUs, each runs that much slower, the steps included (an
+    oversubscription already in the measured epoch is taken out first). Reads either share the storage, which
+    serves no more than one reader's worth at a time (an SD card, a throttled disk), or, ``storage_scales``, take
+    as long as measured (page cache, NVMe, network storage serving more readers at once): one epoch cannot tell
+    which, so both are predicted. The factors are solved together with the replay (a fixed point)."""
+    # the main process's CPUs while it steps: ~1 for a CPU step on one thread, more with intra-op threads, little
+    # for a GPU's (its host work); from its CPU time over the epoch
+    main_cores = main_cpu_s / sum(r.compute) if sum(r.compute) > 0 else 0.0
+    slowed = min(main_cores, 1.0)  # the share of a step that waits when the CPUs are oversubscribed
+    runnable = (sum(r.compute) * main_cores + sum(r.preprocess)) / r.span  # CPUs wanted, on average
+    measured_sharing = max(1.0, runnable / cpus)
     read_sharing = 1.0 if storage_scales else max(1.0, sum(r.read) / r.span)
-    cores_now = max(cpus - main_cpu_s / r.span, 1.0)
-    cpu_sharing = max(1.0, sum(r.preprocess) / r.span / cores_now)
     alone_read = [x / read_sharing for x in r.read]
-    other = [max(p - c * cpu_sharing, 0.0) for p, c in zip(r.preprocess, r.cpu)]  # not CPU, not reading
+    alone_compute = [c / (1 + (measured_sharing - 1) * slowed) for c in r.compute]
+    other = [max(p - c * measured_sharing, 0.0) for p, c in zip(r.preprocess, r.cpu)]  # not CPU, not reading
     workers = 2 * r.workers
     s_read = s_cpu = 1.0
     span = r.span
     for _ in range(60):
         make = [a * s_read + c * s_cpu + o for a, c, o in zip(alone_read, r.cpu, other)]
-        span, _busy = replay(r, workers, make, r.compute)
-        cores = max(cpus - main_cpu_s / span, 1.0)
+        compute = [c * (1 + (s_cpu - 1) * slowed) for c in alone_compute]
+        span, _busy = replay(r, workers, make, compute)
         if not storage_scales:
             s_read = (s_read + max(1.0, sum(alone_read) * s_read / span)) / 2
-        s_cpu = (s_cpu + max(1.0, sum(r.cpu) * s_cpu / span / cores)) / 2
-    return span, "{} -> {} workers on {} CPUs: preprocessing x{:.2f} from CPU sharing, reads x{:.2f}{}".format(
-        r.workers, workers, cpus, s_cpu, s_read, " (storage serving more readers as fast)" if storage_scales
-        else " (storage serving one reader's worth at a time)")
+        s_cpu = (s_cpu + max(1.0, (sum(compute) * main_cores + sum(r.cpu) * s_cpu) / span / cpus)) / 2
+    return span + r.startup_s + r.shutdown_s, (
+        "{} -> {} workers on {} CPUs: CPU work x{:.2f} from sharing (measured x{:.2f}), reads x{:.2f}{}, "
+        "start-up and shutdown doubled".format(
+            r.workers, workers, cpus, s_cpu, measured_sharing, s_read,
+            " (storage serving more readers as fast)" if storage_scales
+            else " (storage serving one reader's worth at a time)"))
 
 
 class Prediction(NamedTuple):
