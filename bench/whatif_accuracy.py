@@ -19,6 +19,12 @@ load average before and after; writes every epoch's record to ``--out``. A bench
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --quick --out quick.json    # ~3 min smoke run
 
 Without root and cgroup v1 blkio only the cached half runs.
+
+On a CPU the model's step (mobilenet_v3_small: ~14 ms an image at 64 px, ~60 ms at 224 px on one core) hides
+JPEGs of the crop's own size even at 4 MiB/s (3 KB and 28 KB: 0.7 and 7 ms to read), so the default grid checks
+the what-ifs where they should predict little change. ``--file-size 384`` (80 KB files, 19 ms at 4 MiB/s) makes
+the 64 px cold runs storage-bound. blk-throttle lets a burst through after an idle spell (one 100 ms slice), so a
+throttled disk read in batches runs faster than its nominal rate, and not in proportion to it.
 """
 import argparse
 import contextlib
@@ -182,12 +188,12 @@ def summary(result_rows: Sequence[Row]) -> List[str]:
     return lines
 
 
-def make_dataset(folder: str, size: int, images: int) -> str:
-    """``edgescope-dataset imagefolder`` into ``folder``/``size``px."""
+def make_dataset(folder: str, size: int, images: int, file_size: int, quality: int) -> str:
+    """``edgescope-dataset imagefolder`` into ``folder``/``size``px: JPEGs of ``file_size`` (0: ``size``) px."""
     out = os.path.join(folder, "{}px".format(size))
     subprocess.run([sys.executable, "-m", "trainer.datasets_cli", "imagefolder", "--out", out, "--images",
-                    str(images), "--image-size", str(size)], cwd=REPO, env=child_env(), check=True,
-                   stdout=subprocess.DEVNULL)
+                    str(images), "--image-size", str(file_size or size), "--quality", str(quality)], cwd=REPO,
+                   env=child_env(), check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -239,21 +245,27 @@ def measure(configs: Sequence[Config], datasets: Dict[int, str], args: argparse.
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="whatif_accuracy.json", help="every epoch's record, the rows and the load")
-    p.add_argument("--sizes", default="64:40,224:20",
+    p.add_argument("--sizes", default=None,
                    help="image sizes with the batches per epoch for each, SIZE:BATCHES,... (the dataset holds "
-                        "exactly one epoch's images: cold epochs read all of it)")
+                        "exactly one epoch's images: cold epochs read all of it); default 64:40,224:20, "
+                        "--quick 64:6,224:3")
     p.add_argument("--workers", default="1,2,4", help="DataLoader workers, comma-separated")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=5, help="per run; epoch 0 is dropped")
+    p.add_argument("--batch-size", type=int, default=None, help="default 16, --quick 8")
+    p.add_argument("--epochs", type=int, default=None, help="per run; epoch 0 is dropped (default 5, --quick 3)")
     p.add_argument("--rates", default="{},{}".format(4 * MIB, 8 * MIB),
                    help="cold read rates in bytes/s: the first for every workers setting, the others for "
                         "--storage-workers only")
     p.add_argument("--storage-workers", type=int, default=1, help="workers for the runs at the other rates")
+    p.add_argument("--file-size", type=int, default=0,
+                   help="generate the JPEGs at this side for every size, cropped to the size (0: the size itself); "
+                        "larger files make the cold runs storage-bound")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated files")
     p.add_argument("--work", default=None, help="datasets, logs, loop disk (default: a temporary folder)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run (~3 min)")
+    p.add_argument("--quick", action="store_true", help="tiny defaults for a smoke run (~3-4 min)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.sizes, args.batch_size, args.epochs = "64:6,224:3", 8, 3
+    defaults = ("64:6,224:3", 8, 3) if args.quick else ("64:40,224:20", 16, 5)
+    args.sizes, args.batch_size, args.epochs = (given if given is not None else default for given, default in zip(
+        (args.sizes, args.batch_size, args.epochs), defaults))
     args.batches = {int(s): int(b) for s, b in (item.split(":") for item in args.sizes.split(","))}
     args.workers = [int(w) for w in args.workers.split(",")]
     args.rates = [int(r) for r in args.rates.split(",")]
@@ -270,9 +282,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     configs = plan(sorted(args.batches), args.workers, args.rates, args.storage_workers, why_not is None)
     work = args.work or tempfile.mkdtemp(prefix="whatif-")
     os.makedirs(work, exist_ok=True)
-    datasets = {size: make_dataset(work, size, batches * args.batch_size) for size, batches in args.batches.items()}
+    datasets = {size: make_dataset(work, size, batches * args.batch_size, args.file_size, args.quality)
+                for size, batches in args.batches.items()}
     print("{} runs of {} epochs, batch {}; {}".format(len(configs), args.epochs, args.batch_size, ", ".join(
-        "{} px: {} batches, {:.1f} MB".format(s, b, dataset_size(datasets[s]) / 1e6)
+        "{} px: {} batches, {:.1f} MB of {} px JPEGs (quality {})".format(
+            s, b, dataset_size(datasets[s]) / 1e6, args.file_size or s, args.quality)
         for s, b in sorted(args.batches.items()))), flush=True)
     runs = {}  # type: Dict[Config, List[Dict[str, Any]]]
     with contextlib.ExitStack() as stack:
@@ -294,7 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_after = os.getloadavg()
     print("load average after: {:.2f} {:.2f} {:.2f} (the targets are for a quiet machine)".format(*load_after))
     with open(args.out, "w") as f:
-        json.dump({"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:],
+        json.dump({"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:] if argv is None else argv,
                    "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
                    "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,
                              "comparison": r.comparison._asdict() if r.comparison else None, "why": r.why}
