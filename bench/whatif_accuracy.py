@@ -23,8 +23,9 @@ Without root and cgroup v1 blkio only the cached half runs.
 On a CPU the model's step (mobilenet_v3_small: ~14 ms an image at 64 px, ~60 ms at 224 px on one core) hides
 JPEGs of the crop's own size even at 4 MiB/s (3 KB and 28 KB: 0.7 and 7 ms to read), so the default grid checks
 the what-ifs where they should predict little change. ``--file-size 384`` (80 KB files, 19 ms at 4 MiB/s) makes
-the 64 px cold runs storage-bound. blk-throttle lets a burst through after an idle spell (one 100 ms slice), so a
-throttled disk read in batches runs faster than its nominal rate, and not in proportion to it.
+the 64 px cold runs storage-bound. blk-throttle lets one 100 ms slice's worth through at once after an idle
+spell: a worker that idles between batches (a hidden loader) reads faster than the nominal rate; one that
+never idles (storage the bottleneck) reads at it.
 """
 import argparse
 import contextlib
