@@ -109,3 +109,12 @@ def test_verdicts_pass_on_a_good_run():
     lines = summary(rows(runs))
     assert all(line.endswith("PASS") for line in lines), lines
     assert label(c) == "64 px, 4 workers, cold 4 MiB/s" and label(Config(224, 1, CACHED)) == "224 px, 1 worker, cached"
+
+
+def test_the_throttle_says_why_it_cannot_be_had(monkeypatch, tmp_path):
+    from bench import blkio
+    monkeypatch.setattr(blkio.os, "geteuid", lambda: 1000)
+    assert blkio.unavailable() == "needs root (blkio cgroups, losetup and mount)"
+    monkeypatch.setattr(blkio.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(blkio, "BLKIO", str(tmp_path))
+    assert blkio.unavailable() == "needs cgroup v1 blkio mounted at {}".format(tmp_path)
