@@ -286,7 +286,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     datasets = {size: make_dataset(work, size, batches * args.batch_size, args.file_size, args.quality)
                 for size, batches in args.batches.items()}
     sizes = ["{} px: {} batches, {:.1f} MB of {} px JPEGs (quality {})".format(
-        s, b, dataset_size(datasets[s]) / 1e6, args.file_size or s, args.quality) for s, b in sorted(args.batches.items())]
+        s, b, dataset_size(datasets[s]) / 1e6, args.file_size or s, args.quality)
+        for s, b in sorted(args.batches.items())]
     print("{} runs of {} epochs, batch {}; {}; logs in {}".format(len(configs), args.epochs, args.batch_size,
                                                                  ", ".join(sizes), work), flush=True)
     runs = {}  # type: Dict[Config, List[Dict[str, Any]]]
