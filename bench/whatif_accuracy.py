@@ -208,6 +208,8 @@ def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequen
     per-epoch records, [] if it failed (the log's path is printed)."""
     run_id = "whatif-{}px-w{}-{}".format(config.size, config.workers, config.storage or "cached")
     results, log = os.path.join(work, run_id + ".jsonl"), os.path.join(work, run_id + ".log")
+    if os.path.exists(results):  # the trainer appends: a --work used before holds an older run's epochs
+        os.remove(results)
     cmd = [sys.executable, "-m", "trainer.cli", "--model", "mobilenet_v3_small", "--dataset", "imagefolder",
            "--data-dir", data_dir, "--image-size", str(config.size), "--batch-size", str(args.batch_size),
            "--workers", str(config.workers), "--epochs", str(args.epochs), "--max-batches",
