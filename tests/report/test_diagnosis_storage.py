@@ -19,64 +19,29 @@ measured drift (the cached epoch is CPU work: compute and decoding scale alike).
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from bench import blkio
 from experiment.profile import evict, warm
 from report.cli import main
 from tests.processes import child_env, free_port, stop_process, wait_http_ok
 from tests.stack.catalog import REPO
 from tests.stack.harness import Prometheus, Target
 
-BLKIO = "/sys/fs/cgroup/blkio"
 SD_BPS = 4 * 1024 * 1024
 DEVICE = "demo-sd"
 DEMO_LOG = REPO / "exporter" / "demo" / "tegrastats_nano_warming.log"
 DECOMPOSITION = "edgescope_train_epoch_fetch_stall_storage_seconds"
 
 pytest.importorskip("torch")
-if os.geteuid() != 0 or not os.path.isdir(BLKIO):
-    pytest.skip("needs root and cgroup v1 blkio for the storage throttle", allow_module_level=True)
+if blkio.unavailable(loop=False):
+    pytest.skip("the storage throttle " + blkio.unavailable(loop=False), allow_module_level=True)
 if DECOMPOSITION not in (REPO / "trainer" / "metrics.py").read_text():
     pytest.skip("the trainer does not publish the stall decomposition ({})".format(DECOMPOSITION),
                 allow_module_level=True)
-
-
-def whole_disk(path: str) -> str:
-    """MAJ:MIN of the whole disk holding ``path`` (blkio throttles disks, not partitions)."""
-    st = os.stat(path)
-    sysdev = os.path.realpath("/sys/dev/block/{}:{}".format(os.major(st.st_dev), os.minor(st.st_dev)))
-    if os.path.exists(os.path.join(sysdev, "partition")):
-        sysdev = os.path.dirname(sysdev)
-    with open(os.path.join(sysdev, "dev")) as f:
-        return f.read().strip()
-
-
-@contextlib.contextmanager
-def throttled_group(path: str):
-    """A blkio cgroup reading at most SD_BPS from the disk holding ``path``; removed afterwards."""
-    group = os.path.join(BLKIO, "edgescope-test-{}".format(os.getpid()))
-    os.mkdir(group)
-    try:
-        with open(os.path.join(group, "blkio.throttle.read_bps_device"), "w") as f:
-            f.write("{} {}\n".format(whole_disk(path), SD_BPS))
-        yield group
-    finally:
-        deadline = time.monotonic() + 30
-        while True:  # the test's trainers and their workers (all it moved in) gone, the group can go
-            with open(os.path.join(group, "cgroup.procs")) as f:
-                left = [int(pid) for pid in f.read().split()]
-            if not left or time.monotonic() > deadline:
-                break
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-        os.rmdir(group)
 
 
 def train(group: str, data: str, port: int, run_id: str, workers: int, labels: dict, log, *flags: str) -> None:
@@ -88,9 +53,8 @@ def train(group: str, data: str, port: int, run_id: str, workers: int, labels: d
            "--label", "cpu_count={}".format(len(os.sched_getaffinity(0)))] + list(flags)
     for key, value in sorted(labels.items()):
         cmd += ["--label", "{}={}".format(key, value)]
-    script = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
-    subprocess.run(["sh", "-c", script, group] + cmd, env=child_env(), stdout=log,
-                   stderr=subprocess.STDOUT, check=True, timeout=900)
+    subprocess.run(cmd, env=child_env(), stdout=log, stderr=subprocess.STDOUT, check=True, timeout=900,
+                   preexec_fn=blkio.joiner(group))
 
 
 def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_predicted(tmp_path, capsys):
@@ -111,7 +75,7 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
         prom = stack.enter_context(Prometheus(tmp_path / "prometheus", scrape_interval="500ms"))
         prom.set_targets([Target(DEVICE, "nano", "sd", exporter_port=exporter_port, trainer_port=trainer_port)])
         prom.wait_for('up{job="edgescope-exporter"} == 1', timeout=60)
-        group = stack.enter_context(throttled_group(data))
+        group = stack.enter_context(blkio.throttled_group(data, SD_BPS, "edgescope-test"))
         train(group, data, trainer_port, "sd-synthetic", 1, {"profile_pass": "synthetic"}, log, "--synthetic-input")
         evict(data)  # and the trainer evicts it before every epoch, outside its timing, as --profile has it
         train(group, data, trainer_port, "sd-cold", 1, {"page_cache": "evicted", "profile_pass": "cold"}, log,

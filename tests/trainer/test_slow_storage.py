@@ -14,62 +14,24 @@ from typing import Dict, Iterator, Tuple
 
 import pytest
 
+from bench import blkio
 from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
 
-BLKIO = "/sys/fs/cgroup/blkio"
 READ_BPS = 4 * 1024 * 1024  # a slow SD card
 IMAGES, BATCH = 48, 8
-TOOLS = ("vmtouch", "losetup", "mkfs.ext4", "mount", "umount")
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: blkio cgroups, losetup and mount"),
-    pytest.mark.skipif(not os.path.isfile(os.path.join(BLKIO, "blkio.throttle.read_bps_device")),
-                       reason="needs cgroup v1 blkio mounted at {} (throttles the dataset's disk)".format(BLKIO)),
-    pytest.mark.skipif(not all(shutil.which(tool) for tool in TOOLS),
-                       reason="needs {} (scripts/install-deps.sh)".format(", ".join(TOOLS))),
-]
-
-
-def block_device(path: str) -> str:
-    """``major:minor`` of the whole disk under ``path``'s file system (blkio throttles whole disks)."""
-    dev = os.stat(path).st_dev
-    sysfs = os.path.realpath("/sys/dev/block/{}:{}".format(os.major(dev), os.minor(dev)))
-    assert os.path.isdir(sysfs), "{} is not on a block device (tmpfs, overlay?)".format(path)
-    if os.path.isfile(os.path.join(sysfs, "partition")):
-        sysfs = os.path.dirname(sysfs)
-    with open(os.path.join(sysfs, "dev")) as f:
-        return f.read().strip()
+pytestmark = pytest.mark.skipif(blkio.unavailable() is not None or not shutil.which("vmtouch"),
+                                reason=blkio.unavailable() or "needs vmtouch (scripts/install-deps.sh)")
 
 
 @pytest.fixture
 def slow_disk(tmp_path) -> Iterator[Tuple[str, str]]:
     """(a folder on a fresh ext4 loop device, the blkio group throttled to READ_BPS on it); both removed after."""
-    image, mount_point = str(tmp_path / "sd.img"), str(tmp_path / "sd")
-    os.makedirs(mount_point)
-    with open(image, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
-    loop = subprocess.run(["losetup", "--find", "--show", image], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    group = os.path.join(BLKIO, "edgescope-test-{}".format(os.getpid()))
-    try:
-        subprocess.run(["mount", loop, mount_point], check=True)
-        os.makedirs(group)
-        with open(os.path.join(group, "blkio.throttle.read_bps_device"), "w") as f:
-            f.write("{} {}".format(block_device(mount_point), READ_BPS))
-        yield mount_point, group
-    finally:
-        if os.path.isdir(group):
-            with open(os.path.join(group, "cgroup.procs")) as f:
-                stragglers = f.read().split()
-            for pid in stragglers:  # none if the run ended; rmdir needs an empty group
-                with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
-                    f.write(pid)
-            os.rmdir(group)
-        subprocess.run(["umount", mount_point])
-        subprocess.run(["losetup", "-d", loop])
+    with blkio.loop_disk(str(tmp_path), 64 * 1024 * 1024) as mount_point:
+        with blkio.throttled_group(mount_point, READ_BPS, "edgescope-test") as group:
+            yield mount_point, group
 
 
 def vmtouch(flag: str, folder: str) -> str:
@@ -79,10 +41,6 @@ def vmtouch(flag: str, folder: str) -> str:
 def train_in(group: str, data_dir: str, tmp: str) -> Dict[str, float]:
     """One epoch of a real edgescope-train, started inside ``group``; its record. No workers: on a small shared
     machine workers would compete with the training step for the CPUs and inflate the preprocessing time."""
-    def enter() -> None:
-        with open(os.path.join(group, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-
     results = os.path.join(tmp, "results.jsonl")
     if os.path.exists(results):
         os.remove(results)
@@ -92,7 +50,7 @@ def train_in(group: str, data_dir: str, tmp: str) -> Dict[str, float]:
     args[args.index("--max-batches") + 1] = str(IMAGES // BATCH)
     done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args + ["--dataset", "imagefolder",
                                                                          "--image-size", "32"],
-                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600, preexec_fn=enter)
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600, preexec_fn=blkio.joiner(group))
     assert done.returncode == 0, done.stderr
     with open(results) as f:
         (record,) = [json.loads(line) for line in f]

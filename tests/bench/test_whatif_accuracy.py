@@ -1,0 +1,120 @@
+"""bench/whatif_accuracy.py's arithmetic on hand-made records (no trainer runs): which configuration predicts
+which, the error and its bar, the table and the verdicts."""
+import math
+
+import pytest
+
+from bench.whatif_accuracy import (CACHED, MIB, Config, compare, kept, label, pairings, plan, rows, storage_key,
+                                   summary, table)
+from trainer.timeline import Timeline, what_ifs
+
+SLOW, FAST = 4 * MIB, 8 * MIB
+
+
+def epochs(durations, **predicted):
+    """Records as the trainer's --results writes them: epoch 0 first, one predicted value per epoch."""
+    out = []
+    for i, duration in enumerate(durations):
+        values = {name: (v[i] if isinstance(v, list) else v) for name, v in predicted.items()}
+        out.append({"epoch": i, "complete": True, "duration_s": duration, "predicted_duration_s": values,
+                    "prediction_basis": {name: "because" if v is None else "replayed" for name, v in values.items()}})
+    return out
+
+
+def test_the_plan_and_its_pairings_follow_the_grid():
+    configs = plan([64, 224], [1, 2, 4], [SLOW, FAST], storage_workers=1, cold=True)
+    assert len(configs) == 14 and configs[0] == Config(64, 1, CACHED) and configs[6] == Config(64, 1, FAST)
+    assert plan([64], [1, 2], [SLOW], 1, cold=False) == [Config(64, 1, CACHED), Config(64, 2, CACHED)]
+    pairs = pairings(configs)
+    assert all(t.size == s.size for t, s, _ in pairs)  # never across image sizes
+    for_64 = {(t, s, name) for t, s, name in pairs if t.size == 64}
+    assert for_64 == {
+        (Config(64, 1, CACHED), Config(64, 1, SLOW), "dataset_cached"),
+        (Config(64, 1, CACHED), Config(64, 1, FAST), "dataset_cached"),
+        (Config(64, 2, CACHED), Config(64, 2, SLOW), "dataset_cached"),
+        (Config(64, 4, CACHED), Config(64, 4, SLOW), "dataset_cached"),
+        (Config(64, 2, CACHED), Config(64, 1, CACHED), "workers_doubled_storage_scales"),
+        (Config(64, 4, CACHED), Config(64, 2, CACHED), "workers_doubled_storage_scales"),
+        (Config(64, 2, SLOW), Config(64, 1, SLOW), "workers_doubled"),
+        (Config(64, 4, SLOW), Config(64, 2, SLOW), "workers_doubled"),
+        (Config(64, 1, SLOW), Config(64, 1, FAST), storage_key(SLOW)),
+        (Config(64, 1, FAST), Config(64, 1, SLOW), storage_key(FAST)),
+    }
+    assert len(pairs) == 20
+
+
+def test_the_storage_what_if_is_named_as_the_trainer_names_it():
+    # the trainer parses --what-if-storage-bps as a float and names the what-if with {:g}: 8.38861e+06
+    names = what_ifs(Timeline(), 1.0, 2, 0.0, [float(FAST)], [2.0], None, None)
+    assert storage_key(FAST) in names and storage_key(FAST) == "storage_bps=8.38861e+06"
+
+
+def test_kept_epochs_drop_the_warm_up_and_interrupted_ones():
+    records = epochs([5.0, 1.0, 2.0, 3.0])
+    records[3]["complete"] = False
+    assert [r["epoch"] for r in kept(records)] == [1, 2]
+
+
+def test_error_its_bar_and_the_noise_verdict():
+    c = compare([9.0, 11.0], [11.0, 13.0])  # 10 ± 1.41 against 12 ± 1.41
+    assert c.predicted == pytest.approx((10.0, math.sqrt(2))) and c.measured == pytest.approx((12.0, math.sqrt(2)))
+    assert c.error == pytest.approx(-1 / 6)
+    assert c.error_sd == pytest.approx(10 / 12 * math.hypot(math.sqrt(2) / 10, math.sqrt(2) / 12))
+    assert c.within_noise and not c.inside_bar  # the intervals overlap, yet the error is outside its own bar
+    exact = compare([10.0, 10.0], [11.0, 13.0])
+    assert exact.error_sd == pytest.approx(10 / 12 * math.sqrt(2) / 12) and not exact.within_noise
+    close = compare([11.5, 12.5], [11.0, 13.0])
+    assert close.error == pytest.approx(0.0) and close.inside_bar and close.within_noise
+
+
+def test_rows_table_and_summary_from_hand_made_runs():
+    cold, cached, cached2 = Config(64, 1, SLOW), Config(64, 1, CACHED), Config(64, 2, CACHED)
+    runs = {
+        cold: epochs([9.0, 6.0, 6.2, 5.8], dataset_cached=[9.0, 4.4, 4.6, 4.5], workers_doubled=None),
+        cached: epochs([5.0, 4.0, 4.2, 4.1], workers_doubled_storage_scales=[3.0, 2.0, 2.0, 2.0]),
+        cached2: epochs([4.0, 3.0, 3.1, 3.2]),
+    }
+    result = {(r.target, r.source, r.what_if): r for r in rows(runs)}
+    assert set(result) == {(cached, cold, "dataset_cached"), (cached2, cached, "workers_doubled_storage_scales")}
+    caching = result[(cached, cold, "dataset_cached")].comparison
+    assert caching.measured[0] == pytest.approx(4.1) and caching.predicted[0] == pytest.approx(4.5)
+    assert caching.error == pytest.approx(4.5 / 4.1 - 1)  # the warm-up epoch's 9 s and 5 s left out
+    doubling = result[(cached2, cached, "workers_doubled_storage_scales")].comparison
+    assert doubling.error == pytest.approx(2.0 / 3.1 - 1) and not doubling.inside_bar
+    text = table(rows(runs))
+    assert text.splitlines()[0].startswith("| configuration measured | predicted from |")
+    assert "| 64 px, 1 worker, cached | 64 px, 1 worker, cold 4 MiB/s: `dataset_cached` | 4.50 ± 0.10 s | " \
+           "4.10 ± 0.10 s | +10 ± 4 % | no |" in text
+    assert "| 2.000 ± 0.000 s | 3.10 ± 0.10 s | -35 ± 2 % | no |" in text  # no spread: three decimals
+    lines = summary(rows(runs))
+    assert lines[0].startswith("median |error| 22.6 % (target <= 10 %): FAIL")
+    assert "worst |error| 35.5 % (64 px, 2 workers, cached from 64 px, 1 worker, cached" in lines[1]
+    assert lines[1].endswith("FAIL") and lines[2] == "errors inside their own bar: 0 of 2 (target: all): FAIL"
+
+
+def test_a_prediction_the_trainer_did_not_make_is_shown_with_its_reason():
+    cold, cold2 = Config(224, 1, SLOW), Config(224, 2, SLOW)
+    runs = {cold: epochs([3.0, 2.0, 2.0], workers_doubled=None), cold2: epochs([2.0, 1.5, 1.6])}
+    (row,) = rows(runs)
+    assert row.comparison is None and row.why == "because"
+    assert "| not predicted (because) |" in table([row])
+    assert summary([row]) == ["no prediction could be compared with a measurement"]
+
+
+def test_verdicts_pass_on_a_good_run():
+    a, b, c = Config(64, 1, SLOW), Config(64, 2, SLOW), Config(64, 4, SLOW)
+    runs = {a: epochs([2.0, 2.0, 2.1, 1.9], workers_doubled=[1.0, 1.52, 1.5, 1.48]),
+            b: epochs([1.6, 1.5, 1.45, 1.55], workers_doubled=[1.0, 1.2, 1.25, 1.3]),
+            c: epochs([1.3, 1.2, 1.3, 1.25])}
+    lines = summary(rows(runs))
+    assert all(line.endswith("PASS") for line in lines), lines
+    assert label(c) == "64 px, 4 workers, cold 4 MiB/s" and label(Config(224, 1, CACHED)) == "224 px, 1 worker, cached"
+
+
+def test_the_throttle_says_why_it_cannot_be_had(monkeypatch, tmp_path):
+    from bench import blkio
+    monkeypatch.setattr(blkio.os, "geteuid", lambda: 1000)
+    assert blkio.unavailable() == "needs root (blkio cgroups, losetup and mount)"
+    monkeypatch.setattr(blkio.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(blkio, "BLKIO", str(tmp_path))
+    assert blkio.unavailable() == "needs cgroup v1 blkio mounted at {}".format(tmp_path)
