@@ -85,7 +85,7 @@ def test_rows_table_and_summary_from_hand_made_runs():
     assert text.splitlines()[0].startswith("| configuration measured | predicted from |")
     assert "| 64 px, 1 worker, cached | 64 px, 1 worker, cold 4 MiB/s: `dataset_cached` | 4.50 ± 0.10 s | " \
            "4.10 ± 0.10 s | +10 ± 4 % | no |" in text
-    assert "| 2.000 ± 0 s | 3.10 ± 0.10 s | -35 ± 2 % | no |" in text  # no spread: three decimals
+    assert "| 2.000 ± 0 s | 3.10 ± 0.10 s | -35 ± 2 % | no |" in text  # identical epochs: the mean to four significant digits, ± 0
     lines = summary(rows(runs))
     assert lines[0].startswith("median |error| 22.6 % (target <= 10 %): FAIL")
     assert "worst |error| 35.5 % (64 px, 2 workers, cached from 64 px, 1 worker, cached" in lines[1]
