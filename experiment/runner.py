@@ -101,9 +101,10 @@ def _restore_from(path: str, controls, why: str) -> None:
             with open(path, "rb") as f:
                 state = json.loads(f.read().decode("utf-8"))
         except (OSError, ValueError) as exc:
-            print("edgescope-experiment: cannot read the board's settings {} ({}); check them by hand "
-                  "('sudo nvpmodel -q', 'sudo jetson_clocks --show', the fan in 'jtop') and remove the file".format(
+            print("edgescope-experiment: cannot read the board's settings {} ({}): they are not restored; check "
+                  "them by hand ('sudo nvpmodel -q', 'sudo jetson_clocks --show', the fan in 'jtop')".format(
                       path, exc), file=sys.stderr, flush=True)
+            os.unlink(path)
             return
         failed = controls.restore(state)
         for line in failed:

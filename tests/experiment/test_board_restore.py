@@ -154,3 +154,14 @@ def test_a_lost_jtop_service_names_each_manual_command():
     assert "jetson_clocks off" in lines[1] and "'sudo jetson_clocks --restore'" in lines[1]
     assert "fan" in lines[2] and "manual at 40 %" in lines[2]
     assert all("/run/jtop.sock" in line and "\n" not in line for line in lines)
+
+
+def test_an_unreadable_stored_state_is_said_in_one_line_and_the_sweep_goes_on(bench):
+    board = Board(bench, QUIET)
+    bench.out.mkdir()
+    (bench.out / BOARD_FILE).write_text("{not json")
+    result = bench.run(bench.plan(), **board.env)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "cannot read the board's settings" in line]
+    assert len(lines) == 1 and "'sudo nvpmodel -q'" in lines[0] and "Traceback" not in result.stderr
+    assert board.now() == QUIET and not (bench.out / BOARD_FILE).exists()
