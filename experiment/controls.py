@@ -175,8 +175,8 @@ def by_hand(state: Dict[str, Any], why: str, only: Optional[Callable] = None) ->
     """One line per recorded setting (or the ``only`` one) naming it, why, and the command that restores it."""
     lines = []
     if "nvpmodel_id" in state and only in (None, _restore_nvpmodel):
-        lines.append("could not restore the power mode {} ({}): run 'sudo nvpmodel -m {}'".format(
-            state.get("nvpmodel_name"), why, state["nvpmodel_id"]))
+        lines.append("could not restore the power mode {} ({}): run 'sudo nvpmodel -m {}' (and reboot if it "
+                     "asks)".format(state.get("nvpmodel_name"), why, state["nvpmodel_id"]))
     if "jetson_clocks" in state and only in (None, _restore_clocks):
         lines.append("could not restore jetson_clocks {} ({}): run {}".format(
             "on" if state["jetson_clocks"] else "off", why,

@@ -137,7 +137,7 @@ def test_what_cannot_be_restored_is_one_line_naming_the_command(bench):
     assert result.returncode == 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "could not restore" in line]
     assert lines == ["edgescope-experiment: could not restore the power mode MODE_15W_6CORE (it did not take "
-                     "effect): run 'sudo nvpmodel -m 2'"]
+                     "effect): run 'sudo nvpmodel -m 2' (and reboot if it asks)"]
     assert board.now() == dict(QUIET, mode=3)  # the clocks and the fan were still restored
 
 
