@@ -15,9 +15,10 @@ turning it off runs ``jetson_clocks --restore`` on the clocks jtop's service sto
 first started with them off; so the power mode, jetson_clocks on/off and the fan's profile and speed
 are what is recorded.
 """
+import contextlib
 import os
 import subprocess
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from experiment.plan import PowerMode
 
@@ -61,12 +62,20 @@ class JtopControls:
     def describe(self) -> str:
         return "Jetson controls through jtop: power mode, jetson_clocks, fan"
 
-    def _open(self):
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Any]:
+        """The connected client; jtop connects in ``__enter__`` (``start()``), which raises when the service is
+        down, so both steps are one ControlError."""
         try:
-            return self.jtop_class()
+            client = self.jtop_class()
+            jetson = client.__enter__()
         except Exception as exc:  # jtop raises its own JtopException types
             raise ControlError("cannot talk to the jtop service ({}); start it with "
                                "'sudo systemctl restart jtop.service'".format(exc))
+        try:
+            yield jetson
+        finally:
+            client.__exit__(None, None, None)
 
     def check_power_modes(self, modes: Sequence[PowerMode]) -> None:
         """Fail before anything runs if the board lacks a requested mode."""

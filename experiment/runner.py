@@ -100,6 +100,8 @@ def _restore_from(path: str, controls, why: str) -> None:
         try:
             with open(path, "rb") as f:
                 state = json.loads(f.read().decode("utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             print("edgescope-experiment: cannot read the board's settings {} ({}): they are not restored; check "
                   "them by hand ('sudo nvpmodel -q', 'sudo jetson_clocks --show', the fan in 'jtop')".format(

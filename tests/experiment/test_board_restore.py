@@ -141,14 +141,25 @@ def test_what_cannot_be_restored_is_one_line_naming_the_command(bench):
     assert board.now() == dict(QUIET, mode=3)  # the clocks and the fan were still restored
 
 
-def test_a_lost_jtop_service_names_each_manual_command():
-    found = {"nvpmodel_id": 2, "nvpmodel_name": "MODE_15W_6CORE", "jetson_clocks": False,
-             "fan_profile": "manual", "fan_speed": 40.0}
+class StoppedService:
+    """jtop's client when jtop.service is down: it connects (and fails) in __enter__ (jtop.start())."""
 
-    def gone():
+    def __enter__(self):
         raise ConnectionRefusedError("/run/jtop.sock")
 
-    lines = JtopControls(gone).restore(found)
+    def __exit__(self, *exc):
+        return False
+
+
+def no_client():
+    raise ConnectionRefusedError("/run/jtop.sock")
+
+
+@pytest.mark.parametrize("jtop_class", [StoppedService, no_client])
+def test_a_lost_jtop_service_names_each_manual_command(jtop_class):
+    found = {"nvpmodel_id": 2, "nvpmodel_name": "MODE_15W_6CORE", "jetson_clocks": False,
+             "fan_profile": "manual", "fan_speed": 40.0}
+    lines = JtopControls(jtop_class).restore(found)
     assert len(lines) == 3
     assert "could not restore the power mode MODE_15W_6CORE" in lines[0] and "'sudo nvpmodel -m 2'" in lines[0]
     assert "jetson_clocks off" in lines[1] and "'sudo jetson_clocks --restore'" in lines[1]
@@ -156,12 +167,23 @@ def test_a_lost_jtop_service_names_each_manual_command():
     assert all("/run/jtop.sock" in line and "\n" not in line for line in lines)
 
 
-def test_an_unreadable_stored_state_is_said_in_one_line_and_the_sweep_goes_on(bench):
+@pytest.mark.parametrize("stored", ["{not json", "[2, false]"])
+def test_an_unreadable_stored_state_is_said_in_one_line_and_the_sweep_goes_on(bench, stored):
     board = Board(bench, QUIET)
     bench.out.mkdir()
-    (bench.out / BOARD_FILE).write_text("{not json")
+    (bench.out / BOARD_FILE).write_text(stored)
     result = bench.run(bench.plan(), **board.env)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "cannot read the board's settings" in line]
     assert len(lines) == 1 and "'sudo nvpmodel -q'" in lines[0] and "Traceback" not in result.stderr
     assert board.now() == QUIET and not (bench.out / BOARD_FILE).exists()
+
+
+def test_a_jtop_service_down_before_the_sweep_is_one_line_and_nothing_runs(bench, monkeypatch, capsys):
+    from experiment import controls
+    from experiment.cli import main
+    monkeypatch.setattr(controls, "find_controls", lambda: JtopControls(StoppedService))
+    code = main([bench.plan(sweep__power_mode=[None])])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "cannot talk to the jtop service" in err
+    assert bench.trainer_starts() == [] and not (bench.out / BOARD_FILE).exists()
