@@ -2,19 +2,22 @@
 models × batch sizes × workers × prefetch × power modes × dataset locations.
 Before each run: power mode, jetson_clocks on, fan at maximum (through jtop),
 sync and drop the page cache (root); then the trainer; then the report.
+The board's power mode, jetson_clocks and fan are set back as found at the end.
 Resumable: rerun the same command after an interruption."""
 import argparse
 import contextlib
 import io
 import os
 import shlex
+import signal
 import sys
 from typing import List, Optional
 
 from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
 from experiment.profile import expand
-from experiment.runner import completed_runs, report_arguments, run_plan, say, trainer_command, base_labels
+from experiment.runner import (Terminated, base_labels, completed_runs, raise_terminated, report_arguments,
+                               run_plan, say, trainer_command)
 from experiment.state import Journal, JournalError
 from exporter import atomicfile
 from report.cli import OneLineParser
@@ -108,11 +111,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         if drop and not args.profile:
             board.check_can_drop_caches()
         os.makedirs(plan.output_dir, exist_ok=True)
-        failed = run_plan(plan, controls, drop, profile=args.profile)
+        default = signal.signal(signal.SIGTERM, raise_terminated)  # stop as on Ctrl-C: the board is restored
+        try:
+            failed = run_plan(plan, controls, drop, profile=args.profile)
+        finally:
+            signal.signal(signal.SIGTERM, default)
     except board.ControlError as exc:
         return error(str(exc), 1)
     except JournalError as exc:
         return error(str(exc))
+    except Terminated:
+        return error("terminated (SIGTERM); completed runs are kept: rerun the same command to resume", 143)
     except KeyboardInterrupt:
         return error("interrupted; completed runs are kept: rerun the same command to resume", 130)
     except OSError as exc:

@@ -1,9 +1,13 @@
 """Runs a plan: for each pending run, set the board up, drop the page cache,
-run the trainer with the run's context as labels, journal the outcome."""
+run the trainer with the run's context as labels, journal the outcome; and
+leave the board as it was found (``keep_board``)."""
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from experiment import controls as board
 from experiment import profile as passes
@@ -42,6 +46,17 @@ def base_labels(plan: Plan, run: RunSpec) -> Dict[str, str]:
     return labels
 
 
+BOARD_FILE = "board_as_found.json"  # in the output dir while a sweep has the board changed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the runner is, so that it stops as on Ctrl-C: journalled, board restored."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def say(message: str, bar: Any = None) -> None:
     """A log line, above the sweep's progress bar when there is one."""
     progress_say(bar, "edgescope-experiment: " + message)
@@ -50,7 +65,73 @@ def say(message: str, bar: Any = None) -> None:
 def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHES, profile: bool = False) -> List[str]:
     """Every pending run of the plan (each as its profile passes with
     ``profile``), in order; returns the run_ids that failed.
-    KeyboardInterrupt is journalled as ``interrupted`` and re-raised."""
+    KeyboardInterrupt is journalled as ``interrupted`` and re-raised. The board is left as it was found."""
+    with keep_board(plan.output_dir, controls):
+        return _run_all(plan, controls, drop, drop_path, profile)
+
+
+@contextlib.contextmanager
+def keep_board(directory: str, controls) -> Iterator[None]:
+    """Records the board's settings in ``directory`` before anything changes them and sets them back when the
+    sweep ends, however it ends (Ctrl-C, SIGTERM, an error). A sweep killed outright (SIGKILL, power cut) left
+    the file behind: the next start restores from it first."""
+    path = os.path.join(directory, BOARD_FILE)
+    if os.path.exists(path):
+        _restore_from(path, controls, "a sweep killed before it restored the board left " + path)
+    found = controls.found()
+    if found is None:  # nothing will be changed
+        yield
+        return
+    try:
+        atomicfile.write_bytes(path, json.dumps(found, sort_keys=True).encode("utf-8"))
+    except OSError as exc:
+        raise board.ControlError(atomicfile.cannot_write("the board's settings", path, exc,
+                                                         "pick another output.dir in the plan"))
+    try:
+        yield
+    finally:
+        _restore_from(path, controls, "the sweep ended")
+
+
+def _restore_from(path: str, controls, why: str) -> None:
+    """Restores the settings stored at ``path`` (Ctrl-C and SIGTERM held off meanwhile), then removes it."""
+    held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            with open(path, "rb") as f:
+                state = json.loads(f.read().decode("utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            print("edgescope-experiment: cannot read the board's settings {} ({}): they are not restored; check "
+                  "them by hand ('sudo nvpmodel -q', 'sudo jetson_clocks --show', the fan in 'jtop')".format(
+                      path, exc), file=sys.stderr, flush=True)
+            os.unlink(path)
+            return
+        failed = controls.restore(state)
+        for line in failed:
+            print("edgescope-experiment: " + line, file=sys.stderr, flush=True)
+        if not failed:
+            say("{}: board restored as found: {}".format(why, describe(state)))
+        os.unlink(path)
+    finally:
+        for s, handler in held.items():
+            signal.signal(s, handler)
+
+
+def describe(state: Dict[str, Any]) -> str:
+    parts = []
+    if "nvpmodel_name" in state:
+        parts.append("power mode {} (id {})".format(state["nvpmodel_name"], state["nvpmodel_id"]))
+    if "jetson_clocks" in state:
+        parts.append("jetson_clocks " + ("on" if state["jetson_clocks"] else "off"))
+    if "fan_profile" in state:
+        parts.append("fan " + state["fan_profile"] + (" at {:g} %".format(state["fan_speed"])
+                                                      if state.get("fan_speed") is not None else ""))
+    return ", ".join(parts) or "nothing recorded"
+
+
+def _run_all(plan: Plan, controls, drop: bool, drop_path: str, profile: bool) -> List[str]:
     journal = Journal(plan.output_dir)
     status = journal.last_status()
     failed = []
@@ -135,8 +216,11 @@ def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, id
             progress_say(bar, line.rstrip("\n"))
             log.write(line.rstrip("\n"))
         return child.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         # Ctrl-C reached the trainer too (same process group): let it stop at a batch boundary.
+        # SIGTERM was sent to the runner alone: pass it on.
+        if isinstance(stop, Terminated):
+            child.terminate()
         try:
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:

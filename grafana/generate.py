@@ -511,8 +511,11 @@ def device_health() -> Dict[str, Any]:
     b.add("Memory and swap used", "bytes",
           [("edgescope_memory_used_bytes{%s}" % DEV, "{{device}} RAM used"),
            ("edgescope_memory_total_bytes{%s}" % DEV, "{{device}} RAM total"),
+           ("edgescope_gpu_memory_bytes{%s}" % DEV, "{{device}} RAM the GPU holds"),
            ("edgescope_swap_used_bytes{%s}" % DEV, "{{device}} swap used"),
-           ("edgescope_swap_total_bytes{%s}" % DEV, "{{device}} swap total")], width=8)
+           ("edgescope_swap_total_bytes{%s}" % DEV, "{{device}} swap total")], width=8,
+          description="A Jetson's GPU has no memory of its own: what it holds is part of the RAM used "
+                      "(jtop's NvMapMemUsed; absent without jtop).")
     b.add("Disk utilisation (%util)", "percentunit",
           [(rate("edgescope_disk_io_time_seconds_total", DEV), "{{device}} {{disk}}")], width=6,
           field_config={"min": 0, "max": 1})

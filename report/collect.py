@@ -66,6 +66,7 @@ DISK_READ_BYTES = "edgescope_disk_read_bytes_total"
 DISK_BUSY = "edgescope_disk_io_time_seconds_total"
 DATASET_DISK = "edgescope_dataset_disk_info"
 CACHE_RATIO = "edgescope_dataset_page_cache_ratio"
+GPU_MEMORY = "edgescope_gpu_memory_bytes"
 Series = List[Tuple[Labels, List[Sample]]]
 RunKey = Tuple[str, str, str]  # run_id, device, trainer instance
 
@@ -90,6 +91,7 @@ class Epoch:
     read_bytes_per_second: Optional[float] = None
     page_cache_ratio: Optional[float] = None  # at the epoch's end
     page_cache_lowest_ratio: Optional[float] = None  # the lowest during it: what its reads could find
+    gpu_memory_bytes: Optional[float] = None  # the GPU's share of the board's RAM at the epoch's end (Jetson)
     fetch_stall_storage_seconds: Optional[float] = None  # the stall's share from file reads (trainer's split)
     fetch_stall_preprocess_seconds: Optional[float] = None  # its share from decode/augment/collate
     read_seconds: Optional[float] = None  # worker-side file read time, summed over workers
@@ -331,7 +333,8 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     read_bytes = _fetch(prom, DISK_READ_BYTES, run, lo, hi, notes)
     busy = _fetch(prom, DISK_BUSY, run, lo, hi, notes)
     cache = _fetch(prom, CACHE_RATIO, run, lo, hi, notes)
-    if not (energy or reads or cache):
+    gpu_memory = _fetch(prom, GPU_MEMORY, run, lo, hi, notes)
+    if not (energy or reads or cache or gpu_memory):
         if any(e.energy_source is None for e in run.epochs):
             notes.append("{}: no exporter data for device {!r} (energy, power, disk, page cache missing); is "
                          "edgescope-exporter scraped with the same device label?".format(run.name, run.device))
@@ -352,6 +355,8 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
         if cache_series is not None:
             epoch.page_cache_ratio = _last_before(cache_series[1], end, staleness)
             epoch.page_cache_lowest_ratio = _lowest_within(cache_series[1], start, end, staleness)
+        if gpu_memory:
+            epoch.gpu_memory_bytes = _last_before(gpu_memory[0][1], end, staleness)
     for disk, numbers in sorted(partial.items()):
         notes.append("{}: disk {} has no samples over all of epoch(s) {}; their read figures count the other "
                      "disks only".format(run.name, disk, _numbers(numbers)))

@@ -26,6 +26,7 @@ COLUMNS = {
     "read_bytes_per_second": ("read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
     "page_cache_ratio": ("cached", lambda v: "{:.3f}".format(v)),
     "page_cache_lowest_ratio": ("cached min", lambda v: "{:.3f}".format(v)),
+    "gpu_memory_bytes": ("GPU mem MB", lambda v: "{:.0f}".format(v / 1e6)),
     "fetch_stall_storage_seconds": ("stall storage s", lambda v: "{:.2f}".format(v)),
     "fetch_stall_preprocess_seconds": ("stall preproc s", lambda v: "{:.2f}".format(v)),
     "read_seconds": ("read s", lambda v: "{:.2f}".format(v)),

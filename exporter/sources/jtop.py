@@ -6,7 +6,9 @@ Reads the jtop client's attributes, whose shapes (jetson-stats 4.3) are:
   temperature  {NAME: {'temp': C, 'online': bool}}  (-256 when offline)
   cpu          {'total': {...}, 'cpu': [{'online', 'freq': {'cur','min','max'} kHz, 'user','nice','system','idle' %}]}
   gpu          {NAME: {'type': 'integrated', 'status': {'load': %}, 'freq': {'cur','min','max'} kHz}}
-  memory       {'RAM': {'tot','used'} kB, 'SWAP': {'tot','used'} kB, 'EMC': {'cur','min','max'} kHz, 'val': %}
+  memory       {'RAM': {'tot','used','shared'} kB, 'SWAP': {'tot','used'} kB, 'EMC': {'cur','min','max'} kHz, 'val': %}
+               ('shared': the GPU's share of the RAM, the kernel's NvMapMemUsed (jtop/core/memory.py); 0 where
+               jtop has no source for it)
   fan          {NAME: {'speed': [%...], 'rpm': [...]}}
   nvpmodel     NVPModel object (.name) or None; jetson_clocks: object, truthy while running, or None
   board        {'hardware': {'Model', 'Module', 'L4T', 'Jetpack', ...}}
@@ -162,6 +164,9 @@ class JtopSource(Source):
             if key in mem:
                 out.append(Sample(used_name, {}, mem[key]["used"] * KIB))
                 out.append(Sample(total_name, {}, mem[key]["tot"] * KIB))
+        shared = mem.get("RAM", {}).get("shared")
+        if isinstance(shared, (int, float)) and shared > 0:  # jtop's 0 means it found no source: absent, not 0
+            out.append(Sample("edgescope_gpu_memory_bytes", {}, shared * KIB))
         emc = mem.get("EMC")
         if emc and emc.get("online", True):
             if "val" in emc:

@@ -100,6 +100,7 @@ def test_real_orin_nano_values(sock):
     assert got[("edgescope_cpu_utilisation_ratio", (("cpu", "cpu1"),))] == pytest.approx(1 - 0.6161616161616161)
     assert got[("edgescope_gpu_utilisation_ratio", ())] == pytest.approx(0.048)
     assert got[("edgescope_memory_used_bytes", ())] == 1687344 * 1024
+    assert got[("edgescope_gpu_memory_bytes", ())] == 36904 * 1024  # MEMORY['RAM']['shared'], kB
     assert got[("edgescope_swap_total_bytes", ())] == 1844424 * 1024
     assert got[("edgescope_emc_utilisation_ratio", ())] == 0.0
     assert got[("edgescope_clock_frequency_hertz", (("clock", "emc"),))] == 2133000e3
@@ -110,6 +111,17 @@ def test_real_orin_nano_values(sock):
     info = [k for k in got if k[0] == "edgescope_board_info"][0]
     assert dict(info[1]) == {"model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
                              "module": "NVIDIA Jetson Orin Nano (4GB ram)", "l4t": "36.4.3", "jetpack": "6.2"}
+
+
+@pytest.mark.parametrize("ram", [{"tot": 3688892, "used": 1687344}, {"tot": 3688892, "used": 1687344, "shared": 0}])
+def test_gpu_memory_is_absent_where_jtop_does_not_give_it(sock, ram):
+    """jetson-stats without the field, or with 0 (its value when neither NvMapMemUsed nor nvidia-smi answered)."""
+    class NoShared(FakeJtop):
+        def __init__(self, interval=1.0):
+            super().__init__(interval)
+            self.memory["RAM"] = ram
+    names = {s.name for s in JtopSource(1.0, sock, NoShared).sample()}
+    assert "edgescope_memory_used_bytes" in names and "edgescope_gpu_memory_bytes" not in names
 
 
 def test_board_without_input_rail_is_the_sum(sock):

@@ -108,6 +108,10 @@ class Bench:
     def page_cache(self, run_id: str, k: int) -> float:
         return min(1.0, 0.21 + 0.26 * k)
 
+    def gpu_memory(self, run_id: str, k: int) -> float:
+        """The GPU's share of the NX's RAM (bytes) through epoch k; the Nano's exporter publishes none."""
+        return 1.5e9 + 2e8 * k
+
     def openmetrics(self) -> str:
         families = {}  # type: Dict[Tuple[str, str], List[str]]
 
@@ -136,6 +140,9 @@ class Bench:
                 points = [(ts, self.cache_at(device, ts) if i == 0 else 0.05) for ts in everything]
                 add("edgescope_dataset_page_cache_ratio", "gauge", "edgescope_dataset_page_cache_ratio",
                     dict(exporter, dataset=dataset), points)
+            if device == "nx-1":
+                add("edgescope_gpu_memory_bytes", "gauge", "edgescope_gpu_memory_bytes", exporter,
+                    [(ts, self.epoch_value(device, ts, self.gpu_memory)) for ts in everything])
         for run_id, run in self.runs.items():
             device = run["device"]
             trainer = dict(TARGETS[device], device=device, job="edgescope-trainer", instance=device + ":9946",
@@ -160,13 +167,16 @@ class Bench:
         return "\n".join(out) + "\n"
 
     def cache_at(self, device: str, t: float) -> float:
-        """Page-cache ratio of the device's first dataset: constant within each
-        epoch (and the gap after it) of whichever run is going on."""
+        """Page-cache ratio of the device's first dataset."""
+        return self.epoch_value(device, t, self.page_cache)
+
+    def epoch_value(self, device: str, t: float, value_of) -> float:
+        """``value_of(run_id, k)``: constant within each epoch (and the gap after it) of whichever run is going on."""
         value = 0.0
         for run_id, run in self.runs.items():
             if run["device"] != device:
                 continue
             for k, (start, _end, _s, _c, _n) in enumerate(run["epochs"]):
                 if t > start:
-                    value = self.page_cache(run_id, k)
+                    value = value_of(run_id, k)
         return value

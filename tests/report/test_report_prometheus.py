@@ -93,6 +93,20 @@ def test_disk_rates_are_summed_over_disks_and_page_cache_is_read_at_epoch_end(be
     assert any("run-nx-b" in n and "page-cache ratio missing" in n for n in report["notes"])
 
 
+def test_the_gpus_share_of_ram_is_read_at_epoch_end_and_missing_where_not_published(bench_prometheus):
+    bench = bench_prometheus.bench
+    report = report_json(bench_prometheus)
+    for r in report["epochs"]:
+        if r["device"] == "nx-1":
+            assert r["gpu_memory_bytes"] == bench.gpu_memory(r["run_id"], r["epoch"])
+        else:  # the Nano's exporter publishes none, the Orin's is not scraped: missing, never 0
+            assert r["gpu_memory_bytes"] is None
+    nx = [s for s in report["summary"] if s["device"] == "nx-1"][0]
+    assert nx["gpu_memory_bytes"]["mean"] == pytest.approx(statistics.mean(
+        bench.gpu_memory(nx["run_id"], r["epoch"]) for r in report["epochs"]
+        if r["run_id"] == nx["run_id"] and r["epoch"] >= 1))
+
+
 def test_summary_excludes_epoch_zero_and_is_configurable(bench_prometheus):
     bench = bench_prometheus.bench
     durations = [e[1] - e[0] for e in bench.runs[NX_RUN]["epochs"]]

@@ -64,7 +64,7 @@ def _not_in_live_stack() -> Dict[str, str]:
            for suffix in HISTOGRAM_SUFFIXES]
         + [(name, "jtop only; the stack replays tegrastats") for name in (
             "edgescope_board_info", "edgescope_power_mode_info", "edgescope_jetson_clocks_enabled",
-            "edgescope_fan_speed_ratio")]
+            "edgescope_fan_speed_ratio", "edgescope_gpu_memory_bytes")]
         + [(name, "present only while something is down; the stack is healthy") for name in (
             "edgescope_source_down_info", "edgescope_dataset_down_info")]
         + [("edgescope_clock_frequency_mode_max_hertz", "needs nvpmodel's status file; the fake board has none"),

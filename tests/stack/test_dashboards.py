@@ -265,6 +265,7 @@ def exporter_lines(n: int) -> List[str]:
             'edgescope_power_mode_info{mode="MAXN"} 1',
             "edgescope_jetson_clocks_enabled %d" % (n % 2),
             'edgescope_fan_speed_ratio{fan="pwmfan0"} 0.4',
+            "edgescope_gpu_memory_bytes 1.2e9",
             'edgescope_clock_frequency_min_hertz{clock="gpu"} 3.06e8',
             'edgescope_clock_frequency_policy_max_hertz{clock="gpu"} 9.18e8',
             'edgescope_clock_frequency_mode_max_hertz{clock="gpu"} 1.3005e9',

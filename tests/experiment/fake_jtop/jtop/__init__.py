@@ -13,18 +13,36 @@ is truthy when running. ``jetson.fan`` is dict-like by fan name
 with nvfancontrol offers quiet, cool and manual. ``jetson.board['hardware']``
 carries 'Model', 'Module', 'L4T', 'Jetpack'. Mode names: the Xavier NX's
 nvpmodel modes 0-8 (MODE_15W_2CORE .. MODE_20W_6CORE).
+
+The board's settings outlive a process, as a real board's do: with $FAKE_JTOP_STATE they are read from and
+written to that JSON file, so a test can start the runner, kill it, start it again and check that the
+board ends as it was found. A profile other than manual hands the fan back to nvfancontrol, which sets
+its own speed (``AUTO_SPEED``).
 """
 import json
 import os
 
 MODES = ["MODE_15W_2CORE", "MODE_15W_4CORE", "MODE_15W_6CORE", "MODE_10W_2CORE", "MODE_10W_4CORE",
          "MODE_10W_DESKTOP", "MODE_20W_2CORE", "MODE_20W_4CORE", "MODE_20W_6CORE"]
-STATE = {"mode": 2, "clocks": False, "profile": "quiet", "speed": 30.0}
+AUTO_SPEED = 30.0  # what nvfancontrol's quiet/cool profiles run the idle fan at here
+FOUND = {"mode": 2, "clocks": False, "profile": "quiet", "speed": AUTO_SPEED}  # the board as a test finds it
+STATE_FILE = os.environ.get("FAKE_JTOP_STATE")
+STATE = dict(FOUND)
+if STATE_FILE and os.path.exists(STATE_FILE):
+    with open(STATE_FILE) as f:
+        STATE.update(json.load(f))
 FAIL_MODES = set(filter(None, os.environ.get("FAKE_JTOP_STUCK_MODES", "").split(",")))
 
 
 class JtopException(Exception):
     pass
+
+
+def _set(**changes):
+    STATE.update(changes)
+    if STATE_FILE:
+        with open(STATE_FILE, "w") as f:
+            json.dump(STATE, f, sort_keys=True)
 
 
 def _log(**event):
@@ -81,7 +99,7 @@ class Fan:
     @profile.setter
     def profile(self, value):
         _log(control="fan.profile", value=value)
-        STATE["profile"] = value
+        _set(profile=value, **({} if value == "manual" else {"speed": AUTO_SPEED}))
 
     @property
     def speed(self):
@@ -91,7 +109,7 @@ class Fan:
     def speed(self, value):
         _log(control="fan.speed", value=value, profile=STATE["profile"])
         if STATE["profile"] == "manual":  # nvfancontrol overrides a manual speed otherwise
-            STATE["speed"] = float(value)
+            _set(speed=float(value))
 
 
 class jtop:
@@ -125,8 +143,7 @@ class jtop:
         index = value if isinstance(value, int) else MODES.index(value)
         if MODES[index] in FAIL_MODES:
             return  # e.g. a mode that needs a reboot: it never shows
-        STATE["mode"] = index
-        STATE["clocks"] = False  # a new power mode resets the pinned clocks
+        _set(mode=index, clocks=False)  # a new power mode resets the pinned clocks
 
     @property
     def jetson_clocks(self):
@@ -135,4 +152,4 @@ class jtop:
     @jetson_clocks.setter
     def jetson_clocks(self, value):
         _log(control="jetson_clocks", value=bool(value))
-        STATE["clocks"] = bool(value)
+        _set(clocks=bool(value))
