@@ -122,12 +122,11 @@ class Replayable(NamedTuple):
     after_step: List[float]  # the step's end to the wait for the next batch (the last: to the loader's end)
     boot: List[float]  # each worker's first batch began this long after start-up ended
     span: float  # measured: start-up end to the loader's end
-    epoch_s: float  # the window's wall time
     startup_s: float  # iter(loader): forking the workers
     shutdown_s: float  # the loader's end: the workers' teardown
 
 
-def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable], str]:
+def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
     """The timeline ready for replay, or None and why not."""
     c = timeline.columns
     n = len(timeline)
@@ -159,19 +158,18 @@ def replayable(timeline: Timeline, epoch_s: float) -> Tuple[Optional[Replayable]
         before_step=[max(c["step_began"][i] - c["wait_ended"][i], 0.0) for i in range(n)],
         compute=[max(c["step_ended"][i] - c["step_began"][i], 0.0) for i in range(n)],
         after_step=[max((waits[i + 1] if i + 1 < n else end) - c["step_ended"][i], 0.0) for i in range(n)],
-        boot=boot, span=end - t0, epoch_s=epoch_s,
+        boot=boot, span=end - t0,
         startup_s=timeline.startup[1] - timeline.startup[0] if timeline.startup else 0.0,
         shutdown_s=timeline.shutdown[1] - timeline.shutdown[0] if timeline.shutdown else 0.0), ""
 
 
 def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
-           assigned: Optional[Sequence[int]] = None) -> Tuple[float, float]:
-    """(the loop's seconds from start-up end to the loader's end, the workers' busy seconds) for ``workers``
-    making batch i in ``make[i]`` and the main process computing it in ``compute[i]``: DataLoader's scheduling."""
+           assigned: Optional[Sequence[int]] = None) -> float:
+    """The loop's seconds from start-up end to the loader's end with ``workers`` making batch i in ``make[i]``
+    and the main process computing it in ``compute[i]``: DataLoader's scheduling."""
     n = len(make)
     if workers == 0:  # the main process makes each batch inside its wait
-        return sum(make[i] + r.delivery[i] + r.before_step[i] + compute[i] + r.after_step[i] for i in range(n)), \
-            sum(make)
+        return sum(make[i] + r.delivery[i] + r.before_step[i] + compute[i] + r.after_step[i] for i in range(n))
     boot = max(r.boot) if r.boot else 0.0
     free = [r.boot[w] if w < len(r.boot) else boot for w in range(workers)]
     outstanding = r.prefetch_factor * workers
@@ -184,7 +182,7 @@ def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence
         free[w] = done
         received[i] = max(t, done + r.delivery[i])
         t = received[i] + r.before_step[i] + compute[i] + r.after_step[i]
-    return t, sum(make)
+    return t
 
 
 def storage_speed(r: Replayable) -> Optional[float]:
@@ -222,7 +220,7 @@ def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) 
     for _ in range(60):
         make = [a * s_read + c * s_cpu + o for a, c, o in zip(alone_read, r.cpu, other)]
         compute = [c * (1 + (s_cpu - 1) * slowed) for c in alone_compute]
-        span, _busy = replay(r, workers, make, compute)
+        span = replay(r, workers, make, compute)
         if not storage_scales:
             s_read = (s_read + max(1.0, sum(alone_read) * s_read / span)) / 2
         s_cpu = (s_cpu + max(1.0, (sum(compute) * main_cores + sum(r.cpu) * s_cpu) / span / cpus)) / 2
@@ -250,11 +248,11 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
     the model's own error on this epoch cancels; start-up and shutdown stay as measured."""
     names = ["dataset_cached", "workers_doubled", "workers_doubled_storage_scales"] + ["storage_bps={:g}".format(n) for n in storage_bps] \
         + ["compute_speedup={:g}".format(k) for k in compute_speedup]
-    r, why = replayable(timeline, epoch_s)
+    r, why = replayable(timeline)
     if r is None:
         return {name: Prediction(None, why) for name in names}
     assigned = r.assigned if r.workers else None
-    measured, _ = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, assigned)
+    measured = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, assigned)
 
     def predicted(loop: float, basis: str) -> Prediction:
         return Prediction(max(epoch_s - measured + loop, 0.0), basis)
@@ -265,7 +263,7 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
         out["dataset_cached"] = Prediction(None, "does not fit: {:.2f} GiB dataset, {:.2f} GiB free".format(
             dataset_bytes / 2 ** 30, free_memory_bytes / 2 ** 30))
     else:
-        out["dataset_cached"] = predicted(replay(r, r.workers, r.preprocess, r.compute, assigned)[0],
+        out["dataset_cached"] = predicted(replay(r, r.workers, r.preprocess, r.compute, assigned),
                                           "reads ({:.3g} s over the workers) taken out".format(reads))
     for name, scales in (("workers_doubled", False), ("workers_doubled_storage_scales", True)):
         if r.workers == 0:
@@ -279,12 +277,12 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
             out[name] = Prediction(None, "no file reads were timed in this epoch")
             continue
         make = [a * speed / n + b for a, b in zip(r.read, r.preprocess)]
-        out[name] = predicted(replay(r, r.workers, make, r.compute, assigned)[0],
+        out[name] = predicted(replay(r, r.workers, make, r.compute, assigned),
                               "reads x {:.3g} (measured {:.3g} MB/s a reader)".format(speed / n, speed / 1e6))
     for k in compute_speedup:
         out["compute_speedup={:g}".format(k)] = predicted(
             replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], [c / k for c in r.compute],
-                   assigned)[0], "steps / {:g}".format(k))
+                   assigned), "steps / {:g}".format(k))
     return out
 
 

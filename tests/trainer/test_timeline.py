@@ -100,9 +100,9 @@ def test_the_timeline_records_which_worker_made_each_batch_and_when():
 
 def test_replaying_a_measured_epoch_unchanged_gives_its_loop_back():
     for window in measure(2, epochs=3):
-        r, why = replayable(window.timeline, window.duration_s)
+        r, why = replayable(window.timeline)
         assert r is not None, why
-        loop, _ = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, r.assigned)
+        loop = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, r.assigned)
         assert loop == pytest.approx(r.span, rel=0.05)
 
 
