@@ -33,6 +33,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -277,6 +278,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    # SIGTERM ends the bench as Ctrl-C does: the throttled disk is unmounted and its cgroup removed on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     load_before = os.getloadavg()
     print("load average before: {:.2f} {:.2f} {:.2f} ({} CPUs)".format(*load_before, os.cpu_count()), flush=True)
     why_not = blkio.unavailable()
