@@ -53,8 +53,16 @@ def colors(n: int) -> list:
     return [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
 
 
+def plain(text: str) -> str:
+    """``text`` drawn as it is: matplotlib reads what lies between two "$" as math (a run id, label or path
+    such as "a$\\b$" made savefig raise ParseException), and reads "\\$" as a literal "$". Applied once, where
+    a text is handed to matplotlib; with no math left, backslashes are drawn as they are."""
+    return text.replace("$", r"\$")
+
+
 def _wrapped(text: str, fig: Figure) -> str:
-    return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH)))
+    """A title wrapped to the figure's width, drawn as plain text."""
+    return plain("\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH))))
 
 
 def row_labels(rows: Sequence[dict]) -> Tuple[str, List[str]]:
@@ -98,7 +106,7 @@ def time_split(report: dict) -> Figure:
         if not k:
             ax.text(0, y, " missing", ha="left", va="center", fontsize=8)
     ax.set_yticks(ys)
-    ax.set_yticklabels(labels)
+    ax.set_yticklabels([plain(label) for label in labels])
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, as in the table
     ax.yaxis.grid(False)
     ax.set_xlabel("time per epoch (s)")
@@ -123,8 +131,8 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
             ax.bar(x, e.energy_joules, width=width * 0.95, color="white" if warm else color, edgecolor=color,
                    hatch="////" if warm else None, linewidth=0.8)
         known = any(e.energy_joules is not None for e in run.epochs)
-        handles.append(Patch(facecolor=color, edgecolor=color, label="{} ({}){}".format(
-            run.run_id, run.device, "" if known else ": no energy data")))
+        handles.append(Patch(facecolor=color, edgecolor=color, label=plain("{} ({}){}".format(
+            run.run_id, run.device, "" if known else ": no energy data"))))
     if warmup > 0:
         handles.append(Patch(facecolor="white", edgecolor="grey", hatch="////", label="warm-up, not averaged"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -184,7 +192,7 @@ def pareto_front(report: dict) -> Figure:
                 color=PALETTE[5], label="dominated")
         shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
         for p, label in zip(front["points"], labels):
-            ax.annotate(label.replace("\n", " "), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
+            ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         best = front["recommendation"]
         if best is not None:

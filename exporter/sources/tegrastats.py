@@ -28,6 +28,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 from exporter.energy import INPUT_RAILS, PowerMeter, max_gap_for
 from exporter.metrics import Sample
+from exporter.ranges import RAIL_WATTS, outside
 from exporter.sources.base import Source, SourceDown
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ OFFLINE_CELSIUS = -256.0
 FAKE_SENSORS = ("PMIC",)
 MAX_RECORDING_BYTES = 64 << 20  # a day of lines at 1 s is ~45 MB
 MAX_LINE = 4096  # real lines are under 1000 characters (475 in the fixtures)
-MAX_RAIL_WATTS = 1000.0  # a Jetson module draws at most ~75 W; a rail beyond this is a misread
 
 _RAIL = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*) (-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?(?=\s|$)")
 _TEMP = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?:/-?\d+(?:\.\d+)?C)*(?=\s|$)")
@@ -91,9 +91,14 @@ def parse_line(line: str) -> TegraStats:
         watts = float(cur) / 1000.0
         if watts < 0:
             raise BadLine("negative rail power")
-        if not watts <= MAX_RAIL_WATTS:
-            raise BadLine("rail power above {:g} W".format(MAX_RAIL_WATTS))
+        if outside(watts, RAIL_WATTS):
+            raise BadLine("rail power above {:g} W".format(RAIL_WATTS.high))
+        if name in rails:  # which one is the board's? neither: summed, a Nano read 900 W
+            raise BadLine("rail {} given twice".format(name))
         rails[name] = watts
+    for name in INPUT_RAILS:  # named but not read: the sum of the other rails would pass for board power
+        if name not in rails and re.search(r"(?<!\S){}(?!\S)".format(name), line):
+            raise BadLine("input rail {} unparseable".format(name))
     temps = {}  # type: Dict[str, float]
     for name, value in _TEMP.findall(line):
         celsius = float(value)
@@ -109,6 +114,8 @@ def parse_line(line: str) -> TegraStats:
     engines = {name: (float(pct) / 100.0, float(mhz) * 1e6 if mhz else None)
                for name, pct, mhz in _ENGINE.findall(line)}
     mem = {name: (float(used) * MIB, float(total) * MIB) for name, used, total in _MEM.findall(line)}
+    if any(used > total for used, total in mem.values()):
+        raise BadLine("memory used above its total")
     ram = mem.get("RAM", (None, None))
     swap = mem.get("SWAP", (None, None))
     gpu = engines.get("GR3D_FREQ", (None, None))
