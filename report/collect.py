@@ -68,6 +68,7 @@ EPOCH_RANGES = {name: RATIO if name.endswith("_ratio") else NON_NEGATIVE for nam
     "trainer_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio", "page_cache_lowest_ratio",
     "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
     "disk_utilisation_ratio")}
+PARTS_OF_E2E = ("fetch_stall_seconds", "compute_seconds")
 Series = List[Tuple[Labels, List[Sample]]]
 RunKey = Tuple[str, str, str]  # run_id, device, trainer instance
 
@@ -509,6 +510,11 @@ def drop_unphysical(run: Run, notes: List[str]) -> None:
                 setattr(e, name, None)
                 if name == "average_power_watts":
                     e.energy_joules = None
+        for name in PARTS_OF_E2E:  # each is a part of the epoch's time: longer than the whole is no measurement
+            value = getattr(e, name)
+            if value is not None and e.e2e_seconds is not None and value > e.e2e_seconds * (1 + 1e-9):
+                bad.setdefault(name, []).append((e.epoch, value, "above e2e_seconds"))
+                setattr(e, name, None)
     for name, found in bad.items():
         notes.append("{}: {} {} in epoch(s) {} (such as {:g}), which no board produces; shown as missing".format(
             run.name, name, found[0][2], _numbers([k for k, _, _ in found]), found[0][1]))

@@ -28,8 +28,12 @@ def test_out_of_range_figures_become_missing_with_one_note_each(fields, device_t
         limit = BOARD_WATTS.get(device_type, 1000.0) if name == "average_power_watts" else \
             EPOCH_RANGES[name].high
         physical = math.isfinite(value) and 0.0 <= value <= limit
-        if physical and not (name == "energy_joules" and "average_power_watts" in fields and
-                             run.epochs[0].average_power_watts is None):
+        e2e = run.epochs[0].e2e_seconds
+        part = name in ("fetch_stall_seconds", "compute_seconds") and e2e is not None
+        if physical and part and value > e2e:
+            assert kept is None and any(": {} above e2e_seconds".format(name) in n for n in notes), notes
+        elif physical and not (name == "energy_joules" and "average_power_watts" in fields and
+                               run.epochs[0].average_power_watts is None):
             assert kept == value, name
         if not physical:
             assert kept is None and any(": {} ".format(name) in n and "shown as missing" in n for n in notes), notes
