@@ -172,6 +172,7 @@ def build_dataset(name: str, data_dir: str, download: bool = False, image_size: 
 # How far the image-folder scan goes before it gives up (--data-dir /proc or / would otherwise walk for minutes):
 # ImageNet-21k's 14 M images are beyond it, so are folders nested deeper than anyone sorts images.
 IMAGEFOLDER_LIMITS = ScanLimits(files=20000000, depth=32, seconds=300.0)
+SCAN_NOTE_SECONDS = 10.0  # a scan still going says so this often
 
 
 class _ScannedFolder(ImageFolder):
@@ -200,10 +201,15 @@ def _image_folder(data_dir: str, image_size: int) -> ImageFolder:
     def leave_out(why: str, path: str) -> None:
         left_out.setdefault(why, []).append(path)
 
+    next_word = time.monotonic() + SCAN_NOTE_SECONDS
     try:
-        for folder, name in regular_files(data_dir, lambda e: leave_out("unreadable", str(e.filename)),
-                                          follow_links=True, on_skip=lambda path, why: leave_out(why, path),
-                                          limits=IMAGEFOLDER_LIMITS):
+        for count, (folder, name) in enumerate(regular_files(
+                data_dir, lambda e: leave_out("unreadable", str(e.filename)), follow_links=True,
+                on_skip=lambda path, why: leave_out(why, path), limits=IMAGEFOLDER_LIMITS)):
+            if time.monotonic() > next_word:  # a long scan is not a silent one
+                print("edgescope-train: note: still listing {}: {:,} files so far (gives up after {:.0f} s)".format(
+                    data_dir, count, IMAGEFOLDER_LIMITS.seconds), file=sys.stderr, flush=True)
+                next_word += SCAN_NOTE_SECONDS
             relative = os.path.relpath(folder, data_dir)
             if relative != os.curdir:  # files beside the class folders belong to no class
                 files = by_class.setdefault(relative.split(os.sep)[0], [])

@@ -91,3 +91,12 @@ def test_data_dir_proc_ends_in_one_line_without_walking_the_machine():
     assert time.monotonic() - started < 60
     message = str(error.value)
     assert "\n" not in message and "/proc" in message, message
+
+
+def test_a_long_scan_says_what_it_is_doing(tmp_path, monkeypatch, capsys):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=6, image_size=16, classes=2, seed=1)
+    monkeypatch.setattr(data, "SCAN_NOTE_SECONDS", -1.0)  # every file is "later than" the first note
+    assert len(build_dataset("imagefolder", folder, image_size=8)) == 6
+    err = capsys.readouterr().err
+    assert "edgescope-train: note: still listing {}: 0 files so far (gives up after 300 s)".format(folder) in err
