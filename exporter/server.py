@@ -47,7 +47,7 @@ TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_
 # 31-character digest whose last one carries 4 (so a placeholder such as "REPLACE.WITH..." is refused at load).
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]$")
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt >= 5: refuses) anything longer
-# One check doubles in cost with each step: cost 12 is ~0.25 s on a desktop core, ~1-2 s on a Jetson's; cost 31
+# One check doubles in cost with each step: cost 12 took 0.24 s on an x86 core (more on a Jetson's); cost 31
 # would be days, at start-up (the dummy hash) and then for every wrong password. Above 12 is refused at load.
 BCRYPT_MAX_COST = 12
 # At most this many bcrypt checks run at once (passwords not yet verified, wrong ones, unknown users); a request
