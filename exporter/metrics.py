@@ -9,7 +9,7 @@ exposed, and label values are made valid UTF-8.
 import argparse
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from exporter.ranges import outside, unit_range
+from exporter.ranges import AT_MOST, outside, unit_range
 
 
 class Sample(NamedTuple):
@@ -156,8 +156,12 @@ def exposable(samples: List[Sample]) -> Tuple[List[Sample], List[str]]:
     """The samples fit for /metrics (values as floats, labels valid UTF-8), and
     one 'name: problem' line for each sample left out."""
     kept, rejected = [], []
+    wholes = {s.name: s.value for s in samples if s.name in AT_MOST.values() and not value_problem(s.name, s.value)}
     for s in samples:
         problem = value_problem(s.name, s.value)
+        whole = AT_MOST.get(s.name, "")
+        if not problem and whole in wholes and float(s.value) > float(wholes[whole]):
+            problem = "above {}".format(whole)
         if problem:
             rejected.append("{}: {}".format(s.name, problem))
         else:

@@ -39,6 +39,11 @@ UNIT_RANGES = (
 )
 
 
+# A part is never more than its whole: RAM or swap in use above its total is a misread (tegrastats, jtop alike).
+AT_MOST = {"edgescope_memory_used_bytes": "edgescope_memory_total_bytes",
+           "edgescope_swap_used_bytes": "edgescope_swap_total_bytes"}
+
+
 def board_watts(device_type: Optional[str]) -> Range:
     """The input power a board of ``device_type`` can draw (any board's rail bound if the type is unknown)."""
     high = BOARD_WATTS.get(device_type or "")

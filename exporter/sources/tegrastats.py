@@ -114,8 +114,6 @@ def parse_line(line: str) -> TegraStats:
     engines = {name: (float(pct) / 100.0, float(mhz) * 1e6 if mhz else None)
                for name, pct, mhz in _ENGINE.findall(line)}
     mem = {name: (float(used) * MIB, float(total) * MIB) for name, used, total in _MEM.findall(line)}
-    if any(used > total for used, total in mem.values()):
-        raise BadLine("memory used above its total")
     ram = mem.get("RAM", (None, None))
     swap = mem.get("SWAP", (None, None))
     gpu = engines.get("GR3D_FREQ", (None, None))
