@@ -163,7 +163,7 @@ OnSkip = Callable[[str, str], None]  # (path of a folder not walked, "seen" or "
 def regular_files(root: str, on_error: OnError, follow_links: bool = False, on_skip: Optional[OnSkip] = None,
                   limits: Optional[ScanLimits] = None) -> Iterator[Tuple[str, str]]:
     """(directory, name) of `root` itself or of every regular file below it, a directory's files together,
-    in sorted order.
+    in sorted order (a directory's links after its real entries, so a folder is found under its own name).
 
     Each directory is walked once, by (st_dev, st_ino): a bind mount or a link back up the tree (a loop) would
     list the same files again and again. With ``follow_links`` links to files and folders are followed, but
@@ -191,7 +191,7 @@ def regular_files(root: str, on_error: OnError, follow_links: bool = False, on_s
                 continue
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(path) as it:
-                entries = sorted(it, key=lambda entry: entry.name)
+                entries = sorted(it, key=lambda entry: (entry.is_symlink(), entry.name))  # real ones first
         except OSError as e:
             if path == root:
                 raise

@@ -100,3 +100,13 @@ def test_a_long_scan_says_what_it_is_doing(tmp_path, monkeypatch, capsys):
     assert len(build_dataset("imagefolder", folder, image_size=8)) == 6
     err = capsys.readouterr().err
     assert "edgescope-train: note: still listing {}: 0 files so far (gives up after 300 s)".format(folder) in err
+
+
+def test_a_class_folder_and_a_link_to_it_make_one_class_under_its_own_name(tmp_path, capsys):
+    folder = str(tmp_path / "jpegs")
+    write_jpeg_folder(folder, images=6, image_size=16, classes=2, seed=1)
+    os.symlink("class_01", os.path.join(folder, "class_00_alias"))  # sorts between the two real folders
+    dataset = build_dataset("imagefolder", folder, image_size=8)
+    assert dataset.classes == ["class_00", "class_01"] and len(dataset) == 6
+    assert "skipped 1 link(s) to folders already walked (such as {})".format(
+        os.path.join(folder, "class_00_alias")) in capsys.readouterr().err
