@@ -7,8 +7,9 @@ number in its unit's range is dropped (and counted by the sampler) rather than
 exposed, and label values are made valid UTF-8.
 """
 import argparse
-import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from exporter.ranges import AT_MOST, outside, unit_range
 
 
 class Sample(NamedTuple):
@@ -112,33 +113,14 @@ def check(samples: List[Sample]) -> None:
                 s.name, sorted(s.labels), sorted(spec.labels)))
 
 
-# No quantity the exporter reports comes near this in base units (an exabyte,
-# 30 billion years); beyond it a value is a misparse, not a measurement.
-MAX_MAGNITUDE = 1e18
-# The range each unit allows, by metric-name suffix; anything else is only bounded by MAX_MAGNITUDE.
-UNIT_RANGES = (
-    ("_ratio", 0.0, 1.0),
-    ("_celsius", -273.15, MAX_MAGNITUDE),
-    ("_total", 0.0, MAX_MAGNITUDE),
-    ("_bytes", 0.0, MAX_MAGNITUDE),
-    ("_watts", 0.0, MAX_MAGNITUDE),
-    ("_hertz", 0.0, MAX_MAGNITUDE),
-)
-
-
 def value_problem(name: str, value: object) -> Optional[str]:
-    """Why `value` cannot be exposed as `name` (None if it can)."""
+    """Why `value` cannot be exposed as `name` (None if it can): not a float, or outside its unit's physical
+    range (exporter/ranges.py, the table the report checks against too)."""
     try:
         number = float(value)  # type: ignore
     except (TypeError, ValueError, OverflowError):  # e.g. an int of 400 digits
         return "not a number that fits a float"
-    if not math.isfinite(number):
-        return "not finite"
-    low, high = next(((lo, hi) for suffix, lo, hi in UNIT_RANGES if name.endswith(suffix)),
-                     (-MAX_MAGNITUDE, MAX_MAGNITUDE))
-    if not low <= number <= high:
-        return "outside {:g}..{:g}".format(low, high)
-    return None
+    return outside(number, unit_range(name))
 
 
 def utf8_argument(text: str) -> str:
@@ -175,8 +157,12 @@ def exposable(samples: List[Sample]) -> Tuple[List[Sample], List[str]]:
     """The samples fit for /metrics (values as floats, labels valid UTF-8), and
     one 'name: problem' line for each sample left out."""
     kept, rejected = [], []
+    wholes = {s.name: s.value for s in samples if s.name in AT_MOST.values() and not value_problem(s.name, s.value)}
     for s in samples:
         problem = value_problem(s.name, s.value)
+        whole = AT_MOST.get(s.name, "")
+        if not problem and whole in wholes and float(s.value) > float(wholes[whole]):
+            problem = "above {}".format(whole)
         if problem:
             rejected.append("{}: {}".format(s.name, problem))
         else:

@@ -25,6 +25,7 @@ import math
 import mmap
 import os
 import random
+import time
 from array import array
 from typing import Callable, Generator, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
@@ -145,33 +146,88 @@ class Listing:
         return os.path.join(d.path, d.names[d.starts[i]:end])
 
 
-def regular_files(root: str, on_error: OnError) -> Iterator[Tuple[str, str]]:
-    """(directory, name) of `root` itself or of every regular file below it, a directory's files together.
+class ScanLimits(NamedTuple):
+    """How far a walk may go before it gives up: files seen, folders nested below the root, seconds."""
+    files: int
+    depth: int
+    seconds: float
 
-    A missing or unreadable root raises; a sub-directory that cannot be read
-    or vanishes is passed to on_error and skipped.
+
+class ScanTooBig(Exception):
+    """A walk passed one of its ScanLimits; the message names the root and the limit."""
+
+
+OnSkip = Callable[[str, str], None]  # (path of a folder not walked, "seen" or "outside")
+
+
+def regular_files(root: str, on_error: OnError, follow_links: bool = False, on_skip: Optional[OnSkip] = None,
+                  limits: Optional[ScanLimits] = None) -> Iterator[Tuple[str, str]]:
+    """(directory, name) of `root` itself or of every regular file below it, a directory's files together,
+    in sorted order (a directory's links after its real entries, so a folder is found under its own name).
+
+    Each directory is walked once, by (st_dev, st_ino): a bind mount or a link back up the tree (a loop) would
+    list the same files again and again. With ``follow_links`` links to files and folders are followed, but
+    never to a folder outside ``root``. A folder not walked for either reason goes to ``on_skip``. Past a
+    limit the walk raises ScanTooBig. A missing or unreadable root raises; a sub-directory that cannot be
+    read or vanishes is passed to on_error and skipped.
     """
     if not os.path.isdir(root):
         if not os.path.isfile(root):
             raise FileNotFoundError(errno.ENOENT, "no such file or directory", root)
         yield os.path.split(os.path.abspath(root))
         return
-    stack = [root]
+    inside = os.path.join(os.path.realpath(root), "")
+    deadline = time.monotonic() + limits.seconds if limits else math.inf
+    seen = set()  # type: Set[Tuple[int, int]]
+    files = 0
+    stack = [(root, 0)]
     while stack:
-        path = stack.pop()
+        path, depth = stack.pop()
         try:
-            it = os.scandir(path)
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen:
+                if on_skip:
+                    on_skip(path, "seen")
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda entry: (entry.is_symlink(), entry.name))  # real ones first
         except OSError as e:
             if path == root:
                 raise
             on_error(e)
             continue
-        with it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    yield path, entry.name
+        folders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=follow_links)
+                is_file = not is_dir and entry.is_file(follow_symlinks=follow_links)
+                outside = is_dir and entry.is_symlink() and \
+                    not os.path.join(os.path.realpath(entry.path), "").startswith(inside)
+            except OSError as e:  # a link into a folder we may not search
+                on_error(e)
+                continue
+            if outside:
+                if on_skip:
+                    on_skip(entry.path, "outside")
+            elif is_dir:
+                folders.append((entry.path, depth + 1))
+            elif is_file:
+                files += 1
+                yield path, entry.name
+        if limits:
+            _within(root, limits, files, depth, deadline)
+        stack.extend(reversed(folders))
+
+
+def _within(root: str, limits: ScanLimits, files: int, depth: int, deadline: float) -> None:
+    """ScanTooBig naming ``root`` and the limit passed, if one is."""
+    if files > limits.files:
+        raise ScanTooBig("{}: more than {:,} files".format(root, limits.files))
+    if depth > limits.depth:
+        raise ScanTooBig("{}: folders nested more than {} deep".format(root, limits.depth))
+    if time.monotonic() > deadline:
+        raise ScanTooBig("{}: still listing files after {:.0f} s ({:,} so far)".format(root, limits.seconds, files))
 
 
 def list_files(root: str, on_error: OnError) -> Generator[None, None, Listing]:

@@ -47,6 +47,16 @@ TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_
 # 31-character digest whose last one carries 4 (so a placeholder such as "REPLACE.WITH..." is refused at load).
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]$")
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt >= 5: refuses) anything longer
+# One check doubles in cost with each step: cost 12 took 0.24 s on an x86 core (more on a Jetson's); cost 31
+# would be days, at start-up (the dummy hash) and then for every wrong password. Above 12 is refused at load.
+BCRYPT_MAX_COST = 12
+# At most this many bcrypt checks run at once (passwords not yet verified, wrong ones, unknown users); a request
+# finding them all busy is answered 429 at once, so wrong passwords cost at most this many cores, never a queue.
+BCRYPT_CONCURRENT = 2
+# A listen backlog for a monitoring host with several Prometheus servers and curls (socketserver's default is 5:
+# a burst of scrapes had its SYNs dropped and retried past Prometheus' 10 s timeout). The kernel caps it at
+# net.core.somaxconn (4096 on Linux >= 5.4, 128 before).
+LISTEN_BACKLOG = 1024
 READ_TIMEOUT_S = 10  # a client silent for this long loses its connection
 CONNECTION_DEADLINE_S = 30  # no connection lives longer (Prometheus' scrape timeout is 10 s by default)
 
@@ -68,11 +78,20 @@ def load_web_config(path: str) -> WebConfig:
         if not isinstance(hashed, str) or not BCRYPT_HASH.match(hashed):
             raise ConfigError("{}: key 'basic_auth_users.{}': must be a bcrypt hash of 60 characters ($2y$10$...); "
                               "make one with `htpasswd -nBC 10 {}`".format(path, user, user))
+        if _cost(hashed) > BCRYPT_MAX_COST:
+            raise ConfigError("{}: key 'basic_auth_users.{}': bcrypt cost {} is above {} (each wrong password would "
+                              "cost {}x a cost-10 check); make one with `htpasswd -nBC 10 {}`"
+                              .format(path, user, _cost(hashed), BCRYPT_MAX_COST, 2 ** (_cost(hashed) - 10), user))
         users[str(user)] = hashed.encode()
     if users:
         _bcrypt(path)  # missing now is one line at start, not a failure at the first scrape
     tls_cfg = data.get("tls_server_config")
     return WebConfig(None if tls_cfg is None else _tls_context(path, base, tls_cfg), users)
+
+
+def _cost(hashed: str) -> int:
+    """The cost field of a hash BCRYPT_HASH matched: $2y$<cost>$..."""
+    return int(hashed[4:6])
 
 
 def _bcrypt(path: str) -> Any:
@@ -163,17 +182,20 @@ class SnapshotCollector:
 class _Auth:
     """bcrypt check with a cache of verified passwords, so each scrape doesn't pay ~50 ms of bcrypt.
     An unknown user is checked against a dummy hash of the same cost, so that answering 401 takes as
-    long for a user that does not exist as for a wrong password (no user enumeration by timing)."""
+    long for a user that does not exist as for a wrong password (no user enumeration by timing).
+    At most BCRYPT_CONCURRENT checks run at once; beyond that ``allows`` answers BUSY without one."""
+    BUSY = None  # neither allowed nor refused: answer 429, try again
 
     def __init__(self, users: Dict[str, bytes]) -> None:
         self.users = users
         self._ok = set()  # type: set
         self._lock = threading.Lock()
-        costs = [int(hashed[4:6]) for hashed in users.values()]
+        self._checks = threading.BoundedSemaphore(BCRYPT_CONCURRENT)
+        costs = [_cost(hashed.decode()) for hashed in users.values()]
         self._bcrypt = _bcrypt("--web.config.file") if users else None
         self._dummy = self._bcrypt.hashpw(b"no such user", self._bcrypt.gensalt(rounds=max(costs))) if costs else b""
 
-    def allows(self, header: Optional[str]) -> bool:
+    def allows(self, header: Optional[str]) -> Optional[bool]:
         if not self.users:
             return True
         if not header or not header.startswith("Basic "):
@@ -186,18 +208,20 @@ class _Auth:
         if len(secret) > BCRYPT_MAX_PASSWORD_BYTES:
             return False  # bcrypt >= 5 raises on these; no user may have such a password
         hashed = self.users.get(user)
-        if hashed is None:
-            self._bcrypt.checkpw(secret, self._dummy)  # the same work as for a known user
-            return False
-        key = hashlib.sha256(b"\0".join([user.encode(), secret, hashed])).digest()
+        key = hashlib.sha256(b"\0".join([user.encode(), secret, hashed or b""])).digest()
         with self._lock:
-            if key in self._ok:
+            if hashed is not None and key in self._ok:
                 return True
-        if not self._bcrypt.checkpw(secret, hashed):
-            return False
-        with self._lock:
-            self._ok.add(key)
-        return True
+        if not self._checks.acquire(blocking=False):
+            return self.BUSY
+        try:  # an unknown user pays the same work as a known one
+            ok = self._bcrypt.checkpw(secret, self._dummy if hashed is None else hashed) and hashed is not None
+        finally:
+            self._checks.release()
+        if ok:
+            with self._lock:
+                self._ok.add(key)
+        return ok
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -234,7 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
         super().send_response_only(code, message)
 
     def do_GET(self) -> None:
-        if not self.server.auth.allows(self.headers.get("Authorization")):
+        allowed = self.server.auth.allows(self.headers.get("Authorization"))
+        if allowed is _Auth.BUSY:
+            self._reply(429, b"Too many password checks at once: try again\n", "text/plain", {"Retry-After": "1"})
+        elif not allowed:
             self._reply(401, b"Unauthorized\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edgescope"'})
         elif self.path.split("?")[0] == "/metrics":
             self._reply(200, generate_latest(self.server.registry), CONTENT_TYPE)
@@ -274,6 +301,7 @@ class MetricsServer(ThreadingMixIn, HTTPServer):
     """Serves ``registry`` (the exporter's snapshot, the trainer's TrainMetrics.registry) on /metrics."""
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, web: Optional[WebConfig]) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # ':9945' = all IPv4

@@ -19,51 +19,59 @@ import exporter
 from exporter import atomicfile
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from fleet.serve import Endpoints, is_loopback
+from trainer.errors import OneLineParser, UsageError, number_in
 
 MAX_DEVICES = 2000
 DEFAULT_TRACE = os.path.join(os.path.dirname(exporter.__file__), "demo", "tegrastats_nano_warming.log")
 
 
+DAY, YEAR = 86400.0, 365 * 86400.0
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgescope-fleet-sim", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--devices", type=int, default=10, help="number of boards, 1..{} (default %(default)s)".format(MAX_DEVICES))
+    """Every numeric flag has its range here, so nan, inf or an out-of-range value is one line at start."""
+    p = OneLineParser(prog="edgescope-fleet-sim", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", type=number_in(1, MAX_DEVICES, int), default=10,
+                   help="number of boards, 1..{} (default %(default)s)".format(MAX_DEVICES))
     p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="loopback address to bind (default %(default)s)")
-    p.add_argument("--base-port", type=int, default=19945, metavar="PORT",
+    p.add_argument("--base-port", type=number_in(0, 65535, int), default=19945, metavar="PORT",
                    help="first port; 0 = any free ports (default %(default)s)")
     p.add_argument("--targets-file", metavar="PATH", help="write the boards as file_sd targets here")
     p.add_argument("--trace", default=DEFAULT_TRACE, metavar="FILE",
                    help="tegrastats log to replay (default: the exporter's demo Jetson Nano log)")
     p.add_argument("--device-type", default="nano", help="device_type label of the boards (default %(default)s)")
     p.add_argument("--prefix", default="sim", help="device names are PREFIX-0000.. (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="seed of every board's phase and jitter (default %(default)s)")
-    p.add_argument("--line-interval", type=float, default=1.0, metavar="S", help="tegrastats interval (default 1)")
-    p.add_argument("--jitter", type=float, default=0.05, metavar="S",
+    p.add_argument("--seed", type=number_in(-2 ** 63, 2 ** 63, int), default=1,
+                   help="seed of every board's phase and jitter (default %(default)s)")
+    p.add_argument("--line-interval", type=number_in(0, 3600, above=True), default=1.0, metavar="S",
+                   help="tegrastats interval, up to 3600 (default 1)")
+    p.add_argument("--jitter", type=number_in(0, 1800), default=0.05, metavar="S",
                    help="each tegrastats line arrives up to this much early or late (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=6, help="epochs per run (default %(default)s)")
-    p.add_argument("--epoch-seconds", type=float, default=60.0, metavar="S", help="about this long per epoch")
-    p.add_argument("--batch-seconds", type=float, default=0.25, metavar="S", help="mean batch time (default %(default)s)")
-    p.add_argument("--linger", type=float, default=30.0, metavar="S", help="pause between runs (default %(default)s)")
-    p.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds (0 = on SIGTERM/SIGINT)")
+    p.add_argument("--epochs", type=number_in(1, 1000000, int), default=6, help="epochs per run (default %(default)s)")
+    p.add_argument("--epoch-seconds", type=number_in(0, DAY, above=True), default=60.0, metavar="S",
+                   help="about this long per epoch, up to a day")
+    p.add_argument("--batch-seconds", type=number_in(0.001, 3600), default=0.25, metavar="S",
+                   help="mean batch time, 0.001..3600 (every batch is played: shorter ones cost CPU) (default %(default)s)")
+    p.add_argument("--linger", type=number_in(0, DAY), default=30.0, metavar="S",
+                   help="pause between runs, up to a day (default %(default)s)")
+    p.add_argument("--duration", type=number_in(0, YEAR), default=0.0, metavar="S",
+                   help="stop after S seconds, up to a year (0 = on SIGTERM/SIGINT)")
     return p
 
 
 def validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if not 1 <= args.devices <= MAX_DEVICES:
-        p.error("--devices must be 1..{}".format(MAX_DEVICES))
+    """What one flag's range cannot say: loopback only, ports for every device, jitter against the interval."""
     if not is_loopback(args.listen):
         p.error("--listen {}: the simulator serves loopback only (127.0.0.1 or ::1)".format(args.listen))
     last = args.base_port + 2 * args.devices - 1
-    if args.base_port < 0 or (args.base_port and last > 65535):
+    if args.base_port and last > 65535:
         p.error("--base-port {}: {} devices need ports up to {} (> 65535); lower it or use 0".format(
             args.base_port, args.devices, last))
-    for name in ("line_interval", "epoch_seconds", "batch_seconds"):
-        if getattr(args, name) <= 0:
-            p.error("--{} must be > 0".format(name.replace("_", "-")))
-    if args.jitter < 0 or args.jitter >= args.line_interval / 2:
-        p.error("--jitter must be >= 0 and below half of --line-interval")
-    if args.epochs < 1 or args.linger < 0 or args.duration < 0:
-        p.error("--epochs must be >= 1, --linger and --duration >= 0")
+    if args.jitter >= args.line_interval / 2:
+        p.error("--jitter must be below half of --line-interval")
+    if args.batch_seconds > args.epoch_seconds:
+        p.error("--batch-seconds must be at most --epoch-seconds")
 
 
 def targets(devices: List[SimulatedDevice], host: str, ports: List[int]) -> list:
@@ -81,8 +89,12 @@ def raise_fd_limit(needed: int) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
-    validate(p, args)
+    try:
+        args = p.parse_args(argv)
+        validate(p, args)
+    except UsageError as e:
+        print("edgescope-fleet-sim: error: {}".format(e), file=sys.stderr)
+        return 2
     try:
         trace = load_trace(args.trace)
     except (OSError, ValueError) as e:

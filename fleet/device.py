@@ -28,7 +28,7 @@ from exporter import __version__
 from exporter.energy import PowerMeter
 from exporter.metrics import Sample
 from exporter.server import SnapshotCollector
-from exporter.sources.tegrastats import TegraStats, parse_line, stats_samples
+from exporter.sources.tegrastats import TegraStats, parse_line, recorded_lines, stats_samples
 from trainer.meter import BatchTiming, Window
 from trainer.metrics import TrainMetrics
 
@@ -39,8 +39,7 @@ DATASET_BYTES = 140e6
 
 def load_trace(path: str) -> List[TegraStats]:
     """Every tegrastats line of a log (comments and blanks skipped), parsed."""
-    with open(path) as f:
-        lines = [parse_line(ln) for ln in f if ln.strip() and not ln.startswith("#")]
+    lines = [parse_line(ln) for ln in recorded_lines(path)]
     if not lines:
         raise ValueError("{} has no tegrastats lines".format(path))
     return lines

@@ -8,7 +8,7 @@ import math
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, NoReturn, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 from exporter import atomicfile
 from exporter.metrics import utf8_argument
@@ -18,6 +18,7 @@ from report.html_page import as_html
 from report.latex import as_latex
 from report.prom import Prometheus, ReportError
 from report.render import build, render
+from trainer.errors import number_in
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -60,22 +61,9 @@ def _time_or_none(text: str, now: float) -> Optional[float]:
         return None
 
 
-def number_in(upper: float, what: str) -> Callable[[str], float]:
-    """An argument type: a finite number above 0 and at most ``upper``; ``what`` says that in the error."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not 0 < value <= upper or value == math.inf:
-            raise argparse.ArgumentTypeError("must be {}, got {!r}".format(what, text))
-        return value
-    return parse
-
-
 # --timeout: seconds per HTTP query; --storage-bps, --power-budget, --time-budget: any finite number above 0
-timeout_seconds = number_in(MAX_TIMEOUT, "a number of seconds above 0 and at most {:g}".format(MAX_TIMEOUT))
-positive_number = number_in(math.inf, "a number above 0")
+timeout_seconds = number_in(0, MAX_TIMEOUT, above=True)
+positive_number = number_in(0, math.inf, above=True)
 
 
 def parser() -> argparse.ArgumentParser:

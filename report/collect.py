@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from exporter.ranges import NON_NEGATIVE, RATIO, board_watts, outside
 from report import window
 from report.prom import Labels, Prometheus, ReportError, Sample, duration, promql_string
 
@@ -67,6 +68,14 @@ DISK_BUSY = "edgescope_disk_io_time_seconds_total"
 DATASET_DISK = "edgescope_dataset_disk_info"
 CACHE_RATIO = "edgescope_dataset_page_cache_ratio"
 GPU_MEMORY = "edgescope_gpu_memory_bytes"
+# Each per-epoch figure's physical range; average power's depends on the board (drop_unphysical).
+EPOCH_RANGES = {name: RATIO if name.endswith("_ratio") else NON_NEGATIVE for name in (
+    "e2e_seconds", "fetch_stall_seconds", "compute_seconds", "samples", "energy_joules", "trainer_energy_joules",
+    "trainer_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio", "page_cache_lowest_ratio",
+    "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
+    "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds",
+    "run_read_bytes", "gpu_memory_bytes")}
+PARTS_OF_E2E = ("fetch_stall_seconds", "compute_seconds")
 Series = List[Tuple[Labels, List[Sample]]]
 RunKey = Tuple[str, str, str]  # run_id, device, trainer instance
 
@@ -504,6 +513,41 @@ def check_identity(runs: Sequence[Run], notes: List[str]) -> None:
                 run.name, "s" if len(missing) > 1 else "", _numbers(missing), "them" if len(missing) > 1 else "it"))
 
 
+def drop_backwards_epochs(run: Run, notes: List[str]) -> None:
+    """An epoch that ends before it starts (a stepped clock, a hostile endpoint) has no window to read the
+    exporter over: it is left out, with a note, instead of stopping the report."""
+    backwards = [e.epoch for e in run.epochs if e.start is not None and e.end is not None and e.end < e.start]
+    if backwards:
+        run.epochs = [e for e in run.epochs if e.epoch not in backwards]
+        notes.append("{}: epoch(s) {} skipped: each ends before it starts (the board's clock stepped back?)"
+                     .format(run.name, _numbers(backwards)))
+
+
+def drop_unphysical(run: Run, notes: List[str]) -> None:
+    """Every per-epoch figure outside its physical range (exporter/ranges.py) becomes missing, one note per
+    figure: averaged in, a 500 % disk or a negative epoch would pass for a measurement. Power is bounded
+    by the board's type, and energy goes with it."""
+    ranges = dict(EPOCH_RANGES, average_power_watts=board_watts(run.device_type))
+    bad = {}  # type: Dict[str, List[Tuple[int, float, str]]]
+    for e in run.epochs:
+        for name, allowed in ranges.items():
+            value = getattr(e, name)
+            why = None if value is None else outside(value, allowed)
+            if why:
+                bad.setdefault(name, []).append((e.epoch, value, why))
+                setattr(e, name, None)
+                if name == "average_power_watts":
+                    e.energy_joules = None
+        for name in PARTS_OF_E2E:  # each is a part of the epoch's time: longer than the whole is no measurement
+            value = getattr(e, name)
+            if value is not None and e.e2e_seconds is not None and value > e.e2e_seconds * (1 + 1e-9):
+                bad.setdefault(name, []).append((e.epoch, value, "above e2e_seconds"))
+                setattr(e, name, None)
+    for name, found in bad.items():
+        notes.append("{}: {} {} in epoch(s) {} (such as {:g}), which no board produces; shown as missing".format(
+            run.name, name, found[0][2], _numbers([k for k, _, _ in found]), found[0][1]))
+
+
 def collect(prom: Prometheus, run_ids: Sequence[str], since: float, until: float) -> Collected:
     runs = find_runs(prom, run_ids, since, until)
     notes = []  # type: List[str]
@@ -513,6 +557,8 @@ def collect(prom: Prometheus, run_ids: Sequence[str], since: float, until: float
     ordered = sorted(runs.values(), key=lambda r: (r.seen[0], r.run_id, r.device, r.instance))
     check_identity(ordered, notes)
     for run in ordered:
+        drop_backwards_epochs(run, notes)
         add_clock_offset(prom, run, notes)
         add_exporter_data(prom, run, notes)
+        drop_unphysical(run, notes)
     return Collected(runs=ordered, notes=list(dict.fromkeys(notes)))  # each note once, in order

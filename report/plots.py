@@ -54,13 +54,15 @@ def colors(n: int) -> list:
 
 
 def plain(text: str) -> str:
-    """Text drawn as it is: matplotlib reads a span between two ``$`` as mathtext (a run id ``a$b$c`` would be
-    typeset, ``$\\x$`` would not draw at all); an escaped ``$`` is drawn as ``$`` (all matplotlib >= 3.3)."""
+    """``text`` drawn as it is: matplotlib reads what lies between two "$" as math (a run id, label or path
+    such as "a$\\b$" made savefig raise ParseException), and reads "\\$" as a literal "$". Applied once, where
+    a text is handed to matplotlib; with no math left, backslashes are drawn as they are."""
     return text.replace("$", r"\$")
 
 
 def _wrapped(text: str, fig: Figure) -> str:
-    return "\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH)))
+    """A title wrapped to the figure's width, drawn as plain text."""
+    return plain("\n".join(textwrap.wrap(text, int(fig.get_figwidth() * CHARACTERS_PER_INCH))))
 
 
 def row_labels(rows: Sequence[dict]) -> Tuple[str, List[str]]:

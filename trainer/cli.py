@@ -27,7 +27,7 @@ from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
                             metrics_url, try_read)
-from trainer.errors import OneLineParser, UsageError, int_at_least
+from trainer.errors import OneLineParser, UsageError, int_at_least, number_in
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
@@ -44,21 +44,10 @@ RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "jo
                    "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("{!r} is not a number".format(text))
-    if not value >= 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError("{} must be a finite number >= 0".format(text))
-    return value
+_non_negative_float = number_in(0, math.inf)
 
 
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("{} must be above 0".format(text))
-    return value
+_positive_float = number_in(0, math.inf, above=True)
 
 
 def _label(text: str) -> Any:

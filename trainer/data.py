@@ -24,7 +24,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torch.utils.data.dataloader import default_collate
 from torchvision import transforms
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
+from exporter.pagecache import ScanLimits, ScanTooBig, regular_files
 from trainer.errors import UsageError
 from trainer.meter import LoadTimes
 from trainer.safe_load import DataFileError, load_image, load_pickle, read_bytes
@@ -163,31 +166,90 @@ def build_dataset(name: str, data_dir: str, download: bool = False, image_size: 
                          "`edgescope-dataset {} --out DIR`)".format(data_dir, name))
     if name == "cifar10":
         return CIFAR10Files(data_dir, train=True, transform=cifar10_train_transform())
-    from torchvision.datasets import ImageFolder
+    return _image_folder(data_dir, image_size)
+
+
+# How far the image-folder scan goes before it gives up (--data-dir /proc or / would otherwise walk for minutes):
+# ImageNet-21k's 14 M images are beyond it, so are folders nested deeper than anyone sorts images.
+IMAGEFOLDER_LIMITS = ScanLimits(files=20000000, depth=32, seconds=300.0)
+SCAN_NOTE_SECONDS = 10.0  # a scan still going says so this often
+
+
+class _ScannedFolder(ImageFolder):
+    """ImageFolder over the classes and files our bounded walk found (torchvision's own walk follows links
+    with no memory of where it has been, so a link loop multiplied the images without a word)."""
+
+    def __init__(self, root: str, classes: List[str], samples: List[Tuple[str, int]], **kwargs: Any) -> None:
+        self._found = classes, samples
+        super().__init__(root, **kwargs)
+
+    def find_classes(self, directory: Any) -> Tuple[List[str], Dict[str, int]]:
+        classes = self._found[0]
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    def make_dataset(self, *args: Any, **kwargs: Any) -> List[Tuple[str, int]]:
+        return self._found[1]
+
+
+def _image_folder(data_dir: str, image_size: int) -> ImageFolder:
+    """One sub-folder of images per class, walked once and within IMAGEFOLDER_LIMITS; every file or folder
+    left out (outside --data-dir, a folder already walked, unreadable) is counted in one note line."""
     inside = _InsideFolder(data_dir)
+    left_out = {}  # type: Dict[str, List[str]]
+    by_class = {}  # type: Dict[str, List[str]]
+
+    def leave_out(why: str, path: str) -> None:
+        left_out.setdefault(why, []).append(path)
+
+    next_word = time.monotonic() + SCAN_NOTE_SECONDS
     try:
-        dataset = ImageFolder(data_dir, transform=imagefolder_train_transform(image_size), loader=load_image_timed,
-                              is_valid_file=inside)
-    except (FileNotFoundError, RuntimeError) as error:
-        raise UsageError("{} is not an image folder (one sub-folder of images per class): {}"
-                         .format(data_dir, error))
-    if inside.skipped:
-        print("edgescope-train: note: skipped {} file(s) whose real path is outside --data-dir {} (symlinks such "
-              "as {}); copy them in to train on them".format(len(inside.skipped), data_dir, inside.skipped[0]),
-              file=sys.stderr, flush=True)
-    return dataset
+        for count, (folder, name) in enumerate(regular_files(
+                data_dir, lambda e: leave_out("unreadable", str(e.filename)), follow_links=True,
+                on_skip=lambda path, why: leave_out(why, path), limits=IMAGEFOLDER_LIMITS)):
+            if time.monotonic() > next_word:  # a long scan is not a silent one
+                print("edgescope-train: note: still listing {}: {:,} files so far (gives up after {:.0f} s)".format(
+                    data_dir, count, IMAGEFOLDER_LIMITS.seconds), file=sys.stderr, flush=True)
+                next_word += SCAN_NOTE_SECONDS
+            relative = os.path.relpath(folder, data_dir)
+            if relative != os.curdir:  # files beside the class folders belong to no class
+                files = by_class.setdefault(relative.split(os.sep)[0], [])
+                if inside(os.path.join(folder, name)):
+                    files.append(os.path.join(folder, name))
+    except ScanTooBig as error:
+        raise UsageError("--data-dir {}; pass the dataset's own folder".format(error))
+    except OSError as error:
+        raise UsageError("--data-dir {}: cannot list it ({})".format(data_dir, error.strerror or error))
+    left_out.setdefault("outside", []).extend(inside.skipped)
+    classes = sorted(by_class)
+    empty = [name for name in classes if not by_class[name]]
+    if not classes or empty:
+        named = ", ".join((empty or [data_dir])[:3]) + (" and {} more".format(len(empty) - 3) if len(empty) > 3 else "")
+        raise UsageError("{} is not an image folder (one sub-folder of images per class): no images ({}) in {}"
+                         .format(data_dir, ", ".join(IMG_EXTENSIONS), named))
+    samples = [(path, i) for i, name in enumerate(classes) for path in sorted(by_class[name])]
+    for why, what in sorted(left_out.items()):
+        if what:
+            print("edgescope-train: note: skipped {} {} (such as {}); {}".format(len(what), SKIPPED[why], what[0],
+                  SKIPPED_FIX[why].format(data_dir)), file=sys.stderr, flush=True)
+    return _ScannedFolder(data_dir, classes, samples, transform=imagefolder_train_transform(image_size),
+                          loader=load_image_timed)
+
+
+SKIPPED = {"outside": "file(s) or folder(s) whose real path is outside --data-dir",
+           "seen": "link(s) to folders already walked", "unreadable": "folder(s) that could not be read"}
+SKIPPED_FIX = {"outside": "copy them into {} to train on them", "seen": "each folder is read once",
+               "unreadable": "check the permissions under {}"}
 
 
 class _InsideFolder:
-    """ImageFolder's file filter: image extensions, and only files really inside the folder (ImageFolder
-    follows symlinks, which could lead anywhere, e.g. to /etc)."""
+    """The scan's file filter: image extensions, and only files really inside the folder (links are followed,
+    and a link to a file could lead anywhere, e.g. to /etc)."""
 
     def __init__(self, folder: str) -> None:
         self.root = os.path.join(os.path.realpath(folder), "")
         self.skipped = []  # type: List[str]
 
     def __call__(self, path: str) -> bool:
-        from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
         if not has_file_allowed_extension(path, IMG_EXTENSIONS):
             return False
         if not os.path.realpath(path).startswith(self.root):

@@ -18,7 +18,9 @@ be right (a negative rail, an absurd one) is rejected whole with a fixed reason
 (BadLine), so the board power never silently changes meaning.
 """
 import logging
+import os
 import re
+import stat
 import subprocess
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 from exporter.energy import INPUT_RAILS, PowerMeter, max_gap_for
 from exporter.metrics import Sample
+from exporter.ranges import RAIL_WATTS, outside
 from exporter.sources.base import Source, SourceDown
 
 log = logging.getLogger(__name__)
@@ -34,8 +37,8 @@ MIB = 1024 * 1024
 OFFLINE_CELSIUS = -256.0
 # PMIC@100C on Nano/TX is a fixed placeholder, not a sensor (jetson-stats skips it too).
 FAKE_SENSORS = ("PMIC",)
+MAX_RECORDING_BYTES = 64 << 20  # a day of lines at 1 s is ~45 MB
 MAX_LINE = 4096  # real lines are under 1000 characters (475 in the fixtures)
-MAX_RAIL_WATTS = 1000.0  # a Jetson module draws at most ~75 W; a rail beyond this is a misread
 
 _RAIL = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*) (-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?(?=\s|$)")
 _TEMP = re.compile(r"(?<!\S)([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?:/-?\d+(?:\.\d+)?C)*(?=\s|$)")
@@ -43,6 +46,20 @@ _CPU = re.compile(r"(?<!\S)CPU \[([^\[\]]*)\]")  # no '[' inside: each try stops
 _CORE = re.compile(r"^(\d+)%(?:@(\d+))?$")
 _ENGINE = re.compile(r"(?<!\S)(GR3D_FREQ|EMC_FREQ) (\d+)%(?:@\[?(\d+)(?:,\d+)*\]?)?")
 _MEM = re.compile(r"(?<!\S)(RAM|SWAP) (\d+)/(\d+)MB")
+
+
+def recorded_lines(path: str) -> List[str]:
+    """The lines of a recorded tegrastats log (comments and blanks left out), read within bounds: a device
+    (/dev/zero), a FIFO or a huge file would otherwise be read for ever or into all memory. OSError if it
+    cannot be opened, ValueError naming the bound it passes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO without a writer must not block the open
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file; record a log with `tegrastats --logfile FILE` and replay that")
+        raw = f.read(MAX_RECORDING_BYTES + 1)
+    if len(raw) > MAX_RECORDING_BYTES:
+        raise ValueError("larger than {} MiB; replay a part of it (`head -n 100000`)".format(MAX_RECORDING_BYTES >> 20))
+    return [ln for ln in raw.decode("utf-8", "replace").split("\n") if ln.strip() and not ln.startswith("#")]
 
 
 class TegraStats(NamedTuple):
@@ -74,9 +91,14 @@ def parse_line(line: str) -> TegraStats:
         watts = float(cur) / 1000.0
         if watts < 0:
             raise BadLine("negative rail power")
-        if not watts <= MAX_RAIL_WATTS:
-            raise BadLine("rail power above {:g} W".format(MAX_RAIL_WATTS))
+        if outside(watts, RAIL_WATTS):
+            raise BadLine("rail power above {:g} W".format(RAIL_WATTS.high))
+        if name in rails:  # which one is the board's? neither: summed, a Nano read 900 W
+            raise BadLine("rail {} given twice".format(name))
         rails[name] = watts
+    for name in INPUT_RAILS:  # named but not read: the sum of the other rails would pass for board power
+        if name not in rails and re.search(r"(?<!\S){}(?!\S)".format(name), line):
+            raise BadLine("input rail {} unparseable".format(name))
     temps = {}  # type: Dict[str, float]
     for name, value in _TEMP.findall(line):
         celsius = float(value)
@@ -195,8 +217,10 @@ class TegrastatsSource(Source):
             self._start_child()
 
     def _replay_lines(self):
-        with open(self._replay, errors="replace") as f:
-            recorded = [ln for ln in f if ln.strip() and not ln.startswith("#")]
+        try:
+            recorded = recorded_lines(self._replay)
+        except ValueError as e:
+            raise SourceDown("replay file {}: {}".format(self._replay, e))
         if not recorded:
             raise SourceDown("replay file {} has no tegrastats lines".format(self._replay))
         while True:

@@ -242,7 +242,7 @@ def test_symlinks_out_of_the_data_dir_are_skipped_with_a_note(tmp_path, capsys):
     assert len(dataset) == 6 + 1
     assert all(os.path.realpath(path).startswith(folder) for path, _ in dataset.samples)
     err = capsys.readouterr().err
-    assert "skipped 3 file(s) whose real path is outside --data-dir" in err and err.count("\n") == 1, err
+    assert "skipped 2 file(s) or folder(s) whose real path is outside --data-dir" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -1,0 +1,121 @@
+"""What one connection, one password or a crowd of scrapers may cost the server shared by exporter and trainer:
+bcrypt costs are capped at load, concurrent password checks are bounded, a burst of 200 scrapes is answered."""
+import select
+import socket
+import threading
+import time
+
+import bcrypt
+import pytest
+import requests
+from hypothesis import given, settings, strategies as st
+from prometheus_client import CollectorRegistry, Gauge
+
+from exporter import server as server_module
+from exporter.config import ConfigError
+from exporter.server import BCRYPT_MAX_COST, MetricsServer, load_web_config, serve_registry
+
+SALT_AND_DIGEST = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()[7:]  # valid to the format
+
+
+@settings(max_examples=60, deadline=None)
+@given(cost=st.integers(4, 31), user=st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True))
+def test_a_bcrypt_cost_above_the_cap_is_refused_at_load_in_one_line(tmp_path_factory, cost, user):
+    """Any cost the hash format allows: up to the cap it loads (quickly), above it one line names file, key, fix."""
+    web = tmp_path_factory.mktemp("web") / "web.yml"
+    web.write_text("basic_auth_users:\n  {}: '$2y${:02d}${}'\n".format(user, cost, SALT_AND_DIGEST))
+    if cost <= BCRYPT_MAX_COST:
+        assert load_web_config(str(web)).users == {user: "$2y${:02d}${}".format(cost, SALT_AND_DIGEST).encode()}
+        return
+    with pytest.raises(ConfigError) as error:
+        load_web_config(str(web))
+    message = str(error.value)
+    assert message.startswith("{}: key 'basic_auth_users.{}': bcrypt cost {} is above {}".format(
+        web, user, cost, BCRYPT_MAX_COST)) and "htpasswd -nBC 10 " + user in message and "\n" not in message
+
+
+def _server(web=None):
+    registry = CollectorRegistry()
+    Gauge("up_gauge", "a value to serve", registry=registry).set(1)
+    return serve_registry(("127.0.0.1", 0), registry, web)
+
+
+def test_failed_logins_hold_at_most_the_bounded_number_of_bcrypt_checks(tmp_path, monkeypatch):
+    """While every check slot is busy (a slow bcrypt held on an event), further logins are answered 429 at
+    once instead of queueing more CPU; a verified password then still gets in."""
+    monkeypatch.setattr(server_module, "BCRYPT_CONCURRENT", 2)
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prometheus: '{}'\n".format(
+        bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()))
+    server = _server(load_web_config(str(web)))
+    release, running = threading.Event(), []
+
+    class SlowBcrypt:
+        """bcrypt whose checks wait for ``release``: a stand-in for a cost that takes seconds."""
+        @staticmethod
+        def checkpw(secret, hashed):
+            running.append(secret)
+            release.wait(30)
+            return bcrypt.checkpw(secret, hashed)
+
+    server.auth._bcrypt = SlowBcrypt
+    url = "http://127.0.0.1:{}/metrics".format(server.port)
+    try:
+        held = [threading.Thread(target=requests.get, args=(url,), kwargs={"auth": (u, "wrong"), "timeout": 30})
+                for u in ("prometheus", "nobody")]
+        for t in held:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(running) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(running) == 2
+        for user in ("prometheus", "nobody", "mallory"):
+            started = time.monotonic()
+            answer = requests.get(url, auth=(user, "guess"), timeout=10)
+            assert answer.status_code == 429 and answer.headers["Retry-After"] == "1", user
+            assert time.monotonic() - started < 5  # answered at once, not after the held checks
+        assert len(running) == 2  # no third check started
+        release.set()
+        for t in held:
+            t.join(30)
+        assert requests.get(url, auth=("prometheus", "s3cret"), timeout=10).status_code == 200
+    finally:
+        release.set()
+        server.close()
+
+
+def test_200_simultaneous_scrapes_are_all_answered():
+    """The listen backlog holds a burst: 200 connections opened while the server is not yet accepting all complete
+    their handshake at once (with socketserver's backlog of 5, all but 6 SYNs were dropped and retried after 1, 3,
+    7 s..., past Prometheus' 10 s timeout); then every one of the 200 scrapes is answered."""
+    registry = CollectorRegistry()
+    Gauge("up_gauge", "a value to serve", registry=registry).set(1)
+    server = MetricsServer(("127.0.0.1", 0), registry, None)  # listening, not accepting yet
+    clients = [socket.socket() for _ in range(200)]
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    try:
+        for c in clients:
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", server.port))
+        poller = select.poll()
+        for c in clients:
+            poller.register(c, select.POLLOUT)
+        connected, deadline = set(), time.monotonic() + 0.9  # under the first SYN retry (1 s)
+        while len(connected) < len(clients) and time.monotonic() < deadline:
+            connected.update(fd for fd, _ in poller.poll(100))
+        assert len(connected) == 200, "{} of 200 connections completed".format(len(connected))
+        serving.start()
+        started = time.monotonic()
+        for c in clients:
+            c.setblocking(True)
+            c.settimeout(20)
+            c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        answers = [c.makefile("rb").readline() for c in clients]
+        assert answers == [b"HTTP/1.0 200 OK\r\n"] * 200
+        assert time.monotonic() - started < 10  # all 200, on a loaded 2-core machine: a generous bound
+    finally:
+        for c in clients:
+            c.close()
+        if serving.is_alive():
+            server.shutdown()
+        server.server_close()
