@@ -6,7 +6,6 @@ and label names, so a name or label outside the contract cannot reach /metrics.
 number in its unit's range is dropped (and counted by the sampler) rather than
 exposed, and label values are made valid UTF-8.
 """
-import argparse
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from exporter.ranges import AT_MOST, outside, unit_range
@@ -121,19 +120,6 @@ def value_problem(name: str, value: object) -> Optional[str]:
     except (TypeError, ValueError, OverflowError):  # e.g. an int of 400 digits
         return "not a number that fits a float"
     return outside(number, unit_range(name))
-
-
-def utf8_argument(text: str) -> str:
-    """argparse type for a value bound for a label, a URL or a PromQL match: Prometheus only knows UTF-8
-    (a command line may hold any bytes), and a control character would break the one-line errors and tables."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError("{!r} is not valid UTF-8; use UTF-8 text (Prometheus labels and URLs "
-                                         "are)".format(text))
-    if not text.isprintable():
-        raise argparse.ArgumentTypeError("{!r} holds a control character".format(text))
-    return text
 
 
 def utf8_label(value: object) -> str:

@@ -19,7 +19,8 @@ import exporter
 from exporter import atomicfile
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from fleet.serve import Endpoints, is_loopback
-from trainer.errors import OneLineParser, UsageError, number_in
+from exporter.arguments import number_in
+from trainer.errors import OneLineParser, UsageError
 
 MAX_DEVICES = 2000
 DEFAULT_TRACE = os.path.join(os.path.dirname(exporter.__file__), "demo", "tegrastats_nano_warming.log")

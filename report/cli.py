@@ -11,14 +11,13 @@ import time
 from typing import Any, Dict, List, NoReturn, Optional
 
 from exporter import atomicfile
-from exporter.metrics import utf8_argument
+from exporter.arguments import number_in, utf8_argument
 from exporter.yamlfile import one_line
 from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
 from report.prom import Prometheus, ReportError
 from report.render import build, render
-from trainer.errors import number_in
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

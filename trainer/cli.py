@@ -22,12 +22,12 @@ import torch.nn as nn
 from exporter.atomicfile import cannot_write
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
-from exporter.metrics import utf8_argument
+from exporter.arguments import int_at_least, number_in, utf8_argument
 from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
                             metrics_url, try_read)
-from trainer.errors import OneLineParser, UsageError, int_at_least, number_in
+from trainer.errors import OneLineParser, UsageError
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server

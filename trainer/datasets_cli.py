@@ -3,7 +3,8 @@ import argparse
 import sys
 from typing import List, Optional
 
-from trainer.errors import OneLineParser, UsageError, int_at_least
+from exporter.arguments import int_at_least
+from trainer.errors import OneLineParser, UsageError
 from trainer.progress import close_bar, terminal_bar
 from trainer.synthetic import write_cifar10, write_jpeg_folder
 
