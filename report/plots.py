@@ -112,7 +112,7 @@ def time_split(report: dict) -> Figure:
     ax.set_xlabel("time per epoch (s)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     title = "Where an epoch's time goes: mean over epochs ≥ {}".format(report["settings"]["warmup_epochs"])
-    fig.suptitle(plain(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig)))
+    fig.suptitle(_wrapped(title + "; common to all rows: " + (common or "nothing"), fig))
     return fig
 
 
@@ -170,9 +170,9 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
             ax.set_yticks([])
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
-        ax.set_title(plain(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
-                                                           ": REPLAYED DEMO power, not measured"
-                                                           if run.power_replayed else ""), fig)),
+        ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
+                                                     ": REPLAYED DEMO power, not measured"
+                                                     if run.power_replayed else ""), fig),
                      loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))
@@ -215,8 +215,8 @@ def pareto_front(report: dict) -> Figure:
                     label="recommended")
         ax.set_xlabel("time per epoch (s)")
         ax.set_ylabel("energy per epoch (J)")
-        ax.set_title(plain(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
-                                                       "; all: " + shared if shared else ""), fig)), fontsize=9)
+        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
+                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
         ax.legend(frameon=False)
     if not fronts:
         axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,

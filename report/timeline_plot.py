@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 
 from exporter import atomicfile
 from exporter.yamlfile import one_line
-from report.plots import PALETTE, STYLE, _figure, _wrapped, plain, png
+from report.plots import PALETTE, STYLE, _figure, _wrapped, png
 from report.prom import ReportError
 from trainer.timeline import Timeline, origin, run_folder, trace_events
 
@@ -151,7 +151,7 @@ def figure(epoch: Epoch) -> Figure:
         epoch.run_id, epoch.epoch, loading, len(timeline), epoch.duration_s)
     if timeline.truncated:
         title += " (cut: only the first {} batches were kept)".format(len(timeline))
-    fig.suptitle(plain(_wrapped(title, fig)))
+    fig.suptitle(_wrapped(title, fig))
     return fig
 
 
