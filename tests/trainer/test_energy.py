@@ -323,19 +323,24 @@ def test_auto_takes_the_tegrastats_it_falls_back_to_when_jtop_cannot_connect(mon
 
 
 def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, tmp_path, capsys):
+    """At --power-interval 0.1 (lines and samples every 0.1 s) the bound is 5 W x 0.1 s at each edge."""
     from trainer import cli
     log = tmp_path / "constant.log"
     log.write_text("RAM 1/2MB CPU [1%@102] VDD_IN 5000mW/5000mW VDD_CPU_GPU_CV 1000mW/1000mW\n" * 3)
     args = small_run_args(cifar_dir, str(tmp_path))
     args[args.index("--max-batches") + 1] = "10"
-    assert cli.main(args + ["--power-source", "tegrastats", "--tegrastats-file", str(log)]) == 0
+    assert cli.main(args + ["--power-source", "tegrastats", "--tegrastats-file", str(log),
+                            "--power-interval", "0.1"]) == 0
     records = results(str(tmp_path / "results.jsonl"))
     for record in records:
         assert record["energy_source"] == "tegrastats"
         assert record["average_power_watts"] == pytest.approx(5.0)
         # the reads sit just outside the window: microseconds of source.sample() each
         assert record["energy_joules"] == pytest.approx(5.0 * record["duration_s"], rel=0.02, abs=0.05)
+        assert record["energy_bound_joules"] == pytest.approx(1.0)
     assert 'energy_source="tegrastats"' in (tmp_path / "run.prom").read_text()
+    assert "edgescope_train_epoch_energy_bound_joules" in (tmp_path / "run.prom").read_text()
+    assert " ± 1.0 J  power " in capsys.readouterr().out
 
 
 def reading(joules: float, at: float, start: float = 100.0) -> Reading:
@@ -401,6 +406,7 @@ def test_the_password_never_reaches_logs():
     (["--power-source", "tegrastats", "--tegrastats-file", "/nonexistent.log"], "--tegrastats-file: no file"),
     (["--exporter-ca-file", "/etc/hostname"], "--exporter-ca-file goes with --exporter-url"),
     (["--power-source", "rapl", "--tegrastats-file", "/etc/hostname"], "goes with --power-source tegrastats"),
+    (["--exporter-url", "http://x/metrics", "--power-interval", "0.1"], "--power-interval goes with --power-source"),
 ] + ([] if shutil.which("tegrastats") else [
     (["--power-source", "tegrastats"], "--power-source tegrastats: tegrastats: tegrastats not found on PATH"),
 ]))
