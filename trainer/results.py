@@ -98,7 +98,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS + IO_KEYS})
     record.update(config)
     record["energy_joules"] = used.joules if used else None
-    record["energy_bound_joules"] = used.bound_joules if used and used.joules is not None else None
+    record["energy_bound_joules"] = used.bound_joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
     record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
     record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
