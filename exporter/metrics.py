@@ -40,6 +40,7 @@ METRICS = {
     "edgescope_source_last_success_timestamp_seconds": _gauge("Unix time of the source's last successful sample.", "source"),
     "edgescope_source_rejected_samples_total": _counter("Samples the source produced that were not exposed: value not a finite number in its unit's range (the log says which).", "source"),
     "edgescope_exporter_build_info": _gauge("Exporter version and Python version (always 1).", "version", "python"),
+    "edgescope_exporter_interval_seconds": _gauge("The exporter's sampling interval (--interval); a source of power lines (tegrastats, jtop) reads at it too, so the energy counter lags by up to twice this for them, once for a hardware counter."),
     "edgescope_exporter_start_time_seconds": _gauge("Unix time the exporter process started (by its own clock)."),
     "edgescope_time_seconds": _gauge("System wall-clock time in Unix seconds when the scrape was answered."),
     # Power and energy.

@@ -109,7 +109,8 @@ class Sampler:
     def snapshot(self) -> List[Sample]:
         """Everything a scrape shows, without waiting on any source."""
         now = time.monotonic()
-        out = [Sample("edgescope_exporter_build_info", {"version": __version__, "python": platform.python_version()}, 1.0)]
+        out = [Sample("edgescope_exporter_build_info", {"version": __version__, "python": platform.python_version()}, 1.0),
+               Sample("edgescope_exporter_interval_seconds", {}, self.interval)]
         with self._lock:
             for name, st in sorted(self._states.items()):
                 reason, samples = st.reason, st.samples

@@ -311,9 +311,11 @@ def compare_devices() -> Dict[str, Any]:
         ("samples", "none", "edgescope_train_epoch_samples"),
         ("energy", "joule", "run_epoch:edgescope_board_energy_joules:increase_in_epoch"),
         ("energy (trainer)", "joule", "edgescope_train_epoch_energy_joules"),
+        ("± bound (trainer)", "joule", "edgescope_train_epoch_energy_bound_joules"),
         ("mean power (trainer)", "watt", "edgescope_train_epoch_average_power_watts")],
         description="energy: the exporter's counter over the epoch (recording rule); energy (trainer): "
-                    "read by the trainer at the epoch's edges (absent where unmeasured). Click a row for its run.")
+                    "read by the trainer at the epoch's edges (absent where unmeasured), ± bound: how far it can be "
+                    "off from how it was read. Click a row for its run.")
     per_epoch = [
         ("End-to-end time per epoch", "s", "edgescope_train_epoch_duration_seconds"),
         ("Fetch stall per epoch", "s", "edgescope_train_epoch_fetch_stall_seconds"),
@@ -562,12 +564,16 @@ def device_health() -> Dict[str, Any]:
     b.add("Board clock offset", "s",
           [("edgescope_time_seconds{%s} - timestamp(edgescope_time_seconds{%s})" % (DEV, DEV),
             "{{device}} {{job}}")],
-          description="The board's clock minus Prometheus' (each target's scrape); the report shifts "
-                      "epoch edges by it.")
+          width=8, description="The board's clock minus Prometheus' (each target's scrape); the report shifts "
+                               "epoch edges by it.")
+    b.add("Exporter sampling interval", "s",
+          [("edgescope_exporter_interval_seconds{%s, %s}" % (DEV, EXPORTER_JOB), "{{device}}")],
+          width=8, description="--interval: the energy counter lags by up to this (twice for tegrastats/jtop); the "
+                      "trainer's epoch energy bound is built from it.")
     b.add("Exporter uptime", "s",
           [("edgescope_time_seconds{%s, %s} - edgescope_exporter_start_time_seconds{%s}"
             % (DEV, EXPORTER_JOB, DEV), "{{device}}")],
-          description="By the board's clock; a drop to 0 is a restart (its energy counters start again).")
+          width=8, description="By the board's clock; a drop to 0 is a restart (its energy counters start again).")
     return dashboard("edgescope-health", "edgescope / Device health",
                      "Board state, exporter sources, power per rail, temperatures against trip points, clocks "
                      "and their caps, cooling, throttling, disk, page cache.",

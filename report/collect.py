@@ -44,6 +44,7 @@ EPOCH_GAUGES = {
     "compute_seconds": "edgescope_train_epoch_compute_seconds",
     "samples": "edgescope_train_epoch_samples",
     "trainer_energy_joules": "edgescope_train_epoch_energy_joules",
+    "trainer_energy_bound_joules": "edgescope_train_epoch_energy_bound_joules",
     "trainer_power_watts": "edgescope_train_epoch_average_power_watts",
     "fetch_stall_storage_seconds": "edgescope_train_epoch_fetch_stall_storage_seconds",
     "fetch_stall_preprocess_seconds": "edgescope_train_epoch_fetch_stall_preprocess_seconds",
@@ -74,7 +75,7 @@ EPOCH_RANGES = {name: RATIO if name.endswith("_ratio") else NON_NEGATIVE for nam
     "trainer_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio", "page_cache_lowest_ratio",
     "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
     "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds",
-    "run_read_bytes", "gpu_memory_bytes")}
+    "run_read_bytes", "gpu_memory_bytes", "energy_bound_joules")}
 PARTS_OF_E2E = ("fetch_stall_seconds", "compute_seconds")
 Series = List[Tuple[Labels, List[Sample]]]
 RunKey = Tuple[str, str, str]  # run_id, device, trainer instance
@@ -94,7 +95,9 @@ class Epoch:
     energy_joules: Optional[float] = None
     average_power_watts: Optional[float] = None
     energy_source: Optional[str] = None  # "trainer" (its own measurement) or "exporter" (counter at the edges)
+    energy_bound_joules: Optional[float] = None  # how far energy_joules can be off (the trainer's; None: not known)
     trainer_energy_joules: Optional[float] = None
+    trainer_energy_bound_joules: Optional[float] = None
     trainer_power_watts: Optional[float] = None
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
@@ -326,6 +329,7 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
         if epoch.trainer_energy_joules is not None:
             epoch.energy_joules, epoch.energy_source = epoch.trainer_energy_joules, "trainer"
             epoch.average_power_watts = epoch.trainer_power_watts
+            epoch.energy_bound_joules = epoch.trainer_energy_bound_joules
     timed = [e for e in run.epochs if e.start is not None and e.end is not None]
     if not timed:
         notes.append("{}: no epoch start/end timestamps; energy, disk and page cache missing".format(run.name))

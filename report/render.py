@@ -12,7 +12,7 @@ from report.collect import Collected, Epoch, Run
 from report.pareto import add_predicted_points, fronts
 from report.summary import FIELDS, comparison, run_summary
 from report.whatif import add_what_ifs
-from trainer.precision import with_spread
+from trainer.precision import decimals, with_spread
 
 # Heading and formatter of every per-epoch number, for people.
 COLUMNS = {
@@ -21,6 +21,7 @@ COLUMNS = {
     "compute_seconds": ("compute s", lambda v: "{:.2f}".format(v)),
     "stall_share": ("stall %", lambda v: "{:.1f}".format(100 * v)),
     "energy_joules": ("energy J", lambda v: "{:.1f}".format(v)),
+    "energy_bound_joules": ("± energy J", lambda v: "{:.{}f}".format(v, decimals(v))),
     "average_power_watts": ("power W", lambda v: "{:.2f}".format(v)),
     "read_iops": ("read r/s", lambda v: "{:.1f}".format(v)),
     "read_bytes_per_second": ("read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
@@ -78,9 +79,22 @@ def _cell(name: str, value: Optional[float]) -> str:
     return MISSING if value is None else COLUMNS[name][1](value)
 
 
-def _stat_cell(name: str, stat: dict) -> str:
+def _epoch_cell(record: dict, name: str) -> str:
+    """An epoch's number; its energy with the digits its bound allows."""
+    bound = record["energy_bound_joules"]
+    if name == "energy_joules" and record[name] is not None and bound:
+        return "{:.{}f}".format(record[name], decimals(bound))
+    return _cell(name, record[name])
+
+
+def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None) -> str:
+    """Mean ± std; energy's with the digits the larger of its std and its mean bound allows."""
     if stat["mean"] is None:
         return MISSING
+    if name == "energy_joules" and bound and bound["mean"]:
+        places = decimals(max(stat["std"] or 0.0, bound["mean"]))
+        return "{:.{}f}".format(stat["mean"], places) + (
+            "" if stat["std"] is None else " ± {:.{}f}".format(stat["std"], places))
     text = _cell(name, stat["mean"])
     return text if stat["std"] is None else "{} ± {}".format(text, _cell(name, stat["std"]))
 
@@ -105,13 +119,14 @@ def tables(report: dict) -> List[tuple]:
     """(title, headers, rows) of the three human tables."""
     heads = [COLUMNS[n][0] for n in FIELDS]
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
-              + [_cell(n, r[n]) for n in FIELDS] + [r["energy_source"] or MISSING] for r in report["epochs"]]
+              + [_epoch_cell(r, n) for n in FIELDS] + [r["energy_source"] or MISSING] for r in report["epochs"]]
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
-               + [_stat_cell(n, s[n]) for n in FIELDS] + [s["bottleneck"] or MISSING] for s in report["summary"]]
+               + [_stat_cell(n, s[n], s["energy_bound_joules"]) for n in FIELDS] + [s["bottleneck"] or MISSING]
+               for s in report["summary"]]
     common, varying = split_configuration(report["comparison"])
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", str(len(c["runs"])), str(c["epochs"])]
-               + [_stat_cell(n, c[n]) for n in FIELDS] + [c["bottleneck"] or MISSING]
+               + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in FIELDS] + [c["bottleneck"] or MISSING]
                for c, v in zip(report["comparison"], varying)]
     warmup = report["settings"]["warmup_epochs"]
     return [

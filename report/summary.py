@@ -9,7 +9,7 @@ from report.diagnosis import diagnose
 
 # The numbers reported for every epoch, in output order.
 FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share", "energy_joules",
-          "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
+          "energy_bound_joules", "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio",
           "page_cache_lowest_ratio", "gpu_memory_bytes",
           "fetch_stall_storage_seconds", "fetch_stall_preprocess_seconds", "read_seconds", "preprocess_seconds",
           "disk_utilisation_ratio", "host_overhead_seconds", "loader_startup_seconds", "loader_shutdown_seconds",

@@ -19,14 +19,14 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from exporter.arguments import int_at_least, number_in, utf8_argument
 from exporter.atomicfile import cannot_write
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
-from exporter.arguments import int_at_least, number_in, utf8_argument
 from trainer import checkpoint
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
-from trainer.energy import (EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading, epoch_energy, first_reading,
-                            metrics_url, try_read)
+from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading,
+                            epoch_energy, first_reading, metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
@@ -105,6 +105,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="no exporter: sample this power source in-process (the exporter's sources)")
     p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
     p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
+    p.add_argument("--power-interval", type=_positive_float, default=SAMPLE_INTERVAL_S, metavar="SECONDS",
+                   help="with --power-source: sample power this often, and run tegrastats / jtop at it (0.1: "
+                        "tegrastats --interval 100); a line source's epoch energy bound is its power x this at "
+                        "each edge")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
     p.add_argument("--evict-dataset", action="store_true",
                    help="before every epoch (outside its timing and energy) drop --data-dir's files from the page "
@@ -143,6 +147,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.what_if_compute_speedup = [2.0]
     if args.synthetic_input and args.evict_dataset:
         p.error("--synthetic-input reads no dataset: drop --evict-dataset")
+    if args.power_interval != SAMPLE_INTERVAL_S and args.power_source in (None, "none"):
+        p.error("--power-interval goes with --power-source (the exporter samples at its own --interval)")
     if args.tegrastats_file and args.power_source not in ("tegrastats", "auto"):
         p.error("--tegrastats-file goes with --power-source tegrastats")
     return args
@@ -176,9 +182,10 @@ def _energy_meter(args: argparse.Namespace) -> Any:
     if args.power_source in (None, "none"):
         return None
     settings = {s.name: s.default for s in EXPORTER_SETTINGS}
-    settings.update({"power-source": args.power_source, "tegrastats-file": args.tegrastats_file})
+    settings.update({"power-source": args.power_source, "tegrastats-file": args.tegrastats_file,
+                     "interval": args.power_interval})
     try:
-        return InProcessEnergy(settings)
+        return InProcessEnergy(settings, args.power_interval)
     except EnergyUnavailable as error:
         if args.power_source != "auto":
             raise UsageError("--power-source {}: {}; pick another source or drop the flag".format(
@@ -258,7 +265,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         for record in history:  # restored by --resume: published again, in case Prometheus missed them
             metrics.record_epoch(record["epoch"], window_of(record), record["samples"],
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
-                                 record.get("average_power_watts"), record.get("predicted_duration_s"))
+                                 record.get("average_power_watts"), record.get("predicted_duration_s"),
+                                 record.get("energy_bound_joules"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         if energy:
             energy.close()
@@ -344,7 +352,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             if not complete:
                 break
             metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
-                                 record["average_power_watts"], record["predicted_duration_s"])
+                                 record["average_power_watts"], record["predicted_duration_s"],
+                                 record["energy_bound_joules"])
             if args.checkpoint_dir:
                 checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "settings": settings, "model": job.model.state_dict(),

@@ -16,12 +16,16 @@ monitoring host and no interpolation between scrapes. Two ways to read it:
   with the exporter's trapezoid rule at every sample, the edges included, and
   a silence longer than the exporter's gap limit leaves the epoch unknown.
 
-The exporter's counter is as of its last sample, so each edge lags by up to
-the exporter's interval plus (tegrastats) its line interval: an epoch's energy
-is off by at most the board's power times that lag (one to two joules per
-watt at the default 1 s; nothing against a minute-long epoch). In-process a
-hardware counter (RAPL, NVML) is read at the edge itself; a power source that
-reports lines (tegrastats, jtop) gives the power of its last line.
+Each epoch's energy carries a bound (``EpochEnergy.bound_joules``) from how
+it was taken. The exporter's counter is as of its last sample, so each edge
+lags by up to the exporter's interval (``edgescope_exporter_interval_seconds``)
+plus, for a source of power lines (tegrastats, jtop), one line interval: the
+bound is the larger power read at the two edges times the sum of the two
+lags. In-process a hardware counter (RAPL, NVML) is read at the edge itself
+(its bound is its counting resolution); a power source that reports lines
+gives the power of its last line, up to one ``--power-interval`` old at each
+edge. The edges are not interpolated: the trainer reads at the edge itself,
+and the exporter does not say when its counter last moved.
 Where an epoch's energy cannot be known (a read failed, the counter went
 backwards, the exporter restarted, the source was down or had a gap in its
 power readings in between) it is None with a note saying why: never a wrong
@@ -42,10 +46,16 @@ UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
 EXPORTER_START = "edgescope_exporter_start_time_seconds"
 READ_TIMEOUT_S = 2.0
+INTERVAL = "edgescope_exporter_interval_seconds"
+SOURCE_INFO = "edgescope_power_source_info"
 SAMPLE_INTERVAL_S = 1.0
 # Sources whose power is a hardware energy counter's increments over the last interval: their own counter is
 # exact; integrating that averaged power again would smear it over the next interval.
 COUNTER_SOURCES = ("nvml", "rapl")
+# Sources of power lines: the last line a sample sees is up to one line interval old.
+LINE_SOURCES = ("tegrastats", "jtop")
+# Joules one count of a hardware counter is worth (NVML counts millijoules, RAPL microjoules).
+RESOLUTION_J = {"nvml": 1e-3, "rapl": 1e-6}
 
 
 class EnergyUnavailable(Exception):
@@ -61,23 +71,47 @@ class Reading(NamedTuple):
     # uncovered seconds (gaps in the power readings); in-process also the number of failed samples.
     # Energy between readings that differ here is not known.
     continuity: Tuple[Optional[float], ...]
+    lag_s: Optional[float] = None  # how long before the read the count may stop (None: not known)
+    resolution_j: float = 0.0  # the counter's step
 
 
 class EpochEnergy(NamedTuple):
     joules: Optional[float]
     average_power_watts: Optional[float]
     note: str  # why joules is None ("" when measured)
+    bound_joules: Optional[float] = None  # joules can be off by up to this (None: not known)
 
 
-def reading_from(series: Iterable[Tuple[str, float]], now: float) -> Reading:
-    """A Reading from an exposition's (sample name, value) pairs."""
+def lag_for(source: str, interval_s: float, line_interval_s: float) -> float:
+    """How long a count read through a sampler of ``interval_s`` may lag: a source of lines adds its
+    last line's age."""
+    return interval_s + (line_interval_s if source in LINE_SOURCES else 0.0)
+
+
+def reading_from(series: Iterable[Tuple[str, Dict[str, str], float]], now: float) -> Reading:
+    """A Reading from an exposition's (sample name, labels, value); the lag is the exporter's interval
+    plus, for a source of lines, the same again (the exporter runs its source at its interval)."""
     values = {}  # type: Dict[str, float]
-    for name, value in series:
+    source = ""
+    for name, labels, value in series:
         values.setdefault(name, value)
+        if name == SOURCE_INFO:
+            source = labels.get("source", "")
     if ENERGY not in values:
         raise EnergyUnavailable("no {} (the exporter has no power source: see its edgescope_source_up)"
                                 .format(ENERGY))
-    return Reading(now, values[ENERGY], values.get(POWER), (values.get(EXPORTER_START), values.get(UNCOVERED)))
+    interval = values.get(INTERVAL)
+    return Reading(now, values[ENERGY], values.get(POWER), (values.get(EXPORTER_START), values.get(UNCOVERED)),
+                   None if interval is None else lag_for(source, interval, interval), RESOLUTION_J.get(source, 0.0))
+
+
+def bound(start: Reading, end: Reading) -> Optional[float]:
+    """How far the energy between two readings can be off: at each edge the counter may lag by the
+    reading's lag, at up to the larger power read at the two edges, plus one counter step."""
+    watts = [r.watts for r in (start, end) if r.watts is not None]
+    if start.lag_s is None or end.lag_s is None or not watts:
+        return None
+    return max(watts) * (start.lag_s + end.lag_s) + start.resolution_j + end.resolution_j
 
 
 def try_read(meter: Any) -> Union[Reading, str]:
@@ -102,7 +136,7 @@ def epoch_energy(start: Union[Reading, str], end: Union[Reading, str], broken: s
                                        "(exporter restarted during the epoch)".format(start.joules, end.joules))
     joules = end.joules - start.joules
     seconds = end.monotonic - start.monotonic
-    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "")
+    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "", bound(start, end))
 
 
 def redacted(url: str) -> str:
@@ -147,7 +181,7 @@ class ExporterEnergy:
         except ValueError as error:
             raise EnergyUnavailable("{} is not a Prometheus exposition: {}".format(self.where, error))
         now = time.monotonic()
-        return reading_from(((s.name, s.value) for f in families for s in f.samples), now)
+        return reading_from(((s.name, s.labels, s.value) for f in families for s in f.samples), now)
 
     def close(self) -> None:
         self._session.close()
@@ -155,12 +189,13 @@ class ExporterEnergy:
 
 class InProcessEnergy:
     """No exporter: the exporter's power source (its own choice among ``--power-source``) sampled in a
-    background thread every second and at each reading: a hardware counter's own count, or the
+    background thread every ``interval_s`` and at each reading: a hardware counter's own count, or the
     source's power readings integrated here (trapezoid, gaps left uncovered), so that an epoch's
     energy covers exactly the time between its reads."""
 
-    def __init__(self, settings: Dict[str, Any]) -> None:
-        """Raises EnergyUnavailable where no source can start (auto found none; tegrastats not installed)."""
+    def __init__(self, settings: Dict[str, Any], interval_s: float = SAMPLE_INTERVAL_S) -> None:
+        """``settings``' interval paces a source of lines (tegrastats, jtop); ``interval_s`` the sampling here.
+        Raises EnergyUnavailable where no source can start (auto found none; tegrastats not installed)."""
         from exporter.cli import power_sources  # the exporter's own choice of source, imported only here
         from exporter.sources.base import Unavailable
         sources = power_sources(settings)
@@ -175,7 +210,10 @@ class InProcessEnergy:
         self.source = self._source.name
         self.where = "power source " + self.source
         self._last_failure = ""
-        self._integrator = None if self.source in COUNTER_SOURCES else EnergyIntegrator(max_gap_for(SAMPLE_INTERVAL_S))
+        self._interval_s = interval_s
+        # read at the edge: a counter is current; a line is up to one line interval old
+        self._lag_s = lag_for(self.source, 0.0, settings.get("interval", interval_s))
+        self._integrator = None if self.source in COUNTER_SOURCES else EnergyIntegrator(max_gap_for(interval_s))
         self._failed = 0  # samples that failed: the energy across them is not known
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -199,10 +237,11 @@ class InProcessEnergy:
             else:
                 self._integrator.add(now, board[POWER])
                 joules, uncovered = self._integrator.joules, self._integrator.uncovered_seconds
-            return Reading(now, joules, board.get(POWER), (float(self._failed), uncovered))
+            return Reading(now, joules, board.get(POWER), (float(self._failed), uncovered), self._lag_s,
+                           RESOLUTION_J.get(self.source, 0.0))
 
     def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_INTERVAL_S):
+        while not self._stop.wait(self._interval_s):
             try:
                 self._sample()
             except EnergyUnavailable:
@@ -217,7 +256,7 @@ class InProcessEnergy:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=SAMPLE_INTERVAL_S + 5)
+        self._thread.join(timeout=self._interval_s + 5)
         self._source.close()
 
 

@@ -146,6 +146,9 @@ class TrainMetrics:
         self._epoch_energy = gauge("edgescope_train_epoch_energy_joules",
                                    "Per completed epoch: board energy from its start to its end, measured by "
                                    "the trainer at the epoch's edges (absent where unmeasured).", epoch)
+        self._epoch_energy_bound = gauge("edgescope_train_epoch_energy_bound_joules",
+                                         "Per completed epoch: how far its energy can be off, from how it was "
+                                         "read (absent where unmeasured or not known).", epoch)
         self._epoch_power = gauge("edgescope_train_epoch_average_power_watts",
                                   "Per completed epoch: that energy divided by the time between the two "
                                   "readings at the epoch's edges (absent where unmeasured).", epoch)
@@ -171,7 +174,8 @@ class TrainMetrics:
 
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None,
-                     predicted: Optional[Dict[str, Optional[float]]] = None) -> None:
+                     predicted: Optional[Dict[str, Optional[float]]] = None,
+                     energy_bound_joules: Optional[float] = None) -> None:
         """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
         energy None (nothing measured it): no energy or power series; the window's load times None (the loader
         sent none): no stall split, read or preprocess series."""
@@ -197,6 +201,8 @@ class TrainMetrics:
                 self._epoch_predicted.labels(*labels, what_if).set(seconds)
         if energy_joules is not None:
             self._epoch_energy.labels(*labels).set(energy_joules)
+            if energy_bound_joules is not None:
+                self._epoch_energy_bound.labels(*labels).set(energy_bound_joules)
         if average_power_watts is not None:
             self._epoch_power.labels(*labels).set(average_power_watts)
         self._epoch_duration.labels(*labels).set(window.duration_s)

@@ -98,10 +98,19 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS + IO_KEYS})
     record.update(config)
     record["energy_joules"] = used.joules if used else None
+    record["energy_bound_joules"] = used.bound_joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
     record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
     record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
     return record
+
+
+def energy(record: Dict[str, Any]) -> str:
+    """The epoch's energy with the digits its bound allows (``± bound``); without a bound, three
+    significant digits."""
+    if record.get("energy_joules") is None:
+        return "-"
+    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
 
 
 def print_epoch(record: Dict[str, Any], epochs: int) -> None:
@@ -113,6 +122,6 @@ def print_epoch(record: Dict[str, Any], epochs: int) -> None:
               record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
               value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
               value("compute_s"), value("host_overhead_s"), value("loader_startup_s"), value("loader_shutdown_s"),
-              value("overhead_s"), value("energy_joules", "J", 2),
+              value("overhead_s"), energy(record),
               value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
               record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)

@@ -110,7 +110,8 @@ def test_one_run_id_on_two_boards_missing_epoch_and_disks(tmp_path):
 
         windows = run_epochs({0: [a_trainer, b_trainer], 1: [a_trainer, b_trainer], 2: [a_trainer],
                               3: [a_trainer, b_trainer]}, 4, sdb_appears)
-        a_trainer.complete(3, *windows[3], energy_joules=60.0, average_power_watts=60.0 / EPOCH_S)  # 20 W: a Nano can
+        a_trainer.complete(3, *windows[3], energy_joules=60.0, average_power_watts=60.0 / EPOCH_S,
+                           energy_bound_joules=1.8)  # 20 W: a Nano can
         time.sleep(2 * SCRAPE_S)
         result = report(prom.url, began)
     boards = by_board(result)
@@ -123,7 +124,9 @@ def test_one_run_id_on_two_boards_missing_epoch_and_disks(tmp_path):
             start, end = windows[k]
             if device == "twin-a" and k == 3:
                 assert r["energy_joules"] == 60.0 and r["energy_source"] == "trainer"
+                assert r["energy_bound_joules"] == 1.8  # read from Prometheus like the other epoch gauges
                 continue
+            assert r["energy_bound_joules"] is None  # the report's own interpolation states none
             truth = exporter.energy(end) - exporter.energy(start)
             assert r["energy_source"] == "exporter"
             assert abs(r["energy_joules"] - truth) <= wave_bound(1.5, 7.0), (device, k, r["energy_joules"], truth)

@@ -71,7 +71,8 @@ def _not_in_live_stack() -> Dict[str, str]:
            ("edgescope_dataset_disk_info", "absent where the dataset's directory is on no block device "
                                            "(the test's tmp directory may be tmpfs or overlay)"),
            ("edgescope_train_epoch_energy_joules", "the stack's trainer runs without --exporter-url"),
-           ("edgescope_train_epoch_average_power_watts", "the stack's trainer runs without --exporter-url")])
+           ("edgescope_train_epoch_average_power_watts", "the stack's trainer runs without --exporter-url"),
+           ("edgescope_train_epoch_energy_bound_joules", "the stack's trainer runs without --exporter-url")])
 
 
 # Series the integration stack (tests/stack/test_integration.py) cannot

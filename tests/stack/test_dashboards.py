@@ -254,6 +254,7 @@ def trainer_lines(n: int) -> List[str]:
                "edgescope_train_epoch_read_seconds{%s} 3.5" % epoch,
                "edgescope_train_epoch_preprocess_seconds{%s} 2.5" % epoch,
                "edgescope_train_epoch_energy_joules{%s} 55" % epoch,
+               "edgescope_train_epoch_energy_bound_joules{%s} 2.2" % epoch,
                "edgescope_train_epoch_average_power_watts{%s} 11" % epoch,
                'edgescope_train_run_info{run_id="%s",model="resnet18"} 1' % SYNTHETIC_RUN])
 

@@ -98,6 +98,12 @@ def energy_gauges(textfile: str) -> Dict[str, float]:
                 if s.name == "edgescope_train_epoch_energy_joules"}
 
 
+def bound_gauges(textfile: str) -> Dict[str, float]:
+    with open(textfile) as f:
+        return {s.labels["epoch"]: s.value for fam in text_string_to_metric_families(f.read()) for s in fam.samples
+                if s.name == "edgescope_train_epoch_energy_bound_joules"}
+
+
 @pytest.fixture(scope="module")
 def long_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Enough images for epochs of a few seconds: many exporter samples per epoch."""
@@ -148,6 +154,7 @@ def test_epoch_energy_equals_the_exporter_counter_increase_and_power_times_durat
     # Each reading is the counter as of the exporter's last sample: an edge lags by up to one sampling
     # interval plus one replayed line interval, so an epoch is off by at most NANO_MAX_W x that.
     lag_tolerance = NANO_MAX_W * 2 * INTERVAL_S
+    bounds = bound_gauges(str(tmp_path / "run.prom"))
     for record in records:
         assert record["energy_source"] == "exporter"
         joules = record["energy_joules"]
@@ -161,10 +168,15 @@ def test_epoch_energy_equals_the_exporter_counter_increase_and_power_times_durat
         assert record["average_power_watts"] == pytest.approx(joules / record["duration_s"], rel=0.05)
         assert 0 < record["average_power_watts"] <= NANO_MAX_W * (1 + 2 * INTERVAL_S / record["duration_s"])
         assert gauges[str(record["epoch"])] == pytest.approx(joules)
-        print("epoch {epoch}: {duration_s:.2f} s, trainer {0:.3f} J, counter increase {1:.3f} J, "
-              "power x duration {2:.3f} J".format(joules, counter, poller.power_times_duration(
-                  record["start_time"], record["end_time"]), **record))
-    assert "energy 0" not in done.stdout and " J  power " in done.stdout
+        # its bound: two lags of (interval + line interval) at up to the log's highest power, and it covers
+        # the error against the power the exporter published, held between its samples
+        held = poller.power_times_duration(record["start_time"], record["end_time"])
+        assert 0 < record["energy_bound_joules"] <= 2 * lag_tolerance
+        assert abs(joules - held) <= record["energy_bound_joules"], record
+        assert bounds[str(record["epoch"])] == pytest.approx(record["energy_bound_joules"])
+        print("epoch {epoch}: {duration_s:.2f} s, trainer {0:.3f} J ± {energy_bound_joules:.3f} J, counter "
+              "increase {1:.3f} J, power x duration {2:.3f} J".format(joules, counter, held, **record))
+    assert "energy 0" not in done.stdout and " J  power " in done.stdout and " ± " in done.stdout
 
 
 @pytest.mark.skipif(not shutil.which("faketime"), reason="needs Debian's faketime (scripts/install-deps.sh)")
@@ -311,19 +323,24 @@ def test_auto_takes_the_tegrastats_it_falls_back_to_when_jtop_cannot_connect(mon
 
 
 def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, tmp_path, capsys):
+    """At --power-interval 0.1 (lines and samples every 0.1 s) the bound is 5 W x 0.1 s at each edge."""
     from trainer import cli
     log = tmp_path / "constant.log"
     log.write_text("RAM 1/2MB CPU [1%@102] VDD_IN 5000mW/5000mW VDD_CPU_GPU_CV 1000mW/1000mW\n" * 3)
     args = small_run_args(cifar_dir, str(tmp_path))
     args[args.index("--max-batches") + 1] = "10"
-    assert cli.main(args + ["--power-source", "tegrastats", "--tegrastats-file", str(log)]) == 0
+    assert cli.main(args + ["--power-source", "tegrastats", "--tegrastats-file", str(log),
+                            "--power-interval", "0.1"]) == 0
     records = results(str(tmp_path / "results.jsonl"))
     for record in records:
         assert record["energy_source"] == "tegrastats"
         assert record["average_power_watts"] == pytest.approx(5.0)
         # the reads sit just outside the window: microseconds of source.sample() each
         assert record["energy_joules"] == pytest.approx(5.0 * record["duration_s"], rel=0.02, abs=0.05)
+        assert record["energy_bound_joules"] == pytest.approx(1.0)
     assert 'energy_source="tegrastats"' in (tmp_path / "run.prom").read_text()
+    assert "edgescope_train_epoch_energy_bound_joules" in (tmp_path / "run.prom").read_text()
+    assert " ± 1.0 J  power " in capsys.readouterr().out
 
 
 def reading(joules: float, at: float, start: float = 100.0) -> Reading:
@@ -331,9 +348,9 @@ def reading(joules: float, at: float, start: float = 100.0) -> Reading:
 
 
 def test_epoch_energy_is_none_with_a_reason_unless_both_edges_count_the_same_counter():
-    assert epoch_energy(reading(10, 1), reading(25, 6), "restarted") == (15, 3.0, "")
+    assert epoch_energy(reading(10, 1), reading(25, 6), "restarted") == (15, 3.0, "", None)
     assert epoch_energy(reading(10, 1), reading(25, 6, start=200.0), "restarted") == \
-        (None, None, "energy unknown: restarted")
+        (None, None, "energy unknown: restarted", None)
     went_back = epoch_energy(reading(10, 1), reading(4, 6), "restarted")
     assert went_back.joules is None and "went back from 10.0 J to 4.0 J" in went_back.note
     failed = epoch_energy(reading(10, 1), "cannot read http://x/metrics: ConnectTimeout", "restarted")
@@ -344,20 +361,37 @@ def test_reading_takes_the_exporter_start_time_where_the_exporter_publishes_it()
     text = ("# TYPE edgescope_board_energy_joules_total counter\nedgescope_board_energy_joules_total 12.5\n"
             "# TYPE edgescope_board_power_watts gauge\nedgescope_board_power_watts 3.25\n"
             "# TYPE edgescope_exporter_start_time_seconds gauge\nedgescope_exporter_start_time_seconds 1.7e9\n")
-    got = reading_from(((s.name, s.value) for f in text_string_to_metric_families(text) for s in f.samples), 5.0)
+    got = reading_from(((s.name, s.labels, s.value) for f in text_string_to_metric_families(text)
+                        for s in f.samples), 5.0)
     assert got == Reading(5.0, 12.5, 3.25, (1.7e9, None))
-    older = reading_from([("edgescope_board_energy_joules_total", 1.0)], 6.0)
-    assert older.continuity == (None, None) and older.watts is None
+    older = reading_from([("edgescope_board_energy_joules_total", {}, 1.0)], 6.0)
+    assert older.continuity == (None, None) and older.watts is None and older.lag_s is None
+
+
+@pytest.mark.parametrize("source, lag, resolution", [("tegrastats", 1.0, 0.0), ("jtop", 1.0, 0.0),
+                                                     ("nvml", 0.5, 1e-3), ("rapl", 0.5, 1e-6)])
+def test_the_bound_is_the_exporters_lag_at_both_edges_times_the_larger_edge_power(source, lag, resolution):
+    """The counter is as of the exporter's last sample (its published interval ago at most), and a source of
+    lines adds one line interval (the exporter runs it at its interval); a hardware counter adds its step."""
+    def at(joules, watts, now):
+        return reading_from([("edgescope_board_energy_joules_total", {}, joules),
+                             ("edgescope_board_power_watts", {}, watts),
+                             ("edgescope_exporter_interval_seconds", {}, 0.5),
+                             ("edgescope_power_source_info", {"source": source, "replay": "false"}, 1.0)], now)
+    used = epoch_energy(at(10.0, 3.0, 1.0), at(60.0, 5.0, 11.0), "restarted")
+    assert used.joules == 50.0 and used.bound_joules == pytest.approx(5.0 * 2 * lag + 2 * resolution)
+    assert epoch_energy(at(10.0, 3.0, 1.0), reading(60.0, 11.0), "x").bound_joules is None  # an old exporter
 
 
 def test_a_gap_in_the_exporters_power_readings_leaves_the_epoch_unknown():
     """The exporter credits no energy to a silence in its power source (uncovered seconds grow): an epoch
     spanning one must not be reported as if the board drew nothing then."""
     def at(joules, uncovered, now):
-        return reading_from([("edgescope_board_energy_joules_total", joules), ("edgescope_exporter_start_time_seconds",
-                             1.7e9), ("edgescope_board_energy_uncovered_seconds_total", uncovered)], now)
+        return reading_from([("edgescope_board_energy_joules_total", {}, joules),
+                             ("edgescope_exporter_start_time_seconds", {}, 1.7e9),
+                             ("edgescope_board_energy_uncovered_seconds_total", {}, uncovered)], now)
     assert epoch_energy(at(10.0, 2.0, 1.0), at(40.0, 2.0, 11.0), "gap").joules == 30.0
-    assert epoch_energy(at(10.0, 2.0, 1.0), at(25.0, 9.0, 11.0), "gap") == (None, None, "energy unknown: gap")
+    assert epoch_energy(at(10.0, 2.0, 1.0), at(25.0, 9.0, 11.0), "gap") == (None, None, "energy unknown: gap", None)
 
 
 def test_the_password_never_reaches_logs():
@@ -372,6 +406,7 @@ def test_the_password_never_reaches_logs():
     (["--power-source", "tegrastats", "--tegrastats-file", "/nonexistent.log"], "--tegrastats-file: no file"),
     (["--exporter-ca-file", "/etc/hostname"], "--exporter-ca-file goes with --exporter-url"),
     (["--power-source", "rapl", "--tegrastats-file", "/etc/hostname"], "goes with --power-source tegrastats"),
+    (["--exporter-url", "http://x/metrics", "--power-interval", "0.1"], "--power-interval goes with --power-source"),
 ] + ([] if shutil.which("tegrastats") else [
     (["--power-source", "tegrastats"], "--power-source tegrastats: tegrastats: tegrastats not found on PATH"),
 ]))
@@ -445,3 +480,48 @@ def test_in_process_energy_follows_a_hardware_counter_and_an_outage_voids_the_ep
             in voided.note
     finally:
         meter.close()
+
+
+def replayed_energy(lines: List[Tuple[float, float]], start: float, end: float) -> float:
+    """Σ P·Δt of the replayed lines over [start, end]: each line's board power held until the next line."""
+    total = 0.0
+    for (t0, watts), (t1, _) in zip(lines, lines[1:] + [(end, 0.0)]):
+        total += watts * max(0.0, min(t1, end) - max(t0, start))
+    return total
+
+
+@pytest.mark.parametrize("interval", [1.0, 0.1])
+def test_the_in_process_bound_covers_the_error_against_the_replayed_lines(monkeypatch, interval):
+    """The Nano log replayed in-process (tegrastats source, one line per ``interval``, sampled every
+    ``interval``): each epoch's energy is within its bound of the lines' own Σ P·Δt, and the bound is
+    the larger edge power times one line interval per edge."""
+    from exporter.config import SETTINGS
+    from exporter.sources.tegrastats import TegrastatsSource
+    from trainer.energy import InProcessEnergy
+    lines = []  # type: List[Tuple[float, float]]  # (arrival on the monotonic clock, board watts)
+    take = TegrastatsSource._take
+
+    def spy(self, line):
+        lines.append((time.monotonic(), board_from_rails(parse_line(line).rails_w)[0]))
+        take(self, line)
+    monkeypatch.setattr(TegrastatsSource, "_take", spy)
+    settings = dict({s.name: s.default for s in SETTINGS}, **{
+        "power-source": "tegrastats", "tegrastats-file": NANO_LOG, "interval": interval})
+    meter = InProcessEnergy(settings, interval)
+    errors, bounds = [], []
+    try:
+        start = first_reading(meter, 10.0)
+        for seconds in (0.77, 2.3, 3.1, 4.9, 1.3):  # edges at any phase of the lines and the sampler
+            time.sleep(seconds)
+            end = meter.read()
+            used = epoch_energy(start, end, meter.broken)
+            truth = replayed_energy(lines, start.monotonic, end.monotonic)
+            assert used.bound_joules == pytest.approx(max(start.watts, end.watts) * 2 * interval)
+            assert abs(used.joules - truth) <= used.bound_joules, (seconds, used, truth)
+            errors.append(abs(used.joules - truth))
+            bounds.append(used.bound_joules)
+            start = end
+    finally:
+        meter.close()
+    print("in-process at {} s: |error| up to {:.3f} J (mean {:.3f} J), bound {:.3f}-{:.3f} J".format(
+        interval, max(errors), sum(errors) / len(errors), min(bounds), max(bounds)))

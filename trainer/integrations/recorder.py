@@ -169,7 +169,8 @@ class RunRecorder:
         append_result(self._results, record)
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
-                                      record["average_power_watts"], record["predicted_duration_s"])
+                                      record["average_power_watts"], record["predicted_duration_s"],
+                                      record["energy_bound_joules"])
         self._epoch = None
         self._write_textfile()
 
