@@ -23,8 +23,10 @@ def mean_of(stats: Stats, name: str) -> Optional[float]:
     return stats.get(name, {}).get("mean")
 
 
-# The run's own storage reads below this share of the disk's: the disk was busy with something else too.
+# The run's own storage reads below this share of the disk's, while the disk read at least this many bytes per
+# second: the disk was busy with something else too (below the floor the disk hardly read at all).
 OWN_SHARE = 0.5
+OTHER_READS_FLOOR = 1e6
 
 
 def _disk_text(stats: Stats) -> str:
@@ -39,7 +41,7 @@ def _disk_text(stats: Stats) -> str:
     own, disk = mean_of(stats, "run_read_bytes_per_second"), mean_of(stats, "read_bytes_per_second")
     if own is not None:
         parts.append("the run's own reads {:.2f} MB/s".format(own / 1e6))
-        if disk and own < OWN_SHARE * disk:
+        if not _disk_reads_are_the_runs(stats):
             parts.append("the disk was busy with something else ({:.0%} of its reads were the run's)".format(
                 own / disk))
     return ", ".join(parts)
@@ -48,7 +50,7 @@ def _disk_text(stats: Stats) -> str:
 def _disk_reads_are_the_runs(stats: Stats) -> bool:
     """False only where the trainer counted its own reads and they were a small part of the disk's."""
     own, disk = mean_of(stats, "run_read_bytes_per_second"), mean_of(stats, "read_bytes_per_second")
-    return own is None or not disk or own >= OWN_SHARE * disk
+    return own is None or not disk or disk < OTHER_READS_FLOOR or own >= OWN_SHARE * disk
 
 
 def _disk_serving(stats: Stats) -> bool:

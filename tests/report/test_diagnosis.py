@@ -197,3 +197,7 @@ def test_the_evidence_says_when_the_disk_was_busy_with_something_else():
                                  run_read_bytes_per_second=3e6))
     assert evidence.endswith("reads 30.00 MB/s, the run's own reads 3.00 MB/s, the disk was busy with something "
                              "else (10% of its reads were the run's)")
+    # a cached run's disk that hardly read at all was not busy with anything
+    _, evidence = diagnose(stats(e2e_seconds=10.0, fetch_stall_seconds=0.5, disk_utilisation_ratio=0.01,
+                                 page_cache_lowest_ratio=1.0, read_bytes_per_second=1e4, run_read_bytes_per_second=0.0))
+    assert "something else" not in evidence and evidence.endswith("the run's own reads 0.00 MB/s")
