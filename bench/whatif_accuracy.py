@@ -66,6 +66,7 @@ class Comparison(NamedTuple):
     error_sd: float  # the relative spreads combined
     within_noise: bool  # the mean ± std intervals overlap
     inside_bar: bool  # |error| <= error_sd
+    compute_drift: Optional[float] = None  # target / source mean compute - 1 where both ran the same steps
 
 
 class Row(NamedTuple):
@@ -146,25 +147,38 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
                         if (r.get("predicted_duration_s") or {}).get(name) is None), None)
             out.append(Row(target, source, name, None, why or "not in the records"))
             continue
-        out.append(Row(target, source, name, compare(values, [r["duration_s"] for r in target_epochs]), ""))
+        comparison = compare(values, [r["duration_s"] for r in target_epochs])
+        if source.workers == target.workers:  # the same steps: a change in compute is the machine's speed
+            comparison = comparison._replace(compute_drift=drift(source_epochs, target_epochs))
+        out.append(Row(target, source, name, comparison, ""))
     return out
+
+
+def drift(source: Sequence[Dict[str, Any]], target: Sequence[Dict[str, Any]]) -> Optional[float]:
+    """How much the same steps' compute moved between two runs: the machine's own speed, or CPU the other run's
+    I/O took from them; a prediction holds it fixed and no epoch-to-epoch spread holds it."""
+    computes = [[r.get("compute_s") for r in records] for records in (source, target)]
+    if any(v is None for values in computes for v in values):
+        return None
+    return statistics.mean(computes[1]) / statistics.mean(computes[0]) - 1
 
 
 def table(result_rows: Sequence[Row]) -> str:
     """The comparison as a markdown table."""
-    lines = ["| configuration measured | predicted from | predicted | measured | error | within noise |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| configuration measured | predicted from | predicted | measured | error | within noise | compute drift |",
+             "|---|---|---|---|---|---|---|"]
     for row in result_rows:
         source = "{}: `{}`".format(label(row.source), row.what_if)
         c = row.comparison
         if c is None:
-            lines.append("| {} | {} | not predicted ({}) | | | |".format(label(row.target), source, row.why))
+            lines.append("| {} | {} | not predicted ({}) | | | | |".format(label(row.target), source, row.why))
             continue
         spread = [None if math.isnan(sd) else sd for sd in (c.predicted[1], c.measured[1], c.error_sd)]
-        lines.append("| {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
             label(row.target), source, with_spread(c.predicted[0], spread[0], "s"),
             with_spread(c.measured[0], spread[1], "s"), with_spread(c.error, spread[2], percent=True),
-            "yes" if c.within_noise else "no"))
+            "yes" if c.within_noise else "no",
+            "" if c.compute_drift is None else "{:+.0f} %".format(100 * c.compute_drift)))
     return "\n".join(lines)
 
 
@@ -184,6 +198,11 @@ def summary(result_rows: Sequence[Row]) -> List[str]:
                  "PASS" if max(errors) <= WORST_TARGET else "FAIL"),
              "errors inside their own bar: {} of {} (target: all): {}".format(
                  inside, len(compared), "PASS" if inside == len(compared) else "FAIL")]
+    drifts = [abs(r.comparison.compute_drift) for r in compared if r.comparison.compute_drift is not None]
+    if drifts:
+        lines.append("compute drift between paired runs of the same steps: median {:.1f} %, largest {:.1f} % (held "
+                     "fixed by the predictions, in no run's spread)".format(
+                         100 * statistics.median(drifts), 100 * max(drifts)))
     missing = len(result_rows) - len(compared)
     if missing:
         lines.append("{} pairing{} not predicted (see the table)".format(missing, "" if missing == 1 else "s"))

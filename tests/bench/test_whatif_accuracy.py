@@ -118,3 +118,18 @@ def test_the_throttle_says_why_it_cannot_be_had(monkeypatch, tmp_path):
     monkeypatch.setattr(blkio.os, "geteuid", lambda: 0)
     monkeypatch.setattr(blkio, "BLKIO", str(tmp_path))
     assert blkio.unavailable() == "needs cgroup v1 blkio mounted at {}".format(tmp_path)
+
+
+def test_compute_drift_is_shown_where_both_runs_ran_the_same_steps():
+    cold, cached, cached2 = Config(64, 1, SLOW), Config(64, 1, CACHED), Config(64, 2, CACHED)
+    runs = {cold: epochs([9.0, 6.0, 6.0], dataset_cached=[5.0, 4.0, 4.0]),
+            cached: epochs([5.0, 4.4, 4.4], workers_doubled_storage_scales=[3.0, 3.0, 3.0]),
+            cached2: epochs([4.0, 3.0, 3.0])}
+    for records, compute in ((runs[cold], 2.0), (runs[cached], 2.2), (runs[cached2], 2.5)):
+        for record in records:
+            record["compute_s"] = compute
+    result = {r.what_if: r.comparison for r in rows(runs)}
+    assert result["dataset_cached"].compute_drift == pytest.approx(0.10)  # same workers: the machine slowed 10 %
+    assert result["workers_doubled_storage_scales"].compute_drift is None  # more workers change the steps' CPU
+    assert "| +10 % |" in table(rows(runs))
+    assert summary(rows(runs))[-1].startswith("compute drift between paired runs of the same steps: median 10.0 %")
