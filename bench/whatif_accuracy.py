@@ -15,7 +15,7 @@ dropped), with both spreads (std over the kept epochs). Prints a markdown table,
 issue's targets (median |error| <= 10 %, worst <= 25 % on a quiet machine, every error inside its bar) and the
 load average before and after; writes every epoch's record to ``--out``. A benchmark: it prints, never fails.
 
-    sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --out whatif.json          # ~25 min on 2 cores
+    sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --out whatif.json          # ~10 min on 2 cores
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --quick --out quick.json    # ~3 min smoke run
 
 Without root and cgroup v1 blkio only the cached half runs.
