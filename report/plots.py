@@ -56,8 +56,10 @@ def colors(n: int) -> list:
 def plain(text: str) -> str:
     """``text`` drawn as it is: matplotlib reads what lies between two "$" as math (a run id, label or path
     such as "a$\\b$" made savefig raise ParseException), and reads "\\$" as a literal "$". Applied once, where
-    a text is handed to matplotlib; with no math left, backslashes are drawn as they are."""
-    return text.replace("$", r"\$")
+    a text is handed to matplotlib; with no math left, backslashes are drawn as they are. A legend leaves out
+    labels that start with "_" (a run id may): a zero-width space in front keeps them, drawn as written."""
+    text = text.replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def _wrapped(text: str, fig: Figure) -> str:

@@ -37,3 +37,15 @@ def test_labels_with_math_markup_are_drawn_as_written(run_id, device, model, wor
         finally:
             for fig in made.values():
                 plt.close(fig)
+
+
+def test_a_run_id_starting_with_an_underscore_keeps_its_legend_entry():
+    """matplotlib leaves labels starting with "_" out of a legend: such a run id must still be in it."""
+    runs = labelled_runs("_run", "nano", "vgg11", "2")
+    with plt.rc_context(STYLE):
+        fig = figures(runs, synthetic.report(runs))["energy_per_epoch"]
+        try:
+            legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        finally:
+            plt.close(fig)
+    assert any("_run-0 (nano)" in text for text in legend), legend
