@@ -38,6 +38,7 @@ the benchmark baseline; windows still give wall time).
 """
 import collections
 import contextlib
+import itertools
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -343,7 +344,7 @@ def storage_share(timing: BatchTiming, later: Iterable[BatchTiming]) -> Optional
         return None
     began, ended = timing.host.wait_began, timing.host.wait_ended  # type: ignore[union-attr]
     reading = busy = 0.0
-    for other in (timing,) + tuple(later):
+    for other in itertools.chain((timing,), later):
         made = other.load
         if made is None or made.began is None or made.ready is None:
             continue
