@@ -109,6 +109,7 @@ class JtopControls:
             hardware = (jetson.board or {}).get("hardware", {})
             context = {
                 "power_mode": jetson.nvpmodel.name if jetson.nvpmodel is not None else None,
+                "power_mode_id": jetson.nvpmodel.id if jetson.nvpmodel is not None else None,
                 "jetson_clocks": "on" if jetson.jetson_clocks else "off",
                 "fan_speed": fan,
                 "jetpack": hardware.get("Jetpack"),

@@ -29,6 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
+from report import configuration  # noqa: E402
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROVISIONED_DATASOURCE_NAME = "edgescope Prometheus"
 DATASOURCE_INPUT = {
@@ -43,8 +46,13 @@ RUN_DASHBOARD = "/d/%s/edgescope-training-run" % RUN_UID
 DEV = 'device=~"$device"'
 RUN = 'device=~"$device", run_id=~"$run"'
 EXPORTER_JOB = 'job="edgescope-exporter"'
-# The comparison's filters, each narrowed by the ones before it: (label and variable name, title).
-FILTERS = (("device_type", "Board type"), ("storage", "Storage"), ("model", "Model"), ("device", "Device"))
+# The comparison's filters, each narrowed by the ones before it: (label and variable name, title): the board
+# type, then every knob of a configuration (report/configuration.py: the report's comparison rows use the same).
+FILTERS = (("device_type", "Board type"),) + configuration.KNOBS
+# "All" of a filter: any value, and none (a knob a run does not have: no power mode off a Jetson); Grafana's
+# default, the options joined, would drop those runs. Every run has a device: there "All" stays the devices
+# the other filters leave, so the board panels show only those.
+ANY_VALUE = ".*"
 
 
 def matchers(names: Sequence[str]) -> str:
@@ -183,12 +191,13 @@ def run_variable(multi: bool, selector: str = DEV) -> Dict[str, Any]:
 
 
 def run_filter_variables() -> List[Dict[str, Any]]:
-    """Comparison filters, each narrowed by the ones before it: board type, storage, model, device."""
+    """Comparison filters, each narrowed by the ones before it: board type, then the knobs."""
     variables = []
     for i, (name, label) in enumerate(FILTERS):
         before = matchers([n for n, _ in FILTERS[:i]])
         series = "edgescope_train_run_info" + ("{%s}" % before if before else "")
-        variables.append(variable(name, label, "label_values(%s, %s)" % (series, name), True))
+        found = variable(name, label, "label_values(%s, %s)" % (series, name), True)
+        variables.append(found if name == "device" else dict(found, allValue=ANY_VALUE))
     return variables
 
 

@@ -29,9 +29,6 @@ OFFSET_NOTE_SECONDS = 1.0
 # An epoch edge between two exporter samples further apart than this many
 # scrape intervals: the exporter or its scrapes were down there.
 GAP_INTERVALS = 3.0
-# Labels that identify a scrape target or a run rather than its configuration.
-NOT_CONFIGURATION = {"__name__", "run_id", "device_name", "model", "torch_device", "job", "instance",
-                     "device", "device_type", "storage", "energy_source"}
 # Block devices stacked on others (device mapper: LUKS, LVM; md RAID): their
 # reads are also counted on the disks below them.
 STACKED_DISK = re.compile(r"^(dm-\d+|md\d+)$")
@@ -157,9 +154,9 @@ class Run:
         return self.info.get("model")
 
     @property
-    def configuration(self) -> Tuple[Tuple[str, str], ...]:
-        """The run's settings apart from identity: what a comparison row is keyed on."""
-        return tuple(sorted((k, v) for k, v in self.info.items() if k not in NOT_CONFIGURATION))
+    def labels(self) -> Labels:
+        """run_info's labels with the board resolved: what report.configuration reads a configuration from."""
+        return dict(self.info, device=self.device)
 
     def to_prometheus_time(self, t: float) -> float:
         """A board-clock time as the Prometheus host's clock read it."""

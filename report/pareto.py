@@ -11,11 +11,7 @@ warmed on purpose) feed the what-ifs instead, and runs whose power came from a
 replayed log (the demo) never advise."""
 from typing import Dict, List, Optional, Tuple
 
-from report.whatif import synthetic_input
-
-# page_cache values of a normal run (the runner drops it before a run or keeps it; either way it is kept across
-# epochs); evicted before every epoch or warmed on purpose are measurement states (--profile's passes)
-CHOSEN_PAGE_CACHE = (None, "kept", "dropped")
+from report.configuration import not_a_choice
 
 
 def _spread(stat: dict) -> float:
@@ -23,7 +19,8 @@ def _spread(stat: dict) -> float:
 
 
 def _point(row: dict) -> dict:
-    return {"configuration": row["configuration"], "storage": row["storage"], "runs": row["runs"],
+    return {"configuration": row["configuration"], "measured_as": row.get("measured_as", {}),
+            "storage": row["storage"], "runs": row["runs"],
             "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": _spread(row["e2e_seconds"]),
             "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
             "average_power_watts": row["average_power_watts"]["mean"],
@@ -105,14 +102,7 @@ def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float
 
 def measurement_pass(row: dict) -> Optional[str]:
     """Why a comparison row is a measurement pass rather than a configuration a user chooses; None if it is one."""
-    configuration = row.get("configuration", {})
-    if synthetic_input(row):
-        return "a synthetic-input pass (no data loaded)"
-    if "profile_pass" in configuration:
-        return "a profile pass (profile_pass={})".format(configuration["profile_pass"])
-    if configuration.get("page_cache") not in CHOSEN_PAGE_CACHE:
-        return "a page-cache state set for measuring (page_cache={})".format(configuration["page_cache"])
-    return None
+    return not_a_choice(row.get("measured_as", {}))
 
 
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,

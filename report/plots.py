@@ -69,10 +69,10 @@ def _wrapped(text: str, fig: Figure) -> str:
 
 def row_labels(rows: Sequence[dict]) -> Tuple[str, List[str]]:
     """What every comparison row shares (one line) and, per row, only what
-    differs: device, type, storage and model as values, settings as key=value
-    (a lone row is labelled with its device)."""
-    described = [{"configuration": dict(r["configuration"], **{k: r[k] for k in IDENTITY if r.get(k)})}
-                 for r in rows]
+    differs: device, type, storage and model as values, settings and how they
+    were measured as key=value (a lone row is labelled with its device)."""
+    described = [{"configuration": dict(r["configuration"], **r.get("measured_as", {}),
+                                        **{k: r[k] for k in IDENTITY if r.get(k)})} for r in rows]
     common, varying = split_configuration(described)
     labels = []
     for row, v in zip(rows, varying):

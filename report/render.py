@@ -67,6 +67,7 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "comparison": comparison(collected.runs, warmup_epochs),
         "notes": list(collected.notes),
     }
+    report["notes"] += context_notes(report["comparison"])
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
@@ -103,16 +104,24 @@ def configuration_text(configuration: Dict[str, str]) -> str:
     return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
 
 
-def split_configuration(rows: List[dict]) -> Tuple[Dict[str, str], List[Dict[str, str]]]:
-    """The settings every row shares, and per row only those that differ: a
-    comparison reads at a glance when its column shows what changes."""
-    keys = sorted({k for r in rows for k in r["configuration"]})
+def split_configuration(rows: List[dict], field: str = "configuration") -> Tuple[Dict[str, str],
+                                                                               List[Dict[str, str]]]:
+    """The settings (``field``: the configuration, or how it was measured) every row shares, and per row only
+    those that differ: a comparison reads at a glance when its column shows what changes."""
+    keys = sorted({k for r in rows for k in r.get(field, {})})
     common = {}
     for k in keys:
-        values = {r["configuration"].get(k) for r in rows}
+        values = {r.get(field, {}).get(k) for r in rows}
         if len(values) == 1 and None not in values:
             common[k] = values.pop()
-    return common, [{k: v for k, v in r["configuration"].items() if k not in common} for r in rows]
+    return common, [{k: v for k, v in r.get(field, {}).items() if k not in common} for r in rows]
+
+
+def context_notes(rows: List[dict]) -> List[str]:
+    """A row pooling runs whose context differs (report.configuration: not a knob, so no row of its own)."""
+    return ["Comparison: runs {} of {} {} ({}) pool into one row: same configuration, though their {} differ".format(
+        ", ".join(r["runs"]), r["device"], r["model"] or MISSING, configuration_text(r["configuration"]),
+        ", ".join(r["context_differs"])) for r in rows if r.get("context_differs")]
 
 
 def tables(report: dict) -> List[tuple]:
@@ -124,10 +133,12 @@ def tables(report: dict) -> List[tuple]:
                + [_stat_cell(n, s[n], s["energy_bound_joules"]) for n in FIELDS] + [s["bottleneck"] or MISSING]
                for s in report["summary"]]
     common, varying = split_configuration(report["comparison"])
+    measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
-                configuration_text(v) or "(same)", str(len(c["runs"])), str(c["epochs"])]
+                configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
+                str(c["epochs"])]
                + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in FIELDS] + [c["bottleneck"] or MISSING]
-               for c, v in zip(report["comparison"], varying)]
+               for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
     return [
         ("Per epoch (* = warm-up, left out of the means; energy by: trainer = measured by the trainer at the "
@@ -135,10 +146,10 @@ def tables(report: dict) -> List[tuple]:
          + ["energy by"], epochs),
         ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads
          + ["bottleneck"], summary),
-        ("Comparison: device × model × configuration; common to all rows: {}".format(
-            configuration_text(common) or "nothing"),
-         ["device", "type", "storage", "model", "configuration", "runs", "epochs"] + heads + ["bottleneck"],
-         compare),
+        ("Comparison: one row per configuration and way of measuring it; common to all rows: {}; measured "
+         "with {}".format(configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
+         ["device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs"] + heads
+         + ["bottleneck"], compare),
         diagnosis_table(report),
     ] + ([pareto_table(report)] if "pareto" in report else [])
 
@@ -174,11 +185,14 @@ def diagnosis_table(report: dict) -> tuple:
 def pareto_table(report: dict) -> tuple:
     rows = []
     for front in report["pareto"]:
-        for point in front["points"]:
+        _, measured = split_configuration(front["points"], "measured_as")  # timing or page cache, where it varies
+        for point, how in zip(front["points"], measured):
             mark = "recommended ({})".format(front["binding"]) if point is front["recommendation"] else \
                 "dominated" if point["dominated"] else \
                 "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
-            rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
+            text = configuration_text(point["configuration"]) + (
+                " (measured with {})".format(configuration_text(how)) if how else "")
+            rows.append([front["device"], front["model"] or MISSING, text,
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
@@ -245,9 +259,10 @@ def as_csv(report: dict, section: str) -> str:
         flat = []
         for r in records:
             row = {k: v for k, v in r.items() if k not in FIELDS and k not in ("what_if", "predicted")}
-            row["configuration"] = configuration_text(r["configuration"])
+            for key in ("configuration", "measured_as", "context"):
+                row[key] = configuration_text(r.get(key, {}))
             row.update(_flat("what_if", r.get("what_if", {})))
-            for key in ("epochs_included", "runs"):
+            for key in ("epochs_included", "runs", "context_differs"):
                 if key in row:
                     row[key] = " ".join(str(x) for x in row[key])
             for n in FIELDS:

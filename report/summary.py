@@ -4,6 +4,7 @@ as in the reference method)."""
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from report import configuration
 from report.collect import Epoch, Run
 from report.diagnosis import diagnose
 
@@ -36,33 +37,51 @@ def summarize(epochs: Sequence[Epoch]) -> Dict[str, Stat]:
     return {name: mean_std([getattr(e, name) for e in epochs]) for name in FIELDS}
 
 
+def described(labels: configuration.Labels) -> dict:
+    """A record's configuration (the knobs without a column of their own), how it was measured, its context."""
+    return {"configuration": {k: v for k, v in configuration.knobs(labels).items()
+                              if k not in configuration.COLUMNS},
+            "measured_as": configuration.measured_as(labels), "context": configuration.context(labels)}
+
+
 def run_summary(run: Run, warmup_epochs: int) -> dict:
     chosen = kept(run.epochs, warmup_epochs)
     record = {"run_id": run.run_id, "device": run.device, "instance": run.instance, "device_type": run.device_type,
-              "storage": run.storage, "model": run.model, "configuration": dict(run.configuration),
-              "torch_device": run.info.get("torch_device"), "clock_offset_seconds": run.clock_offset_seconds,
-              "epochs_included": [e.epoch for e in chosen]}
+              "storage": run.storage, "model": run.model, "torch_device": run.info.get("torch_device"),
+              "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen]}
+    record.update(described(run.labels))
     record.update(summarize(chosen))
     record["predicted"] = [e.predicted for e in chosen]  # the what-ifs' per-epoch replays (report.whatif)
     record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
     return record
 
 
+def _shared_context(members: Sequence[Run]) -> Tuple[Dict[str, str], List[str]]:
+    """The context every run of a row shares, and the names of the labels whose values differ."""
+    contexts = [configuration.context(r.labels) for r in members]
+    names = sorted({k for c in contexts for k in c})
+    differing = [k for k in names if len({c.get(k) for c in contexts}) > 1]
+    return {k: contexts[0][k] for k in names if k not in differing}, differing
+
+
 def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
-    """One row per device × model × configuration, pooling the kept epochs of
-    every run with that key (repeated runs add epochs, not rows)."""
-    groups = {}  # type: Dict[Tuple, List[Run]]
-    for run in runs:  # the torch device is a knob too: CPU and CUDA runs of the same settings are two rows
-        key = (run.device, run.device_type or "", run.storage or "", run.model or "", run.info.get("torch_device", ""),
-               run.configuration)
-        groups.setdefault(key, []).append(run)
+    """One row per configuration (report.configuration: device, torch device, model, loader settings, power
+    mode, storage, ...) and way of measuring it, pooling the kept epochs of every run with that key (repeated
+    runs add epochs, not rows; a plan's name, a data directory or JetPack do not split them, they are
+    context, and ``context_differs`` names those that differ within the row)."""
+    groups = {}  # type: Dict[configuration.Key, List[Run]]
+    for run in runs:
+        groups.setdefault(configuration.key(run.labels), []).append(run)
     rows = []
-    for (device, device_type, storage, model, torch_device, configuration), members in sorted(groups.items()):
+    for _, members in sorted(groups.items()):
+        first = members[0]
         chosen = [e for run in members for e in kept(run.epochs, warmup_epochs)]
-        row = {"device": device, "device_type": device_type or None, "storage": storage or None,
-               "model": model or None, "torch_device": torch_device or None, "configuration": dict(configuration),
+        row = {"device": first.device, "device_type": first.device_type, "storage": first.storage,
+               "model": first.model, "torch_device": first.info.get("torch_device"),
                "runs": [r.run_id for r in members], "epochs": len(chosen),
                "power_replayed": any(r.power_replayed for r in members)}
+        row.update(described(first.labels))
+        row["context"], row["context_differs"] = _shared_context(members)
         row.update(summarize(chosen))
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)
         rows.append(row)

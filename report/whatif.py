@@ -14,10 +14,11 @@ its bar (both spreads) and ``within_noise`` when the two overlap.
 import math
 from typing import Dict, List, Optional, Sequence
 
+from report import configuration
 from report.diagnosis import CACHED, mean_of
 
-# Labels that a what-if changes or that name a profile pass: left out when looking for a run that measured
-# the predicted configuration.
+# Labels (report.configuration's knobs and measurement) that a what-if changes: left out when looking for a run
+# that measured the predicted configuration.
 CHANGED_BY = {"dataset_cached": ("page_cache", "profile_pass"),
               "workers_doubled": ("workers",),
               "workers_doubled_storage_scales": ("workers",)}
@@ -28,7 +29,7 @@ MIN_EPOCHS = 2  # an error bar needs a spread
 
 def synthetic_input(record: dict) -> bool:
     """A synthetic-input pass: no loader, nothing a what-if could change."""
-    return record.get("configuration", {}).get("input") == "synthetic"
+    return record.get("measured_as", {}).get("input") == "synthetic"
 
 
 def _missing(why: str) -> dict:
@@ -80,12 +81,6 @@ def _std(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _same_setup(a: dict, b: dict, ignored: Sequence[str]) -> bool:
-    strip = lambda c: {k: v for k, v in c.items() if k not in ignored}  # noqa: E731
-    setup = lambda r: (r["device"], r["model"], r.get("torch_device"), strip(r["configuration"]))  # noqa: E731
-    return setup(a) == setup(b)
-
-
 def _workers(record: dict) -> Optional[int]:
     try:
         return int(record.get("configuration", {})["workers"])
@@ -100,11 +95,12 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
     if ignored is None:
         return None
     for other in others:
-        if other is record or synthetic_input(other) or not _same_setup(record, other, ignored):
+        if other is record or synthetic_input(other) or not configuration.same_except(
+                configuration.of_record(record), configuration.of_record(other), ignored):
             continue
         if what == "dataset_cached":
             mine, theirs = mean_of(record, CACHED), mean_of(other, CACHED)
-            if other["configuration"].get("profile_pass") == "cached" or (
+            if other["measured_as"].get("profile_pass") == "cached" or (
                     theirs is not None and theirs >= FULLY_CACHED and (mine is None or mine < FULLY_CACHED)):
                 return other
         else:

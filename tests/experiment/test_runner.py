@@ -37,11 +37,13 @@ def test_controls_are_set_before_each_run_and_recorded_in_its_labels(bench):
                                                         ("fan.speed", 100)]
     first, second = events[starts[0]], events[starts[1]]
     assert first["labels"] == {
-        "power_mode": "MODE_20W_6CORE", "power_mode_requested": "MODE_20W_6CORE", "jetson_clocks": "on",
+        "power_mode": "MODE_20W_6CORE", "power_mode_id": "8", "power_mode_requested": "MODE_20W_6CORE",
+        "jetson_clocks": "on",
         "fan_speed": "100", "jetpack": "5.1.2", "l4t": "35.4.1", "board": "NVIDIA Jetson Xavier NX Developer Kit",
         "dataset_location": "ssd", "data_dir": str(bench.tmp / "ssd"), "plan": "t", "page_cache": "kept",
         "cpu_count": str(len(os.sched_getaffinity(0)))}
     assert second["labels"]["power_mode"] == "MODE_10W_2CORE" and second["labels"]["power_mode_requested"] == "3"
+    assert second["labels"]["power_mode_id"] == "3"  # a knob of the report's configuration (the mode's name too)
     argv = first["argv"]
     flags = dict(zip(argv[::2], argv[1::2]))
     assert flags["--model"] == "vgg11" and flags["--dataset"] == "cifar10"

@@ -2,15 +2,17 @@
 dominance only beyond the spreads, measurement passes and replayed power never advise, CPU and CUDA apart."""
 from typing import Optional
 
+from report.configuration import MEASUREMENT
 from report.pareto import fronts
 from report.summary import comparison
 from tests.report.synthetic import run
 
 
 def row(name: str, e2e: float, energy: float, power: float, spread: float = 0.0,
-        power_spread: Optional[float] = 0.0, **configuration: str) -> dict:
+        power_spread: Optional[float] = 0.0, **labels: str) -> dict:
     return {"device": "nano-1", "model": "vgg11", "storage": "sd", "runs": [name],
-            "configuration": dict({"workers": "4"}, **configuration),
+            "configuration": dict({"workers": "4"}, **{k: v for k, v in labels.items() if k not in MEASUREMENT}),
+            "measured_as": {k: v for k, v in labels.items() if k in MEASUREMENT},
             "e2e_seconds": {"mean": e2e, "std": spread}, "energy_joules": {"mean": energy, "std": spread},
             "average_power_watts": {"mean": power, "std": power_spread}}
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import yaml
 
+from report.configuration import KNOB_NAMES
 from tests.stack.catalog import (NOT_IN_LIVE_STACK, REPO, Query, contract_names, dashboard_queries,
                                  dashboards, documented_metrics, metric_names, names_on_dashboards,
                                  needs_synthetic_data, panels, rule_exprs, rule_names, substitute)
@@ -147,15 +148,34 @@ def test_coverage_check_catches_a_dashboard_removed() -> None:
     assert {"edgescope_cooling_device_state", "edgescope_dataset_files"} <= missing
 
 
-def test_comparison_filters_by_board_type_storage_and_model() -> None:
+def test_comparison_filters_by_board_type_and_every_knob() -> None:
+    """The report's definition of a configuration (report.configuration.KNOBS) is the dashboard's filters."""
     variables = {v["name"]: v for v in dashboards()["compare-devices.json"]["templating"]["list"]}
-    for name in ("device_type", "storage", "model", "device", "run"):
+    filters = ["device_type"] + list(KNOB_NAMES)
+    for name in filters + ["run"]:
         assert variables[name]["multi"], name
         assert "edgescope_train_run_info" in variables[name]["definition"], name
     # each narrowed by those before it, and the runs by all of them
     assert 'device_type=~"$device_type"' in variables["model"]["definition"]
-    for name in ("device_type", "storage", "model", "device"):
+    for name in filters:
         assert '%s=~"$%s"' % (name, name) in variables["run"]["definition"]
+    for name in ("profile_pass", "page_cache", "plan", "run_id"):  # never a knob
+        assert name not in variables
+
+
+def test_all_of_a_knob_keeps_the_runs_without_it(synthetic_prometheus: Tuple[Prometheus, float]) -> None:
+    """The synthetic run has a model and no other knob (no power mode off a Jetson): "All" of every filter still
+    finds it, a value of one filter narrows to the runs that have it."""
+    prom, _ = synthetic_prometheus
+    variables = {v["name"]: v for v in dashboards()["compare-devices.json"]["templating"]["list"]}
+    series = re.fullmatch(r"label_values\((.*), run_id\)", variables["run"]["definition"]).group(1)
+
+    def runs(values: Dict[str, str]) -> List[str]:
+        return sorted(r["metric"]["run_id"] for r in prom.query(substitute(series, values)))
+    everything = dict(grafana_values("4s", "60s"), **all_values(variables))
+    assert runs(everything) == [SYNTHETIC_RUN]
+    assert runs(dict(everything, model="resnet18")) == [SYNTHETIC_RUN]
+    assert runs(dict(everything, workers="4")) == []
 
 
 def test_comparison_rows_and_runs_open_the_run_dashboard() -> None:
@@ -273,6 +293,11 @@ def exporter_lines(n: int) -> List[str]:
             'edgescope_source_down_info{source="nvml",reason="library not found"} 1',
             'edgescope_dataset_down_info{dataset="/data/b",reason="dataset path does not exist"} 1',
             'edgescope_dataset_disk_info{dataset="/data/a",disk="nvme0n1"} 1']
+
+
+def all_values(variables: Dict[str, dict]) -> Dict[str, str]:
+    """What Grafana sends for "All" of each filter variable that declares its own (allValue)."""
+    return {name: v["allValue"] for name, v in variables.items() if "allValue" in v}
 
 
 def grafana_values(rate_interval: str, range_: str) -> Dict[str, str]:

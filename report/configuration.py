@@ -1,0 +1,82 @@
+"""What a configuration is: the knobs a user sets to train, read from a run's
+``edgescope_train_run_info`` labels (with its target's ``device`` and
+``storage``). One definition for the comparison rows, the Pareto front and its
+budgets, the what-ifs' search for a run that measured what they predict, and
+the comparison dashboard's variables (grafana/generate.py).
+
+A run's other labels are either how it was *measured* (a profile pass, a page
+cache evicted or warmed on purpose, synthetic input, the timing method): runs
+measured differently are rows apart, and only a normal measurement is a way to
+train; or *context* (the plan's name, the data directory's path, the CPU count
+the power mode left, JetPack): shown, never a reason for two rows.
+"""
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+# (label, title) in the order tables and dashboards show them. storage is the board's (its target's label),
+# dataset_location the run's (the experiment runner's): one board may train from its SD card and from an NVMe.
+# power_mode is nvpmodel's name, power_mode_id its id, jetson_clocks whether the clocks were pinned at the
+# mode's maximum: together the clocks the mode implies.
+KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Model"), ("dataset", "Dataset"),
+         ("image_size", "Image size"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
+         ("workers", "Workers"), ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"),
+         ("power_mode", "Power mode"), ("power_mode_id", "nvpmodel id"), ("jetson_clocks", "jetson_clocks"),
+         ("storage", "Storage"), ("dataset_location", "Dataset location"), ("precision", "Precision"))
+KNOB_NAMES = tuple(name for name, _ in KNOBS)
+# Knobs the report's tables give a column of their own: left out of the configuration text beside them.
+COLUMNS = ("device", "storage", "model")
+# How a run was measured, never a knob.
+MEASUREMENT = ("profile_pass", "page_cache", "input", "timing")
+# page_cache of a normal run: dropped before it or kept (kept across its epochs either way); "evicted" before
+# every epoch or "warmed" are measurement states (--profile's cold and cached passes)
+CHOSEN_PAGE_CACHE = (None, "kept", "dropped")
+# Labels naming the run, the scrape target or the trainer's own copy of them: neither knob nor context.
+IDENTITY = ("__name__", "run_id", "job", "instance", "device_name", "device_type")
+
+Labels = Mapping[str, str]
+Key = Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]
+
+
+def knobs(labels: Labels) -> Dict[str, str]:
+    """The run's configuration: every knob it has a value for."""
+    return {name: labels[name] for name in KNOB_NAMES if labels.get(name)}
+
+
+def measured_as(labels: Labels) -> Dict[str, str]:
+    return {name: labels[name] for name in MEASUREMENT if labels.get(name)}
+
+
+def context(labels: Labels) -> Dict[str, str]:
+    """Everything else the run's labels say (shown beside a row, never a reason for another)."""
+    return {k: v for k, v in labels.items() if k not in KNOB_NAMES and k not in MEASUREMENT and k not in IDENTITY}
+
+
+def key(labels: Labels) -> Key:
+    """Runs with equal keys are repeats of one configuration, measured the same way: one comparison row."""
+    return tuple(labels.get(name, "") for name in KNOB_NAMES), tuple(sorted(measured_as(labels).items()))
+
+
+def same_except(a: Labels, b: Labels, changed: Sequence[str]) -> bool:
+    """a and b are the same configuration, measured the same way, apart from the labels ``changed``."""
+    def kept(labels: Labels) -> Key:
+        return key({k: v for k, v in labels.items() if k not in changed})
+    return kept(a) == kept(b)
+
+
+def of_record(record: Mapping) -> Dict[str, str]:
+    """A report record's (run summary or comparison row) knobs and measurement as labels again: its
+    ``configuration`` and ``measured_as`` with the knobs that are fields of their own."""
+    labels = {name: record[name] for name in COLUMNS if record.get(name)}
+    labels.update(record.get("configuration", {}))
+    labels.update(record.get("measured_as", {}))
+    return labels
+
+
+def not_a_choice(measured: Labels) -> Optional[str]:
+    """Why a run measured this way is a measurement pass rather than a way to train; None if it is one."""
+    if measured.get("input") == "synthetic":
+        return "a synthetic-input pass (no data loaded)"
+    if "profile_pass" in measured:
+        return "a profile pass (profile_pass={})".format(measured["profile_pass"])
+    if measured.get("page_cache") not in CHOSEN_PAGE_CACHE:
+        return "a page-cache state set for measuring (page_cache={})".format(measured["page_cache"])
+    return None
