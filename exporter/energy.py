@@ -27,6 +27,16 @@ MIN_GAP = 1.0  # seconds: scheduling jitter on a loaded board is not a gap
 MAX_PLAUSIBLE_WATTS = 10000.0  # one energy counter (a GPU, a RAPL zone) never draws more
 
 
+# Sources of power lines: the last line a sample sees is up to one line interval old.
+LINE_SOURCES = ("tegrastats", "jtop")
+
+
+def lag_for(source: str, interval_s: float, line_interval_s: float) -> float:
+    """How long a count read through a sampler of ``interval_s`` may lag the board: a source of lines adds
+    its last line's age (the trainer's epoch energy bound and the report's both build on it)."""
+    return interval_s + (line_interval_s if source in LINE_SOURCES else 0.0)
+
+
 def max_gap_for(interval: float) -> float:
     """The longest silence between readings still integrated, for a sampling interval."""
     return max(GAP_INTERVALS * interval, MIN_GAP)

@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from exporter.energy import LINE_SOURCES, lag_for
 from exporter.ranges import NON_NEGATIVE, RATIO, board_watts, outside
 from report import window
 from report.prom import Labels, Prometheus, ReportError, Sample, duration, promql_string
@@ -60,6 +61,7 @@ EXPORTER_START = "edgescope_exporter_start_time_seconds"
 UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
 POWER_SOURCE_INFO = "edgescope_power_source_info"
+EXPORTER_INTERVAL = "edgescope_exporter_interval_seconds"
 DISK_READS = "edgescope_disk_reads_completed_total"
 DISK_READ_BYTES = "edgescope_disk_read_bytes_total"
 DISK_BUSY = "edgescope_disk_io_time_seconds_total"
@@ -92,7 +94,7 @@ class Epoch:
     energy_joules: Optional[float] = None
     average_power_watts: Optional[float] = None
     energy_source: Optional[str] = None  # "trainer" (its own measurement) or "exporter" (counter at the edges)
-    energy_bound_joules: Optional[float] = None  # how far energy_joules can be off (the trainer's; None: not known)
+    energy_bound_joules: Optional[float] = None  # how far energy_joules can be off (None: not known)
     trainer_energy_joules: Optional[float] = None
     trainer_energy_bound_joules: Optional[float] = None
     trainer_power_watts: Optional[float] = None
@@ -351,7 +353,8 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
         return
     windows = [(e, run.to_prometheus_time(float(e.start)), run.to_prometheus_time(float(e.end)))  # type: ignore
                for e in timed]
-    _add_window_energy(prom, run, [w for w in windows if w[0].energy_source is None], energy, lo, hi, notes)
+    _add_window_energy(prom, run, [w for w in windows if w[0].energy_source is None], energy, lo, hi, notes,
+                       _counter_lag(prom, run, sources, lo, hi))
     disks = _dataset_disks(prom, run, reads, lo, hi, notes)
     reads = [(labels, samples) for labels, samples in reads if labels.get("disk") in disks]
     read_bytes = [(labels, samples) for labels, samples in read_bytes if labels.get("disk") in disks]
@@ -381,13 +384,28 @@ def _numbers(values: Sequence[int]) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def _counter_lag(prom: Prometheus, run: Run, sources: Series, lo: float, hi: float) -> Optional[float]:
+    """How long the board's energy counter may lag the board when scraped: the exporter's sampling
+    interval, plus one line for a source of power lines (unknown source: assumed one); None when the
+    exporter does not publish its interval."""
+    intervals = [v for _, samples in _fetch(prom, EXPORTER_INTERVAL, run, lo, hi, []) for _, v in samples]
+    if not intervals:
+        return None
+    names = {labels.get("source", "") for labels, _ in sources} or set(LINE_SOURCES)
+    return max(lag_for(name, max(intervals), max(intervals)) for name in names)
+
+
 def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, float, float]], energy: Series,
-                       lo: float, hi: float, notes: List[str]) -> None:
+                       lo: float, hi: float, notes: List[str], lag: Optional[float]) -> None:
     """Each epoch's energy from the exporter's counter interpolated at its
-    (Prometheus-time) edges; missing, with a note naming the epoch, where the
-    exporter restarted inside it or its samples around an edge are too sparse."""
+    (Prometheus-time) edges, with its bound (report.window.increase_bound, from the counter's ``lag``);
+    missing, with a note naming the epoch, where the exporter restarted inside it or its samples around an
+    edge are too sparse."""
     if not windows:
         return
+    if lag is None:
+        notes.append("{}: the energy read from the exporter's counter has no bound: device {!r} publishes no {} "
+                     "(an exporter older than this report)".format(run.name, run.device, EXPORTER_INTERVAL))
     if not energy:
         notes.append("{}: device {!r} has no {} (no power source on the exporter?); energy and power "
                      "missing".format(run.name, run.device, ENERGY))
@@ -410,6 +428,7 @@ def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, fl
             doubted.append("epoch {} ({})".format(epoch.epoch, ", ".join(reasons)))
             continue
         epoch.energy_joules, epoch.energy_source = joules, "exporter"
+        epoch.energy_bound_joules = None if lag is None else window.increase_bound(samples, start, end, lag)
         if end > start:
             epoch.average_power_watts = joules / (end - start)
     if outside:

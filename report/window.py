@@ -59,6 +59,28 @@ def increase(samples: Sequence[Sample], start: float, end: float) -> Optional[fl
     return last - first
 
 
+def increase_bound(samples: Sequence[Sample], start: float, end: float, lag: float) -> Optional[float]:
+    """How far ``increase(samples, start, end)`` can be from what the counter counted over [start, end].
+
+    The counter only grows, and a sample stamped t counts what happened up to some moment in [t − lag, t]
+    (an exporter's counter is as of its last sample of its source). So the count at an edge e lies between
+    the last sample at or before e and the first at or after e + lag, and the increase between the extremes
+    of the two edges' ranges; the bound is the farther of those from the interpolated increase. None when
+    a sample needed for it is missing (the data ends within ``lag`` of the end)."""
+    estimate = increase(samples, start, end)
+    adjusted = reset_adjusted(sorted(samples))
+
+    def count_range(edge: float) -> Optional[Tuple[float, float]]:
+        before = [v for t, v in adjusted if t <= edge]
+        after = [v for t, v in adjusted if t >= edge + lag]
+        return (before[-1], after[0]) if before and after else None
+    at_start, at_end = count_range(start), count_range(end)
+    if estimate is None or at_start is None or at_end is None:
+        return None
+    least, most = max(at_end[0] - at_start[1], 0.0), at_end[1] - at_start[0]
+    return max(estimate - least, most - estimate)
+
+
 def rate(samples: Sequence[Sample], start: float, end: float) -> Optional[float]:
     """Average per-second increase over the window (e.g. joules → watts,
     reads → IOPS); None when unknown or the window is empty."""

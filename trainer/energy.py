@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.energy import EnergyIntegrator, max_gap_for
+from exporter.energy import EnergyIntegrator, lag_for, max_gap_for
 
 ENERGY = "edgescope_board_energy_joules_total"
 UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
@@ -52,8 +52,6 @@ SAMPLE_INTERVAL_S = 1.0
 # Sources whose power is a hardware energy counter's increments over the last interval: their own counter is
 # exact; integrating that averaged power again would smear it over the next interval.
 COUNTER_SOURCES = ("nvml", "rapl")
-# Sources of power lines: the last line a sample sees is up to one line interval old.
-LINE_SOURCES = ("tegrastats", "jtop")
 # Joules one count of a hardware counter is worth (NVML counts millijoules, RAPL microjoules).
 RESOLUTION_J = {"nvml": 1e-3, "rapl": 1e-6}
 
@@ -80,12 +78,6 @@ class EpochEnergy(NamedTuple):
     average_power_watts: Optional[float]
     note: str  # why joules is None ("" when measured)
     bound_joules: Optional[float] = None  # joules can be off by up to this (None: not known)
-
-
-def lag_for(source: str, interval_s: float, line_interval_s: float) -> float:
-    """How long a count read through a sampler of ``interval_s`` may lag: a source of lines adds its
-    last line's age."""
-    return interval_s + (line_interval_s if source in LINE_SOURCES else 0.0)
 
 
 def reading_from(series: Iterable[Tuple[str, Dict[str, str], float]], now: float) -> Reading:

@@ -71,8 +71,9 @@ class Exporter:
 
     def __init__(self, base_w: float, swing_w: float = 1.5, period_s: float = 7.0,
                  disks: Optional[Dict[str, Tuple[float, float]]] = None,
-                 dataset_disk: Optional[Tuple[str, str]] = None) -> None:
+                 dataset_disk: Optional[Tuple[str, str]] = None, interval_s: Optional[float] = 0.5) -> None:
         self.wave = (base_w, swing_w, period_s)
+        self.interval_s = interval_s  # published as the exporter's sampling interval (None: an older exporter)
         self.t0 = time.time()
         self.disks = disks or {}  # disk -> (reads per second, real time it appears)
         self.dataset_disk = dataset_disk
@@ -94,6 +95,9 @@ class Exporter:
              [({"disk": d}, 4096 * rate * (now - self.t0)) for d, (rate, _) in sorted(present.items())]),
             ("edgescope_dataset_page_cache_ratio", "gauge", [({"dataset": "/data/cifar"}, 0.5)]),
         ]
+        if self.interval_s is not None:  # its counter is exact at each scrape: a lag of 0 <= the interval
+            families += [("edgescope_exporter_interval_seconds", "gauge", [({}, self.interval_s)]),
+                         ("edgescope_power_source_info", "gauge", [({"source": "nvml", "replay": "false"}, 1.0)])]
         if self.dataset_disk:
             families.append(("edgescope_dataset_disk_info", "gauge",
                              [({"dataset": self.dataset_disk[0], "disk": self.dataset_disk[1]}, 1.0)]))

@@ -1,5 +1,7 @@
 """Window arithmetic, exact on synthetic series (no Prometheus)."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from report import window
 
@@ -89,3 +91,43 @@ def test_energy_doubts_see_a_restart_the_counter_does_not_show():
     uncovered = [[(1000.0, 0.0), (1030.0, 0.0), (1040.0, 2.5), (1070.0, 2.5)]]
     assert energy_doubts(energy, [], uncovered, 1015.0, 1045.0, 30.0) == ["power readings did not cover all of it"]
     assert energy_doubts(energy, [], uncovered, 1045.0, 1065.0, 30.0) == []
+
+
+def _energy(levels, step_s, t):
+    """Energy by time t of a board whose power holds levels[i] watts during [i step, (i + 1) step)."""
+    whole = min(int(t // step_s), len(levels))
+    done = sum(levels[:whole]) * step_s
+    return done + (levels[whole] * (t - whole * step_s) if whole < len(levels) else 0.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(levels=st.lists(st.floats(0.5, 60.0), min_size=40, max_size=40), step=st.floats(0.1, 3.0),
+       scrape=st.floats(0.5, 15.0), lag=st.floats(0.0, 2.0), ages=st.lists(st.floats(0.0, 1.0), min_size=400,
+                                                                           max_size=400),
+       edges=st.tuples(st.floats(0.05, 0.45), st.floats(0.55, 0.95)))
+def test_the_bound_covers_a_lagging_counter_whatever_the_power_does(levels, step, scrape, lag, ages, edges):
+    """A counter scraped every ``scrape`` s that reads the energy of up to ``lag`` s before (an exporter's,
+    as of its last sample) under power steps: the interpolated increase is off by no more than its bound."""
+    span = len(levels) * step
+    samples, counted_to = [], 0.0
+    for k, age in zip(range(int(span // scrape) + 1), ages):
+        counted_to = max(counted_to, k * scrape - age * lag)  # a later scrape never sees an older count
+        samples.append((k * scrape, _energy(levels, step, counted_to)))
+    start, end = edges[0] * span, edges[1] * span
+    bound = window.increase_bound(samples, start, end, lag)
+    if bound is None:  # the data ends within one lag (plus a scrape) of the end
+        assert samples[-1][0] < end + lag
+        return
+    truth = _energy(levels, step, end) - _energy(levels, step, start)
+    assert abs(window.increase(samples, start, end) - truth) <= bound + 1e-9
+    # and it is no wider than the counter's growth over the scrapes around each edge
+    assert bound <= 2 * max(levels) * (2 * scrape + lag) + 1e-9
+
+
+def test_the_bound_is_the_interval_around_each_edge():
+    samples = linear(10.0, 0.0, 100.0, 10.0)  # 10 W, scraped every 10 s, no lag
+    # edges at 15 and 55: the counts there lie in [50, 100] and [500, 600]; interpolated 400 J
+    assert window.increase_bound(samples, 15.0, 55.0, 0.0) == pytest.approx(100.0)
+    assert window.increase_bound(samples, 10.0, 50.0, 0.0) == pytest.approx(0.0)  # edges on scrapes
+    assert window.increase_bound(samples, 10.0, 50.0, 2.0) == pytest.approx(100.0)  # up to 2 s late each
+    assert window.increase_bound(samples, 10.0, 99.0, 2.0) is None  # no scrape 2 s after the end

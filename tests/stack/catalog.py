@@ -69,10 +69,7 @@ def _not_in_live_stack() -> Dict[str, str]:
             "edgescope_source_down_info", "edgescope_dataset_down_info")]
         + [("edgescope_clock_frequency_mode_max_hertz", "needs nvpmodel's status file; the fake board has none"),
            ("edgescope_dataset_disk_info", "absent where the dataset's directory is on no block device "
-                                           "(the test's tmp directory may be tmpfs or overlay)"),
-           ("edgescope_train_epoch_energy_joules", "the stack's trainer runs without --exporter-url"),
-           ("edgescope_train_epoch_average_power_watts", "the stack's trainer runs without --exporter-url"),
-           ("edgescope_train_epoch_energy_bound_joules", "the stack's trainer runs without --exporter-url")])
+                                           "(the test's tmp directory may be tmpfs or overlay)")])
 
 
 # Series the integration stack (tests/stack/test_integration.py) cannot

@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
+from report.configuration import KNOB_NAMES
 from tests.stack.catalog import (REPO, dashboard_queries, metric_names, needs_synthetic_data, rule_names,
                                  substitute)
 from tests.processes import child_env, free_port, log_tail, stop_process, wait_http_ok
@@ -121,7 +122,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "--batch-size", "16", "--workers", "1", "--device", "cpu", "--seed", "1",
              "--metrics-port", str(trainer_port), "--metrics-addr", "127.0.0.1",
              "--linger", "180", "--log-interval", "40",
-             "--run-id", RUN_ID, "--device-name", DEVICE], trainer_log)
+             "--run-id", RUN_ID, "--device-name", DEVICE,
+             "--exporter-url", "http://127.0.0.1:%d" % exporter_port], trainer_log)
         cleanup.callback(stop_process, trainer)
         # finished training and scraped as such, still serving (--linger)
         prom.wait_until(lambda: prom.query('edgescope_train_running{run_id="%s"} == 0' % RUN_ID),
@@ -139,9 +141,10 @@ def test_every_recording_rule_produced_data(stack: Stack) -> None:
 
 def grafana_variables(stack: Stack) -> Dict[str, str]:
     seconds = int(time.time() - stack.started) + 60
-    return {"device": DEVICE, "run": RUN_ID, "device_type": "agx-orin", "storage": "ssd",
-            "model": "mobilenet_v3_small", "__rate_interval": RATE_INTERVAL,
-            "__range": "%ds" % seconds, "__interval": RATE_INTERVAL}
+    every_knob = {name: ".*" for name in KNOB_NAMES}  # the comparison's filters at "All" (their allValue)
+    return dict(every_knob, device=DEVICE, run=RUN_ID, device_type="agx-orin", storage="ssd",
+                model="mobilenet_v3_small", workers="1", __rate_interval=RATE_INTERVAL,
+                __range="%ds" % seconds, __interval=RATE_INTERVAL)
 
 
 # queries of series this stack cannot produce run in test_dashboards.py (synthetic targets)
@@ -207,6 +210,29 @@ def test_rule_energy_per_epoch_agrees_with_the_energy_counter(stack: Stack) -> N
             epoch, durations[epoch], rule[epoch], joules, 100 * (rule[epoch] / joules - 1)))
         assert abs(rule[epoch] - joules) <= ENERGY_TOLERANCE * joules + boundary_j, \
             "epoch %s: rule %.2f J, counter %.2f J (bound 10 %% + %.2f J)" % (epoch, rule[epoch], joules, boundary_j)
+
+
+def test_rule_energy_per_epoch_agrees_with_the_trainers_within_both_bounds(stack: Stack) -> None:
+    """The comparison dashboard's per-epoch energy (the recording rule) and the trainer's own (read from the
+    exporter at its edges) differ by no more than the trainer's published bound plus the rule's: the rule's
+    series begins and ends up to a scrape and an evaluation from each edge, on a counter lagging by up to the
+    exporter's interval plus one tegrastats line."""
+    prom = stack.prom
+    selector = '{run_id="%s"}' % RUN_ID
+
+    def per_epoch(query: str) -> Dict[str, float]:
+        return {s["metric"]["epoch"]: float(s["value"][1]) for s in prom.query(query)}
+    rule = per_epoch("last_over_time(run_epoch:edgescope_board_energy_joules:increase_in_epoch%s[30m])" % selector)
+    trainer = per_epoch("edgescope_train_epoch_energy_joules" + selector)
+    bound = per_epoch("edgescope_train_epoch_energy_bound_joules" + selector)
+    assert set(rule) == set(trainer) == set(bound) == {str(e) for e in range(EPOCHS)}
+    peak_w = float(prom.query('max_over_time(edgescope_board_power_watts{device="%s"}[30m])' % DEVICE)[0]["value"][1])
+    rule_bound = 2 * peak_w * (2 * INTERVAL + 2 * EXPORTER_INTERVAL)
+    for epoch in sorted(rule):
+        print("epoch %s: rule %.2f J, trainer %.2f ± %.2f J, rule's bound %.2f J" % (
+            epoch, rule[epoch], trainer[epoch], bound[epoch], rule_bound))
+        assert 0 < bound[epoch] <= 2 * peak_w * 2 * EXPORTER_INTERVAL + 1e-6  # the larger edge power × 2 lags
+        assert abs(rule[epoch] - trainer[epoch]) <= bound[epoch] + rule_bound, epoch
 
 
 def test_gauge_integral_agrees_with_the_counter_over_a_window(stack: Stack) -> None:
