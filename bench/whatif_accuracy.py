@@ -11,7 +11,9 @@ Each configuration that another one predicts is then measured against the predic
 (``dataset_cached``, same workers and size), W -> 2W workers (``workers_doubled`` cold,
 ``workers_doubled_storage_scales`` cached, same storage and size), one storage rate -> the other
 (``storage_bps=N``). Error = (predicted mean - measured mean) / measured mean over the kept epochs (epoch 0
-dropped), with both spreads (std over the kept epochs). Prints a markdown table, the summary against the
+dropped), its bar as the report draws it (report.whatif.compared): both spreads (std over the kept epochs) plus
+how far the measured run's compute moved from the compute the prediction assumed (the machine's speed between
+the two runs, which a prediction holds fixed). Prints a markdown table, the summary against the
 issue's targets (median |error| <= 10 %, worst <= 25 % on a quiet machine, every error inside its bar) and the
 load average before and after; writes every epoch's record to ``--out``. A benchmark: it prints, never fails.
 
@@ -46,6 +48,7 @@ sys.path.insert(0, REPO)
 
 from bench import blkio  # noqa: E402
 from trainer.pagecache import dataset_size, warm  # noqa: E402
+from report.whatif import compared  # noqa: E402
 from trainer.precision import with_spread  # noqa: E402
 
 CACHED = 0  # Config.storage: 0 is the page cache, else the throttled disk's read rate in bytes/s
@@ -63,10 +66,12 @@ class Comparison(NamedTuple):
     predicted: Tuple[float, float]  # mean, std over the source's kept epochs
     measured: Tuple[float, float]  # mean, std over the target's kept epochs
     error: float  # (predicted - measured) / measured
-    error_sd: float  # the relative spreads combined
-    within_noise: bool  # the mean ± std intervals overlap
+    error_sd: float  # its bar: the relative spreads combined, plus the compute drift (report.whatif.compared)
+    within_noise: bool  # the two agree within both spreads and the drift
     inside_bar: bool  # |error| <= error_sd
-    compute_drift: Optional[float] = None  # target / source mean compute - 1 where both ran the same steps
+    # the target's mean compute over the compute the prediction assumed, - 1: how far the machine's speed moved
+    # between the runs (None where the records carry no predicted compute)
+    compute_drift: Optional[float] = None
 
 
 class Row(NamedTuple):
@@ -125,13 +130,20 @@ def mean_sd(values: Sequence[float]) -> Tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
-def compare(predicted: Sequence[float], measured: Sequence[float]) -> Comparison:
-    """The prediction's error against the measurement, each over its own epochs."""
+def compare(predicted: Sequence[float], measured: Sequence[float],
+            predicted_compute: Optional[Sequence[float]] = None,
+            measured_compute: Optional[Sequence[float]] = None) -> Comparison:
+    """The prediction's error against the measurement, each over its own epochs, as the report judges it
+    (report.whatif.compared): its bar holds both spreads and how far the compute moved from the predicted."""
     p, sp = mean_sd(predicted)
     m, sm = mean_sd(measured)
-    error = p / m - 1
-    error_sd = (p / m) * math.hypot(sp / p if p else 0.0, sm / m)
-    return Comparison((p, sp), (m, sm), error, error_sd, abs(p - m) <= sp + sm, abs(error) <= error_sd)
+    drift = None
+    if predicted_compute and measured_compute:
+        drift = statistics.mean(measured_compute) - statistics.mean(predicted_compute)
+    verdict = compared(p, 0.0 if math.isnan(sp) else sp, m, None if math.isnan(sm) else sm, drift)
+    error, bar = verdict["e2e_error_ratio"], verdict["e2e_error_spread_ratio"]
+    return Comparison((p, sp), (m, sm), error, bar, verdict["within_noise"], abs(error) <= bar,
+                      None if drift is None else drift / statistics.mean(predicted_compute))  # type: ignore
 
 
 def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
@@ -147,20 +159,13 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
                         if (r.get("predicted_duration_s") or {}).get(name) is None), None)
             out.append(Row(target, source, name, None, why or "not in the records"))
             continue
-        comparison = compare(values, [r["duration_s"] for r in target_epochs])
-        if source.workers == target.workers:  # the same steps: a change in compute is the machine's speed
-            comparison = comparison._replace(compute_drift=drift(source_epochs, target_epochs))
-        out.append(Row(target, source, name, comparison, ""))
+        predicted_compute = [(r.get("predicted_compute_s") or {}).get(name) for r in source_epochs]
+        measured_compute = [r.get("compute_s") for r in target_epochs]
+        known = None not in predicted_compute and None not in measured_compute
+        out.append(Row(target, source, name, compare(values, [r["duration_s"] for r in target_epochs],
+                                                     predicted_compute if known else None,
+                                                     measured_compute if known else None), ""))
     return out
-
-
-def drift(source: Sequence[Dict[str, Any]], target: Sequence[Dict[str, Any]]) -> Optional[float]:
-    """How much the same steps' compute moved between two runs: the machine's own speed, or CPU the other run's
-    I/O took from them; a prediction holds it fixed and no epoch-to-epoch spread holds it."""
-    computes = [[r.get("compute_s") for r in records] for records in (source, target)]
-    if any(v is None for values in computes for v in values):
-        return None
-    return statistics.mean(computes[1]) / statistics.mean(computes[0]) - 1
 
 
 def table(result_rows: Sequence[Row]) -> str:
@@ -200,9 +205,8 @@ def summary(result_rows: Sequence[Row]) -> List[str]:
                  inside, len(compared), "PASS" if inside == len(compared) else "FAIL")]
     drifts = [abs(r.comparison.compute_drift) for r in compared if r.comparison.compute_drift is not None]
     if drifts:
-        lines.append("compute drift between paired runs of the same steps: median {:.1f} %, largest {:.1f} % (held "
-                     "fixed by the predictions, in no run's spread)".format(
-                         100 * statistics.median(drifts), 100 * max(drifts)))
+        lines.append("compute drift, measured against predicted: median {:.1f} %, largest {:.1f} % (the machine's "
+                     "speed between the runs, in each bar)".format(100 * statistics.median(drifts), 100 * max(drifts)))
     missing = len(result_rows) - len(compared)
     if missing:
         lines.append("{} pairing{} not predicted (see the table)".format(missing, "" if missing == 1 else "s"))

@@ -434,16 +434,22 @@ def training_run() -> Dict[str, Any]:
     b.add("Per epoch: what-ifs replayed on the loader timeline", "s",
           [("last_over_time(edgescope_train_epoch_duration_seconds{%s}[$__range])" % RUN, ""),
            ("sum by (device, run_id, epoch, what_if) (last_over_time("
-            "edgescope_train_epoch_predicted_duration_seconds{%s}[$__range]))" % RUN, "")],
+            "edgescope_train_epoch_predicted_duration_seconds{%s}[$__range]))" % RUN, ""),
+           ("last_over_time(edgescope_train_epoch_compute_seconds{%s}[$__range])" % RUN, ""),
+           ("sum by (device, run_id, epoch, what_if) (last_over_time("
+            "edgescope_train_epoch_predicted_compute_seconds{%s}[$__range]))" % RUN, "")],
           kind="table", width=24, height=8, links=[ROW_RUN_LINK],
           description="Each epoch's measured wall time and its replays with one change (dataset cached, "
-                      "workers doubled, other storage, faster compute); edgescope-report averages them over "
-                      "the kept epochs with their spread as the error bar.",
+                      "workers doubled, other storage, faster compute), and its compute measured and under "
+                      "each change; edgescope-report averages them over the kept epochs with their spread "
+                      "as the error bar, and sets a measured run's compute against the predicted one.",
           transformations=[{"id": "merge", "options": {}},
                            {"id": "organize", "options": {"excludeByName": {"Time": True, "__name__": True,
                                                                             "job": True, "instance": True},
                                                           "renameByName": {"Value #A": "measured",
-                                                                           "Value #B": "predicted"}}}])
+                                                                           "Value #B": "predicted",
+                                                                           "Value #C": "compute measured",
+                                                                           "Value #D": "compute predicted"}}}])
     b.states("Running", [("edgescope_train_running{%s}" % RUN, RUN_LEGEND)],
              value_text({0: ("ended", "text"), 1: ("training", "green")}), width=24, height=4)
     board_state(b)

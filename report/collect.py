@@ -54,6 +54,7 @@ EPOCH_GAUGES = {
     "run_read_bytes": "edgescope_train_epoch_io_read_bytes",
 }
 PREDICTED = "edgescope_train_epoch_predicted_duration_seconds"  # {what_if}: the trainer's replays
+PREDICTED_COMPUTE = "edgescope_train_epoch_predicted_compute_seconds"  # {what_if}: their compute
 RUN_INFO = "edgescope_train_run_info"
 CLOCK = "edgescope_time_seconds"
 ENERGY = "edgescope_board_energy_joules_total"
@@ -112,6 +113,7 @@ class Epoch:
     loader_startup_seconds: Optional[float] = None  # iter(loader)
     loader_shutdown_seconds: Optional[float] = None  # the loader's end and its workers' teardown
     predicted: Dict[str, float] = field(default_factory=dict)  # what_if -> the epoch replayed with that change
+    predicted_compute: Dict[str, float] = field(default_factory=dict)  # what_if -> its compute in that replay
     run_read_bytes: Optional[float] = None  # storage bytes the run's own processes read (/proc/<pid>/io)
 
     @property
@@ -209,19 +211,20 @@ def find_runs(prom: Prometheus, run_ids: Sequence[str], since: float, until: flo
         if key[0] and key not in runs:
             runs[key] = _new_run(labels, {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance")})
     epochs = {}  # type: Dict[Tuple[RunKey, int], Epoch]
-    for name, metric in list(EPOCH_GAUGES.items()) + [("predicted", PREDICTED)]:
+    per_what_if = ("predicted", "predicted_compute")
+    for name, metric in list(EPOCH_GAUGES.items()) + list(zip(per_what_if, (PREDICTED, PREDICTED_COMPUTE))):
         for labels, value in _last_over(prom, metric, matcher, since, until):
             key, epoch_label = _key(labels), labels.get("epoch", "")
             if not key[0] or not re.fullmatch(r"[0-9]{1,9}", epoch_label):  # an ASCII epoch number int() takes
                 continue
-            if name == "predicted" and (key not in runs or not labels.get("what_if")):
+            if name in per_what_if and (key not in runs or not labels.get("what_if")):
                 continue  # a prediction alone is no epoch
             if key not in runs:  # epochs without run_info: still report them
                 runs[key] = _new_run(labels, {})
             epoch = epochs.setdefault((key, int(epoch_label)),
                                       Epoch(run_id=key[0], device=key[1], epoch=int(epoch_label)))
-            if name == "predicted":
-                epoch.predicted[labels["what_if"]] = value
+            if name in per_what_if:
+                getattr(epoch, name)[labels["what_if"]] = value
             else:
                 setattr(epoch, name, value)
     unknown = [r for r in run_ids if r not in {k[0] for k in runs}]

@@ -164,9 +164,11 @@ def _prediction_cell(prediction: dict) -> str:
         text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")
     measured = prediction.get("measured")
     if measured:
-        text += " (measured {}: {}{})".format(
+        drift = measured.get("compute_drift_seconds")
+        text += " (measured {}: {}{}{})".format(
             with_spread(measured["e2e_seconds"], measured["e2e_spread_seconds"], "s"),
             with_spread(measured["e2e_error_ratio"], measured["e2e_error_spread_ratio"], percent=True),
+            "" if drift is None else "; its compute {:+.2g} s from the predicted".format(drift),
             ", within noise" if measured["within_noise"] else "")
     return text
 
@@ -258,7 +260,8 @@ def as_csv(report: dict, section: str) -> str:
     else:
         flat = []
         for r in records:
-            row = {k: v for k, v in r.items() if k not in FIELDS and k not in ("what_if", "predicted")}
+            row = {k: v for k, v in r.items() if k not in FIELDS and k not in ("what_if", "predicted",
+                                                                                "predicted_compute")}
             for key in ("configuration", "measured_as", "context"):
                 row[key] = configuration_text(r.get(key, {}))
             row.update(_flat("what_if", r.get("what_if", {})))

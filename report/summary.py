@@ -52,6 +52,7 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
     record.update(described(run.labels))
     record.update(summarize(chosen))
     record["predicted"] = [e.predicted for e in chosen]  # the what-ifs' per-epoch replays (report.whatif)
+    record["predicted_compute"] = [e.predicted_compute for e in chosen]  # and their compute
     record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
     return record
 

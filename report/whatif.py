@@ -7,9 +7,11 @@ prediction is the mean over its kept epochs, its error bar their standard
 deviation; fewer than 2 kept epochs give no prediction. Energy = the run's
 average power x the predicted time (it assumes the power stays as measured).
 
-Where the report also holds a run of the same device, model and settings that
-measured the predicted configuration, the prediction carries it: the error,
-its bar (both spreads) and ``within_noise`` when the two overlap.
+Where the report also holds a run of the same configuration (report.configuration)
+that measured the predicted change, the prediction carries it: the error, its
+bar (both spreads, plus how far the compute moved between the runs: the
+machine's speed, which a prediction holds fixed) and ``within_noise`` when the
+two agree within it.
 """
 import math
 from typing import Dict, List, Optional, Sequence
@@ -34,7 +36,7 @@ def synthetic_input(record: dict) -> bool:
 
 def _missing(why: str) -> dict:
     return {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None, "energy_spread_joules": None,
-            "epochs": 0, "basis": why}
+            "compute_seconds": None, "epochs": 0, "basis": why}
 
 
 def storage_what_if(storage_bps: float) -> str:
@@ -47,6 +49,7 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
     if synthetic_input(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
     per_epoch = record.get("predicted", [])  # type: List[Dict[str, float]]
+    per_epoch_compute = record.get("predicted_compute", [])  # type: List[Dict[str, float]]
     power = mean_of(record, "average_power_watts")
     out = {}
     for name in names:
@@ -65,9 +68,12 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
             out[name] = _missing("{} kept epoch: an error bar needs {} or more".format(len(known), MIN_EPOCHS))
         else:
             mean, spread = _mean(known), _std(known)
+            computes = [epoch.get(name) for epoch in per_epoch_compute]
             out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": spread,
                          "energy_joules": None if power is None else power * mean,
                          "energy_spread_joules": None if power is None else power * spread,
+                         "compute_seconds": _mean(computes) if len(computes) == len(known) and None not in computes
+                         else None,
                          "epochs": len(known), "basis": "replayed on {} epochs' loader timelines".format(len(known))}
     return out
 
@@ -110,15 +116,23 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
     return None
 
 
-def compared(predicted: float, predicted_spread: float, measured: float, measured_spread: Optional[float]) -> dict:
-    """The relative error of a prediction against a measurement, its bar from both spreads (first order), and
-    whether the two overlap within their spreads."""
+def compared(predicted: float, predicted_spread: float, measured: float, measured_spread: Optional[float],
+             compute_drift: Optional[float] = None) -> dict:
+    """The relative error of a prediction against a measurement, its bar, and whether the two agree within it.
+
+    The bar holds both runs' epoch-to-epoch spreads (first order) and, where known, ``compute_drift``: the
+    measured run's compute minus the compute the prediction assumed (seconds per epoch). The prediction holds
+    the machine's speed fixed; between two runs it moves (clock, noisy neighbours, CPU taken by another
+    process's I/O), and an epoch's wall time moves by at most as much as its compute does (a step's time is
+    on the critical path or hidden behind loading): a systematic term, added to the bar, not a spread."""
     spread = measured_spread or 0.0
+    moved = abs(compute_drift or 0.0)
     ratio = (predicted - measured) / measured
     bar = abs(predicted / measured) * math.hypot(predicted_spread / predicted if predicted else 0.0,
-                                                 spread / measured)
+                                                 spread / measured) + moved / measured
     return {"e2e_error_ratio": ratio, "e2e_error_spread_ratio": bar,
-            "within_noise": abs(predicted - measured) <= predicted_spread + spread}
+            "compute_drift_seconds": compute_drift,
+            "within_noise": abs(predicted - measured) <= predicted_spread + spread + moved}
 
 
 def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
@@ -138,7 +152,11 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
             e2e = match.get("e2e_seconds", {})
             if e2e.get("mean") is None:
                 continue
+            compute = mean_of(match, "compute_seconds")
+            drift = None if compute is None or prediction["compute_seconds"] is None \
+                else compute - prediction["compute_seconds"]
             prediction["measured"] = dict(
-                compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"], e2e.get("std")),
+                compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"], e2e.get("std"),
+                         drift),
                 run_id=match.get("run_id"), e2e_seconds=e2e["mean"], e2e_spread_seconds=e2e.get("std"),
                 energy_joules=mean_of(match, "energy_joules"))

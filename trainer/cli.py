@@ -266,7 +266,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             metrics.record_epoch(record["epoch"], window_of(record), record["samples"],
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
                                  record.get("average_power_watts"), record.get("predicted_duration_s"),
-                                 record.get("energy_bound_joules"))
+                                 record.get("energy_bound_joules"), record.get("predicted_compute_s"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         if energy:
             energy.close()
@@ -353,7 +353,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                 break
             metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
                                  record["average_power_watts"], record["predicted_duration_s"],
-                                 record["energy_bound_joules"])
+                                 record["energy_bound_joules"], record["predicted_compute_s"])
             if args.checkpoint_dir:
                 checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "settings": settings, "model": job.model.state_dict(),

@@ -135,6 +135,12 @@ class TrainMetrics:
             "Per completed epoch: its wall time replayed through the DataLoader's scheduling with one change "
             "(what_if: dataset_cached, workers_doubled, storage_bps=N, compute_speedup=K); absent where not "
             "predicted.", ("run_id", "epoch", "what_if"))
+        self._epoch_predicted_compute = gauge(
+            "edgescope_train_epoch_predicted_compute_seconds",
+            "Per completed epoch: its compute under the what_if of edgescope_train_epoch_predicted_duration_seconds "
+            "(as measured where the change leaves the steps alone; scaled where workers share the CPUs or "
+            "compute_speedup=K); a measured run of the change shows against it how far the machine's speed moved.",
+            ("run_id", "epoch", "what_if"))
         self._epoch_duration = gauge("edgescope_train_epoch_duration_seconds",
                                      "Per completed epoch: end to end wall time.", epoch)
         self._epoch_samples = gauge("edgescope_train_epoch_samples",
@@ -175,7 +181,8 @@ class TrainMetrics:
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None,
                      predicted: Optional[Dict[str, Optional[float]]] = None,
-                     energy_bound_joules: Optional[float] = None) -> None:
+                     energy_bound_joules: Optional[float] = None,
+                     predicted_compute: Optional[Dict[str, Optional[float]]] = None) -> None:
         """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
         energy None (nothing measured it): no energy or power series; the window's load times None (the loader
         sent none): no stall split, read or preprocess series."""
@@ -196,9 +203,10 @@ class TrainMetrics:
                                                     window.io_read_syscalls)):
                 if value is not None:
                     gauge.labels(*labels).set(value)
-        for what_if, seconds in (predicted or {}).items():
-            if seconds is not None:
-                self._epoch_predicted.labels(*labels, what_if).set(seconds)
+        for gauge, values in ((self._epoch_predicted, predicted), (self._epoch_predicted_compute, predicted_compute)):
+            for what_if, seconds in (values or {}).items():
+                if seconds is not None:
+                    gauge.labels(*labels, what_if).set(seconds)
         if energy_joules is not None:
             self._epoch_energy.labels(*labels).set(energy_joules)
             if energy_bound_joules is not None:

@@ -102,6 +102,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record["average_power_watts"] = used.average_power_watts if used else None
     record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
     record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
+    record["predicted_compute_s"] = {name: p.compute_seconds for name, p in (predictions or {}).items()}
     return record
 
 

@@ -194,7 +194,7 @@ def storage_speed(r: Replayable) -> Optional[float]:
     return r.read_bytes / (total / max(1.0, total / r.span))
 
 
-def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) -> Tuple[float, str]:
+def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) -> Tuple[float, str, float]:
     """The epoch's loop with twice the workers, plus the extra start-up and shutdown of forking and ending
     twice as many.
 
@@ -203,7 +203,8 @@ def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) 
     oversubscription already in the measured epoch is taken out first). Reads either share the storage, which
     serves no more than one reader's worth at a time (an SD card, a throttled disk), or, ``storage_scales``, take
     as long as measured (page cache, NVMe, network storage serving more readers at once): one epoch cannot tell
-    which, so both are predicted. The factors are solved together with the replay (a fixed point)."""
+    which, so both are predicted. The factors are solved together with the replay (a fixed point). Returns the
+    epoch's time, the basis and the steps' compute over the measured (their share of the CPUs changed)."""
     # the main process's CPUs while it steps: ~1 for a CPU step on one thread, more with intra-op threads, little
     # for a GPU's (its host work); from its CPU time over the epoch
     main_cores = main_cpu_s / sum(r.compute) if sum(r.compute) > 0 else 0.0
@@ -216,7 +217,7 @@ def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) 
     other = [max(p - c * measured_sharing, 0.0) for p, c in zip(r.preprocess, r.cpu)]  # not CPU, not reading
     workers = 2 * r.workers
     s_read = s_cpu = 1.0
-    span = r.span
+    span, compute = r.span, r.compute
     for _ in range(60):
         make = [a * s_read + c * s_cpu + o for a, c, o in zip(alone_read, r.cpu, other)]
         compute = [c * (1 + (s_cpu - 1) * slowed) for c in alone_compute]
@@ -229,23 +230,29 @@ def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) 
         "start-up and shutdown doubled".format(
             r.workers, workers, cpus, s_cpu, measured_sharing, s_read,
             " (storage serving more readers as fast)" if storage_scales
-            else " (storage serving one reader's worth at a time)"))
+            else " (storage serving one reader's worth at a time)")), \
+        sum(compute) / sum(r.compute) if sum(r.compute) > 0 else 1.0
 
 
 class Prediction(NamedTuple):
     seconds: Optional[float]  # the epoch's predicted wall time; None: not predicted, ``basis`` says why
     basis: str
+    # the epoch's compute under the change: as measured where the change leaves the steps alone, else scaled
+    # by the replay (workers sharing the CPUs, compute_speedup); a measured run of the change checks against
+    # it how far the machine's own speed moved (report.whatif)
+    compute_seconds: Optional[float] = None
 
 
 def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
              storage_bps: Sequence[float] = (), compute_speedup: Sequence[float] = (2.0,),
              free_memory_bytes: Optional[float] = None,
-             dataset_bytes: Optional[float] = None) -> Dict[str, Prediction]:
+             dataset_bytes: Optional[float] = None, compute_s: Optional[float] = None) -> Dict[str, Prediction]:
     """The epoch's wall time replayed with one change each: ``dataset_cached`` (reads take no time),
     ``workers_doubled`` (storage serving one reader's worth at a time) and ``workers_doubled_storage_scales``
     (reads as fast as measured), ``storage_bps=N`` (reads x measured speed / N), ``compute_speedup=K`` (steps / K).
     A prediction is the measured epoch minus the replayed loop as measured plus the replayed loop changed, so
-    the model's own error on this epoch cancels; start-up and shutdown stay as measured."""
+    the model's own error on this epoch cancels; start-up and shutdown stay as measured. With the epoch's
+    measured ``compute_s`` each prediction also carries its compute."""
     names = ["dataset_cached", "workers_doubled", "workers_doubled_storage_scales"] + ["storage_bps={:g}".format(n) for n in storage_bps] \
         + ["compute_speedup={:g}".format(k) for k in compute_speedup]
     r, why = replayable(timeline)
@@ -254,8 +261,9 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
     assigned = r.assigned if r.workers else None
     measured = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, assigned)
 
-    def predicted(loop: float, basis: str) -> Prediction:
-        return Prediction(max(epoch_s - measured + loop, 0.0), basis)
+    def predicted(loop: float, basis: str, compute_ratio: float = 1.0) -> Prediction:
+        return Prediction(max(epoch_s - measured + loop, 0.0), basis,
+                          None if compute_s is None else compute_s * compute_ratio)
 
     out = {}
     reads = sum(r.read)
@@ -282,7 +290,7 @@ def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
     for k in compute_speedup:
         out["compute_speedup={:g}".format(k)] = predicted(
             replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], [c / k for c in r.compute],
-                   assigned), "steps / {:g}".format(k))
+                   assigned), "steps / {:g}".format(k), 1 / k)
     return out
 
 
@@ -333,7 +341,7 @@ def window_what_ifs(window: Any, main_cpu_s: float, storage_bps: Sequence[float]
     if window.timeline is None:
         return {}
     return what_ifs(window.timeline, window.duration_s, usable_cpus(), main_cpu_s, storage_bps, compute_speedup,
-                    available_memory(), dataset_bytes)
+                    available_memory(), dataset_bytes, window.compute_s)
 
 
 def usable_cpus() -> int:

@@ -7,6 +7,7 @@ every sample of an odd batch only preprocesses (20 ms), so the loader's work is 
 preprocessing, and with several workers the worker that reads and the one that preprocesses run side by side.
 """
 import json
+import re
 import statistics
 import time
 from typing import List, Tuple
@@ -156,3 +157,19 @@ def test_the_trace_has_a_lane_per_worker_and_the_main_process():
     assert all(e["ts"] >= 0 and e["dur"] > 0 for e in spans)
     reads = [e for e in spans if e["name"] == "read"]
     assert {e["tid"] for e in reads} == {1}  # worker 0 makes the even, reading batches
+
+
+def test_each_prediction_carries_the_compute_it_assumes():
+    """What a measured run of the change is checked against (report.whatif): the compute as measured where the
+    change leaves the steps alone, scaled where it does not; none without the epoch's measured compute."""
+    window = measure(2, epochs=2)[-1]
+    out = what_ifs(window.timeline, window.duration_s, 1, window.compute_s, compute_s=window.compute_s)
+    assert out["dataset_cached"].compute_seconds == window.compute_s > 0
+    assert out["compute_speedup=2"].compute_seconds == pytest.approx(window.compute_s / 2)
+    # one CPU, a main process busy for its whole step: its steps scale with the CPU sharing the replay solved for,
+    # the measured epoch's own sharing taken out first (the basis says both)
+    doubled = out["workers_doubled"]
+    shared, measured = (float(x) for x in re.search(r"CPU work x([0-9.]+) from sharing \(measured x([0-9.]+)\)",
+                                                    doubled.basis).groups())
+    assert doubled.compute_seconds == pytest.approx(window.compute_s * shared / measured, rel=0.02)  # factors to 2 decimals
+    assert what_ifs(window.timeline, window.duration_s, 1, 0.0)["dataset_cached"].compute_seconds is None

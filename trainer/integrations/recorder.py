@@ -170,7 +170,7 @@ class RunRecorder:
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
                                       record["average_power_watts"], record["predicted_duration_s"],
-                                      record["energy_bound_joules"])
+                                      record["energy_bound_joules"], record["predicted_compute_s"])
         self._epoch = None
         self._write_textfile()
 
