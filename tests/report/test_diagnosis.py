@@ -90,7 +90,7 @@ def test_one_kept_epoch_gives_no_prediction_and_says_why(server):
     runs = by_run(report_json(server, "--warmup-epochs", "2"))
     assert runs["cold-w2"]["what_if"]["dataset_cached"] == {
         "e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None, "energy_spread_joules": None,
-        "epochs": 0, "basis": "1 kept epoch: an error bar needs 2 or more"}
+        "compute_seconds": None, "epochs": 0, "basis": "1 kept epoch: an error bar needs 2 or more"}
 
 
 def test_plots_without_matplotlib_are_one_line(monkeypatch):
