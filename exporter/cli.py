@@ -15,6 +15,7 @@ from exporter.server import load_web_config, serve
 from exporter.sources.base import Source, SourceDown, Unavailable
 from exporter.sources.diskstats import DiskstatsSource
 from exporter.sources.jtop import VERSION_MISMATCH, JtopSource
+from exporter.sources.meminfo import MeminfoSource
 from exporter.sources.nvml import NvmlSource, load_pynvml
 from exporter.sources.pagecache import PagecacheSource
 from exporter.sources.rapl import RaplSource
@@ -105,6 +106,8 @@ def power_sources(cfg: Dict[str, Any]) -> List[Source]:
 
 def build_sources(cfg: Dict[str, Any]) -> List[Source]:
     sources = power_sources(cfg)
+    if not any(isinstance(s, JtopSource) for s in sources):  # jtop publishes the GPU's memory itself
+        sources.append(MeminfoSource(cfg["procfs-root"]))
     sources += [DiskstatsSource(cfg["procfs-root"], cfg["disk-exclude"], cfg["sysfs-root"], cfg["dataset"]),
                 ThermalSource(cfg["sysfs-root"])]
     if cfg["dataset"]:

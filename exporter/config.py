@@ -137,7 +137,7 @@ SETTINGS = [
     Setting("pagecache-cpu-budget", _non_negative, 0.01,
             "CPU seconds per wall second the page-cache thread may use (a larger dataset is listed less often); 0 = no limit."),
     Setting("sysfs-root", _existing_dir, "/sys", "Root of sysfs (thermal, cpufreq, devfreq, hwmon, powercap)."),
-    Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats)."),
+    Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats, meminfo)."),
     Setting("disk-exclude", _regex, DEFAULT_EXCLUDE, "Regex of block devices to leave out (partitions, loop, ram)."),
     Setting("source-timeout", _seconds(0.01, 3600), 5.0, "A source sampling longer than this is reported down as hung."),
     Setting("log.level", _choice(LOG_LEVELS), "info", "Log level."),
