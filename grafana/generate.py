@@ -47,11 +47,13 @@ DEV = 'device=~"$device"'
 RUN = 'device=~"$device", run_id=~"$run"'
 EXPORTER_JOB = 'job="edgescope-exporter"'
 # The comparison's filters, each narrowed by the ones before it: (label and variable name, title): the board
-# type, then every knob of a configuration (report/configuration.py: the report's comparison rows use the same).
-FILTERS = (("device_type", "Board type"),) + configuration.KNOBS
-# "All" of a filter: any value, and none (a knob a run does not have: no power mode off a Jetson); Grafana's
-# default, the options joined, would drop those runs. Every run has a device: there "All" stays the devices
-# the other filters leave, so the board panels show only those.
+# type, every knob of a configuration (report/configuration.py: the report's comparison rows use the same),
+# and last the device, so that its "All" is the boards the other filters leave.
+FILTERS = ((("device_type", "Board type"),) + tuple(k for k in configuration.KNOBS if k[0] != "device")
+           + (("device", "Device"),))
+# "All" of a knob: any value, and none (a knob a run does not have: no power mode off a Jetson); Grafana's
+# default, the options joined, would drop those runs. Every run has a device: there "All" stays Grafana's,
+# the devices the filters before it leave, so the board panels (DEV) show only those.
 ANY_VALUE = ".*"
 
 

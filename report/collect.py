@@ -394,7 +394,7 @@ def _counter_lag(prom: Prometheus, run: Run, sources: Series, lo: float, hi: flo
     intervals = [v for _, samples in _fetch(prom, EXPORTER_INTERVAL, run, lo, hi, []) for _, v in samples]
     if not intervals:
         return None
-    names = {labels.get("source", "") for labels, _ in sources} or set(LINE_SOURCES)
+    names = {labels.get("source") or LINE_SOURCES[0] for labels, _ in sources} or set(LINE_SOURCES)
     return max(lag_for(name, max(intervals), max(intervals)) for name in names)
 
 

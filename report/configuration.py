@@ -14,13 +14,16 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 # (label, title) in the order tables and dashboards show them. storage is the board's (its target's label),
 # dataset_location the run's (the experiment runner's): one board may train from its SD card and from an NVMe.
-# power_mode is nvpmodel's name, power_mode_id its id, jetson_clocks whether the clocks were pinned at the
-# mode's maximum: together the clocks the mode implies.
+# power_mode is nvpmodel's mode (the runner records its id too, power_mode_id, as context: a run labelled by
+# hand or before the runner recorded it has the name alone), jetson_clocks whether the clocks were pinned at
+# the mode's maximum: together the clocks the mode implies. framework, precision and
+# gradient_accumulation_steps come from the Lightning and transformers callbacks.
 KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Model"), ("dataset", "Dataset"),
          ("image_size", "Image size"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
-         ("workers", "Workers"), ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"),
-         ("power_mode", "Power mode"), ("power_mode_id", "nvpmodel id"), ("jetson_clocks", "jetson_clocks"),
-         ("storage", "Storage"), ("dataset_location", "Dataset location"), ("precision", "Precision"))
+         ("gradient_accumulation_steps", "Gradient accumulation"), ("workers", "Workers"),
+         ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"), ("power_mode", "Power mode"),
+         ("jetson_clocks", "jetson_clocks"), ("storage", "Storage"), ("dataset_location", "Dataset location"),
+         ("precision", "Precision"), ("framework", "Framework"))
 KNOB_NAMES = tuple(name for name, _ in KNOBS)
 # Knobs the report's tables give a column of their own: left out of the configuration text beside them.
 COLUMNS = ("device", "storage", "model")
@@ -30,7 +33,8 @@ MEASUREMENT = ("profile_pass", "page_cache", "input", "timing")
 # every epoch or "warmed" are measurement states (--profile's cold and cached passes)
 CHOSEN_PAGE_CACHE = (None, "kept", "dropped")
 # Labels naming the run, the scrape target or the trainer's own copy of them: neither knob nor context.
-IDENTITY = ("__name__", "run_id", "job", "instance", "device_name", "device_type")
+# energy_source says how the trainer measured energy (every figure carries its bound): not worth a note.
+IDENTITY = ("__name__", "run_id", "job", "instance", "device_name", "device_type", "energy_source")
 
 Labels = Mapping[str, str]
 Key = Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]

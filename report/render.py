@@ -168,7 +168,9 @@ def _prediction_cell(prediction: dict) -> str:
         text += " (measured {}: {}{}{})".format(
             with_spread(measured["e2e_seconds"], measured["e2e_spread_seconds"], "s"),
             with_spread(measured["e2e_error_ratio"], measured["e2e_error_spread_ratio"], percent=True),
-            "" if drift is None else "; its compute {:+.2g} s from the predicted".format(drift),
+            "" if drift is None else "; its compute {:+.2g} s from the predicted{}".format(
+                drift, ", enough to explain the error" if measured["compute_covers"] and not measured["within_noise"]
+                else ""),
             ", within noise" if measured["within_noise"] else "")
     return text
 

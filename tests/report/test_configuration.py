@@ -65,8 +65,15 @@ def test_the_what_if_finds_the_measured_run_across_plans():
 
 def test_the_knobs_are_what_a_user_sets_never_a_measurement_state():
     assert {"device", "torch_device", "model", "batch_size", "workers", "prefetch_factor", "power_mode",
-            "power_mode_id", "jetson_clocks", "storage", "precision"} <= set(configuration.KNOB_NAMES)
+            "jetson_clocks", "storage", "precision", "gradient_accumulation_steps"} <= set(configuration.KNOB_NAMES)
     assert not {"page_cache", "profile_pass", "input", "run_id", "plan"} & set(configuration.KNOB_NAMES)
+
+
+def test_a_run_from_before_the_runner_recorded_the_nvpmodel_id_pools_with_one_after():
+    older = run(0, info=RUNNER, run_id="older")
+    newer = run(0, info=dict(RUNNER, power_mode_id="2"), run_id="newer")
+    (row,) = comparison([older, newer], warmup_epochs=1)
+    assert row["runs"] == ["older", "newer"] and row["context_differs"] == ["power_mode_id"]
 
 
 def test_labels_fall_in_exactly_one_part():

@@ -161,6 +161,12 @@ def test_comparison_filters_by_board_type_and_every_knob() -> None:
         assert '%s=~"$%s"' % (name, name) in variables["run"]["definition"]
     for name in ("profile_pass", "page_cache", "plan", "run_id"):  # never a knob
         assert name not in variables
+    # the device comes last: its "All" (Grafana's, the options joined) is the boards every other filter leaves,
+    # and the board panels filter on it
+    assert "allValue" not in variables["device"]
+    for name in filters:
+        if name != "device":
+            assert '%s=~"$%s"' % (name, name) in variables["device"]["definition"]
 
 
 def test_all_of_a_knob_keeps_the_runs_without_it(synthetic_prometheus: Tuple[Prometheus, float]) -> None:
