@@ -234,10 +234,10 @@ def child_env() -> Dict[str, str]:
 
 
 def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequence[int], work: str,
-          group: Optional[str]) -> List[Dict[str, Any]]:
+          group: Optional[str], repeat: int = 0) -> List[Dict[str, Any]]:
     """One real trainer run (in ``group`` when cold: every epoch evicted, read through its throttle); its
     per-epoch records, [] if it failed (the log's path is printed)."""
-    run_id = "whatif-{}px-w{}-{}".format(config.size, config.workers, config.storage or "cached")
+    run_id = "whatif-{}px-w{}-{}-r{}".format(config.size, config.workers, config.storage or "cached", repeat)
     results, log = os.path.join(work, run_id + ".jsonl"), os.path.join(work, run_id + ".log")
     if os.path.exists(results):  # the trainer appends: a --work used before holds an older run's epochs
         os.remove(results)
@@ -265,15 +265,18 @@ def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequen
 
 def measure(configs: Sequence[Config], datasets: Dict[int, str], args: argparse.Namespace, rates: Sequence[int],
             work: str, group: Optional[str]) -> Iterator[Tuple[Config, List[Dict[str, Any]]]]:
-    """Each configuration's run, with a progress line."""
+    """Each configuration's runs, the whole grid ``args.repeats`` times over (interleaved, so that every
+    configuration is measured early and late), with a progress line."""
     started = time.monotonic()
-    for i, config in enumerate(configs):
-        records = train(config, datasets[config.size], args, rates, work, group)
-        durations = [r["duration_s"] for r in kept(records)]
-        print("  [{}/{}, {:.0f} s] {}: epochs {}".format(
-            i + 1, len(configs), time.monotonic() - started, label(config),
-            " ".join("{:.2f}".format(d) for d in durations) or "-"), flush=True)
-        yield config, records
+    total = len(configs) * args.repeats
+    for repeat in range(args.repeats):
+        for i, config in enumerate(configs):
+            records = train(config, datasets[config.size], args, rates, work, group, repeat)
+            durations = [r["duration_s"] for r in kept(records)]
+            print("  [{}/{}, {:.0f} s] {}: epochs {}".format(
+                repeat * len(configs) + i + 1, total, time.monotonic() - started, label(config),
+                " ".join("{:.2f}".format(d) for d in durations) or "-"), flush=True)
+            yield config, records
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -295,8 +298,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         "larger files make the cold runs storage-bound")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated files")
     p.add_argument("--work", default=None, help="datasets, logs, loop disk (default: a temporary folder)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure the whole grid this many times over, interleaved: a configuration's epochs pool "
+                        "over its repeats, so its spread holds the machine's drift from run to run")
     p.add_argument("--quick", action="store_true", help="tiny defaults for a smoke run (~3-4 min)")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be 1 or more")
     defaults = ("64:6,224:3", 8, 3) if args.quick else ("64:40,224:20", 16, 5)
     args.sizes, args.batch_size, args.epochs = (given if given is not None else default for given, default in zip(
         (args.sizes, args.batch_size, args.epochs), defaults))
@@ -323,8 +331,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sizes = ["{} px: {} batches, {:.1f} MB of {} px JPEGs (quality {})".format(
         s, b, dataset_size(datasets[s]) / 1e6, args.file_size or s, args.quality)
         for s, b in sorted(args.batches.items())]
-    print("{} runs of {} epochs, batch {}; {}; logs in {}".format(len(configs), args.epochs, args.batch_size,
-                                                                 ", ".join(sizes), work), flush=True)
+    print("{} runs of {} epochs, batch {}; {}; logs in {}".format(len(configs) * args.repeats, args.epochs,
+                                                                 args.batch_size, ", ".join(sizes), work), flush=True)
     runs = {}  # type: Dict[Config, List[Dict[str, Any]]]
     with contextlib.ExitStack() as stack:
         group = None
@@ -335,7 +343,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 datasets[size] = shutil.copytree(folder, os.path.join(disk, os.path.basename(folder)))
             os.sync()
             group = stack.enter_context(blkio.throttled_group(disk, args.rates[0], "edgescope-bench"))
-        runs.update(measure(configs, datasets, args, args.rates, work, group))
+        for config, records in measure(configs, datasets, args, args.rates, work, group):
+            runs.setdefault(config, []).extend(records)  # a configuration's epochs pool over its repeats
     result_rows = rows(runs)
     print()
     print(table(result_rows))

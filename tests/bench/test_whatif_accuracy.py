@@ -1,11 +1,12 @@
 """bench/whatif_accuracy.py's arithmetic on hand-made records (no trainer runs): which configuration predicts
 which, the error and its bar, the table and the verdicts."""
 import math
+import statistics
 
 import pytest
 
-from bench.whatif_accuracy import (CACHED, MIB, Config, compare, kept, label, pairings, plan, rows, storage_key,
-                                   summary, table)
+from bench.whatif_accuracy import (CACHED, MIB, Config, compare, kept, label, pairings, parse_args, plan, rows,
+                                   storage_key, summary, table)
 from trainer.timeline import Timeline, what_ifs
 
 SLOW, FAST = 4 * MIB, 8 * MIB
@@ -147,3 +148,18 @@ def test_the_compute_drift_against_the_predicted_compute_is_shown_beside_the_bar
     without = {r.what_if: r.comparison for r in rows({k: [dict(e, predicted_compute_s={}) for e in v]
                                                        for k, v in runs.items()})}
     assert without["dataset_cached"].compute_drift is None and without["dataset_cached"].compute_covers is None
+
+
+def test_repeats_pool_so_the_spread_holds_the_drift_between_runs():
+    """The same configuration measured twice, the machine 10 % slower the second time: pooled, its spread holds
+    that drift, and a prediction from one run is judged against it."""
+    cold, cached = Config(64, 1, SLOW), Config(64, 1, CACHED)
+    first, second = epochs([5.0, 4.0, 4.0, 4.0]), epochs([5.5, 4.4, 4.4, 4.4])
+    runs = {cold: epochs([9.0, 6.0, 6.0, 6.0], dataset_cached=[5.0, 4.4, 4.4, 4.4]), cached: first + second}
+    (row,) = rows(runs)
+    assert row.comparison.measured[0] == pytest.approx(4.2)
+    assert row.comparison.measured[1] == pytest.approx(statistics.stdev([4.0] * 3 + [4.4] * 3))
+    assert row.comparison.inside_bar  # +4.8 % against a bar of 5.5 %; the first run alone: +10 ± 0 %, outside
+    assert not rows({cold: runs[cold], cached: first})[0].comparison.inside_bar
+    with pytest.raises(SystemExit):
+        parse_args(["--repeats", "0"])
