@@ -75,6 +75,12 @@ def load_web_config(path: str) -> WebConfig:
             raise ConfigError("{}: unknown key {!r} (known: tls_server_config, basic_auth_users)".format(path, key))
     users = {}
     for user, hashed in _mapping(path, "basic_auth_users", data.get("basic_auth_users")).items():
+        if not isinstance(user, str):  # YAML 1.1 reads on/off/yes/no/true/false as booleans, null as nothing
+            read, kind = ("null", "nothing") if user is None else (str(user).lower(), "a boolean") \
+                if isinstance(user, bool) else (str(user), "a number" if isinstance(user, (int, float)) else "not text")
+            raise ConfigError("{}: key 'basic_auth_users.{}': YAML reads this user name as {} ({}), not as a name "
+                              "(on, off, yes, no, true, false, null and numbers are not names to it); quote it: "
+                              "'name': '$2y$10$...'".format(path, read, read, kind))
         if not isinstance(hashed, str) or not BCRYPT_HASH.match(hashed):
             raise ConfigError("{}: key 'basic_auth_users.{}': must be a bcrypt hash of 60 characters ($2y$10$...); "
                               "make one with `htpasswd -nBC 10 {}`".format(path, user, user))
@@ -82,7 +88,7 @@ def load_web_config(path: str) -> WebConfig:
             raise ConfigError("{}: key 'basic_auth_users.{}': bcrypt cost {} is above {} (each wrong password would "
                               "cost {}x a cost-10 check); make one with `htpasswd -nBC 10 {}`"
                               .format(path, user, _cost(hashed), BCRYPT_MAX_COST, 2 ** (_cost(hashed) - 10), user))
-        users[str(user)] = hashed.encode()
+        users[user] = hashed.encode()
     if users:
         _bcrypt(path)  # missing now is one line at start, not a failure at the first scrape
     tls_cfg = data.get("tls_server_config")

@@ -8,6 +8,7 @@ import time
 import bcrypt
 import pytest
 import requests
+import yaml
 from hypothesis import given, settings, strategies as st
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -24,6 +25,10 @@ def test_a_bcrypt_cost_above_the_cap_is_refused_at_load_in_one_line(tmp_path_fac
     """Any cost the hash format allows: up to the cap it loads (quickly), above it one line names file, key, fix."""
     web = tmp_path_factory.mktemp("web") / "web.yml"
     web.write_text("basic_auth_users:\n  {}: '$2y${:02d}${}'\n".format(user, cost, SALT_AND_DIGEST))
+    if not isinstance(yaml.safe_load(user), str):  # on, off, yes, no, true, false, null: not a name to YAML
+        with pytest.raises(ConfigError, match="YAML reads this user name as .*; quote it"):
+            load_web_config(str(web))
+        return
     if cost <= BCRYPT_MAX_COST:
         assert load_web_config(str(web)).users == {user: "$2y${:02d}${}".format(cost, SALT_AND_DIGEST).encode()}
         return
@@ -119,3 +124,15 @@ def test_200_simultaneous_scrapes_are_all_answered():
         if serving.is_alive():
             server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("user", ["on", "off", "yes", "no", "true", "null"])
+def test_a_user_name_yaml_reads_as_a_boolean_is_one_line_not_a_renamed_user(tmp_path, user):
+    """Unquoted, `on: '$2y$...'` is the user True to YAML 1.1: refused with the fix, never renamed."""
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  {}: '$2y$10${}'\n".format(user, SALT_AND_DIGEST))
+    with pytest.raises(ConfigError) as error:
+        load_web_config(str(web))
+    assert str(error.value).startswith("{}: key 'basic_auth_users.".format(web)) and "quote it" in str(error.value)
+    web.write_text("basic_auth_users:\n  '{}': '$2y$10${}'\n".format(user, SALT_AND_DIGEST))
+    assert list(load_web_config(str(web)).users) == [user]
