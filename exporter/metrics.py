@@ -57,7 +57,8 @@ METRICS = {
     "edgescope_emc_utilisation_ratio": _gauge("External memory controller busy fraction."),
     "edgescope_memory_used_bytes": _gauge("RAM in use."),
     "edgescope_memory_total_bytes": _gauge("RAM total."),
-    "edgescope_gpu_memory_bytes": _gauge("The GPU's share of the board's RAM (unified memory: the kernel's NvMapMemUsed, through jtop or /proc/meminfo)."),
+    "edgescope_gpu_memory_bytes": _gauge("The GPU's share of the board's RAM (unified memory: the kernel's "
+                                         "NvMapMemUsed, through jtop or /proc/meminfo)."),
     "edgescope_swap_used_bytes": _gauge("Swap in use."),
     "edgescope_swap_total_bytes": _gauge("Swap total."),
     "edgescope_fan_speed_ratio": _gauge("Fan PWM duty, 0..1.", "fan"),

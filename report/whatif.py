@@ -95,7 +95,8 @@ def _workers(record: dict) -> Optional[int]:
 
 def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
     """Another run of the same configuration (report.configuration), measured the same way, that ran the
-    change ``what`` predicts for ``record`` (none for storage and compute what-ifs: the report cannot tell storage or boards apart)."""
+    change ``what`` predicts for ``record`` (none for storage and compute what-ifs: the report cannot tell
+    storage or boards apart)."""
     ignored = CHANGED_BY.get(what)
     if ignored is None:
         return None
@@ -130,9 +131,10 @@ def compared(predicted: float, predicted_spread: float, measured: float, measure
     bar = abs(predicted / measured) * math.hypot(predicted_spread / predicted if predicted else 0.0,
                                                  spread / measured)
     noise = predicted_spread + spread
-    return {"e2e_error_ratio": ratio, "e2e_error_spread_ratio": bar, "within_noise": abs(predicted - measured) <= noise,
+    error = abs(predicted - measured)
+    return {"e2e_error_ratio": ratio, "e2e_error_spread_ratio": bar, "within_noise": error <= noise,
             "compute_drift_seconds": compute_drift,
-            "compute_covers": None if compute_drift is None else abs(predicted - measured) <= noise + abs(compute_drift)}
+            "compute_covers": None if compute_drift is None else error <= noise + abs(compute_drift)}
 
 
 def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:

@@ -171,5 +171,6 @@ def test_each_prediction_carries_the_compute_it_assumes():
     doubled = out["workers_doubled"]
     shared, measured = (float(x) for x in re.search(r"CPU work x([0-9.]+) from sharing \(measured x([0-9.]+)\)",
                                                     doubled.basis).groups())
-    assert doubled.compute_seconds == pytest.approx(window.compute_s * shared / measured, rel=0.02)  # factors to 2 decimals
+    # the factors are printed to 2 decimals
+    assert doubled.compute_seconds == pytest.approx(window.compute_s * shared / measured, rel=0.02)
     assert what_ifs(window.timeline, window.duration_s, 1, 0.0)["dataset_cached"].compute_seconds is None
