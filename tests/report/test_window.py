@@ -101,17 +101,17 @@ def _energy(levels, step_s, t):
 
 
 @settings(max_examples=300, deadline=None)
-@given(levels=st.lists(st.floats(0.5, 60.0), min_size=40, max_size=40), step=st.floats(0.1, 3.0),
-       scrape=st.floats(0.5, 15.0), lag=st.floats(0.0, 2.0), ages=st.lists(st.floats(0.0, 1.0), min_size=400,
-                                                                           max_size=400),
+@given(levels=st.lists(st.floats(0.5, 60.0), min_size=12, max_size=12), step=st.floats(0.5, 10.0),
+       scrape=st.floats(0.5, 15.0), lag=st.floats(0.0, 2.0), ages=st.lists(st.floats(0.0, 1.0), min_size=7,
+                                                                           max_size=7),
        edges=st.tuples(st.floats(0.05, 0.45), st.floats(0.55, 0.95)))
 def test_the_bound_covers_a_lagging_counter_whatever_the_power_does(levels, step, scrape, lag, ages, edges):
     """A counter scraped every ``scrape`` s that reads the energy of up to ``lag`` s before (an exporter's,
     as of its last sample) under power steps: the interpolated increase is off by no more than its bound."""
     span = len(levels) * step
     samples, counted_to = [], 0.0
-    for k, age in zip(range(int(span // scrape) + 1), ages):
-        counted_to = max(counted_to, k * scrape - age * lag)  # a later scrape never sees an older count
+    for k in range(int(span // scrape) + 1):  # scrape k's count is ages[k % 7] of a lag old, never older than k-1's
+        counted_to = max(counted_to, k * scrape - ages[k % len(ages)] * lag)
         samples.append((k * scrape, _energy(levels, step, counted_to)))
     start, end = edges[0] * span, edges[1] * span
     bound = window.increase_bound(samples, start, end, lag)
