@@ -139,14 +139,12 @@ def compare(predicted: Sequence[float], measured: Sequence[float],
     predicted."""
     p, sp = mean_sd(predicted)
     m, sm = mean_sd(measured)
-    drift = None
-    if predicted_compute and measured_compute:
-        drift = statistics.mean(measured_compute) - statistics.mean(predicted_compute)
+    assumed = statistics.mean(predicted_compute) if predicted_compute and measured_compute else None
+    drift = None if assumed is None else statistics.mean(measured_compute) - assumed  # type: ignore
     verdict = compared(p, 0.0 if math.isnan(sp) else sp, m, None if math.isnan(sm) else sm, drift)
     error, bar = verdict["e2e_error_ratio"], verdict["e2e_error_spread_ratio"]
     return Comparison((p, sp), (m, sm), error, bar, verdict["within_noise"], abs(error) <= bar,
-                      None if drift is None else drift / statistics.mean(predicted_compute),  # type: ignore
-                      verdict["compute_covers"])
+                      None if drift is None else drift / assumed, verdict["compute_covers"])  # type: ignore
 
 
 def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:

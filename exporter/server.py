@@ -76,8 +76,7 @@ def load_web_config(path: str) -> WebConfig:
     users = {}
     for user, hashed in _mapping(path, "basic_auth_users", data.get("basic_auth_users")).items():
         if not isinstance(user, str):  # YAML 1.1 reads on/off/yes/no/true/false as booleans, null as nothing
-            read, kind = ("null", "nothing") if user is None else (str(user).lower(), "a boolean") \
-                if isinstance(user, bool) else (str(user), "a number" if isinstance(user, (int, float)) else "not text")
+            read, kind = _yaml_reading(user)
             raise ConfigError("{}: key 'basic_auth_users.{}': YAML reads this user name as {} ({}), not as a name "
                               "(on, off, yes, no, true, false, null and numbers are not names to it); quote it: "
                               "'name': '$2y$10$...'".format(path, read, read, kind))
@@ -93,6 +92,15 @@ def load_web_config(path: str) -> WebConfig:
         _bcrypt(path)  # missing now is one line at start, not a failure at the first scrape
     tls_cfg = data.get("tls_server_config")
     return WebConfig(None if tls_cfg is None else _tls_context(path, base, tls_cfg), users)
+
+
+def _yaml_reading(value: object) -> Tuple[str, str]:
+    """How YAML wrote a key it did not read as text, and what it read it as."""
+    if value is None:
+        return "null", "nothing"
+    if isinstance(value, bool):
+        return str(value).lower(), "a boolean"
+    return str(value), "a number" if isinstance(value, (int, float)) else "not text"
 
 
 def _cost(hashed: str) -> int:

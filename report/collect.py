@@ -394,8 +394,9 @@ def _counter_lag(prom: Prometheus, run: Run, sources: Series, lo: float, hi: flo
     intervals = [v for _, samples in _fetch(prom, EXPORTER_INTERVAL, run, lo, hi, []) for _, v in samples]
     if not intervals:
         return None
+    interval = max(intervals)
     names = {labels.get("source") or LINE_SOURCES[0] for labels, _ in sources} or set(LINE_SOURCES)
-    return max(lag_for(name, max(intervals), max(intervals)) for name in names)
+    return max(lag_for(name, interval, interval) for name in names)
 
 
 def _add_window_energy(prom: Prometheus, run: Run, windows: List[Tuple[Epoch, float, float]], energy: Series,

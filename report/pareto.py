@@ -100,11 +100,6 @@ def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float
     return "; ".join(parts) or "{} has no power reading".format(_name(p))
 
 
-def measurement_pass(row: dict) -> Optional[str]:
-    """Why a comparison row is a measurement pass rather than a configuration a user chooses; None if it is one."""
-    return not_a_choice(row.get("measured_as", {}))
-
-
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,
            time_budget: Optional[float] = None) -> Tuple[List[dict], List[str]]:
     """One entry per device × model: its points (``dominated`` beyond the spreads, ``ties`` within them,
@@ -113,7 +108,7 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
     notes = []
     for row in comparison:
         what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
-        why = measurement_pass(row)
+        why = not_a_choice(row.get("measured_as", {}))
         if why:
             notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))
             continue
@@ -151,7 +146,8 @@ def add_predicted_points(front_list: List[dict], summary: List[dict]) -> None:
     for front in front_list:
         front["predicted"] = []
         for record in summary:
-            if (record["device"], record["model"]) != (front["device"], front["model"]) or measurement_pass(record):
+            if (record["device"], record["model"]) != (front["device"], front["model"]) \
+                    or not_a_choice(record.get("measured_as", {})):
                 continue
             for name, prediction in record.get("what_if", {}).items():
                 if not name.startswith(ON_THE_FRONT) or prediction["e2e_seconds"] is None \

@@ -13,6 +13,7 @@ bar (both spreads), ``within_noise`` when the two overlap, and how far that
 run's compute moved from the compute the prediction assumed.
 """
 import math
+import statistics
 from typing import Dict, List, Optional, Sequence
 
 from report import configuration
@@ -66,24 +67,15 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
         elif len(known) < MIN_EPOCHS:
             out[name] = _missing("{} kept epoch: an error bar needs {} or more".format(len(known), MIN_EPOCHS))
         else:
-            mean, spread = _mean(known), _std(known)
+            mean, spread = statistics.mean(known), statistics.stdev(known)
             computes = [epoch.get(name) for epoch in per_epoch_compute]
             out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": spread,
                          "energy_joules": None if power is None else power * mean,
                          "energy_spread_joules": None if power is None else power * spread,
-                         "compute_seconds": _mean(computes) if len(computes) == len(known) and None not in computes
-                         else None,
+                         "compute_seconds": statistics.mean(computes)  # type: ignore
+                         if len(computes) == len(known) and None not in computes else None,
                          "epochs": len(known), "basis": "replayed on {} epochs' loader timelines".format(len(known))}
     return out
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _std(values: Sequence[float]) -> float:
-    mean = _mean(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _workers(record: dict) -> Optional[int]:
