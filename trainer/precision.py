@@ -9,12 +9,10 @@ def decimals(spread: float) -> int:
     """Decimal places that show ``spread`` to one significant digit (two for 1.x)."""
     if not spread > 0 or math.isinf(spread):
         return 3
-    exponent = math.floor(math.log10(spread))
-    leading = spread / 10 ** exponent
-    if round(leading) >= 10:  # 0.96 rounds to 1.0: one place fewer
-        exponent += 1
-        leading = 1.0
-    return max(0, -exponent + (1 if round(leading, 1) < 2 else 0))
+    # The digits from the float's own scientific notation: dividing by 10 ** exponent underflows to zero for a
+    # subnormal spread (5e-324), and its rounding already carries 0.96 into the next decade (1.0e+00).
+    mantissa, exponent = "{:.1e}".format(spread).split("e")
+    return max(0, -int(exponent) + (1 if float(mantissa) < 2 else 0))
 
 
 def _significant(value: float, digits: int) -> int:

@@ -28,3 +28,10 @@ def test_ratios_as_signed_percentages():
 @pytest.mark.parametrize("spread", [float("nan"), float("inf"), -1.0])
 def test_a_spread_that_is_no_number_falls_back_to_three_places(spread):
     assert decimals(spread) == 3
+
+
+@pytest.mark.parametrize("spread, places", [
+    (5e-324, 324), (2.2e-308, 308), (1.7e308, 0), (1e-3, 4), (9.96e-3, 3), (1.96, 0)])
+def test_any_positive_float_spread_gets_its_places(spread, places):
+    """The smallest subnormal (5e-324, found by the report's property test) once divided by zero."""
+    assert decimals(spread) == places
