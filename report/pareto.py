@@ -140,12 +140,12 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
 ON_THE_FRONT = ("dataset_cached", "workers_doubled", "workers_doubled_storage_scales", "storage_bps=")
 
 
-def add_predicted_points(front_list: List[dict], summary: List[dict]) -> None:
-    """Each front's ``predicted``: the what-ifs of its runs (report.whatif) as points with their error bars,
-    labelled predicted; they are drawn and listed, never recommended."""
+def add_predicted_points(front_list: List[dict], rows: List[dict]) -> None:
+    """Each front's ``predicted``: the what-ifs of its comparison rows (report.whatif, repeats pooled) as points
+    with their error bars, labelled predicted; they are drawn and listed, never recommended."""
     for front in front_list:
         front["predicted"] = []
-        for record in summary:
+        for record in rows:
             if (record["device"], record["model"]) != (front["device"], front["model"]) \
                     or not_a_choice(record.get("measured_as", {})):
                 continue
@@ -154,7 +154,7 @@ def add_predicted_points(front_list: List[dict], summary: List[dict]) -> None:
                         or prediction["energy_joules"] is None:
                     continue
                 front["predicted"].append({
-                    "predicted": True, "what_if": name, "run_id": record["run_id"],
+                    "predicted": True, "what_if": name, "runs": record["runs"],
                     "configuration": record["configuration"], "e2e_seconds": prediction["e2e_seconds"],
                     "e2e_spread_seconds": prediction["e2e_spread_seconds"],
                     "energy_joules": prediction["energy_joules"],

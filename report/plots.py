@@ -208,7 +208,7 @@ def pareto_front(report: dict) -> Figure:
                         yerr=[p["energy_spread_joules"] for p in predicted], fmt="D", markerfacecolor="white",
                         color=PALETTE[4], elinewidth=0.8, capsize=2, linestyle="none", label="predicted (what-if)")
             for p in predicted:
-                ax.annotate(plain("predicted: {} of {}".format(p["what_if"], p["run_id"])),
+                ax.annotate(plain("predicted: {} of {}".format(p["what_if"], " ".join(p["runs"]))),
                             (p["e2e_seconds"], p["energy_joules"]), fontsize=6, xytext=(4, -8),
                             textcoords="offset points", color=PALETTE[4])
         best = front["recommendation"]

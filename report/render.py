@@ -59,19 +59,21 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
     hold ``storage_bps`` (a what-if) and ``pareto`` with ``power_budget`` /
     ``time_budget`` (the Pareto section)."""
     summary = [run_summary(r, warmup_epochs) for r in collected.runs]
-    add_what_ifs(summary, settings.get("storage_bps"))
+    rows = comparison(collected.runs, warmup_epochs)
+    for records in (summary, rows):  # per run, and pooled over each configuration's repeats
+        add_what_ifs(records, settings.get("storage_bps"))
     report = {
         "settings": dict(settings, warmup_epochs=warmup_epochs),
         "epochs": [epoch_record(r, e, warmup_epochs) for r in collected.runs for e in r.epochs],
         "summary": summary,
-        "comparison": comparison(collected.runs, warmup_epochs),
+        "comparison": rows,
         "notes": list(collected.notes),
     }
     report["notes"] += context_notes(report["comparison"])
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
-        add_predicted_points(report["pareto"], summary)
+        add_predicted_points(report["pareto"], rows)
         report["notes"] += notes
     return report
 
@@ -176,14 +178,16 @@ def _prediction_cell(prediction: dict) -> str:
 
 
 def diagnosis_table(report: dict) -> tuple:
-    names = list(dict.fromkeys(n for s in report["summary"] for n in s["what_if"]))
+    """One line per comparison row: the repeats of a configuration pool, so every spread holds the drift
+    between runs as well as between epochs (the per-run what-ifs are in the JSON and CSV summary)."""
+    names = list(dict.fromkeys(n for s in report["comparison"] for n in s["what_if"]))
     missing = {"e2e_seconds": None, "basis": "not predicted"}
-    rows = [[s["run_id"], s["device"], s["bottleneck"] or MISSING]
+    rows = [[" ".join(s["runs"]), s["device"], s["bottleneck"] or MISSING]
             + [_prediction_cell(s["what_if"].get(n, missing)) for n in names]
-            + [s["bottleneck_evidence"]] for s in report["summary"]]
-    return ("Diagnosis and what-if per run (predicted E2E / energy per epoch ± spread over the replayed epochs; "
-            "error ± its bar against a run that measured that configuration)",
-            ["run", "device", "bottleneck"] + names + ["evidence"], rows)
+            + [s["bottleneck_evidence"]] for s in report["comparison"]]
+    return ("Diagnosis and what-if per configuration, its repeated runs pooled (predicted E2E / energy per epoch "
+            "± spread over the replayed epochs; error ± its bar against the runs that measured that configuration)",
+            ["runs", "device", "bottleneck"] + names + ["evidence"], rows)
 
 
 def pareto_table(report: dict) -> tuple:
@@ -205,7 +209,7 @@ def pareto_table(report: dict) -> tuple:
             rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
-                         "predicted: {} of run {}".format(point["what_if"], point["run_id"])])
+                         "predicted: {} of {}".format(point["what_if"], " ".join(point["runs"]))])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",

@@ -69,7 +69,8 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
     """One row per configuration (report.configuration: device, torch device, model, loader settings, power
     mode, storage, ...) and way of measuring it, pooling the kept epochs of every run with that key (repeated
     runs add epochs, not rows; a plan's name, a data directory or JetPack do not split them, they are
-    context, and ``context_differs`` names those that differ within the row)."""
+    context, and ``context_differs`` names those that differ within the row). Their what-ifs' replays pool
+    too (report.whatif), so a row's spreads hold the drift between its runs as well as between epochs."""
     groups = {}  # type: Dict[configuration.Key, List[Run]]
     for run in runs:
         groups.setdefault(configuration.key(run.labels), []).append(run)
@@ -84,6 +85,8 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
         row.update(described(first.labels))
         row["context"], row["context_differs"] = _shared_context(members)
         row.update(summarize(chosen))
+        row["predicted"] = [e.predicted for e in chosen]  # every run's replays: a row's what-ifs pool its repeats
+        row["predicted_compute"] = [e.predicted_compute for e in chosen]
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)
         rows.append(row)
     return rows

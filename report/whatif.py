@@ -2,15 +2,18 @@
 replays every epoch's recorded loader timeline with one change
 (``trainer/timeline.py``: dataset cached, workers doubled, storage of another
 read rate, compute K times faster) and publishes the predicted epoch time
-(``edgescope_train_epoch_predicted_duration_seconds{what_if}``). Here a run's
-prediction is the mean over its kept epochs, its error bar their standard
-deviation; fewer than 2 kept epochs give no prediction. Energy = the run's
-average power x the predicted time (it assumes the power stays as measured).
+(``edgescope_train_epoch_predicted_duration_seconds{what_if}``). Here a
+record's prediction is the mean over its kept epochs, its error bar their
+standard deviation; fewer than 2 kept epochs give no prediction. Energy = the
+record's average power x the predicted time (it assumes the power stays as
+measured). A record is one run (the summary) or one comparison row, which pools
+the epochs of every repeat of its configuration: its spreads then hold the
+machine's drift between runs, which one run's epochs cannot show.
 
-Where the report also holds a run of the same configuration (report.configuration)
+Where the report also holds a record of the same configuration (report.configuration)
 that measured the predicted change, the prediction carries it: the error, its
 bar (both spreads), ``within_noise`` when the two overlap, and how far that
-run's compute moved from the compute the prediction assumed.
+record's compute moved from the compute the prediction assumed.
 """
 import math
 import statistics
@@ -44,8 +47,13 @@ def storage_what_if(storage_bps: float) -> str:
     return "storage_bps={:g}".format(storage_bps)
 
 
+def runs_of(record: dict) -> List[str]:
+    """The runs a record holds: a comparison row's ``runs``, a summary record's own."""
+    return list(record.get("runs") or [record["run_id"]])
+
+
 def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
-    """Each what-if of one summary record from its kept epochs' ``predicted`` (what_if -> seconds per epoch)."""
+    """Each what-if of one record from its kept epochs' ``predicted`` (what_if -> seconds per epoch)."""
     if synthetic_input(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
     per_epoch = record.get("predicted", [])  # type: List[Dict[str, float]]
@@ -74,7 +82,9 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
                          "energy_spread_joules": None if power is None else power * spread,
                          "compute_seconds": statistics.mean(computes)  # type: ignore
                          if len(computes) == len(known) and None not in computes else None,
-                         "epochs": len(known), "basis": "replayed on {} epochs' loader timelines".format(len(known))}
+                         "epochs": len(known), "basis": "replayed on {} epochs' loader timelines{}".format(
+                             len(known), " of {} runs".format(len(runs_of(record))) if len(runs_of(record)) > 1
+                             else "")}
     return out
 
 
@@ -86,7 +96,7 @@ def _workers(record: dict) -> Optional[int]:
 
 
 def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[dict]:
-    """Another run of the same configuration (report.configuration), measured the same way, that ran the
+    """Another record of the same configuration (report.configuration), measured the same way, that ran the
     change ``what`` predicts for ``record`` (none for storage and compute what-ifs: the report cannot tell
     storage or boards apart)."""
     ignored = CHANGED_BY.get(what)
@@ -130,8 +140,9 @@ def compared(predicted: float, predicted_spread: float, measured: float, measure
 
 
 def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
-    """Set ``what_if`` on every record, with ``measured`` (run, E2E ± spread, energy, the error ± its bar,
-    within_noise) under each prediction whose configuration was also run."""
+    """Set ``what_if`` on every record (all run summaries, or all comparison rows), with ``measured`` (its
+    runs, E2E ± spread, energy, the error ± its bar, within_noise) under each prediction whose configuration
+    was also run."""
     for record in records:
         published = sorted({name for epoch in record.get("predicted", []) for name in epoch})
         names = list(DEFAULT_WHAT_IFS) + [n for n in published if n not in DEFAULT_WHAT_IFS
@@ -152,5 +163,5 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
             prediction["measured"] = dict(
                 compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"], e2e.get("std"),
                          drift),
-                run_id=match.get("run_id"), e2e_seconds=e2e["mean"], e2e_spread_seconds=e2e.get("std"),
+                runs=runs_of(match), e2e_seconds=e2e["mean"], e2e_spread_seconds=e2e.get("std"),
                 energy_joules=mean_of(match, "energy_joules"))

@@ -56,7 +56,7 @@ def test_the_what_if_finds_the_measured_run_across_plans():
     for record in records:
         record["predicted"] = [{"workers_doubled": 30.0}, {"workers_doubled": 31.0}]
     add_what_ifs(records, None)
-    assert records[0]["what_if"]["workers_doubled"]["measured"]["run_id"] == "w2"
+    assert records[0]["what_if"]["workers_doubled"]["measured"]["runs"] == ["w2"]
     # ... but not against a run of another power mode (a knob)
     records[1]["configuration"]["power_mode"] = "MAXN"
     add_what_ifs(records, None)

@@ -63,7 +63,7 @@ def test_what_ifs_are_the_trainers_replays_averaged_with_their_spread_and_checke
     assert cached["e2e_spread_seconds"] == pytest.approx(statistics.stdev([22.8, 23.4]))
     assert cached["energy_joules"] == pytest.approx(6.0 * 23.1)
     measured = cached["measured"]
-    assert measured["run_id"] == "cached-w2" and measured["e2e_seconds"] == pytest.approx(23.5)
+    assert measured["runs"] == ["cached-w2"] and measured["e2e_seconds"] == pytest.approx(23.5)
     assert measured["e2e_error_ratio"] == pytest.approx((23.1 - 23.5) / 23.5)
     assert measured["e2e_error_spread_ratio"] == pytest.approx(statistics.stdev([22.8, 23.4]) / 23.5)
     assert measured["within_noise"]  # 23.1 ± 0.42 reaches 23.5 ± 0
@@ -73,7 +73,7 @@ def test_what_ifs_are_the_trainers_replays_averaged_with_their_spread_and_checke
     # never replayed for storage workers: it says what to run
     pre = runs["pre-w2"]["what_if"]
     assert pre["workers_doubled"]["e2e_seconds"] == pytest.approx(21.2)
-    assert pre["workers_doubled"]["measured"]["run_id"] == "pre-w4"
+    assert pre["workers_doubled"]["measured"]["runs"] == ["pre-w4"]
     assert pre["workers_doubled"]["measured"]["e2e_error_ratio"] == pytest.approx((21.2 - 22.0) / 22.0)
     assert not pre["workers_doubled"]["measured"]["within_noise"]  # 21.2 ± 0.28 does not reach 22.0
     assert pre["dataset_cached"]["e2e_seconds"] is None

@@ -102,8 +102,8 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
             workers_prediction["measured"]["e2e_error_ratio"]))
     assert cold["bottleneck"] == "storage", cold["bottleneck_evidence"]
     assert cached["bottleneck"] != "storage", cached["bottleneck_evidence"]
-    assert cached_prediction["measured"]["run_id"] == "sd-cached"
-    assert workers_prediction["measured"]["run_id"] == "sd-cached-w2"
+    assert cached_prediction["measured"]["runs"] == ["sd-cached"]
+    assert workers_prediction["measured"]["runs"] == ["sd-cached-w2"]
     assert cached_prediction["measured"]["e2e_error_ratio"] is not None
     assert runs["sd-synthetic"]["bottleneck"] == "compute"
     assert all(p["e2e_seconds"] is None for p in runs["sd-synthetic"]["what_if"].values())

@@ -70,7 +70,7 @@ def test_cpu_and_cuda_runs_of_the_same_settings_are_two_rows():
 def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
     from report.pareto import add_predicted_points
     rows = [row("A", 10, 100, 10), row("B", 20, 150, 7.5, workers="2")]
-    summary = [dict(row("B", 20, 150, 7.5, workers="2"), run_id="b-run", what_if={
+    with_what_ifs = [dict(row("B", 20, 150, 7.5, workers="2"), runs=["b-run", "b-again"], what_if={
         "workers_doubled": {"e2e_seconds": 12.0, "e2e_spread_seconds": 0.5, "energy_joules": 95.0,
                             "energy_spread_joules": 4.0, "basis": "replayed"},
         "compute_speedup=2": {"e2e_seconds": 11.0, "e2e_spread_seconds": 0.4, "energy_joules": 80.0,
@@ -78,8 +78,9 @@ def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
         "dataset_cached": {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None,
                            "energy_spread_joules": None, "basis": "does not fit"}})]
     front, _ = fronts(rows, power_budget=100)
-    add_predicted_points(front, summary)
+    add_predicted_points(front, with_what_ifs)
     predicted = front[0]["predicted"]
-    assert [(p["what_if"], p["run_id"], p["predicted"]) for p in predicted] == [("workers_doubled", "b-run", True)]
+    assert [(p["what_if"], p["runs"], p["predicted"]) for p in predicted] == [
+        ("workers_doubled", ["b-run", "b-again"], True)]
     assert predicted[0]["e2e_spread_seconds"] == 0.5  # with its error bar
     assert front[0]["recommendation"]["runs"] == ["A"]  # a prediction never advises, however good it looks
