@@ -203,7 +203,12 @@ def summary(result_rows: Sequence[Row]) -> List[str]:
                  100 * max(errors), label(worst.target), label(worst.source), worst.what_if, 100 * WORST_TARGET,
                  "PASS" if max(errors) <= WORST_TARGET else "FAIL"),
              "errors inside their own bar: {} of {} (target: all): {}".format(
-                 inside, len(compared), "PASS" if inside == len(compared) else "FAIL")]
+                 inside, len(compared), "PASS" if inside == len(compared) else "FAIL"),
+             # the bar's calibration: a bar of one standard deviation that holds every error is too wide
+             "inside once their bar {:.0f} %, twice {:.0f} % (a one-standard-deviation bar of an honest "
+             "prediction holds about 68 % and 95 %)".format(
+                 100 * inside / len(compared),
+                 100 * sum(abs(r.comparison.error) <= 2 * r.comparison.error_sd for r in compared) / len(compared))]
     drifted = [r.comparison for r in compared if r.comparison.compute_drift is not None]
     if drifted:
         drifts = [abs(c.compute_drift) for c in drifted]  # type: ignore

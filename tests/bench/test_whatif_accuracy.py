@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from bench.whatif_accuracy import (CACHED, MIB, Config, compare, kept, label, pairings, parse_args, plan, rows,
+from bench.whatif_accuracy import (CACHED, MIB, Config, Row, compare, kept, label, pairings, parse_args, plan, rows,
                                    storage_key, summary, table)
 from trainer.timeline import Timeline, what_ifs
 
@@ -91,6 +91,14 @@ def test_rows_table_and_summary_from_hand_made_runs():
     assert lines[0].startswith("median |error| 22.6 % (target <= 10 %): FAIL")
     assert "worst |error| 35.5 % (64 px, 2 workers, cached from 64 px, 1 worker, cached" in lines[1]
     assert lines[1].endswith("FAIL") and lines[2] == "errors inside their own bar: 0 of 2 (target: all): FAIL"
+    assert lines[3].startswith("inside once their bar 0 %, twice 0 % (")  # +10 ± 4 %, -35 ± 2 %
+
+
+def test_the_bars_calibration_counts_errors_inside_twice_their_bar():
+    a, b = Config(64, 1, SLOW), Config(64, 2, SLOW)
+    between = Row(b, a, "workers_doubled", compare([9.0, 11.0], [11.0, 13.0]), "")  # -17 ± 15 %: 1.1 bars
+    inside = Row(b, a, "workers_doubled", compare([11.5, 12.5], [11.0, 13.0]), "")
+    assert summary([between, inside])[3].startswith("inside once their bar 50 %, twice 100 % (")
 
 
 def test_a_prediction_the_trainer_did_not_make_is_shown_with_its_reason():
@@ -108,7 +116,7 @@ def test_verdicts_pass_on_a_good_run():
             b: epochs([1.6, 1.5, 1.45, 1.55], workers_doubled=[1.0, 1.2, 1.25, 1.3]),
             c: epochs([1.3, 1.2, 1.3, 1.25])}
     lines = summary(rows(runs))
-    assert all(line.endswith("PASS") for line in lines), lines
+    assert [line.split(": ")[-1] for line in lines[:3]] == ["PASS"] * 3, lines
     assert label(c) == "64 px, 4 workers, cold 4 MiB/s" and label(Config(224, 1, CACHED)) == "224 px, 1 worker, cached"
 
 
