@@ -13,7 +13,8 @@ Each configuration that another one predicts is then measured against the predic
 (``storage_bps=N``). Error = (predicted mean - measured mean) / measured mean over the kept epochs (epoch 0
 dropped), its bar as the report draws it (report.whatif.compared): both spreads (std over the kept epochs);
 beside it how far the measured run's compute moved from the compute the prediction assumed (the machine's speed
-between the two runs, or an effect on the steps the replay misses). Prints a markdown table, the summary against the
+between the two runs, or an effect on the steps the replay misses) and, for ``storage_bps=N``, how far the read
+rate the measured run's readers got was from N (a throttle's burst credit serves more than its nominal rate). Prints a markdown table, the summary against the
 issue's targets (median |error| <= 10 %, worst <= 25 % on a quiet machine, every error inside its bar) and the
 load average before and after; writes every epoch's record to ``--out``. A benchmark: it prints, never fails.
 
@@ -81,6 +82,9 @@ class Row(NamedTuple):
     what_if: str
     comparison: Optional[Comparison]  # None: not predicted
     why: str  # the prediction's basis when it was not predicted
+    # storage_bps=N only: the read rate the target's readers got (bytes / read seconds) over N, - 1. The replay
+    # assumes N; a throttle's burst credit can serve more, which the prediction cannot know.
+    storage_drift: Optional[float] = None
 
 
 def label(config: Config) -> str:
@@ -147,6 +151,14 @@ def compare(predicted: Sequence[float], measured: Sequence[float],
                       None if drift is None else drift / assumed, verdict["compute_covers"])  # type: ignore
 
 
+def read_rate(records: Sequence[Dict[str, Any]]) -> Optional[float]:
+    """Bytes per second of read time, each reader's rate (the trainer's --results io_read_bytes / read_s)."""
+    seconds = sum(r.get("read_s") or 0.0 for r in records)
+    if seconds <= 0 or any(r.get("io_read_bytes") is None for r in records):
+        return None
+    return sum(r["io_read_bytes"] for r in records) / seconds
+
+
 def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
     """Every pairing whose two runs both have kept epochs, compared."""
     out = []
@@ -163,28 +175,31 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
         predicted_compute = [(r.get("predicted_compute_s") or {}).get(name) for r in source_epochs]
         measured_compute = [r.get("compute_s") for r in target_epochs]
         known = None not in predicted_compute and None not in measured_compute
+        rate = read_rate(target_epochs) if name.startswith("storage_bps=") else None
         out.append(Row(target, source, name, compare(values, [r["duration_s"] for r in target_epochs],
                                                      predicted_compute if known else None,
-                                                     measured_compute if known else None), ""))
+                                                     measured_compute if known else None), "",
+                       None if rate is None else rate / float(name.split("=", 1)[1]) - 1))
     return out
 
 
 def table(result_rows: Sequence[Row]) -> str:
     """The comparison as a markdown table."""
-    lines = ["| configuration measured | predicted from | predicted | measured | error | within noise | compute drift |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| configuration measured | predicted from | predicted | measured | error | within noise | compute drift "
+             "| storage drift |", "|---|---|---|---|---|---|---|---|"]
     for row in result_rows:
         source = "{}: `{}`".format(label(row.source), row.what_if)
         c = row.comparison
         if c is None:
-            lines.append("| {} | {} | not predicted ({}) | | | | |".format(label(row.target), source, row.why))
+            lines.append("| {} | {} | not predicted ({}) | | | | | |".format(label(row.target), source, row.why))
             continue
         spread = [None if math.isnan(sd) else sd for sd in (c.predicted[1], c.measured[1], c.error_sd)]
-        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             label(row.target), source, with_spread(c.predicted[0], spread[0], "s"),
             with_spread(c.measured[0], spread[1], "s"), with_spread(c.error, spread[2], percent=True),
             "yes" if c.within_noise else "no",
-            "" if c.compute_drift is None else "{:+.0f} %".format(100 * c.compute_drift)))
+            *("" if drift is None else "{:+.0f} %".format(100 * drift) for drift in (c.compute_drift,
+                                                                                      row.storage_drift))))
     return "\n".join(lines)
 
 
@@ -217,6 +232,10 @@ def summary(result_rows: Sequence[Row]) -> List[str]:
                          100 * statistics.median(drifts), 100 * max(drifts),
                          sum(1 for c in drifted if c.compute_covers and not c.inside_bar),
                          sum(1 for c in drifted if not c.inside_bar)))
+    storage = [r for r in compared if r.storage_drift is not None]
+    if storage:
+        lines.append("storage what-ifs: the measured configuration's readers got {} of the rate the what-if names"
+                     .format(", ".join("{:+.0f} %".format(100 * r.storage_drift) for r in storage)))  # type: ignore
     missing = len(result_rows) - len(compared)
     if missing:
         lines.append("{} pairing{} not predicted (see the table)".format(missing, "" if missing == 1 else "s"))
