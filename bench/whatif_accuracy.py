@@ -47,7 +47,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench import blkio  # noqa: E402
+from bench import blkio, slowdisk  # noqa: E402
 from trainer.pagecache import dataset_size, warm  # noqa: E402
 from report.whatif import compared  # noqa: E402
 from trainer.precision import with_spread  # noqa: E402
@@ -151,16 +151,18 @@ def compare(predicted: Sequence[float], measured: Sequence[float],
                       None if drift is None else drift / assumed, verdict["compute_covers"])  # type: ignore
 
 
-def read_rate(records: Sequence[Dict[str, Any]]) -> Optional[float]:
-    """Bytes per second of read time, each reader's rate (the trainer's --results io_read_bytes / read_s)."""
+def read_rate(records: Sequence[Dict[str, Any]], epoch_bytes: Optional[float]) -> Optional[float]:
+    """Bytes per second of read time, each reader's rate: an epoch reads the whole dataset (``epoch_bytes``)
+    within the trainer's --results read_s. (/proc/<pid>/io cannot say it: read_bytes misses a FUSE disk's
+    reads, rchar counts the workers' other reads.)"""
     seconds = sum(r.get("read_s") or 0.0 for r in records)
-    if seconds <= 0 or any(r.get("io_read_bytes") is None for r in records):
-        return None
-    return sum(r["io_read_bytes"] for r in records) / seconds
+    return None if not epoch_bytes or seconds <= 0 else epoch_bytes * len(records) / seconds
 
 
-def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
-    """Every pairing whose two runs both have kept epochs, compared."""
+def rows(runs: Dict[Config, List[Dict[str, Any]]],
+         dataset_bytes: Optional[Dict[int, float]] = None) -> List[Row]:
+    """Every pairing whose two runs both have kept epochs, compared; ``dataset_bytes`` (per image size: the
+    bytes one epoch reads) gives the storage what-ifs their drift."""
     out = []
     for target, source, name in pairings(list(runs)):
         source_epochs, target_epochs = kept(runs[source]), kept(runs[target])
@@ -175,7 +177,8 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]]) -> List[Row]:
         predicted_compute = [(r.get("predicted_compute_s") or {}).get(name) for r in source_epochs]
         measured_compute = [r.get("compute_s") for r in target_epochs]
         known = None not in predicted_compute and None not in measured_compute
-        rate = read_rate(target_epochs) if name.startswith("storage_bps=") else None
+        rate = read_rate(target_epochs, (dataset_bytes or {}).get(target.size)) \
+            if name.startswith("storage_bps=") else None
         out.append(Row(target, source, name, compare(values, [r["duration_s"] for r in target_epochs],
                                                      predicted_compute if known else None,
                                                      measured_compute if known else None), "",
@@ -257,8 +260,17 @@ def child_env() -> Dict[str, str]:
 
 def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequence[int], work: str,
           group: Optional[str], repeat: int = 0) -> List[Dict[str, Any]]:
-    """One real trainer run (in ``group`` when cold: every epoch evicted, read through its throttle); its
-    per-epoch records, [] if it failed (the log's path is printed)."""
+    """One real trainer run; its per-epoch records, [] if it failed (the log's path is printed). Cold, every
+    epoch is evicted and read through the slow disk (``--disk fuse``: a view of ``data_dir`` mounted for the
+    run) or in ``group``, through its throttle."""
+    with contextlib.ExitStack() as stack:
+        if config.storage != CACHED and args.disk == "fuse":
+            data_dir = stack.enter_context(slowdisk.mounted(data_dir, os.path.join(work, "slow"), config.storage))
+        return _train(config, data_dir, args, rates, work, group, repeat)
+
+
+def _train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequence[int], work: str,
+           group: Optional[str], repeat: int) -> List[Dict[str, Any]]:
     run_id = "whatif-{}px-w{}-{}-r{}".format(config.size, config.workers, config.storage or "cached", repeat)
     results, log = os.path.join(work, run_id + ".jsonl"), os.path.join(work, run_id + ".log")
     if os.path.exists(results):  # the trainer appends: a --work used before holds an older run's epochs
@@ -272,12 +284,13 @@ def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequen
         cmd.append("--evict-dataset")
         for rate in rates:
             cmd += ["--what-if-storage-bps", str(rate)]
-        blkio.set_read_bps(group, data_dir, config.storage)
+        if group:
+            blkio.set_read_bps(group, data_dir, config.storage)
     else:
         warm(data_dir)
     with open(log, "w") as out:
         done = subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
-                              preexec_fn=blkio.joiner(group) if config.storage != CACHED else None)
+                              preexec_fn=blkio.joiner(group) if group and config.storage != CACHED else None)
     if done.returncode != 0 or not os.path.exists(results):
         print("  {}: the trainer exited {}; see {}".format(label(config), done.returncode, log), flush=True)
         return []
@@ -320,6 +333,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         "larger files make the cold runs storage-bound")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated files")
     p.add_argument("--work", default=None, help="datasets, logs, loop disk (default: a temporary folder)")
+    p.add_argument("--disk", choices=("fuse", "throttle"), default="fuse",
+                   help="the cold runs' slow disk: fuse (bench/slowdisk.py: every read takes size / rate, as on a "
+                        "card) or throttle (cgroup v1 blkio on a loop disk: holds back only reads beyond its "
+                        "average rate)")
     p.add_argument("--repeats", type=int, default=1,
                    help="measure the whole grid this many times over, interleaved: a configuration's epochs pool "
                         "over its repeats, so its spread holds the machine's drift from run to run")
@@ -342,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     load_before = os.getloadavg()
     print("load average before: {:.2f} {:.2f} {:.2f} ({} CPUs)".format(*load_before, os.cpu_count()), flush=True)
-    why_not = blkio.unavailable()
+    why_not = slowdisk.unavailable() if args.disk == "fuse" else blkio.unavailable()
     if why_not:
         print("cached half only: the cold half {}".format(why_not), flush=True)
     configs = plan(sorted(args.batches), args.workers, args.rates, args.storage_workers, why_not is None)
@@ -350,6 +367,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(work, exist_ok=True)
     datasets = {size: make_dataset(work, size, batches * args.batch_size, args.file_size, args.quality)
                 for size, batches in args.batches.items()}
+    epoch_bytes = {size: float(dataset_size(folder)) for size, folder in datasets.items()}
     sizes = ["{} px: {} batches, {:.1f} MB of {} px JPEGs (quality {})".format(
         s, b, dataset_size(datasets[s]) / 1e6, args.file_size or s, args.quality)
         for s, b in sorted(args.batches.items())]
@@ -358,7 +376,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs = {}  # type: Dict[Config, List[Dict[str, Any]]]
     with contextlib.ExitStack() as stack:
         group = None
-        if why_not is None:
+        if why_not is None and args.disk == "throttle":
             total = sum(dataset_size(d) for d in datasets.values())
             disk = stack.enter_context(blkio.loop_disk(work, max(64 * MIB, 2 * total + 32 * MIB)))
             for size, folder in list(datasets.items()):
@@ -367,7 +385,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             group = stack.enter_context(blkio.throttled_group(disk, args.rates[0], "edgescope-bench"))
         for config, records in measure(configs, datasets, args, args.rates, work, group):
             runs.setdefault(config, []).extend(records)  # a configuration's epochs pool over its repeats
-    result_rows = rows(runs)
+    result_rows = rows(runs, epoch_bytes)
     print()
     print(table(result_rows))
     print()
@@ -377,6 +395,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("load average after: {:.2f} {:.2f} {:.2f} (the targets are for a quiet machine)".format(*load_after))
     with open(args.out, "w") as f:
         json.dump({"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:] if argv is None else argv,
+                   "dataset_bytes": epoch_bytes,
                    "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
                    "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,
                              "comparison": r.comparison._asdict() if r.comparison else None, "why": r.why}
