@@ -2,9 +2,10 @@
 
 Runs the real trainer (``python -m trainer.cli``, CPU, one torch thread, mobilenet_v3_small on a JPEG
 imagefolder) over a grid: DataLoader workers x storage x image size. Storage is ``cached`` (the dataset read
-once into the page cache before the run) or ``cold``: the dataset on an ext4 loop disk of its own, read through
-a cgroup v1 blkio throttle (4 MiB/s, an SD card) with ``--evict-dataset`` (every epoch reads from the disk); one
-workers setting is also measured cold at a second rate (8 MiB/s). Image size 64 is light preprocessing, 224
+once into the page cache before the run) or ``cold``: read from a slow disk at 4 MiB/s (an SD card) with
+``--evict-dataset`` (every epoch reads from the disk); one workers setting is also measured cold at a second
+rate (8 MiB/s). The slow disk is bench/slowdisk.py's FUSE view (``--disk fuse``: every read takes its size over
+the rate) or an ext4 loop disk of its own read through a cgroup v1 blkio throttle (``--disk throttle``). Image size 64 is light preprocessing, 224
 heavy (the files are generated at that size and cropped to it).
 
 Each configuration that another one predicts is then measured against the prediction: cold -> cached
@@ -21,14 +22,14 @@ load average before and after; writes every epoch's record to ``--out``. A bench
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --out whatif.json          # ~10 min on 2 cores
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --quick --out quick.json    # ~3 min smoke run
 
-Without root and cgroup v1 blkio only the cached half runs.
+Without root and /dev/fuse (``--disk throttle``: cgroup v1 blkio) only the cached half runs.
 
 On a CPU the model's step (mobilenet_v3_small: ~14 ms an image at 64 px, ~60 ms at 224 px on one core) hides
 JPEGs of the crop's own size even at 4 MiB/s (3 KB and 28 KB: 0.7 and 7 ms to read), so the default grid checks
 the what-ifs where they should predict little change. ``--file-size 384`` (80 KB files, 19 ms at 4 MiB/s) makes
 the 64 px cold runs storage-bound. blk-throttle lets one 100 ms slice's worth through at once after an idle
 spell: a worker that idles between batches (a hidden loader) reads faster than the nominal rate; one that
-never idles (storage the bottleneck) reads at it.
+never idles (storage the bottleneck) reads at it. The FUSE disk takes its time over every read.
 """
 import argparse
 import contextlib
