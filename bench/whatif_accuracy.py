@@ -5,8 +5,8 @@ imagefolder) over a grid: DataLoader workers x storage x image size. Storage is 
 once into the page cache before the run) or ``cold``: read from a slow disk at 4 MiB/s (an SD card) with
 ``--evict-dataset`` (every epoch reads from the disk); one workers setting is also measured cold at a second
 rate (8 MiB/s). The slow disk is bench/slowdisk.py's FUSE view (``--disk fuse``: every read takes its size over
-the rate) or an ext4 loop disk of its own read through a cgroup v1 blkio throttle (``--disk throttle``). Image size 64 is light preprocessing, 224
-heavy (the files are generated at that size and cropped to it).
+the rate) or an ext4 loop disk of its own read through a cgroup v1 blkio throttle (``--disk throttle``). Image
+size 64 is light preprocessing, 224 heavy (the files are generated at that size and cropped to it).
 
 Each configuration that another one predicts is then measured against the prediction: cold -> cached
 (``dataset_cached``, same workers and size), W -> 2W workers (``workers_doubled`` cold,
@@ -15,9 +15,10 @@ Each configuration that another one predicts is then measured against the predic
 dropped), its bar as the report draws it (report.whatif.compared): both spreads (std over the kept epochs);
 beside it how far the measured run's compute moved from the compute the prediction assumed (the machine's speed
 between the two runs, or an effect on the steps the replay misses) and, for ``storage_bps=N``, how far the read
-rate the measured run's readers got was from N (a throttle's burst credit serves more than its nominal rate). Prints a markdown table, the summary against the
-issue's targets (median |error| <= 10 %, worst <= 25 % on a quiet machine, every error inside its bar) and the
-load average before and after; writes every epoch's record to ``--out``. A benchmark: it prints, never fails.
+rate the measured run's readers got was from N (a throttle's burst credit serves more than its nominal rate).
+Prints a markdown table, the summary against the issue's targets (median |error| <= 10 %, worst <= 25 % on a
+quiet machine, every error inside its bar) and the load average before and after; writes every epoch's record to
+``--out``. A benchmark: it prints, never fails.
 
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --out whatif.json          # ~10 min on 2 cores
     sudo PYTHONPATH=. python3 bench/whatif_accuracy.py --quick --out quick.json    # ~3 min smoke run
@@ -43,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -183,7 +184,7 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]],
         out.append(Row(target, source, name, compare(values, [r["duration_s"] for r in target_epochs],
                                                      predicted_compute if known else None,
                                                      measured_compute if known else None), "",
-                       None if rate is None else rate / float(name.split("=", 1)[1]) - 1))
+                       None if rate is None else rate / target.storage - 1))
     return out
 
 
@@ -259,39 +260,42 @@ def child_env() -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 
+@contextlib.contextmanager
+def cold_disk(config: Config, data_dir: str, args: argparse.Namespace, work: str,
+              group: Optional[str]) -> Iterator[Tuple[str, Optional[Callable[[], None]]]]:
+    """Where a cold run reads ``data_dir`` at ``config.storage`` bytes/s, and how its trainer gets there: a FUSE
+    view mounted for the run (``--disk fuse``), or the folder itself read from inside ``group``'s throttle."""
+    if args.disk == "fuse":
+        with slowdisk.mounted(data_dir, os.path.join(work, "slow"), config.storage) as view:
+            yield view, None
+    else:
+        blkio.set_read_bps(group, data_dir, config.storage)  # type: ignore[arg-type]
+        yield data_dir, blkio.joiner(group)  # type: ignore[arg-type]
+
+
 def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequence[int], work: str,
           group: Optional[str], repeat: int = 0) -> List[Dict[str, Any]]:
-    """One real trainer run; its per-epoch records, [] if it failed (the log's path is printed). Cold, every
-    epoch is evicted and read through the slow disk (``--disk fuse``: a view of ``data_dir`` mounted for the
-    run) or in ``group``, through its throttle."""
-    with contextlib.ExitStack() as stack:
-        if config.storage != CACHED and args.disk == "fuse":
-            data_dir = stack.enter_context(slowdisk.mounted(data_dir, os.path.join(work, "slow"), config.storage))
-        return _train(config, data_dir, args, rates, work, group, repeat)
-
-
-def _train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequence[int], work: str,
-           group: Optional[str], repeat: int) -> List[Dict[str, Any]]:
+    """One real trainer run (cold: every epoch evicted, read from the slow disk); its per-epoch records, [] if
+    it failed (the log's path is printed)."""
     run_id = "whatif-{}px-w{}-{}-r{}".format(config.size, config.workers, config.storage or "cached", repeat)
     results, log = os.path.join(work, run_id + ".jsonl"), os.path.join(work, run_id + ".log")
     if os.path.exists(results):  # the trainer appends: a --work used before holds an older run's epochs
         os.remove(results)
     cmd = [sys.executable, "-m", "trainer.cli", "--model", "mobilenet_v3_small", "--dataset", "imagefolder",
-           "--data-dir", data_dir, "--image-size", str(config.size), "--batch-size", str(args.batch_size),
+           "--image-size", str(config.size), "--batch-size", str(args.batch_size),
            "--workers", str(config.workers), "--epochs", str(args.epochs), "--max-batches",
            str(args.batches[config.size]), "--device", "cpu", "--metrics-port", "-1", "--linger", "0",
            "--results", results, "--run-id", run_id]
-    if config.storage != CACHED:
-        cmd.append("--evict-dataset")
-        for rate in rates:
-            cmd += ["--what-if-storage-bps", str(rate)]
-        if group:
-            blkio.set_read_bps(group, data_dir, config.storage)
-    else:
-        warm(data_dir)
-    with open(log, "w") as out:
-        done = subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
-                              preexec_fn=blkio.joiner(group) if group and config.storage != CACHED else None)
+    with contextlib.ExitStack() as stack:
+        enter = None
+        if config.storage != CACHED:
+            data_dir, enter = stack.enter_context(cold_disk(config, data_dir, args, work, group))
+            cmd += ["--evict-dataset"] + [flag for rate in rates for flag in ("--what-if-storage-bps", str(rate))]
+        else:
+            warm(data_dir)
+        with open(log, "w") as out:
+            done = subprocess.run(cmd + ["--data-dir", data_dir], cwd=REPO, env=child_env(), stdout=out,
+                                  stderr=subprocess.STDOUT, preexec_fn=enter)
     if done.returncode != 0 or not os.path.exists(results):
         print("  {}: the trainer exited {}; see {}".format(label(config), done.returncode, log), flush=True)
         return []

@@ -77,14 +77,14 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
         else:
             mean, spread = statistics.mean(known), statistics.stdev(known)
             computes = [epoch.get(name) for epoch in per_epoch_compute]
+            runs = len(runs_of(record))
             out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": spread,
                          "energy_joules": None if power is None else power * mean,
                          "energy_spread_joules": None if power is None else power * spread,
                          "compute_seconds": statistics.mean(computes)  # type: ignore
                          if len(computes) == len(known) and None not in computes else None,
                          "epochs": len(known), "basis": "replayed on {} epochs' loader timelines{}".format(
-                             len(known), " of {} runs".format(len(runs_of(record))) if len(runs_of(record)) > 1
-                             else "")}
+                             len(known), " of {} runs".format(runs) if runs > 1 else "")}
     return out
 
 
