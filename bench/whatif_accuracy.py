@@ -50,6 +50,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import blkio, slowdisk  # noqa: E402
+from exporter import atomicfile  # noqa: E402
 from trainer.pagecache import dataset_size, warm  # noqa: E402
 from report.whatif import compared  # noqa: E402
 from trainer.precision import with_spread  # noqa: E402
@@ -398,13 +399,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(line)
     load_after = os.getloadavg()
     print("load average after: {:.2f} {:.2f} {:.2f} (the targets are for a quiet machine)".format(*load_after))
-    with open(args.out, "w") as f:
-        json.dump({"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:] if argv is None else argv,
-                   "dataset_bytes": epoch_bytes,
-                   "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
-                   "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,
-                             "comparison": r.comparison._asdict() if r.comparison else None, "why": r.why}
-                            for r in result_rows]}, f, indent=1)
+    record = {"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:] if argv is None else argv,
+              "dataset_bytes": epoch_bytes,
+              "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
+              "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,
+                        "comparison": r.comparison._asdict() if r.comparison else None, "why": r.why,
+                        "storage_drift": r.storage_drift} for r in result_rows]}
+    try:  # atomic: an earlier --out stays whole whatever happens half-way
+        atomicfile.write_bytes(args.out, json.dumps(record, indent=1).encode("utf-8"))
+    except OSError as e:
+        print("whatif_accuracy: cannot write the records to --out {}: {} (the table above stands; give --out a "
+              "folder with room)".format(args.out, e.strerror), file=sys.stderr)
+        return 1
     print("records: {}".format(args.out))
     return 0
 
