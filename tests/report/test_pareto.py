@@ -72,9 +72,9 @@ def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
     rows = [row("A", 10, 100, 10), row("B", 20, 150, 7.5, workers="2")]
     with_what_ifs = [dict(row("B", 20, 150, 7.5, workers="2"), runs=["b-run", "b-again"], what_if={
         "workers_doubled": {"e2e_seconds": 12.0, "e2e_spread_seconds": 0.5, "energy_joules": 95.0,
-                            "energy_spread_joules": 4.0, "basis": "replayed"},
+                            "energy_spread_joules": 4.0, "basis": "replayed", "model_error_ratio": 0.02},
         "compute_speedup=2": {"e2e_seconds": 11.0, "e2e_spread_seconds": 0.4, "energy_joules": 80.0,
-                              "energy_spread_joules": 3.0, "basis": "replayed"},
+                              "energy_spread_joules": 3.0, "basis": "replayed", "model_error_ratio": None},
         "dataset_cached": {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None,
                            "energy_spread_joules": None, "basis": "does not fit"}})]
     front, _ = fronts(rows, power_budget=100)

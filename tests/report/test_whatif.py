@@ -6,6 +6,7 @@ from report.render import diagnosis_table
 from report.summary import run_summary
 from report.whatif import add_what_ifs, compared
 from tests.report.synthetic import run
+from trainer.calibration import spread_bar
 
 
 def test_the_bar_holds_the_spreads_and_the_compute_drift_is_shown_beside_it():
@@ -34,8 +35,9 @@ def test_the_drift_is_the_measured_runs_compute_less_the_predicted():
     _, headers, rows = diagnosis_table({"comparison": [dict(r, runs=[r["run_id"]]) for r in records]})
     cell = rows[0][headers.index("workers_doubled")]
     assert "; its compute {:+.2g} s from the predicted".format(measured["compute_drift_seconds"]) in cell
-    assert measured["compute_covers"] == (abs(33.2 - measured["e2e_seconds"]) <= 0.2828 + (
-        measured["e2e_spread_seconds"] or 0) + abs(measured["compute_drift_seconds"]))
+    measured_bar = spread_bar(measured["e2e_spread_seconds"], len(records[1]["epochs_included"]))
+    assert measured["compute_covers"] == (abs(33.2 - measured["e2e_seconds"]) <= prediction["e2e_spread_seconds"]
+                                          + measured_bar + abs(measured["compute_drift_seconds"]))
     # a trainer that published no predicted compute: the bar is the spreads' alone
     records[0]["predicted_compute"] = [{}, {}]
     add_what_ifs(records, None)
@@ -64,7 +66,7 @@ def test_repeats_pool_so_the_drift_between_runs_is_in_both_spreads():
     assert per_run["b"]["measured"]["runs"] == ["c"] and not per_run["b"]["measured"]["within_noise"]
     rows = {tuple(r["runs"]): r for r in result["comparison"]}
     pooled = rows[("a", "b")]["what_if"]["workers_doubled"]
-    assert pooled["epochs"] == 6 and pooled["basis"] == "replayed on 6 epochs' loader timelines of 2 runs"
+    assert pooled["epochs"] == 6 and pooled["basis"].startswith("replayed on 6 epochs' loader timelines of 2 runs; ")
     assert pooled["e2e_spread_seconds"] > 1.0  # the 2 s between the runs, not the 0.1 s between epochs
     assert pooled["measured"]["runs"] == ["c", "d"] and pooled["measured"]["within_noise"]
     assert pooled["measured"]["e2e_error_ratio"] == pytest.approx(0.0, abs=1e-9)
