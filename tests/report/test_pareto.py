@@ -84,3 +84,38 @@ def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
         ("workers_doubled", ["b-run", "b-again"], True)]
     assert predicted[0]["e2e_spread_seconds"] == 0.5  # with its error bar
     assert front[0]["recommendation"]["runs"] == ["A"]  # a prediction never advises, however good it looks
+
+
+def test_one_kept_epoch_is_under_measured_fits_no_budget_and_is_marked():
+    """A (one epoch, so a zero spread) and B (four epochs, 10 ± 0.5 s) are as fast: B may take 10.5 s and misses a
+    10.2 s budget; A's zero spread is no measured spread, so A misses it too, and it ties rather than
+    dominates."""
+    from report.render import pareto_table
+    rows = [dict(row("A", 10.0, 100, 6), epochs=1), dict(row("B", 10.0, 100, 6, spread=0.5, workers="2"), epochs=4),
+            dict(row("C", 30.0, 300, 6, spread=0.5, workers="1"), epochs=4)]
+    front, notes = fronts(rows, time_budget=10.2)
+    points = {p["runs"][0]: p for p in front[0]["points"]}
+    assert points["A"]["under_measured"] and not points["B"]["under_measured"]
+    assert front[0]["recommendation"] is None
+    assert front[0]["binding"] == "nothing fits: runs A is under-measured: one kept epoch, no spread to fit a " \
+                                  "budget on"
+    assert points["C"]["dominated"]  # by B
+    lone = {p["runs"][0]: p for p in fronts([rows[0], rows[2]])[0][0]["points"]}
+    assert not lone["C"]["dominated"] and lone["C"]["ties"] == ["runs A"]  # A's one epoch proves nothing
+    assert fronts(rows, power_budget=100)[0][0]["recommendation"]["runs"] == ["B"]
+    front, _ = fronts(rows, power_budget=100)
+    _, headers, table = pareto_table({"pareto": front, "settings": {"power_budget": 100}})
+    marks = {line[headers.index("configuration")]: line[headers.index("pareto")] for line in table}
+    assert marks["workers=4"] == "front (under-measured: one kept epoch, no spread to fit a budget on)"
+
+
+def test_the_energy_bound_widens_energy_so_a_dominance_within_it_is_a_tie():
+    """A = 10 s / 100 J beats B = 10 s / 104 J beyond their 1 J spreads (101 < 103); with the energy counter's
+    ± 2 J bound on each, the two reach 103 and 101 J: they tie."""
+    rows = [row("A", 10.0, 100.0, 10, spread=1.0), row("B", 10.0, 104.0, 10, spread=1.0, workers="2")]
+    points = {p["runs"][0]: p for p in fronts(rows)[0][0]["points"]}
+    assert points["B"]["dominated"] and points["B"]["ties"] == []
+    bounded = [dict(r, energy_bound_joules={"mean": 2.0, "std": 0.1}) for r in rows]
+    points = {p["runs"][0]: p for p in fronts(bounded)[0][0]["points"]}
+    assert points["A"]["energy_bound_joules"] == 2.0
+    assert not points["B"]["dominated"] and points["B"]["ties"] == ["runs A"]
