@@ -140,7 +140,7 @@ def tables(report: dict) -> List[tuple]:
     measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
-                "{} ({})".format(c["epochs"], UNDER_MEASURED) if c["epochs"] < 2 else str(c["epochs"])]
+                "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
                + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in FIELDS] + [c["bottleneck"] or MISSING]
                for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]

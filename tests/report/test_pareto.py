@@ -119,3 +119,10 @@ def test_the_energy_bound_widens_energy_so_a_dominance_within_it_is_a_tie():
     points = {p["runs"][0]: p for p in fronts(bounded)[0][0]["points"]}
     assert points["A"]["energy_bound_joules"] == 2.0
     assert not points["B"]["dominated"] and points["B"]["ties"] == ["runs A"]
+
+
+def test_the_comparison_table_marks_a_configuration_with_one_kept_epoch():
+    from report.render import tables
+    from tests.report.synthetic import report
+    _, headers, rows = tables(report([run(0, epochs=2), run(2)]))[2]  # the first keeps epoch 1 alone
+    assert [r[headers.index("epochs")] for r in rows] == ["1 (under-measured)", "3"]
