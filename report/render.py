@@ -158,9 +158,6 @@ def tables(report: dict) -> List[tuple]:
     ] + ([pareto_table(report)] if "pareto" in report else [])
 
 
-NOT_CALIBRATED = "not calibrated: its bar is the epochs' spread alone"
-
-
 def _prediction_cell(prediction: dict) -> str:
     """Predicted E2E and energy per epoch ± their bar (trainer.calibration: the replayed epochs' spread and the
     model's error), and the error against the run that measured it ± its bar; the digits are those the bars
@@ -171,7 +168,7 @@ def _prediction_cell(prediction: dict) -> str:
     if prediction["energy_joules"] is not None:
         text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")
     if prediction["model_error_ratio"] is None:
-        text += " ({})".format(NOT_CALIBRATED)
+        text += " ({})".format(calibration.NOT_CALIBRATED)
     measured = prediction.get("measured")
     if measured:
         drift = measured.get("compute_drift_seconds")
@@ -222,7 +219,7 @@ def pareto_table(report: dict) -> tuple:
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
                          "predicted: {} of {}{}".format(point["what_if"], " ".join(point["runs"]), "" if
                                                        point["model_error_ratio"] is not None else
-                                                       " ({})".format(NOT_CALIBRATED))])
+                                                       " ({})".format(calibration.NOT_CALIBRATED))])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",

@@ -160,7 +160,7 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float],
     """Set ``what_if`` on every record (all run summaries, or all comparison rows), their bars from ``table``
     (default: trainer.calibration.load()), with ``measured`` (its runs, E2E ± spread, energy, the error ± its
     bar, within_noise) under each prediction whose configuration was also run."""
-    table = table or calibration.load()
+    table = calibration.load() if table is None else table
     for record in records:
         published = sorted({name for epoch in record.get("predicted", []) for name in epoch})
         names = list(DEFAULT_WHAT_IFS) + [n for n in published if n not in DEFAULT_WHAT_IFS

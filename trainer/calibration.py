@@ -33,6 +33,7 @@ TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "whatif_calibra
 ENVIRONMENT = "EDGESCOPE_WHATIF_CALIBRATION"
 VERSION = 1
 ONE_SIGMA = 0.5 * (1.0 + math.erf(1.0 / math.sqrt(2.0)))  # P(Z < 1) = 0.8413: a one-sigma bar's upper quantile
+NOT_CALIBRATED = "not calibrated: its bar is the epochs' spread alone"  # beside every prediction shown without it
 
 
 class Calibration(NamedTuple):

@@ -78,7 +78,7 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
             mean = statistics.mean(values)  # type: ignore
             bar = calibration.bar(mean, statistics.stdev(values), len(values), name, table)  # type: ignore
             cells.append("{} {}{}".format(name, with_spread(mean, bar.seconds, "s"), "" if bar.relative_error
-                                          is not None else " (not calibrated: the epochs' spread alone)"))
+                                          is not None else " ({})".format(calibration.NOT_CALIBRATED)))
     print("what-if, epoch replayed (mean ± bar over the same epochs: their spread × Student t {:.2f} for n={} and "
           "the model's error for that kind of what-if, from the accuracy bench): {}".format(
               calibration.student_t(len(chosen)), len(chosen), "; ".join(cells)), flush=True)

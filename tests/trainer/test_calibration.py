@@ -82,7 +82,7 @@ def test_the_trainers_summary_prints_the_same_bar(tmp_path, monkeypatch, capsys)
                            "for n=2 and the model's error")
     # 4.0 ± hypot(1.84 × 0.141, 0.1 × 4.0) = 0.47; compute_speedup's spread alone, 0.26, says so
     assert "dataset_cached 4.0 ± 0.5 s" in line
-    assert "compute_speedup=2 4.1 ± 0.3 s (not calibrated: the epochs' spread alone)" in line
+    assert "compute_speedup=2 4.1 ± 0.3 s (not calibrated: its bar is the epochs' spread alone)" in line
     assert captured.err == ""
     path.write_text("[]")
     print_summary(history)
