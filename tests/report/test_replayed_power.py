@@ -3,20 +3,19 @@ is marked wherever the report shows it: read back from a real Prometheus, it is 
 every recommendation with one line saying so, its spread is never shown as a measured one (a loop of one log
 gives the same watts every epoch: "± 0.00"), and its point is drawn marked on the Pareto PNG and listed on the
 html page, checked in headless Chromium."""
-import io
 import json
-import sys
 import time
 
 import matplotlib.image
 import numpy
 
-from report import html_page
-from report.cli import main
-from report.render import as_text, tables
+from report import html_page, plots
+from report.collect import Collected
+from report.render import as_text, build, tables
 from tests.report import synthetic
 from tests.report.browser import loaded
 from tests.report.conftest import backfilled
+from tests.report.test_report_html import cli
 
 SCRAPE = 5.0
 REPLAYED_PURPLE = (0xCC, 0x79, 0xA7)  # plots.pareto_front's crosses for replayed power
@@ -63,16 +62,6 @@ def openmetrics(base: float) -> str:
     return "\n".join(out + ["# EOF"]) + "\n"
 
 
-def cli(*args: str) -> str:
-    out = io.StringIO()
-    sys_stdout, sys.stdout = sys.stdout, out
-    try:
-        assert main(list(args)) == 0
-    finally:
-        sys.stdout = sys_stdout
-    return out.getvalue()
-
-
 def test_a_trainer_replay_read_back_from_prometheus_never_advises(tmp_path):
     base = float(int(time.time()) - 3 * 3600)
     with backfilled(tmp_path, openmetrics(base)) as url:
@@ -97,20 +86,18 @@ def test_a_trainer_replay_read_back_from_prometheus_never_advises(tmp_path):
     assert "replayed power: off the front, never recommended" in as_text(report)
 
 
-def replayed_report() -> dict:
+def replayed_runs() -> list:
+    """A measured run and one whose power a replayed log gave (as report.collect marks it), one workload."""
     measured, replayed = synthetic.run(0, run_id="measured"), synthetic.run(2, run_id="replayed-demo")
     replayed.power_replayed = True
     for epoch in replayed.epochs:
         epoch.power_replayed = True
-    report = synthetic.report([measured, replayed])
-    return dict(synthetic.build(synthetic.Collected(runs=[measured, replayed], notes=[]), 1, dict(
-        report["settings"], pareto=True, power_budget=100.0)), runs=[measured, replayed])
+    return [measured, replayed]
 
 
 def test_the_replayed_point_is_drawn_marked_and_listed_in_chromium(tmp_path):
-    from report import plots
-    report = replayed_report()
-    runs = report.pop("runs")
+    runs = replayed_runs()
+    report = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_budget": 100.0})
     (front,) = report["pareto"]
     assert [p["runs"] for p in front["replayed"]] == [["replayed-demo"]]
     images = plots.png_images(runs, report)
