@@ -163,9 +163,12 @@ class Run:
 
     @property
     def labels(self) -> Labels:
-        """run_info's labels with the board resolved and the samples its epochs covered (``epoch_samples``,
-        "varies" where they differ): what report.configuration reads a configuration from."""
+        """run_info's labels with the board resolved, the samples its epochs covered (``epoch_samples``,
+        "varies" where they differ) and ``power_replayed`` where a recorded power log was played back: what
+        report.configuration reads a configuration and how it was measured from."""
         labels = dict(self.info, device=self.device)
+        if self.power_replayed:
+            labels["power_replayed"] = "true"
         covered = sorted({int(round(e.samples)) for e in self.epochs if e.samples is not None})
         if covered:
             labels["epoch_samples"] = str(covered[0]) if len(covered) == 1 else VARIES

@@ -37,8 +37,9 @@ WORKLOAD = ("model", "dataset", "image_size", "dataset_samples", "epoch_samples"
 VARIES = "varies"
 # Knobs the report's tables give a column of their own: left out of the configuration text beside them.
 COLUMNS = ("device", "storage", "model")
-# How a run was measured, never a knob.
-MEASUREMENT = ("profile_pass", "page_cache", "input", "timing")
+# How a run was measured, never a knob. power_replayed ("true"): its power came from a recorded log played back
+# (report.collect sets it): a row apart from measured runs of the same knobs, never a point on the front.
+MEASUREMENT = ("profile_pass", "page_cache", "input", "timing", "power_replayed")
 # page_cache of a normal run: dropped before it or kept (kept across its epochs either way); "evicted" before
 # every epoch or "warmed" are measurement states (--profile's cold and cached passes)
 CHOSEN_PAGE_CACHE = (None, "kept", "dropped")

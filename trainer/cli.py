@@ -39,9 +39,10 @@ from trainer.timeline import Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches)
+# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
+# epoch_samples, power_replayed: set by the report from the run's epochs
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
-                   "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
+                   "input", "image_size", "max_batches", "epoch_samples", "power_replayed"} | set(RUN_INFO_LABELS)
 
 
 _non_negative_float = number_in(0, math.inf)

@@ -110,3 +110,16 @@ def test_predicted_points_sit_on_their_own_workloads_front():
     add_predicted_points(front_list, rows)
     assert sorted((f["points"][0]["runs"], [p["runs"] for p in f["predicted"]]) for f in front_list) == [
         (["cifar"], [["cifar"]]), (["folder"], [["folder"]])]
+
+
+def test_a_replayed_run_is_a_row_apart_from_measured_repeats_of_its_knobs():
+    """A demo run (power replayed) of the same knobs as two measured runs does not pool with them: the measured
+    row stays on the front and keeps its own spread."""
+    measured = [timed(0, "a", 25.0, 50000.0), timed(0, "b", 25.2, 50000.0)]
+    demo = timed(0, "demo", 20.0, 50000.0)
+    demo.power_replayed = True
+    rows = comparison(measured + [demo], warmup_epochs=1)
+    assert sorted((r["runs"], r["power_replayed"], r["measured_as"]) for r in rows) == [
+        (["a", "b"], False, {}), (["demo"], True, {"power_replayed": "true"})]
+    (front,), notes = fronts(rows, power_budget=100.0)
+    assert front["recommendation"]["runs"] == ["a", "b"] and [p["runs"] for p in front["replayed"]] == [["demo"]]
