@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from exporter import atomicfile  # noqa: E402
 from report.collect import Run  # noqa: E402
+from report.configuration import WORKLOAD  # noqa: E402
 from report.render import configuration_text, split_configuration  # noqa: E402
 
 # Okabe–Ito: distinguishable with colour-vision deficiency and in greyscale print.
@@ -200,7 +201,8 @@ def pareto_front(report: dict) -> Figure:
         ax.errorbar([p["e2e_seconds"] for p in points], [p["energy_joules"] for p in points],
                     xerr=[p["e2e_spread_seconds"] for p in points], yerr=[p["energy_spread_joules"] for p in points],
                     fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, label="± std over epochs")
-        shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
+        shared, labels = row_labels([dict(p, device=front["device"], configuration={  # the workload is the title's
+            k: v for k, v in p["configuration"].items() if k not in WORKLOAD}) for p in front["points"]])
         for p, label in zip(front["points"], labels):
             ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
