@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-bps", type=positive_number, metavar="N",
                    help="also predict each run with its storage replaced by one reading N bytes/s")
     p.add_argument("--pareto", action="store_true",
-                   help="add the time vs energy per epoch Pareto front per device × model "
+                   help="add the time vs energy per epoch Pareto front per device × workload "
                         "(and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
                    help="with --pareto: recommend the fastest front configuration averaging at most W watts")

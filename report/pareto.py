@@ -1,4 +1,4 @@
-"""PowerTrain's question: of the configurations measured for a device × model
+"""PowerTrain's question: of the configurations measured for a device × workload
 (power modes, batch sizes, workers, storage), which are worth running? The
 time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
 a time budget, with the epoch-to-epoch spread taken seriously: a point
@@ -10,11 +10,14 @@ no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
-warmed on purpose) feed the what-ifs instead, and runs whose power came from a
-replayed log (the demo) never advise."""
+warmed on purpose) feed the what-ifs instead, runs whose power came from a
+replayed log (the exporter's demo, the trainer's --tegrastats-file) are drawn
+marked but never advise, and runs over part of an epoch (--max-batches, a
+framework's window) are compared only with runs over the same samples."""
 from typing import Dict, List, Optional, Tuple
 
-from report.configuration import not_a_choice
+from report.configuration import VARIES, WORKLOAD, not_a_choice, of_record, part_of_an_epoch, workload, \
+    workload_text
 
 
 UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
@@ -120,9 +123,13 @@ def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float
 
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,
            time_budget: Optional[float] = None) -> Tuple[List[dict], List[str]]:
-    """One entry per device × model: its points (``dominated`` beyond the spreads, ``ties`` within them,
-    sorted by time), the recommendation and what binds it; and notes on the rows left out."""
-    groups = {}  # type: Dict[Tuple[str, str], List[dict]]
+    """One entry per device × workload (report.configuration.WORKLOAD: model, dataset, image size, the samples
+    of a full epoch and those each epoch covered; time and energy are per epoch of it): its points
+    (``dominated`` beyond the spreads, ``ties`` within them, sorted by time), the recommendation and what binds
+    it, and its ``replayed`` points (power replayed from a recording: listed and drawn, marked, never on the
+    front nor recommended); and notes on the rows left out. Runs over part of an epoch are a workload of their
+    own: compared only with each other, never recommended."""
+    groups = {}  # type: Dict[Tuple[str, ...], Tuple[Dict[str, str], List[dict], List[dict]]]
     notes = []
     for row in comparison:
         what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
@@ -130,27 +137,53 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
         if why:
             notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))
             continue
-        if row.get("power_replayed"):
-            notes.append("{}: its power was replayed from a recorded log (the demo), not measured".format(what))
+        labels = of_record(row)
+        if labels.get("epoch_samples") == VARIES:
+            notes.append("{}: its epochs covered different numbers of samples, no one workload".format(what))
             continue
         point = _point(row)
         if point["e2e_seconds"] is None or point["energy_joules"] is None:
             notes.append("{}: mean E2E or energy missing".format(what))
             continue
-        groups.setdefault((row["device"], row["model"] or ""), []).append(point)
+        _, measured, replayed = groups.setdefault(_front_key(row), (labels, [], []))
+        if row.get("power_replayed"):
+            notes.append("{}: its power was replayed from a recorded log (the exporter's demo or the trainer's "
+                         "--tegrastats-file), not measured: drawn marked, never on the front nor "
+                         "recommended".format(what))
+            replayed.append(dict(point, replayed=True))
+            continue
+        measured.append(point)
     out = []
-    for (device, model), points in sorted(groups.items()):
+    for key, (labels, points, replayed) in sorted(groups.items()):
+        device = key[0]
         for p in points:
             p["dominated"] = any(_dominates(q, p) for q in points if q is not p)
             p["ties"] = [_name(q) for q in points if q is not p and _ties(q, p)]
         points.sort(key=lambda p: (p["e2e_seconds"], p["energy_joules"]))
-        best, binding = recommend(points, power_budget, time_budget)
-        if best is None and (power_budget is not None or time_budget is not None):
-            notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(device, model, binding))
-        out.append({"device": device, "model": model or None, "points": points,
-                    "power_budget_watts": power_budget, "time_budget_seconds": time_budget,
-                    "recommendation": best, "binding": binding})
+        partial = part_of_an_epoch(labels)
+        if partial:
+            best, binding = None, "no recommendation: {}".format(partial)
+            notes.append("Pareto: {} {}: a front of its own, never compared with full epochs nor recommended: {} "
+                         "(its times hold the loader's start-up and first batches in another proportion than a "
+                         "full epoch's)".format(device, workload_text(labels), partial))
+        elif not points:
+            best, binding = None, "no recommendation: no configuration with measured power"
+        else:
+            best, binding = recommend(points, power_budget, time_budget)
+            if best is None and (power_budget is not None or time_budget is not None):
+                notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(
+                    device, workload_text(labels), binding))
+        out.append({"device": device, "model": labels.get("model") or None,
+                    "workload": {n: labels[n] for n in WORKLOAD if labels.get(n)},
+                    "workload_text": workload_text(labels), "part_of_an_epoch": partial, "points": points,
+                    "replayed": replayed, "power_budget_watts": power_budget,
+                    "time_budget_seconds": time_budget, "recommendation": best, "binding": binding})
     return out, notes
+
+
+def _front_key(record: dict) -> Tuple[str, ...]:
+    """The front a comparison row belongs to: its device and workload."""
+    return (record["device"],) + workload(of_record(record))
 
 
 # what-ifs drawn beside the measured points: changes to this board's configuration (a faster board's compute
@@ -159,13 +192,15 @@ ON_THE_FRONT = ("dataset_cached", "workers_doubled", "workers_doubled_storage_sc
 
 
 def add_predicted_points(front_list: List[dict], rows: List[dict]) -> None:
-    """Each front's ``predicted``: the what-ifs of its comparison rows (report.whatif, repeats pooled) as points
-    with their error bars, labelled predicted; they are drawn and listed, never recommended."""
+    """Each front's ``predicted``: the what-ifs of its comparison rows (report.whatif, repeats pooled; not those
+    of replayed power) as points with their error bars, labelled predicted; they are drawn and listed, never
+    recommended."""
     for front in front_list:
         front["predicted"] = []
+        key = (front["device"],) + workload(front["workload"])
         for record in rows:
-            if (record["device"], record["model"]) != (front["device"], front["model"]) \
-                    or not_a_choice(record.get("measured_as", {})):
+            if _front_key(record) != key or not_a_choice(record.get("measured_as", {})) \
+                    or record.get("power_replayed"):
                 continue
             for name, prediction in record.get("what_if", {}).items():
                 if not name.startswith(ON_THE_FRONT) or prediction["e2e_seconds"] is None \

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
-from report.summary import FIELDS, comparison, run_summary
+from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
 from trainer import calibration
 from trainer.precision import decimals, with_spread
@@ -40,6 +40,7 @@ COLUMNS = {
     "run_read_bytes_per_second": ("run read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
 }  # type: Dict[str, tuple]
 MISSING = "missing"
+REPLAYED_MARK = " (replayed)"  # energy and power from a recorded power log played back, not measured
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
 NUMBER = re.compile(r"^[-+]?\d[\d.]*\*?( ± [-+]?\d[\d.]*)?$")
 
@@ -52,6 +53,7 @@ def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
     for name in FIELDS:
         record[name] = getattr(epoch, name)
     record["energy_source"] = epoch.energy_source
+    record["power_replayed"] = epoch.power_replayed
     return record
 
 
@@ -92,10 +94,13 @@ def _epoch_cell(record: dict, name: str) -> str:
     return _cell(name, record[name])
 
 
-def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None) -> str:
-    """Mean ± std; energy's with the digits the larger of its std and its mean bound allows."""
+def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None, replayed: bool = False) -> str:
+    """Mean ± std; energy's with the digits the larger of its std and its mean bound allows; energy and power
+    of replayed power marked so, with no spread (a recording's is not the board's)."""
     if stat["mean"] is None:
         return MISSING
+    if replayed and name in REPLAYED:
+        return _cell(name, stat["mean"]) + REPLAYED_MARK
     if name == "energy_joules" and bound and bound["mean"]:
         places = decimals(max(stat["std"] or 0.0, bound["mean"]))
         return "{:.{}f}".format(stat["mean"], places) + (
@@ -132,26 +137,29 @@ def tables(report: dict) -> List[tuple]:
     """(title, headers, rows) of the three human tables."""
     heads = [COLUMNS[n][0] for n in FIELDS]
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
-              + [_epoch_cell(r, n) for n in FIELDS] + [r["energy_source"] or MISSING] for r in report["epochs"]]
+              + [_epoch_cell(r, n) for n in FIELDS]
+              + [(r["energy_source"] or MISSING) + (REPLAYED_MARK if r.get("power_replayed") else "")]
+              for r in report["epochs"]]
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
-               + [_stat_cell(n, s[n], s["energy_bound_joules"]) for n in FIELDS] + [s["bottleneck"] or MISSING]
-               for s in report["summary"]]
+               + [_stat_cell(n, s[n], s["energy_bound_joules"], s.get("power_replayed")) for n in FIELDS]
+               + [s["bottleneck"] or MISSING] for s in report["summary"]]
     common, varying = split_configuration(report["comparison"])
     measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
                 "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
-               + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in FIELDS] + [c["bottleneck"] or MISSING]
-               for c, v, m in zip(report["comparison"], varying, measured)]
+               + [_stat_cell(n, c[n], c["energy_bound_joules"], c.get("power_replayed")) for n in FIELDS]
+               + [c["bottleneck"] or MISSING] for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
     return [
         ("Per epoch (* = warm-up, left out of the means; energy by: trainer = measured by the trainer at the "
-         "epoch's edges, exporter = the exporter's counter read at them)", ["run", "device", "epoch"] + heads
+         "epoch's edges, exporter = the exporter's counter read at them; (replayed) = a recorded power log "
+         "played back, not measured)", ["run", "device", "epoch"] + heads
          + ["energy by"], epochs),
         ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads
          + ["bottleneck"], summary),
-        ("Comparison: one row per configuration and way of measuring it; common to all rows: {}; measured "
-         "with {}".format(configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
+        ("Comparison: one row per configuration and way of measuring it, time and energy per epoch of its "
+         "workload (the samples epoch_samples says); common to all rows: {}; measured with {}".format(configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
          ["device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs"] + heads
          + ["bottleneck"], compare),
         diagnosis_table(report),
@@ -208,13 +216,20 @@ def pareto_table(report: dict) -> tuple:
                 mark += " ({})".format(UNDER_MEASURED)
             text = configuration_text(point["configuration"]) + (
                 " (measured with {})".format(configuration_text(how)) if how else "")
-            rows.append([front["device"], front["model"] or MISSING, text,
+            rows.append([front["device"], front["workload_text"], text,
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
                          with_spread(point["average_power_watts"], point["power_spread_watts"], "W"), mark])
+        for point in front.get("replayed", []):
+            rows.append([front["device"], front["workload_text"], configuration_text(point["configuration"]),
+                         with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
+                         "{:.3g} J{}".format(point["energy_joules"], REPLAYED_MARK),
+                         MISSING if point["average_power_watts"] is None else
+                         "{:.3g} W{}".format(point["average_power_watts"], REPLAYED_MARK),
+                         "replayed power: off the front, never recommended"])
         for point in front.get("predicted", []):
-            rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
+            rows.append([front["device"], front["workload_text"], configuration_text(point["configuration"]),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
                          "predicted: {} of {}{}".format(point["what_if"], " ".join(point["runs"]), "" if
@@ -224,9 +239,9 @@ def pareto_table(report: dict) -> tuple:
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
-    return ("Pareto front per device × model (time vs energy per epoch ± spread; dominated only beyond both "
-            "spreads, energy's widened by its bound; {})".format(budget or "no budget given"),
-            ["device", "model", "configuration", "E2E", "energy", "power", "pareto"], rows)
+    return ("Pareto front per device × workload (time vs energy per epoch of the workload ± spread; dominated only "
+            "beyond both spreads, energy's widened by its bound; {})".format(budget or "no budget given"),
+            ["device", "workload", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
 
 def numeric_columns(headers: List[str], rows: List[List[str]]) -> List[bool]:

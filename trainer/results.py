@@ -109,6 +109,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record["energy_joules"] = used.joules if used else None
     record["energy_bound_joules"] = used.bound_joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
+    record["power_replayed"] = bool(used and used.joules is not None and used.replayed)
     record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
     record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
     record["predicted_compute_s"] = {name: p.compute_seconds for name, p in (predictions or {}).items()}
@@ -120,7 +121,8 @@ def energy(record: Dict[str, Any]) -> str:
     significant digits."""
     if record.get("energy_joules") is None:
         return "-"
-    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
+    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J") + (
+        " (REPLAYED power log, not measured)" if record.get("power_replayed") else "")
 
 
 def print_epoch(record: Dict[str, Any], epochs: int) -> None:

@@ -83,14 +83,15 @@ def test_twenty_rows_are_labelled_by_what_differs_only():
         assert not any(s in label for label in labels for s in ("vgg11", "cifar10", "prefetch", "pin_memory"))
         assert all("workers=" in label and "batch_size=" in label for label in labels)
         title = made["time_split"]._suptitle.get_text().replace("\n", " ")
-        assert "common to all rows: dataset=cifar10 model=vgg11 pin_memory=false prefetch_factor=2" in title
+        assert "common to all rows: dataset=cifar10 epoch_samples=50000 model=vgg11 pin_memory=false " \
+            "prefetch_factor=2" in title
 
 
 def test_row_labels_factor_out_what_every_row_shares():
     report = synthetic.report([synthetic.run(0), synthetic.run(2), synthetic.run(20, info={"model": "resnet18"})])
     common, labels = row_labels(report["comparison"])
-    assert common == "batch_size=16 dataset=cifar10 device=nano-1 device_type=nano pin_memory=false " \
-                     "prefetch_factor=2 storage=sd"
+    assert common == "batch_size=16 dataset=cifar10 device=nano-1 device_type=nano epoch_samples=50000 " \
+                     "pin_memory=false prefetch_factor=2 storage=sd"
     assert labels == ["resnet18 workers=1", "vgg11 workers=1", "vgg11 workers=2"]
     single = synthetic.report([synthetic.run(0)])
     assert row_labels(single["comparison"])[1] == ["nano-1"]

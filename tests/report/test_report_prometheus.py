@@ -194,8 +194,9 @@ def test_formats_csv_markdown_table(bench_prometheus, capsys):
     assert md.count("### ") == 4 and "| {} | nx-1 | 1 |".format(NX_RUN) in md
     assert main(base) == 0
     table = capsys.readouterr().out
-    assert "Comparison: one row per configuration and way of measuring it; common to all rows: batch_size=16 " \
-        "dataset=cifar10 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" in table and " ± " in table
+    assert "Comparison: one row per configuration and way of measuring it, time and energy per epoch of its " \
+        "workload (the samples epoch_samples says); common to all rows: batch_size=16 dataset=cifar10 " \
+        "epoch_samples=50000 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" in table and " ± " in table
     compare = table[table.index("Comparison"):].splitlines()
     nx_w2 = [line for line in compare if line.startswith("nx-1") and "workers=2" in line]
     assert len(nx_w2) == 1 and "batch_size" not in nx_w2[0]  # rows show only what differs
