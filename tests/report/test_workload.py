@@ -105,7 +105,8 @@ def test_predicted_points_sit_on_their_own_workloads_front():
     rows = comparison([cifar, folder], warmup_epochs=1)
     for row in rows:
         row["what_if"] = {"dataset_cached": {"e2e_seconds": 10.0, "e2e_spread_seconds": 0.1, "energy_joules": 60.0,
-                                             "energy_spread_joules": 1.0, "basis": "replayed"}}
+                                             "energy_spread_joules": 1.0, "basis": "replayed",
+                                             "model_error_ratio": 0.05}}
     front_list, _ = fronts(rows)
     add_predicted_points(front_list, rows)
     assert sorted((f["points"][0]["runs"], [p["runs"] for p in f["predicted"]]) for f in front_list) == [
