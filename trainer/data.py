@@ -16,7 +16,7 @@ import hashlib
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 
 from exporter.pagecache import ScanLimits, ScanTooBig, regular_files
 from trainer.errors import UsageError
-from trainer.machine import resident_bytes
+from trainer.machine import private_bytes, thread_schedule
 from trainer.meter import LoadTimes
 from trainer.safe_load import DataFileError, load_image, load_pickle, read_bytes
 
@@ -321,13 +321,23 @@ class TimedSamples(Dataset):
 IO_FIELDS = ("read_bytes", "rchar", "syscr")  # /proc/<pid>/io: from storage, returned by read calls, read calls
 
 
-class _IoClock:
-    """This process's /proc/self/io read counters at its last batch (a forked worker starts its own at 0)."""
+class _MakerClock:
+    """This process's counters at its last batch (a forked worker starts its own: its counters began at 0 when it
+    was forked)."""
     pid = -1
-    last = (0, 0, 0)
+    batches = 0
+    io = (0, 0, 0)
+    run_delay = 0.0
 
 
-def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
+def _maker() -> Type[_MakerClock]:
+    if _MakerClock.pid != os.getpid():  # a new worker
+        _MakerClock.pid, _MakerClock.batches, _MakerClock.io, _MakerClock.run_delay = os.getpid(), 0, (0, 0, 0), 0.0
+    _MakerClock.batches += 1
+    return _MakerClock
+
+
+def io_since_last_batch(clock: Type[_MakerClock], path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
     """(storage bytes, bytes returned by reads, read calls) of this process since its previous batch; None
     where the kernel keeps no I/O accounting."""
     try:
@@ -336,18 +346,33 @@ def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int,
         now = tuple(int(fields[name.encode()]) for name in IO_FIELDS)
     except (OSError, KeyError, ValueError):
         return None
-    if _IoClock.pid != os.getpid():  # a new worker: its counters began at 0 when it was forked
-        _IoClock.pid, _IoClock.last = os.getpid(), (0, 0, 0)
-    delta = tuple(n - last for n, last in zip(now, _IoClock.last))
-    _IoClock.last = now  # type: ignore[assignment]
+    delta = tuple(n - last for n, last in zip(now, clock.io))
+    clock.io = now  # type: ignore[assignment]
     return delta  # type: ignore[return-value]
+
+
+def run_delay_since_last_batch(clock: Type[_MakerClock]) -> Optional[float]:
+    """Seconds this thread waited for a CPU since its previous batch: what tells a making's wait for a core from
+    its wait for the device (both are wall time that is not CPU time)."""
+    now = thread_schedule()
+    if now is None:
+        return None
+    delta, clock.run_delay = now[1] - clock.run_delay, now[1]
+    return delta
+
+
+def private_memory_now_and_then(clock: Type[_MakerClock]) -> Optional[int]:
+    """This process's private memory at its 1st, 2nd, 4th, 8th... batch (reading it takes milliseconds); None at
+    the others."""
+    return private_bytes() if clock.batches & (clock.batches - 1) == 0 else None
 
 
 def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads, and
-    their preprocessing plus this collate; which worker made it, when, its CPU seconds (its reads' apart), its I/O
-    and its maker's own resident memory."""
+    their preprocessing plus this collate; which worker made it, when, its CPU seconds (its reads' apart) and its
+    wait for a CPU, its I/O, and now and then its maker's private memory."""
     cpu_began = time.process_time()
+    clock = _maker()
     batch = default_collate([sample.item for sample in samples])
     ready = time.monotonic()
     worker = get_worker_info()
@@ -355,8 +380,9 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     read = sum(sample.read_s for sample in samples)
     times = LoadTimes(read, ready - began - read, -1 if worker is None else worker.id, began, ready,
                       sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
-                      sum(sample.read_bytes for sample in samples), io_since_last_batch(),
-                      sum(sample.read_cpu_s for sample in samples), resident_bytes())
+                      sum(sample.read_bytes for sample in samples), io_since_last_batch(clock),
+                      sum(sample.read_cpu_s for sample in samples), private_memory_now_and_then(clock),
+                      run_delay_since_last_batch(clock))
     return tuple(batch) + (times,)
 
 
