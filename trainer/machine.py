@@ -28,14 +28,13 @@ class Machine(NamedTuple):
     # how much slower than alone the main thread's CPU work ran: (its CPU + its waits for a CPU) / its CPU
     main_sharing: float = math.nan
 
-    def cores(self, workers_cpu_s: float) -> float:
-        """The cores the run had: the mask's CPUs less what other tenants used of them over the window (busy time
-        beyond the run's own ``main_cpu_s`` + ``workers_cpu_s``), never less than the run itself used."""
-        own = self.main_cpu_s + workers_cpu_s
+    def others_cores(self, workers_cpu_s: float) -> float:
+        """The cores other tenants used of the mask's CPUs on average over the window: busy time beyond the run's own
+        ``main_cpu_s`` + ``workers_cpu_s`` (0 where unknown), never so much that the run had less than it used."""
         if not (self.span_s > 0 and math.isfinite(self.busy_cpu_s)):
-            return float(self.cpus)
-        others = max(self.busy_cpu_s - own, 0.0) / self.span_s
-        return min(float(self.cpus), max(self.cpus - others, own / self.span_s, 1e-3))
+            return 0.0
+        own = self.main_cpu_s + workers_cpu_s
+        return min(max(self.busy_cpu_s - own, 0.0), max(self.cpus * self.span_s - own, 0.0)) / self.span_s
 
     @classmethod
     def between(cls, began: CpuSample, ended: CpuSample, span_s: float) -> "Machine":

@@ -240,11 +240,12 @@ class Costs(NamedTuple):
 
 
 class CpuModel:
-    """The machine behind every what-if: the run's CPU seconds (the main process's and its workers') share the
-    cores it had (``Machine.cores``), so while more of them want a CPU than there are, each runs that much slower,
-    the steps included. The measured epoch is taken apart at the sharing it had; a changed one is replayed at the
-    sharing that its own CPU work makes (a fixed point: the loop can never do more CPU seconds than the cores
-    give)."""
+    """The machine behind every what-if: the run's threads (its main process's, its workers') and the other
+    tenants' share the affinity mask's CPUs, each runnable thread getting an even share: while more want a CPU than
+    there are, each runs that much slower, the steps included. The other tenants are as many runnable threads as
+    explain what they took (``Machine.others_cores``) beside the run as measured: where the CPUs were never idle
+    they would have taken more, had the run wanted less. The measured epoch is taken apart at the sharing it had;
+    a changed one is replayed at the sharing its own CPU work makes (a fixed point)."""
 
     def __init__(self, r: Replayable, machine: Machine) -> None:
         self.r = r
@@ -253,7 +254,8 @@ class CpuModel:
         # without workers the main process makes the batches: their CPU is in its own
         self.workers_cpu_s = 0.0 if r.workers == 0 else max(_known(machine.workers_cpu_s), self.making_cpu_s)
         self.step_cpu_s = max(machine.main_cpu_s - (self.making_cpu_s if r.workers == 0 else 0.0), 0.0)
-        self.cores = machine.cores(self.workers_cpu_s)
+        others = machine.others_cores(self.workers_cpu_s)
+        self.had = max(machine.cpus - others, 1e-3)  # the cores the run had in the measured epoch
         making = [a + b for a, b in zip(r.read, r.preprocess)]
         # the main process's slowdown from sharing, as its thread measured it or estimated from the walls
         self.sharing = machine.main_sharing if machine.main_sharing >= 1 else self._estimated_sharing()
@@ -261,11 +263,16 @@ class CpuModel:
             delay = [min(d, max(m - c, 0.0)) for d, m, c in zip(r.run_delay, making, r.cpu)]
         else:
             delay = [min(c * (self.sharing - 1), max(m - c, 0.0)) for m, c in zip(making, r.cpu)]
+        # the run's threads wanting a CPU on average, and the tenants' that took ``others`` of the CPUs beside them
+        wanting = (machine.main_cpu_s * self.sharing + (self.making_cpu_s if r.workers else 0.0) + sum(delay)) / r.span \
+            if r.span > 0 else 0.0
+        self.tenants = others * max(1.0, wanting / self.had)
         # a making's wall is its CPU, its wait for a CPU, and the rest, blocked: on the device while reading
         blocked = [max(m - c - d, 0.0) for m, c, d in zip(making, r.cpu, delay)]
         device = [min(b, max(w - c, 0.0)) for b, w, c in zip(blocked, r.read, r.read_cpu)]
         steps = sum(r.compute)
         main_share = self.step_cpu_s / steps if steps > 0 else 0.0
+        self.main_threads = max(1.0, main_share * self.sharing)  # the threads a step runs on at once
         step = [_piece(k, k * main_share, self.sharing) for k in r.compute]
         self.costs = Costs(device, [b - w for b, w in zip(blocked, device)],
                            [min(c, m) for c, m in zip(r.cpu, making)], [x[0] for x in step], [x[1] for x in step])
@@ -282,7 +289,13 @@ class CpuModel:
         stretch = max(1.0, rest / rest_cpu) if rest_cpu > 0 else 1.0
         main = min(max(sum(r.compute), self.step_cpu_s), self.step_cpu_s * stretch)
         wanting = rest + sum(r.read_cpu) + main
-        return max(1.0, wanting / r.span / self.cores) if r.span > 0 else 1.0
+        return max(1.0, wanting / r.span / self.had) if r.span > 0 else 1.0
+
+    def cores(self, workers: int) -> float:
+        """The most the run can have of the CPUs with ``workers``: each of its threads an even share beside the
+        tenants' (or all its threads, where there are CPUs enough)."""
+        threads = workers + self.main_threads
+        return min(threads, self.machine.cpus * threads / (threads + self.tenants))
 
     def cpu_work_s(self, step_speedup: float = 1.0) -> float:
         """The run's CPU seconds over the epoch, with its steps ``step_speedup`` times faster."""
@@ -303,8 +316,8 @@ class CpuModel:
             make = [d * stretch + o + m * sharing for d, o, m in zip(wait, c.make_wait, c.make_cpu)]
             steps = [(o + m * sharing) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
             span = replay(r, workers, make, steps, assigned)
-            # at the fixed point either nothing is shared (1) or the loop is as long as its CPU work on the cores
-            sharing = (sharing + max(1.0, sharing * cpu_s / self.cores / span)) / 2
+            # the runnable threads over the CPUs: the run's (its CPU seconds, stretched, over the loop) and the tenants'
+            sharing = (sharing + max(1.0, (sharing * cpu_s / span + self.tenants) / self.machine.cpus)) / 2
             if serial_storage:
                 stretch = (stretch + max(1.0, stretch * sum(wait) / span)) / 2
         return span, sharing, stretch, steps
@@ -362,10 +375,12 @@ def what_ifs(timeline: Timeline, epoch_s: float, machine: Machine,
         span, sharing, stretch, steps = model.replay(workers, wait_scale, step_speedup, serial_storage)
         compute_ratio = sum(steps) / sum(base_steps) if sum(base_steps) > 0 else 1 / step_speedup
         compute = None if compute_s is None else compute_s * compute_ratio
-        cpu_floor = model.cpu_work_s(step_speedup) / model.cores
+        cores = model.cores(workers)
+        cpu_floor = model.cpu_work_s(step_speedup) / cores
         seconds = max(epoch_s - base_span + span + extra_s, cpu_floor, sum(steps), compute or 0.0)
-        basis += "; on {:.2f} of {} CPUs: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
-            model.cores, machine.cpus, sharing, base_sharing,
+        basis += "; on {:.2f} of {} CPUs{}: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
+            cores, machine.cpus, " (other tenants' threads: {:.2f})".format(model.tenants) if model.tenants else "",
+            sharing, base_sharing,
             ", reads x{:.2f} from sharing the storage".format(stretch) if serial_storage else "",
             "; the CPU work's floor ({:.3g} s)".format(cpu_floor) if seconds == cpu_floor else "")
         return Prediction(seconds, basis, compute)
