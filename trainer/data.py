@@ -362,9 +362,9 @@ def run_delay_since_last_batch(clock: Type[_MakerClock]) -> Optional[float]:
 
 
 def private_memory_now_and_then(clock: Type[_MakerClock]) -> Optional[int]:
-    """This process's private memory at its 1st, 2nd, 4th, 8th... batch (reading it takes milliseconds); None at
-    the others."""
-    return private_bytes() if clock.batches & (clock.batches - 1) == 0 else None
+    """This process's private memory at its 16th, 32nd, 64th... batch (reading it takes milliseconds, which delay
+    the next batch: a few per epoch are lost in it); None at the others."""
+    return private_bytes() if clock.batches >= 16 and clock.batches & (clock.batches - 1) == 0 else None
 
 
 def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:

@@ -263,9 +263,10 @@ class CpuModel:
             delay = [min(d, max(m - c, 0.0)) for d, m, c in zip(r.run_delay, making, r.cpu)]
         else:
             delay = [min(c * (self.sharing - 1), max(m - c, 0.0)) for m, c in zip(making, r.cpu)]
-        # the run's threads wanting a CPU on average, and the tenants' that took ``others`` of the CPUs beside them
-        wanting = (machine.main_cpu_s * self.sharing + (self.making_cpu_s if r.workers else 0.0) + sum(delay)) / r.span \
-            if r.span > 0 else 0.0
+        # the run's threads wanting a CPU on average (the main thread's waits are in its sharing, a worker's in
+        # its delays), and the tenants' that took ``others`` of the CPUs beside them
+        workers_wanting = self.making_cpu_s + sum(delay) if r.workers else 0.0
+        wanting = (machine.main_cpu_s * self.sharing + workers_wanting) / r.span if r.span > 0 else 0.0
         self.tenants = others * max(1.0, wanting / self.had)
         # a making's wall is its CPU, its wait for a CPU, and the rest, blocked: on the device while reading
         blocked = [max(m - c - d, 0.0) for m, c, d in zip(making, r.cpu, delay)]

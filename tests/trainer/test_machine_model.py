@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.machine import Machine, cpu_sample
+from trainer.machine import Machine, cpu_sample, private_bytes
 from trainer.meter import BatchTiming, HostStep, LoadTimes
 from trainer.pagecache import warm
 from trainer.synthetic import write_jpeg_folder
@@ -230,6 +230,9 @@ def test_the_machine_sample_counts_this_process_and_the_cpus_busy():
     assert machine.main_cpu_s >= 0.05
     # /proc/stat counts in clock ticks (10 ms): the CPUs were busy at least as long as this process, a tick aside
     assert machine.busy_cpu_s >= machine.main_cpu_s - 0.03
+    with open("/proc/self/statm") as f:
+        resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < private_bytes() < resident  # the libraries are resident and shared
 
 
 def test_a_real_run_on_one_cpu_over_a_cached_dataset_says_so_and_predicts_its_epoch(tmp_path):
