@@ -309,6 +309,9 @@ class TimedSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Sample:
+        clock = _maker()
+        if clock.delay_began is None:  # the batch's first sample
+            clock.delay_began = _waited_for_cpu()
         read_before, read_cpu_before, bytes_before = _ReadClock.seconds, _ReadClock.cpu_seconds, _ReadClock.bytes
         began, cpu_began = time.monotonic(), time.process_time()
         item = self.dataset[index]
@@ -322,19 +325,23 @@ IO_FIELDS = ("read_bytes", "rchar", "syscr")  # /proc/<pid>/io: from storage, re
 
 
 class _MakerClock:
-    """This process's counters at its last batch (a forked worker starts its own: its counters began at 0 when it
-    was forked)."""
+    """This process's batches made, its I/O counters at its last batch (a forked worker starts its own: its
+    counters began at 0 when it was forked), and its thread's wait for a CPU when its batch in the making began."""
     pid = -1
     batches = 0
     io = (0, 0, 0)
-    run_delay = 0.0
+    delay_began = None  # type: Optional[float]
 
 
 def _maker() -> Type[_MakerClock]:
     if _MakerClock.pid != os.getpid():  # a new worker
-        _MakerClock.pid, _MakerClock.batches, _MakerClock.io, _MakerClock.run_delay = os.getpid(), 0, (0, 0, 0), 0.0
-    _MakerClock.batches += 1
+        _MakerClock.pid, _MakerClock.batches, _MakerClock.io, _MakerClock.delay_began = os.getpid(), 0, (0, 0, 0), None
     return _MakerClock
+
+
+def _waited_for_cpu() -> Optional[float]:
+    schedule = thread_schedule()
+    return None if schedule is None else schedule[1]
 
 
 def io_since_last_batch(clock: Type[_MakerClock], path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
@@ -351,14 +358,12 @@ def io_since_last_batch(clock: Type[_MakerClock], path: str = "/proc/self/io") -
     return delta  # type: ignore[return-value]
 
 
-def run_delay_since_last_batch(clock: Type[_MakerClock]) -> Optional[float]:
-    """Seconds this thread waited for a CPU since its previous batch: what tells a making's wait for a core from
-    its wait for the device (both are wall time that is not CPU time)."""
-    now = thread_schedule()
-    if now is None:
-        return None
-    delta, clock.run_delay = now[1] - clock.run_delay, now[1]
-    return delta
+def run_delay_of_batch(clock: Type[_MakerClock]) -> Optional[float]:
+    """Seconds this thread waited for a CPU while making its batch: what tells a making's wait for a core from its
+    wait for the device (both are wall time that is not CPU time)."""
+    began, clock.delay_began = clock.delay_began, None
+    now = _waited_for_cpu()
+    return None if now is None or began is None else now - began
 
 
 def private_memory_now_and_then(clock: Type[_MakerClock]) -> Optional[int]:
@@ -373,6 +378,7 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     wait for a CPU, its I/O, and now and then its maker's private memory."""
     cpu_began = time.process_time()
     clock = _maker()
+    clock.batches += 1
     batch = default_collate([sample.item for sample in samples])
     ready = time.monotonic()
     worker = get_worker_info()
@@ -382,7 +388,7 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
                       sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
                       sum(sample.read_bytes for sample in samples), io_since_last_batch(clock),
                       sum(sample.read_cpu_s for sample in samples), private_memory_now_and_then(clock),
-                      run_delay_since_last_batch(clock))
+                      run_delay_of_batch(clock))
     return tuple(batch) + (times,)
 
 
