@@ -48,6 +48,11 @@ def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) 
     return saved
 
 
+# Settings a checkpoint holds only since they were saved; the dataset's own size (dataset_samples), not a choice,
+# is checked where the checkpoint has it and not missed where it came before it.
+SAVED_SINCE = ("dataset_samples",)
+
+
 def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
     """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
     (A checkpoint from before settings were saved has none to compare.)"""
@@ -56,7 +61,8 @@ def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], di
     if not (isinstance(saved, dict) and all(isinstance(x, str) for item in saved.items() for x in item)):
         raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
                          "--checkpoint-dir elsewhere".format(directory))
-    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k)
+                     and (k in saved or k not in SAVED_SINCE))
     if changed:
         def values(of: Dict[str, str]) -> str:
             return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)
