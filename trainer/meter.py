@@ -27,7 +27,8 @@ What is measured for each batch:
   batch (``trainer.data.make_loader(timed=True)``), the seconds spent making the
   batch: reading its files, and decoding, augmenting and collating it. ``wrap``
   strips them, so the loop still gets ``(images, targets)``. The batch's stall
-  is split in their proportion: ``fetch_stall_storage_s`` and
+  is charged to what the loader's critical path was doing during it
+  (``StallSplitter``): ``fetch_stall_storage_s`` and
   ``fetch_stall_preprocess_s`` add up to ``fetch_stall_s``.
 
 Timing modes: ``lazy`` (default: CUDA events resolved with ``Event.query()``
@@ -346,18 +347,21 @@ class StallSplitter:
         self._deliver(timing._replace(storage_share=storage_share(timing, self._held, critical(self._making))))
 
 
-# A worker whose batches take on average this share less than the slowest worker's, or more, is off the critical path.
-TIE = 0.2
+# A worker whose batches take on average at most TIED less than the slowest worker's is fully on the loader's
+# critical path, one OFF faster or more is off it, linearly between.
+TIED = 0.10
+OFF = 0.25
 
 
 def critical(making: Dict[int, List[float]]) -> Dict[int, float]:
     """Each worker's weight on the loader's critical path, from ``making`` (worker: [seconds making its batches,
-    batches]): 1 for the slowest on average, 0 for ``TIE`` faster or more, linearly between. Round-robin gives every
+    batches]), by how much faster than the slowest it is on average (``TIED``, ``OFF``). Round-robin gives every
     worker one batch a round, so a loader-bound epoch runs at its slowest workers' pace; a batch's making time varies
-    by tens of percent on a loaded machine, and equally slow workers share the critical path whatever the noise."""
+    by tens of percent on a loaded machine (equal workers' means by up to a tenth in a short epoch), so equally slow
+    workers share the critical path whatever the noise, while one a quarter faster idles every round."""
     pace = {worker: seconds / batches for worker, (seconds, batches) in making.items()}
     slowest = max(pace.values(), default=0.0)
-    return {worker: min(max(1.0 - (1.0 - mean / slowest) / TIE, 0.0), 1.0) if slowest > 0 else 1.0
+    return {worker: min(max((OFF - 1.0 + mean / slowest) / (OFF - TIED), 0.0), 1.0) if slowest > 0 else 1.0
             for worker, mean in pace.items()}
 
 

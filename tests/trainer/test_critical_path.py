@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
-from trainer.meter import TIE, BatchTiming, HostStep, LoadTimes, StallSplitter
+from trainer.meter import OFF, TIED, BatchTiming, HostStep, LoadTimes, StallSplitter
 
 STEP_S = 0.005
 
@@ -60,7 +60,7 @@ def test_readers_made_in_parallel_with_a_slower_preprocessing_worker_are_charged
     waited = [t.load.worker for t in timings if t.fetch_stall_s > 0.01]
     assert (3 in waited) == (boot is not None)
     assert sum(t.fetch_stall_s for t in timings) > 0.5 * 8 * 0.08
-    assert storage_part(timings) == 0.0
+    assert storage_part(timings) == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -74,9 +74,9 @@ def test_equally_slow_workers_share_the_wait_whichever_is_behind(workers, late):
 
 
 def test_a_worker_somewhat_faster_than_the_slowest_shares_less():
-    """Between equally slow (shares fully) and TIE faster (off the critical path) the weight falls linearly."""
+    """Up to TIED faster a worker shares fully, from OFF faster not at all, less and less between."""
     shares = []
-    for faster in (0.0, TIE / 2, TIE):
+    for faster in (TIED, (TIED + OFF) / 2, OFF):
         makes = [(0.08, 0.0) if i % 2 == 0 else (0.0, 0.08 * (1 - faster)) for i in range(32)]
         shares.append(storage_part(split(simulate(makes, 2), 2)))
     assert shares[0] < shares[1] < shares[2] == pytest.approx(1.0)
@@ -89,7 +89,7 @@ def test_without_workers_each_wait_is_its_own_batchs_making():
 
 
 def test_on_random_schedules_the_slowest_worker_alone_is_charged_and_the_split_adds_up():
-    """Random loaders, worker 0 at least TIE slower than any other: every wait is split as worker 0's own work
+    """Random loaders, every other worker at least OFF faster than worker 0: every wait is split as worker 0's own work
     (each of its batches reads the same share of its time, the others anything), and storage + preprocessing is
     the stall for every batch."""
     rng = random.Random(25)
@@ -98,7 +98,7 @@ def test_on_random_schedules_the_slowest_worker_alone_is_charged_and_the_split_a
         reads = rng.random()
         makes = []
         for i in range(rng.randint(1, 40)):
-            seconds = rng.uniform(0.05, 0.1) if i % workers == 0 else rng.uniform(0.0, 0.05 * (1 - TIE))
+            seconds = rng.uniform(0.05, 0.1) if i % workers == 0 else rng.uniform(0.0, 0.05 * (1 - OFF))
             read = seconds * (reads if i % workers == 0 else rng.random())
             makes.append((read, seconds - read))
         timings = split(simulate(makes, workers, prefetch, [rng.uniform(0, 0.05) for _ in range(workers)]),
