@@ -321,12 +321,13 @@ class StallSplitter:
         self._deliver = deliver
         self._held = collections.deque()  # type: Deque[BatchTiming]
         self._making = {}  # type: Dict[int, List[float]]  # worker: [seconds making its batches, batches]
+        self._pace = {}  # type: Dict[int, float]  # worker: mean seconds a batch
 
     def start(self, lag: int) -> None:
         """A new iteration of the loader: the last one's batches have all arrived, its workers' paces are over."""
         self.flush()
         self.lag = lag
-        self._making = {}
+        self._making, self._pace = {}, {}
 
     def add(self, timing: BatchTiming) -> None:
         load = timing.load
@@ -334,6 +335,7 @@ class StallSplitter:
             making = self._making.setdefault(load.worker, [0.0, 0.0])
             making[0] += load.read_s + load.preprocess_s
             making[1] += 1
+            self._pace[load.worker] = making[0] / making[1]
         self._held.append(timing)
         while len(self._held) > self.lag:
             self._release()
@@ -344,7 +346,7 @@ class StallSplitter:
 
     def _release(self) -> None:
         timing = self._held.popleft()
-        self._deliver(timing._replace(storage_share=storage_share(timing, self._held, critical(self._making))))
+        self._deliver(timing._replace(storage_share=storage_share(timing, self._held, self._pace)))
 
 
 # A worker whose batches take on average at most TIED less than the slowest worker's is fully on the loader's
@@ -353,24 +355,22 @@ TIED = 0.10
 OFF = 0.25
 
 
-def critical(making: Dict[int, List[float]]) -> Dict[int, float]:
-    """Each worker's weight on the loader's critical path, from ``making`` (worker: [seconds making its batches,
-    batches]), by how much faster than the slowest it is on average (``TIED``, ``OFF``). Round-robin gives every
-    worker one batch a round, so a loader-bound epoch runs at its slowest workers' pace; a batch's making time varies
-    by tens of percent on a loaded machine (equal workers' means by up to a tenth in a short epoch), so equally slow
-    workers share the critical path whatever the noise, while one a quarter faster idles every round."""
-    pace = {worker: seconds / batches for worker, (seconds, batches) in making.items()}
-    slowest = max(pace.values(), default=0.0)
-    return {worker: min(max((OFF - 1.0 + mean / slowest) / (OFF - TIED), 0.0), 1.0) if slowest > 0 else 1.0
-            for worker, mean in pace.items()}
+def critical(pace: float, slowest: float) -> float:
+    """A worker's weight on the loader's critical path from its ``pace`` (mean seconds a batch) and the slowest
+    worker's, by how much faster it is (``TIED``, ``OFF``). Round-robin gives every worker one batch a round, so a
+    loader-bound epoch runs at its slowest workers' pace; a batch's making time varies by tens of percent on a
+    loaded machine (equal workers' means by up to a tenth in a short epoch), so equally slow workers share the
+    critical path whatever the noise, while one a quarter faster idles every round."""
+    return min(max((OFF - 1.0 + pace / slowest) / (OFF - TIED), 0.0), 1.0) if slowest > 0 else 1.0
 
 
-def storage_share(timing: BatchTiming, later: Iterable[BatchTiming], weight: Dict[int, float]) -> Optional[float]:
+def storage_share(timing: BatchTiming, later: Iterable[BatchTiming], pace: Dict[int, float]) -> Optional[float]:
     """The share of ``timing``'s wait charged to file reads: what the loader's critical path was doing during it.
 
-    The wait is charged to what the slowest workers (``weight``, from ``critical``) were doing during it, never to
-    a faster worker's batches made in parallel: however much such a worker did during the wait, it idles between
-    batches, and caching or speeding its work would not shorten the epoch. The worker making the batch waited for
+    The wait is charged to what the slowest workers (by ``pace``, each worker's mean seconds a batch: ``critical``)
+    were doing during it, never to a faster worker's batches made in parallel: however much such a worker did
+    during the wait, it idles between batches, and caching or speeding its work would not shorten the epoch. The
+    worker making the batch waited for
     counts with that batch alone (in-order delivery has handed over the batches ahead of it in its queue; its later
     batches did not hold this one up), the others with their batches in the making during the wait (``later``),
     each by its overlap with the wait times its worker's weight. The batch waited for is not always on the
@@ -389,27 +389,20 @@ def storage_share(timing: BatchTiming, later: Iterable[BatchTiming], weight: Dic
     if timing.host is None or load.began is None or load.ready is None:
         return own
     began, ended = timing.host.wait_began, timing.host.wait_ended
+    slowest = max(pace.values(), default=0.0)
     reading = making = 0.0
     for other in itertools.chain((timing,), later):
         made = other.load
         if made is None or made.began is None or made.ready is None or (
                 made.worker == load.worker and other is not timing):
             continue
-        share = weight.get(made.worker, 1.0)
-        if share > 0:
-            made_reading, made_making = _made_during(made, began, ended)
-            reading += share * made_reading
-            making += share * made_making
+        overlap = min(ended, made.ready) - max(began, made.began)
+        work = made.read_s + made.preprocess_s
+        if overlap > 0 and work > 0:
+            overlap *= critical(pace.get(made.worker, slowest), slowest)
+            reading += overlap * made.read_s / work
+            making += overlap
     return reading / making if making > 0 else own
-
-
-def _made_during(load: LoadTimes, began: float, ended: float) -> Tuple[float, float]:
-    """(reading, making) seconds of ``load``'s batch inside [began, ended], split by its read : preprocess time."""
-    overlap = min(ended, load.ready) - max(began, load.began)  # type: ignore[type-var,operator]
-    work = load.read_s + load.preprocess_s
-    if overlap <= 0 or work <= 0:
-        return 0.0, 0.0
-    return overlap * load.read_s / work, overlap
 
 
 class _Sums:
