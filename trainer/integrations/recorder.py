@@ -67,13 +67,21 @@ def label_value(value: Any) -> str:
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def samples_of(dataset: Any) -> str:
-    """run_info's ``dataset_samples``: the samples a full epoch of ``dataset`` holds; "none" for one without a
-    length (an iterable dataset)."""
+def samples_of(loader: Any) -> str:
+    """run_info's ``dataset_samples``: the samples a full epoch of ``loader`` covers: its sampler's (a sampler may
+    pick part of the dataset: a train/validation split), less a last partial batch that ``drop_last`` drops, so
+    that a full epoch is never taken for part of one (report.configuration.part_of_an_epoch); "none" for a
+    loader without a length (an iterable dataset)."""
+    sampler = getattr(loader, "sampler", None)
     try:
-        return str(len(dataset))
-    except TypeError:
+        samples = len(sampler if sampler is not None else loader.dataset)
+    except (TypeError, AttributeError):
         return "none"
+    batches = getattr(loader, "batch_sampler", None)
+    batch_size = getattr(batches, "batch_size", None)
+    if getattr(batches, "drop_last", False) and isinstance(batch_size, int) and batch_size > 0:
+        samples -= samples % batch_size
+    return str(samples)
 
 
 def checked_labels(labels: Optional[Dict[str, str]]) -> Dict[str, str]:
