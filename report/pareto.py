@@ -31,7 +31,10 @@ def _spread(stat: dict) -> float:
 
 
 def _under_measured(row: dict) -> bool:
-    return row.get("epochs") == 1 or any(row[n]["mean"] is not None and row[n]["std"] is None for n in MEASURES)
+    """A replayed power log's energy and power have no spread by design (report.summary.REPLAYED): only its time's
+    counts there."""
+    measures = ("e2e_seconds",) if row.get("power_replayed") else MEASURES
+    return row.get("epochs") == 1 or any(row[n]["mean"] is not None and row[n]["std"] is None for n in measures)
 
 
 def _point(row: dict) -> dict:
@@ -157,7 +160,7 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
             notes.append("{}: its power was replayed from a recorded log (the exporter's demo or the trainer's "
                          "--tegrastats-file), not measured: drawn marked, never on the front nor "
                          "recommended".format(what))
-            replayed.append(dict(point, replayed=True))
+            replayed.append(dict(point, replayed=True, energy_spread_joules=None, power_spread_watts=None))
             continue
         measured.append(point)
     out = []
