@@ -4,9 +4,9 @@ time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
 a time budget, with the epoch-to-epoch spread taken seriously: a point
 dominates another only beyond both spreads, energy's widened by its bound
 (inside them the two tie), and a budget is met by the upper end of a point's
-spread. A configuration with one kept epoch (or one with energy) is
-under-measured: its spread is unknown, not zero, so it neither dominates nor
-is dominated (it ties) and fits no budget.
+spread. A configuration with one kept epoch is under-measured: its spread is
+unknown, not zero, so it neither dominates nor is dominated (it ties) and fits
+no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
@@ -20,21 +20,11 @@ from report.configuration import VARIES, WORKLOAD, not_a_choice, of_record, part
     workload_text
 
 
-UNDER_MEASURED = "under-measured: one kept epoch (or one with energy), no spread to fit a budget on"
-# What a point is placed and fitted by: one measured value of any of them (one kept epoch, or one of several with
-# energy) has no spread, not a zero one.
-MEASURES = ("e2e_seconds", "energy_joules", "average_power_watts")
+UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
 
 
 def _spread(stat: dict) -> float:
     return stat.get("std") or 0.0
-
-
-def _under_measured(row: dict) -> bool:
-    """A replayed power log's energy and power have no spread by design (report.summary.REPLAYED): only its time's
-    counts there."""
-    measures = ("e2e_seconds",) if row.get("power_replayed") else MEASURES
-    return row.get("epochs") == 1 or any(row[n]["mean"] is not None and row[n]["std"] is None for n in measures)
 
 
 def _point(row: dict) -> dict:
@@ -44,7 +34,7 @@ def _point(row: dict) -> dict:
             "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
             "energy_bound_joules": (row.get("energy_bound_joules") or {}).get("mean") or 0.0,
             "average_power_watts": row["average_power_watts"]["mean"],
-            "power_spread_watts": _spread(row["average_power_watts"]), "under_measured": _under_measured(row)}
+            "power_spread_watts": _spread(row["average_power_watts"]), "under_measured": row.get("epochs") == 1}
 
 
 def _high(p: dict, name: str, *widths: str) -> float:
