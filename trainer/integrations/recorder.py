@@ -21,6 +21,10 @@ from trainer.timeline import window_what_ifs
 
 # run_info labels the callbacks add to edgescope-train's: the framework and how it trains.
 FRAMEWORK_LABELS = ("framework", "precision", "gradient_accumulation_steps")
+# Knobs of a run's workload that edgescope-train sets itself but a framework's loop cannot be read for (its
+# transforms are the user's): the user says them in ``labels``, or two image sizes of one dataset are one
+# workload and pool as repeats.
+USER_WORKLOAD_LABELS = {"image_size"}
 
 
 class StepGrouper:
@@ -87,10 +91,11 @@ def samples_of(loader: Any) -> str:
 def checked_labels(labels: Optional[Dict[str, str]]) -> Dict[str, str]:
     """The user's extra run_info labels; a bad name is a ValueError naming it."""
     labels = dict(labels or {})
+    reserved = (RESERVED_LABELS | set(FRAMEWORK_LABELS)) - USER_WORKLOAD_LABELS
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_NAME.match(key) or key in RESERVED_LABELS | set(FRAMEWORK_LABELS):
+        if not isinstance(key, str) or not LABEL_NAME.match(key) or key in reserved:
             raise ValueError("labels: {!r} is not usable; use a Prometheus label name other than {}".format(
-                key, ", ".join(sorted(RESERVED_LABELS | set(FRAMEWORK_LABELS)))))
+                key, ", ".join(sorted(reserved))))
         labels[key] = str(value)
     return labels
 
