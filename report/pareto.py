@@ -150,7 +150,7 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
             notes.append("{}: its power was replayed from a recorded log (the exporter's demo or the trainer's "
                          "--tegrastats-file), not measured: drawn marked, never on the front nor "
                          "recommended".format(what))
-            replayed.append(dict(point, replayed=True))
+            replayed.append(dict(point, replayed=True, energy_spread_joules=None, power_spread_watts=None))
             continue
         measured.append(point)
     out = []

@@ -8,9 +8,10 @@ standard deviation widened by Student's t and combined with the model's own
 error for that kind of what-if, from the accuracy bench (trainer/calibration.py);
 fewer than 2 kept epochs give no prediction. Energy = the
 record's average power x the predicted time (it assumes the power stays as
-measured). A record is one run (the summary) or one comparison row, which pools
-the epochs of every repeat of its configuration: its spreads then hold the
-machine's drift between runs, which one run's epochs cannot show.
+measured; none where the power was replayed from a recording). A record is
+one run (the summary) or one comparison row, which pools the epochs of every
+repeat of its configuration: its spreads then hold the machine's drift
+between runs, which one run's epochs cannot show.
 
 Where the report also holds a record of the same configuration (report.configuration)
 that measured the predicted change, the prediction carries it: the error, its
@@ -64,7 +65,8 @@ def predict(record: dict, names: Sequence[str], table: calibration.Calibration) 
         return {name: _missing("synthetic input: no loader to change") for name in names}
     per_epoch = record.get("predicted", [])  # type: List[Dict[str, float]]
     per_epoch_compute = record.get("predicted_compute", [])  # type: List[Dict[str, float]]
-    power = mean_of(record, "average_power_watts")
+    # a replayed power log's power is not this board's: no energy is predicted from it (the time still is)
+    power = None if record.get("power_replayed") else mean_of(record, "average_power_watts")
     out = {}
     for name in names:
         values = [epoch.get(name) for epoch in per_epoch]

@@ -68,8 +68,9 @@ def load(path: Optional[str] = None) -> Calibration:
         for name, entry in kinds.items():
             entry = entry if isinstance(entry, dict) else {}
             relative, count = entry.get("relative_error"), entry.get("cases")
-            if not (isinstance(relative, (int, float)) and math.isfinite(relative) and relative >= 0
-                    and isinstance(count, int) and count > 0):
+            if isinstance(relative, bool) or isinstance(count, bool) or not (
+                    isinstance(relative, (int, float)) and math.isfinite(relative) and relative >= 0
+                    and isinstance(count, int) and count > 0):  # JSON's true is no number: bool is an int here
                 raise ValueError("kind {!r} needs a relative_error >= 0 and cases > 0".format(name))
             errors[name], cases[name] = float(relative), count
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:

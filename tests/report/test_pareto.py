@@ -57,6 +57,10 @@ def test_measurement_passes_and_replayed_power_are_not_configurations_to_choose(
     assert len(notes) == 4
     assert any("profile pass (profile_pass=cold)" in n for n in notes)
     assert any("replayed from a recorded log" in n and "8" in n for n in notes)
+    replayed = dict(rows[-1], epochs=3, energy_joules={"mean": 10, "std": None},
+                    average_power_watts={"mean": 2.5, "std": None})  # as report.summary gives a replay's
+    (demo,) = fronts([rows[0], replayed])[0][0]["replayed"]
+    assert demo["energy_spread_joules"] is None and demo["power_spread_watts"] is None  # the JSON said 0.0
 
 
 def test_cpu_and_cuda_runs_of_the_same_settings_are_two_rows():

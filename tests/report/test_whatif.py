@@ -130,3 +130,19 @@ def test_a_damaged_table_is_one_note_and_every_prediction_marked_not_calibrated(
     assert prediction["e2e_spread_seconds"] == pytest.approx(1.8373 * statistics.stdev([10.0, 10.4]), rel=1e-4)
     _, headers, lines = diagnosis_table(result)
     assert "(not calibrated: its bar is the epochs' spread alone)" in lines[0][headers.index("workers_doubled")]
+
+
+def test_replayed_power_predicts_no_energy():
+    """A run whose power a recorded log replayed: its what-if's time is predicted, its energy is not (the
+    diagnosis table showed 5.0 W × the predicted time as this board's energy, unmarked)."""
+    replayed = run(0, run_id="demo")
+    replayed.power_replayed = True
+    records = [run_summary(replayed, 1), run_summary(run(0, run_id="measured"), 1)]
+    for record in records:
+        record["predicted"] = [{"workers_doubled": 33.0}, {"workers_doubled": 33.4}, {"workers_doubled": 33.2}]
+    add_what_ifs(records, None)
+    demo, measured = (r["what_if"]["workers_doubled"] for r in records)
+    assert demo["e2e_seconds"] == pytest.approx(33.2) and demo["energy_joules"] is None
+    assert measured["energy_joules"] == pytest.approx(5.0 * 33.2)
+    _, headers, rows = diagnosis_table({"comparison": [dict(r, runs=[r["run_id"]]) for r in records]})
+    assert " J" not in rows[0][headers.index("workers_doubled")] and " J" in rows[1][headers.index("workers_doubled")]

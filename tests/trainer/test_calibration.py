@@ -51,6 +51,10 @@ def test_the_bar_holds_the_model_error_for_its_kind_beside_the_widened_spread(tm
     (json.dumps({"version": 1, "kinds": {"dataset_cached": {"relative_error": -0.1, "cases": 3}}}),
      "kind 'dataset_cached' needs a relative_error >= 0 and cases > 0"),
     (json.dumps({"version": 1, "kinds": {"dataset_cached": 0.1}}), "kind 'dataset_cached' needs"),
+    (json.dumps({"version": 1, "kinds": {"dataset_cached": {"relative_error": True, "cases": 3}}}),
+     "kind 'dataset_cached' needs"),  # was read as a 100 % error
+    (json.dumps({"version": 1, "kinds": {"dataset_cached": {"relative_error": 0.1, "cases": True}}}),
+     "kind 'dataset_cached' needs"),  # was "(accuracy bench, True cases)"
 ])
 def test_a_missing_or_damaged_table_is_one_line_and_every_bar_not_calibrated(tmp_path, content, says):
     path = tmp_path / "calibration.json"

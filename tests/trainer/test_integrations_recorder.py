@@ -44,3 +44,39 @@ def test_timings_before_the_step_closes_wait_for_it():
     assert steps == []
     grouper.micro_batch_done(True)
     assert steps == [BatchTiming(0.5, 1.0, 1.5)]
+
+
+def test_dataset_samples_are_those_a_full_epoch_of_the_loader_covers():
+    """A callback's full epoch is never taken for part of one (report.configuration.part_of_an_epoch): 20 samples
+    in batches of 8 with drop_last cover 16 a full epoch, a sampler that picks 10 of them covers 10; an iterable
+    dataset has no count."""
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset, SubsetRandomSampler, TensorDataset
+
+    from report.configuration import part_of_an_epoch
+    from trainer.integrations.recorder import samples_of
+
+    class Stream(IterableDataset):
+        def __iter__(self):  # type: ignore
+            return iter(range(3))
+
+    data = TensorDataset(torch.zeros(20, 1))
+    assert samples_of(DataLoader(data, batch_size=8)) == "20"
+    assert samples_of(DataLoader(data, batch_size=8, drop_last=True)) == "16"
+    assert samples_of(DataLoader(data, batch_size=8, sampler=SubsetRandomSampler(range(10)))) == "10"
+    assert samples_of(DataLoader(Stream(), batch_size=2)) == "none" and samples_of(None) == "none"
+    assert part_of_an_epoch({"dataset_samples": samples_of(DataLoader(data, batch_size=8, drop_last=True)),
+                             "epoch_samples": "16"}) is None
+
+
+def test_a_callbacks_user_can_say_the_image_size_and_two_sizes_are_two_workloads():
+    """The callbacks cannot read a loop's transforms: without image_size, 64 px and 224 px runs of one dataset
+    were one configuration (pooled as repeats, one front); the user's labels may now say it."""
+    from report.configuration import key, workload
+    from trainer.integrations.recorder import checked_labels
+
+    small, large = ({"model": "Net", "dataset": "ImageFolder", "dataset_samples": "1000", "framework": "lightning",
+                     **checked_labels({"image_size": size})} for size in ("64", "224"))
+    assert workload(small) != workload(large) and key(small) != key(large)
+    with pytest.raises(ValueError, match="'max_batches' is not usable"):
+        checked_labels({"max_batches": "4"})

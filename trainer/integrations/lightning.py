@@ -42,7 +42,7 @@ def loader_config(loader: Any) -> Dict[str, str]:
         return label_value(getattr(loader, name, None))
     dataset = getattr(loader, "dataset", None)
     return {"dataset": type(dataset).__name__ if dataset is not None else "unknown",
-            "dataset_samples": samples_of(dataset),
+            "dataset_samples": samples_of(loader),
             "batch_size": value("batch_size"), "workers": value("num_workers"),
             "prefetch_factor": value("prefetch_factor"), "pin_memory": value("pin_memory")}
 

@@ -20,6 +20,10 @@ from trainer.timeline import window_what_ifs
 
 # run_info labels the callbacks add to edgescope-train's: the framework and how it trains.
 FRAMEWORK_LABELS = ("framework", "precision", "gradient_accumulation_steps")
+# Knobs of a run's workload that edgescope-train sets itself but a framework's loop cannot be read for (its
+# transforms are the user's): the user says them in ``labels``, or two image sizes of one dataset are one
+# workload and pool as repeats.
+USER_WORKLOAD_LABELS = {"image_size"}
 
 
 class StepGrouper:
@@ -66,22 +70,31 @@ def label_value(value: Any) -> str:
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def samples_of(dataset: Any) -> str:
-    """run_info's ``dataset_samples``: the samples a full epoch of ``dataset`` holds; "none" for one without a
-    length (an iterable dataset)."""
+def samples_of(loader: Any) -> str:
+    """run_info's ``dataset_samples``: the samples a full epoch of ``loader`` covers: its sampler's (a sampler may
+    pick part of the dataset: a train/validation split), less a last partial batch that ``drop_last`` drops, so
+    that a full epoch is never taken for part of one (report.configuration.part_of_an_epoch); "none" for a
+    loader without a length (an iterable dataset)."""
+    sampler = getattr(loader, "sampler", None)
     try:
-        return str(len(dataset))
-    except TypeError:
+        samples = len(sampler if sampler is not None else loader.dataset)
+    except (TypeError, AttributeError):
         return "none"
+    batches = getattr(loader, "batch_sampler", None)
+    batch_size = getattr(batches, "batch_size", None)
+    if getattr(batches, "drop_last", False) and isinstance(batch_size, int) and batch_size > 0:
+        samples -= samples % batch_size
+    return str(samples)
 
 
 def checked_labels(labels: Optional[Dict[str, str]]) -> Dict[str, str]:
     """The user's extra run_info labels; a bad name is a ValueError naming it."""
     labels = dict(labels or {})
+    reserved = (RESERVED_LABELS | set(FRAMEWORK_LABELS)) - USER_WORKLOAD_LABELS
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_NAME.match(key) or key in RESERVED_LABELS | set(FRAMEWORK_LABELS):
+        if not isinstance(key, str) or not LABEL_NAME.match(key) or key in reserved:
             raise ValueError("labels: {!r} is not usable; use a Prometheus label name other than {}".format(
-                key, ", ".join(sorted(RESERVED_LABELS | set(FRAMEWORK_LABELS)))))
+                key, ", ".join(sorted(reserved))))
         labels[key] = str(value)
     return labels
 

@@ -37,10 +37,11 @@ class EdgescopeCallback(TrainerCallback):
         self._samples_left = None  # type: Any
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
+        loader = kwargs.get("train_dataloader")
+        dataset = getattr(loader, "dataset", None)
         config = {"model": type(model).__name__ if model is not None else "unknown", "framework": "transformers",
                   "dataset": type(dataset).__name__ if dataset is not None else "unknown",
-                  "dataset_samples": samples_of(dataset),
+                  "dataset_samples": samples_of(loader),
                   "batch_size": label_value(args.per_device_train_batch_size),
                   "workers": label_value(args.dataloader_num_workers),
                   "prefetch_factor": label_value(args.dataloader_prefetch_factor),
