@@ -1,5 +1,7 @@
 """What one connection, one password or a crowd of scrapers may cost the server shared by exporter and trainer:
-bcrypt costs are capped at load, concurrent password checks are bounded, a burst of 200 scrapes is answered."""
+bcrypt costs are capped at load, concurrent password checks are bounded per client and in all, a burst of 200
+scrapes is answered, idle and trickling clients hold no thread."""
+import base64
 import select
 import socket
 import threading
@@ -45,9 +47,19 @@ def _server(web=None):
     return serve_registry(("127.0.0.1", 0), registry, web)
 
 
-def test_failed_logins_hold_at_most_the_bounded_number_of_bcrypt_checks(tmp_path, monkeypatch):
-    """While every check slot is busy (a slow bcrypt held on an event), further logins are answered 429 at
-    once instead of queueing more CPU; a verified password then still gets in."""
+def _status_from(port: int, source: str, user: str, password: str) -> int:
+    """GET /metrics with basic auth from the loopback address ``source`` (127.0.0.0/8 is all loopback)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0)) as sock:
+        credentials = base64.b64encode("{}:{}".format(user, password).encode()).decode()
+        sock.sendall("GET /metrics HTTP/1.0\r\nAuthorization: Basic {}\r\n\r\n".format(credentials).encode())
+        return int(sock.makefile("rb").readline().split()[1])
+
+
+def test_a_wrong_password_flood_holds_one_check_per_client_and_never_locks_the_others_out(tmp_path, monkeypatch):
+    """Wrong passwords from one client (held on an event: a stand-in for a cost that takes seconds) hold one
+    check; its further tries get 429 at once, while the right user from another address is checked and let in
+    (with one bound shared by all, the flood answered it 429 on every try). The global bound still holds: two
+    flooding clients fill it and a third gets 429, with no third check started."""
     monkeypatch.setattr(server_module, "BCRYPT_CONCURRENT", 2)
     web = tmp_path / "web.yml"
     web.write_text("basic_auth_users:\n  prometheus: '{}'\n".format(
@@ -56,34 +68,41 @@ def test_failed_logins_hold_at_most_the_bounded_number_of_bcrypt_checks(tmp_path
     release, running = threading.Event(), []
 
     class SlowBcrypt:
-        """bcrypt whose checks wait for ``release``: a stand-in for a cost that takes seconds."""
+        """bcrypt whose checks of wrong passwords wait for ``release``."""
         @staticmethod
         def checkpw(secret, hashed):
-            running.append(secret)
-            release.wait(30)
+            if secret != b"s3cret":
+                running.append(secret)
+                release.wait(30)
             return bcrypt.checkpw(secret, hashed)
 
-    server.auth._bcrypt = SlowBcrypt
-    url = "http://127.0.0.1:{}/metrics".format(server.port)
-    try:
-        held = [threading.Thread(target=requests.get, args=(url,), kwargs={"auth": (u, "wrong"), "timeout": 30})
-                for u in ("prometheus", "nobody")]
-        for t in held:
-            t.start()
+    def held_until(count):
         deadline = time.monotonic() + 10
-        while len(running) < 2 and time.monotonic() < deadline:
+        while len(running) < count and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(running) == 2
+        return len(running)
+
+    server.auth._bcrypt = SlowBcrypt
+    attacks = []
+    try:
+        for source, user in (("127.0.0.2", "prometheus"), ("127.0.0.2", "nobody")):
+            attacks.append(threading.Thread(target=_status_from, args=(server.port, source, user, "wrong")))
+            attacks[-1].start()
+        assert held_until(1) == 1
         for user in ("prometheus", "nobody", "mallory"):
             started = time.monotonic()
-            answer = requests.get(url, auth=(user, "guess"), timeout=10)
-            assert answer.status_code == 429 and answer.headers["Retry-After"] == "1", user
-            assert time.monotonic() - started < 5  # answered at once, not after the held checks
+            assert _status_from(server.port, "127.0.0.2", user, "guess") == 429, user
+            assert time.monotonic() - started < 5  # answered at once, not after the held check
+        assert _status_from(server.port, "127.0.0.1", "prometheus", "s3cret") == 200  # not locked out
+        attacks.append(threading.Thread(target=_status_from, args=(server.port, "127.0.0.3", "nobody", "wrong")))
+        attacks[-1].start()
+        assert held_until(2) == 2
+        assert _status_from(server.port, "127.0.0.4", "mallory", "guess") == 429
         assert len(running) == 2  # no third check started
         release.set()
-        for t in held:
-            t.join(30)
-        assert requests.get(url, auth=("prometheus", "s3cret"), timeout=10).status_code == 200
+        for thread in attacks:
+            thread.join(30)
+        assert _status_from(server.port, "127.0.0.2", "prometheus", "wrong again") == 401
     finally:
         release.set()
         server.close()
