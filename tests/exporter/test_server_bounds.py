@@ -2,6 +2,7 @@
 bcrypt costs are capped at load, concurrent password checks are bounded per client and in all, a burst of 200
 scrapes is answered, idle and trickling clients hold no thread."""
 import base64
+import re
 import select
 import socket
 import threading
@@ -13,6 +14,7 @@ import requests
 import yaml
 from hypothesis import given, settings, strategies as st
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 from exporter import server as server_module
 from exporter.config import ConfigError
@@ -155,3 +157,64 @@ def test_a_user_name_yaml_reads_as_a_boolean_is_one_line_not_a_renamed_user(tmp_
     assert str(error.value).startswith("{}: key 'basic_auth_users.".format(web)) and "quote it" in str(error.value)
     web.write_text("basic_auth_users:\n  '{}': '$2y$10${}'\n".format(user, SALT_AND_DIGEST))
     assert list(load_web_config(str(web)).users) == [user]
+
+
+def test_idle_half_sent_requests_hold_no_thread_and_the_oldest_give_way_to_a_scrape(monkeypatch):
+    """300 connections that send half a request and wait: the server's threads do not grow (a thread per
+    connection grew the exporter to 2,041 threads under 1,200), past MAX_CONNECTIONS the longest-waiting
+    unfinished heads are closed, and a scrape is answered while they wait."""
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 100)
+    server = _server()
+    threads_before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            idle[-1].sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        answer = requests.get("http://127.0.0.1:{}/metrics".format(server.port), timeout=10)
+        assert answer.status_code == 200 and "up_gauge 1.0" in answer.text
+        assert threading.active_count() == threads_before
+        closed = sum(1 for sock in idle[:150] if sock.recv(1) == b"")  # the oldest: closed without an answer
+        assert closed == 150
+    finally:
+        for sock in idle:
+            sock.close()
+        server.close()
+
+
+def test_scrapes_waiting_together_share_one_render_made_after_they_arrived():
+    """Scrapes arriving while a render is under way wait for the next one, which all of them share: 20 at once
+    cost 2 renders, not 20, and no answer was rendered before its request came."""
+    from exporter.server import _Exposition
+    gate, begun = threading.Event(), []
+
+    class Counted:
+        def collect(self):
+            begun.append(time.monotonic())
+            if len(begun) == 1:
+                gate.wait(30)
+            yield GaugeMetricFamily("render_number", "which render this is", value=len(begun))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Counted())
+    exposition, answers = _Exposition(registry), []
+
+    def scrape():
+        arrived = time.monotonic()
+        answers.append((arrived, exposition.render()))
+
+    first = threading.Thread(target=scrape)
+    first.start()
+    while not begun:
+        time.sleep(0.01)
+    crowd = [threading.Thread(target=scrape) for _ in range(19)]
+    for thread in crowd:
+        thread.start()
+    time.sleep(0.5)  # all 19 are waiting behind the held render (a margin, not a timing assert)
+    gate.set()
+    for thread in [first] + crowd:
+        thread.join(30)
+    assert len(begun) == 2, begun
+    for arrived, body in answers:
+        number = int(float(re.search(r"^render_number (\S+)$", body.decode(), re.M).group(1)))
+        assert begun[number - 1] >= arrived or number == 1
