@@ -13,8 +13,14 @@ from array import array
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from exporter import atomicfile
+from exporter.readfile import read_regular
 
 MAX_BATCHES = 200000  # ~14 columns x 8 bytes: about 22 MB at most per epoch; past it the timeline is cut
+MAX_FILE_BYTES = 96 << 20  # MAX_BATCHES rows of 14 JSON numbers (~25 characters each) are ~70 MB
+# What a file's counts may claim (the trainer's --workers and --prefetch-factor ranges): a 1.4 KB file claiming
+# 20,000 workers took 4-6 GB to replay and draw
+MAX_WORKERS = 1024
+MAX_PREFETCH_FACTOR = 1000
 COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
            "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share")
 VERSION = 1
@@ -75,8 +81,9 @@ class Timeline:
         timeline = cls()
         try:
             timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
-            if timeline.workers < 0 or timeline.prefetch_factor < 0:
-                raise ValueError("negative workers or prefetch factor")
+            if not (0 <= timeline.workers <= MAX_WORKERS and 0 <= timeline.prefetch_factor <= MAX_PREFETCH_FACTOR):
+                raise ValueError("workers {} or prefetch factor {} outside 0..{} and 0..{}".format(
+                    timeline.workers, timeline.prefetch_factor, MAX_WORKERS, MAX_PREFETCH_FACTOR))
             for what in ("startup", "shutdown"):
                 if data[what] is not None:
                     began, ended = (_finite(x) for x in data[what])
@@ -85,6 +92,8 @@ class Timeline:
             lengths = set()
             for name in COLUMNS:
                 values = data["batches"][name]
+                if len(values) > MAX_BATCHES:
+                    raise ValueError("more than {} batches".format(MAX_BATCHES))
                 timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
                 lengths.add(len(values))
         except (KeyError, TypeError, ValueError) as error:
@@ -102,9 +111,13 @@ def _finite(value: Any) -> float:
     return number
 
 
+def read_json(path: str) -> Any:
+    """An epoch file's JSON, read within bounds (``exporter.readfile``): OSError, or a ValueError naming why."""
+    return json.loads(read_regular(path, MAX_FILE_BYTES).decode("utf-8"))
+
+
 def load(path: str) -> Timeline:
-    with open(path, encoding="utf-8") as f:
-        return Timeline.from_dict(json.load(f))
+    return Timeline.from_dict(read_json(path))
 
 
 class Replayable(NamedTuple):
