@@ -378,8 +378,11 @@ def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
 
 
 def run_folder(directory: str, run_id: str) -> str:
-    """Where a run's epochs are written and read: one folder per run, whatever its id holds."""
-    return os.path.join(directory, run_id.replace(os.sep, "_"))
+    """Where a run's epochs are written and read: one folder per run id and one run id per folder, always
+    inside ``directory``: "/", "%" (the escape itself) and control characters are written %XX, and so is a
+    leading "." (".." wrote into the parent; a run "a/b" and a run "a_b" shared a folder)."""
+    name = "".join("%{:02X}".format(ord(c)) if c in "/%" or ord(c) < 0x20 or c == "\x7f" else c for c in run_id)
+    return os.path.join(directory, "%2E" + name[1:] if name.startswith(".") else name)
 
 
 def write_timeline(directory: str, run_id: str, epoch: int, window: Any, main_cpu_s: float) -> str:
