@@ -447,7 +447,9 @@ class MetricsServer:
                 for key, _ in self._selector.select(timeout):
                     if key.fileobj is self.socket:
                         self._accept()
-                    elif key.fileobj is not self._wake_r:
+                    elif key.fileobj is self._wake_r:
+                        self._wake_r.recv(64)
+                    else:
                         self._gather(key.data)
                 self._expire()
         finally:
