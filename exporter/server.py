@@ -377,10 +377,16 @@ class _Connection:
         self.handshaken = not isinstance(sock, ssl.SSLSocket)
         self.head = b""
 
-    def head_complete(self) -> bool:
-        """The blank line after the headers has arrived (or, for a bare `GET /` of HTTP/0.9, its one line)."""
-        end = re.search(rb"\r?\n\r?\n", self.head)
-        return end is not None or bool(re.match(rb"[^\r\n ]+ [^\r\n ]+\r?\n", self.head))
+    def add(self, chunk: bytes) -> bool:
+        """Appends what arrived; whether the head is now whole: the blank line after the headers has come (or,
+        for a bare `GET /` of HTTP/0.9, its one line). Only the new bytes are searched, so a client sending a
+        byte at a time costs linear work, not quadratic."""
+        seen = len(self.head)
+        self.head += chunk
+        if re.search(rb"\r?\n\r?\n", self.head[max(0, seen - 3):]):
+            return True
+        first_line_ended = b"\n" in chunk and b"\n" not in self.head[:seen]
+        return first_line_ended and bool(re.match(rb"[^\r\n ]+ [^\r\n ]+\r?\n", self.head))
 
     def cut(self) -> None:
         """Ends the exchange from any thread; a send or read in progress fails at once."""
@@ -509,16 +515,18 @@ class MetricsServer:
             if not connection.handshaken:
                 connection.sock.do_handshake()
                 connection.handshaken = True
-                self._selector.modify(connection.sock, selectors.EVENT_READ, connection)
-            while len(connection.head) <= MAX_HEAD_BYTES and not connection.head_complete():
+                self._wait_for(connection, selectors.EVENT_READ)
+            while len(connection.head) <= MAX_HEAD_BYTES:
                 chunk = connection.sock.recv(MAX_HEAD_BYTES + 1 - len(connection.head))
-                if not chunk:  # the client sent all it will
+                if not chunk or connection.add(chunk):  # the client sent all it will, or the whole head
                     break
-                connection.head += chunk
-        except ssl.SSLWantWriteError:
-            self._selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
+        except ssl.SSLWantWriteError:  # a TLS handshake waits to send
+            self._wait_for(connection, selectors.EVENT_WRITE)
             return
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+        except ssl.SSLWantReadError:
+            self._wait_for(connection, selectors.EVENT_READ)
+            return
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as error:  # a failed handshake (no or bad certificate), a reset
             log.debug("connection from %s dropped: %s", connection.address, error)
@@ -532,6 +540,10 @@ class MetricsServer:
         with self._lock:
             self._answering.add(connection)
         self._requests.put(connection)
+
+    def _wait_for(self, connection: _Connection, events: int) -> None:
+        if self._selector.get_key(connection.sock).events != events:
+            self._selector.modify(connection.sock, events, connection)
 
     def _expire(self) -> None:
         now = time.monotonic()
