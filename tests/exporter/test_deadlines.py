@@ -31,13 +31,15 @@ def _endless_body() -> Iterator[bytes]:
 
 
 class Hostile:
-    """A server on 127.0.0.1 answering every connection with ``answer()``'s pieces, ``pause`` s apart."""
+    """A server on 127.0.0.1 answering every connection with ``answer()``'s pieces, ``pause`` s apart (a piece
+    None: wait for the client's next request)."""
 
     def __init__(self, answer, pause: float) -> None:
         self._answer, self._pause = answer, pause
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = "http://127.0.0.1:{}".format(self._listener.getsockname()[1])
         self._stop = threading.Event()
+        self.accepted = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -46,6 +48,7 @@ class Hostile:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
@@ -55,6 +58,9 @@ class Hostile:
                 if self._stop.wait(self._pause):
                     return
                 try:
+                    if piece is None:
+                        conn.recv(65536)
+                        continue
                     conn.sendall(piece)
                 except OSError:
                     return  # the client cut it
@@ -94,19 +100,19 @@ def test_an_endless_answer_stops_at_the_size_bound(hostile):
 
 def test_a_kept_alive_connection_is_watched_on_its_next_request(hostile):
     """The second request of a session reuses the first one's connection (no new connect): still cut."""
-    answers = iter([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
-
     def first_then_trickle() -> Iterator[bytes]:
-        yield next(answers, b"")
-        yield from _endless_body()
+        yield b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        yield None  # the second request, on the same connection
+        yield from _endless_body()  # a piece every 50 ms: a per-read timeout never fires
 
     server = hostile(first_then_trickle, pause=0.05)
     client = fetch.session()
+    assert fetch.get(client, server.url, 5, 1 << 20).text == "ok"
     started = time.monotonic()
     with pytest.raises(requests.Timeout):
-        assert fetch.get(client, server.url, 0.5, 1 << 20).text == "ok"
         fetch.get(client, server.url, 0.5, 1 << 20)
     assert time.monotonic() - started < 10
+    assert server.accepted == 1
 
 
 def test_the_trainer_reading_a_trickling_exporter_gives_up_at_its_timeout(hostile):
