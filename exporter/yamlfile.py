@@ -9,6 +9,8 @@ from typing import Any, Dict, Set, Type
 
 import yaml
 
+from exporter.readfile import Unreadable, read_regular
+
 MAX_BYTES = 1024 * 1024  # settings and plans are a few hundred lines at most
 MAX_NODES = 100000  # scalars + collections after aliases are expanded ("billion laughs" stops here)
 
@@ -78,12 +80,11 @@ def read_mapping(path: str, flag: str, error: Type[Exception], what: str = "sett
     """
     where = "{} {}".format(flag, path) if flag else path
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        raw = read_regular(path, MAX_BYTES)
     except OSError as exc:
         raise error("{}: {}; cannot read the {}".format(where, exc.strerror or exc, what))
-    if len(raw) > MAX_BYTES:
-        raise error("{}: larger than {} MiB; is it the {} file?".format(path, MAX_BYTES // (1024 * 1024), what))
+    except Unreadable as exc:
+        raise error("{}: {}; is it the {} file?".format(path, exc, what))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

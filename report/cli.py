@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
         return 1
     for note in collected.notes:
-        print("edgescope-report: warning: " + note, file=sys.stderr)
+        print("edgescope-report: warning: " + one_line(note), file=sys.stderr)
     try:
         if args.plots:
             for written in _plots().write_plots(images, args.plots):

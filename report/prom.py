@@ -10,8 +10,11 @@ from typing import Any, Dict, List, Tuple
 
 import requests
 
+from exporter import fetch
+
 Labels = Dict[str, str]
 Sample = Tuple[float, float]
+MAX_ANSWER_BYTES = 256 << 20  # a query answer; json.loads holds several times this in memory
 
 
 class ReportError(Exception):
@@ -32,13 +35,16 @@ class Prometheus:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = fetch.session()
 
     def _get(self, path: str, params: Dict[str, str], result_type: str) -> List[dict]:
         """The ``result`` list of a query answer whose ``resultType`` is ``result_type``."""
         where = self.url + path
         try:
-            response = self.session.get(where, params=params, timeout=self.timeout)
+            response = fetch.get(self.session, where, self.timeout, MAX_ANSWER_BYTES, params=params)
+        except fetch.AnswerTooLarge:
+            raise ReportError("Prometheus at {} answered more than {} MiB to the query {!r}; narrow the runs or "
+                              "the time range".format(self.url, MAX_ANSWER_BYTES >> 20, params.get("query")))
         except requests.exceptions.Timeout:
             raise ReportError("Prometheus at {} did not answer within {:g} s; check --prometheus "
                               "or raise --timeout".format(self.url, self.timeout))

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
+from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
@@ -262,22 +263,29 @@ def settings_text(report: dict) -> List[Tuple[str, str]]:
     return out
 
 
+def terminal_tables(report: dict) -> List[tuple]:
+    """``tables`` with every cell one line of visible characters: a label value from Prometheus holding NUL,
+    BEL, a newline or U+202E (which reverses what follows on a terminal) is shown escaped, \\x07, \\u202e."""
+    return [(one_line(title), [one_line(h) for h in headers], [[one_line(c) for c in row] for row in rows])
+            for title, headers, rows in tables(report)]
+
+
 def as_text(report: dict) -> str:
     out = []
-    for title, headers, rows in tables(report):
+    for title, headers, rows in terminal_tables(report):
         widths = [max(len(x) for x in column) for column in zip(headers, *rows)]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out += [title, line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows] + [""]
-    out += ["note: " + n for n in report["notes"]]
+    out += ["note: " + one_line(n) for n in report["notes"]]
     return "\n".join(out).rstrip() + "\n"
 
 
 def as_markdown(report: dict) -> str:
     out = []
-    for title, headers, rows in tables(report):
+    for title, headers, rows in terminal_tables(report):
         out += ["### " + title, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
-    out += ["> note: " + n for n in report["notes"]]
+    out += ["> note: " + one_line(n) for n in report["notes"]]
     return "\n".join(out).rstrip() + "\n"
 
 

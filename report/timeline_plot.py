@@ -19,7 +19,8 @@ from exporter import atomicfile
 from exporter.yamlfile import one_line
 from report.plots import PALETTE, STYLE, _figure, _wrapped, png
 from report.prom import ReportError
-from trainer.timeline import Timeline, origin, run_folder, trace_events
+from exporter.readfile import Unreadable
+from trainer.timeline import Timeline, origin, read_json, run_folder, trace_events
 
 EPOCH_FILE = re.compile(r"^epoch-(\d+)\.json$")
 # The wait's parts take the lighter or stronger shade of what they are charged to; Okabe–Ito throughout.
@@ -73,12 +74,12 @@ def find(directory: str, run_id: str, epoch: Optional[int]) -> str:
 def read(path: str) -> Epoch:
     """The epoch file as the trainer wrote it; ReportError names the file and what to do."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(path)
         timeline = Timeline.from_dict(data)
         return Epoch(str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
-    except OSError as exc:
-        raise ReportError("cannot read the timeline {} ({}); give a readable file".format(path, exc.strerror))
+    except (OSError, Unreadable) as exc:
+        raise ReportError("cannot read the timeline {} ({}); give a readable file".format(
+            path, exc.strerror if isinstance(exc, OSError) else exc))
     except (ValueError, KeyError, TypeError, RecursionError) as exc:  # bad JSON and UTF-8 are ValueErrors too
         raise ReportError("{} is not a timeline edgescope-train wrote ({}); write it again with edgescope-train "
                           "--timeline-dir or choose another --epoch".format(path, one_line(str(exc))))

@@ -1,11 +1,13 @@
 """The per-epoch checkpoint: saved atomically at every epoch end, restored by ``--resume`` only into the same
 run (same settings), its history published again."""
+import argparse
 import os
 from typing import Any, Dict, Optional
 
 import torch
 
 from exporter import atomicfile
+from exporter.arguments import utf8_argument
 from exporter.yamlfile import one_line
 from trainer.errors import UsageError
 from trainer.safe_load import describe, load_checkpoint
@@ -41,6 +43,12 @@ def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) 
     """The checkpoint's run id: a resume continues that run, so another --run-id would publish its epochs under
     a second identity (an equal or absent one takes the checkpoint's)."""
     saved = state["run_id"]
+    try:  # the checks --run-id has: a run id becomes a label, a folder and a terminal line
+        if not utf8_argument(saved).strip():
+            raise argparse.ArgumentTypeError("{!r} is empty".format(saved))
+    except argparse.ArgumentTypeError as error:
+        raise UsageError("--resume: {} holds a run id no run can have ({}); start a new run with another "
+                         "--checkpoint-dir".format(directory, one_line(str(error))))
     if given is not None and given != saved:
         raise UsageError("--resume: {} holds run {}, not --run-id {}; drop --run-id (or give {}) to continue it, "
                          "or point --checkpoint-dir elsewhere for a new run".format(

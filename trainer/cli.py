@@ -35,7 +35,7 @@ from trainer.models import MODELS, build_model
 from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
 from trainer.results import append_result, epoch_record, print_epoch, print_summary, window_of
-from trainer.timeline import Prediction, window_what_ifs, write_timeline
+from trainer.timeline import MAX_PREFETCH_FACTOR, MAX_WORKERS, Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -70,8 +70,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 (opt-in)")
     p.add_argument("--image-size", type=int_at_least(1), default=224, help="imagefolder crop size in pixels")
     p.add_argument("--batch-size", type=int_at_least(1), default=16)
-    p.add_argument("--workers", type=int_at_least(0), default=4, help="DataLoader worker processes")
-    p.add_argument("--prefetch-factor", type=int_at_least(1), default=2, help="batches loaded ahead per worker")
+    # bounded as a timeline file's counts are: torch queues prefetch factor x workers indices before the first
+    # batch (10^9 spun for minutes), and each worker is a process
+    p.add_argument("--workers", type=number_in(0, MAX_WORKERS, int), default=4, help="DataLoader worker processes")
+    p.add_argument("--prefetch-factor", type=number_in(1, MAX_PREFETCH_FACTOR, int), default=2,
+                   help="batches loaded ahead per worker")
     p.add_argument("--pin-memory", action="store_true")
     p.add_argument("--device", type=_device_choice, default="auto",
                    help="auto (CUDA if torch sees it), cuda, cuda:N or cpu")

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import fetch
 from exporter.energy import EnergyIntegrator, lag_for, max_gap_for
 
 ENERGY = "edgescope_board_energy_joules_total"
@@ -46,6 +47,7 @@ UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
 POWER = "edgescope_board_power_watts"
 EXPORTER_START = "edgescope_exporter_start_time_seconds"
 READ_TIMEOUT_S = 2.0
+MAX_EXPOSITION_BYTES = 16 << 20  # an exporter's /metrics is tens of kB
 INTERVAL = "edgescope_exporter_interval_seconds"
 SOURCE_INFO = "edgescope_power_source_info"
 SAMPLE_INTERVAL_S = 1.0
@@ -163,11 +165,11 @@ class ExporterEnergy:
         self.where = redacted(self.url)
         self._verify = ca_file or True  # type: Any
         self._timeout_s = timeout_s
-        self._session = requests.Session()
+        self._session = fetch.session()
 
     def read(self) -> Reading:
-        try:
-            response = self._session.get(self.url, timeout=self._timeout_s, verify=self._verify)
+        try:  # the whole answer within the timeout: a server trickling bytes cannot hold the trainer
+            response = fetch.get(self._session, self.url, self._timeout_s, MAX_EXPOSITION_BYTES, verify=self._verify)
             if response.status_code != 200:
                 raise EnergyUnavailable("{} answered HTTP {} {}".format(self.where, response.status_code,
                                                                         response.reason))

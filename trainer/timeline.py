@@ -13,9 +13,15 @@ from array import array
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from exporter import atomicfile
+from exporter.readfile import read_regular
 from trainer.machine import Machine, available_memory, usable_cpus
 
 MAX_BATCHES = 200000  # ~19 columns x 8 bytes: about 30 MB at most per epoch; past it the timeline is cut
+MAX_FILE_BYTES = 128 << 20  # MAX_BATCHES rows of 19 JSON numbers (~25 characters each) are ~95 MB
+# What a file's counts may claim (the trainer's --workers and --prefetch-factor ranges): a 1.4 KB file claiming
+# 20,000 workers took 4-6 GB to replay and draw
+MAX_WORKERS = 1024
+MAX_PREFETCH_FACTOR = 1000
 COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
            "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share", "read_cpu_s",
            "io_read_bytes", "io_rchar", "private_bytes", "run_delay_s")
@@ -87,8 +93,9 @@ class Timeline:
         timeline = cls()
         try:
             timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
-            if timeline.workers < 0 or timeline.prefetch_factor < 0:
-                raise ValueError("negative workers or prefetch factor")
+            if not (0 <= timeline.workers <= MAX_WORKERS and 0 <= timeline.prefetch_factor <= MAX_PREFETCH_FACTOR):
+                raise ValueError("workers {} or prefetch factor {} outside 0..{} and 0..{}".format(
+                    timeline.workers, timeline.prefetch_factor, MAX_WORKERS, MAX_PREFETCH_FACTOR))
             for what in ("startup", "shutdown"):
                 if data[what] is not None:
                     began, ended = (_finite(x) for x in data[what])
@@ -100,6 +107,8 @@ class Timeline:
                 timeline.machine = Machine(int(data["cpu_count"]), _finite(data["main_cpu_s"]))
             batches = data["batches"]
             n = len(batches["wait_began"])
+            if n > MAX_BATCHES:
+                raise ValueError("more than {} batches".format(MAX_BATCHES))
             for name in COLUMNS:
                 values = batches[name] if name in batches or data["version"] == VERSION else [None] * n
                 timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
@@ -122,9 +131,13 @@ def _finite(value: Any) -> float:
     return number
 
 
+def read_json(path: str) -> Any:
+    """An epoch file's JSON, read within bounds (``exporter.readfile``): OSError, or a ValueError naming why."""
+    return json.loads(read_regular(path, MAX_FILE_BYTES).decode("utf-8"))
+
+
 def load(path: str) -> Timeline:
-    with open(path, encoding="utf-8") as f:
-        return Timeline.from_dict(json.load(f))
+    return Timeline.from_dict(read_json(path))
 
 
 class Replayable(NamedTuple):
@@ -484,8 +497,11 @@ def window_what_ifs(window: Any, storage_bps: Sequence[float] = (), compute_spee
 
 
 def run_folder(directory: str, run_id: str) -> str:
-    """Where a run's epochs are written and read: one folder per run, whatever its id holds."""
-    return os.path.join(directory, run_id.replace(os.sep, "_"))
+    """Where a run's epochs are written and read: one folder per run id and one run id per folder, always
+    inside ``directory``: "/", "%" (the escape itself) and control characters are written %XX, and so is a
+    leading "." (".." wrote into the parent; a run "a/b" and a run "a_b" shared a folder)."""
+    name = "".join("%{:02X}".format(ord(c)) if c in "/%" or ord(c) < 0x20 or c == "\x7f" else c for c in run_id)
+    return os.path.join(directory, "%2E" + name[1:] if name.startswith(".") else name)
 
 
 def write_timeline(directory: str, run_id: str, epoch: int, window: Any) -> str:

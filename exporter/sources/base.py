@@ -4,10 +4,14 @@ A source's `sample()` returns the series it knows right now, or raises
 `SourceDown` (or anything else) to say it cannot; the sampler turns that into
 `edgescope_source_up{source} 0` plus `edgescope_source_down_info{source, reason}` and the other sources carry on.
 """
+import errno
 import os
 from typing import List
 
 from exporter.metrics import Sample
+from exporter.readfile import Unreadable, read_regular
+
+MAX_KERNEL_FILE_BYTES = 4 << 20  # /proc/diskstats of a host with 1,000 disks is ~150 KB
 
 
 class SourceDown(Exception):
@@ -38,8 +42,12 @@ class Unavailable(Source):
 
 
 def read_text(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
+    """A /proc or /sys file (below a root a user can point elsewhere): a link to /dev/zero or a FIFO there is
+    an OSError, never a read without end."""
+    try:
+        return read_regular(path, MAX_KERNEL_FILE_BYTES).decode("utf-8", "replace").strip()
+    except Unreadable as error:
+        raise OSError(errno.EINVAL, str(error), path)
 
 
 def read_number(path: str) -> float:

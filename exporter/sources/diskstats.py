@@ -21,7 +21,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from exporter.metrics import Sample
-from exporter.sources.base import Source, SourceDown, sysfs
+from exporter.sources.base import Source, SourceDown, read_text, sysfs
 
 SECTOR_BYTES = 512
 # Whole disks only: partitions (sda1, vda1, mmcblk0p1, nvme0n1p1), eMMC boot/rpmb
@@ -73,8 +73,7 @@ class DiskstatsSource(Source):
 
     def read(self) -> Dict[str, Stats]:
         try:
-            with open(self._path) as f:
-                text = f.read()
+            text = read_text(self._path)
         except OSError as e:
             raise SourceDown("cannot read {}: {}".format(self._path, e.strerror or e))
         return {k: v for k, v in parse_diskstats(text).items() if not self._exclude.search(k)}

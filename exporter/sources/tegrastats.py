@@ -18,9 +18,7 @@ be right (a negative rail, an absurd one) is rejected whole with a fixed reason
 (BadLine), so the board power never silently changes meaning.
 """
 import logging
-import os
 import re
-import stat
 import subprocess
 import threading
 import time
@@ -29,6 +27,7 @@ from typing import Dict, List, NamedTuple, Optional
 from exporter.energy import INPUT_RAILS, PowerMeter, max_gap_for
 from exporter.metrics import Sample
 from exporter.ranges import RAIL_WATTS, outside
+from exporter.readfile import Unreadable, read_regular
 from exporter.sources.base import Source, SourceDown
 
 log = logging.getLogger(__name__)
@@ -52,13 +51,12 @@ def recorded_lines(path: str) -> List[str]:
     """The lines of a recorded tegrastats log (comments and blanks left out), read within bounds: a device
     (/dev/zero), a FIFO or a huge file would otherwise be read for ever or into all memory. OSError if it
     cannot be opened, ValueError naming the bound it passes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO without a writer must not block the open
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file; record a log with `tegrastats --logfile FILE` and replay that")
-        raw = f.read(MAX_RECORDING_BYTES + 1)
-    if len(raw) > MAX_RECORDING_BYTES:
-        raise ValueError("larger than {} MiB; replay a part of it (`head -n 100000`)".format(MAX_RECORDING_BYTES >> 20))
+    try:
+        raw = read_regular(path, MAX_RECORDING_BYTES)
+    except Unreadable as error:
+        fix = "replay a part of it (`head -n 100000`)" if "larger" in str(error) else \
+            "record a log with `tegrastats --logfile FILE` and replay that"
+        raise ValueError("{}; {}".format(error, fix))
     return [ln for ln in raw.decode("utf-8", "replace").split("\n") if ln.strip() and not ln.startswith("#")]
 
 

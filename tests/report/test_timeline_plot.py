@@ -5,6 +5,7 @@ process; a missing or bad file is one line and exit 2. The html page embeds each
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -262,10 +263,15 @@ def bad_files(tmp_path):
     for name, content in (("not-json", b"{"), ("not-utf8", b"\xff\xfe{}"), ("deep", b"[" * 100000 + b"]" * 100000),
                           ("wrong-version", json.dumps(dict(good, version=9)).encode()),
                           ("infinite", json.dumps(dict(good, startup=[T0, float("inf")])).encode()),
-                          ("no-run-id", json.dumps({k: v for k, v in good.items() if k != "run_id"}).encode())):
+                          ("no-run-id", json.dumps({k: v for k, v in good.items() if k != "run_id"}).encode()),
+                          ("20000-workers", json.dumps(dict(good, workers=20000)).encode())):  # 4-6 GB to draw
         (root / name).mkdir(parents=True)
         (root / name / "epoch-0.json").write_bytes(content)
         cases.append((name, ["--timeline", name, "--timeline-dir", str(root)], [name + "/epoch-0.json"]))
+    for name, make in (("fifo", os.mkfifo), ("zero", lambda path: os.symlink("/dev/zero", path))):
+        (root / name).mkdir(parents=True)
+        make(str(root / name / "epoch-0.json"))  # a FIFO blocked the read for ever; /dev/zero filled the memory
+        cases.append((name, ["--timeline", name, "--timeline-dir", str(root)], ["not a regular file"]))
     (root / "empty").mkdir()
     cases += [("no directory", ["--timeline", "r", "--timeline-dir", str(tmp_path / "nope")], ["nope"]),
               ("no run", ["--timeline", "r", "--timeline-dir", str(root)], ["run r", "empty"]),
