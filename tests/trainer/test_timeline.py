@@ -118,7 +118,7 @@ def test_the_diagnosis_and_the_cached_what_if_agree_where_one_worker_preprocesse
         bottleneck, evidence = diagnose({name: {"mean": value} for name, value in stats.items()})
         assert bottleneck == "preprocessing", evidence
         assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
-        change = what_ifs(window.timeline, window.duration_s, 2, 0.0)["dataset_cached"].seconds / window.duration_s
+        change = what_ifs(window.timeline, window.duration_s, Machine(2, 0.0))["dataset_cached"].seconds / window.duration_s
         assert change == pytest.approx(1.0, abs=0.10), evidence  # worker 0 still paces the epoch
     # two runs apart on a busy machine: the least disturbed epoch of each, within the tolerance of the measured-run
     # comparisons below
