@@ -186,7 +186,10 @@ def test_doubled_workers_bracket_a_measured_run_with_twice_the_workers():
     scales = spread([o["workers_doubled_storage_scales"].seconds for o in out])
     shared = spread([o["workers_doubled"].seconds for o in out])
     measured = spread([w.duration_s for w in four])
-    assert scales[0] * 0.9 <= measured[0] <= shared[0] * 1.1, (scales, measured, shared)
+    # the bracket within 20 %: one configuration of these sleeping loaders measured 0.47-0.57 s over four runs on a
+    # shared 2-core VM (sleeps stretch with the load), so a prediction from one run and a measurement of another
+    # differ by that much; which of the two predictions is nearer is the sharp check
+    assert scales[0] * 0.8 <= measured[0] <= shared[0] * 1.2, (scales, measured, shared)
     assert abs(scales[0] - measured[0]) < abs(shared[0] - measured[0]), (scales, measured, shared)
 
 
