@@ -176,12 +176,11 @@ def default_output(path: str) -> str:
 def write(epoch: Epoch, output: str) -> Tuple[str, str]:
     """The PNG at ``output`` and the trace beside it (``output`` less .png, plus .trace.json); their paths."""
     trace_path = os.path.splitext(output)[0] + ".trace.json"
-    for path, content in ((output, image(epoch)),
-                          (trace_path, json.dumps(trace(epoch), allow_nan=False).encode("utf-8"))):
-        try:
-            atomicfile.write_bytes(path, content)  # a failure leaves an earlier picture whole
-        except OSError as exc:
-            raise ReportError(atomicfile.cannot_write("timeline", path, exc, "choose another --output"))
+    contents = ((output, image(epoch)), (trace_path, json.dumps(trace(epoch), allow_nan=False).encode("utf-8")))
+    try:  # both or neither: a failure leaves the earlier picture and trace whole, never a new one beside an old
+        atomicfile.write_together([(path, lambda f, data=data: f.write(data)) for path, data in contents])
+    except OSError as exc:
+        raise ReportError(atomicfile.cannot_write("timeline", exc.filename or output, exc, "choose another --output"))
     return output, trace_path
 
 
