@@ -11,6 +11,7 @@ import pickle
 import sys
 import types
 import warnings
+import zipfile
 from typing import Any, Callable, Dict, Set, Tuple
 
 import torch
@@ -86,6 +87,12 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     """torch.load without code execution: weights_only where torch has it; an older torch (JetPack 5 may ship
     one) gets our restricted unpickler instead, and a note says so."""
     fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
+    try:
+        is_archive = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+    if not is_archive:  # torch would try it as a legacy pickle and advise weights_only=False: never take that
+        raise DataFileError("{} is not a checkpoint (not the zip archive torch.save writes); {}".format(path, fix))
     if TORCH_HAS_WEIGHTS_ONLY:
         extra = {"weights_only": True}  # type: Dict[str, Any]
     else:
@@ -99,7 +106,15 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     except OSError as error:
         raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
     except Exception as error:  # corrupt zip, truncated, a refused class
-        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, describe(error), fix))
+        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _torch_reason(error), fix))
+
+
+def _torch_reason(error: BaseException) -> str:
+    """torch's refusal without its advice to load with weights_only=False (which would run the file's code):
+    the unpickler's own reason ("unsupported GLOBAL posix.system") where it gives one."""
+    reasons = [part for part in str(error).split("\n\n") if part.strip() and "weights_only" not in part]
+    text = " ".join(" ".join(reasons).split()) or "refused by torch.load(weights_only=True)"
+    return "{}: {}".format(type(error).__name__, text[:200])
 
 
 def read_bytes(path: str) -> bytes:
