@@ -28,7 +28,7 @@ def test_the_journal_on_a_full_disk(bench, disk):
     result = bench.run(bench.plan(output={"dir": disk.root}), jetson=False)
     assert result.returncode == 2
     assert result.stderr == ("edgescope-experiment: error: cannot write the sweep's journal {}: No space left on "
-                             "device; free space or pick another output.dir in the plan\n".format(journal))
+                             "device (0.0 MB free there); free space or pick another output.dir in the plan\n".format(journal))
     assert open(journal, "rb").read() == a_page_of_journal()
     assert bench.trainer_starts() == []  # nothing started that the journal could not record
 
@@ -57,7 +57,7 @@ def test_the_report_on_a_full_disk_keeps_the_previous_one(bench, bench_prometheu
     disk.fill()
     result = bench.run(plan, jetson=False)
     assert result.returncode == 2
-    assert result.stderr == ("edgescope-experiment: error: cannot write the report {}: No space left on device; "
+    assert result.stderr == ("edgescope-experiment: error: cannot write the report {}: No space left on device (0.0 MB free there); "
                              "free space or pick another output.dir in the plan (the report is printed above)\n"
                              .format(report))
     assert json.loads(result.stdout[result.stdout.index("{"):])["summary"][0]["run_id"] == NX_RUN
@@ -74,7 +74,7 @@ def test_a_run_log_on_a_full_disk_is_said_once_and_the_run_goes_on(disk, capsys)
     log.write("epoch 0/3: ...")
     log.write("epoch 1/3: ...")
     out = capsys.readouterr().out
-    assert out == ("edgescope-experiment: cannot write the run's log {}: No space left on device; free space or "
+    assert out == ("edgescope-experiment: cannot write the run's log {}: No space left on device (0.0 MB free there); free space or "
                    "pick another output.dir in the plan; the run goes on, its output on the terminal only\n"
                    .format(path))
     assert open(path, "rb").read() == b"x" * (PAGE - 1) + b"\n"
