@@ -40,7 +40,9 @@ UNIT_RANGES = (
 
 
 # A part is never more than its whole: RAM or swap in use above its total is a misread (tegrastats, jtop alike).
+# The GPU's share of a Jetson's RAM (nvmap) is RAM too.
 AT_MOST = {"edgescope_memory_used_bytes": "edgescope_memory_total_bytes",
+           "edgescope_gpu_memory_bytes": "edgescope_memory_total_bytes",
            "edgescope_swap_used_bytes": "edgescope_swap_total_bytes"}
 
 

@@ -5,7 +5,7 @@ A source's `sample()` returns the series it knows right now, or raises
 `edgescope_source_up{source} 0` plus `edgescope_source_down_info{source, reason}` and the other sources carry on.
 """
 import os
-from typing import List
+from typing import Dict, List
 
 from exporter.metrics import Sample
 
@@ -18,6 +18,8 @@ class Source:
     """Base class: `name` is the `source` label of everything it reports."""
 
     name = "source"
+    # wholes read beside the last sample that bound its parts (exporter.ranges.AT_MOST), not exposed themselves
+    totals = {}  # type: Dict[str, float]
 
     def sample(self) -> List[Sample]:
         raise NotImplementedError
