@@ -36,6 +36,7 @@ UNIT_RANGES = (
     ("_bytes", NON_NEGATIVE),
     ("_watts", NON_NEGATIVE),  # x86 hosts (RAPL, NVML) draw more than a Jetson; tegrastats rails: RAIL_WATTS
     ("_hertz", NON_NEGATIVE),
+    ("_seconds", NON_NEGATIVE),  # durations, intervals and timestamps
 )
 
 
