@@ -157,7 +157,7 @@ def _written_aside(path: str, write: Writer) -> str:
 
 def remove_stale(path: str) -> List[str]:
     """Removes the temporary files of ``path`` that no writer holds (left by a killed process); their names."""
-    pattern = re.compile(r"^\.{}\.[0-9a-f]{{8}}\.tmp$".format(re.escape(os.path.basename(path))))
+    pattern = re.compile(r"^\.{}\.[0-9a-f]{{8}}\.tmp\Z".format(re.escape(os.path.basename(path))))
     directory = os.path.dirname(os.path.abspath(path))
     removed = []
     with contextlib.suppress(OSError):

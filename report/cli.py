@@ -19,7 +19,7 @@ from report.latex import as_latex
 from report.prom import Prometheus, ReportError
 from report.render import build, render
 
-RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])\Z")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time RFC 3339 (and the report's dates) can write
 MAX_TIMEOUT = 86400.0

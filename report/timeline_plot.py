@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter import atomicfile
+from exporter.ranges import NON_NEGATIVE, outside
 from exporter.yamlfile import one_line
 from report.plots import PALETTE, STYLE, _figure, _wrapped, png
 from report.prom import ReportError
@@ -76,10 +77,14 @@ def read(path: str) -> Epoch:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         timeline = Timeline.from_dict(data)
-        return Epoch(str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
+        duration = float(data["duration_s"])
+        problem = outside(duration, NON_NEGATIVE)
+        if problem:
+            raise ValueError("duration_s {:g} is {}".format(duration, problem))
+        return Epoch(str(data["run_id"]), int(data["epoch"]), duration, timeline)
     except OSError as exc:
         raise ReportError("cannot read the timeline {} ({}); give a readable file".format(path, exc.strerror))
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # bad JSON and UTF-8 are ValueErrors too
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:  # bad JSON, UTF-8: ValueErrors
         raise ReportError("{} is not a timeline edgescope-train wrote ({}); write it again with edgescope-train "
                           "--timeline-dir or choose another --epoch".format(path, one_line(str(exc))))
 

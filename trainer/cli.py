@@ -40,7 +40,7 @@ from trainer.results import (RECORD_FIELDS, append_result, complete_results, epo
 from trainer.timeline import Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches)
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
                    "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
@@ -171,7 +171,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _device_choice(text: str) -> str:
-    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", text):
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)\Z", text):
         raise argparse.ArgumentTypeError("{!r} is not auto, cpu, cuda or cuda:N".format(text))
     return text
 

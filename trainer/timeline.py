@@ -87,7 +87,7 @@ class Timeline:
                 values = data["batches"][name]
                 timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
                 lengths.add(len(values))
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(1e999)
             raise ValueError("malformed timeline ({})".format(error))
         if len(lengths) > 1:
             raise ValueError("malformed timeline (columns of different lengths)")

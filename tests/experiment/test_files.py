@@ -46,6 +46,19 @@ def test_a_torn_journal_line_is_skipped_then_set_aside(bench):
     assert (bench.out / "state.jsonl.torn").read_text() == '{"event": "started", "run_id": "t-vgg11\n'
 
 
+def test_wrong_shaped_journal_lines_and_latin1_output_are_notes_not_tracebacks(bench):
+    """Journal lines that are JSON but no event (a list, an event without a run id, a number for one) are left
+    out with a note where the journal is read; a trainer (or wrapper) printing Latin-1 is shown with U+FFFD."""
+    bench.out.mkdir()
+    (bench.out / "state.jsonl").write_text('[1, 2]\n{"event": "completed"}\n{"run_id": 5, "event": "completed"}\n'
+                                           '"text"\n')
+    result = bench.run(bench.plan(), jetson=False, FAKE_TRAINER_LATIN1="1")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "a line that is not an event (an object with text run_id and event) left out" in result.stderr
+    assert "fake trainer: caf\ufffd" in result.stdout + result.stderr
+    assert [e["event"] for e in bench.journal()[4:]] == ["started", "completed"] * 2
+
+
 def test_the_report_on_a_full_disk_keeps_the_previous_one(bench, bench_prometheus, disk):
     plan = bench.plan(name="bench", sweep__power_mode=[None], output={"dir": disk.root},
                       report={"prometheus": bench_prometheus.url, "format": "json", "plots": False})
