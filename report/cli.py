@@ -140,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.timeline_dir, [run.run_id for run in collected.runs]))
         text = formatted(report, args.format, args.section, images)
     except ReportError as exc:
-        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        print("edgescope-report: error: {}".format(one_line(str(exc))), file=sys.stderr)  # a path may hold \n
         return 1
     for note in collected.notes:
         print("edgescope-report: warning: " + note, file=sys.stderr)
@@ -162,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _cannot_write(what: str, path: str, error: OSError, flag: str) -> int:
-    print("edgescope-report: error: " + atomicfile.cannot_write(what, path, error, "pick another " + flag),
+    print("edgescope-report: error: " + one_line(atomicfile.cannot_write(what, path, error, "pick another " + flag)),
           file=sys.stderr)
     return 2
 
@@ -184,7 +184,7 @@ def draw_timeline(args: argparse.Namespace) -> int:
                 epoch.epoch, epoch.run_id), file=sys.stderr)
         written = timelines.write(epoch, args.output or timelines.default_output(path))
     except ReportError as exc:
-        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        print("edgescope-report: error: {}".format(one_line(str(exc))), file=sys.stderr)  # a path may hold \n
         return 2
     for path in written:
         print("edgescope-report: wrote " + path, file=sys.stderr)

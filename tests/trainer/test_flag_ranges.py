@@ -7,6 +7,7 @@ import io
 import json
 import math
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from trainer import cli, datasets_cli
@@ -73,3 +74,22 @@ def test_the_highest_seed_and_learning_rate_run_and_a_diverged_loss_is_null(cifa
     with open(str(tmp_path / "results.jsonl")) as f:
         (record,) = [json.loads(line, parse_constant=lambda name: None) for line in f]
     assert record["loss"] is None or math.isfinite(record["loss"])
+
+
+def test_a_path_with_a_newline_and_a_parent_that_is_a_file_is_one_line_naming_the_cause(cifar_dir, tmp_path):
+    """`--results /etc/hostname/r.jsonl` said "File exists"; a newline in the path split the error in two."""
+    (tmp_path / "hostname").write_text("board")
+    results = str(tmp_path / "hostname" / "new\nfolder" / "r.jsonl")
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--results", results]
+    code, err = one_line(cli.main, args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "new\\nfolder" in err and "{} is not a folder; pick another --results".format(tmp_path / "hostname") in err
+
+
+@pytest.mark.parametrize("label, why", [("__name__=x", "__name__ starts with __, which Prometheus reserves"),
+                                        ("duration_s=3", "duration_s is a field of every --results record"),
+                                        ("complete=yes", "complete is a field of every --results record"),
+                                        ("start_time=0", "start_time is a field of every --results record")])
+def test_a_label_never_shadows_a_record_field_or_a_reserved_name(label, why):
+    code, err = one_line(cli.main, ["--data-dir", "/nonexistent", "--label", label])
+    assert code == 2 and err.count("\n") == 1 and "argument --label" in err and why in err, err
