@@ -49,8 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             done = "wrote {} JPEG images of {}x{} px ({:.1f} MB) to {}".format(
                 args.images, args.image_size, args.image_size, size / 1e6, args.out)
     except OSError as error:
-        print("edgescope-dataset: " + one_line(cannot_write("dataset", error.filename or args.out, error, "choose another --out")),
-              file=sys.stderr)
+        message = cannot_write("dataset", error.filename or args.out, error, "choose another --out")
+        print("edgescope-dataset: " + one_line(message), file=sys.stderr)
         return 1
     finally:
         close_bar(bar)

@@ -43,9 +43,10 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
 
 
 def complete_results(path: Optional[str], run_id: str, history: List[Dict[str, Any]]) -> List[int]:
-    """Checks that ``path`` can be written; on --resume also appends the checkpoint's epochs that ``path`` lacks (a run killed or out of space after its
-    checkpoint, before its record), so that each complete epoch is in --results once; the epochs added.
-    (The checkpoint is saved before the record: a record never holds an epoch its checkpoint lacks.)"""
+    """Checks that ``path`` can be written; on --resume also appends the checkpoint's epochs that ``path`` lacks
+    (a run killed or out of space after its checkpoint, before its record), so that each complete epoch is in
+    --results once; the epochs added. (The checkpoint is saved before the record: a record never holds an epoch
+    its checkpoint lacks.)"""
     append_result(path, None)  # it can be written, a torn last line set aside
     if not path or not history:
         return []
@@ -58,10 +59,11 @@ def complete_results(path: Optional[str], run_id: str, history: List[Dict[str, A
     for line in lines:
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # not a record of this run
-        if isinstance(record, dict) and record.get("run_id") == run_id and record.get("complete") is True:
-            present.add(record.get("epoch"))
+        if isinstance(record, dict) and record.get("run_id") == run_id and record.get("complete") is True \
+                and isinstance(record.get("epoch"), int):
+            present.add(record["epoch"])
     missing = [record for record in history if record["epoch"] not in present]
     for record in missing:
         append_result(path, record)

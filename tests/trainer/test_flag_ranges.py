@@ -19,9 +19,11 @@ TRAINER = {"--seed": (0, 2 ** 32 - 1, False, True), "--lr": (0, 1e4, False, Fals
            "--momentum": (0, 1, False, False), "--power-interval": (0, 3600, True, False),
            "--image-size": (1, 4096, False, True)}
 DATASET = {("cifar10", "--train-images"): (1, 1000000, False, True),
-           ("cifar10", "--test-images"): (1, 200000, False, True), ("cifar10", "--seed"): (0, 2 ** 32 - 1, False, True),
+           ("cifar10", "--test-images"): (1, 200000, False, True),
+           ("cifar10", "--seed"): (0, 2 ** 32 - 1, False, True),
            ("imagefolder", "--images"): (1, 20000000, False, True),
-           ("imagefolder", "--image-size"): (1, 4096, False, True), ("imagefolder", "--classes"): (1, 100000, False, True),
+           ("imagefolder", "--image-size"): (1, 4096, False, True),
+           ("imagefolder", "--classes"): (1, 100000, False, True),
            ("imagefolder", "--quality"): (1, 95, False, True)}
 
 
