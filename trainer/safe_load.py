@@ -8,6 +8,7 @@ it is read in a DataLoader worker process.
 import inspect
 import io
 import pickle
+import re
 import sys
 import types
 import warnings
@@ -112,9 +113,12 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
 def _torch_reason(error: BaseException) -> str:
     """torch's refusal without its advice to load with weights_only=False (which would run the file's code):
     the unpickler's own reason ("unsupported GLOBAL posix.system") where it gives one."""
-    reasons = [part for part in str(error).split("\n\n") if part.strip() and "weights_only" not in part]
-    text = " ".join(" ".join(reasons).split()) or "refused by torch.load(weights_only=True)"
-    return "{}: {}".format(type(error).__name__, text[:200])
+    text = " ".join(str(error).split()).split("WeightsUnpickler error:")[-1].strip()
+    reasons = [sentence for sentence in re.split(r"(?<=[.:])\s+", text) if sentence and not any(
+        word in sentence for word in ("weights_only", "arbitrary code", "trust", "Please ", "Check the documentation",
+                                      "can still be loaded", "\x1b"))]
+    return "{}: {}".format(type(error).__name__, " ".join(reasons)[:200] or "it holds more than tensors, lists and "
+                                                                            "dicts")
 
 
 def read_bytes(path: str) -> bytes:
