@@ -5,8 +5,13 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 
+from tests.exporter.test_atomicfile import WRITER
 from tests.fulldisk import PAGE, disk, full_disk  # noqa: F401  (the fixture)
+from tests.processes import REPO
 from trainer import cli
 from trainer.models import build_model
 
@@ -125,3 +130,21 @@ def test_a_record_lost_after_its_checkpoint_is_added_on_resume(cifar_dir, tmp_pa
     assert "--results {} lacked epoch(s) 0 of run".format(path) in capsys.readouterr().err
     assert completed_epochs(path) == [0, 1]
     assert open(path, "rb").read().startswith(page_of_results())
+
+
+def test_a_half_written_checkpoint_left_by_sigkill_is_removed_at_the_next_start(cifar_dir, tmp_path, capsys):
+    """A writer of checkpoint.pt killed by SIGKILL mid-write leaves its temporary file (12 MB for this model);
+    the next run in that --checkpoint-dir removes it at start, with a note."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    path = str(folder / "checkpoint.pt")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, path], cwd=REPO, stdout=subprocess.PIPE)
+    assert writer.stdout.readline() == b"writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    (stale,) = os.listdir(str(folder))
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--checkpoint-dir", str(folder), "--epochs", "1"]
+    assert cli.main(args) == 0
+    assert "note: removed {}, a checkpoint a killed run left half-written".format(folder / stale) in \
+        capsys.readouterr().err
+    assert os.listdir(str(folder)) == ["checkpoint.pt"]
