@@ -20,6 +20,7 @@ from experiment.runner import (Terminated, base_labels, completed_runs, raise_te
                                run_plan, say, trainer_command)
 from experiment.state import Journal, JournalError
 from exporter import atomicfile
+from exporter.yamlfile import one_line
 from report.cli import OneLineParser
 
 EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
@@ -41,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def error(message: str, code: int = 2) -> int:
-    print("edgescope-experiment: error: " + message, file=sys.stderr)
+    print("edgescope-experiment: error: " + one_line(message), file=sys.stderr)  # a path may hold a newline
     return code
 
 

@@ -178,7 +178,7 @@ def load(path: str) -> Plan:
     report = _section(path, top.get("report"), "report", ["prometheus", "format", "plots", "warmup_epochs"])
 
     name = _str(path, "name", top.get("name", "sweep"))
-    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+    if not re.match(r"^[A-Za-z0-9_.-]+\Z", name):
         raise _fail(path, "name", "use letters, digits, '_', '.', '-' only (it starts every run_id)")
     dataset = trainer.get("dataset", "cifar10")
     if dataset not in DATASETS:
@@ -212,7 +212,7 @@ def load(path: str) -> Plan:
         raise _fail(path, "sweep.dataset_location", "must map a storage name to a data directory, "
                                                     "e.g. {sd: /home/me/data, ssd: /mnt/ssd/data}")
     for k, v in locations.items():
-        if not isinstance(k, str) or not re.match(r"^[A-Za-z0-9_.-]+$", k):
+        if not isinstance(k, str) or not re.match(r"^[A-Za-z0-9_.-]+\Z", k):
             raise _fail(path, "sweep.dataset_location", "storage name {!r}: use letters, digits, '_', '.', '-'"
                         .format(k))
         _str(path, "sweep.dataset_location.{}".format(k), v)

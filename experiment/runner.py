@@ -215,7 +215,9 @@ def _run_logged(cmd: List[str], log_path: str, run_id: str, journal: Journal, id
     """The trainer's output goes to the terminal (above the sweep's bar) and to its log file."""
     log = RunLog(log_path, bar)
     try:
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        # a wrapper (the plan's command) may print Latin-1 or any bytes: shown with U+FFFD, never a traceback
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                 encoding="utf-8", errors="replace")
     except OSError as exc:
         log.write("cannot start {}: {}".format(cmd[0], exc))
         return 127

@@ -30,9 +30,15 @@ class Journal:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
-            except ValueError:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
                 continue  # not an event (edited by hand): the run it was about is redone
+            # checked once here, where the file comes in: every reader takes event["run_id"] and ["event"]
+            if isinstance(event, dict) and all(isinstance(event.get(key), str) for key in ("run_id", "event")):
+                out.append(event)
+            else:
+                self._note("{}: a line that is not an event (an object with text run_id and event) left out; "
+                           "the run it was about is redone".format(self.path))
         return out
 
     def last_events(self) -> Dict[str, dict]:

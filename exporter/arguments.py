@@ -19,9 +19,10 @@ def utf8_argument(text: str) -> str:
 
 
 def number_in(low: float, high: float, kind: Callable[[str], Any] = float,
-              above: bool = False) -> Callable[[str], Any]:
+              above: bool = False, why: str = "") -> Callable[[str], Any]:
     """argparse type: a ``kind`` (float or int) from ``low`` (excluded if ``above``) to ``high``; nan and the
-    infinities never are one, so a flag cannot carry them into arithmetic that fails later with a traceback."""
+    infinities never are one, so a flag cannot carry them into arithmetic that fails later with a traceback.
+    ``why`` (what the bounds come from) ends the error."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -29,9 +30,9 @@ def number_in(low: float, high: float, kind: Callable[[str], Any] = float,
             raise argparse.ArgumentTypeError("{!r} is not {}".format(
                 text, "an integer" if kind is int else "a number"))
         if not ((kind is int or math.isfinite(value)) and (value > low if above else value >= low) and value <= high):
-            raise argparse.ArgumentTypeError("{} must be a finite {} {} {:.10g}{}".format(
+            raise argparse.ArgumentTypeError("{} must be a finite {} {} {:.10g}{}{}".format(
                 text, "integer" if kind is int else "number", ">" if above else ">=", low,
-                "" if high == math.inf else " and <= {:.10g}".format(high)))
+                "" if high == math.inf else " and <= {:.10g}".format(high), " ({})".format(why) if why else ""))
         return value
     return parse
 

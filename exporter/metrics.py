@@ -141,11 +141,14 @@ def utf8_label(value: object) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def exposable(samples: List[Sample]) -> Tuple[List[Sample], List[str]]:
+def exposable(samples: List[Sample], totals: Optional[Dict[str, float]] = None) -> Tuple[List[Sample], List[str]]:
     """The samples fit for /metrics (values as floats, labels valid UTF-8), and
-    one 'name: problem' line for each sample left out."""
+    one 'name: problem' line for each sample left out. ``totals``: wholes (AT_MOST) the source read beside its
+    samples without exposing them (meminfo's MemTotal)."""
     kept, rejected = [], []
-    wholes = {s.name: s.value for s in samples if s.name in AT_MOST.values() and not value_problem(s.name, s.value)}
+    wholes = {name: value for name, value in (totals or {}).items() if not value_problem(name, value)}
+    wholes.update({s.name: s.value for s in samples
+                   if s.name in AT_MOST.values() and not value_problem(s.name, s.value)})
     for s in samples:
         problem = value_problem(s.name, s.value)
         whole = AT_MOST.get(s.name, "")

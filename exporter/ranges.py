@@ -36,11 +36,14 @@ UNIT_RANGES = (
     ("_bytes", NON_NEGATIVE),
     ("_watts", NON_NEGATIVE),  # x86 hosts (RAPL, NVML) draw more than a Jetson; tegrastats rails: RAIL_WATTS
     ("_hertz", NON_NEGATIVE),
+    ("_seconds", NON_NEGATIVE),  # durations, intervals and timestamps
 )
 
 
 # A part is never more than its whole: RAM or swap in use above its total is a misread (tegrastats, jtop alike).
+# The GPU's share of a Jetson's RAM (nvmap) is RAM too.
 AT_MOST = {"edgescope_memory_used_bytes": "edgescope_memory_total_bytes",
+           "edgescope_gpu_memory_bytes": "edgescope_memory_total_bytes",
            "edgescope_swap_used_bytes": "edgescope_swap_total_bytes"}
 
 

@@ -86,7 +86,7 @@ class Sampler:
         try:
             samples = src.sample()
             check(samples)
-            samples, rejected = exposable(samples)
+            samples, rejected = exposable(samples, src.totals)
             reason = ""
         except Exception as e:  # any failure stays inside this source
             samples, rejected, reason = [], [], _reason(e)

@@ -19,7 +19,7 @@ from report.latex import as_latex
 from report.prom import Prometheus, ReportError
 from report.render import build, render
 
-RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])\Z")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time RFC 3339 (and the report's dates) can write
 MAX_TIMEOUT = 86400.0
@@ -140,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.timeline_dir, [run.run_id for run in collected.runs]))
         text = formatted(report, args.format, args.section, images)
     except ReportError as exc:
-        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        print("edgescope-report: error: {}".format(one_line(str(exc))), file=sys.stderr)  # a path may hold \n
         return 1
     for note in collected.notes:
         print("edgescope-report: warning: " + one_line(note), file=sys.stderr)
@@ -162,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _cannot_write(what: str, path: str, error: OSError, flag: str) -> int:
-    print("edgescope-report: error: " + atomicfile.cannot_write(what, path, error, "pick another " + flag),
+    print("edgescope-report: error: " + one_line(atomicfile.cannot_write(what, path, error, "pick another " + flag)),
           file=sys.stderr)
     return 2
 
@@ -184,7 +184,7 @@ def draw_timeline(args: argparse.Namespace) -> int:
                 epoch.epoch, epoch.run_id), file=sys.stderr)
         written = timelines.write(epoch, args.output or timelines.default_output(path))
     except ReportError as exc:
-        print("edgescope-report: error: {}".format(exc), file=sys.stderr)
+        print("edgescope-report: error: {}".format(one_line(str(exc))), file=sys.stderr)  # a path may hold \n
         return 2
     for path in written:
         print("edgescope-report: wrote " + path, file=sys.stderr)

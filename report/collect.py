@@ -583,6 +583,12 @@ def drop_unphysical(run: Run, notes: List[str]) -> None:
                 setattr(e, name, None)
                 if name == "average_power_watts":
                     e.energy_joules = None
+        for name in ("predicted", "predicted_compute"):  # a what-if's epoch is an epoch: a prediction of 1e300 s
+            for what_if, value in sorted(getattr(e, name).items()):  # or -5 s is no prediction to print
+                why = outside(value, NON_NEGATIVE)
+                if why:
+                    bad.setdefault("{}{{what_if={}}}".format(name, what_if), []).append((e.epoch, value, why))
+                    del getattr(e, name)[what_if]
         for name in PARTS_OF_E2E:  # each is a part of the epoch's time: longer than the whole is no measurement
             value = getattr(e, name)
             if value is not None and e.e2e_seconds is not None and value > e.e2e_seconds * (1 + 1e-9):

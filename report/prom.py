@@ -6,6 +6,7 @@ answer of any shape the API does not have (a null result, a list where a
 mapping belongs, a missing resultType) is one of those failures.
 """
 import math
+import re
 from typing import Any, Dict, List, Tuple
 
 import requests
@@ -15,6 +16,7 @@ from exporter import fetch
 Labels = Dict[str, str]
 Sample = Tuple[float, float]
 MAX_ANSWER_BYTES = 256 << 20  # a query answer; json.loads holds several times this in memory
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ReportError(Exception):
@@ -24,6 +26,12 @@ class ReportError(Exception):
 def promql_string(text: str) -> str:
     """A PromQL double-quoted string literal holding ``text`` verbatim."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unicode_text(text: str) -> str:
+    """``text`` with each lone surrogate (JSON's ``"\\ud800"``: no character, so no UTF-8 table, page or
+    terminal can take it) as U+FFFD; JSON has already joined every valid pair."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def duration(seconds: float) -> str:
@@ -71,6 +79,7 @@ class Prometheus:
             labels = item.get("metric") if isinstance(item, dict) else None
             if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
                 raise self._shape(params, "a series without a metric object of string labels")
+            item["metric"] = {unicode_text(k): unicode_text(v) for k, v in labels.items()}
         return data["result"]
 
     def _shape(self, params: Dict[str, str], what: str) -> ReportError:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from exporter import atomicfile
+from exporter.ranges import NON_NEGATIVE, outside
 from exporter.yamlfile import one_line
 from report.plots import PALETTE, STYLE, _figure, _wrapped, png
 from report.prom import ReportError
@@ -76,11 +77,15 @@ def read(path: str) -> Epoch:
     try:
         data = read_json(path)
         timeline = Timeline.from_dict(data)
-        return Epoch(str(data["run_id"]), int(data["epoch"]), float(data["duration_s"]), timeline)
+        duration = float(data["duration_s"])
+        problem = outside(duration, NON_NEGATIVE)
+        if problem:
+            raise ValueError("duration_s {:g} is {}".format(duration, problem))
+        return Epoch(str(data["run_id"]), int(data["epoch"]), duration, timeline)
     except (OSError, Unreadable) as exc:
         raise ReportError("cannot read the timeline {} ({}); give a readable file".format(
             path, exc.strerror if isinstance(exc, OSError) else exc))
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # bad JSON and UTF-8 are ValueErrors too
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:  # bad JSON, UTF-8: ValueErrors
         raise ReportError("{} is not a timeline edgescope-train wrote ({}); write it again with edgescope-train "
                           "--timeline-dir or choose another --epoch".format(path, one_line(str(exc))))
 
@@ -177,12 +182,11 @@ def default_output(path: str) -> str:
 def write(epoch: Epoch, output: str) -> Tuple[str, str]:
     """The PNG at ``output`` and the trace beside it (``output`` less .png, plus .trace.json); their paths."""
     trace_path = os.path.splitext(output)[0] + ".trace.json"
-    for path, content in ((output, image(epoch)),
-                          (trace_path, json.dumps(trace(epoch), allow_nan=False).encode("utf-8"))):
-        try:
-            atomicfile.write_bytes(path, content)  # a failure leaves an earlier picture whole
-        except OSError as exc:
-            raise ReportError(atomicfile.cannot_write("timeline", path, exc, "choose another --output"))
+    contents = ((output, image(epoch)), (trace_path, json.dumps(trace(epoch), allow_nan=False).encode("utf-8")))
+    try:  # both or neither: a failure leaves the earlier picture and trace whole, never a new one beside an old
+        atomicfile.write_together([(path, lambda f, data=data: f.write(data)) for path, data in contents])
+    except OSError as exc:
+        raise ReportError(atomicfile.cannot_write("timeline", exc.filename or output, exc, "choose another --output"))
     return output, trace_path
 
 

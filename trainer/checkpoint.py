@@ -2,7 +2,7 @@
 run (same settings), its history published again."""
 import argparse
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -26,6 +26,13 @@ def load(directory: str, device: torch.device) -> Dict[str, Any]:
     if missing:
         raise UsageError("--resume: {} lacks {} (or has the wrong type); it is not an edgescope-train checkpoint: "
                          "delete it or point --checkpoint-dir elsewhere".format(path, ", ".join(missing)))
+    epochs = [record.get("epoch") if isinstance(record, dict) else None for record in state["history"]]
+    if state["epoch"] < 0 or epochs != list(range(state["epoch"] + 1)):
+        # a checkpoint is saved after each complete epoch with the records of epochs 0..epoch: anything else would
+        # train epochs that were never run (-4...) or publish a history that does not lead to this one
+        raise UsageError("--resume: {} says epoch {} after a history of epochs {}; edgescope-train saves epochs "
+                         "0..N after epoch N: delete it or point --checkpoint-dir elsewhere".format(
+                             path, state["epoch"], one_line(str(epochs[:10]))[:200]))
     return state
 
 
@@ -76,6 +83,11 @@ def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], di
             return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)
         raise UsageError("--resume: {} was trained with {}, this run has {}; resume with the same settings, or "
                          "point --checkpoint-dir elsewhere".format(directory, values(saved), values(settings)))
+
+
+def remove_stale(directory: str) -> List[str]:
+    """Removes the half-written checkpoints a killed run left (each save's temporary file); their paths."""
+    return atomicfile.remove_stale(os.path.join(directory, CHECKPOINT_FILE))
 
 
 def save(directory: str, state: Dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import secrets
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import AbstractSet, Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,8 @@ from exporter.arguments import int_at_least, number_in, utf8_argument
 from exporter.atomicfile import cannot_write
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
-from trainer import checkpoint
+from exporter.yamlfile import one_line
+from trainer import checkpoint, flags
 from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
 from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading,
                             epoch_energy, first_reading, metrics_url, try_read)
@@ -34,11 +35,12 @@ from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_serve
 from trainer.models import MODELS, build_model
 from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
-from trainer.results import append_result, epoch_record, print_epoch, print_summary, window_of
+from trainer.results import (RECORD_FIELDS, append_result, complete_results, epoch_record, print_epoch, print_summary,
+                             window_of)
 from trainer.timeline import MAX_PREFETCH_FACTOR, MAX_WORKERS, Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
 # epoch_samples, power_replayed: set by the report from the run's epochs
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
@@ -51,12 +53,26 @@ _non_negative_float = number_in(0, math.inf)
 _positive_float = number_in(0, math.inf, above=True)
 
 
+def label_problem(key: str, reserved: AbstractSet[str] = RESERVED_LABELS) -> Optional[str]:
+    """Why ``key`` cannot name a user's label (None: it can). A label sits beside the measured fields in each
+    --results record and in the run's series: it may never replace one, nor be a name Prometheus refuses."""
+    if not LABEL_NAME.match(key):
+        return "{!r} is not a Prometheus label name".format(key)
+    if key.startswith("__"):
+        return "{} starts with __, which Prometheus reserves".format(key)
+    if key in RECORD_FIELDS:
+        return "{} is a field of every --results record".format(key)
+    if key in reserved:
+        return "{} is set by edgescope itself (as are {})".format(key, ", ".join(sorted(reserved - {key})))
+    return None
+
+
 def _label(text: str) -> Any:
     key, sep, value = utf8_argument(text).partition("=")
-    if not sep or not LABEL_NAME.match(key) or key in RESERVED_LABELS:
-        raise argparse.ArgumentTypeError(
-            "{!r} must be KEY=VALUE with KEY a Prometheus label name other than {}"
-            .format(text, ", ".join(sorted(RESERVED_LABELS))))
+    problem = label_problem(key) if sep else "no ="
+    if problem:
+        raise argparse.ArgumentTypeError("{!r} must be KEY=VALUE with KEY a label name of your own: {}; name it "
+                                         "otherwise".format(text, problem))
     return key, value
 
 
@@ -68,7 +84,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="data",
                    help="cifar10: the folder holding cifar-10-batches-py/; imagefolder: the class folders' parent")
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 (opt-in)")
-    p.add_argument("--image-size", type=int_at_least(1), default=224, help="imagefolder crop size in pixels")
+    p.add_argument("--image-size", type=flags.IMAGE_SIZE, default=224, help="imagefolder crop size in pixels")
     p.add_argument("--batch-size", type=int_at_least(1), default=16)
     # bounded as a timeline file's counts are: torch queues prefetch factor x workers indices before the first
     # batch (10^9 spun for minutes), and each worker is a process
@@ -80,9 +96,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="auto (CUDA if torch sees it), cuda, cuda:N or cpu")
     p.add_argument("--epochs", type=int_at_least(1), default=6)
     p.add_argument("--max-batches", type=int_at_least(1), default=None, help="cap on batches per epoch")
-    p.add_argument("--lr", type=_non_negative_float, default=0.01)
-    p.add_argument("--momentum", type=_non_negative_float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=flags.LEARNING_RATE, default=0.01)
+    p.add_argument("--momentum", type=flags.MOMENTUM, default=0.9)
+    p.add_argument("--seed", type=flags.SEED, default=0)
     p.add_argument("--run-id", type=utf8_argument, default=None, help="default: generated from the time")
     p.add_argument("--device-name", type=utf8_argument, default=socket.gethostname(), help="default: the hostname")
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
@@ -109,7 +125,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="no exporter: sample this power source in-process (the exporter's sources)")
     p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
     p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
-    p.add_argument("--power-interval", type=_positive_float, default=SAMPLE_INTERVAL_S, metavar="SECONDS",
+    p.add_argument("--power-interval", type=flags.POWER_INTERVAL, default=SAMPLE_INTERVAL_S, metavar="SECONDS",
                    help="with --power-source: sample power this often, and run tegrastats / jtop at it (0.1: "
                         "tegrastats --interval 100); a line source's epoch energy bound is its power x this at "
                         "each edge")
@@ -159,7 +175,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _device_choice(text: str) -> str:
-    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", text):
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)\Z", text):
         raise argparse.ArgumentTypeError("{!r} is not auto, cpu, cuda or cuda:N".format(text))
     return text
 
@@ -307,9 +323,16 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     metrics.running.set(1)
     try:
         finish()  # the run's configuration is visible at once, and a bad path fails now, not after an epoch
-        append_result(args.results, None)
+        added = complete_results(args.results, run_id, history)
+        if added:
+            print("edgescope-train: note: --results {} lacked epoch(s) {} of run {} (stopped after the checkpoint, "
+                  "before the record); added from the checkpoint".format(
+                      args.results, ", ".join(str(n) for n in added), run_id), file=sys.stderr, flush=True)
         if args.checkpoint_dir:
             _make_directory(args.checkpoint_dir)
+            for stale in checkpoint.remove_stale(args.checkpoint_dir):
+                print("edgescope-train: note: removed {}, a checkpoint a killed run left half-written".format(stale),
+                      file=sys.stderr, flush=True)
     except UsageError:
         if server:
             server.close()
@@ -351,6 +374,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                     raise UsageError(cannot_write("timeline", error.filename or args.timeline_dir, error,
                                                   "pick another --timeline-dir"))
             history.append(record)
+            if complete and args.checkpoint_dir:  # first: --results never holds an epoch the checkpoint lacks
+                checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
+                                                       "settings": settings, "model": job.model.state_dict(),
+                                                       "optimizer": job.optimizer.state_dict()})
             append_result(args.results, record)
             print_epoch(record, args.epochs)
             if used and used.note:
@@ -361,10 +388,6 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                  record["average_power_watts"], record["predicted_duration_s"],
                                  record["energy_bound_joules"], record["predicted_compute_s"],
                                  record["power_replayed"])
-            if args.checkpoint_dir:
-                checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
-                                                       "settings": settings, "model": job.model.state_dict(),
-                                                       "optimizer": job.optimizer.state_dict()})
             finish()
         metrics.running.set(0)
         finish()
@@ -406,7 +429,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with StopRequest() as stop:
             return run(args, stop)
     except UsageError as error:
-        print("edgescope-train: {}".format(error), file=sys.stderr)
+        print("edgescope-train: {}".format(one_line(str(error))), file=sys.stderr)  # a path may hold a newline
         return 2
 
 

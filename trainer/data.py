@@ -93,12 +93,14 @@ def _load_batch(path: str, official_md5: str, official_label: str, fix: str) -> 
     return entry
 
 
-def _load_label_names(path: str, fix: str) -> List[str]:
+def _load_label_names(path: str, fix: str, labels: int) -> List[str]:
+    """The class names, one at least for each of the ``labels`` the batches use (fewer: the model would get
+    fewer outputs than targets, a traceback in the loss)."""
     names = load_pickle(path, fix)
     names = names.get("label_names") if isinstance(names, dict) else None
-    if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
-        raise DataFileError("{} is not CIFAR-10 metadata (a dict with a list of str 'label_names'); {}"
-                            .format(path, fix))
+    if not (isinstance(names, list) and len(names) >= max(labels, 1) and all(isinstance(n, str) for n in names)):
+        raise DataFileError("{} is not CIFAR-10 metadata (a dict with a list of str 'label_names', one for each of "
+                            "the {} labels); {}".format(path, labels, fix))
     return names
 
 
@@ -133,7 +135,7 @@ class CIFAR10Files(Dataset):
             raise UsageError("{} is not the official CIFAR-10 metadata (md5 differs); delete {} and download "
                              "it again".format(meta_path, folder))
         self.data = np.vstack(arrays).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC, as torchvision
-        self.classes = _load_label_names(meta_path, fix)
+        self.classes = _load_label_names(meta_path, fix, max(self.targets, default=-1) + 1)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     def __getitem__(self, index: int) -> Tuple[Any, Any]:

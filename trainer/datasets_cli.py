@@ -3,7 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from exporter.arguments import int_at_least
+from exporter.atomicfile import cannot_write
+from exporter.yamlfile import one_line
+from trainer import flags
 from trainer.errors import OneLineParser, UsageError
 from trainer.progress import close_bar, terminal_bar
 from trainer.synthetic import write_cifar10, write_jpeg_folder
@@ -15,16 +17,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     kinds.required = True
     cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/")
     cifar.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
-    cifar.add_argument("--train-images", type=int_at_least(1), default=50000)
-    cifar.add_argument("--test-images", type=int_at_least(1), default=10000)
-    cifar.add_argument("--seed", type=int, default=0)
+    cifar.add_argument("--train-images", type=flags.TRAIN_IMAGES, default=50000)
+    cifar.add_argument("--test-images", type=flags.TEST_IMAGES, default=10000)
+    cifar.add_argument("--seed", type=flags.SEED, default=0)
     folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)")
     folder.add_argument("--out", required=True)
-    folder.add_argument("--images", type=int_at_least(1), default=10000)
-    folder.add_argument("--image-size", type=int_at_least(1), default=224, help="side in pixels")
-    folder.add_argument("--classes", type=int_at_least(1), default=10)
-    folder.add_argument("--quality", type=int_at_least(1), default=90, help="JPEG quality 1-95")
-    folder.add_argument("--seed", type=int, default=0)
+    folder.add_argument("--images", type=flags.FOLDER_IMAGES, default=10000)
+    folder.add_argument("--image-size", type=flags.IMAGE_SIZE, default=224, help="side in pixels")
+    folder.add_argument("--classes", type=flags.CLASSES, default=10)
+    folder.add_argument("--quality", type=flags.QUALITY, default=90, help="JPEG quality 1-95")
+    folder.add_argument("--seed", type=flags.SEED, default=0)
     return parser.parse_args(argv)
 
 
@@ -32,7 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as error:
-        print("edgescope-dataset: {}".format(error), file=sys.stderr)
+        print("edgescope-dataset: {}".format(one_line(str(error))), file=sys.stderr)
         return 2
     total = args.train_images + args.test_images if args.kind == "cifar10" else args.images
     bar = terminal_bar(total, "writing", "image")
@@ -47,8 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             done = "wrote {} JPEG images of {}x{} px ({:.1f} MB) to {}".format(
                 args.images, args.image_size, args.image_size, size / 1e6, args.out)
     except OSError as error:
-        print("edgescope-dataset: cannot write {}: {}; choose another --out".format(args.out, error.strerror or error),
-              file=sys.stderr)
+        message = cannot_write("dataset", error.filename or args.out, error, "choose another --out")
+        print("edgescope-dataset: " + one_line(message), file=sys.stderr)
         return 1
     finally:
         close_bar(bar)

@@ -41,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import fetch
 from exporter.energy import EnergyIntegrator, lag_for, max_gap_for
+from exporter.ranges import board_watts, outside, unit_range
 
 ENERGY = "edgescope_board_energy_joules_total"
 UNCOVERED = "edgescope_board_energy_uncovered_seconds_total"
@@ -88,14 +89,20 @@ def reading_from(series: Iterable[Tuple[str, Dict[str, str], float]], now: float
     """A Reading from an exposition's (sample name, labels, value); the lag is the exporter's interval
     plus, for a source of lines, the same again (the exporter runs its source at its interval)."""
     values = {}  # type: Dict[str, float]
+    unphysical = {}  # type: Dict[str, str]
     source, replayed = "", False
     for name, labels, value in series:
-        values.setdefault(name, value)
+        # a hostile or broken exporter's NaN, inf, 1e300 or negative interval is no reading (the ranges table)
+        problem = outside(value, board_watts(None) if name == POWER else unit_range(name))
+        if problem:
+            unphysical.setdefault(name, "{} {:g}: {}".format(name, value, problem))
+        elif name not in unphysical:
+            values.setdefault(name, value)
         if name == SOURCE_INFO:
             source, replayed = labels.get("source", ""), labels.get("replay") == "true"
     if ENERGY not in values:
-        raise EnergyUnavailable("no {} (the exporter has no power source: see its edgescope_source_up)"
-                                .format(ENERGY))
+        raise EnergyUnavailable(unphysical.get(ENERGY) or "no {} (the exporter has no power source: see its "
+                                                          "edgescope_source_up)".format(ENERGY))
     interval = values.get(INTERVAL)
     return Reading(now, values[ENERGY], values.get(POWER), (values.get(EXPORTER_START), values.get(UNCOVERED)),
                    None if interval is None else lag_for(source, interval, interval), RESOLUTION_J.get(source, 0.0),
@@ -133,8 +140,17 @@ def epoch_energy(start: Union[Reading, str], end: Union[Reading, str], broken: s
                                        "(exporter restarted during the epoch)".format(start.joules, end.joules))
     joules = end.joules - start.joules
     seconds = end.monotonic - start.monotonic
-    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "", bound(start, end),
-                       start.replayed or end.replayed)
+    if joules == 0 and any(r.watts for r in (start, end)):
+        return EpochEnergy(None, None, "energy unknown: the counter did not move in this {:.2f} s epoch while the "
+                                       "board drew power (it advances once per sample, up to {} s apart): run "
+                                       "longer epochs or sample more often".format(
+                                           seconds, "{:g}".format(end.lag_s) if end.lag_s else "an interval"))
+    watts = joules / seconds if seconds > 0 else None
+    problem = None if watts is None else outside(watts, board_watts(None))
+    if problem:
+        return EpochEnergy(None, None, "energy unknown: {:.1f} J in {:.2f} s is {:g} W, {}: no board draws that "
+                                       "(a counter jump)".format(joules, seconds, watts, problem))
+    return EpochEnergy(joules, watts, "", bound(start, end), start.replayed or end.replayed)
 
 
 def redacted(url: str) -> str:

@@ -1,6 +1,7 @@
 """An epoch's record: the line on stdout, the JSON object of ``--results``, the run's summary, and the Window a
 restored record stands for."""
 import json
+import math
 import os
 import statistics
 import sys
@@ -19,6 +20,12 @@ LOAD_KEYS = ("fetch_stall_storage_s", "fetch_stall_preprocess_s", "read_s", "pre
 LOADER_KEYS = ("host_overhead_s", "loader_startup_s", "loader_shutdown_s")
 # the batch makers' own I/O (None: no /proc/<pid>/io, or not every batch carried it)
 IO_KEYS = ("io_read_bytes", "io_rchar_bytes", "io_read_syscalls")
+ENERGY_KEYS = ("energy_joules", "energy_bound_joules", "average_power_watts")
+PREDICTION_KEYS = ("predicted_duration_s", "prediction_basis", "predicted_compute_s")
+# every measured field of a record: a run's labels (config) sit beside them and may never take one's name
+RECORD_FIELDS = frozenset(("run_id", "epoch", "complete", "batches", "samples", "duration_s", "fetch_stall_s",
+                           "compute_s", "overhead_s", "start_time", "end_time", "loss")
+                          + LOAD_KEYS + LOADER_KEYS + IO_KEYS + ENERGY_KEYS + PREDICTION_KEYS)
 
 
 def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None:
@@ -28,11 +35,40 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
         return
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        note = atomicfile.append_lines(path, [] if record is None else [json.dumps(record)])
+        # strict JSON: a NaN or infinity reaching a record is a bug to see here, not a file no parser reads
+        note = atomicfile.append_lines(path, [] if record is None else [json.dumps(record, allow_nan=False)])
     except OSError as error:
         raise UsageError(atomicfile.cannot_write("results", path, error, "pick another --results"))
     if note:
         print("edgescope-train: note: " + note, file=sys.stderr, flush=True)
+
+
+def complete_results(path: Optional[str], run_id: str, history: List[Dict[str, Any]]) -> List[int]:
+    """Checks that ``path`` can be written; on --resume also appends the checkpoint's epochs that ``path`` lacks
+    (a run killed or out of space after its checkpoint, before its record), so that each complete epoch is in
+    --results once; the epochs added. (The checkpoint is saved before the record: a record never holds an epoch
+    its checkpoint lacks.)"""
+    append_result(path, None)  # it can be written, a torn last line set aside
+    if not path or not history:
+        return []
+    try:
+        lines, _ = atomicfile.read_lines(path)
+    except OSError as error:
+        raise UsageError("--resume: cannot read --results {}: {}; pick another --results".format(
+            path, error.strerror or error))
+    present = set()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue  # not a record of this run
+        if isinstance(record, dict) and record.get("run_id") == run_id and record.get("complete") is True \
+                and isinstance(record.get("epoch"), int):
+            present.add(record["epoch"])
+    missing = [record for record in history if record["epoch"] not in present]
+    for record in missing:
+        append_result(path, record)
+    return [record["epoch"] for record in missing]
 
 
 def print_summary(history: List[Dict[str, Any]]) -> None:
@@ -103,8 +139,13 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
               "fetch_stall_s": window.fetch_stall_s if measured else None,
               "compute_s": window.compute_s if measured else None,
               "overhead_s": window.overhead_s if measured else None,
-              "start_time": window.start_time, "end_time": window.end_time, "loss": loss}  # type: Dict[str, Any]
+              "start_time": window.start_time, "end_time": window.end_time,
+              # a diverged run (a huge --lr) has no loss to report: null, as JSON can say
+              "loss": loss if loss is not None and math.isfinite(loss) else None}  # type: Dict[str, Any]
     record.update({key: getattr(window, key) if measured else None for key in LOAD_KEYS + LOADER_KEYS + IO_KEYS})
+    shadowing = RECORD_FIELDS & set(config)
+    if shadowing:
+        raise ValueError("labels {} would overwrite the record's own fields".format(", ".join(sorted(shadowing))))
     record.update(config)
     record["energy_joules"] = used.joules if used else None
     record["energy_bound_joules"] = used.bound_joules if used else None

@@ -8,9 +8,11 @@ it is read in a DataLoader worker process.
 import inspect
 import io
 import pickle
+import re
 import sys
 import types
 import warnings
+import zipfile
 from typing import Any, Callable, Dict, Set, Tuple
 
 import torch
@@ -86,6 +88,12 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     """torch.load without code execution: weights_only where torch has it; an older torch (JetPack 5 may ship
     one) gets our restricted unpickler instead, and a note says so."""
     fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
+    try:
+        is_archive = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+    if not is_archive:  # torch would try it as a legacy pickle and advise weights_only=False: never take that
+        raise DataFileError("{} is not a checkpoint (not the zip archive torch.save writes); {}".format(path, fix))
     if TORCH_HAS_WEIGHTS_ONLY:
         extra = {"weights_only": True}  # type: Dict[str, Any]
     else:
@@ -99,7 +107,18 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     except OSError as error:
         raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
     except Exception as error:  # corrupt zip, truncated, a refused class
-        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, describe(error), fix))
+        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _torch_reason(error), fix))
+
+
+def _torch_reason(error: BaseException) -> str:
+    """torch's refusal without its advice to load with weights_only=False (which would run the file's code):
+    the unpickler's own reason ("unsupported GLOBAL posix.system") where it gives one."""
+    text = " ".join(str(error).split()).split("WeightsUnpickler error:")[-1].strip()
+    reasons = [sentence for sentence in re.split(r"(?<=[.:])\s+", text) if sentence and not any(
+        word in sentence for word in ("weights_only", "arbitrary code", "trust", "Please ", "Check the documentation",
+                                      "can still be loaded", "\x1b"))]
+    return "{}: {}".format(type(error).__name__, " ".join(reasons)[:200] or "it holds more than tensors, lists and "
+                                                                            "dicts")
 
 
 def read_bytes(path: str) -> bytes:

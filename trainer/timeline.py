@@ -114,7 +114,7 @@ class Timeline:
                 timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
                 if len(values) != n:
                     raise ValueError("columns of different lengths")
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(1e999)
             raise ValueError("malformed timeline ({})".format(error))
         return timeline
 

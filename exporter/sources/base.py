@@ -6,7 +6,7 @@ A source's `sample()` returns the series it knows right now, or raises
 """
 import errno
 import os
-from typing import List
+from typing import Dict, List
 
 from exporter.metrics import Sample
 from exporter.readfile import Unreadable, read_regular
@@ -22,6 +22,8 @@ class Source:
     """Base class: `name` is the `source` label of everything it reports."""
 
     name = "source"
+    # wholes read beside the last sample that bound its parts (exporter.ranges.AT_MOST), not exposed themselves
+    totals = {}  # type: Dict[str, float]
 
     def sample(self) -> List[Sample]:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from exporter.metrics import Sample
 from exporter.sources.base import Source, SourceDown, read_text
 
 NVMAP_USED = re.compile(r"^NvMapMemUsed:\s+([0-9]+) kB$", re.M)
+MEM_TOTAL = re.compile(r"^MemTotal:\s+([0-9]+) kB$", re.M)
 KIB = 1024
 
 
@@ -27,5 +28,7 @@ class MeminfoSource(Source):
             text = read_text(self.path)
         except OSError as e:
             raise SourceDown("cannot read {}: {}".format(self.path, e.strerror or e))
-        found = NVMAP_USED.search(text)
+        found, total = NVMAP_USED.search(text), MEM_TOTAL.search(text)
+        # the GPU's share is RAM: never above the RAM the same file counts (checked at the exposition boundary)
+        self.totals = {"edgescope_memory_total_bytes": int(total.group(1)) * KIB} if total else {}
         return [Sample("edgescope_gpu_memory_bytes", {}, int(found.group(1)) * KIB)] if found else []

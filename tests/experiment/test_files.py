@@ -28,7 +28,7 @@ def test_the_journal_on_a_full_disk(bench, disk):
     result = bench.run(bench.plan(output={"dir": disk.root}), jetson=False)
     assert result.returncode == 2
     assert result.stderr == ("edgescope-experiment: error: cannot write the sweep's journal {}: No space left on "
-                             "device; free space or pick another output.dir in the plan\n".format(journal))
+                             "device (0.0 MB free there); free space or pick another output.dir in the plan\n".format(journal))
     assert open(journal, "rb").read() == a_page_of_journal()
     assert bench.trainer_starts() == []  # nothing started that the journal could not record
 
@@ -46,6 +46,19 @@ def test_a_torn_journal_line_is_skipped_then_set_aside(bench):
     assert (bench.out / "state.jsonl.torn").read_text() == '{"event": "started", "run_id": "t-vgg11\n'
 
 
+def test_wrong_shaped_journal_lines_and_latin1_output_are_notes_not_tracebacks(bench):
+    """Journal lines that are JSON but no event (a list, an event without a run id, a number for one) are left
+    out with a note where the journal is read; a trainer (or wrapper) printing Latin-1 is shown with U+FFFD."""
+    bench.out.mkdir()
+    (bench.out / "state.jsonl").write_text('[1, 2]\n{"event": "completed"}\n{"run_id": 5, "event": "completed"}\n'
+                                           '"text"\n')
+    result = bench.run(bench.plan(), jetson=False, FAKE_TRAINER_LATIN1="1")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "a line that is not an event (an object with text run_id and event) left out" in result.stderr
+    assert "fake trainer: caf\ufffd" in result.stdout + result.stderr
+    assert [e["event"] for e in bench.journal()[4:]] == ["started", "completed"] * 2
+
+
 def test_the_report_on_a_full_disk_keeps_the_previous_one(bench, bench_prometheus, disk):
     plan = bench.plan(name="bench", sweep__power_mode=[None], output={"dir": disk.root},
                       report={"prometheus": bench_prometheus.url, "format": "json", "plots": False})
@@ -57,7 +70,7 @@ def test_the_report_on_a_full_disk_keeps_the_previous_one(bench, bench_prometheu
     disk.fill()
     result = bench.run(plan, jetson=False)
     assert result.returncode == 2
-    assert result.stderr == ("edgescope-experiment: error: cannot write the report {}: No space left on device; "
+    assert result.stderr == ("edgescope-experiment: error: cannot write the report {}: No space left on device (0.0 MB free there); "
                              "free space or pick another output.dir in the plan (the report is printed above)\n"
                              .format(report))
     assert json.loads(result.stdout[result.stdout.index("{"):])["summary"][0]["run_id"] == NX_RUN
@@ -74,7 +87,7 @@ def test_a_run_log_on_a_full_disk_is_said_once_and_the_run_goes_on(disk, capsys)
     log.write("epoch 0/3: ...")
     log.write("epoch 1/3: ...")
     out = capsys.readouterr().out
-    assert out == ("edgescope-experiment: cannot write the run's log {}: No space left on device; free space or "
+    assert out == ("edgescope-experiment: cannot write the run's log {}: No space left on device (0.0 MB free there); free space or "
                    "pick another output.dir in the plan; the run goes on, its output on the terminal only\n"
                    .format(path))
     assert open(path, "rb").read() == b"x" * (PAGE - 1) + b"\n"

@@ -98,6 +98,8 @@ def test_unknown_key_is_named(bench, change, key):
     ({"trainer__exporter_url": "board:9945"}, "trainer.exporter_url"),
     ({"controls__drop_caches": "yes"}, "controls.drop_caches"),
     ({"name": "my plan"}, "name"),
+    ({"name": "sweep\n"}, "name"),  # '$' matches before a last newline: it split every run id over two lines
+    ({"sweep__dataset_location": {"sd\n": "/data"}}, "sweep.dataset_location"),
 ])
 def test_impossible_value_is_named(bench, change, key):
     with pytest.raises(PlanError) as err:

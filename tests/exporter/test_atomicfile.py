@@ -1,7 +1,11 @@
 """exporter.atomicfile: whole-file replacement, whole-record appends, torn lines set aside."""
 import errno
 import os
+import re
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -68,8 +72,18 @@ def test_read_lines_leaves_out_a_torn_last_line(tmp_path):
 
 def test_cannot_write_is_one_line():
     error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x")
-    assert atomicfile.cannot_write("results", "/x", error, "pick another --results") == \
-        "cannot write results /x: No space left on device; free space or pick another --results"
+    assert re.match(r"^cannot write results /x: No space left on device \(\d+\.\d MB free there\); free space or "
+                    r"pick another --results$", atomicfile.cannot_write("results", "/x", error, "pick another --results"))
+
+
+def test_a_parent_that_is_a_file_is_named_not_file_exists(tmp_path):
+    """``--results /etc/hostname/r.jsonl``: makedirs says "File exists"; the cause is that the parent is a file."""
+    (tmp_path / "hostname").write_text("board")
+    path = str(tmp_path / "hostname" / "out" / "r.jsonl")
+    with pytest.raises(OSError) as caught:
+        os.makedirs(os.path.dirname(path))
+    assert atomicfile.cannot_write("results", path, caught.value, "pick another --results") == \
+        "cannot write results {}: {} is not a folder; pick another --results".format(path, tmp_path / "hostname")
 
 
 def test_full_disk_replace_keeps_the_old_file(disk):
@@ -96,15 +110,15 @@ def test_full_disk_short_append_is_truncated_back(disk):
     assert open(path).read() == old
 
 
-def test_appends_to_a_pipe_are_plain_writes():
-    """--results /dev/stdout: a pipe has no size to cut back to and nothing to fsync."""
-    read, write = os.pipe()
-    try:
-        assert atomicfile.append_lines("/proc/self/fd/{}".format(write), ['{"epoch": 0}', "x"]) is None
-        assert os.read(read, 100) == b'{"epoch": 0}\nx\n'
-    finally:
-        os.close(read)
-        os.close(write)
+def test_appends_to_a_fifo_without_a_reader_are_refused_not_lost(tmp_path):
+    """--results on a FIFO nobody reads: the records would sit in the pipe and vanish at exit (exit 0, nothing
+    written). Records go to regular files only, refused at once without waiting for a reader."""
+    fifo = str(tmp_path / "results.jsonl")
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as caught:
+        atomicfile.append_lines(fifo, ['{"epoch": 0}'])
+    assert caught.value.errno == errno.EINVAL and caught.value.filename == fifo
+    assert "not a regular file" in atomicfile.cannot_write("results", fifo, caught.value, "pick another --results")
 
 
 def test_a_symlinked_file_is_replaced_behind_its_link(tmp_path):
@@ -129,3 +143,72 @@ def test_a_pipe_is_written_as_it_is(tmp_path):
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(str(tmp_path)) == ["out"]
+
+
+def test_files_written_together_replace_none_when_one_fails(disk):
+    """A timeline's PNG and trace: the second failing on a full disk leaves both old files, never a new picture
+    beside an old trace; no temporary file stays."""
+    png, trace = disk.path("run.png"), disk.path("run.trace.json")
+    for path in (png, trace, disk.path("spare")):
+        with open(path, "w") as f:
+            f.write("old")
+    disk.fill()
+    os.unlink(disk.path("spare"))  # one page free: the picture's temporary file fits, the trace's does not
+    with pytest.raises(OSError) as caught:
+        atomicfile.write_together([(png, lambda f: f.write(b"p")), (trace, lambda f: f.write(b"t" * 3 * PAGE))])
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == trace
+    assert open(png).read() == open(trace).read() == "old"
+    assert sorted(os.listdir(disk.root)) == ["filler", "run.png", "run.trace.json"]
+
+
+def test_a_writer_error_caused_by_the_disk_is_reported_as_the_disk(disk):
+    """torch.save turns a full disk into "enforce fail at inline_container.cc": the OSError under it is raised."""
+    path = disk.path("checkpoint.pt")
+    disk.fill()
+
+    def serializer(f):
+        try:
+            f.write(b"x" * 3 * PAGE)
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos")
+    with pytest.raises(OSError) as caught:
+        atomicfile.write_with(path, serializer)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == path
+    message = atomicfile.cannot_write("checkpoint", path, caught.value, "pick another --checkpoint-dir")
+    assert re.search(r"No space left on device \(0\.0 MB free there\); free space or pick", message), message
+
+
+WRITER = """
+import sys, time
+from exporter import atomicfile
+def write(f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+atomicfile.write_with(sys.argv[1], write)
+"""
+
+
+def test_a_killed_writers_temporary_file_goes_at_the_next_write(tmp_path):
+    """SIGKILL while a file is written leaves its temporary file; the next write of that file removes it, and
+    never one a live writer still holds."""
+    path = str(tmp_path / "checkpoint.pt")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, path], cwd=repo, stdout=subprocess.PIPE)
+               for _ in range(2)]
+    try:
+        for writer in writers:
+            assert writer.stdout.readline() == b"writing\n"
+        writers[0].send_signal(signal.SIGKILL)
+        writers[0].wait()
+        assert len(os.listdir(str(tmp_path))) == 2
+        atomicfile.write_bytes(path, b"new")
+        left = sorted(os.listdir(str(tmp_path)))
+        assert len(left) == 2 and left[1] == "checkpoint.pt" and re.match(r"^\.checkpoint\.pt\.[0-9a-f]{8}\.tmp$", left[0])
+    finally:
+        for writer in writers:
+            writer.kill()
+            writer.wait()
+    assert atomicfile.remove_stale(path) == [os.path.join(str(tmp_path), left[0])]
+    assert os.listdir(str(tmp_path)) == ["checkpoint.pt"] and open(path, "rb").read() == b"new"

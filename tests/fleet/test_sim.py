@@ -150,7 +150,7 @@ def test_a_targets_file_on_a_full_disk_keeps_the_previous_one(disk):
     disk.fill()
     out = run_cli("--devices", "1", "--base-port", "0", "--targets-file", path)
     assert out.returncode == 2
-    assert out.stderr == ("edgescope-fleet-sim: cannot write --targets-file {}: No space left on device; free space "
+    assert out.stderr == ("edgescope-fleet-sim: cannot write --targets-file {}: No space left on device (0.0 MB free there); free space "
                           "or pick another --targets-file\n".format(path))
     assert open(path).read() == "- targets: [127.0.0.1]\n"
     assert sorted(os.listdir(disk.root)) == ["filler", "targets.yml"]

@@ -102,3 +102,22 @@ def test_a_report_of_physical_numbers_keeps_them_all():
     for r in runs:
         drop_unphysical(r, notes)
     assert not notes and before == [[vars(e) for e in r.epochs] for r in runs]
+
+
+@settings(max_examples=100, deadline=None)
+@given(predicted=st.dictionaries(st.sampled_from(["workers_doubled", "dataset_cached", "storage_bps=2e+07"]), VALUES),
+       compute=st.dictionaries(st.sampled_from(["compute_speedup=2", "workers_doubled"]), VALUES))
+def test_what_if_predictions_outside_an_epochs_range_are_never_printed(predicted, compute):
+    """A hostile or broken trainer's what-if gauges of 1e300 s or -5 s are no predictions: dropped, one note each."""
+    run = Run(run_id="r", device="d", instance="d:9946", device_type="nano", storage="sd", info={})
+    run.epochs.append(Epoch(run_id="r", device="d", epoch=0, predicted=dict(predicted),
+                            predicted_compute=dict(compute)))
+    notes = []
+    drop_unphysical(run, notes)
+    for name, given_values in (("predicted", predicted), ("predicted_compute", compute)):
+        kept = getattr(run.epochs[0], name)
+        for what_if, value in given_values.items():
+            physical = math.isfinite(value) and 0.0 <= value <= EPOCH_RANGES["e2e_seconds"].high
+            assert (kept.get(what_if) == value) if physical else what_if not in kept
+            assert physical or any("{}{{what_if={}}} ".format(name, what_if) in n and "shown as missing" in n
+                                   for n in notes), notes

@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from report.cli import main
 from report.collect import collect
+from report.html_page import as_html
 from report.prom import Prometheus, ReportError
 from report.render import build, render
 from tests.processes import free_port
@@ -179,3 +180,22 @@ def test_argument_errors_are_one_line_exit_2(capsys, argv, needle):
     out, err = capsys.readouterr()
     assert exit_.value.code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("edgescope-report: error: ") and needle in err, err
+
+
+
+SURROGATE_TEXT = st.tuples(st.text(max_size=3), st.sampled_from(["\ud800", "\udfff", "\udc00"]),
+                           st.text(max_size=3)).map("".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels=st.dictionaries(st.sampled_from(["run_id", "dataset", "power_mode", "\udc80key"]), SURROGATE_TEXT,
+                              min_size=1, max_size=3))
+def test_a_lone_surrogate_in_a_label_becomes_text_every_output_can_encode(fake_prometheus, labels):
+    """JSON may carry "\\ud800", which is no character: a table or html page holding it cannot be written as
+    UTF-8 (a traceback in the report). The client makes each one U+FFFD where the answer comes in."""
+    fake_prometheus.answers = {"vector": encoded(success("vector", [{"metric": labels, "value": [SINCE, "1.5"]}]))}
+    fake_prometheus.by_metric, fake_prometheus.status = {}, 200
+    ((got, value),) = Prometheus("http://127.0.0.1:{}".format(fake_prometheus.server_port), 5.0).vector("up", SINCE)
+    text = json.dumps(got, ensure_ascii=False)
+    text.encode("utf-8")
+    assert value == 1.5 and len(got) == len(labels) and "\ufffd" in text

@@ -24,7 +24,7 @@ def test_output_on_a_full_disk_keeps_the_old_report(bench_prometheus, disk, caps
         f.write('{"the": "previous report"}\n')
     disk.fill()
     assert main(window(bench_prometheus) + ["--format", "json", "--output", path]) == 2
-    assert error_line(capsys) == ("edgescope-report: error: cannot write report {}: No space left on device; "
+    assert error_line(capsys) == ("edgescope-report: error: cannot write report {}: No space left on device (0.0 MB free there); "
                                   "free space or pick another --output".format(path))
     assert open(path).read() == '{"the": "previous report"}\n'
     assert sorted(os.listdir(disk.root)) == ["filler", "report.json"]
@@ -39,6 +39,6 @@ def test_plots_on_a_full_disk_keep_the_old_plots(bench_prometheus, disk, capsys)
     assert main(window(bench_prometheus) + ["--format", "json", "--plots", disk.path("plots")]) == 2
     line = error_line(capsys)
     assert line.startswith("edgescope-report: error: cannot write plot {}".format(disk.path("plots", "")))
-    assert line.endswith(": No space left on device; free space or pick another --plots")
+    assert line.endswith(": No space left on device (0.0 MB free there); free space or pick another --plots")
     assert open(old, "rb").read() == b"the previous plot"
     assert os.listdir(disk.path("plots")) == ["time_split.png"]

@@ -15,6 +15,7 @@ import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from report import timeline_plot
 from report.cli import main
@@ -320,3 +321,35 @@ def test_the_html_page_embeds_each_runs_last_epoch(bench_prometheus, tmp_path):
     shot = (matplotlib.image.imread(str(tmp_path / "shot.png"))[:, :, :3] * 255).round()
     vermillion = numpy.all(numpy.abs(shot - numpy.array(VERMILLION)) <= 2, axis=2).sum()
     assert vermillion > 2000, "no timeline on the screenshot ({} vermillion pixels)".format(vermillion)
+
+
+def number_paths(value, path=()):
+    """The path of every number in a JSON value."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in number_paths(v, path + (k,))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in number_paths(v, path + (i,))]
+    return [path] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+GOOD = json.dumps(dict(made(1, 2).to_dict(), run_id="r", epoch=0, duration_s=1.0))
+
+
+@settings(max_examples=15, deadline=None)
+@given(where=st.sampled_from([p for p in number_paths(json.loads(GOOD))  # counts are bounded on their own
+                              if p not in (("workers",), ("prefetch_factor",))]),
+       token=st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "9" * 400, "-5", "1e300"]))
+def test_any_number_of_a_timeline_made_extreme_is_a_picture_or_one_line(tmp_path_factory, where, token):
+    """A timeline with 1e999 (or NaN, a 400-digit integer, -5) in any number but the counts of workers and
+    prefetch (bounded by what the machine could run): its shape is checked once where it is read, so the report
+    draws it or says in one line what is wrong, never a traceback."""
+    tmp = tmp_path_factory.mktemp("t")
+    data = json.loads(GOOD)
+    holder = data
+    for key in where[:-1]:
+        holder = holder[key]
+    holder[where[-1]] = "@@"
+    (tmp / "epoch-0.json").write_text(json.dumps(data).replace('"@@"', token), encoding="utf-8")
+    status, err = cli("--timeline", str(tmp / "epoch-0.json"), "--output", str(tmp / "out.png"))
+    assert (status == 0 and err.count("edgescope-report: wrote ") == err.count("\n") == 2) or \
+        (status == 2 and err.count("\n") == 1 and err.startswith("edgescope-report: error: ")), err

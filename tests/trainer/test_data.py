@@ -185,10 +185,11 @@ def test_a_broken_cifar_file_is_one_line_naming_it(cifar_dir, tmp_path, capsys, 
     assert batch in err and expected in err, err
 
 
-def test_broken_metadata_is_one_line(cifar_dir, tmp_path, capsys):
+@pytest.mark.parametrize("names", ["airplane", ["airplane", "automobile"]])  # the batches' labels reach 9
+def test_broken_metadata_is_one_line(cifar_dir, tmp_path, capsys, names):
     root = _copy(cifar_dir, tmp_path)
     meta = os.path.join(root, "cifar-10-batches-py", "batches.meta")
-    _write({"label_names": "airplane"})(meta)
+    _write({"label_names": names})(meta)
     err = _one_line_exit_2(small_run_args(root, str(tmp_path)), capsys)
     assert meta in err and "is not CIFAR-10 metadata" in err
 

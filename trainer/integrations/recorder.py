@@ -11,7 +11,7 @@ import collections
 import socket
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from trainer.cli import LABEL_NAME, RESERVED_LABELS, new_run_id
+from trainer.cli import RESERVED_LABELS, label_problem, new_run_id
 from trainer.results import append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
 from trainer.meter import BatchTiming, LoadTimes, StepMeter
@@ -92,9 +92,9 @@ def checked_labels(labels: Optional[Dict[str, str]]) -> Dict[str, str]:
     labels = dict(labels or {})
     reserved = (RESERVED_LABELS | set(FRAMEWORK_LABELS)) - USER_WORKLOAD_LABELS
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_NAME.match(key) or key in reserved:
-            raise ValueError("labels: {!r} is not usable; use a Prometheus label name other than {}".format(
-                key, ", ".join(sorted(reserved))))
+        problem = label_problem(key, reserved) if isinstance(key, str) else "not text"
+        if problem:
+            raise ValueError("labels: {!r} is not usable ({}); name it otherwise".format(key, problem))
         labels[key] = str(value)
     return labels
 
