@@ -17,7 +17,8 @@ from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
 from report.prom import Prometheus, ReportError
-from report.render import build, render
+from report.render import COLUMNS, DEFAULT_COLUMNS, build, render
+from report.summary import FIELDS
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,6 +66,18 @@ timeout_seconds = number_in(0, MAX_TIMEOUT, above=True)
 positive_number = number_in(0, math.inf, above=True)
 
 
+def column_names(text: str) -> List[str]:
+    """--columns: ``all`` or FIELDS names, comma-separated."""
+    if text == "all":
+        return list(FIELDS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError("{!r} is not a list of columns: give all, or some of {}".format(
+            text, ",".join(FIELDS)))
+    return names
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="edgescope-report", description=__doc__)
     p.add_argument("--prometheus", type=utf8_argument, default="http://localhost:9090", metavar="URL",
@@ -77,7 +90,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
                    help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
     p.add_argument("--format", choices=("table", "csv", "json", "markdown", "html", "latex"), default="table",
-                   help="html: one self-contained page with the plots embedded; latex: booktabs tables")
+                   help="table: fits 120 columns; html: one self-contained page with the plots embedded; latex: "
+                        "booktabs tables (csv, json, html and latex hold every column)")
+    p.add_argument("--columns", type=column_names, metavar="NAMES",
+                   help="the numbers --format table and markdown show, comma-separated: all, or some of {} "
+                        "(default: the reference method's, {})".format(
+                            ", ".join(FIELDS), ", ".join(COLUMNS[n][0] for n in DEFAULT_COLUMNS)))
     p.add_argument("--section", choices=("epochs", "summary", "comparison"), default="epochs",
                    help="which table --format csv writes (default epochs)")
     p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of stdout")
@@ -128,6 +146,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--warmup-epochs must be >= 0")
     if (args.power_budget is not None or args.time_budget is not None) and not args.pareto:
         p.error("--power-budget and --time-budget need --pareto")
+    if args.columns is not None and args.format not in ("table", "markdown"):
+        p.error("--columns goes with --format table or markdown: {} holds every column".format(args.format))
     try:
         collected = collect(Prometheus(args.prometheus, args.timeout), args.runs, since, until)
         report = build(collected, args.warmup_epochs, {"prometheus": args.prometheus, "since": since,
@@ -138,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.timeline_dir is not None:
             images.update(_plots("report.timeline_plot").last_epoch_images(
                 args.timeline_dir, [run.run_id for run in collected.runs]))
-        text = formatted(report, args.format, args.section, images)
+        text = formatted(report, args.format, args.section, images, args.columns or list(DEFAULT_COLUMNS))
     except ReportError as exc:
         print("edgescope-report: error: {}".format(exc), file=sys.stderr)
         return 1
@@ -202,13 +222,13 @@ def _plots(module: str = "report.plots") -> Any:
     return plots
 
 
-def formatted(report: dict, fmt: str, section: str, images: Dict[str, bytes]) -> str:
-    """The report in --format: html embeds the plots' PNG ``images``."""
+def formatted(report: dict, fmt: str, section: str, images: Dict[str, bytes], columns: List[str]) -> str:
+    """The report in --format: html embeds the plots' PNG ``images``; the table and markdown show ``columns``."""
     if fmt == "html":
         return as_html(report, _plots().data_uris(images))
     if fmt == "latex":
         return as_latex(report)
-    return render(report, fmt, section)
+    return render(report, fmt, section, columns)
 
 
 if __name__ == "__main__":

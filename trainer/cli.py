@@ -14,6 +14,7 @@ import secrets
 import socket
 import sys
 import time
+import warnings
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -96,6 +97,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
     p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
+    p.add_argument("--verbose", action="store_true",
+                   help="each epoch's line and the summary with every time (the stall split, host overhead, the "
+                        "loader's start-up and shutdown, the workers' own read and preprocess time; all are in "
+                        "--results)")
     p.add_argument("--checkpoint-dir", default=None, help="save a checkpoint at every epoch end")
     energy = p.add_mutually_exclusive_group()
     energy.add_argument("--exporter-url", default=None, metavar="URL",
@@ -211,6 +216,24 @@ def _make_directory(path: str) -> None:
             path, error.strerror or error))
 
 
+def usable_cores() -> Optional[int]:
+    """The CPU cores this process may run on (its affinity, as torch counts them), None where unknown."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def workers_note(workers: int) -> Optional[str]:
+    """torch's "This DataLoader will create N worker processes" warning as one line that says what it means for
+    the measurement; None where the workers have a core each."""
+    cores = usable_cores()
+    if not workers or cores is None or workers <= cores:
+        return None
+    return ("edgescope-train: note: {} loader workers and the training steps share the {} CPU core{} this process "
+            "may use: stall and compute include waiting for a core (this machine's figures with {} workers)".format(
+                workers, cores, "" if cores == 1 else "s", workers))
+
+
 def new_run_id() -> str:
     """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
     return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
@@ -226,6 +249,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     else:
         loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory,
                              args.seed, timed=args.timing != "none")
+        note = workers_note(args.workers)
+        if note:  # instead of torch's warning at every epoch's start
+            warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+            print(note, file=sys.stderr, flush=True)
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)
@@ -346,7 +373,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                                   "pick another --timeline-dir"))
             history.append(record)
             append_result(args.results, record)
-            print_epoch(record, args.epochs)
+            print_epoch(record, args.epochs, args.verbose)
             if used and used.note:
                 print("edgescope-train: epoch {}: {}".format(epoch, used.note), file=sys.stderr, flush=True)
             if not complete:
@@ -361,7 +388,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             finish()
         metrics.running.set(0)
         finish()
-        print_summary(history)
+        print_summary(history, args.verbose)
         if stop.requested:
             print("edgescope-train: stopped by signal {}; results and metrics written".format(stop.signum),
                   file=sys.stderr, flush=True)

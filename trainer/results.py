@@ -34,9 +34,16 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
         print("edgescope-train: note: " + note, file=sys.stderr, flush=True)
 
 
-def print_summary(history: List[Dict[str, Any]]) -> None:
+# The summary's times: the first four always, the rest with --verbose.
+SUMMARY_KEYS = (("E2E", "duration_s"), ("stall", "fetch_stall_s"), ("storage stall", "fetch_stall_storage_s"),
+                ("compute", "compute_s"), ("preprocess stall", "fetch_stall_preprocess_s"),
+                ("host overhead", "host_overhead_s"), ("loader start-up", "loader_startup_s"),
+                ("loader shutdown", "loader_shutdown_s"), ("overhead", "overhead_s"))
+
+
+def print_summary(history: List[Dict[str, Any]], verbose: bool = False) -> None:
     """Mean ± std over epochs 1..N-1 (all epochs when there is only one: its values, n=1, no spread), and the
-    what-ifs replayed on them."""
+    what-ifs replayed on them, one a line; every time with ``verbose``."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -45,12 +52,7 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
     def stat(values: List[float]) -> str:
         return with_spread(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None, "s")
     parts = ["{} {}".format(label, stat([r[key] for r in chosen]))
-             for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
-                                ("storage stall", "fetch_stall_storage_s"),
-                                ("preprocess stall", "fetch_stall_preprocess_s"),
-                                ("compute", "compute_s"), ("host overhead", "host_overhead_s"),
-                                ("loader start-up", "loader_startup_s"), ("loader shutdown", "loader_shutdown_s"),
-                                ("overhead", "overhead_s"))
+             for label, key in SUMMARY_KEYS[:None if verbose else 4]
              if all(r.get(key) is not None for r in chosen)]
     if len(chosen) == 1:
         over = "epoch {} alone (n=1, no spread)".format(chosen[0]["epoch"])
@@ -63,16 +65,15 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
     if len(chosen) < 2:
         print("what-if: not predicted from n=1 kept epoch: an error bar needs 2 or more", flush=True)
         return
-    cells = []
+    print("what-if, epoch replayed (mean ± std over the same epochs):", flush=True)
     for name in names:
         values = [(r.get("predicted_duration_s") or {}).get(name) for r in chosen]
         if any(v is None for v in values):
             basis = next(((r.get("prediction_basis") or {}).get(name) for r in chosen
                           if (r.get("predicted_duration_s") or {}).get(name) is None), None)
-            cells.append("{} not predicted ({})".format(name, basis or "missing in some epochs"))
+            print("  {} not predicted ({})".format(name, basis or "missing in some epochs"), flush=True)
         else:
-            cells.append("{} {}".format(name, stat(values)))
-    print("what-if, epoch replayed (mean ± std over the same epochs): {}".format("; ".join(cells)), flush=True)
+            print("  {} {}".format(name, stat(values)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:
@@ -114,15 +115,28 @@ def energy(record: Dict[str, Any]) -> str:
     return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
 
 
-def print_epoch(record: Dict[str, Any], epochs: int) -> None:
-    def value(key: str, unit: str = "s", digits: int = 3) -> str:
-        return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
-    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  host overhead {}  loader "
-          "start-up {} shutdown {}  overhead {}  energy {}  "
-          "power {}  (workers: read {}, preprocess {}; {} batches, {} samples, loss {})".format(
-              record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
-              value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
-              value("compute_s"), value("host_overhead_s"), value("loader_startup_s"), value("loader_shutdown_s"),
-              value("overhead_s"), energy(record),
-              value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
-              record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
+def _storage_share(record: Dict[str, Any]) -> str:
+    """The storage part of the stall (the rest is preprocessing), as the line says it."""
+    storage, preprocess = record.get("fetch_stall_storage_s"), record.get("fetch_stall_preprocess_s")
+    if storage is None or preprocess is None or storage + preprocess <= 0:
+        return ""
+    return " ({:.0%} storage)".format(storage / (storage + preprocess))
+
+
+def print_epoch(record: Dict[str, Any], epochs: int, verbose: bool = False) -> None:
+    """The epoch's line within 120 columns: E2E, stall (and its storage share), compute, energy, power and loss;
+    ``verbose`` adds the stall split in seconds, host overhead, the loader's start-up and shutdown, what is left,
+    the workers' own read and preprocess time, batches and samples (all of them are in --results)."""
+    def value(key: str, unit: str = "s") -> str:
+        return "-" if record.get(key) is None else with_spread(record[key], None, unit)
+    line = "epoch {}/{}{}: E2E {}, stall {}{}, compute {}, energy {}, power {}, loss {}".format(
+        record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
+        value("fetch_stall_s"), _storage_share(record), value("compute_s"), energy(record),
+        value("average_power_watts", "W"), "-" if record["loss"] is None else "{:.4f}".format(record["loss"]))
+    if verbose:
+        line += "; stall split: storage {}, preprocess {}; host overhead {}, loader start-up {}, shutdown {}, " \
+            "overhead {}; workers: read {}, preprocess {}; {} batches, {} samples".format(
+                value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"), value("host_overhead_s"),
+                value("loader_startup_s"), value("loader_shutdown_s"), value("overhead_s"), value("read_s"),
+                value("preprocess_s"), record["batches"], record["samples"])
+    print(line, flush=True)

@@ -9,6 +9,8 @@ def record(epoch: int, duration: float, complete: bool = True) -> dict:
 
 def test_one_kept_epoch_prints_its_values_with_n_1_and_no_spread(capsys):
     print_summary([record(0, 4.0)])
+    assert capsys.readouterr().out == "epoch 0 alone (n=1, no spread): E2E 4.00 s, stall 0.500 s, compute 3.00 s\n"
+    print_summary([record(0, 4.0)], verbose=True)  # every time
     assert capsys.readouterr().out == ("epoch 0 alone (n=1, no spread): E2E 4.00 s, stall 0.500 s, "
                                        "compute 3.00 s, overhead 0.500 s\n")
 
