@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
                    help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
     p.add_argument("--format", choices=("table", "csv", "json", "markdown", "html", "latex"), default="table",
-                   help="table: fits 120 columns; html: one self-contained page with the plots embedded; latex: "
+                   help="table: for a terminal of 120 columns; html: one self-contained page with the plots embedded; latex: "
                         "booktabs tables (csv, json, html and latex hold every column)")
     p.add_argument("--columns", type=column_names, metavar="NAMES",
                    help="the numbers --format table and markdown show, comma-separated: all, or some of {} "
@@ -101,15 +101,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of stdout")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("--storage-bps", type=positive_number, metavar="N",
-                   help="also predict each run with its storage replaced by one reading N bytes/s")
+                   help="also show each run's what-if with storage reading N bytes/s: the trainer's replay of it "
+                        "(edgescope-train --what-if-storage-bps N), missing where the trainer did not replay it")
     p.add_argument("--pareto", action="store_true",
-                   help="add the time vs energy per epoch Pareto front per device × model "
-                        "(and pareto.png with --plots)")
+                   help="add the time vs energy per epoch Pareto front per device × model, with each "
+                        "configuration's what-ifs as predicted points (and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
-                   help="with --pareto: recommend the fastest front configuration averaging at most W watts")
+                   help="with --pareto: recommend the fastest measured configuration whose average power, at the "
+                        "upper end of its spread, is at most W watts, on the front or not (with --time-budget: the "
+                        "least energy within both)")
     p.add_argument("--time-budget", type=positive_number, metavar="S",
-                   help="with --pareto: recommend the least-energy front configuration taking at most S s "
-                        "an epoch")
+                   help="with --pareto: recommend the least-energy measured configuration whose time per epoch, at "
+                        "the upper end of its spread, is at most S s, on the front or not")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
                         "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "

@@ -8,8 +8,7 @@ budget is met by the upper end of a point's spread.
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
 warmed on purpose) feed the what-ifs instead, and runs whose power came from a
-replayed log (the demo, the quick start's off a Jetson) make a front of their
-own, labelled so, that never advises."""
+replayed log (the demo) never advise."""
 from typing import Dict, List, Optional, Tuple
 
 from report.configuration import not_a_choice
@@ -103,10 +102,9 @@ def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float
 
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,
            time_budget: Optional[float] = None) -> Tuple[List[dict], List[str]]:
-    """One entry per device × model (and one more for its rows with replayed power, ``power_replayed``): its
-    points (``dominated`` beyond the spreads, ``ties`` within them, sorted by time), the recommendation and what
-    binds it; and notes on the rows left out or replayed."""
-    groups = {}  # type: Dict[Tuple[str, str, bool], List[dict]]
+    """One entry per device × model: its points (``dominated`` beyond the spreads, ``ties`` within them,
+    sorted by time), the recommendation and what binds it; and notes on the rows left out."""
+    groups = {}  # type: Dict[Tuple[str, str], List[dict]]
     notes = []
     for row in comparison:
         what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
@@ -114,29 +112,26 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
         if why:
             notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))
             continue
-        replayed = bool(row.get("power_replayed"))
-        if replayed:
-            notes.append("Pareto: {} {} {}: its power was replayed from a recorded log (the demo), not measured: "
-                         "a demo front of its own, never recommended".format(row["device"], row["model"],
-                                                                             row["configuration"]))
+        if row.get("power_replayed"):
+            notes.append("{}: its power was replayed from a recorded log (the demo), not measured".format(what))
+            continue
         point = _point(row)
         if point["e2e_seconds"] is None or point["energy_joules"] is None:
             notes.append("{}: mean E2E or energy missing".format(what))
             continue
-        groups.setdefault((row["device"], row["model"] or "", replayed), []).append(point)
+        groups.setdefault((row["device"], row["model"] or ""), []).append(point)
     out = []
-    for (device, model, replayed), points in sorted(groups.items()):
+    for (device, model), points in sorted(groups.items()):
         for p in points:
             p["dominated"] = any(_dominates(q, p) for q in points if q is not p)
             p["ties"] = [_name(q) for q in points if q is not p and _ties(q, p)]
         points.sort(key=lambda p: (p["e2e_seconds"], p["energy_joules"]))
-        best, binding = (None, "demo power: never recommended") if replayed else \
-            recommend(points, power_budget, time_budget)
-        if best is None and not replayed and (power_budget is not None or time_budget is not None):
+        best, binding = recommend(points, power_budget, time_budget)
+        if best is None and (power_budget is not None or time_budget is not None):
             notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(device, model, binding))
         out.append({"device": device, "model": model or None, "points": points,
                     "power_budget_watts": power_budget, "time_budget_seconds": time_budget,
-                    "recommendation": best, "binding": binding, "power_replayed": replayed})
+                    "recommendation": best, "binding": binding})
     return out, notes
 
 

@@ -217,10 +217,8 @@ def pareto_front(report: dict) -> Figure:
                     label="recommended")
         ax.set_xlabel("time per epoch (s)")
         ax.set_ylabel("energy per epoch (J)")
-        ax.set_title(_wrapped("{} × {}{}{}".format(front["device"], front["model"] or "?",
-                                                   "; all: " + shared if shared else "",
-                                                   " (DEMO power, replayed: never recommended)"
-                                                   if front.get("power_replayed") else ""), fig), fontsize=9)
+        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
+                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
         ax.legend(frameon=False)
     if not fronts:
         axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,

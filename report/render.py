@@ -216,8 +216,6 @@ def pareto_table(report: dict) -> tuple:
             mark = "recommended ({})".format(front["binding"]) if point is front["recommendation"] else \
                 "dominated" if point["dominated"] else \
                 "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
-            if front.get("power_replayed"):
-                mark += " (demo power)"
             text = configuration_text(point["configuration"]) + (
                 " (measured with {})".format(configuration_text(how)) if how else "")
             rows.append([front["device"], front["model"] or MISSING, text,

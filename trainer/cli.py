@@ -92,7 +92,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--metrics-addr", default="0.0.0.0", help="address to serve on (127.0.0.1: this host only)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None,
                    help="TLS and basic auth for the endpoint, in the exporter's web-config.yml format")
-    p.add_argument("--metrics-textfile", default=None, help="also write the exposition here at each epoch end")
+    p.add_argument("--metrics-textfile", default=None,
+                   help="also write the exposition here at the start, at each epoch end and at the end")
     p.add_argument("--linger", type=_non_negative_float, default=30.0,
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
@@ -109,7 +110,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     energy.add_argument("--power-source", choices=POWER_SOURCES, default=None,
                         help="no exporter: sample this power source in-process (the exporter's sources)")
     p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
-    p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
+    p.add_argument("--tegrastats-file", default=None,
+                   help="with --power-source tegrastats (or auto): replay this log instead of running tegrastats")
     p.add_argument("--power-interval", type=_positive_float, default=SAMPLE_INTERVAL_S, metavar="SECONDS",
                    help="with --power-source: sample power this often, and run tegrastats / jtop at it (0.1: "
                         "tegrastats --interval 100); a line source's epoch energy bound is its power x this at "
@@ -247,12 +249,12 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     if args.synthetic_input:
         loader = SyntheticBatches(dataset, args.batch_size, device, args.seed)  # type: Any
     else:
-        loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory,
-                             args.seed, timed=args.timing != "none")
         note = workers_note(args.workers)
-        if note:  # instead of torch's warning at every epoch's start
+        if note:  # instead of torch's warning, made with the loader and at every epoch's start
             warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
             print(note, file=sys.stderr, flush=True)
+        loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory,
+                             args.seed, timed=args.timing != "none")
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     job = Job(model, optimizer, nn.CrossEntropyLoss(), loader, device)

@@ -3,7 +3,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from exporter.arguments import int_at_least
+from exporter.arguments import int_at_least, number_in
 from trainer.errors import OneLineParser, UsageError
 from trainer.progress import close_bar, terminal_bar
 from trainer.synthetic import write_cifar10, write_jpeg_folder
@@ -15,16 +15,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     kinds.required = True
     cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/")
     cifar.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
-    cifar.add_argument("--train-images", type=int_at_least(1), default=50000)
-    cifar.add_argument("--test-images", type=int_at_least(1), default=10000)
-    cifar.add_argument("--seed", type=int, default=0)
+    cifar.add_argument("--train-images", type=int_at_least(1), default=50000, help="default %(default)s, as CIFAR-10")
+    cifar.add_argument("--test-images", type=int_at_least(1), default=10000, help="default %(default)s, as CIFAR-10")
+    cifar.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
     folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)")
-    folder.add_argument("--out", required=True)
-    folder.add_argument("--images", type=int_at_least(1), default=10000)
+    folder.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
+    folder.add_argument("--images", type=int_at_least(1), default=10000, help="how many, spread over the classes")
     folder.add_argument("--image-size", type=int_at_least(1), default=224, help="side in pixels")
-    folder.add_argument("--classes", type=int_at_least(1), default=10)
-    folder.add_argument("--quality", type=int_at_least(1), default=90, help="JPEG quality 1-95")
-    folder.add_argument("--seed", type=int, default=0)
+    folder.add_argument("--classes", type=int_at_least(1), default=10, help="class folders")
+    folder.add_argument("--quality", type=number_in(1, 95, int), default=90, help="JPEG quality 1-95")
+    folder.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
     return parser.parse_args(argv)
 
 

@@ -481,3 +481,26 @@ def test_synthetic_input_trains_the_loaders_batches_with_no_loader_and_says_so(c
     info = [s for (name, labels), s in samples((tmp_path / "run.prom").read_text()).items()
             if name == "edgescope_train_run_info" and ("input", "synthetic") in labels]
     assert info == [1.0]
+
+
+def test_more_workers_than_cores_is_one_line_of_ours_instead_of_torchs_warning(cifar_dir, tmp_path):
+    """On one core (the child's affinity), 2 workers: torch would warn at every epoch's start (two long lines
+    each); the trainer says once what it means for the measurement. Its epoch lines fit 120 columns."""
+    one_core = {min(os.sched_getaffinity(0))}
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--workers", "2", "--max-batches", "2"]
+    done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args, cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+    assert done.returncode == 0, done.stderr
+    assert "This DataLoader will create" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "edgescope-train: note: 2 loader workers and the training steps share the 1 CPU core this process may use: "
+        "stall and compute include waiting for a core (this machine's figures with 2 workers)"]
+    epoch_lines = [line for line in done.stdout.splitlines() if re.match(r"^epoch \d+/2: E2E ", line)]
+    assert len(epoch_lines) == 2 and max(len(line) for line in epoch_lines) <= 120, done.stdout
+
+
+def test_workers_within_the_cores_need_no_note(monkeypatch):
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert cli.workers_note(2) is None and cli.workers_note(0) is None
+    assert cli.workers_note(3).startswith("edgescope-train: note: 3 loader workers and the training steps share the 2 CPU cores")
