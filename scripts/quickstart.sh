@@ -48,11 +48,11 @@ for spec in "$PROM_PORT:EDGESCOPE_PROMETHEUS_PORT" "$EXPORTER_PORT:EDGESCOPE_EXP
 done
 
 mkdir -p "$OUT/prometheus/targets"
-# 320 JPEGs of 640 x 640 px cropped to 32 px: decoding them is work one loader worker may not hide behind a small
-# model's steps, and a second worker may.
-IMAGES=$DATA/quickstart-jpeg
+# 320 JPEGs of 800 x 800 px cropped to 32 px: decoding them is more work than one loader worker can hide behind a
+# small model's steps, and about what two can.
+IMAGES=$DATA/quickstart-jpeg-800
 [ -d "$IMAGES/class_09" ] || \
-    "$PY" -m trainer.datasets_cli imagefolder --out "$IMAGES" --images 320 --image-size 640
+    "$PY" -m trainer.datasets_cli imagefolder --out "$IMAGES" --images 320 --image-size 800
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -107,13 +107,14 @@ done
 # --- two configurations: 1 and 2 loader workers ----------------------------------
 # The trainer reads the exporter's energy counter at each epoch's edges (energy_joules in results-*.jsonl), writes
 # each epoch's loader timeline (what its what-ifs replay) and lingers until Prometheus has scraped its last epoch.
+# One torch thread for the steps (as bench/whatif_accuracy.py): the loader workers have the other cores.
 RUNS=()
 for workers in 1 2; do
     run="$RUN_ID-w$workers"
     RUNS+=(--run "$run")
     echo
     echo "quickstart: run $run: mobilenet_v3_small on the JPEG folder, $workers loader worker(s), 4 epochs"
-    "$PY" -m trainer.cli --dataset imagefolder --data-dir "$IMAGES" --image-size 32 --model mobilenet_v3_small \
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PY" -m trainer.cli --dataset imagefolder --data-dir "$IMAGES" --image-size 32 --model mobilenet_v3_small \
         --workers "$workers" --epochs 4 --max-batches 20 --device-name "$DEVICE" \
         --run-id "$run" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
         --exporter-url "http://127.0.0.1:$EXPORTER_PORT/metrics" --timeline-dir "$OUT/timelines" \

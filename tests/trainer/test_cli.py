@@ -193,7 +193,7 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
             del record[key]
     torch.save(first, os.path.join(checkpoints, "checkpoint.pt"))
     capsys.readouterr()
-    assert cli.main(args + ["--epochs", "3", "--resume"]) == 0
+    assert cli.main(args + ["--epochs", "3", "--resume", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "epoch 0/" not in out and "epoch 1/3" in out and "epoch 2/3" in out
     assert "mean ± std over epochs 1..2 (n=2)" in out and "storage stall" in out

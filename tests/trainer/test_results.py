@@ -46,3 +46,11 @@ def test_the_epoch_line_fits_120_columns_and_verbose_adds_every_time(capsys):
     assert verbose.startswith(line.rstrip("\n") + "; stall split: storage 588 s, preprocess 65.3 s; host overhead "
                               "2.10 s, loader start-up 0.610 s, shutdown 0.410 s")
     assert verbose.endswith("workers: read 1403 s, preprocess 613 s; 3125 batches, 50000 samples\n")
+
+
+def test_the_summary_fits_120_columns_for_the_reference_run(capsys):
+    history = [dict(reference_epoch(), epoch=e, duration_s=1865.392 + 3.1 * e) for e in range(6)]
+    print_summary(history)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line == "mean ± std over epochs 1..5 (n=5): E2E 1875 ± 5 s, stall 652.9 ± 0 s, compute 1209 ± 0 s"
+    assert len(line) <= 120
