@@ -90,8 +90,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
                    help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
     p.add_argument("--format", choices=("table", "csv", "json", "markdown", "html", "latex"), default="table",
-                   help="table: for a terminal of 120 columns; html: one self-contained page with the plots embedded; latex: "
-                        "booktabs tables (csv, json, html and latex hold every column)")
+                   help="table: for a terminal of 120 columns; html: one self-contained page with the plots "
+                        "embedded; latex: booktabs tables (csv, json, html and latex hold every column)")
     p.add_argument("--columns", type=column_names, metavar="NAMES",
                    help="the numbers --format table and markdown show, comma-separated: all, or some of {} "
                         "(default: the reference method's, {})".format(

@@ -132,7 +132,8 @@ REPORT=("$PY" -m report.cli --prometheus "$PROM" "${RUNS[@]}" --warmup-epochs 1 
 "$PY" -m report.cli --timeline "$RUN_ID-w1" --timeline-dir "$OUT/timelines" --output "$OUT/timeline-w1.png" \
     2>>"$OUT/report.log" || die "see $OUT/report.log"
 
-[ -z "$REPLAYED" ] || echo "quickstart: power and energy above are a REPLAYED DEMO (a recorded Jetson Nano log), not this machine's: the Pareto front never recommends from them"
+[ -z "$REPLAYED" ] || echo "quickstart: power and energy above are a REPLAYED DEMO (a recorded Jetson Nano log), not this" \
+    "machine's: the Pareto front never recommends from them"
 echo
 echo "Where to look:"
 if [ "$KEEP" = 1 ]; then  # the stack is still up: its URLs work until Ctrl-C

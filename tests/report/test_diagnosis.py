@@ -110,8 +110,8 @@ def test_prediction_error_in_the_table_with_the_digits_its_spread_allows(server,
     out = capsys.readouterr().out
     cold = diagnosis_lines(out, "cold-w2")
     assert cold[0].startswith("model=resnet18 workers=2: storage-bound, E2E 50.00 ± 0 s an epoch")
-    assert "  with the dataset cached: 23.1 ± 0.4 s / 139 ± 3 J (measured 23.50 ± 0 s: -1.7 ± 1.8 %, within noise)" \
-        in cold
+    assert "  with the dataset cached: 23.1 ± 0.4 s / 139 ± 3 J (measured 23.50 ± 0 s: -1.7 ± 1.8 %, within " \
+        "noise)" in cold
     assert "  with twice the workers: 21.2 ± 0.3 s / 106.0 ± 1.4 J (measured 22.00 ± 0 s: -3.6 ± 1.3 %)" \
         in diagnosis_lines(out, "pre-w2")
 

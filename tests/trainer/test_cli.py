@@ -503,4 +503,5 @@ def test_more_workers_than_cores_is_one_line_of_ours_instead_of_torchs_warning(c
 def test_workers_within_the_cores_need_no_note(monkeypatch):
     monkeypatch.setattr(cli, "usable_cores", lambda: 2)
     assert cli.workers_note(2) is None and cli.workers_note(0) is None
-    assert cli.workers_note(3).startswith("edgescope-train: note: 3 loader workers and the training steps share the 2 CPU cores")
+    assert cli.workers_note(3).startswith(
+        "edgescope-train: note: 3 loader workers and the training steps share the 2 CPU cores")
