@@ -263,8 +263,8 @@ def _grid(headers: List[str], rows: List[List[str]], indent: str = "") -> List[s
 
 
 def _stacked(headers: List[str], rows: List[List[str]], named: List[int]) -> List[str]:
-    """A table too wide for the terminal: the columns that name a row on a line of their own (once for
-    consecutive rows they share), under it the numbers, each spread on the line below its mean."""
+    """A table too wide for the terminal: the columns that name a row (``named``) on a line of their own (once
+    for consecutive rows they share), under it the numbers, each spread on the line below its mean."""
     numbers = [i for i in range(len(headers)) if i not in named]
     means = [[r[i].split(" ± ")[0] for i in numbers] for r in rows]
     spreads = [["± " + r[i].split(" ± ", 1)[1] if " ± " in r[i] else "" for i in numbers] for r in rows]
@@ -272,7 +272,7 @@ def _stacked(headers: List[str], rows: List[List[str]], named: List[int]) -> Lis
     out, previous = grid[:2], None
     for row, mean, spread in zip(rows, grid[2::2], grid[3::2]):
         name = ", ".join("{} {}".format(headers[i], row[i]) for i in named)
-        if name != previous:
+        if name and name != previous:
             out.append(name)
             previous = name
         out += [mean] + ([spread] if spread.strip() else [])
@@ -281,7 +281,8 @@ def _stacked(headers: List[str], rows: List[List[str]], named: List[int]) -> Lis
 
 def text_table(title: str, headers: List[str], rows: List[List[str]]) -> List[str]:
     """A table a terminal of WIDTH columns holds: what names the rows and is the same on every row is said once in
-    the title; where a row's line is still too wide, the rest of its names go on a line of their own."""
+    the title; where a row's line is still too wide, the rest of its names go on a line of their own and each
+    spread under its mean."""
     labels = [i for i, h in enumerate(headers) if h in LABELS]
     shared = [i for i in labels if rows and len({r[i] for r in rows}) == 1]
     if shared:
@@ -289,9 +290,8 @@ def text_table(title: str, headers: List[str], rows: List[List[str]]) -> List[st
     kept = [i for i in range(len(headers)) if i not in shared]
     headers, rows = [headers[i] for i in kept], [[r[i] for i in kept] for r in rows]
     lines = _grid(headers, rows)
-    named = [i for i, h in enumerate(headers) if h in LABELS]
-    if named and max(len(x) for x in lines) > WIDTH:
-        lines = _stacked(headers, rows, named)
+    if max(len(x) for x in lines) > WIDTH:
+        lines = _stacked(headers, rows, [i for i, h in enumerate(headers) if h in LABELS])
     return _wrapped(title) + lines + [""]
 
 

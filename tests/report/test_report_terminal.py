@@ -111,3 +111,15 @@ def test_the_quick_start_page_in_chromium(tmp_path):
     cells = {row[0]: row for row in diagnosis[1:]}
     assert "(measured 3.20 ± 0.05 s: " in cells["quickstart-20261207T120000-w1"][diagnosis[0].index(
         "workers_doubled")]
+
+
+def test_one_run_of_wide_spreads_puts_each_spread_under_its_mean():
+    """One run (nothing to put on a line of its own) whose mean ± std cells are too wide for one line."""
+    run = synthetic.reference_runs()[0]
+    report = synthetic.report([run])
+    text = render(report, "table")
+    assert widest(text) <= WIDTH
+    summary = text[text.index("Per run"):].split("\n\n")[0].splitlines()
+    assert " ".join(" ".join(summary[:2]).split()).endswith(
+        "every row: run {}, device nano01, model vgg11, epochs 1,2,3,4,5".format(run.run_id))
+    assert summary[-2].split()[:3] == ["1865.39", "652.89", "1209.29"] and summary[-1].split()[:2] == ["±", "11.66"]
