@@ -97,7 +97,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--linger", type=_non_negative_float, default=30.0,
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
-    p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
+    p.add_argument("--log-interval", type=int_at_least(1), default=100,
+                   help="print the mean loss of the last N steps every N steps (read from the device only then)")
     p.add_argument("--verbose", action="store_true",
                    help="each epoch's line and the summary with every time (the stall split, host overhead, the "
                         "loader's start-up and shutdown, the workers' own read and preprocess time; all are in "
