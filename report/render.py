@@ -283,8 +283,10 @@ def text_table(title: str, headers: List[str], rows: List[List[str]]) -> List[st
     """A table a terminal of WIDTH columns holds: what names the rows and is the same on every row is said once in
     the title; where a row's line is still too wide, the rest of its names go on a line of their own and each
     spread under its mean."""
+    if not rows:
+        return _wrapped(title) + ["(none: the notes below say why)", ""]
     labels = [i for i, h in enumerate(headers) if h in LABELS]
-    shared = [i for i in labels if rows and len({r[i] for r in rows}) == 1]
+    shared = [i for i in labels if len({r[i] for r in rows}) == 1]
     if shared:
         title += "; every row: " + ", ".join("{} {}".format(headers[i], rows[0][i]) for i in shared)
     kept = [i for i in range(len(headers)) if i not in shared]

@@ -13,7 +13,7 @@ import pytest
 
 from report import html_page
 from report.cli import column_names
-from report.render import COLUMNS, DEFAULT_COLUMNS, WIDTH, render, tables
+from report.render import COLUMNS, DEFAULT_COLUMNS, WIDTH, render, tables, text_table
 from report.summary import FIELDS
 from tests.report import synthetic
 from tests.report.browser import loaded
@@ -123,3 +123,9 @@ def test_one_run_of_wide_spreads_puts_each_spread_under_its_mean():
     assert " ".join(" ".join(summary[:2]).split()).endswith(
         "every row: run {}, device nano01, model vgg11, epochs 1,2,3,4,5".format(run.run_id))
     assert summary[-2].split()[:3] == ["1865.39", "652.89", "1209.29"] and summary[-1].split()[:2] == ["±", "11.66"]
+
+
+def test_an_empty_table_says_so():
+    """A Pareto front of no point (e.g. no run with energy): a line saying so, not headings over nothing."""
+    assert text_table("Pareto front per device × model", ["device", "model", "E2E"], []) == [
+        "Pareto front per device × model", "(none: the notes below say why)", ""]
