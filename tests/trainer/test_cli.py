@@ -298,11 +298,13 @@ def test_loss_is_read_from_the_device_only_when_printed(cifar_dir, tmp_path, mon
 
 
 def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
-    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1"]) == 0
+    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1",
+                                                                "--verbose"]) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert record["fetch_stall_s"] is None and record["duration_s"] > 0
     assert [record[key] for key in LOAD_KEYS] == [None] * 4
-    assert "stall - (storage -, preprocess -)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ", stall -, compute -, " in out and "; stall split: storage -, preprocess -; " in out
     exposition = (tmp_path / "run.prom").read_text()
     for name in ("epoch_fetch_stall", "epoch_fetch_stall_storage", "epoch_read", "epoch_preprocess"):
         assert "edgescope_train_{}_seconds{{".format(name) not in exposition
@@ -313,7 +315,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     folder = str(tmp_path / "jpegs")
     write_jpeg_folder(folder, images=12, image_size=40, classes=3, seed=2)
     args = small_run_args(folder, str(tmp_path)) + ["--dataset", "imagefolder", "--image-size", "32",
-                                                    "--epochs", "1", "--batch-size", "4"]
+                                                    "--epochs", "1", "--batch-size", "4", "--verbose"]
     assert cli.main(args) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
@@ -325,7 +327,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     assert info[0]["image_size"] == "32"  # a crop size of its own: another configuration in every comparison
     out = capsys.readouterr().out
     assert "imagefolder (12 images, 3 batches/epoch)" in out
-    assert re.search(r"stall [\d.]+ s \(storage [\d.]+ s, preprocess [\d.]+ s\)", out), out
+    assert re.search(r"stall [\d.]+ s \(\d+% storage\).*; stall split: storage [\d.]+ s, preprocess [\d.]+ s; ", out), out
 
 
 @pytest.mark.parametrize("extra, expected", [
