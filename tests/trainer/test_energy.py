@@ -176,7 +176,7 @@ def test_epoch_energy_equals_the_exporter_counter_increase_and_power_times_durat
         assert bounds[str(record["epoch"])] == pytest.approx(record["energy_bound_joules"])
         print("epoch {epoch}: {duration_s:.2f} s, trainer {0:.3f} J ± {energy_bound_joules:.3f} J, counter "
               "increase {1:.3f} J, power x duration {2:.3f} J".format(joules, counter, held, **record))
-    assert "energy 0" not in done.stdout and " J  power " in done.stdout and " ± " in done.stdout
+    assert "energy 0" not in done.stdout and " J, power " in done.stdout and " ± " in done.stdout
 
 
 @pytest.mark.skipif(not shutil.which("faketime"), reason="needs Debian's faketime (scripts/install-deps.sh)")
