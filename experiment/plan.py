@@ -86,14 +86,17 @@ class Plan:
         return self.device_name or socket.gethostname()
 
     def runs(self) -> List[RunSpec]:
-        """Every run, power mode outermost (changing it is slow and may need the
-        board to settle), then dataset location, model and loader settings.
-        Run ids end with the board, so two boards running one plan never share one."""
+        """Every run, in rounds: each round runs every configuration once (repeats round-robin, so a
+        configuration's spread holds the machine's drift over the sweep, not one stretch of it); within a
+        round, power mode outermost (changing it is slow and may need the board to settle), then dataset
+        location, model and loader settings. Run ids name the configuration and the repeat, never the
+        position, so a journal written in another order still means the same runs. Run ids end with the
+        board, so two boards running one plan never share one."""
         s = self.sweep
         out = []
-        for mode, (location, data_dir), model, batch, workers, prefetch, repeat in itertools.product(
-                s["power_mode"], s["dataset_location"].items(), s["model"], s["batch_size"], s["workers"],
-                s["prefetch_factor"], range(self.repeats)):
+        for repeat, mode, (location, data_dir), model, batch, workers, prefetch in itertools.product(
+                range(self.repeats), s["power_mode"], s["dataset_location"].items(), s["model"],
+                s["batch_size"], s["workers"], s["prefetch_factor"]):
             parts = [self.name, model, "b{}".format(batch), "w{}".format(workers), "pf{}".format(prefetch),
                      "pm-{}".format("asis" if mode is None else id_part(str(mode))), location]
             if self.repeats > 1:

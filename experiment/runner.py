@@ -73,20 +73,24 @@ def run_plan(plan: Plan, controls, drop: bool, drop_path: str = board.DROP_CACHE
 @contextlib.contextmanager
 def keep_board(directory: str, controls) -> Iterator[None]:
     """Records the board's settings in ``directory`` before anything changes them and sets them back when the
-    sweep ends, however it ends (Ctrl-C, SIGTERM, an error). A sweep killed outright (SIGKILL, power cut) left
-    the file behind: the next start restores from it first."""
+    sweep ends, however it ends (Ctrl-C, SIGTERM, an error). The record goes only once the board is restored:
+    a sweep killed outright (SIGKILL, power cut), or one whose restore failed, leaves it behind, and the next
+    start restores from it first. Until that succeeds it stays the board as found: the board as it is then
+    (the sweep's settings) is never recorded in its place."""
     path = os.path.join(directory, BOARD_FILE)
     if os.path.exists(path):
-        _restore_from(path, controls, "a sweep killed before it restored the board left " + path)
+        _restore_from(path, controls, "a sweep killed before it restored the board, or whose restore failed, "
+                                      "left " + path)
     found = controls.found()
     if found is None:  # nothing will be changed
         yield
         return
-    try:
-        atomicfile.write_bytes(path, json.dumps(found, sort_keys=True).encode("utf-8"))
-    except OSError as exc:
-        raise board.ControlError(atomicfile.cannot_write("the board's settings", path, exc,
-                                                         "pick another output.dir in the plan"))
+    if not os.path.exists(path):
+        try:
+            atomicfile.write_bytes(path, json.dumps(found, sort_keys=True).encode("utf-8"))
+        except OSError as exc:
+            raise board.ControlError(atomicfile.cannot_write("the board's settings", path, exc,
+                                                             "pick another output.dir in the plan"))
     try:
         yield
     finally:
@@ -94,7 +98,8 @@ def keep_board(directory: str, controls) -> Iterator[None]:
 
 
 def _restore_from(path: str, controls, why: str) -> None:
-    """Restores the settings stored at ``path`` (Ctrl-C and SIGTERM held off meanwhile), then removes it."""
+    """Restores the settings stored at ``path`` (Ctrl-C and SIGTERM held off meanwhile), then removes it; where
+    a setting could not be restored, the record stays for the next start and that is said in one line."""
     held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
@@ -111,8 +116,12 @@ def _restore_from(path: str, controls, why: str) -> None:
         failed = controls.restore(state)
         for line in failed:
             print("edgescope-experiment: " + line, file=sys.stderr, flush=True)
-        if not failed:
-            say("{}: board restored as found: {}".format(why, describe(state)))
+        if failed:
+            print("edgescope-experiment: the board as found stays recorded in {}: the next sweep restores it from "
+                  "there first (delete the file once the board is set back by hand)".format(path),
+                  file=sys.stderr, flush=True)
+            return
+        say("{}: board restored as found: {}".format(why, describe(state)))
         os.unlink(path)
     finally:
         for s, handler in held.items():

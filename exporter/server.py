@@ -11,20 +11,26 @@ web-config.yml (the exporter-toolkit format; relative paths are relative to the 
     alice: $2y$10$...                      # bcrypt hash (htpasswd -nBC 10 alice)
 The server only answers GET/HEAD /metrics (and a small index page): it offers no
 control action of any kind (no power mode, fan or clock changes) over HTTP.
-Both endpoints (exporter and trainer) use this one server: every read has a
-timeout, request lines and headers are bounded, bodies are never read.
+Both endpoints (exporter and trainer) use this one server (``MetricsServer``): request heads are gathered
+without a thread and within a deadline, answers come from a fixed pool of threads, request lines and headers
+are bounded, bodies are never read. (cheroot was weighed: its bounded pool reads each request head in a pool
+thread with a per-read timeout, so 50 idle half-sent requests held a scrape 41 s.)
 """
 import base64
 import hashlib
+import io
+import ipaddress
 import logging
 import os
+import queue
 import re
+import selectors
 import socket
 import ssl
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from socketserver import ThreadingMixIn
+import time
+from http.server import BaseHTTPRequestHandler
+from socketserver import _SocketWriter  # type: ignore[attr-defined]  # the unbuffered writer handlers use
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -50,15 +56,23 @@ BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt >= 5: refuses) anything
 # One check doubles in cost with each step: cost 12 took 0.24 s on an x86 core (more on a Jetson's); cost 31
 # would be days, at start-up (the dummy hash) and then for every wrong password. Above 12 is refused at load.
 BCRYPT_MAX_COST = 12
-# At most this many bcrypt checks run at once (passwords not yet verified, wrong ones, unknown users); a request
-# finding them all busy is answered 429 at once, so wrong passwords cost at most this many cores, never a queue.
+# At most this many bcrypt checks run at once (passwords not yet verified, wrong ones, unknown users), and one
+# per client; a request finding no free check is answered 429 at once, so wrong passwords cost at most this many
+# cores, never a queue, and one client's flood leaves a check free for the others.
 BCRYPT_CONCURRENT = 2
 # A listen backlog for a monitoring host with several Prometheus servers and curls (socketserver's default is 5:
 # a burst of scrapes had its SYNs dropped and retried past Prometheus' 10 s timeout). The kernel caps it at
 # net.core.somaxconn (4096 on Linux >= 5.4, 128 before).
 LISTEN_BACKLOG = 1024
-READ_TIMEOUT_S = 10  # a client silent for this long loses its connection
+HEAD_DEADLINE_S = 10  # the request line and headers arrive whole within this, or the connection is closed
 CONNECTION_DEADLINE_S = 30  # no connection lives longer (Prometheus' scrape timeout is 10 s by default)
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers together; past it: 431
+HEAD_TOO_LARGE = b"HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# Open connections (heads arriving, requests queued or being answered), well under the usual 1024 descriptors
+# of a service; past it the longest-waiting unfinished head is closed, so a flood of idle clients cannot keep
+# a scrape out. Answers are written by this many threads, whatever the number of clients.
+MAX_CONNECTIONS = 512
+SERVER_THREADS = 8
 
 
 class WebConfig(NamedTuple):
@@ -197,19 +211,21 @@ class _Auth:
     """bcrypt check with a cache of verified passwords, so each scrape doesn't pay ~50 ms of bcrypt.
     An unknown user is checked against a dummy hash of the same cost, so that answering 401 takes as
     long for a user that does not exist as for a wrong password (no user enumeration by timing).
-    At most BCRYPT_CONCURRENT checks run at once; beyond that ``allows`` answers BUSY without one."""
+    At most BCRYPT_CONCURRENT checks run at once, and at most one per client (``client_key``): beyond that
+    ``allows`` answers BUSY without one, so a client flooding wrong passwords holds one check and the
+    others still get theirs (a bound shared by all let one attacker answer 429 to everyone)."""
     BUSY = None  # neither allowed nor refused: answer 429, try again
 
     def __init__(self, users: Dict[str, bytes]) -> None:
         self.users = users
         self._ok = set()  # type: set
         self._lock = threading.Lock()
-        self._checks = threading.BoundedSemaphore(BCRYPT_CONCURRENT)
+        self._checking = set()  # type: set  # clients with a check running
         costs = [_cost(hashed.decode()) for hashed in users.values()]
         self._bcrypt = _bcrypt("--web.config.file") if users else None
         self._dummy = self._bcrypt.hashpw(b"no such user", self._bcrypt.gensalt(rounds=max(costs))) if costs else b""
 
-    def allows(self, header: Optional[str]) -> Optional[bool]:
+    def allows(self, header: Optional[str], client: str) -> Optional[bool]:
         if not self.users:
             return True
         if not header or not header.startswith("Basic "):
@@ -226,12 +242,14 @@ class _Auth:
         with self._lock:
             if hashed is not None and key in self._ok:
                 return True
-        if not self._checks.acquire(blocking=False):
-            return self.BUSY
+            if client in self._checking or len(self._checking) >= BCRYPT_CONCURRENT:
+                return self.BUSY
+            self._checking.add(client)
         try:  # an unknown user pays the same work as a known one
             ok = self._bcrypt.checkpw(secret, self._dummy if hashed is None else hashed) and hashed is not None
         finally:
-            self._checks.release()
+            with self._lock:
+                self._checking.discard(client)
         if ok:
             with self._lock:
                 self._ok.add(key)
@@ -240,28 +258,16 @@ class _Auth:
 
 class _Handler(BaseHTTPRequestHandler):
     """GET/HEAD of /metrics (and a tiny index at /); 405 for any other method, 404 for any other path.
-    Request bodies are never read; the Server header names no Python version."""
+    It parses a request head the server has already gathered whole (``_Connection.head``): no read here can
+    wait on the client. Request bodies are never read; the Server header names no Python version."""
     server_version = "edgescope"
-    timeout = READ_TIMEOUT_S  # per read: a silent client cannot hold its connection
 
     def setup(self) -> None:
-        # ... nor can one that trickles a byte at a time: the whole exchange has a deadline
-        self._deadline = threading.Timer(CONNECTION_DEADLINE_S, self._cut)
-        self._deadline.daemon = True
-        self._deadline.start()
-        super().setup()
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()  # in this request's thread, not the accept loop
-
-    def finish(self) -> None:
-        self._deadline.cancel()
-        super().finish()
-
-    def _cut(self) -> None:
-        try:
-            self.request.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
+        connection = self.request  # type: _Connection
+        self.connection = self.request = connection.sock
+        self.rfile = io.BytesIO(connection.head)
+        self.wfile = _SocketWriter(connection.sock)
+        self.client_key = connection.client_key
 
     def version_string(self) -> str:
         return self.server_version
@@ -272,13 +278,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().send_response_only(code, message)
 
     def do_GET(self) -> None:
-        allowed = self.server.auth.allows(self.headers.get("Authorization"))
+        allowed = self.server.auth.allows(self.headers.get("Authorization"), self.client_key)
         if allowed is _Auth.BUSY:
             self._reply(429, b"Too many password checks at once: try again\n", "text/plain", {"Retry-After": "1"})
         elif not allowed:
             self._reply(401, b"Unauthorized\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edgescope"'})
         elif self.path.split("?")[0] == "/metrics":
-            self._reply(200, generate_latest(self.server.registry), CONTENT_TYPE)
+            self._reply(200, self.server.exposition.render(), CONTENT_TYPE)
         elif self.path == "/":
             self._reply(200, b"<html><body><h1>edgescope</h1><a href=\"/metrics\">/metrics</a></body></html>\n", "text/html")
         else:
@@ -311,43 +317,257 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class MetricsServer(ThreadingMixIn, HTTPServer):
-    """Serves ``registry`` (the exporter's snapshot, the trainer's TrainMetrics.registry) on /metrics."""
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = LISTEN_BACKLOG
+class _Exposition:
+    """The registry rendered once for every scrape waiting at that moment: each answer is rendered after its
+    request arrived, and 200 scrapes at once cost a few renders, not 200 (the trainer's 5 histograms of 103
+    buckets took seconds of one core's time under a burst, beside the training loop)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._changed = threading.Condition()
+        self._started = 0  # renders begun
+        self._finished = 0  # the number of the latest render done
+        self._rendering = False
+        self._body = b""
+
+    def render(self) -> bytes:
+        with self._changed:
+            wanted = self._started + 1  # a render that begins after this request arrived
+            while self._finished < wanted:
+                if self._rendering:
+                    self._changed.wait()
+                    continue
+                self._rendering, self._started = True, self._started + 1
+                number = self._started
+                try:
+                    self._changed.release()
+                    try:
+                        body = generate_latest(self._registry)
+                    finally:
+                        self._changed.acquire()
+                    self._body, self._finished = body, number
+                finally:
+                    self._rendering = False
+                    self._changed.notify_all()
+            return self._body
+
+
+def client_key(address: Any) -> str:
+    """Whom a password check is charged to: the client's IPv4 address, or its IPv6 /64 (one host's share)."""
+    host = str(address[0]) if isinstance(address, tuple) and address else str(address)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ip.ipv4_mapped or ipaddress.ip_network("{}/64".format(ip), strict=False))
+    return str(ip)
+
+
+class _Connection:
+    """One accepted connection: its request head while it arrives, then its answer; cut at its deadlines."""
+
+    def __init__(self, sock: socket.socket, address: Any) -> None:
+        self.sock = sock
+        self.address = address
+        self.client_key = client_key(address)
+        accepted = time.monotonic()
+        self.head_deadline = accepted + HEAD_DEADLINE_S
+        self.deadline = accepted + CONNECTION_DEADLINE_S
+        self.handshaken = not isinstance(sock, ssl.SSLSocket)
+        self.head = b""
+
+    def head_complete(self) -> bool:
+        """The blank line after the headers has arrived (or, for a bare `GET /` of HTTP/0.9, its one line)."""
+        end = re.search(rb"\r?\n\r?\n", self.head)
+        return end is not None or bool(re.match(rb"[^\r\n ]+ [^\r\n ]+\r?\n", self.head))
+
+    def cut(self) -> None:
+        """Ends the exchange from any thread; a send or read in progress fails at once."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)  # the plain call: leaves the TLS object alone
+        except OSError:
+            pass  # already closed
+
+
+class MetricsServer:
+    """Serves ``registry`` (the exporter's snapshot, the trainer's TrainMetrics.registry) on /metrics.
+
+    One thread accepts connections and gathers their request heads without blocking on any of them; a
+    connection whose head is not whole within HEAD_DEADLINE_S is closed, and at MAX_CONNECTIONS the oldest
+    unfinished head gives way, so idle or trickling clients cost a socket each, never a thread. Whole
+    requests are answered by SERVER_THREADS threads; no connection outlives CONNECTION_DEADLINE_S."""
 
     def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, web: Optional[WebConfig]) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # ':9945' = all IPv4
-        super().__init__(address, _Handler)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # ':9945' = all IPv4
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # '[::]:9945' serves v4 and v6
+            self.socket.bind(address)
+            self.socket.listen(LISTEN_BACKLOG)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
         self.registry = registry
+        self.exposition = _Exposition(registry)
         self.auth = _Auth(web.users if web else {})
-        if web and web.tls:
-            self.socket = web.tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self._tls = web.tls if web else None
+        self._heads = {}  # type: Dict[int, _Connection]  # by file descriptor, oldest first
+        self._answering = set()  # type: set
+        self._lock = threading.Lock()  # over _answering, shared with the answering threads
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._requests = queue.Queue()  # type: queue.Queue
+        for n in range(SERVER_THREADS):
+            threading.Thread(target=self._answer_loop, name="http-{}".format(n), daemon=True).start()
 
     @property
     def port(self) -> int:
-        return self.server_port
+        return self.socket.getsockname()[1]
 
     @property
     def scheme(self) -> str:
-        return "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+        return "https" if self._tls else "http"
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accepts and gathers request heads until ``shutdown``."""
+        self._stopped.clear()
+        self._selector.register(self.socket, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        try:
+            while not self._stopping.is_set():
+                waits = [c.head_deadline for c in self._heads.values()]
+                timeout = min([poll_interval] + [max(0.0, w - time.monotonic()) for w in waits[:1]])
+                for key, _ in self._selector.select(timeout):
+                    if key.fileobj is self.socket:
+                        self._accept()
+                    elif key.fileobj is not self._wake_r:
+                        self._gather(key.data)
+                self._expire()
+        finally:
+            for fileobj in (self.socket, self._wake_r):
+                self._selector.unregister(fileobj)
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stops ``serve_forever`` and waits until it has."""
+        self._stopping.set()
+        self._wake_w.send(b"x")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Closes the socket and every connection; the answering threads end."""
+        for connection in list(self._heads.values()):
+            self._drop(connection)
+        with self._lock:
+            for connection in self._answering:
+                connection.cut()
+        for _ in range(SERVER_THREADS):
+            self._requests.put(None)
+        self.socket.close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def close(self) -> None:
         self.shutdown()
         self.server_close()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client failing the TLS handshake (no or bad certificate) loses only its own connection."""
-        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, socket.timeout)):
-            log.debug("connection from %s dropped: %s", client_address, sys.exc_info()[1])
-            return
-        super().handle_error(request, client_address)
+    def _accept(self) -> None:
+        for _ in range(LISTEN_BACKLOG):  # each wake-up takes what is waiting, up to the backlog
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # out of descriptors, or the client gave up: try on the next wake-up
+                log.debug("accept failed: %s", error)
+                return
+            if len(self._heads) + len(self._answering) >= MAX_CONNECTIONS:
+                if not self._heads:
+                    sock.close()  # all answering: this one waits its turn in its client's retry
+                    continue
+                self._drop(next(iter(self._heads.values())))  # the longest-waiting unfinished head
+            sock.setblocking(False)
+            if self._tls:
+                sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            connection = _Connection(sock, address)
+            self._heads[sock.fileno()] = connection
+            self._selector.register(sock, selectors.EVENT_READ, connection)
+            self._gather(connection)  # the request is often there already
 
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET6:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # '[::]:9945' serves v4 and v6
-        super().server_bind()
+    def _gather(self, connection: _Connection) -> None:
+        """Reads what has arrived; a whole head goes to an answering thread."""
+        try:
+            if not connection.handshaken:
+                connection.sock.do_handshake()
+                connection.handshaken = True
+                self._selector.modify(connection.sock, selectors.EVENT_READ, connection)
+            while len(connection.head) <= MAX_HEAD_BYTES and not connection.head_complete():
+                chunk = connection.sock.recv(MAX_HEAD_BYTES + 1 - len(connection.head))
+                if not chunk:  # the client sent all it will
+                    break
+                connection.head += chunk
+        except ssl.SSLWantWriteError:
+            self._selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
+            return
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except OSError as error:  # a failed handshake (no or bad certificate), a reset
+            log.debug("connection from %s dropped: %s", connection.address, error)
+            self._drop(connection)
+            return
+        if not connection.head:
+            self._drop(connection)
+            return
+        self._selector.unregister(connection.sock)
+        del self._heads[connection.sock.fileno()]
+        with self._lock:
+            self._answering.add(connection)
+        self._requests.put(connection)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self._heads.values() if c.head_deadline <= now]:
+            self._drop(connection)
+        with self._lock:
+            for connection in self._answering:
+                if connection.deadline <= now:
+                    connection.cut()
+
+    def _drop(self, connection: _Connection) -> None:
+        self._heads.pop(connection.sock.fileno(), None)
+        try:
+            self._selector.unregister(connection.sock)
+        except (KeyError, ValueError):
+            pass
+        connection.sock.close()
+
+    def _answer_loop(self) -> None:
+        while True:
+            connection = self._requests.get()
+            if connection is None:
+                return
+            try:
+                if len(connection.head) > MAX_HEAD_BYTES:
+                    connection.sock.sendall(HEAD_TOO_LARGE)
+                else:
+                    connection.sock.settimeout(max(0.001, connection.deadline - time.monotonic()))
+                    _Handler(connection, connection.address, self)
+            except (OSError, ValueError) as error:  # cut at the deadline, reset, TLS failures; sendall on a cut
+                log.debug("connection from %s dropped: %s", connection.address, error)
+            except Exception:
+                log.exception("answering %s failed", connection.address)
+            finally:
+                with self._lock:
+                    self._answering.discard(connection)
+                connection.cut()
+                connection.sock.close()
 
 
 def split_address(address: str) -> Tuple[str, int]:

@@ -48,8 +48,10 @@ RUN = 'device=~"$device", run_id=~"$run"'
 EXPORTER_JOB = 'job="edgescope-exporter"'
 # The comparison's filters, each narrowed by the ones before it: (label and variable name, title): the board
 # type, every knob of a configuration (report/configuration.py: the report's comparison rows use the same),
-# and last the device, so that its "All" is the boards the other filters leave.
-FILTERS = ((("device_type", "Board type"),) + tuple(k for k in configuration.KNOBS if k[0] != "device")
+# and last the device, so that its "All" is the boards the other filters leave. A knob the report reads from the
+# epochs (configuration.FROM_EPOCHS) is no run_info label to filter on.
+FILTERS = ((("device_type", "Board type"),)
+           + tuple(k for k in configuration.KNOBS if k[0] != "device" and k[0] not in configuration.FROM_EPOCHS)
            + (("device", "Device"),))
 # "All" of a knob: any value, and none (a knob a run does not have: no power mode off a Jetson); Grafana's
 # default, the options joined, would drop those runs. Every run has a device: there "All" stays Grafana's,
@@ -323,10 +325,12 @@ def compare_devices() -> Dict[str, Any]:
         ("energy", "joule", "run_epoch:edgescope_board_energy_joules:increase_in_epoch"),
         ("energy (trainer)", "joule", "edgescope_train_epoch_energy_joules"),
         ("± bound (trainer)", "joule", "edgescope_train_epoch_energy_bound_joules"),
-        ("mean power (trainer)", "watt", "edgescope_train_epoch_average_power_watts")],
+        ("mean power (trainer)", "watt", "edgescope_train_epoch_average_power_watts"),
+        ("power replayed (trainer)", "none", "edgescope_train_epoch_power_replayed")],
         description="energy: the exporter's counter over the epoch (recording rule); energy (trainer): "
                     "read by the trainer at the epoch's edges (absent where unmeasured), ± bound: how far it can be "
-                    "off from how it was read. Click a row for its run.")
+                    "off from how it was read; power replayed 1: a recorded power log played back, not measured. "
+                    "Click a row for its run.")
     per_epoch = [
         ("End-to-end time per epoch", "s", "edgescope_train_epoch_duration_seconds"),
         ("Fetch stall per epoch", "s", "edgescope_train_epoch_fetch_stall_seconds"),

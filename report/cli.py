@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also show each run's what-if with storage reading N bytes/s: the trainer's replay of it "
                         "(edgescope-train --what-if-storage-bps N), missing where the trainer did not replay it")
     p.add_argument("--pareto", action="store_true",
-                   help="add the time vs energy per epoch Pareto front per device × model, with each "
+                   help="add the time vs energy per epoch Pareto front per device × workload, with each "
                         "configuration's what-ifs as predicted points (and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
                    help="with --pareto: recommend the fastest measured configuration whose average power, at the "

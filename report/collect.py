@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from exporter.energy import LINE_SOURCES, lag_for
 from exporter.ranges import NON_NEGATIVE, RATIO, board_watts, outside
 from report import window
+from report.configuration import VARIES
 from report.prom import Labels, Prometheus, ReportError, Sample, duration, promql_string
 
 # How far outside a run's epochs the exporter's raw samples are fetched, so
@@ -52,6 +53,7 @@ EPOCH_GAUGES = {
     "loader_startup_seconds": "edgescope_train_epoch_loader_startup_seconds",
     "loader_shutdown_seconds": "edgescope_train_epoch_loader_shutdown_seconds",
     "run_read_bytes": "edgescope_train_epoch_io_read_bytes",
+    "trainer_power_replayed": "edgescope_train_epoch_power_replayed",
 }
 PREDICTED = "edgescope_train_epoch_predicted_duration_seconds"  # {what_if}: the trainer's replays
 PREDICTED_COMPUTE = "edgescope_train_epoch_predicted_compute_seconds"  # {what_if}: their compute
@@ -99,6 +101,8 @@ class Epoch:
     trainer_energy_joules: Optional[float] = None
     trainer_energy_bound_joules: Optional[float] = None
     trainer_power_watts: Optional[float] = None
+    trainer_power_replayed: Optional[float] = None  # 1: the trainer's energy came from a replayed power log
+    power_replayed: bool = False  # its energy and power came from a replayed recording, not this board
     read_iops: Optional[float] = None
     read_bytes_per_second: Optional[float] = None
     page_cache_ratio: Optional[float] = None  # at the epoch's end
@@ -141,7 +145,7 @@ class Run:
     epochs: List[Epoch] = field(default_factory=list)
     power: List[Sample] = field(default_factory=list)  # board power over the run (board clock), for plots
     clock_offset_seconds: Optional[float] = None  # board clock minus the Prometheus host's
-    power_replayed: bool = False  # the exporter replayed a recorded power log (the quick start's demo)
+    power_replayed: bool = False  # a recorded power log was replayed (exporter demo, trainer --tegrastats-file)
     seen: Tuple[float, float] = (0.0, 0.0)  # Prometheus time of the run's first and last run_info sample
 
     @property
@@ -159,8 +163,16 @@ class Run:
 
     @property
     def labels(self) -> Labels:
-        """run_info's labels with the board resolved: what report.configuration reads a configuration from."""
-        return dict(self.info, device=self.device)
+        """run_info's labels with the board resolved, the samples its epochs covered (``epoch_samples``,
+        "varies" where they differ) and ``power_replayed`` where a recorded power log was played back: what
+        report.configuration reads a configuration and how it was measured from."""
+        labels = dict(self.info, device=self.device)
+        if self.power_replayed:
+            labels["power_replayed"] = "true"
+        covered = sorted({int(round(e.samples)) for e in self.epochs if e.samples is not None})
+        if covered:
+            labels["epoch_samples"] = str(covered[0]) if len(covered) == 1 else VARIES
+        return labels
 
     def to_prometheus_time(self, t: float) -> float:
         """A board-clock time as the Prometheus host's clock read it."""
@@ -332,6 +344,13 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
             epoch.energy_joules, epoch.energy_source = epoch.trainer_energy_joules, "trainer"
             epoch.average_power_watts = epoch.trainer_power_watts
             epoch.energy_bound_joules = epoch.trainer_energy_bound_joules
+            epoch.power_replayed = bool(epoch.trainer_power_replayed)
+    replayed = [e.epoch for e in run.epochs if e.power_replayed]
+    if replayed:
+        run.power_replayed = True
+        notes.append("{}: power and energy of epoch(s) {} are REPLAYED from a recorded power log by the trainer "
+                     "(edgescope_train_epoch_power_replayed), not measured on this board".format(
+                         run.name, _numbers(replayed)))
     timed = [e for e in run.epochs if e.start is not None and e.end is not None]
     if not timed:
         notes.append("{}: no epoch start/end timestamps; energy, disk and page cache missing".format(run.name))
@@ -340,8 +359,10 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     hi = run.to_prometheus_time(max(e.end for e in timed)) + EDGE_PAD_SECONDS  # type: ignore
     energy = _fetch(prom, ENERGY, run, lo, hi, notes)
     sources = _fetch(prom, POWER_SOURCE_INFO, run, lo, hi, [])
-    run.power_replayed = any(labels.get("replay") == "true" for labels, _ in sources)
-    if run.power_replayed:
+    if any(labels.get("replay") == "true" for labels, _ in sources):
+        run.power_replayed = True
+        for epoch in run.epochs:
+            epoch.power_replayed = epoch.power_replayed or epoch.energy_source != "trainer"
         notes.append("{}: power and energy are a REPLAYED DEMO, not this board's: the exporter replays a recorded "
                      "power log (edgescope_power_source_info{{replay=\"true\"}})".format(run.name))
     reads = _fetch(prom, DISK_READS, run, lo, hi, notes)

@@ -17,18 +17,29 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 # power_mode is nvpmodel's mode (the runner records its id too, power_mode_id, as context: a run labelled by
 # hand or before the runner recorded it has the name alone), jetson_clocks whether the clocks were pinned at
 # the mode's maximum: together the clocks the mode implies. framework, precision and
-# gradient_accumulation_steps come from the Lightning and transformers callbacks.
+# gradient_accumulation_steps come from the Lightning and transformers callbacks. dataset_samples (the samples a
+# full epoch of the dataset holds) and epoch_samples (those each epoch of the run covered) make a run's workload
+# (WORKLOAD); epoch_samples is read from the run's epochs (FROM_EPOCHS), not from run_info.
 KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Model"), ("dataset", "Dataset"),
-         ("image_size", "Image size"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
+         ("image_size", "Image size"), ("dataset_samples", "Samples in a full epoch"),
+         ("epoch_samples", "Samples per epoch"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
          ("gradient_accumulation_steps", "Gradient accumulation"), ("workers", "Workers"),
          ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"), ("power_mode", "Power mode"),
          ("jetson_clocks", "jetson_clocks"), ("storage", "Storage"), ("dataset_location", "Dataset location"),
          ("precision", "Precision"), ("framework", "Framework"))
 KNOB_NAMES = tuple(name for name, _ in KNOBS)
+# Knobs the report reads from a run's epochs (edgescope_train_epoch_samples), not from its run_info labels.
+FROM_EPOCHS = ("epoch_samples",)
+# One epoch's work: time and energy per epoch compare only between runs of one workload (one front each, one
+# budget, one what-if's measured match).
+WORKLOAD = ("model", "dataset", "image_size", "dataset_samples", "epoch_samples")
+# epoch_samples of a run whose epochs covered different numbers of samples: no one workload
+VARIES = "varies"
 # Knobs the report's tables give a column of their own: left out of the configuration text beside them.
 COLUMNS = ("device", "storage", "model")
-# How a run was measured, never a knob.
-MEASUREMENT = ("profile_pass", "page_cache", "input", "timing")
+# How a run was measured, never a knob. power_replayed ("true"): its power came from a recorded log played back
+# (report.collect sets it): a row apart from measured runs of the same knobs, never a point on the front.
+MEASUREMENT = ("profile_pass", "page_cache", "input", "timing", "power_replayed")
 # page_cache of a normal run: dropped before it or kept (kept across its epochs either way); "evicted" before
 # every epoch or "warmed" are measurement states (--profile's cold and cached passes)
 CHOSEN_PAGE_CACHE = (None, "kept", "dropped")
@@ -83,4 +94,39 @@ def not_a_choice(measured: Labels) -> Optional[str]:
         return "a profile pass (profile_pass={})".format(measured["profile_pass"])
     if measured.get("page_cache") not in CHOSEN_PAGE_CACHE:
         return "a page-cache state set for measuring (page_cache={})".format(measured["page_cache"])
+    return None
+
+
+def workload(labels: Labels) -> Tuple[str, ...]:
+    """Equal for runs whose time and energy per epoch compare: the same work in every epoch."""
+    return tuple(labels.get(name, "") for name in WORKLOAD)
+
+
+def _count(text: Optional[str]) -> Optional[int]:
+    return int(text) if text and text.isdigit() else None
+
+
+def workload_text(labels: Labels) -> str:
+    """The workload for people, what is known of it: ``vgg11 on cifar10, 50000 samples an epoch`` (``64 of
+    50000`` for part of one)."""
+    text = labels.get("model") or "an unknown model"
+    if labels.get("dataset"):
+        text += " on " + labels["dataset"]
+    if labels.get("image_size"):
+        text += " at {} px".format(labels["image_size"])
+    covered, full = labels.get("epoch_samples"), labels.get("dataset_samples")
+    if covered and full and covered != full:
+        return text + ", {} of {} samples an epoch".format(covered, full)
+    return text + (", {} samples an epoch".format(covered or full) if covered or full else "")
+
+
+def part_of_an_epoch(labels: Labels) -> Optional[str]:
+    """Why a run's epochs are not full epochs of its dataset (None: they are, or nothing says otherwise): it
+    covered fewer samples than the dataset holds (--max-batches, a framework's window), or --max-batches cut
+    it where the trainer did not say how many samples the dataset holds."""
+    covered, full = _count(labels.get("epoch_samples")), _count(labels.get("dataset_samples"))
+    if covered is not None and full is not None and covered < full:
+        return "its epochs covered {} of the {} samples of a full epoch".format(covered, full)
+    if full is None and labels.get("max_batches"):
+        return "its epochs were cut at {} batches (--max-batches)".format(labels["max_batches"])
     return None

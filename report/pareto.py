@@ -1,17 +1,26 @@
-"""PowerTrain's question: of the configurations measured for a device × model
+"""PowerTrain's question: of the configurations measured for a device × workload
 (power modes, batch sizes, workers, storage), which are worth running? The
 time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
 a time budget, with the epoch-to-epoch spread taken seriously: a point
-dominates another only beyond both spreads (inside them the two tie), and a
-budget is met by the upper end of a point's spread.
+dominates another only beyond both spreads, energy's widened by its bound
+(inside them the two tie), and a budget is met by the upper end of a point's
+spread. A configuration with one kept epoch is under-measured: its spread is
+unknown, not zero, so it neither dominates nor is dominated (it ties) and fits
+no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
-warmed on purpose) feed the what-ifs instead, and runs whose power came from a
-replayed log (the demo) never advise."""
+warmed on purpose) feed the what-ifs instead, runs whose power came from a
+replayed log (the exporter's demo, the trainer's --tegrastats-file) are drawn
+marked but never advise, and runs over part of an epoch (--max-batches, a
+framework's window) are compared only with runs over the same samples."""
 from typing import Dict, List, Optional, Tuple
 
-from report.configuration import not_a_choice
+from report.configuration import VARIES, WORKLOAD, not_a_choice, of_record, part_of_an_epoch, workload, \
+    workload_text
+
+
+UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
 
 
 def _spread(stat: dict) -> float:
@@ -23,30 +32,37 @@ def _point(row: dict) -> dict:
             "storage": row["storage"], "runs": row["runs"],
             "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": _spread(row["e2e_seconds"]),
             "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
+            "energy_bound_joules": (row.get("energy_bound_joules") or {}).get("mean") or 0.0,
             "average_power_watts": row["average_power_watts"]["mean"],
-            "power_spread_watts": _spread(row["average_power_watts"])}
+            "power_spread_watts": _spread(row["average_power_watts"]), "under_measured": row.get("epochs") == 1}
 
 
-def _high(p: dict, name: str, spread: str) -> float:
-    return p[name] + p[spread]
+def _high(p: dict, name: str, *widths: str) -> float:
+    return p[name] + sum(p.get(w) or 0.0 for w in widths)
 
 
-def _low(p: dict, name: str, spread: str) -> float:
-    return p[name] - p[spread]
+def _low(p: dict, name: str, *widths: str) -> float:
+    return p[name] - sum(p.get(w) or 0.0 for w in widths)
 
 
-AXES = (("e2e_seconds", "e2e_spread_seconds"), ("energy_joules", "energy_spread_joules"))
+# each axis and how far a point's value may lie from its mean: its spread, and energy's bound (the energy
+# counter's lag at the epoch's edges, report.window.increase_bound) beside it
+AXES = (("e2e_seconds", ("e2e_spread_seconds",)), ("energy_joules", ("energy_spread_joules", "energy_bound_joules")))
 
 
 def _dominates(a: dict, b: dict) -> bool:
-    """a is better than b beyond both spreads in time or energy, and not worse beyond them in the other."""
-    better = any(_high(a, n, s) < _low(b, n, s) for n, s in AXES)
-    worse = any(_low(a, n, s) > _high(b, n, s) for n, s in AXES)
+    """a is better than b beyond both spreads (and bounds) in time or energy, and not worse beyond them in the
+    other; never where either is under-measured (a lucky or unlucky single epoch proves nothing)."""
+    if a["under_measured"] or b["under_measured"]:
+        return False
+    better = any(_high(a, n, *w) < _low(b, n, *w) for n, w in AXES)
+    worse = any(_low(a, n, *w) > _high(b, n, *w) for n, w in AXES)
     return better and not worse
 
 
 def _ties(a: dict, b: dict) -> bool:
-    """a would dominate b on the means alone, but the spreads overlap: neither is better for sure."""
+    """a would dominate b on the means alone, but the spreads (and bounds) overlap, or one is under-measured:
+    neither is better for sure."""
     on_means = all(a[n] <= b[n] for n, _ in AXES) and any(a[n] < b[n] for n, _ in AXES)
     return on_means and not _dominates(a, b)
 
@@ -59,7 +75,8 @@ def recommend(points: List[dict], power_budget: Optional[float],
               time_budget: Optional[float]) -> Tuple[Optional[dict], str]:
     """The fastest configuration whose power (the upper end of its spread) fits ``power_budget``, or the
     least-energy one whose time (likewise) fits ``time_budget`` (both: least energy within both), wherever it
-    lies; and which constraint binds, by how much. (None, why) without a budget or when nothing fits."""
+    lies; and which constraint binds, by how much. An under-measured one fits no budget: the upper end of a
+    spread that is not there says nothing. (None, why) without a budget or when nothing fits."""
     if power_budget is None and time_budget is None:
         return None, ""
 
@@ -70,7 +87,7 @@ def recommend(points: List[dict], power_budget: Optional[float],
     def fits_time(p: dict) -> bool:
         return time_budget is None or _high(p, "e2e_seconds", "e2e_spread_seconds") <= time_budget
 
-    fits = [p for p in points if fits_power(p) and fits_time(p)]
+    fits = [p for p in points if not p["under_measured"] and fits_power(p) and fits_time(p)]
     least_energy = time_budget is not None
     key = (lambda p: (p["energy_joules"], p["e2e_seconds"])) if least_energy else \
         (lambda p: (p["e2e_seconds"], p["energy_joules"]))
@@ -81,11 +98,15 @@ def recommend(points: List[dict], power_budget: Optional[float],
     if best is unconstrained:
         return best, "no constraint binds: the {} configuration fits".format(
             "least-energy" if least_energy else "fastest")
+    if unconstrained["under_measured"]:
+        return best, _binding(unconstrained, power_budget, time_budget)
     return best, "{} binds: {}".format("the time budget" if not fits_time(unconstrained) else "the power budget",
                                        _binding(unconstrained, power_budget, time_budget))
 
 
 def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float]) -> str:
+    if p["under_measured"]:
+        return "{} is {}".format(_name(p), UNDER_MEASURED)
     parts = []
     if power_budget is not None and p["average_power_watts"] is not None:
         over = _high(p, "average_power_watts", "power_spread_watts") - power_budget
@@ -102,9 +123,13 @@ def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float
 
 def fronts(comparison: List[dict], power_budget: Optional[float] = None,
            time_budget: Optional[float] = None) -> Tuple[List[dict], List[str]]:
-    """One entry per device × model: its points (``dominated`` beyond the spreads, ``ties`` within them,
-    sorted by time), the recommendation and what binds it; and notes on the rows left out."""
-    groups = {}  # type: Dict[Tuple[str, str], List[dict]]
+    """One entry per device × workload (report.configuration.WORKLOAD: model, dataset, image size, the samples
+    of a full epoch and those each epoch covered; time and energy are per epoch of it): its points
+    (``dominated`` beyond the spreads, ``ties`` within them, sorted by time), the recommendation and what binds
+    it, and its ``replayed`` points (power replayed from a recording: listed and drawn, marked, never on the
+    front nor recommended); and notes on the rows left out. Runs over part of an epoch are a workload of their
+    own: compared only with each other, never recommended."""
+    groups = {}  # type: Dict[Tuple[str, ...], Tuple[Dict[str, str], List[dict], List[dict]]]
     notes = []
     for row in comparison:
         what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
@@ -112,27 +137,53 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
         if why:
             notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))
             continue
-        if row.get("power_replayed"):
-            notes.append("{}: its power was replayed from a recorded log (the demo), not measured".format(what))
+        labels = of_record(row)
+        if labels.get("epoch_samples") == VARIES:
+            notes.append("{}: its epochs covered different numbers of samples, no one workload".format(what))
             continue
         point = _point(row)
         if point["e2e_seconds"] is None or point["energy_joules"] is None:
             notes.append("{}: mean E2E or energy missing".format(what))
             continue
-        groups.setdefault((row["device"], row["model"] or ""), []).append(point)
+        _, measured, replayed = groups.setdefault(_front_key(row), (labels, [], []))
+        if row.get("power_replayed"):
+            notes.append("{}: its power was replayed from a recorded log (the exporter's demo or the trainer's "
+                         "--tegrastats-file), not measured: drawn marked, never on the front nor "
+                         "recommended".format(what))
+            replayed.append(dict(point, replayed=True))
+            continue
+        measured.append(point)
     out = []
-    for (device, model), points in sorted(groups.items()):
+    for key, (labels, points, replayed) in sorted(groups.items()):
+        device = key[0]
         for p in points:
             p["dominated"] = any(_dominates(q, p) for q in points if q is not p)
             p["ties"] = [_name(q) for q in points if q is not p and _ties(q, p)]
         points.sort(key=lambda p: (p["e2e_seconds"], p["energy_joules"]))
-        best, binding = recommend(points, power_budget, time_budget)
-        if best is None and (power_budget is not None or time_budget is not None):
-            notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(device, model, binding))
-        out.append({"device": device, "model": model or None, "points": points,
-                    "power_budget_watts": power_budget, "time_budget_seconds": time_budget,
-                    "recommendation": best, "binding": binding})
+        partial = part_of_an_epoch(labels)
+        if partial:
+            best, binding = None, "no recommendation: {}".format(partial)
+            notes.append("Pareto: {} {}: a front of its own, never compared with full epochs nor recommended: {} "
+                         "(its times hold the loader's start-up and first batches in another proportion than a "
+                         "full epoch's)".format(device, workload_text(labels), partial))
+        elif not points:
+            best, binding = None, "no recommendation: no configuration with measured power"
+        else:
+            best, binding = recommend(points, power_budget, time_budget)
+            if best is None and (power_budget is not None or time_budget is not None):
+                notes.append("Pareto: no configuration of {} {} fits the budget ({})".format(
+                    device, workload_text(labels), binding))
+        out.append({"device": device, "model": labels.get("model") or None,
+                    "workload": {n: labels[n] for n in WORKLOAD if labels.get(n)},
+                    "workload_text": workload_text(labels), "part_of_an_epoch": partial, "points": points,
+                    "replayed": replayed, "power_budget_watts": power_budget,
+                    "time_budget_seconds": time_budget, "recommendation": best, "binding": binding})
     return out, notes
+
+
+def _front_key(record: dict) -> Tuple[str, ...]:
+    """The front a comparison row belongs to: its device and workload."""
+    return (record["device"],) + workload(of_record(record))
 
 
 # what-ifs drawn beside the measured points: changes to this board's configuration (a faster board's compute
@@ -141,13 +192,15 @@ ON_THE_FRONT = ("dataset_cached", "workers_doubled", "workers_doubled_storage_sc
 
 
 def add_predicted_points(front_list: List[dict], rows: List[dict]) -> None:
-    """Each front's ``predicted``: the what-ifs of its comparison rows (report.whatif, repeats pooled) as points
-    with their error bars, labelled predicted; they are drawn and listed, never recommended."""
+    """Each front's ``predicted``: the what-ifs of its comparison rows (report.whatif, repeats pooled; not those
+    of replayed power) as points with their error bars, labelled predicted; they are drawn and listed, never
+    recommended."""
     for front in front_list:
         front["predicted"] = []
+        key = (front["device"],) + workload(front["workload"])
         for record in rows:
-            if (record["device"], record["model"]) != (front["device"], front["model"]) \
-                    or not_a_choice(record.get("measured_as", {})):
+            if _front_key(record) != key or not_a_choice(record.get("measured_as", {})) \
+                    or record.get("power_replayed"):
                 continue
             for name, prediction in record.get("what_if", {}).items():
                 if not name.startswith(ON_THE_FRONT) or prediction["e2e_seconds"] is None \
@@ -158,4 +211,5 @@ def add_predicted_points(front_list: List[dict], rows: List[dict]) -> None:
                     "configuration": record["configuration"], "e2e_seconds": prediction["e2e_seconds"],
                     "e2e_spread_seconds": prediction["e2e_spread_seconds"],
                     "energy_joules": prediction["energy_joules"],
-                    "energy_spread_joules": prediction["energy_spread_joules"], "basis": prediction["basis"]})
+                    "energy_spread_joules": prediction["energy_spread_joules"], "basis": prediction["basis"],
+                    "model_error_ratio": prediction["model_error_ratio"]})

@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from exporter import atomicfile  # noqa: E402
 from report.collect import Run  # noqa: E402
+from report.configuration import WORKLOAD  # noqa: E402
 from report.render import configuration_text, split_configuration  # noqa: E402
 
 # Okabe–Ito: distinguishable with colour-vision deficiency and in greyscale print.
@@ -30,6 +31,7 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.font
          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
          "axes.axisbelow": True, "figure.titlesize": 10}
 DPI = 200
+REPLAYED_COLOR = PALETTE[3]  # the Pareto plot's crosses for replayed power: a colour no other point there has
 WIDTH_INCHES = 7.0
 # Characters of 10 pt text that fit one inch (DejaVu Sans averages ~0.55 em a
 # character): how wide a title may be before it is wrapped.
@@ -134,13 +136,14 @@ def energy_per_epoch(runs: Sequence[Run], report: dict) -> Figure:
                    hatch="////" if warm else None, linewidth=0.8)
         known = any(e.energy_joules is not None for e in run.epochs)
         handles.append(Patch(facecolor=color, edgecolor=color, label=plain("{} ({}){}".format(
-            run.run_id, run.device, "" if known else ": no energy data"))))
+            run.run_id, run.device, ": REPLAYED power, not measured" if run.power_replayed and known
+            else "" if known else ": no energy data"))))
     if warmup > 0:
         handles.append(Patch(facecolor="white", edgecolor="grey", hatch="////", label="warm-up, not averaged"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("board energy per epoch (J)")
-    ax.set_title("Energy per epoch" + (" (REPLAYED DEMO power, not measured)"
+    ax.set_title("Energy per epoch" + (" (REPLAYED power, not measured: see the legend)"
                                        if any(r.power_replayed for r in runs) else ""))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
@@ -173,7 +176,7 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
         ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
-                                                     ": REPLAYED DEMO power, not measured"
+                                                     ": REPLAYED power, not measured"
                                                      if run.power_replayed else ""), fig),
                      loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
@@ -182,8 +185,9 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
 
 
 def pareto_front(report: dict) -> Figure:
-    """One panel per device × model: every configuration's time vs energy per epoch with its spread, the front
-    joined by a line, dominated ones hollow, the recommended one starred; points labelled by what differs."""
+    """One panel per device × workload: every configuration's time vs energy per epoch with its spread, the
+    front joined by a line, dominated ones hollow, the recommended one starred, those of replayed power grey
+    crosses off the front; points labelled by what differs."""
     fronts = report["pareto"]
     fig, axes = _figure(3.6 * max(1, len(fronts)), max(1, len(fronts)))
     for ax, front in zip(axes, fronts):
@@ -197,10 +201,23 @@ def pareto_front(report: dict) -> Figure:
         ax.errorbar([p["e2e_seconds"] for p in points], [p["energy_joules"] for p in points],
                     xerr=[p["e2e_spread_seconds"] for p in points], yerr=[p["energy_spread_joules"] for p in points],
                     fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, label="± std over epochs")
-        shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
+        under = [p for p in points if p["under_measured"]]
+        if under:
+            ax.plot([p["e2e_seconds"] for p in under], [p["energy_joules"] for p in under], "x", markersize=10,
+                    color=PALETTE[3], label="under-measured (one epoch: no spread, fits no budget)")
+        shared, labels = row_labels([dict(p, device=front["device"], configuration={  # the workload is the title's
+            k: v for k, v in p["configuration"].items() if k not in WORKLOAD}) for p in front["points"]])
         for p, label in zip(front["points"], labels):
             ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
+        replayed = front.get("replayed", [])
+        if replayed:
+            ax.plot([p["e2e_seconds"] for p in replayed], [p["energy_joules"] for p in replayed], "X",
+                    markersize=9, color=REPLAYED_COLOR, linestyle="none",
+                    label="REPLAYED power: not measured, off the front")
+            for p in replayed:
+                ax.annotate(plain("replayed: " + " ".join(p["runs"])), (p["e2e_seconds"], p["energy_joules"]),
+                            fontsize=6, xytext=(4, -8), textcoords="offset points", color=REPLAYED_COLOR)
         predicted = front.get("predicted", [])
         if predicted:
             ax.errorbar([p["e2e_seconds"] for p in predicted], [p["energy_joules"] for p in predicted],
@@ -208,7 +225,9 @@ def pareto_front(report: dict) -> Figure:
                         yerr=[p["energy_spread_joules"] for p in predicted], fmt="D", markerfacecolor="white",
                         color=PALETTE[4], elinewidth=0.8, capsize=2, linestyle="none", label="predicted (what-if)")
             for p in predicted:
-                ax.annotate(plain("predicted: {} of {}".format(p["what_if"], " ".join(p["runs"]))),
+                ax.annotate(plain("predicted: {} of {}{}".format(p["what_if"], " ".join(p["runs"]), "" if
+                                                                p["model_error_ratio"] is not None else
+                                                                " (not calibrated)")),
                             (p["e2e_seconds"], p["energy_joules"]), fontsize=6, xytext=(4, -8),
                             textcoords="offset points", color=PALETTE[4])
         best = front["recommendation"]
@@ -217,8 +236,9 @@ def pareto_front(report: dict) -> Figure:
                     label="recommended")
         ax.set_xlabel("time per epoch (s)")
         ax.set_ylabel("energy per epoch (J)")
-        ax.set_title(_wrapped("{} × {}{}".format(front["device"], front["model"] or "?",
-                                                 "; all: " + shared if shared else ""), fig), fontsize=9)
+        ax.set_title(_wrapped("{} × {}{}{}".format(
+            front["device"], front["workload_text"], "; all: " + shared if shared else "",
+            "; part of an epoch: never recommended" if front.get("part_of_an_epoch") else ""), fig), fontsize=9)
         ax.legend(frameon=False)
     if not fronts:
         axes[0].text(0.5, 0.5, "no configuration with both time and energy", transform=axes[0].transAxes,

@@ -12,9 +12,10 @@ import textwrap
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from report.collect import Collected, Epoch, Run
-from report.pareto import add_predicted_points, fronts
-from report.summary import FIELDS, comparison, run_summary
+from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
+from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
+from trainer import calibration
 from trainer.precision import decimals, with_spread
 
 # Heading and formatter of every per-epoch number, for people.
@@ -47,8 +48,11 @@ DEFAULT_COLUMNS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "ene
 WIDTH = 120  # the terminal the table is laid out for
 # Headings of the columns that name what a row is (the rest are numbers, a bottleneck or a mark): the table says
 # those every row shares once, above it, and puts the others on a line of their own where a row would not fit.
-LABELS = ("run", "device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs")
+POWER_WAS = "power was"  # the text table's column (replayed or measured) where some run's power was replayed
+LABELS = ("run", "device", "type", "storage", "model", "workload", "configuration", "measured as", "runs", "epochs",
+          POWER_WAS)
 MISSING = "missing"
+REPLAYED_MARK = " (replayed)"  # energy and power from a recorded power log played back, not measured
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
 NUMBER = re.compile(r"^[-+]?\d[\d.]*\*?( ± [-+]?\d[\d.]*)?$")
 
@@ -61,6 +65,7 @@ def epoch_record(run: Run, epoch: Epoch, warmup_epochs: int) -> dict:
     for name in FIELDS:
         record[name] = getattr(epoch, name)
     record["energy_source"] = epoch.energy_source
+    record["power_replayed"] = epoch.power_replayed
     return record
 
 
@@ -70,14 +75,15 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
     ``time_budget`` (the Pareto section)."""
     summary = [run_summary(r, warmup_epochs) for r in collected.runs]
     rows = comparison(collected.runs, warmup_epochs)
+    table = calibration.load()
     for records in (summary, rows):  # per run, and pooled over each configuration's repeats
-        add_what_ifs(records, settings.get("storage_bps"))
+        add_what_ifs(records, settings.get("storage_bps"), table)
     report = {
         "settings": dict(settings, warmup_epochs=warmup_epochs),
         "epochs": [epoch_record(r, e, warmup_epochs) for r in collected.runs for e in r.epochs],
         "summary": summary,
         "comparison": rows,
-        "notes": list(collected.notes),
+        "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
     report["notes"] += context_notes(report["comparison"])
     if settings.get("pareto"):
@@ -92,18 +98,25 @@ def _cell(name: str, value: Optional[float]) -> str:
     return MISSING if value is None else COLUMNS[name][1](value)
 
 
-def _epoch_cell(record: dict, name: str) -> str:
-    """An epoch's number; its energy with the digits its bound allows."""
+def _epoch_cell(record: dict, name: str, marked: bool = True) -> str:
+    """An epoch's number; its energy with the digits its bound allows; energy and power of replayed power
+    ``marked`` so."""
     bound = record["energy_bound_joules"]
     if name == "energy_joules" and record[name] is not None and bound:
-        return "{:.{}f}".format(record[name], decimals(bound))
-    return _cell(name, record[name])
+        text = "{:.{}f}".format(record[name], decimals(bound))
+    else:
+        text = _cell(name, record[name])
+    replayed = marked and record.get("power_replayed") and name in REPLAYED and record[name] is not None
+    return text + REPLAYED_MARK if replayed else text
 
 
-def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None) -> str:
-    """Mean ± std; energy's with the digits the larger of its std and its mean bound allows."""
+def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None, replayed: bool = False) -> str:
+    """Mean ± std; energy's with the digits the larger of its std and its mean bound allows; energy and power
+    of replayed power marked so, with no spread (a recording's is not the board's)."""
     if stat["mean"] is None:
         return MISSING
+    if replayed and name in REPLAYED:
+        return _cell(name, stat["mean"]) + REPLAYED_MARK
     if name == "energy_joules" and bound and bound["mean"]:
         places = decimals(max(stat["std"] or 0.0, bound["mean"]))
         return "{:.{}f}".format(stat["mean"], places) + (
@@ -136,49 +149,67 @@ def context_notes(rows: List[dict]) -> List[str]:
         ", ".join(r["context_differs"])) for r in rows if r.get("context_differs")]
 
 
-def tables(report: dict, columns: Optional[Sequence[str]] = None) -> List[tuple]:
+def _power_was(records: List[dict], marked: bool) -> Tuple[List[str], List[List[str]]]:
+    """The heading and per record the cell of the column saying whether its power was replayed, where cells are
+    not ``marked`` and some record's was (the text table: said once in the title where every row shares it)."""
+    if marked or not any(r.get("power_replayed") for r in records):
+        return [], [[] for _ in records]
+    return [POWER_WAS], [["replayed" if r.get("power_replayed") else "measured"] for r in records]
+
+
+def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool = True) -> List[tuple]:
     """(title, headers, rows) of the human tables: ``columns`` of FIELDS (default: every one; with every one, who
-    measured each epoch's energy too)."""
+    measured each epoch's energy too); energy and power of replayed power ``marked`` in each cell, else in a
+    column of their own (POWER_WAS)."""
     fields = list(columns or FIELDS)
     heads = [COLUMNS[n][0] for n in fields]
     energy_by = set(fields) >= set(FIELDS)
+    epoch_power, epoch_power_cells = _power_was(report["epochs"], marked)
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
-              + [_epoch_cell(r, n) for n in fields] + ([r["energy_source"] or MISSING] if energy_by else [])
-              for r in report["epochs"]]
+              + power + [_epoch_cell(r, n, marked) for n in fields]
+              + ([r["energy_source"] or MISSING] if energy_by else [])
+              for r, power in zip(report["epochs"], epoch_power_cells)]
+    run_power, run_power_cells = _power_was(report["summary"], marked)
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
-               + [_stat_cell(n, s[n], s["energy_bound_joules"]) for n in fields] + [s["bottleneck"] or MISSING]
-               for s in report["summary"]]
+               + power + [_stat_cell(n, s[n], s["energy_bound_joules"], marked and bool(s.get("power_replayed")))
+                          for n in fields] + [s["bottleneck"] or MISSING]
+               for s, power in zip(report["summary"], run_power_cells)]
     common, varying = split_configuration(report["comparison"])
     measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
-                str(c["epochs"])]
-               + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in fields] + [c["bottleneck"] or MISSING]
-               for c, v, m in zip(report["comparison"], varying, measured)]
+                "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
+               + [_stat_cell(n, c[n], c["energy_bound_joules"], marked and bool(c.get("power_replayed"))) for n in fields]
+               + [c["bottleneck"] or MISSING] for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
     return [
-        ("Per epoch (* = warm-up, left out of the means{})".format(
+        ("Per epoch (* = warm-up, left out of the means{}{})".format(
             "; energy by: trainer = measured by the trainer at the epoch's edges, exporter = the exporter's counter "
-            "read at them" if energy_by else ""), ["run", "device", "epoch"] + heads
-         + (["energy by"] if energy_by else []), epochs),
-        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads
-         + ["bottleneck"], summary),
-        ("Comparison: one row per configuration and way of measuring it; common to all rows: {}; measured "
-         "with {}".format(configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
+            "read at them" if energy_by else "",
+            "; (replayed) = a recorded power log played back, not measured" if marked else ""),
+         ["run", "device", "epoch"] + epoch_power + heads + (["energy by"] if energy_by else []), epochs),
+        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + run_power
+         + heads + ["bottleneck"], summary),
+        ("Comparison: one row per configuration and way of measuring it, time and energy per epoch of its "
+         "workload (the samples epoch_samples says); common to all rows: {}; measured with {}".format(
+             configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
          ["device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs"] + heads
          + ["bottleneck"], compare),
         diagnosis_table(report),
-    ] + ([pareto_table(report)] if "pareto" in report else [])
+    ] + ([pareto_table(report, marked)] if "pareto" in report else [])
 
 
 def _prediction_cell(prediction: dict) -> str:
-    """Predicted E2E and energy per epoch ± their spread over the replayed epochs, and the error against the run
-    that measured it ± its bar; the digits are those the spreads allow."""
+    """Predicted E2E and energy per epoch ± their bar (trainer.calibration: the replayed epochs' spread and the
+    model's error), and the error against the run that measured it ± its bar; the digits are those the bars
+    allow."""
     if prediction["e2e_seconds"] is None:
         return "{} ({})".format(MISSING, prediction["basis"])
     text = with_spread(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], "s")
     if prediction["energy_joules"] is not None:
         text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")
+    if prediction["model_error_ratio"] is None:
+        text += " ({})".format(calibration.NOT_CALIBRATED)
     measured = prediction.get("measured")
     if measured:
         drift = measured.get("compute_drift_seconds")
@@ -193,8 +224,8 @@ def _prediction_cell(prediction: dict) -> str:
 
 
 DIAGNOSIS_TITLE = ("Diagnosis and what-if per configuration, its repeated runs pooled (predicted E2E / energy per "
-                   "epoch ± spread over the replayed epochs; error ± its bar against the runs that measured that "
-                   "configuration)")
+                   "epoch ± its bar: the replayed epochs' spread × Student t and the model's error from the accuracy "
+                   "bench; error ± its bar against the runs that measured that configuration)")
 
 
 def diagnosis_table(report: dict) -> tuple:
@@ -208,7 +239,15 @@ def diagnosis_table(report: dict) -> tuple:
     return (DIAGNOSIS_TITLE, ["runs", "device", "bottleneck"] + names + ["evidence"], rows)
 
 
-def pareto_table(report: dict) -> tuple:
+def pareto_table(report: dict, marked: bool = True) -> tuple:
+    """The fronts' points, then their replayed and predicted ones, each by the knobs that differ between them (the
+    title says those every row shares); energy and power of replayed power ``marked`` in each cell too."""
+    every = [p for front in report["pareto"] for kind in ("points", "replayed", "predicted") for p in front.get(kind, [])]
+    common, _ = split_configuration(every)
+
+    def knobs(point: dict) -> str:
+        return configuration_text({k: v for k, v in point["configuration"].items() if k not in common}) or "(same)"
+    replayed = REPLAYED_MARK if marked else ""
     rows = []
     for front in report["pareto"]:
         _, measured = split_configuration(front["points"], "measured_as")  # timing or page cache, where it varies
@@ -216,25 +255,36 @@ def pareto_table(report: dict) -> tuple:
             mark = "recommended ({})".format(front["binding"]) if point is front["recommendation"] else \
                 "dominated" if point["dominated"] else \
                 "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
-            text = configuration_text(point["configuration"]) + (
-                " (measured with {})".format(configuration_text(how)) if how else "")
-            rows.append([front["device"], front["model"] or MISSING, text,
+            if point["under_measured"]:
+                mark += " ({})".format(UNDER_MEASURED)
+            text = knobs(point) + (" (measured with {})".format(configuration_text(how)) if how else "")
+            rows.append([front["device"], front["workload_text"], text,
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
                          with_spread(point["average_power_watts"], point["power_spread_watts"], "W"), mark])
+        for point in front.get("replayed", []):
+            rows.append([front["device"], front["workload_text"], knobs(point),
+                         with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
+                         "{:.3g} J{}".format(point["energy_joules"], replayed),
+                         MISSING if point["average_power_watts"] is None else
+                         "{:.3g} W{}".format(point["average_power_watts"], replayed),
+                         "replayed power: off the front, never recommended"])
         for point in front.get("predicted", []):
-            rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
+            rows.append([front["device"], front["workload_text"], knobs(point),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
-                         "predicted: {} of {}".format(point["what_if"], " ".join(point["runs"]))])
+                         "predicted: {} of {}{}".format(point["what_if"], " ".join(point["runs"]), "" if
+                                                       point["model_error_ratio"] is not None else
+                                                       " ({})".format(calibration.NOT_CALIBRATED))])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
-    return ("Pareto front per device × model (time vs energy per epoch ± spread; dominated only beyond both "
-            "spreads; {})".format(budget or "no budget given"),
-            ["device", "model", "configuration", "E2E", "energy", "power", "pareto"], rows)
+    return ("Pareto front per device × workload (time vs energy per epoch of the workload ± spread; dominated only "
+            "beyond both spreads, energy's widened by its bound; {}); common to all rows: {}".format(
+                budget or "no budget given", configuration_text(common) or "nothing"),
+            ["device", "workload", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
 
 def numeric_columns(headers: List[str], rows: List[List[str]]) -> List[bool]:
@@ -346,8 +396,10 @@ def diagnosis_text(report: dict) -> List[str]:
 
 
 def as_text(report: dict, columns: Optional[Sequence[str]] = DEFAULT_COLUMNS) -> str:
+    """The tables for a terminal: replayed power said in a column of its own (said once in the title where every
+    row shares it) rather than beside every number."""
     out = []
-    for title, headers, rows in tables(report, columns):
+    for title, headers, rows in tables(report, columns, marked=False):
         out += diagnosis_text(report) if title == DIAGNOSIS_TITLE else text_table(title, headers, rows)
     out += [line for n in report["notes"] for line in _wrapped("note: " + n)]
     return "\n".join(out).rstrip() + "\n"

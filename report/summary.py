@@ -17,6 +17,8 @@ FIELDS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "stall_share"
           "run_read_bytes_per_second")
 
 Stat = Dict[str, Optional[float]]
+# What a replayed power log gives: its spread is the recording's, not this board's, so it is never reported as one.
+REPLAYED = ("energy_joules", "energy_bound_joules", "average_power_watts")
 
 
 def kept(epochs: Sequence[Epoch], warmup_epochs: int) -> List[Epoch]:
@@ -33,8 +35,14 @@ def mean_std(values: Sequence[Optional[float]]) -> Stat:
     return {"mean": statistics.mean(known), "std": statistics.stdev(known) if len(known) > 1 else None}
 
 
-def summarize(epochs: Sequence[Epoch]) -> Dict[str, Stat]:
-    return {name: mean_std([getattr(e, name) for e in epochs]) for name in FIELDS}
+def summarize(epochs: Sequence[Epoch], power_replayed: bool = False) -> Dict[str, Stat]:
+    """Every field's mean ± std; energy and power of replayed power without a std (``power_replayed`` on the
+    record says why)."""
+    stats = {name: mean_std([getattr(e, name) for e in epochs]) for name in FIELDS}
+    if power_replayed:
+        for name in REPLAYED:
+            stats[name]["std"] = None
+    return stats
 
 
 def described(labels: configuration.Labels) -> dict:
@@ -48,9 +56,10 @@ def run_summary(run: Run, warmup_epochs: int) -> dict:
     chosen = kept(run.epochs, warmup_epochs)
     record = {"run_id": run.run_id, "device": run.device, "instance": run.instance, "device_type": run.device_type,
               "storage": run.storage, "model": run.model, "torch_device": run.info.get("torch_device"),
-              "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen]}
+              "clock_offset_seconds": run.clock_offset_seconds, "epochs_included": [e.epoch for e in chosen],
+              "power_replayed": run.power_replayed}
     record.update(described(run.labels))
-    record.update(summarize(chosen))
+    record.update(summarize(chosen, run.power_replayed))
     record["predicted"] = [e.predicted for e in chosen]  # the what-ifs' per-epoch replays (report.whatif)
     record["predicted_compute"] = [e.predicted_compute for e in chosen]  # and their compute
     record["bottleneck"], record["bottleneck_evidence"] = diagnose(record)
@@ -84,7 +93,7 @@ def comparison(runs: Sequence[Run], warmup_epochs: int) -> List[dict]:
                "power_replayed": any(r.power_replayed for r in members)}
         row.update(described(first.labels))
         row["context"], row["context_differs"] = _shared_context(members)
-        row.update(summarize(chosen))
+        row.update(summarize(chosen, row["power_replayed"]))
         row["predicted"] = [e.predicted for e in chosen]  # every run's replays: a row's what-ifs pool its repeats
         row["predicted_compute"] = [e.predicted_compute for e in chosen]
         row["bottleneck"], row["bottleneck_evidence"] = diagnose(row)

@@ -40,9 +40,10 @@ from trainer.timeline import Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches)
+# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
+# epoch_samples, power_replayed: set by the report from the run's epochs
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
-                   "input", "image_size", "max_batches"} | set(RUN_INFO_LABELS)
+                   "input", "image_size", "max_batches", "epoch_samples", "power_replayed"} | set(RUN_INFO_LABELS)
 
 
 _non_negative_float = number_in(0, math.inf)
@@ -268,7 +269,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         labels["image_size"] = str(args.image_size)
     if args.max_batches is not None and args.max_batches < len(loader):
         labels["max_batches"] = str(args.max_batches)
-    settings = {"model": args.model, "dataset": args.dataset, "batch_size": str(args.batch_size),
+    settings = {"model": args.model, "dataset": args.dataset, "dataset_samples": str(len(dataset)),
+                "batch_size": str(args.batch_size),
                 "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
                 "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,
                 "torch_device": device.type, "device_name": args.device_name}
@@ -296,7 +298,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             metrics.record_epoch(record["epoch"], window_of(record), record["samples"],
                                  record["fetch_stall_s"] is not None, record.get("energy_joules"),
                                  record.get("average_power_watts"), record.get("predicted_duration_s"),
-                                 record.get("energy_bound_joules"), record.get("predicted_compute_s"))
+                                 record.get("energy_bound_joules"), record.get("predicted_compute_s"),
+                                 bool(record.get("power_replayed")))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         if energy:
             energy.close()
@@ -346,7 +349,9 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         if args.exporter_url and metrics_url(args.exporter_url) != args.exporter_url:
             where += " (--exporter-url has no path: the exporter's /metrics, as Prometheus scrapes it)"
         print("edgescope-train: energy from {}: {}".format(
-            where, "counter at {:.1f} J".format(first.joules) if isinstance(first, Reading)
+            where, "counter at {:.1f} J{}".format(first.joules, ", a REPLAYED power log, not this board's power: "
+                                                  "the report keeps it off the Pareto front" if first.replayed
+                                                  else "") if isinstance(first, Reading)
             else "NOT readable now ({}); epochs without a reading at both edges get no energy".format(first)),
             flush=True)
 
@@ -383,7 +388,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                 break
             metrics.record_epoch(epoch, window, samples, measured, record["energy_joules"],
                                  record["average_power_watts"], record["predicted_duration_s"],
-                                 record["energy_bound_joules"], record["predicted_compute_s"])
+                                 record["energy_bound_joules"], record["predicted_compute_s"],
+                                 record["power_replayed"])
             if args.checkpoint_dir:
                 checkpoint.save(args.checkpoint_dir, {"epoch": epoch, "run_id": run_id, "history": history,
                                                        "settings": settings, "model": job.model.state_dict(),

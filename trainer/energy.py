@@ -71,6 +71,7 @@ class Reading(NamedTuple):
     continuity: Tuple[Optional[float], ...]
     lag_s: Optional[float] = None  # how long before the read the count may stop (None: not known)
     resolution_j: float = 0.0  # the counter's step
+    replayed: bool = False  # the power came from a recorded log played back (edgescope_power_source_info{replay})
 
 
 class EpochEnergy(NamedTuple):
@@ -78,23 +79,25 @@ class EpochEnergy(NamedTuple):
     average_power_watts: Optional[float]
     note: str  # why joules is None ("" when measured)
     bound_joules: Optional[float] = None  # joules can be off by up to this (None: not known)
+    replayed: bool = False  # a recorded power log played back at either edge: not this board's energy
 
 
 def reading_from(series: Iterable[Tuple[str, Dict[str, str], float]], now: float) -> Reading:
     """A Reading from an exposition's (sample name, labels, value); the lag is the exporter's interval
     plus, for a source of lines, the same again (the exporter runs its source at its interval)."""
     values = {}  # type: Dict[str, float]
-    source = ""
+    source, replayed = "", False
     for name, labels, value in series:
         values.setdefault(name, value)
         if name == SOURCE_INFO:
-            source = labels.get("source", "")
+            source, replayed = labels.get("source", ""), labels.get("replay") == "true"
     if ENERGY not in values:
         raise EnergyUnavailable("no {} (the exporter has no power source: see its edgescope_source_up)"
                                 .format(ENERGY))
     interval = values.get(INTERVAL)
     return Reading(now, values[ENERGY], values.get(POWER), (values.get(EXPORTER_START), values.get(UNCOVERED)),
-                   None if interval is None else lag_for(source, interval, interval), RESOLUTION_J.get(source, 0.0))
+                   None if interval is None else lag_for(source, interval, interval), RESOLUTION_J.get(source, 0.0),
+                   replayed)
 
 
 def bound(start: Reading, end: Reading) -> Optional[float]:
@@ -128,7 +131,8 @@ def epoch_energy(start: Union[Reading, str], end: Union[Reading, str], broken: s
                                        "(exporter restarted during the epoch)".format(start.joules, end.joules))
     joules = end.joules - start.joules
     seconds = end.monotonic - start.monotonic
-    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "", bound(start, end))
+    return EpochEnergy(joules, joules / seconds if seconds > 0 else None, "", bound(start, end),
+                       start.replayed or end.replayed)
 
 
 def redacted(url: str) -> str:
@@ -216,7 +220,8 @@ class InProcessEnergy:
         with self._lock:
             now = time.monotonic()  # before the sample, as the counter sources (RAPL, NVML) time theirs
             try:
-                board = {s.name: s.value for s in self._source.sample() if not s.labels}
+                samples = self._source.sample()
+                board = {s.name: s.value for s in samples if not s.labels}
                 if (ENERGY if self._integrator is None else POWER) not in board:
                     raise ValueError("no board {} in its sample".format("energy" if self._integrator is None
                                                                          else "power"))
@@ -230,7 +235,8 @@ class InProcessEnergy:
                 self._integrator.add(now, board[POWER])
                 joules, uncovered = self._integrator.joules, self._integrator.uncovered_seconds
             return Reading(now, joules, board.get(POWER), (float(self._failed), uncovered), self._lag_s,
-                           RESOLUTION_J.get(self.source, 0.0))
+                           RESOLUTION_J.get(self.source, 0.0),
+                           any(s.name == SOURCE_INFO and s.labels.get("replay") == "true" for s in samples))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

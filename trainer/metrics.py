@@ -19,7 +19,7 @@ from trainer.meter import BatchTiming, Window
 BUCKET_RATIO = 1.1
 BUCKETS = tuple(float("%.4g" % (0.001 * BUCKET_RATIO ** k)) for k in range(-1, 98)) + (15.0, 20.0, 30.0)
 
-RUN_INFO_LABELS = ("model", "dataset", "batch_size", "workers", "prefetch_factor", "pin_memory",
+RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "batch_size", "workers", "prefetch_factor", "pin_memory",
                    "timing", "torch_device", "device_name", "energy_source")
 WALL_CLOCK = "edgescope_time_seconds"
 
@@ -155,6 +155,11 @@ class TrainMetrics:
         self._epoch_energy_bound = gauge("edgescope_train_epoch_energy_bound_joules",
                                          "Per completed epoch: how far its energy can be off, from how it was "
                                          "read (absent where unmeasured or not known).", epoch)
+        self._epoch_power_replayed = gauge(
+            "edgescope_train_epoch_power_replayed",
+            "Per completed epoch: 1 where its energy came from a recorded power log played back (a tegrastats "
+            "--tegrastats-file, here or in the exporter read), not from this board; 0 where measured (absent "
+            "where unmeasured).", epoch)
         self._epoch_power = gauge("edgescope_train_epoch_average_power_watts",
                                   "Per completed epoch: that energy divided by the time between the two "
                                   "readings at the epoch's edges (absent where unmeasured).", epoch)
@@ -175,14 +180,17 @@ class TrainMetrics:
                 child.observe(seconds)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
-        """``energy_source`` may be left out: a loop that measures no energy need not say so."""
-        self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none"}, **labels)).set(1)
+        """``energy_source`` and ``dataset_samples`` may be left out: a loop that measures no energy, or does not
+        know how many samples a full epoch of its dataset holds, need not say so."""
+        self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none", "dataset_samples": "none"},
+                                                         **labels)).set(1)
 
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None,
                      predicted: Optional[Dict[str, Optional[float]]] = None,
                      energy_bound_joules: Optional[float] = None,
-                     predicted_compute: Optional[Dict[str, Optional[float]]] = None) -> None:
+                     predicted_compute: Optional[Dict[str, Optional[float]]] = None,
+                     power_replayed: bool = False) -> None:
         """``measured`` False (``--timing none``): no stall or compute series rather than false zeros;
         energy None (nothing measured it): no energy or power series; the window's load times None (the loader
         sent none): no stall split, read or preprocess series."""
@@ -209,6 +217,7 @@ class TrainMetrics:
                     gauge.labels(*labels, what_if).set(seconds)
         if energy_joules is not None:
             self._epoch_energy.labels(*labels).set(energy_joules)
+            self._epoch_power_replayed.labels(*labels).set(1 if power_replayed else 0)
             if energy_bound_joules is not None:
                 self._epoch_energy_bound.labels(*labels).set(energy_bound_joules)
         if average_power_watts is not None:

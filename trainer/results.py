@@ -7,6 +7,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from exporter import atomicfile
+from trainer import calibration
 from trainer.energy import EpochEnergy
 from trainer.errors import UsageError
 from trainer.meter import Window
@@ -43,7 +44,8 @@ SUMMARY_KEYS = (("E2E", "duration_s"), ("stall", "fetch_stall_s"), ("compute", "
 
 def print_summary(history: List[Dict[str, Any]], verbose: bool = False) -> None:
     """Mean ± std over epochs 1..N-1 (all epochs when there is only one: its values, n=1, no spread), and the
-    what-ifs replayed on them, one a line; every time with ``verbose``."""
+    what-ifs replayed on them, one a line, each ± its bar (trainer.calibration: the spread and the model's own
+    error); every time with ``verbose``."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -65,7 +67,11 @@ def print_summary(history: List[Dict[str, Any]], verbose: bool = False) -> None:
     if len(chosen) < 2:
         print("what-if: not predicted from n=1 kept epoch: an error bar needs 2 or more", flush=True)
         return
-    print("what-if, epoch replayed (mean ± std over the same epochs):", flush=True)
+    table = calibration.load()
+    if table.problem:
+        print("edgescope-train: note: " + table.problem, file=sys.stderr, flush=True)
+    print("what-if, epoch replayed (mean ± bar over the same epochs: spread × Student t {:.2f} for n={} and the "
+          "model's error):".format(calibration.student_t(len(chosen)), len(chosen)), flush=True)
     for name in names:
         values = [(r.get("predicted_duration_s") or {}).get(name) for r in chosen]
         if any(v is None for v in values):
@@ -73,7 +79,10 @@ def print_summary(history: List[Dict[str, Any]], verbose: bool = False) -> None:
                           if (r.get("predicted_duration_s") or {}).get(name) is None), None)
             print("  {} not predicted ({})".format(name, basis or "missing in some epochs"), flush=True)
         else:
-            print("  {} {}".format(name, stat(values)), flush=True)
+            mean = statistics.mean(values)  # type: ignore
+            bar = calibration.bar(mean, statistics.stdev(values), len(values), name, table)  # type: ignore
+            print("  {} {}{}".format(name, with_spread(mean, bar.seconds, "s"), "" if bar.relative_error is not None
+                                     else " ({})".format(calibration.NOT_CALIBRATED)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:
@@ -101,6 +110,7 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record["energy_joules"] = used.joules if used else None
     record["energy_bound_joules"] = used.bound_joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
+    record["power_replayed"] = bool(used and used.joules is not None and used.replayed)
     record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
     record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
     record["predicted_compute_s"] = {name: p.compute_seconds for name, p in (predictions or {}).items()}
@@ -112,7 +122,8 @@ def energy(record: Dict[str, Any]) -> str:
     significant digits."""
     if record.get("energy_joules") is None:
         return "-"
-    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
+    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J") + (
+        " (REPLAYED power log, not measured)" if record.get("power_replayed") else "")
 
 
 def _storage_share(record: Dict[str, Any]) -> str:

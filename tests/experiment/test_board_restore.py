@@ -1,5 +1,6 @@
 """The runner leaves the board as it found it: power mode, jetson_clocks and fan set back after a sweep that
-completes, has a failing run, stops on an error, on Ctrl-C or SIGTERM, and, after a SIGKILL, on the next start.
+completes, has a failing run, stops on an error, on Ctrl-C or SIGTERM, and, after a SIGKILL or a restore that
+failed (its record kept until a restore succeeds), on the next start.
 The fake jtop keeps the board's settings in a file ($FAKE_JTOP_STATE), as a real board outlives the runner."""
 import json
 import os
@@ -139,6 +140,44 @@ def test_what_cannot_be_restored_is_one_line_naming_the_command(bench):
     assert lines == ["edgescope-experiment: could not restore the power mode MODE_15W_6CORE (it did not take "
                      "effect): run 'sudo nvpmodel -m 2' (and reboot if it asks)"]
     assert board.now() == dict(QUIET, mode=3)  # the clocks and the fan were still restored
+
+
+def test_a_failed_restore_keeps_the_record_until_a_sweep_restores_from_it(bench):
+    """The record goes only with a restore that succeeded: the board left in the sweep's mode is never taken
+    as found, however many sweeps fail to restore it (jtop's client reads the board afresh each time)."""
+    board = Board(bench, QUIET)
+    plan = bench.plan()
+    stuck = {"FAKE_JTOP_STUCK_MODES": "MODE_15W_6CORE"}  # the found mode does not come back (it needs a reboot)
+    for _ in range(2):
+        result = bench.run(plan, **dict(board.env, **stuck))
+        assert result.returncode == 0 and "Traceback" not in result.stderr
+        assert board.now() == dict(QUIET, mode=3)  # the second run's mode: the clocks and fan were restored
+        assert json.loads((bench.out / BOARD_FILE).read_text())["nvpmodel_id"] == 2  # kept, not re-read as 3
+        kept = [line for line in result.stderr.splitlines() if "stays recorded" in line]
+        assert kept and all(line == "edgescope-experiment: the board as found stays recorded in {}: the next sweep "
+                            "restores it from there first (delete the file once the board is set back by hand)"
+                            .format(bench.out / BOARD_FILE) for line in kept)
+    assert len(bench.trainer_starts()) == 2  # the second sweep found every run done
+    result = bench.run(plan, **board.env)  # the mode takes effect again
+    assert result.returncode == 0, result.stderr
+    assert "killed before it restored the board, or whose restore failed" in result.stdout
+    assert board.now() == QUIET and not (bench.out / BOARD_FILE).exists()
+
+
+def test_a_sigkill_after_a_failed_restore_leaves_the_first_record(bench):
+    """A sweep that starts on a kept record it cannot restore, and is then killed outright, leaves that
+    record as it was: the board it changed is never written in its place."""
+    board = Board(bench, dict(QUIET, mode=3))  # as a sweep whose restore of mode 2 failed left it
+    bench.out.mkdir()
+    record = {"fan_profile": "quiet", "fan_speed": 30.0, "jetson_clocks": False, "nvpmodel_id": 2,
+              "nvpmodel_name": "MODE_15W_6CORE"}
+    (bench.out / BOARD_FILE).write_text(json.dumps(record))
+    process = start(bench, bench.plan(), FAKE_JTOP_STUCK_MODES="MODE_15W_6CORE", **board.env)
+    stop(process, signal.SIGKILL)
+    assert board.now()["mode"] == 8 and json.loads((bench.out / BOARD_FILE).read_text()) == record
+    result = bench.run(bench.plan(), **board.env)
+    assert result.returncode == 0, result.stderr
+    assert board.now() == QUIET and not (bench.out / BOARD_FILE).exists()
 
 
 class StoppedService:

@@ -29,8 +29,20 @@ def test_repeats_and_power_modes_multiply_runs(bench):
     plan = load(bench.plan(repeats=2, sweep__batch_size=[8, 16], sweep__workers=[0, 2, 4]))
     runs = plan.runs()
     assert len(runs) == 2 * 2 * 3 * 2  # power modes × batch × workers × repeats
-    assert runs[0].power_mode == "MODE_20W_6CORE" and runs[-1].power_mode == 3  # power mode outermost
+    assert runs[0].power_mode == "MODE_20W_6CORE" and runs[-1].power_mode == 3  # power mode outermost in a round
     assert runs[0].run_id == "t-vgg11-b8-w0-pf2-pm-MODE_20W_6CORE-ssd-r0-nx-test"
+
+
+def test_repeats_interleave_round_robin_over_configurations(bench):
+    """Each round runs every configuration once, so a configuration's repeats spread over the sweep and its
+    spread holds the machine's drift; within a round, power mode outermost."""
+    runs = load(bench.plan(repeats=3, sweep__batch_size=[8, 16])).runs()
+    one_round = [("MODE_20W_6CORE", 8), ("MODE_20W_6CORE", 16), (3, 8), (3, 16)]
+    assert [(r.power_mode, r.batch_size) for r in runs] == one_round * 3
+    assert [r.repeat for r in runs] == [0] * 4 + [1] * 4 + [2] * 4
+    # an id names its configuration and repeat, not its place: a journal written in another order means the same runs
+    assert runs[5].run_id == "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-r1-nx-test"
+    assert len({r.run_id for r in runs}) == len(runs)
 
 
 def test_run_ids_carry_the_board_so_two_boards_never_share_one(bench, monkeypatch):

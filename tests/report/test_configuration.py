@@ -19,21 +19,26 @@ def test_repeats_of_one_configuration_pool_though_their_context_differs():
     assert rows[0]["context_differs"] == ["cpu_count", "data_dir", "plan"]
     assert rows[0]["measured_as"] == {"page_cache": "dropped", "timing": "lazy"}
     assert rows[0]["configuration"] == {"batch_size": "16", "dataset": "cifar10", "dataset_location": "sd",
-                                        "jetson_clocks": "on", "pin_memory": "false", "power_mode": "15W",
-                                        "prefetch_factor": "2", "workers": "1"}
+                                        "epoch_samples": "50000", "jetson_clocks": "on", "pin_memory": "false",
+                                        "power_mode": "15W", "prefetch_factor": "2", "workers": "1"}
     notes = report([first, second])["notes"]
     assert notes == ["Comparison: runs a, b of nano-1 vgg11 (batch_size=16 dataset=cifar10 dataset_location=sd "
-                     "jetson_clocks=on pin_memory=false power_mode=15W prefetch_factor=2 workers=1) pool into one "
-                     "row: same configuration, though their cpu_count, data_dir, plan differ"]
+                     "epoch_samples=50000 jetson_clocks=on pin_memory=false power_mode=15W prefetch_factor=2 "
+                     "workers=1) pool into one row: same configuration, though their cpu_count, data_dir, plan "
+                     "differ"]
 
 
 def test_each_knob_splits_rows():
     base = run(0, info=RUNNER, run_id="base")
     for name, _ in configuration.KNOBS:
-        if name in configuration.COLUMNS:
+        if name in configuration.COLUMNS or name in configuration.FROM_EPOCHS:
             continue  # device, storage and model are the run's own fields, set by synthetic.run's board
         other = run(0, info=dict(RUNNER, **{name: "changed"}), run_id="other")
         assert len(comparison([base, other], warmup_epochs=1)) == 2, name
+    window = run(0, info=RUNNER, run_id="window")  # a framework's window: the same labels, fewer samples
+    for epoch in window.epochs:
+        epoch.samples = 640.0
+    assert sorted(r["runs"][0] for r in comparison([base, window], warmup_epochs=1)) == ["base", "window"]
 
 
 def test_a_measurement_pass_is_its_own_row_and_never_a_point_to_choose():
@@ -85,4 +90,4 @@ def test_labels_fall_in_exactly_one_part():
     assert len(named) == len(set(named))
     assert configuration.of_record(dict(run_summary(run(0, info=labels), 1))) == dict(
         configuration.knobs(dict(labels, dataset="cifar10", prefetch_factor="2", pin_memory="false",
-                                 batch_size="16")), **configuration.measured_as(labels))
+                                 batch_size="16", epoch_samples="50000")), **configuration.measured_as(labels))

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.text import Text
 
 from report.collect import Collected
-from report.plots import DPI, STYLE, figures, row_labels
+from report.plots import DPI, STYLE, figures, pareto_front, row_labels
 from report.render import build
 from tests.report import synthetic
 
@@ -83,14 +83,15 @@ def test_twenty_rows_are_labelled_by_what_differs_only():
         assert not any(s in label for label in labels for s in ("vgg11", "cifar10", "prefetch", "pin_memory"))
         assert all("workers=" in label and "batch_size=" in label for label in labels)
         title = made["time_split"]._suptitle.get_text().replace("\n", " ")
-        assert "common to all rows: dataset=cifar10 model=vgg11 pin_memory=false prefetch_factor=2" in title
+        assert "common to all rows: dataset=cifar10 epoch_samples=50000 model=vgg11 pin_memory=false " \
+            "prefetch_factor=2" in title
 
 
 def test_row_labels_factor_out_what_every_row_shares():
     report = synthetic.report([synthetic.run(0), synthetic.run(2), synthetic.run(20, info={"model": "resnet18"})])
     common, labels = row_labels(report["comparison"])
-    assert common == "batch_size=16 dataset=cifar10 device=nano-1 device_type=nano pin_memory=false " \
-                     "prefetch_factor=2 storage=sd"
+    assert common == "batch_size=16 dataset=cifar10 device=nano-1 device_type=nano epoch_samples=50000 " \
+                     "pin_memory=false prefetch_factor=2 storage=sd"
     assert labels == ["resnet18 workers=1", "vgg11 workers=1", "vgg11 workers=2"]
     single = synthetic.report([synthetic.run(0)])
     assert row_labels(single["comparison"])[1] == ["nano-1"]
@@ -114,3 +115,18 @@ def test_labels_holding_dollars_are_drawn_as_text():
     assert set(made) == {"time_split", "energy_per_epoch", "power_over_run", "pareto"}
     assert not any(math for _, math in shown)
     assert any(r"sweep $\x$ 1" in text for text, _ in shown) and any(r"$\y$" in text for text, _ in shown)
+
+
+def test_an_under_measured_configuration_is_marked_on_the_pareto_plot():
+    runs = [synthetic.run(0, epochs=2), synthetic.run(2)]  # one board and model; the first keeps one epoch
+    report = build(Collected(runs=runs, notes=[]), 1, {"prometheus": "http://prometheus.example:9090",
+                                                       "since": 0.0, "until": 2e9, "pareto": True})
+    with plt.rc_context(STYLE):
+        fig = pareto_front(report)
+        try:
+            (ax,) = fig.axes
+            legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        finally:
+            plt.close(fig)
+    assert [p["under_measured"] for p in report["pareto"][0]["points"]] == [True, False]
+    assert "under-measured (one epoch: no spread, fits no budget)" in legend

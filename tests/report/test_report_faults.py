@@ -114,6 +114,10 @@ def test_one_run_id_on_two_boards_missing_epoch_and_disks(tmp_path):
                            energy_bound_joules=1.8)  # 20 W: a Nano can
         time.sleep(2 * SCRAPE_S)
         result = report(prom.url, began)
+        # a fake exporter computes its counter when it answers, Prometheus stamps the sample when it asked: on a
+        # busy machine the answer comes up to a scrape's duration after its stamp, at up to 10.5 W at each edge
+        slowest = float(prom.query("max(max_over_time(scrape_duration_seconds[10m]))")[0]["value"][1])
+        latency_j = 2 * slowest * (9.0 + 1.5)
     boards = by_board(result)
     assert sorted(boards) == ["twin-a", "twin-b"]
     assert sorted(boards["twin-a"]) == [0, 1, 2, 3] and sorted(boards["twin-b"]) == [0, 1, 3]
@@ -128,11 +132,13 @@ def test_one_run_id_on_two_boards_missing_epoch_and_disks(tmp_path):
                 continue
             truth = exporter.energy(end) - exporter.energy(start)
             assert r["energy_source"] == "exporter"
-            assert abs(r["energy_joules"] - truth) <= wave_bound(1.5, 7.0), (device, k, r["energy_joules"], truth)
+            assert abs(r["energy_joules"] - truth) <= wave_bound(1.5, 7.0) + latency_j, (
+                device, k, r["energy_joules"], truth, slowest)
             # the report's own bound covers its error: each edge between the scrape before it and the first
             # one a lag (0.5 s, the published interval) after it, at up to 10.5 W over 1 s scrapes
             bound = r["energy_bound_joules"]
-            assert abs(r["energy_joules"] - truth) <= bound <= 2 * (9.0 + 1.5) * (2 * SCRAPE_S + 0.5), (device, k)
+            assert abs(r["energy_joules"] - truth) <= bound + latency_j, (device, k, bound, slowest)
+            assert bound <= 2 * (9.0 + 1.5) * (2 * SCRAPE_S + 0.5), (device, k)
     # twin-a: only the dataset's disk dm-0 (150 r/s), not mmcblk0 below it (200) nor their sum
     assert all(r["read_iops"] == pytest.approx(150.0, rel=0.03) for r in boards["twin-a"].values())
     # twin-b: sda without md0 stacked on it; sdb, there from the middle of epoch 1, left out of the epochs

@@ -197,8 +197,9 @@ def test_formats_csv_markdown_table(bench_prometheus, capsys):
     assert md.count("### ") == 4 and "| {} | nx-1 | 1 |".format(NX_RUN) in md
     assert main(base) == 0
     table = capsys.readouterr().out
-    assert "Comparison: one row per configuration and way of measuring it; common to all rows: batch_size=16 " \
-        "dataset=cifar10 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" \
+    assert "Comparison: one row per configuration and way of measuring it, time and energy per epoch of its " \
+        "workload (the samples epoch_samples says); common to all rows: batch_size=16 dataset=cifar10 " \
+        "epoch_samples=50000 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" \
         in " ".join(table.split()) and " ± " in table
     compare = table_rows(table, "Comparison")
     nx_w2 = [line for line in compare if line.startswith("device nx-1") and "workers=2" in line]

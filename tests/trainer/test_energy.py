@@ -333,14 +333,20 @@ def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, 
                             "--power-interval", "0.1"]) == 0
     records = results(str(tmp_path / "results.jsonl"))
     for record in records:
-        assert record["energy_source"] == "tegrastats"
+        assert record["energy_source"] == "tegrastats" and record["power_replayed"]  # a recorded log, not the board
         assert record["average_power_watts"] == pytest.approx(5.0)
         # the reads sit just outside the window: microseconds of source.sample() each
         assert record["energy_joules"] == pytest.approx(5.0 * record["duration_s"], rel=0.02, abs=0.05)
         assert record["energy_bound_joules"] == pytest.approx(1.0)
     assert 'energy_source="tegrastats"' in (tmp_path / "run.prom").read_text()
     assert "edgescope_train_epoch_energy_bound_joules" in (tmp_path / "run.prom").read_text()
-    assert " ± 1.0 J  power " in capsys.readouterr().out
+    exposition = (tmp_path / "run.prom").read_text()
+    assert exposition.count("edgescope_train_epoch_power_replayed{") == len(records) == 2
+    assert all(line.endswith(" 1.0") for line in exposition.splitlines()
+               if line.startswith("edgescope_train_epoch_power_replayed{"))
+    out = capsys.readouterr().out
+    assert " ± 1.0 J (REPLAYED power log, not measured), power " in out
+    assert "a REPLAYED power log, not this board's power" in out
 
 
 def reading(joules: float, at: float, start: float = 100.0) -> Reading:
@@ -348,9 +354,9 @@ def reading(joules: float, at: float, start: float = 100.0) -> Reading:
 
 
 def test_epoch_energy_is_none_with_a_reason_unless_both_edges_count_the_same_counter():
-    assert epoch_energy(reading(10, 1), reading(25, 6), "restarted") == (15, 3.0, "", None)
+    assert epoch_energy(reading(10, 1), reading(25, 6), "restarted") == (15, 3.0, "", None, False)
     assert epoch_energy(reading(10, 1), reading(25, 6, start=200.0), "restarted") == \
-        (None, None, "energy unknown: restarted", None)
+        (None, None, "energy unknown: restarted", None, False)
     went_back = epoch_energy(reading(10, 1), reading(4, 6), "restarted")
     assert went_back.joules is None and "went back from 10.0 J to 4.0 J" in went_back.note
     failed = epoch_energy(reading(10, 1), "cannot read http://x/metrics: ConnectTimeout", "restarted")
@@ -381,6 +387,16 @@ def test_the_bound_is_the_exporters_lag_at_both_edges_times_the_larger_edge_powe
     used = epoch_energy(at(10.0, 3.0, 1.0), at(60.0, 5.0, 11.0), "restarted")
     assert used.joules == 50.0 and used.bound_joules == pytest.approx(5.0 * 2 * lag + 2 * resolution)
     assert epoch_energy(at(10.0, 3.0, 1.0), reading(60.0, 11.0), "x").bound_joules is None  # an old exporter
+    assert not used.replayed
+
+
+def test_an_exporter_replaying_a_log_makes_the_epochs_energy_replayed():
+    def at(joules, replay):
+        return reading_from([("edgescope_board_energy_joules_total", {}, joules),
+                             ("edgescope_power_source_info", {"source": "tegrastats", "replay": replay}, 1.0)], 1.0)
+    assert at(1.0, "true").replayed and not at(1.0, "false").replayed
+    assert epoch_energy(at(10.0, "false"), at(60.0, "true"), "x").replayed  # either edge
+    assert not epoch_energy(at(10.0, "false"), at(60.0, "false"), "x").replayed
 
 
 def test_a_gap_in_the_exporters_power_readings_leaves_the_epoch_unknown():
@@ -391,7 +407,8 @@ def test_a_gap_in_the_exporters_power_readings_leaves_the_epoch_unknown():
                              ("edgescope_exporter_start_time_seconds", {}, 1.7e9),
                              ("edgescope_board_energy_uncovered_seconds_total", {}, uncovered)], now)
     assert epoch_energy(at(10.0, 2.0, 1.0), at(40.0, 2.0, 11.0), "gap").joules == 30.0
-    assert epoch_energy(at(10.0, 2.0, 1.0), at(25.0, 9.0, 11.0), "gap") == (None, None, "energy unknown: gap", None)
+    assert epoch_energy(at(10.0, 2.0, 1.0), at(25.0, 9.0, 11.0), "gap") == \
+        (None, None, "energy unknown: gap", None, False)
 
 
 def test_the_password_never_reaches_logs():

@@ -45,8 +45,9 @@ def test_fit_serves_one_batch_per_optimizer_step(tmp_path):
     finally:
         callback.close()
     found = check_exposition(served, "pl-run", steps=6, samples_per_epoch=[20, 20], run_info={
-        "framework": "lightning", "model": "Tiny", "dataset": "SlowDataset", "batch_size": "4", "workers": "0",
-        "precision": "32-true", "gradient_accumulation_steps": "2", "torch_device": "cpu", "site": "lab"})
+        "framework": "lightning", "model": "Tiny", "dataset": "SlowDataset", "dataset_samples": "20",
+        "batch_size": "4", "workers": "0", "precision": "32-true", "gradient_accumulation_steps": "2",
+        "torch_device": "cpu", "site": "lab"})
     check_lower_bounds(found, micro_batches_per_epoch=5)
     assert 0 < found["edgescope_train_loss"][0][1] < 10  # the last epoch's mean loss, not a placeholder
     lines = [json.loads(line) for line in results.read_text().splitlines()]

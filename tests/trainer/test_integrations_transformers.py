@@ -43,9 +43,9 @@ def test_train_serves_one_batch_per_optimizer_step(tmp_path):
     finally:
         callback.close()
     found = check_exposition(served, "hf-run", steps=6, samples_per_epoch=[20, 20], run_info={
-        "framework": "transformers", "model": "Tiny", "dataset": "SlowDataset", "batch_size": "4",
-        "workers": "0", "precision": "32", "gradient_accumulation_steps": "2", "torch_device": "cpu",
-        "site": "lab"})
+        "framework": "transformers", "model": "Tiny", "dataset": "SlowDataset", "dataset_samples": "20",
+        "batch_size": "4", "workers": "0", "precision": "32", "gradient_accumulation_steps": "2",
+        "torch_device": "cpu", "site": "lab"})
     check_lower_bounds(found, micro_batches_per_epoch=5)
     assert 0 < found["edgescope_train_loss"][0][1] < 10  # from the Trainer's own log
     lines = [json.loads(line) for line in results.read_text().splitlines()]

@@ -12,7 +12,7 @@ epoch (``val_check_interval``) falls in the next step's stall; at the epoch's en
 """
 from typing import Any, Dict
 
-from trainer.integrations.recorder import RunRecorder, label_value
+from trainer.integrations.recorder import RunRecorder, label_value, samples_of
 from trainer.meter import split_load_times
 
 try:
@@ -42,6 +42,7 @@ def loader_config(loader: Any) -> Dict[str, str]:
         return label_value(getattr(loader, name, None))
     dataset = getattr(loader, "dataset", None)
     return {"dataset": type(dataset).__name__ if dataset is not None else "unknown",
+            "dataset_samples": samples_of(dataset),
             "batch_size": value("batch_size"), "workers": value("num_workers"),
             "prefetch_factor": value("prefetch_factor"), "pin_memory": value("pin_memory")}
 

@@ -67,6 +67,15 @@ def label_value(value: Any) -> str:
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def samples_of(dataset: Any) -> str:
+    """run_info's ``dataset_samples``: the samples a full epoch of ``dataset`` holds; "none" for one without a
+    length (an iterable dataset)."""
+    try:
+        return str(len(dataset))
+    except TypeError:
+        return "none"
+
+
 def checked_labels(labels: Optional[Dict[str, str]]) -> Dict[str, str]:
     """The user's extra run_info labels; a bad name is a ValueError naming it."""
     labels = dict(labels or {})
@@ -170,7 +179,8 @@ class RunRecorder:
         if complete:
             self.metrics.record_epoch(self._epoch, window, self._samples, True, record["energy_joules"],
                                       record["average_power_watts"], record["predicted_duration_s"],
-                                      record["energy_bound_joules"], record["predicted_compute_s"])
+                                      record["energy_bound_joules"], record["predicted_compute_s"],
+                                      record["power_replayed"])
         self._epoch = None
         self._write_textfile()
 

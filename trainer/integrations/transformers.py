@@ -14,7 +14,7 @@ epoch (a dropped last partial batch, ``dataloader_drop_last``, may be counted on
 """
 from typing import Any, Dict, Optional
 
-from trainer.integrations.recorder import RunRecorder, label_value
+from trainer.integrations.recorder import RunRecorder, label_value, samples_of
 
 try:
     from transformers import TrainerCallback
@@ -40,6 +40,7 @@ class EdgescopeCallback(TrainerCallback):
         dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
         config = {"model": type(model).__name__ if model is not None else "unknown", "framework": "transformers",
                   "dataset": type(dataset).__name__ if dataset is not None else "unknown",
+                  "dataset_samples": samples_of(dataset),
                   "batch_size": label_value(args.per_device_train_batch_size),
                   "workers": label_value(args.dataloader_num_workers),
                   "prefetch_factor": label_value(args.dataloader_prefetch_factor),
