@@ -119,11 +119,12 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
 
 def energy(record: Dict[str, Any]) -> str:
     """The epoch's energy with the digits its bound allows (``± bound``); without a bound, three
-    significant digits."""
+    significant digits; ``(replayed)`` where a recorded power log gave it (the run's start-up line says so in
+    full), so that the line keeps within 120 columns."""
     if record.get("energy_joules") is None:
         return "-"
     return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J") + (
-        " (REPLAYED power log, not measured)" if record.get("power_replayed") else "")
+        " (replayed)" if record.get("power_replayed") else "")
 
 
 def _storage_share(record: Dict[str, Any]) -> str:

@@ -345,8 +345,10 @@ def test_in_process_power_source_integrates_a_constant_power_exactly(cifar_dir, 
     assert all(line.endswith(" 1.0") for line in exposition.splitlines()
                if line.startswith("edgescope_train_epoch_power_replayed{"))
     out = capsys.readouterr().out
-    assert " ± 1.0 J (REPLAYED power log, not measured), power " in out
+    assert " ± 1.0 J (replayed), power " in out  # said in full once, at the start:
     assert "a REPLAYED power log, not this board's power" in out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and max(len(line) for line in epoch_lines) <= 120, out
 
 
 def reading(joules: float, at: float, start: float = 100.0) -> Reading:
