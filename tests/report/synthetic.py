@@ -83,7 +83,8 @@ def reference_runs(board: str = "nano01") -> List[Run]:
 def two_configurations(power_replayed: bool = True) -> List[Run]:
     """The quick start's pair: one board, 1 and then 2 loader workers, 4 epochs each, every epoch's what-ifs
     replayed; 1 worker is preprocessing-bound and its ``workers_doubled`` predicts what the 2-worker run measured
-    (3.0 s against 3.1 s); power replayed from the demo log, as off a Jetson."""
+    (3.0 s against 3.1 s); power replayed from the demo log, as off a Jetson (every epoch marked, as
+    report.collect marks them)."""
     runs = []
     for workers, e2e, stall in ((1, 4.6, 1.7), (2, 3.1, 0.15)):
         name = "quickstart-20261207T120000-w{}".format(workers)
@@ -99,8 +100,8 @@ def two_configurations(power_replayed: bool = True) -> List[Run]:
                 run_id=name, device="host", epoch=e, start=start, end=start + seconds, e2e_seconds=seconds,
                 fetch_stall_seconds=stall, compute_seconds=seconds - stall - 0.05, samples=320.0,
                 energy_joules=4.1 * seconds, energy_bound_joules=1.8, average_power_watts=4.1,
-                energy_source="trainer", read_iops=0.0, read_bytes_per_second=0.0, page_cache_ratio=1.0,
-                page_cache_lowest_ratio=1.0, disk_utilisation_ratio=0.01,
+                energy_source="trainer", power_replayed=power_replayed, read_iops=0.0, read_bytes_per_second=0.0,
+                page_cache_ratio=1.0, page_cache_lowest_ratio=1.0, disk_utilisation_ratio=0.01,
                 fetch_stall_storage_seconds=0.02 * stall, fetch_stall_preprocess_seconds=0.98 * stall,
                 predicted={"dataset_cached": seconds - 0.01, "workers_doubled": seconds - stall + 0.1 * (e % 2),
                            "workers_doubled_storage_scales": seconds - stall + 0.1 * (e % 2),

@@ -13,7 +13,8 @@ import pytest
 
 from report import html_page
 from report.cli import column_names
-from report.render import COLUMNS, DEFAULT_COLUMNS, WIDTH, render, tables, text_table
+from report.collect import Collected
+from report.render import COLUMNS, DEFAULT_COLUMNS, WIDTH, build, render, tables, text_table
 from report.summary import FIELDS
 from tests.report import synthetic
 from tests.report.browser import loaded
@@ -114,6 +115,41 @@ def test_the_quick_start_page_in_chromium(tmp_path):
     cells = {row[0]: row for row in diagnosis[1:]}
     assert "(measured 3.20 ± 0.05 s: " in cells["quickstart-20261207T120000-w1"][diagnosis[0].index(
         "workers_doubled")]
+
+
+def replayed_and_measured_pairs() -> list:
+    """The quick start's pair with its demo power replayed, and the same pair measured on the board, whose
+    2-worker run kept one epoch (under-measured)."""
+    measured = synthetic.two_configurations(power_replayed=False)
+    for run in measured:
+        run.run_id = run.run_id.replace("quickstart", "measured")
+        for epoch in run.epochs:
+            epoch.run_id = run.run_id
+    del measured[1].epochs[2:]
+    return synthetic.two_configurations() + measured
+
+
+def test_replayed_power_is_said_once_a_table_and_the_pareto_table_fits():
+    """On a terminal replayed power is said once in a table's title, not beside every energy and power (html keeps
+    those marks: test_replayed_power); the Pareto table lists the replayed points and the under-measured one, each
+    by the knobs that differ, within 120 columns."""
+    alone = render(synthetic.report(synthetic.two_configurations()), "table")
+    assert "(replayed)" not in alone and widest(alone) <= WIDTH
+    for title in ("Per epoch", "Per run"):
+        block = " ".join(alone[alone.index(title):].split("\n\n")[0].split())
+        assert block.count("power was replayed") == 1 and "every row: " in block
+    report = build(Collected(runs=replayed_and_measured_pairs(), notes=[]), 1,
+                   {"prometheus": "http://prometheus.example:9090", "pareto": True, "power_budget": 100.0})
+    text = render(report, "table")
+    assert widest(text) <= WIDTH, text
+    epochs = text[text.index("Per epoch"):text.index("Per run")]
+    assert "run quickstart-20261207T120000-w1, power was replayed" in epochs
+    assert "run measured-20261207T120000-w1, power was measured" in epochs
+    pareto = text[text.index("Pareto front per device"):].split("\n\n")[0]
+    assert "common to all rows: batch_size=16 dataset=imagefolder" in " ".join(pareto.split())
+    assert pareto.count("replayed power: off the front, never recommended") == 2
+    assert "front (under-measured: one kept epoch, no spread to fit a budget on)" in pareto
+    assert "configuration workers=1" in pareto.splitlines() and "configuration workers=2" in pareto.splitlines()
 
 
 def test_one_run_of_wide_spreads_puts_each_spread_under_its_mean():
