@@ -179,7 +179,8 @@ def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool =
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
                 "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
-               + [_stat_cell(n, c[n], c["energy_bound_joules"], marked and bool(c.get("power_replayed"))) for n in fields]
+               + [_stat_cell(n, c[n], c["energy_bound_joules"], marked and bool(c.get("power_replayed")))
+                  for n in fields]
                + [c["bottleneck"] or MISSING] for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
     return [
@@ -242,7 +243,8 @@ def diagnosis_table(report: dict) -> tuple:
 def pareto_table(report: dict, marked: bool = True) -> tuple:
     """The fronts' points, then their replayed and predicted ones, each by the knobs that differ between them (the
     title says those every row shares); energy and power of replayed power ``marked`` in each cell too."""
-    every = [p for front in report["pareto"] for kind in ("points", "replayed", "predicted") for p in front.get(kind, [])]
+    every = [p for front in report["pareto"] for kind in ("points", "replayed", "predicted")
+             for p in front.get(kind, [])]
     common, _ = split_configuration(every)
 
     def knobs(point: dict) -> str:
