@@ -109,10 +109,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--power-budget", type=positive_number, metavar="W",
                    help="with --pareto: recommend the fastest measured configuration whose average power, at the "
                         "upper end of its spread, is at most W watts, on the front or not (with --time-budget: the "
-                        "least energy within both)")
+                        "least energy within both; replayed power and a single kept epoch fit no budget)")
     p.add_argument("--time-budget", type=positive_number, metavar="S",
                    help="with --pareto: recommend the least-energy measured configuration whose time per epoch, at "
-                        "the upper end of its spread, is at most S s, on the front or not")
+                        "the upper end of its spread, is at most S s, on the front or not (replayed power and a "
+                        "single kept epoch fit no budget)")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
                         "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "
