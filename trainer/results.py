@@ -119,12 +119,14 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
 
 def energy(record: Dict[str, Any]) -> str:
     """The epoch's energy with the digits its bound allows (``± bound``); without a bound, three
-    significant digits; ``(replayed)`` where a recorded power log gave it (the run's start-up line says so in
-    full), so that the line keeps within 120 columns."""
+    significant digits; ``replayed energy`` and no bound where a recorded power log gave it: not this board's
+    energy (the report shows it without a spread too), and the line keeps within 120 columns (the run's start-up
+    line says it in full; --results keeps the bound)."""
     if record.get("energy_joules") is None:
-        return "-"
-    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J") + (
-        " (replayed)" if record.get("power_replayed") else "")
+        return "energy -"
+    if record.get("power_replayed"):
+        return "replayed energy " + with_spread(record["energy_joules"], None, "J")
+    return "energy " + with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
 
 
 def _storage_share(record: Dict[str, Any]) -> str:
@@ -141,7 +143,7 @@ def print_epoch(record: Dict[str, Any], epochs: int, verbose: bool = False) -> N
     the workers' own read and preprocess time, batches and samples (all of them are in --results)."""
     def value(key: str, unit: str = "s") -> str:
         return "-" if record.get(key) is None else with_spread(record[key], None, unit)
-    line = "epoch {}/{}{}: E2E {}, stall {}{}, compute {}, energy {}, power {}, loss {}".format(
+    line = "epoch {}/{}{}: E2E {}, stall {}{}, compute {}, {}, power {}, loss {}".format(
         record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
         value("fetch_stall_s"), _storage_share(record), value("compute_s"), energy(record),
         value("average_power_watts", "W"), "-" if record["loss"] is None else "{:.4f}".format(record["loss"]))
