@@ -125,7 +125,7 @@ SETTINGS = [
             "Prometheus web-config.yml: tls_server_config (cert_file, key_file, client_ca_file, client_auth_type) and basic_auth_users (bcrypt hashes)."),
     Setting("interval", _seconds(0.01, 3600), 1.0, "Sampling interval in seconds (monotonic clock)."),
     Setting("power-source", _choice(POWER_SOURCES), "auto", "Where power comes from: " + ", ".join(POWER_SOURCES) + "."),
-    Setting("tegrastats-file", _existing_file, None, "Replay this recorded tegrastats log (one line per interval, looping) instead of running tegrastats."),
+    Setting("tegrastats-file", _existing_file, None, "With --power-source tegrastats or auto: replay this recorded tegrastats log (one line per interval, looping) instead of running tegrastats."),
     Setting("jtop-socket", _text, JTOP_SOCKET, "jtop.service socket."),
     Setting("dataset", _datasets, [], "File or directory whose page-cache residency to report (repeatable)."),
     Setting("pagecache-interval", _seconds(0.01, 86400), 30.0, "Seconds between page-cache scans of the datasets."),
@@ -140,7 +140,7 @@ SETTINGS = [
     Setting("procfs-root", _existing_dir, "/proc", "Root of procfs (diskstats, meminfo)."),
     Setting("disk-exclude", _regex, DEFAULT_EXCLUDE, "Regex of block devices to leave out (partitions, loop, ram)."),
     Setting("source-timeout", _seconds(0.01, 3600), 5.0, "A source sampling longer than this is reported down as hung."),
-    Setting("log.level", _choice(LOG_LEVELS), "info", "Log level."),
+    Setting("log.level", _choice(LOG_LEVELS), "info", "Log level: " + ", ".join(LOG_LEVELS) + "."),
 ]
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -17,7 +17,8 @@ from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
 from report.prom import Prometheus, ReportError
-from report.render import build, render
+from report.render import COLUMNS, DEFAULT_COLUMNS, build, render
+from report.summary import FIELDS
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])\Z")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,6 +66,18 @@ timeout_seconds = number_in(0, MAX_TIMEOUT, above=True)
 positive_number = number_in(0, math.inf, above=True)
 
 
+def column_names(text: str) -> List[str]:
+    """--columns: ``all`` or FIELDS names, comma-separated."""
+    if text == "all":
+        return list(FIELDS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError("{!r} is not a list of columns: give all, or some of {}".format(
+            text, ",".join(FIELDS)))
+    return names
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="edgescope-report", description=__doc__)
     p.add_argument("--prometheus", type=utf8_argument, default="http://localhost:9090", metavar="URL",
@@ -77,21 +90,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=1, metavar="N",
                    help="leave epochs 0..N-1 out of the means (default 1: epoch 0, as in the reference method)")
     p.add_argument("--format", choices=("table", "csv", "json", "markdown", "html", "latex"), default="table",
-                   help="html: one self-contained page with the plots embedded; latex: booktabs tables")
+                   help="table: for a terminal of 120 columns; html: one self-contained page with the plots "
+                        "embedded; latex: booktabs tables (csv, json, html and latex hold every column)")
+    p.add_argument("--columns", type=column_names, metavar="NAMES",
+                   help="the numbers --format table and markdown show, comma-separated: all, or some of {} "
+                        "(default: the reference method's, {})".format(
+                            ", ".join(FIELDS), ", ".join(COLUMNS[n][0] for n in DEFAULT_COLUMNS)))
     p.add_argument("--section", choices=("epochs", "summary", "comparison"), default="epochs",
                    help="which table --format csv writes (default epochs)")
     p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of stdout")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("--storage-bps", type=positive_number, metavar="N",
-                   help="also predict each run with its storage replaced by one reading N bytes/s")
+                   help="also show each run's what-if with storage reading N bytes/s: the trainer's replay of it "
+                        "(edgescope-train --what-if-storage-bps N), missing where the trainer did not replay it")
     p.add_argument("--pareto", action="store_true",
-                   help="add the time vs energy per epoch Pareto front per device × workload "
-                        "(and pareto.png with --plots)")
+                   help="add the time vs energy per epoch Pareto front per device × workload, with each "
+                        "configuration's what-ifs as predicted points (and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
-                   help="with --pareto: recommend the fastest front configuration averaging at most W watts")
+                   help="with --pareto: recommend the fastest measured configuration whose average power, at the "
+                        "upper end of its spread, is at most W watts, on the front or not (with --time-budget: the "
+                        "least energy within both; replayed power and a single kept epoch fit no budget)")
     p.add_argument("--time-budget", type=positive_number, metavar="S",
-                   help="with --pareto: recommend the least-energy front configuration taking at most S s "
-                        "an epoch")
+                   help="with --pareto: recommend the least-energy measured configuration whose time per epoch, at "
+                        "the upper end of its spread, is at most S s, on the front or not (replayed power and a "
+                        "single kept epoch fit no budget)")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
                         "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "
@@ -128,6 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--warmup-epochs must be >= 0")
     if (args.power_budget is not None or args.time_budget is not None) and not args.pareto:
         p.error("--power-budget and --time-budget need --pareto")
+    if args.columns is not None and args.format not in ("table", "markdown"):
+        p.error("--columns goes with --format table or markdown: {} holds every column".format(args.format))
     try:
         collected = collect(Prometheus(args.prometheus, args.timeout), args.runs, since, until)
         report = build(collected, args.warmup_epochs, {"prometheus": args.prometheus, "since": since,
@@ -138,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.timeline_dir is not None:
             images.update(_plots("report.timeline_plot").last_epoch_images(
                 args.timeline_dir, [run.run_id for run in collected.runs]))
-        text = formatted(report, args.format, args.section, images)
+        text = formatted(report, args.format, args.section, images, args.columns or list(DEFAULT_COLUMNS))
     except ReportError as exc:
         print("edgescope-report: error: {}".format(one_line(str(exc))), file=sys.stderr)  # a path may hold \n
         return 1
@@ -202,13 +226,13 @@ def _plots(module: str = "report.plots") -> Any:
     return plots
 
 
-def formatted(report: dict, fmt: str, section: str, images: Dict[str, bytes]) -> str:
-    """The report in --format: html embeds the plots' PNG ``images``."""
+def formatted(report: dict, fmt: str, section: str, images: Dict[str, bytes], columns: List[str]) -> str:
+    """The report in --format: html embeds the plots' PNG ``images``; the table and markdown show ``columns``."""
     if fmt == "html":
         return as_html(report, _plots().data_uris(images))
     if fmt == "latex":
         return as_latex(report)
-    return render(report, fmt, section)
+    return render(report, fmt, section, columns)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """The report as a terminal table, Markdown, CSV or JSON. JSON and CSV carry
 raw numbers in base units (null / empty where unknown); the table and
-Markdown round them for reading and print ``missing`` where unknown."""
+Markdown round them for reading and print ``missing`` where unknown. The
+table and Markdown show the reference method's columns unless asked for others
+(``--columns``), and the table fits a terminal of ``WIDTH`` columns."""
 import csv
 import datetime
 import io
 import json
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+import textwrap
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
@@ -40,6 +43,15 @@ COLUMNS = {
     "loader_shutdown_seconds": ("loader end s", lambda v: "{:.2f}".format(v)),
     "run_read_bytes_per_second": ("run read MB/s", lambda v: "{:.2f}".format(v / 1e6)),
 }  # type: Dict[str, tuple]
+# The reference method's columns: what the table and Markdown show unless --columns picks others.
+DEFAULT_COLUMNS = ("e2e_seconds", "fetch_stall_seconds", "compute_seconds", "energy_joules", "energy_bound_joules",
+                   "average_power_watts", "read_iops", "read_bytes_per_second", "page_cache_ratio")
+WIDTH = 120  # the terminal the table is laid out for
+# Headings of the columns that name what a row is (the rest are numbers, a bottleneck or a mark): the table says
+# those every row shares once, above it, and puts the others on a line of their own where a row would not fit.
+POWER_WAS = "power was"  # the text table's column (replayed or measured) where some run's power was replayed
+LABELS = ("run", "device", "type", "storage", "model", "workload", "configuration", "measured as", "runs", "epochs",
+          POWER_WAS)
 MISSING = "missing"
 REPLAYED_MARK = " (replayed)"  # energy and power from a recorded power log played back, not measured
 # A cell that holds a number as the tables write it: 12.34, 5.6 ± 0.7, 0* (a warm-up epoch).
@@ -87,12 +99,16 @@ def _cell(name: str, value: Optional[float]) -> str:
     return MISSING if value is None else COLUMNS[name][1](value)
 
 
-def _epoch_cell(record: dict, name: str) -> str:
-    """An epoch's number; its energy with the digits its bound allows."""
+def _epoch_cell(record: dict, name: str, marked: bool = True) -> str:
+    """An epoch's number; its energy with the digits its bound allows; energy and power of replayed power
+    ``marked`` so."""
     bound = record["energy_bound_joules"]
     if name == "energy_joules" and record[name] is not None and bound:
-        return "{:.{}f}".format(record[name], decimals(bound))
-    return _cell(name, record[name])
+        text = "{:.{}f}".format(record[name], decimals(bound))
+    else:
+        text = _cell(name, record[name])
+    replayed = marked and record.get("power_replayed") and name in REPLAYED and record[name] is not None
+    return text + REPLAYED_MARK if replayed else text
 
 
 def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None, replayed: bool = False) -> str:
@@ -134,37 +150,55 @@ def context_notes(rows: List[dict]) -> List[str]:
         ", ".join(r["context_differs"])) for r in rows if r.get("context_differs")]
 
 
-def tables(report: dict) -> List[tuple]:
-    """(title, headers, rows) of the three human tables."""
-    heads = [COLUMNS[n][0] for n in FIELDS]
+def _power_was(records: List[dict], marked: bool) -> Tuple[List[str], List[List[str]]]:
+    """The heading and per record the cell of the column saying whether its power was replayed, where cells are
+    not ``marked`` and some record's was (the text table: said once in the title where every row shares it)."""
+    if marked or not any(r.get("power_replayed") for r in records):
+        return [], [[] for _ in records]
+    return [POWER_WAS], [["replayed" if r.get("power_replayed") else "measured"] for r in records]
+
+
+def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool = True) -> List[tuple]:
+    """(title, headers, rows) of the human tables: ``columns`` of FIELDS (default: every one; with every one, who
+    measured each epoch's energy too); energy and power of replayed power ``marked`` in each cell, else in a
+    column of their own (POWER_WAS)."""
+    fields = list(columns or FIELDS)
+    heads = [COLUMNS[n][0] for n in fields]
+    energy_by = set(fields) >= set(FIELDS)
+    epoch_power, epoch_power_cells = _power_was(report["epochs"], marked)
     epochs = [[r["run_id"], r["device"], "{}{}".format(r["epoch"], "" if r["included_in_summary"] else "*")]
-              + [_epoch_cell(r, n) for n in FIELDS]
-              + [(r["energy_source"] or MISSING) + (REPLAYED_MARK if r.get("power_replayed") else "")]
-              for r in report["epochs"]]
+              + power + [_epoch_cell(r, n, marked) for n in fields]
+              + ([r["energy_source"] or MISSING] if energy_by else [])
+              for r, power in zip(report["epochs"], epoch_power_cells)]
+    run_power, run_power_cells = _power_was(report["summary"], marked)
     summary = [[s["run_id"], s["device"], s["model"] or MISSING, ",".join(str(e) for e in s["epochs_included"])]
-               + [_stat_cell(n, s[n], s["energy_bound_joules"], s.get("power_replayed")) for n in FIELDS]
-               + [s["bottleneck"] or MISSING] for s in report["summary"]]
+               + power + [_stat_cell(n, s[n], s["energy_bound_joules"], marked and bool(s.get("power_replayed")))
+                          for n in fields] + [s["bottleneck"] or MISSING]
+               for s, power in zip(report["summary"], run_power_cells)]
     common, varying = split_configuration(report["comparison"])
     measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
                 "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
-               + [_stat_cell(n, c[n], c["energy_bound_joules"], c.get("power_replayed")) for n in FIELDS]
+               + [_stat_cell(n, c[n], c["energy_bound_joules"], marked and bool(c.get("power_replayed")))
+                  for n in fields]
                + [c["bottleneck"] or MISSING] for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
     return [
-        ("Per epoch (* = warm-up, left out of the means; energy by: trainer = measured by the trainer at the "
-         "epoch's edges, exporter = the exporter's counter read at them; (replayed) = a recorded power log "
-         "played back, not measured)", ["run", "device", "epoch"] + heads
-         + ["energy by"], epochs),
-        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + heads
-         + ["bottleneck"], summary),
+        ("Per epoch (* = warm-up, left out of the means{}{})".format(
+            "; energy by: trainer = measured by the trainer at the epoch's edges, exporter = the exporter's counter "
+            "read at them" if energy_by else "",
+            "; (replayed) = a recorded power log played back, not measured" if marked else ""),
+         ["run", "device", "epoch"] + epoch_power + heads + (["energy by"] if energy_by else []), epochs),
+        ("Per run: mean ± std over epochs >= {}".format(warmup), ["run", "device", "model", "epochs"] + run_power
+         + heads + ["bottleneck"], summary),
         ("Comparison: one row per configuration and way of measuring it, time and energy per epoch of its "
-         "workload (the samples epoch_samples says); common to all rows: {}; measured with {}".format(configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
+         "workload (the samples epoch_samples says); common to all rows: {}; measured with {}".format(
+             configuration_text(common) or "nothing", configuration_text(measured_common) or "nothing"),
          ["device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs"] + heads
          + ["bottleneck"], compare),
         diagnosis_table(report),
-    ] + ([pareto_table(report)] if "pareto" in report else [])
+    ] + ([pareto_table(report, marked)] if "pareto" in report else [])
 
 
 def _prediction_cell(prediction: dict) -> str:
@@ -191,6 +225,11 @@ def _prediction_cell(prediction: dict) -> str:
     return text
 
 
+DIAGNOSIS_TITLE = ("Diagnosis and what-if per configuration, its repeated runs pooled (predicted E2E / energy per "
+                   "epoch ± its bar: the replayed epochs' spread × Student t and the model's error from the accuracy "
+                   "bench; error ± its bar against the runs that measured that configuration)")
+
+
 def diagnosis_table(report: dict) -> tuple:
     """One line per comparison row: the repeats of a configuration pool, so every spread holds the drift
     between runs as well as between epochs (the per-run what-ifs are in the JSON and CSV summary)."""
@@ -199,13 +238,19 @@ def diagnosis_table(report: dict) -> tuple:
     rows = [[" ".join(s["runs"]), s["device"], s["bottleneck"] or MISSING]
             + [_prediction_cell(s["what_if"].get(n, missing)) for n in names]
             + [s["bottleneck_evidence"]] for s in report["comparison"]]
-    return ("Diagnosis and what-if per configuration, its repeated runs pooled (predicted E2E / energy per epoch "
-            "± its bar: the replayed epochs' spread × Student t and the model's error from the accuracy bench; "
-            "error ± its bar against the runs that measured that configuration)",
-            ["runs", "device", "bottleneck"] + names + ["evidence"], rows)
+    return (DIAGNOSIS_TITLE, ["runs", "device", "bottleneck"] + names + ["evidence"], rows)
 
 
-def pareto_table(report: dict) -> tuple:
+def pareto_table(report: dict, marked: bool = True) -> tuple:
+    """The fronts' points, then their replayed and predicted ones, each by the knobs that differ between them (the
+    title says those every row shares); energy and power of replayed power ``marked`` in each cell too."""
+    every = [p for front in report["pareto"] for kind in ("points", "replayed", "predicted")
+             for p in front.get(kind, [])]
+    common, _ = split_configuration(every)
+
+    def knobs(point: dict) -> str:
+        return configuration_text({k: v for k, v in point["configuration"].items() if k not in common}) or "(same)"
+    replayed = REPLAYED_MARK if marked else ""
     rows = []
     for front in report["pareto"]:
         _, measured = split_configuration(front["points"], "measured_as")  # timing or page cache, where it varies
@@ -215,22 +260,21 @@ def pareto_table(report: dict) -> tuple:
                 "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
             if point["under_measured"]:
                 mark += " ({})".format(UNDER_MEASURED)
-            text = configuration_text(point["configuration"]) + (
-                " (measured with {})".format(configuration_text(how)) if how else "")
+            text = knobs(point) + (" (measured with {})".format(configuration_text(how)) if how else "")
             rows.append([front["device"], front["workload_text"], text,
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"),
                          MISSING if point["average_power_watts"] is None else
                          with_spread(point["average_power_watts"], point["power_spread_watts"], "W"), mark])
         for point in front.get("replayed", []):
-            rows.append([front["device"], front["workload_text"], configuration_text(point["configuration"]),
+            rows.append([front["device"], front["workload_text"], knobs(point),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
-                         "{:.3g} J{}".format(point["energy_joules"], REPLAYED_MARK),
+                         "{:.3g} J{}".format(point["energy_joules"], replayed),
                          MISSING if point["average_power_watts"] is None else
-                         "{:.3g} W{}".format(point["average_power_watts"], REPLAYED_MARK),
+                         "{:.3g} W{}".format(point["average_power_watts"], replayed),
                          "replayed power: off the front, never recommended"])
         for point in front.get("predicted", []):
-            rows.append([front["device"], front["workload_text"], configuration_text(point["configuration"]),
+            rows.append([front["device"], front["workload_text"], knobs(point),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
                          "predicted: {} of {}{}".format(point["what_if"], " ".join(point["runs"]), "" if
@@ -241,7 +285,8 @@ def pareto_table(report: dict) -> tuple:
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
     return ("Pareto front per device × workload (time vs energy per epoch of the workload ± spread; dominated only "
-            "beyond both spreads, energy's widened by its bound; {})".format(budget or "no budget given"),
+            "beyond both spreads, energy's widened by its bound; {}); common to all rows: {}".format(
+                budget or "no budget given", configuration_text(common) or "nothing"),
             ["device", "workload", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
 
@@ -263,26 +308,117 @@ def settings_text(report: dict) -> List[Tuple[str, str]]:
     return out
 
 
-def terminal_tables(report: dict) -> List[tuple]:
+def _grid(headers: List[str], rows: List[List[str]], indent: str = "") -> List[str]:
+    """Headers, a rule and rows, each column as wide as its widest cell."""
+    widths = [max(len(x) for x in column) for column in zip(headers, *rows)]
+    line = lambda cells: (indent + "  ".join(c.ljust(w) for c, w in zip(cells, widths))).rstrip()  # noqa: E731
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def _stacked(headers: List[str], rows: List[List[str]], named: List[int]) -> List[str]:
+    """A table too wide for the terminal: the columns that name a row (``named``) on a line of their own (once
+    for consecutive rows they share), under it the numbers, each spread on the line below its mean."""
+    numbers = [i for i in range(len(headers)) if i not in named]
+    means = [[r[i].split(" ± ")[0] for i in numbers] for r in rows]
+    spreads = [["± " + r[i].split(" ± ", 1)[1] if " ± " in r[i] else "" for i in numbers] for r in rows]
+    grid = _grid([headers[i] for i in numbers], [m for pair in zip(means, spreads) for m in pair], "  ")
+    out, previous = grid[:2], None
+    for row, mean, spread in zip(rows, grid[2::2], grid[3::2]):
+        name = ", ".join("{} {}".format(headers[i], row[i]) for i in named)
+        if name and name != previous:
+            out.append(name)
+            previous = name
+        out += [mean] + ([spread] if spread.strip() else [])
+    return out
+
+
+def text_table(title: str, headers: List[str], rows: List[List[str]]) -> List[str]:
+    """A table a terminal of WIDTH columns holds: what names the rows and is the same on every row is said once in
+    the title; where a row's line is still too wide, the rest of its names go on a line of their own and each
+    spread under its mean."""
+    if not rows:
+        return _wrapped(title) + ["(none: the notes below say why)", ""]
+    labels = [i for i, h in enumerate(headers) if h in LABELS]
+    shared = [i for i in labels if len({r[i] for r in rows}) == 1]
+    if shared:
+        title += "; every row: " + ", ".join("{} {}".format(headers[i], rows[0][i]) for i in shared)
+    kept = [i for i in range(len(headers)) if i not in shared]
+    headers, rows = [headers[i] for i in kept], [[r[i] for i in kept] for r in rows]
+    lines = _grid(headers, rows)
+    if max(len(x) for x in lines) > WIDTH:
+        lines = _stacked(headers, rows, [i for i, h in enumerate(headers) if h in LABELS])
+    return _wrapped(title) + lines + [""]
+
+
+# What each what-if changes, as the diagnosis says it (storage_bps=N and compute_speedup=K have their own words).
+WHAT_IF_TEXT = {"dataset_cached": "the dataset cached", "workers_doubled": "twice the workers",
+                "workers_doubled_storage_scales": "twice the workers, storage keeping up"}
+
+
+def what_if_text(name: str) -> str:
+    kind, _, value = name.partition("=")
+    if kind == "compute_speedup":
+        return "compute {}x faster".format(value)
+    if kind == "storage_bps":
+        return "storage reading {:g} MB/s".format(float(value) / 1e6)
+    return WHAT_IF_TEXT.get(name, name)
+
+
+def _wrapped(text: str, indent: str = "") -> List[str]:
+    """``text`` in lines of at most WIDTH, never broken inside a run id, a value ± its spread, or a value and its
+    unit."""
+    kept = re.sub(r"(\d) (?=(?:± |[sJW%]\b))", "\\1\u00a0", one_line(text).replace(" ± ", " ±\u00a0"))
+    return [line.replace("\u00a0", " ") for line in textwrap.wrap(
+        kept, WIDTH, initial_indent=indent, subsequent_indent=indent + "    ", break_on_hyphens=False,
+        break_long_words=False)]
+
+
+def diagnosis_text(report: dict) -> List[str]:
+    """The diagnosis and what-if table in sentences a terminal holds: per configuration its bottleneck and E2E,
+    the evidence, then each what-if with its spread and, where another configuration measured it, the error."""
+    _, varying = split_configuration(report["comparison"])
+    models = len({row["model"] for row in report["comparison"]}) > 1
+    out = _wrapped(DIAGNOSIS_TITLE)
+    for row, differs in zip(report["comparison"], varying):
+        if models:
+            differs = dict(differs, model=row["model"] or MISSING)
+        e2e = row["e2e_seconds"]
+        verdict = "no diagnosis" if row["bottleneck"] is None else "mixed bottleneck" \
+            if row["bottleneck"] == "mixed" else row["bottleneck"] + "-bound"
+        out += _wrapped("{}{}, E2E {} an epoch ({} {} on {})".format(
+            configuration_text(differs) + ": " if differs else "", verdict,
+            MISSING if e2e["mean"] is None else with_spread(e2e["mean"], e2e["std"], "s"),
+            "runs" if len(row["runs"]) > 1 else "run", " ".join(row["runs"]), row["device"]))
+        out += _wrapped("why: " + row["bottleneck_evidence"], "  ")
+        said = {}  # type: Dict[str, List[str]]  # what the what-ifs predict -> which say it (the same missing)
+        for name, prediction in row["what_if"].items():
+            said.setdefault(_prediction_cell(prediction), []).append(what_if_text(name))
+        out += [line for cell, names in said.items()
+                for line in _wrapped("with {}: {}".format(" / ".join(names), cell), "  ")]
+    return out + [""]
+
+
+def terminal_tables(report: dict, columns: Optional[Sequence[str]] = DEFAULT_COLUMNS,
+                    marked: bool = True) -> List[tuple]:
     """``tables`` with every cell one line of visible characters: a label value from Prometheus holding NUL,
     BEL, a newline or U+202E (which reverses what follows on a terminal) is shown escaped, \\x07, \\u202e."""
     return [(one_line(title), [one_line(h) for h in headers], [[one_line(c) for c in row] for row in rows])
-            for title, headers, rows in tables(report)]
+            for title, headers, rows in tables(report, columns, marked)]
 
 
-def as_text(report: dict) -> str:
+def as_text(report: dict, columns: Optional[Sequence[str]] = DEFAULT_COLUMNS) -> str:
+    """The tables for a terminal: replayed power said in a column of its own (said once in the title where every
+    row shares it) rather than beside every number."""
     out = []
-    for title, headers, rows in terminal_tables(report):
-        widths = [max(len(x) for x in column) for column in zip(headers, *rows)]
-        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-        out += [title, line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows] + [""]
-    out += ["note: " + one_line(n) for n in report["notes"]]
+    for title, headers, rows in terminal_tables(report, columns, marked=False):
+        out += diagnosis_text(report) if title == one_line(DIAGNOSIS_TITLE) else text_table(title, headers, rows)
+    out += [line for n in report["notes"] for line in _wrapped("note: " + n)]
     return "\n".join(out).rstrip() + "\n"
 
 
-def as_markdown(report: dict) -> str:
+def as_markdown(report: dict, columns: Optional[Sequence[str]] = DEFAULT_COLUMNS) -> str:
     out = []
-    for title, headers, rows in terminal_tables(report):
+    for title, headers, rows in terminal_tables(report, columns):
         out += ["### " + title, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
     out += ["> note: " + one_line(n) for n in report["notes"]]
@@ -335,10 +471,14 @@ def as_json(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
 
-FORMATS = {"table": as_text, "markdown": as_markdown, "json": as_json}  # type: Dict[str, Callable[[dict], str]]
+FORMATS = {"table": as_text, "markdown": as_markdown}  # type: Dict[str, Callable[..., str]]
 
 
-def render(report: dict, fmt: str, section: str = "epochs") -> str:
+def render(report: dict, fmt: str, section: str = "epochs",
+           columns: Optional[Sequence[str]] = DEFAULT_COLUMNS) -> str:
+    """The report in ``fmt``: the table and Markdown with ``columns`` (None: all), csv and json every one."""
     if fmt == "csv":
         return as_csv(report, section)
-    return FORMATS[fmt](report)
+    if fmt == "json":
+        return as_json(report)
+    return FORMATS[fmt](report, columns)

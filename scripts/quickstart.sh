@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The README's main command: on a fresh Debian machine, bring up the whole
-# edgescope stack natively and run a short instrumented training into it:
+# edgescope stack natively and run two short instrumented trainings into it:
 #   - Prometheus (Debian's package) with the project's prometheus.yml and rules,
 #   - the exporter (on a Jetson its real sources; elsewhere it replays a
 #     recorded Jetson Nano tegrastats log as the power source, for the demo),
-#   - a short training run of the reference experiment on a synthetic CIFAR-10.
-# Then it prints where to look. Interactive: keeps the stack up until Ctrl-C.
-# Otherwise (CI, pipes) it prints figures read back from Prometheus and stops.
+#   - two configurations of one small training on a synthetic JPEG folder that
+#     differ in one knob that matters on any machine: 1 and then 2 DataLoader
+#     workers decoding the JPEGs (4 epochs each: 3 kept, so every figure and
+#     prediction has a spread).
+# Then it prints the report read back from Prometheus (per-epoch table, the
+# diagnosis and what-ifs, each checked against the other configuration where
+# it measured the change, the comparison and the Pareto front), writes one
+# self-contained html page, the loader timeline (PNG and Chrome trace), and
+# says where to open each file. Interactive: keeps the stack up until Ctrl-C.
+# Otherwise (CI, pipes) it stops after printing.
 #
 # Settings (environment): EDGESCOPE_DATA (data), EDGESCOPE_OUT (out/quickstart),
 # EDGESCOPE_PROMETHEUS_PORT (9090), EDGESCOPE_EXPORTER_PORT (9945),
@@ -41,8 +48,11 @@ for spec in "$PROM_PORT:EDGESCOPE_PROMETHEUS_PORT" "$EXPORTER_PORT:EDGESCOPE_EXP
 done
 
 mkdir -p "$OUT/prometheus/targets"
-[ -d "$DATA/cifar-10-batches-py" ] || \
-    "$PY" -m trainer.datasets_cli cifar10 --out "$DATA" --train-images 2000 --test-images 200
+# 320 JPEGs of 800 x 800 px cropped to 32 px: decoding them is more work than one loader worker can hide behind a
+# small model's steps, and about what two can.
+IMAGES=$DATA/quickstart-jpeg-800
+[ -d "$IMAGES/class_09" ] || \
+    "$PY" -m trainer.datasets_cli imagefolder --out "$IMAGES" --images 320 --image-size 800
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -58,7 +68,7 @@ if ! command -v tegrastats >/dev/null && [ ! -S /run/jtop.sock ]; then
     POWER=(--power-source tegrastats --tegrastats-file exporter/demo/tegrastats_nano_warming.log)
 fi
 "$PY" -m exporter.cli --web.listen-address "127.0.0.1:$EXPORTER_PORT" "${POWER[@]}" \
-    --dataset "$DATA" --pagecache-interval 5 >"$OUT/exporter.log" 2>&1 &
+    --dataset "$IMAGES" --pagecache-interval 5 >"$OUT/exporter.log" 2>&1 &
 PIDS+=($!)
 
 # --- Prometheus: the project's config, this machine as the one board ---------
@@ -94,20 +104,36 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 
-# --- a short run of the reference experiment ------------------------------------
-# The trainer reads the exporter's energy counter at each epoch's edges (energy_joules in results.jsonl).
-"$PY" -m trainer.cli --data-dir "$DATA" --epochs 2 --max-batches 40 --device-name "$DEVICE" \
-    --run-id "$RUN_ID" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
-    --exporter-url "http://127.0.0.1:$EXPORTER_PORT/metrics" \
-    --results "$OUT/results.jsonl" --metrics-textfile "$OUT/trainer.prom"
+# --- two configurations: 1 and 2 loader workers ----------------------------------
+# The trainer reads the exporter's energy counter at each epoch's edges (energy_joules in results-*.jsonl), writes
+# each epoch's loader timeline (what its what-ifs replay) and lingers until Prometheus has scraped its last epoch.
+# One torch thread for the steps (as bench/whatif_accuracy.py): the loader workers have the other cores.
+RUNS=()
+for workers in 1 2; do
+    run="$RUN_ID-w$workers"
+    RUNS+=(--run "$run")
+    echo
+    echo "quickstart: run $run: mobilenet_v3_small on the JPEG folder, $workers loader worker(s), 4 epochs"
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PY" -m trainer.cli --dataset imagefolder --data-dir "$IMAGES" --image-size 32 --model mobilenet_v3_small \
+        --workers "$workers" --epochs 4 --max-batches 20 --device-name "$DEVICE" \
+        --run-id "$run" --metrics-port "$TRAINER_PORT" --metrics-addr 127.0.0.1 --linger 6 \
+        --exporter-url "http://127.0.0.1:$EXPORTER_PORT/metrics" --timeline-dir "$OUT/timelines" \
+        --results "$OUT/results-w$workers.jsonl" --metrics-textfile "$OUT/trainer-w$workers.prom"
+done
 sleep 4  # the rules' last evaluation after the final scrape
 
 echo
-echo "quickstart: run $RUN_ID on device $DEVICE, the report read back from Prometheus ($PROM):"
-"$PY" -m report.cli --prometheus "$PROM" --run "$RUN_ID" --warmup-epochs 1 --format table \
-    --plots "$OUT/plots" || die "the report could not read run $RUN_ID back from $PROM"
+echo "quickstart: the report of runs $RUN_ID-w1 and -w2 on device $DEVICE, read back from Prometheus ($PROM):"
+REPORT=("$PY" -m report.cli --prometheus "$PROM" "${RUNS[@]}" --warmup-epochs 1 --pareto
+        --timeline-dir "$OUT/timelines")
+"${REPORT[@]}" --format table --plots "$OUT/plots" 2>"$OUT/report.log" || {
+    cat "$OUT/report.log" >&2; die "the report could not read runs $RUN_ID-w1 and -w2 back from $PROM"; }
+"${REPORT[@]}" --format html --output "$OUT/report.html" 2>>"$OUT/report.log" || die "see $OUT/report.log"
+"$PY" -m report.cli --timeline "$RUN_ID-w1" --timeline-dir "$OUT/timelines" --output "$OUT/timeline-w1.png" \
+    2>>"$OUT/report.log" || die "see $OUT/report.log"
 
-[ -z "$REPLAYED" ] || echo "quickstart: its power and energy are a REPLAYED DEMO (a recorded Jetson Nano log), not this machine's"
+[ -z "$REPLAYED" ] || echo "quickstart: power and energy above are a REPLAYED DEMO (a recorded Jetson Nano log), not this" \
+    "machine's: the Pareto front never recommends from them"
 echo
 echo "Where to look:"
 if [ "$KEEP" = 1 ]; then  # the stack is still up: its URLs work until Ctrl-C
@@ -119,9 +145,12 @@ if [ "$KEEP" = 1 ]; then  # the stack is still up: its URLs work until Ctrl-C
 EOF
 fi
 cat <<EOF
-  per-epoch results   $OUT/results.jsonl   (energy_joules: measured by the trainer at the epoch edges)
+  the whole report    $OUT/report.html   (one self-contained page, all of the above and the plots: open it in a browser)
+  loader timeline     $OUT/timeline-w1.png   (run -w1's last epoch: each worker's reads and decodes, each step)
+  its Chrome trace    $OUT/timeline-w1.trace.json   (open it in https://ui.perfetto.dev or chrome://tracing)
   report plots        $OUT/plots/*.png
-  logs                $OUT/exporter.log, $OUT/prometheus.log
+  per-epoch results   $OUT/results-w1.jsonl, $OUT/results-w2.jsonl   (every figure of every epoch)
+  logs                $OUT/exporter.log, $OUT/prometheus.log, $OUT/report.log
   dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a
                       monitoring host (see README, Deployment) provisions them.
 EOF

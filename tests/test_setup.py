@@ -138,3 +138,22 @@ def test_second_run_is_the_fast_path() -> None:
                           universal_newlines=True, timeout=300)
     assert done.returncode == 0, done.stdout
     assert "is up to date" in done.stdout and "pip install" not in done.stdout, done.stdout
+
+
+def test_the_quick_start_trains_two_configurations_and_says_where_each_file_is() -> None:
+    """Its run takes minutes (CI has no room for it; its report's pieces are tests/report/test_report_terminal.py
+    and the end-to-end run's tests/stack/test_integration.py): two configurations of the same training, at least
+    3 epochs each (2 kept: every figure and prediction has a spread), the report with its Pareto front, the html
+    page and the loader timeline with its trace, and each file named under "Where to look"."""
+    script = (REPO / "scripts" / "quickstart.sh").read_text(encoding="utf-8")
+    configurations = re.search(r"^for workers in (\d+) (\d+); do$", script, re.MULTILINE)
+    assert configurations and configurations.group(1) != configurations.group(2)
+    assert int(re.search(r"--workers \"\$workers\" --epochs (\d+)", script).group(1)) >= 3
+    assert '--pareto' in script and '--timeline-dir "$OUT/timelines"' in script
+    written = {'--format html --output "$OUT/report.html"': "$OUT/report.html",
+               '--timeline "$RUN_ID-w1" --timeline-dir "$OUT/timelines" --output "$OUT/timeline-w1.png"':
+                   "$OUT/timeline-w1.png"}
+    where = script[script.index('echo "Where to look:"'):]
+    for command, path in written.items():
+        assert command in script and path in where
+    assert "$OUT/timeline-w1.trace.json" in where  # edgescope-report --timeline writes it beside the PNG

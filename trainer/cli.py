@@ -14,6 +14,7 @@ import secrets
 import socket
 import sys
 import time
+import warnings
 from typing import AbstractSet, Any, Dict, List, Optional
 
 import torch
@@ -111,11 +112,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--metrics-addr", default="0.0.0.0", help="address to serve on (127.0.0.1: this host only)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None,
                    help="TLS and basic auth for the endpoint, in the exporter's web-config.yml format")
-    p.add_argument("--metrics-textfile", default=None, help="also write the exposition here at each epoch end")
+    p.add_argument("--metrics-textfile", default=None,
+                   help="also write the exposition here at the start, at each epoch end and at the end")
     p.add_argument("--linger", type=_non_negative_float, default=30.0,
                    help="seconds to keep serving after the last epoch, so the last scrape sees it")
     p.add_argument("--results", default=None, help="append one JSON object per epoch to this file")
-    p.add_argument("--log-interval", type=int_at_least(1), default=100, help="print the loss every N steps")
+    p.add_argument("--log-interval", type=int_at_least(1), default=100,
+                   help="print the mean loss of the last N steps every N steps (read from the device only then)")
+    p.add_argument("--verbose", action="store_true",
+                   help="each epoch's line and the summary with every time (the stall split, host overhead, the "
+                        "loader's start-up and shutdown, the workers' own read and preprocess time; all are in "
+                        "--results)")
     p.add_argument("--checkpoint-dir", default=None, help="save a checkpoint at every epoch end")
     energy = p.add_mutually_exclusive_group()
     energy.add_argument("--exporter-url", default=None, metavar="URL",
@@ -124,7 +131,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     energy.add_argument("--power-source", choices=POWER_SOURCES, default=None,
                         help="no exporter: sample this power source in-process (the exporter's sources)")
     p.add_argument("--exporter-ca-file", default=None, help="CA certificate that signed an https exporter's")
-    p.add_argument("--tegrastats-file", default=None, help="with --power-source tegrastats: replay this log")
+    p.add_argument("--tegrastats-file", default=None,
+                   help="with --power-source tegrastats (or auto): replay this log instead of running tegrastats")
     p.add_argument("--power-interval", type=flags.POWER_INTERVAL, default=SAMPLE_INTERVAL_S, metavar="SECONDS",
                    help="with --power-source: sample power this often, and run tegrastats / jtop at it (0.1: "
                         "tegrastats --interval 100); a line source's epoch energy bound is its power x this at "
@@ -231,6 +239,24 @@ def _make_directory(path: str) -> None:
             path, error.strerror or error))
 
 
+def usable_cores() -> Optional[int]:
+    """The CPU cores this process may run on (its affinity, as torch counts them), None where unknown."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def workers_note(workers: int) -> Optional[str]:
+    """torch's "This DataLoader will create N worker processes" warning as one line that says what it means for
+    the measurement; None where the workers have a core each."""
+    cores = usable_cores()
+    if not workers or cores is None or workers <= cores:
+        return None
+    return ("edgescope-train: note: {} loader workers and the training steps share the {} CPU core{} this process "
+            "may use: stall and compute include waiting for a core (this machine's figures with {} workers)".format(
+                workers, cores, "" if cores == 1 else "s", workers))
+
+
 def new_run_id() -> str:
     """A run id from the time, with 4 random hex digits: two runs started in the same second differ."""
     return "{}-{}".format(datetime.datetime.now().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(2))
@@ -244,6 +270,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     if args.synthetic_input:
         loader = SyntheticBatches(dataset, args.batch_size, device, args.seed)  # type: Any
     else:
+        note = workers_note(args.workers)
+        if note:  # instead of torch's warning, made with the loader and at every epoch's start
+            warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+            print(note, file=sys.stderr, flush=True)
         loader = make_loader(dataset, args.batch_size, args.workers, args.prefetch_factor, args.pin_memory,
                              args.seed, timed=args.timing != "none")
     model = build_model(args.model, num_classes=len(dataset.classes)).to(device)
@@ -379,7 +409,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                                                        "settings": settings, "model": job.model.state_dict(),
                                                        "optimizer": job.optimizer.state_dict()})
             append_result(args.results, record)
-            print_epoch(record, args.epochs)
+            print_epoch(record, args.epochs, args.verbose)
             if used and used.note:
                 print("edgescope-train: epoch {}: {}".format(epoch, used.note), file=sys.stderr, flush=True)
             if not complete:
@@ -391,7 +421,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             finish()
         metrics.running.set(0)
         finish()
-        print_summary(history)
+        print_summary(history, args.verbose)
         if stop.requested:
             print("edgescope-train: stopped by signal {}; results and metrics written".format(stop.signum),
                   file=sys.stderr, flush=True)

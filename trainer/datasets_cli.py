@@ -17,16 +17,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     kinds.required = True
     cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/")
     cifar.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
-    cifar.add_argument("--train-images", type=flags.TRAIN_IMAGES, default=50000)
-    cifar.add_argument("--test-images", type=flags.TEST_IMAGES, default=10000)
-    cifar.add_argument("--seed", type=flags.SEED, default=0)
+    cifar.add_argument("--train-images", type=flags.TRAIN_IMAGES, default=50000, help="default %(default)s, as CIFAR-10")
+    cifar.add_argument("--test-images", type=flags.TEST_IMAGES, default=10000, help="default %(default)s, as CIFAR-10")
+    cifar.add_argument("--seed", type=flags.SEED, default=0, help="the same seed writes the same files")
     folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)")
-    folder.add_argument("--out", required=True)
-    folder.add_argument("--images", type=flags.FOLDER_IMAGES, default=10000)
+    folder.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
+    folder.add_argument("--images", type=flags.FOLDER_IMAGES, default=10000, help="how many, spread over the classes")
     folder.add_argument("--image-size", type=flags.IMAGE_SIZE, default=224, help="side in pixels")
-    folder.add_argument("--classes", type=flags.CLASSES, default=10)
+    folder.add_argument("--classes", type=flags.CLASSES, default=10, help="class folders")
     folder.add_argument("--quality", type=flags.QUALITY, default=90, help="JPEG quality 1-95")
-    folder.add_argument("--seed", type=flags.SEED, default=0)
+    folder.add_argument("--seed", type=flags.SEED, default=0, help="the same seed writes the same files")
     return parser.parse_args(argv)
 
 

@@ -71,9 +71,17 @@ def complete_results(path: Optional[str], run_id: str, history: List[Dict[str, A
     return [record["epoch"] for record in missing]
 
 
-def print_summary(history: List[Dict[str, Any]]) -> None:
+# The summary's times: the first three always (a line within 120 columns), the rest with --verbose.
+SUMMARY_KEYS = (("E2E", "duration_s"), ("stall", "fetch_stall_s"), ("compute", "compute_s"),
+                ("storage stall", "fetch_stall_storage_s"), ("preprocess stall", "fetch_stall_preprocess_s"),
+                ("host overhead", "host_overhead_s"), ("loader start-up", "loader_startup_s"),
+                ("loader shutdown", "loader_shutdown_s"), ("overhead", "overhead_s"))
+
+
+def print_summary(history: List[Dict[str, Any]], verbose: bool = False) -> None:
     """Mean ± std over epochs 1..N-1 (all epochs when there is only one: its values, n=1, no spread), and the
-    what-ifs replayed on them, each ± its bar (trainer.calibration: the spread and the model's own error)."""
+    what-ifs replayed on them, one a line, each ± its bar (trainer.calibration: the spread and the model's own
+    error); every time with ``verbose``."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -82,12 +90,7 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
     def stat(values: List[float]) -> str:
         return with_spread(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None, "s")
     parts = ["{} {}".format(label, stat([r[key] for r in chosen]))
-             for label, key in (("E2E", "duration_s"), ("stall", "fetch_stall_s"),
-                                ("storage stall", "fetch_stall_storage_s"),
-                                ("preprocess stall", "fetch_stall_preprocess_s"),
-                                ("compute", "compute_s"), ("host overhead", "host_overhead_s"),
-                                ("loader start-up", "loader_startup_s"), ("loader shutdown", "loader_shutdown_s"),
-                                ("overhead", "overhead_s"))
+             for label, key in SUMMARY_KEYS[:None if verbose else 3]
              if all(r.get(key) is not None for r in chosen)]
     if len(chosen) == 1:
         over = "epoch {} alone (n=1, no spread)".format(chosen[0]["epoch"])
@@ -103,21 +106,19 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
     table = calibration.load()
     if table.problem:
         print("edgescope-train: note: " + table.problem, file=sys.stderr, flush=True)
-    cells = []
+    print("what-if, epoch replayed (mean ± bar over the same epochs: spread × Student t {:.2f} for n={} and the "
+          "model's error):".format(calibration.student_t(len(chosen)), len(chosen)), flush=True)
     for name in names:
         values = [(r.get("predicted_duration_s") or {}).get(name) for r in chosen]
         if any(v is None for v in values):
             basis = next(((r.get("prediction_basis") or {}).get(name) for r in chosen
                           if (r.get("predicted_duration_s") or {}).get(name) is None), None)
-            cells.append("{} not predicted ({})".format(name, basis or "missing in some epochs"))
+            print("  {} not predicted ({})".format(name, basis or "missing in some epochs"), flush=True)
         else:
             mean = statistics.mean(values)  # type: ignore
             bar = calibration.bar(mean, statistics.stdev(values), len(values), name, table)  # type: ignore
-            cells.append("{} {}{}".format(name, with_spread(mean, bar.seconds, "s"), "" if bar.relative_error
-                                          is not None else " ({})".format(calibration.NOT_CALIBRATED)))
-    print("what-if, epoch replayed (mean ± bar over the same epochs: their spread × Student t {:.2f} for n={} and "
-          "the model's error for that kind of what-if, from the accuracy bench): {}".format(
-              calibration.student_t(len(chosen)), len(chosen), "; ".join(cells)), flush=True)
+            print("  {} {}{}".format(name, with_spread(mean, bar.seconds, "s"), "" if bar.relative_error is not None
+                                     else " ({})".format(calibration.NOT_CALIBRATED)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:
@@ -159,22 +160,38 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
 
 def energy(record: Dict[str, Any]) -> str:
     """The epoch's energy with the digits its bound allows (``± bound``); without a bound, three
-    significant digits."""
+    significant digits; ``replayed energy`` and no bound where a recorded power log gave it: not this board's
+    energy (the report shows it without a spread too), and the line keeps within 120 columns (the run's start-up
+    line says it in full; --results keeps the bound)."""
     if record.get("energy_joules") is None:
-        return "-"
-    return with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J") + (
-        " (REPLAYED power log, not measured)" if record.get("power_replayed") else "")
+        return "energy -"
+    if record.get("power_replayed"):
+        return "replayed energy " + with_spread(record["energy_joules"], None, "J")
+    return "energy " + with_spread(record["energy_joules"], record.get("energy_bound_joules"), "J")
 
 
-def print_epoch(record: Dict[str, Any], epochs: int) -> None:
-    def value(key: str, unit: str = "s", digits: int = 3) -> str:
-        return "-" if record.get(key) is None else "{:.{}f} {}".format(record[key], digits, unit)
-    print("epoch {}/{}{}: E2E {}  stall {} (storage {}, preprocess {})  compute {}  host overhead {}  loader "
-          "start-up {} shutdown {}  overhead {}  energy {}  "
-          "power {}  (workers: read {}, preprocess {}; {} batches, {} samples, loss {})".format(
-              record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
-              value("fetch_stall_s"), value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"),
-              value("compute_s"), value("host_overhead_s"), value("loader_startup_s"), value("loader_shutdown_s"),
-              value("overhead_s"), energy(record),
-              value("average_power_watts", "W", 3), value("read_s"), value("preprocess_s"), record["batches"],
-              record["samples"], "-" if record["loss"] is None else "{:.4f}".format(record["loss"])), flush=True)
+def _storage_share(record: Dict[str, Any]) -> str:
+    """The storage part of the stall (the rest is preprocessing), as the line says it."""
+    storage, preprocess = record.get("fetch_stall_storage_s"), record.get("fetch_stall_preprocess_s")
+    if storage is None or preprocess is None or storage + preprocess <= 0:
+        return ""
+    return " ({:.0%} storage)".format(storage / (storage + preprocess))
+
+
+def print_epoch(record: Dict[str, Any], epochs: int, verbose: bool = False) -> None:
+    """The epoch's line within 120 columns: E2E, stall (and its storage share), compute, energy, power and loss;
+    ``verbose`` adds the stall split in seconds, host overhead, the loader's start-up and shutdown, what is left,
+    the workers' own read and preprocess time, batches and samples (all of them are in --results)."""
+    def value(key: str, unit: str = "s") -> str:
+        return "-" if record.get(key) is None else with_spread(record[key], None, unit)
+    line = "epoch {}/{}{}: E2E {}, stall {}{}, compute {}, {}, power {}, loss {}".format(
+        record["epoch"], epochs, "" if record["complete"] else " (interrupted)", value("duration_s"),
+        value("fetch_stall_s"), _storage_share(record), value("compute_s"), energy(record),
+        value("average_power_watts", "W"), "-" if record["loss"] is None else "{:.4f}".format(record["loss"]))
+    if verbose:
+        line += "; stall split: storage {}, preprocess {}; host overhead {}, loader start-up {}, shutdown {}, " \
+            "overhead {}; workers: read {}, preprocess {}; {} batches, {} samples".format(
+                value("fetch_stall_storage_s"), value("fetch_stall_preprocess_s"), value("host_overhead_s"),
+                value("loader_startup_s"), value("loader_shutdown_s"), value("overhead_s"), value("read_s"),
+                value("preprocess_s"), record["batches"], record["samples"])
+    print(line, flush=True)

@@ -5,6 +5,7 @@ the predicted configuration was measured, and the front with its recommendation.
 import math
 import statistics
 import time
+from typing import List
 
 import pytest
 
@@ -118,11 +119,23 @@ def test_prediction_error_in_the_table_with_the_digits_its_spread_allows(server,
     assert main(["--prometheus", server.url, "--since", repr(server.bench.base), "--until",
                  repr(server.bench.end)]) == 0
     out = capsys.readouterr().out
-    line = [x for x in out.splitlines() if x.startswith("cold-w2") and "measured" in x]
-    assert len(line) == 1 and "23.1 ± 0.9 s / 139 ± 5 J (measured 23.50 ± 0 s: -2 ± 4 %, within noise)" in line[0]
-    assert "(not calibrated: its bar is the epochs' spread alone)" in line[0]  # compute_speedup=2's cell
-    pre = [x for x in out.splitlines() if x.startswith("pre-w2") and "measured" in x]
-    assert "21.2 ± 0.7 s / 106 ± 3 J (measured 22.00 ± 0 s: -4 ± 3 %)" in pre[0]
+    cold = diagnosis_lines(out, "cold-w2")
+    assert cold[0].startswith("model=resnet18 workers=2: storage-bound, E2E 50.00 ± 0 s an epoch")
+    assert "  with the dataset cached: 23.1 ± 0.9 s / 139 ± 5 J (measured 23.50 ± 0 s: -2 ± 4 %, within noise)" \
+        in cold
+    assert any(line.startswith("  with compute 2x faster: ") and line.endswith(
+        " (not calibrated: its bar is the epochs' spread alone)") for line in cold), cold
+    assert "  with twice the workers: 21.2 ± 0.7 s / 106 ± 3 J (measured 22.00 ± 0 s: -4 ± 3 %)" \
+        in diagnosis_lines(out, "pre-w2")
+
+
+def diagnosis_lines(table: str, run_id: str) -> List[str]:
+    """The text report's diagnosis of the configuration ``run_id`` ran: its sentence and the indented lines
+    under it (evidence, what-ifs)."""
+    lines = table[table.index("Diagnosis and what-if"):].splitlines()
+    start = next(k for k, line in enumerate(lines) if "(run {} on ".format(run_id) in line)
+    end = next(k for k in range(start + 1, len(lines) + 1) if k == len(lines) or not lines[k].startswith("  "))
+    return lines[start:end]
 
 
 def test_pareto_front_and_recommendations(server, tmp_path):

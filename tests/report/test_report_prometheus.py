@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import sys
+from typing import List
 
 import pytest
 
@@ -147,10 +148,12 @@ def test_run_without_exporter_data_is_reported_with_the_rest_missing(bench_prome
     out, err = capsys.readouterr()
     assert code == 0
     assert "no exporter data for device 'orin-1'" in err and len(err.strip().splitlines()) == 1
-    epoch_lines = [line for line in out.splitlines() if line.startswith("run-orin-a")]
-    assert len(epoch_lines) == 3 + 1 + 1  # three epochs, the run's summary line and its diagnosis line
-    assert all("missing" in line for line in epoch_lines)
-    assert "12.40" in out  # its trainer numbers are there (epoch 0 E2E)
+    # one run: the tables say its id once, in their titles, then its three epochs and its summary
+    assert "Per epoch (* = warm-up, left out of the means); every row: run run-orin-a, device orin-1" in out
+    epoch_lines, summary = table_rows(out, "Per epoch"), table_rows(out, "Per run")
+    assert len(epoch_lines) == 3 and len(summary) == 1
+    assert all("missing" in line for line in epoch_lines + summary)
+    assert epoch_lines[0].startswith("0*     12.40")  # its trainer numbers are there (epoch 0 E2E)
     report = report_json(bench_prometheus, "--run", "run-orin-a")
     assert {r["energy_joules"] for r in report["epochs"]} == {None}
     assert {r["read_iops"] for r in report["epochs"]} == {None}
@@ -196,10 +199,19 @@ def test_formats_csv_markdown_table(bench_prometheus, capsys):
     table = capsys.readouterr().out
     assert "Comparison: one row per configuration and way of measuring it, time and energy per epoch of its " \
         "workload (the samples epoch_samples says); common to all rows: batch_size=16 dataset=cifar10 " \
-        "epoch_samples=50000 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" in table and " ± " in table
-    compare = table[table.index("Comparison"):].splitlines()
-    nx_w2 = [line for line in compare if line.startswith("nx-1") and "workers=2" in line]
+        "epoch_samples=50000 pin_memory=false prefetch_factor=2 torch_device=cuda; measured with timing=lazy" \
+        in " ".join(table.split()) and " ± " in table
+    compare = table_rows(table, "Comparison")
+    nx_w2 = [line for line in compare if line.startswith("device nx-1") and "workers=2" in line]
     assert len(nx_w2) == 1 and "batch_size" not in nx_w2[0]  # rows show only what differs
+    assert max(len(line) for line in table.splitlines()) <= 120
+
+
+def table_rows(text: str, title: str) -> List[str]:
+    """The lines under the rule of the text report's table whose title starts with ``title``."""
+    block = text[text.index(title):].split("\n\n")[0].splitlines()
+    rule = next(k for k, line in enumerate(block) if line.lstrip().startswith("---"))
+    return block[rule + 1:]
 
 
 def test_plots_are_written(bench_prometheus, tmp_path):

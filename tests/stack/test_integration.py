@@ -20,6 +20,7 @@ from the rules agrees with the exporter's energy counter.
 """
 import contextlib
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +69,7 @@ class Stack(NamedTuple):
     started: float                      # Unix time before the trainer started
     sysfs: Path
     webhook: WebhookReceiver            # behind the project's Alertmanager config
+    trainer_log: Path                   # what the trainer printed
 
 
 def spawn(args: List[str], log: Path) -> subprocess.Popen:
@@ -129,7 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prom.wait_until(lambda: prom.query('edgescope_train_running{run_id="%s"} == 0' % RUN_ID),
                         timeout=600, what="the run to finish; trainer log:\n%s" % trainer_log)
         assert trainer.poll() is None, trainer_log.read_text()
-        yield Stack(prom, started, sysfs, webhook)
+        yield Stack(prom, started, sysfs, webhook, trainer_log)
 
 
 def test_every_recording_rule_produced_data(stack: Stack) -> None:
@@ -248,3 +250,21 @@ def test_gauge_integral_agrees_with_the_counter_over_a_window(stack: Stack) -> N
     g, c = float(gauge[0]["value"][1]), float(counter[0]["value"][1])
     print("last %d s: gauge %.2f J, counter %.2f J, %+.1f %%" % (window, g, c, 100 * (g / c - 1)))
     assert c > 0 and abs(g - c) <= ENERGY_TOLERANCE * c, "gauge %.2f J, counter %.2f J" % (g, c)
+
+
+def test_the_run_on_a_terminal_says_why_and_what_would_change_it(stack: Stack) -> None:
+    """What the quick start shows, on this real run read back from Prometheus: the trainer's epoch lines and
+    edgescope-report's default text within 120 columns, the diagnosis in a sentence, each what-if with its
+    spread."""
+    epochs = [line for line in stack.trainer_log.read_text().splitlines() if re.match(r"^epoch \d+/\d+: ", line)]
+    assert len(epochs) == EPOCHS and max(len(line) for line in epochs) <= 120, epochs
+    done = subprocess.run([sys.executable, "-m", "report.cli", "--prometheus", stack.prom.url, "--run", RUN_ID],
+                          env=child_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 120, done.stdout
+    assert re.search(r"^(\w+-bound|mixed bottleneck), E2E [\d.]+ ± [\d.]+ s an epoch \(run {} on {}\)$".format(
+        RUN_ID, DEVICE), done.stdout, re.MULTILINE), done.stdout
+    said = " ".join(done.stdout.split())
+    for what_if in ("the dataset cached", "twice the workers", "compute 2x faster"):
+        assert re.search(r"with {}[^:]*: [\d.]+ ± [\d.]+ s / [\d.]+ ± [\d.]+ J".format(what_if), said), said

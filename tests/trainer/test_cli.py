@@ -196,7 +196,7 @@ def test_resume_continues_after_the_last_checkpoint(cifar_dir, tmp_path, capsys)
             del record[key]
     torch.save(first, os.path.join(checkpoints, "checkpoint.pt"))
     capsys.readouterr()
-    assert cli.main(args + ["--epochs", "3", "--resume"]) == 0
+    assert cli.main(args + ["--epochs", "3", "--resume", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "epoch 0/" not in out and "epoch 1/3" in out and "epoch 2/3" in out
     assert "mean ± std over epochs 1..2 (n=2)" in out and "storage stall" in out
@@ -301,11 +301,13 @@ def test_loss_is_read_from_the_device_only_when_printed(cifar_dir, tmp_path, mon
 
 
 def test_timing_none_measures_no_stall(cifar_dir, tmp_path, capsys):
-    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1"]) == 0
+    assert cli.main(small_run_args(cifar_dir, str(tmp_path)) + ["--timing", "none", "--epochs", "1",
+                                                                "--verbose"]) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert record["fetch_stall_s"] is None and record["duration_s"] > 0
     assert [record[key] for key in LOAD_KEYS] == [None] * 4
-    assert "stall - (storage -, preprocess -)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ", stall -, compute -, " in out and "; stall split: storage -, preprocess -; " in out
     exposition = (tmp_path / "run.prom").read_text()
     for name in ("epoch_fetch_stall", "epoch_fetch_stall_storage", "epoch_read", "epoch_preprocess"):
         assert "edgescope_train_{}_seconds{{".format(name) not in exposition
@@ -316,7 +318,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     folder = str(tmp_path / "jpegs")
     write_jpeg_folder(folder, images=12, image_size=40, classes=3, seed=2)
     args = small_run_args(folder, str(tmp_path)) + ["--dataset", "imagefolder", "--image-size", "32",
-                                                    "--epochs", "1", "--batch-size", "4"]
+                                                    "--epochs", "1", "--batch-size", "4", "--verbose"]
     assert cli.main(args) == 0
     record = results(str(tmp_path / "results.jsonl"))[0]
     assert (record["dataset"], record["batches"], record["samples"]) == ("imagefolder", 3, 12)
@@ -328,7 +330,7 @@ def test_trains_on_an_image_folder(tmp_path, capsys):
     assert info[0]["image_size"] == "32"  # a crop size of its own: another configuration in every comparison
     out = capsys.readouterr().out
     assert "imagefolder (12 images, 3 batches/epoch)" in out
-    assert re.search(r"stall [\d.]+ s \(storage [\d.]+ s, preprocess [\d.]+ s\)", out), out
+    assert re.search(r"stall [\d.]+ s \(\d+% storage\).*; stall split: storage [\d.]+ s, preprocess [\d.]+ s; ", out), out
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -486,3 +488,27 @@ def test_synthetic_input_trains_the_loaders_batches_with_no_loader_and_says_so(c
     info = [s for (name, labels), s in samples((tmp_path / "run.prom").read_text()).items()
             if name == "edgescope_train_run_info" and ("input", "synthetic") in labels]
     assert info == [1.0]
+
+
+def test_more_workers_than_cores_is_one_line_of_ours_instead_of_torchs_warning(cifar_dir, tmp_path):
+    """On one core (the child's affinity), 2 workers: torch would warn at every epoch's start (two long lines
+    each); the trainer says once what it means for the measurement. Its epoch lines fit 120 columns."""
+    one_core = {min(os.sched_getaffinity(0))}
+    args = small_run_args(cifar_dir, str(tmp_path)) + ["--workers", "2", "--max-batches", "2"]
+    done = subprocess.run([sys.executable, "-m", "trainer.cli"] + args, cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+    assert done.returncode == 0, done.stderr
+    assert "This DataLoader will create" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "edgescope-train: note: 2 loader workers and the training steps share the 1 CPU core this process may use: "
+        "stall and compute include waiting for a core (this machine's figures with 2 workers)"]
+    epoch_lines = [line for line in done.stdout.splitlines() if re.match(r"^epoch \d+/2: E2E ", line)]
+    assert len(epoch_lines) == 2 and max(len(line) for line in epoch_lines) <= 120, done.stdout
+
+
+def test_workers_within_the_cores_need_no_note(monkeypatch):
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert cli.workers_note(2) is None and cli.workers_note(0) is None
+    assert cli.workers_note(3).startswith(
+        "edgescope-train: note: 3 loader workers and the training steps share the 2 CPU cores")
