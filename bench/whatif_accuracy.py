@@ -8,10 +8,10 @@ imagefolder) over two sets of configurations (``--cases``, default both):
   (every epoch reads from the disk); one workers setting is also measured cold at a second rate (8 MiB/s). Image
   size 64 is light preprocessing, 224 heavier (the files are generated at that size and cropped to it). On a CPU
   the step hides such files even at 4 MiB/s, so the grid mostly checks what-ifs that should predict little change.
-- the cases that matter (cases_that_matter), 64 px crops: storage-bound (80 KB files, 384 px: cold 4 and 8 MiB/s
-  -> cached, one rate -> the other); one core shared by a worker and the step (the same files, the trainer pinned
-  to CPU 0: cold -> cached, 1 -> 2 workers); preprocessing-bound (560 KB files, 1024 px, ~14 ms to decode against
-  a ~5 ms step, on 2 CPUs: 1 -> 2 workers).
+- the cases that matter (cases_that_matter), 64 px crops: storage-bound (300 KB files, 768 px, 72 ms to read at
+  4 MiB/s: cold 4 and 8 MiB/s -> cached, one rate -> the other); one core shared by a worker and the step (the
+  same files, the trainer pinned to CPU 0: cold -> cached, 1 -> 2 workers); preprocessing-bound (560 KB files,
+  1024 px, ~14 ms to decode against a ~5 ms step, on 2 CPUs: 1 -> 2 workers).
 
 The slow disk is bench/slowdisk.py's FUSE view (``--disk fuse``: every read takes its size over the rate) or an
 ext4 loop disk of its own read through a cgroup v1 blkio throttle (``--disk throttle``).
@@ -68,7 +68,9 @@ MIB = 1024 * 1024
 MEDIAN_TARGET, WORST_TARGET = 0.10, 0.25
 BARS_TWICE = 0.95  # the share of errors inside twice their bar (issue 25: 19 in 20)
 MATTERS = 0.20  # a measured change at least this large is a case that matters
-LIGHT_FILE, HEAVY_FILE = 384, 1024  # the cases that matter: 80 KB files (19 ms at 4 MiB/s), 560 KB (~14 ms to decode)
+# the cases that matter: 300 KB files (72 ms to read at 4 MiB/s, ~7 ms to decode: storage-bound even when other
+# tenants slow the CPU five-fold) and 560 KB files (~14 ms to decode against a ~5 ms step: preprocessing-bound)
+LIGHT_FILE, HEAVY_FILE = 768, 1024
 
 
 class Config(NamedTuple):
@@ -146,10 +148,10 @@ def plan(batches: Dict[int, int], workers: Sequence[int], rates: Sequence[int], 
 
 def cases_that_matter(rates: Sequence[int], cold: bool, quick: bool) -> List[Config]:
     """Where a what-if should predict a change of 20 % or more (issue 25), 64 px crops on CPU: storage-bound
-    (80 KB files at 4 and 8 MiB/s: cold -> cached, one rate -> the other); one core shared by a worker and the
+    (LIGHT_FILE at 4 and 8 MiB/s: cold -> cached, one rate -> the other); one core shared by a worker and the
     step (the same files, the trainer pinned to CPU 0: cold -> cached, 1 -> 2 workers); preprocessing-bound
-    (560 KB files, ~14 ms to decode against a ~5 ms step, on 2 CPUs: 1 -> 2 workers)."""
-    light, heavy = (8, 6) if quick else (40, 20)
+    (HEAVY_FILE on 2 CPUs: 1 -> 2 workers)."""
+    light, heavy = (4, 6) if quick else (10, 20)
     storage = [CACHED] + (list(rates[:2]) if cold else [])
     return ([Config(64, 1, bps, LIGHT_FILE, 0, light) for bps in storage]
             + [Config(64, w, CACHED, LIGHT_FILE, 1, light) for w in (1, 2)]

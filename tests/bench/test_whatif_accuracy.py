@@ -60,15 +60,15 @@ def test_the_cases_that_matter_pair_only_within_their_workload_and_cpus():
     assert len(set(configs)) == len(configs) == 8
     named = {(label(t), label(s), name) for t, s, name in pairings(configs)}
     assert named == {
-        ("64 px of 384 px files, 1 worker, cached", "64 px of 384 px files, 1 worker, cold 4 MiB/s", "dataset_cached"),
-        ("64 px of 384 px files, 1 worker, cached", "64 px of 384 px files, 1 worker, cold 8 MiB/s", "dataset_cached"),
-        ("64 px of 384 px files, 1 worker, cold 4 MiB/s", "64 px of 384 px files, 1 worker, cold 8 MiB/s",
+        ("64 px of 768 px files, 1 worker, cached", "64 px of 768 px files, 1 worker, cold 4 MiB/s", "dataset_cached"),
+        ("64 px of 768 px files, 1 worker, cached", "64 px of 768 px files, 1 worker, cold 8 MiB/s", "dataset_cached"),
+        ("64 px of 768 px files, 1 worker, cold 4 MiB/s", "64 px of 768 px files, 1 worker, cold 8 MiB/s",
          storage_key(SLOW)),
-        ("64 px of 384 px files, 1 worker, cold 8 MiB/s", "64 px of 384 px files, 1 worker, cold 4 MiB/s",
+        ("64 px of 768 px files, 1 worker, cold 8 MiB/s", "64 px of 768 px files, 1 worker, cold 4 MiB/s",
          storage_key(FAST)),
-        ("64 px of 384 px files, 1 worker, cached, 1 CPU", "64 px of 384 px files, 1 worker, cold 4 MiB/s, 1 CPU",
+        ("64 px of 768 px files, 1 worker, cached, 1 CPU", "64 px of 768 px files, 1 worker, cold 4 MiB/s, 1 CPU",
          "dataset_cached"),
-        ("64 px of 384 px files, 2 workers, cached, 1 CPU", "64 px of 384 px files, 1 worker, cached, 1 CPU",
+        ("64 px of 768 px files, 2 workers, cached, 1 CPU", "64 px of 768 px files, 1 worker, cached, 1 CPU",
          "workers_doubled_storage_scales"),
         ("64 px of 1024 px files, 2 workers, cached, 2 CPUs", "64 px of 1024 px files, 1 worker, cached, 2 CPUs",
          "workers_doubled_storage_scales"),
