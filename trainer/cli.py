@@ -328,19 +328,17 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
                 _evict(args.data_dir)
             energy_start = try_read(energy) if energy else ""
             progress.start(epoch, args.epochs, batches_per_epoch)
-            cpu_began = time.process_time()
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
                                                          args.log_interval, stop, progress)
-            main_cpu_s = time.process_time() - cpu_began
             progress.close()
             used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
-            predictions = predict_epoch(window, args, main_cpu_s, dataset_bytes) if measured else {}
+            predictions = predict_epoch(window, args, dataset_bytes) if measured else {}
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used,
                                   predictions)
             if args.timeline_dir and window.timeline is not None:
                 try:
-                    write_timeline(args.timeline_dir, run_id, epoch, window, main_cpu_s)
+                    write_timeline(args.timeline_dir, run_id, epoch, window)
                 except OSError as error:
                     raise UsageError(cannot_write("timeline", error.filename or args.timeline_dir, error,
                                                   "pick another --timeline-dir"))
@@ -386,12 +384,11 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             energy.close()
 
 
-def predict_epoch(window: Window, args: argparse.Namespace, main_cpu_s: float,
-                  dataset_bytes: Optional[int]) -> Dict[str, Prediction]:
+def predict_epoch(window: Window, args: argparse.Namespace, dataset_bytes: Optional[int]) -> Dict[str, Prediction]:
     """The epoch's what-ifs, replayed on its timeline (none for ``--synthetic-input``: it has no loader)."""
     if args.synthetic_input:
         return {}
-    return window_what_ifs(window, main_cpu_s, args.what_if_storage_bps, args.what_if_compute_speedup, dataset_bytes)
+    return window_what_ifs(window, args.what_if_storage_bps, args.what_if_compute_speedup, dataset_bytes)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

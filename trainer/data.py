@@ -29,6 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 
 from exporter.pagecache import ScanLimits, ScanTooBig, regular_files
 from trainer.errors import UsageError
+from trainer.machine import resident_bytes
 from trainer.meter import LoadTimes
 from trainer.safe_load import DataFileError, load_image, load_pickle, read_bytes
 
@@ -259,20 +260,24 @@ class _InsideFolder:
 
 
 class _ReadClock:
-    """Seconds and bytes this process has spent in ``timed_read`` (each DataLoader worker is a process of its own)."""
+    """Seconds, CPU seconds and bytes this process has spent in ``timed_read`` (each DataLoader worker is a process
+    of its own)."""
     seconds = 0.0
+    cpu_seconds = 0.0
     bytes = 0
 
 
 def timed_read(path: str) -> bytes:
-    """A file's bytes (open + read), the wall time it took and the bytes added to ``_ReadClock``."""
-    began = time.perf_counter()
+    """A file's bytes (open + read), the wall time it took, the CPU time the reading thread spent in it (the system
+    calls, the copy out of the page cache: what caching leaves) and the bytes added to ``_ReadClock``."""
+    began, cpu_began = time.perf_counter(), time.thread_time()
     data = b""
     try:
         data = read_bytes(path)
         return data
     finally:
         _ReadClock.seconds += time.perf_counter() - began
+        _ReadClock.cpu_seconds += time.thread_time() - cpu_began
         _ReadClock.bytes += len(data)
 
 
@@ -289,6 +294,7 @@ class Sample(NamedTuple):
     began: float  # time.monotonic()
     cpu_s: float  # time.process_time()
     read_bytes: int
+    read_cpu_s: float  # the CPU seconds of its reads (inside ``cpu_s``)
 
 
 class TimedSamples(Dataset):
@@ -303,12 +309,13 @@ class TimedSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Sample:
-        read_before, bytes_before = _ReadClock.seconds, _ReadClock.bytes
+        read_before, read_cpu_before, bytes_before = _ReadClock.seconds, _ReadClock.cpu_seconds, _ReadClock.bytes
         began, cpu_began = time.monotonic(), time.process_time()
         item = self.dataset[index]
         took = time.monotonic() - began
         read = _ReadClock.seconds - read_before
-        return Sample(item, read, took - read, began, time.process_time() - cpu_began, _ReadClock.bytes - bytes_before)
+        return Sample(item, read, took - read, began, time.process_time() - cpu_began, _ReadClock.bytes - bytes_before,
+                      _ReadClock.cpu_seconds - read_cpu_before)
 
 
 IO_FIELDS = ("read_bytes", "rchar", "syscr")  # /proc/<pid>/io: from storage, returned by read calls, read calls
@@ -338,7 +345,8 @@ def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int,
 
 def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads, and
-    their preprocessing plus this collate; which worker made it, when, and its CPU seconds."""
+    their preprocessing plus this collate; which worker made it, when, its CPU seconds (its reads' apart), its I/O
+    and its maker's own resident memory."""
     cpu_began = time.process_time()
     batch = default_collate([sample.item for sample in samples])
     ready = time.monotonic()
@@ -347,7 +355,8 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     read = sum(sample.read_s for sample in samples)
     times = LoadTimes(read, ready - began - read, -1 if worker is None else worker.id, began, ready,
                       sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
-                      sum(sample.read_bytes for sample in samples), io_since_last_batch())
+                      sum(sample.read_bytes for sample in samples), io_since_last_batch(),
+                      sum(sample.read_cpu_s for sample in samples), resident_bytes())
     return tuple(batch) + (times,)
 
 

@@ -42,6 +42,8 @@ import itertools
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
+from trainer.machine import Machine, cpu_sample
+
 TIMING_MODES = ("lazy", "sync", "none")
 
 
@@ -58,6 +60,8 @@ class LoadTimes(NamedTuple):
     read_bytes: int = 0  # bytes its file reads returned
     io: Optional[Tuple[int, int, int]] = None  # its maker's /proc/self/io since its previous batch: storage
     # bytes, bytes returned by read calls, read calls (trainer.data.IO_FIELDS); None: no I/O accounting
+    read_cpu_s: Optional[float] = None  # the CPU seconds of its file reads (inside cpu_s), the rest of read_s waited
+    rss_bytes: Optional[int] = None  # its maker's own resident memory (trainer.machine.resident_bytes) once made
 
 
 class HostStep(NamedTuple):
@@ -372,6 +376,7 @@ class _Sums:
         self.io = [0, 0, 0]
         self.io_batches = 0
         self.timeline = timeline
+        self.cpu = None if timeline is None else cpu_sample()  # the machine the window's what-ifs model
 
     def add(self, timing: BatchTiming) -> None:
         self.stall += timing.fetch_stall_s
@@ -396,6 +401,8 @@ class _Sums:
         loads = (self.read, self.preprocess, self.storage_stall, self.preprocess_stall) \
             if 0 < self.timed == self.batches else (None, None, None, None)
         io = self.io if 0 < self.io_batches == self.batches else (None, None, None)
+        if self.timeline is not None:
+            self.timeline.machine = Machine.between(self.cpu, cpu_sample(), duration)
         return Window(name, duration, self.stall, self.compute, self.batches, self.start_time,
                       self.start_time + duration, *loads, host_overhead_s=self.host_overhead,
                       loader_startup_s=self.startup, loader_shutdown_s=self.shutdown, io_read_bytes=io[0],

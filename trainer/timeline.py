@@ -13,15 +13,19 @@ from array import array
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from exporter import atomicfile
+from trainer.machine import Machine, available_memory, usable_cpus
 
-MAX_BATCHES = 200000  # ~14 columns x 8 bytes: about 22 MB at most per epoch; past it the timeline is cut
+MAX_BATCHES = 200000  # ~18 columns x 8 bytes: about 29 MB at most per epoch; past it the timeline is cut
 COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
-           "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share")
-VERSION = 1
+           "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share", "read_cpu_s",
+           "io_read_bytes", "io_rchar", "rss_bytes")
+VERSION = 2
+READABLE = (1, 2)  # version 1 lacks the reads' CPU, the makers' I/O and memory, and the machine: unknown there
 
 
 class Timeline:
-    """One window's batches, oldest first; times are CLOCK_MONOTONIC seconds (one clock for all processes)."""
+    """One window's batches, oldest first; times are CLOCK_MONOTONIC seconds (one clock for all processes), and
+    the machine it ran on (``trainer.machine.Machine``, set when the window ends)."""
 
     def __init__(self) -> None:
         self.columns = {name: array("d") for name in COLUMNS}
@@ -31,6 +35,7 @@ class Timeline:
         self.shutdown = None  # type: Optional[Tuple[float, float]]
         self.truncated = False
         self.complete = True  # every batch carried its loader's stamps
+        self.machine = None  # type: Optional[Machine]
 
     def __len__(self) -> int:
         return len(self.columns["wait_began"])
@@ -47,11 +52,16 @@ class Timeline:
         if load is None or load.began is None or load.ready is None or load.cpu_s is None:
             self.complete = False
             load_values = (-1.0, math.nan, math.nan, math.nan, math.nan, math.nan, 0.0)
+            load = None
         else:
             load_values = (float(load.worker), load.began, load.ready, load.read_s, load.preprocess_s, load.cpu_s,
                            float(load.read_bytes))
         values = load_values + (host.wait_began, host.wait_ended, host.step_began, host.step_ended, timing.compute_s,
-                                timing.fetch_stall_s, math.nan if timing.storage_share is None else timing.storage_share)
+                                timing.fetch_stall_s, _number(timing.storage_share),
+                                _number(None if load is None else load.read_cpu_s),
+                                _number(None if load is None or load.io is None else load.io[0]),
+                                _number(None if load is None or load.io is None else load.io[1]),
+                                _number(None if load is None else load.rss_bytes))
         for name, value in zip(COLUMNS, values):
             self.columns[name].append(value)
 
@@ -63,15 +73,16 @@ class Timeline:
     def to_dict(self) -> Dict[str, Any]:
         return {"version": VERSION, "workers": self.workers, "prefetch_factor": self.prefetch_factor,
                 "startup": self.startup, "shutdown": self.shutdown, "truncated": self.truncated,
-                "complete": self.complete,
+                "complete": self.complete, "machine": None if self.machine is None else self.machine.to_dict(),
                 "batches": {name: [None if math.isnan(v) else v for v in column]
                             for name, column in self.columns.items()}}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Timeline":
-        """A timeline as ``to_dict`` wrote it; ValueError names what is wrong."""
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise ValueError("not an edgescope timeline (version {})".format(VERSION))
+        """A timeline as ``to_dict`` wrote it (this version or an older one: what it lacks is unknown);
+        ValueError names what is wrong."""
+        if not isinstance(data, dict) or data.get("version") not in READABLE:
+            raise ValueError("not an edgescope timeline (version {})".format(" or ".join(map(str, READABLE))))
         timeline = cls()
         try:
             timeline.workers, timeline.prefetch_factor = int(data["workers"]), int(data["prefetch_factor"])
@@ -82,16 +93,24 @@ class Timeline:
                     began, ended = (_finite(x) for x in data[what])
                     setattr(timeline, what, (began, ended))
             timeline.truncated, timeline.complete = bool(data["truncated"]), bool(data["complete"])
-            lengths = set()
+            if data.get("machine") is not None:
+                timeline.machine = Machine.from_dict(data["machine"])
+            elif data.get("cpu_count") is not None and data.get("main_cpu_s") is not None:  # version 1's file
+                timeline.machine = Machine(int(data["cpu_count"]), _finite(data["main_cpu_s"]))
+            batches = data["batches"]
+            n = len(batches["wait_began"])
             for name in COLUMNS:
-                values = data["batches"][name]
+                values = batches[name] if name in batches or data["version"] == VERSION else [None] * n
                 timeline.columns[name] = array("d", (math.nan if v is None else _finite(v) for v in values))
-                lengths.add(len(values))
+                if len(values) != n:
+                    raise ValueError("columns of different lengths")
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError("malformed timeline ({})".format(error))
-        if len(lengths) > 1:
-            raise ValueError("malformed timeline (columns of different lengths)")
         return timeline
+
+
+def _number(value: Optional[float]) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _finite(value: Any) -> float:
@@ -124,6 +143,10 @@ class Replayable(NamedTuple):
     span: float  # measured: start-up end to the loader's end
     startup_s: float  # iter(loader): forking the workers
     shutdown_s: float  # the loader's end: the workers' teardown
+    read_cpu: List[float]  # the CPU seconds of each batch's reads, inside ``cpu`` (0 where not recorded)
+    device_bytes: Optional[float]  # the makers' bytes from storage over the epoch (/proc/<pid>/io read_bytes)
+    rchar: Optional[float]  # the bytes their read calls returned (rchar); both None where not recorded
+    worker_rss: List[float]  # each worker's largest own resident memory (0 where not recorded)
 
 
 def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
@@ -141,13 +164,18 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
     ready = c["ready"]
     workers = timeline.workers
     boot = [0.0] * workers
+    rss = [0.0] * workers
     seen = set()  # type: set
     for i in range(n):
         w = int(c["worker"][i])
-        if workers and w not in seen and 0 <= w < workers:
-            seen.add(w)
-            boot[w] = max(c["began"][i] - t0, 0.0)
+        if workers and 0 <= w < workers:
+            if w not in seen:
+                seen.add(w)
+                boot[w] = max(c["began"][i] - t0, 0.0)
+            if not math.isnan(c["rss_bytes"][i]):
+                rss[w] = max(rss[w], c["rss_bytes"][i])
     waits = c["wait_began"]
+    io_known = not any(math.isnan(x) for name in ("io_read_bytes", "io_rchar") for x in c[name])
     return Replayable(
         workers=workers, prefetch_factor=timeline.prefetch_factor,
         assigned=[int(w) for w in c["worker"]] if workers else [0] * n,
@@ -160,7 +188,10 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
         after_step=[max((waits[i + 1] if i + 1 < n else end) - c["step_ended"][i], 0.0) for i in range(n)],
         boot=boot, span=end - t0,
         startup_s=timeline.startup[1] - timeline.startup[0] if timeline.startup else 0.0,
-        shutdown_s=timeline.shutdown[1] - timeline.shutdown[0] if timeline.shutdown else 0.0), ""
+        shutdown_s=timeline.shutdown[1] - timeline.shutdown[0] if timeline.shutdown else 0.0,
+        read_cpu=[0.0 if math.isnan(x) else min(x, cpu) for x, cpu in zip(c["read_cpu_s"], c["cpu_s"])],
+        device_bytes=sum(c["io_read_bytes"]) if io_known else None,
+        rchar=sum(c["io_rchar"]) if io_known else None, worker_rss=rss), ""
 
 
 def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
@@ -185,53 +216,100 @@ def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence
     return t
 
 
-def storage_speed(r: Replayable) -> Optional[float]:
-    """Bytes per second the storage served to one reader at a time: the epoch's bytes over its read seconds,
-    the reads' mean concurrency taken out (readers sharing a disk each see a part of it)."""
-    total = sum(r.read)
+def _piece(wall: float, cpu: float, sharing: float) -> Tuple[float, float]:
+    """A measured wall time split into (what was not CPU: a wait for the device, a GPU, a sleep; what its CPU
+    seconds take with the CPUs to itself). Its CPU ran ``sharing`` times slower than alone; CPU seconds beyond
+    what one thread fits in the wall ran on several threads at once."""
+    if cpu * sharing <= wall:
+        return wall - cpu * sharing, cpu
+    return 0.0, wall / sharing
+
+
+class Costs(NamedTuple):
+    """Each batch's costs as the CPU model holds them, alone on the CPUs: its making's wait for the device (the
+    part of its reads that was not CPU), its other waits and its CPU; its step's waits and CPU."""
+    device_wait: List[float]
+    make_wait: List[float]
+    make_cpu: List[float]  # wall seconds at no sharing
+    step_wait: List[float]
+    step_cpu: List[float]  # wall seconds at no sharing
+
+
+class CpuModel:
+    """The machine behind every what-if: the run's CPU seconds (the main process's and its workers') share the
+    cores it had (``Machine.cores``), so while more of them want a CPU than there are, each runs that much slower,
+    the steps included. The measured epoch is taken apart at the sharing it had; a changed one is replayed at the
+    sharing that its own CPU work makes (a fixed point: the loop can never do more CPU seconds than the cores
+    give)."""
+
+    def __init__(self, r: Replayable, machine: Machine) -> None:
+        self.r = r
+        self.machine = machine
+        making_cpu = sum(r.cpu)
+        # without workers the main process makes the batches: their CPU is in its own
+        self.workers_cpu_s = 0.0 if r.workers == 0 else max(_known(machine.workers_cpu_s), making_cpu)
+        self.step_cpu_s = max(machine.main_cpu_s - (making_cpu if r.workers == 0 else 0.0), 0.0)
+        self.cores = machine.cores(self.workers_cpu_s)
+        self.sharing = self._measured_sharing()
+        steps = sum(r.compute)
+        main_share = self.step_cpu_s / steps if steps > 0 else 0.0
+        reads = [_piece(w, c, self.sharing) for w, c in zip(r.read, r.read_cpu)]
+        rest = [_piece(w, max(c - rc, 0.0), self.sharing) for w, c, rc in zip(r.preprocess, r.cpu, r.read_cpu)]
+        step = [_piece(k, k * main_share, self.sharing) for k in r.compute]
+        self.costs = Costs([x[0] for x in reads], [x[0] for x in rest], [a[1] + b[1] for a, b in zip(reads, rest)],
+                           [x[0] for x in step], [x[1] for x in step])
+        # storage serving one reader's worth at a time: the measured waits hold that many readers at once
+        self.read_sharing = max(1.0, sum(self.costs.device_wait) / r.span) if r.span > 0 else 1.0
+
+    def _measured_sharing(self) -> float:
+        """How much slower than alone the run's CPU work ran in the measured epoch: the processes wanting a CPU on
+        average over the cores. A making's wall beyond its reads counts as wanting one; the main process wants one
+        for its CPU seconds stretched as the makings' were (its step's wall would count a GPU's time too)."""
+        r = self.r
+        rest_cpu = sum(max(c - rc, 0.0) for c, rc in zip(r.cpu, r.read_cpu))
+        rest = sum(r.preprocess)
+        stretch = max(1.0, rest / rest_cpu) if rest_cpu > 0 else 1.0
+        main = min(max(sum(r.compute), self.step_cpu_s), self.step_cpu_s * stretch)
+        wanting = rest + sum(r.read_cpu) + main
+        return max(1.0, wanting / r.span / self.cores) if r.span > 0 else 1.0
+
+    def cpu_work_s(self, step_speedup: float = 1.0) -> float:
+        """The run's CPU seconds over the epoch, with its steps ``step_speedup`` times faster."""
+        return self.machine.main_cpu_s - self.step_cpu_s * (1 - 1 / step_speedup) + self.workers_cpu_s
+
+    def replay(self, workers: int, wait_scale: float = 1.0, step_speedup: float = 1.0,
+               serial_storage: bool = False) -> Tuple[float, float, float, List[float]]:
+        """(the loop's seconds, the CPU sharing, the reads' stretch from sharing the storage, each step's seconds)
+        with ``workers``, the device waits x ``wait_scale`` and the steps ``step_speedup`` times faster. With
+        ``serial_storage`` the storage serves one reader's worth at a time (an SD card), so readers wait on each
+        other; without, each read waits as measured (page cache, NVMe, network storage serving more at once)."""
+        r, c = self.r, self.costs
+        assigned = r.assigned if workers == r.workers and workers else None
+        wait = [w * wait_scale / (self.read_sharing if serial_storage else 1.0) for w in c.device_wait]
+        cpu_s = sum(c.make_cpu) + sum(c.step_cpu) / step_speedup  # CPU seconds of the loop, alone
+        sharing = stretch = 1.0
+        for _ in range(60):
+            make = [d * stretch + o + m * sharing for d, o, m in zip(wait, c.make_wait, c.make_cpu)]
+            steps = [(o + m * sharing) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
+            span = replay(r, workers, make, steps, assigned)
+            # at the fixed point either nothing is shared (1) or the loop is as long as its CPU work on the cores
+            sharing = (sharing + max(1.0, sharing * cpu_s / self.cores / span)) / 2
+            if serial_storage:
+                stretch = (stretch + max(1.0, stretch * sum(wait) / span)) / 2
+        return span, sharing, stretch, steps
+
+
+def _known(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def storage_speed(r: Replayable, device_wait: Sequence[float]) -> Optional[float]:
+    """Bytes per second the storage served to one reader at a time: the epoch's bytes over its reads' waits for
+    the device, the reads' mean concurrency taken out (readers sharing a disk each see a part of it)."""
+    total = sum(device_wait)
     if r.read_bytes <= 0 or total <= 0 or r.span <= 0:
         return None
     return r.read_bytes / (total / max(1.0, total / r.span))
-
-
-def _doubled(r: Replayable, cpus: int, main_cpu_s: float, storage_scales: bool) -> Tuple[float, str, float]:
-    """The epoch's loop with twice the workers, plus the extra start-up and shutdown of forking and ending
-    twice as many.
-
-    CPU: the main process's steps and the workers' CPU seconds share the machine's CPUs (the affinity mask):
-    while more processes are runnable than there are CPUs, each runs that much slower, the steps included (an
-    oversubscription already in the measured epoch is taken out first). Reads either share the storage, which
-    serves no more than one reader's worth at a time (an SD card, a throttled disk), or, ``storage_scales``, take
-    as long as measured (page cache, NVMe, network storage serving more readers at once): one epoch cannot tell
-    which, so both are predicted. The factors are solved together with the replay (a fixed point). Returns the
-    epoch's time, the basis and the steps' compute over the measured (their share of the CPUs changed)."""
-    # the main process's CPUs while it steps: ~1 for a CPU step on one thread, more with intra-op threads, little
-    # for a GPU's (its host work); from its CPU time over the epoch
-    main_cores = main_cpu_s / sum(r.compute) if sum(r.compute) > 0 else 0.0
-    slowed = min(main_cores, 1.0)  # the share of a step that waits when the CPUs are oversubscribed
-    runnable = (sum(r.compute) * main_cores + sum(r.preprocess)) / r.span  # CPUs wanted, on average
-    measured_sharing = max(1.0, runnable / cpus)
-    read_sharing = 1.0 if storage_scales else max(1.0, sum(r.read) / r.span)
-    alone_read = [x / read_sharing for x in r.read]
-    alone_compute = [c / (1 + (measured_sharing - 1) * slowed) for c in r.compute]
-    other = [max(p - c * measured_sharing, 0.0) for p, c in zip(r.preprocess, r.cpu)]  # not CPU, not reading
-    workers = 2 * r.workers
-    s_read = s_cpu = 1.0
-    span, compute = r.span, r.compute
-    for _ in range(60):
-        make = [a * s_read + c * s_cpu + o for a, c, o in zip(alone_read, r.cpu, other)]
-        compute = [c * (1 + (s_cpu - 1) * slowed) for c in alone_compute]
-        span = replay(r, workers, make, compute)
-        if not storage_scales:
-            s_read = (s_read + max(1.0, sum(alone_read) * s_read / span)) / 2
-        s_cpu = (s_cpu + max(1.0, (sum(compute) * main_cores + sum(r.cpu) * s_cpu) / span / cpus)) / 2
-    return span + r.startup_s + r.shutdown_s, (
-        "{} -> {} workers on {} CPUs: CPU work x{:.2f} from sharing (measured x{:.2f}), reads x{:.2f}{}, "
-        "start-up and shutdown doubled".format(
-            r.workers, workers, cpus, s_cpu, measured_sharing, s_read,
-            " (storage serving more readers as fast)" if storage_scales
-            else " (storage serving one reader's worth at a time)")), \
-        sum(compute) / sum(r.compute) if sum(r.compute) > 0 else 1.0
 
 
 class Prediction(NamedTuple):
@@ -243,55 +321,89 @@ class Prediction(NamedTuple):
     compute_seconds: Optional[float] = None
 
 
-def what_ifs(timeline: Timeline, epoch_s: float, cpus: int, main_cpu_s: float,
+CACHED_DEVICE_SHARE = 0.01  # reads are the page cache's when under 1 % of the bytes they returned came from storage
+
+
+def what_ifs(timeline: Timeline, epoch_s: float, machine: Machine,
              storage_bps: Sequence[float] = (), compute_speedup: Sequence[float] = (2.0,),
              free_memory_bytes: Optional[float] = None,
              dataset_bytes: Optional[float] = None, compute_s: Optional[float] = None) -> Dict[str, Prediction]:
-    """The epoch's wall time replayed with one change each: ``dataset_cached`` (reads take no time),
-    ``workers_doubled`` (storage serving one reader's worth at a time) and ``workers_doubled_storage_scales``
-    (reads as fast as measured), ``storage_bps=N`` (reads x measured speed / N), ``compute_speedup=K`` (steps / K).
-    A prediction is the measured epoch minus the replayed loop as measured plus the replayed loop changed, so
-    the model's own error on this epoch cancels; start-up and shutdown stay as measured. With the epoch's
-    measured ``compute_s`` each prediction also carries its compute."""
+    """The epoch's wall time replayed on ``machine`` (``CpuModel``) with one change each: ``dataset_cached``
+    (the reads' waits for the device taken out, their CPU kept), ``workers_doubled`` (storage serving one reader's
+    worth at a time) and ``workers_doubled_storage_scales`` (reads as fast as measured), ``storage_bps=N`` (the
+    waits x measured speed / N), ``compute_speedup=K`` (steps / K). A prediction is the measured epoch minus the
+    model's replay of it plus the replay changed, so the model's own error on this epoch cancels; start-up and
+    shutdown stay as measured. None falls below the run's CPU work over its cores, nor below its compute. With
+    the epoch's measured ``compute_s`` each prediction also carries its compute."""
     names = ["dataset_cached", "workers_doubled", "workers_doubled_storage_scales"] + ["storage_bps={:g}".format(n) for n in storage_bps] \
         + ["compute_speedup={:g}".format(k) for k in compute_speedup]
     r, why = replayable(timeline)
     if r is None:
         return {name: Prediction(None, why) for name in names}
-    assigned = r.assigned if r.workers else None
-    measured = replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], r.compute, assigned)
+    model = CpuModel(r, machine)
+    bases = {}  # type: Dict[bool, Tuple[float, float, float, List[float]]]
 
-    def predicted(loop: float, basis: str, compute_ratio: float = 1.0) -> Prediction:
-        return Prediction(max(epoch_s - measured + loop, 0.0), basis,
-                          None if compute_s is None else compute_s * compute_ratio)
+    def predicted(basis: str, workers: int, wait_scale: float = 1.0, step_speedup: float = 1.0,
+                  serial_storage: bool = False, extra_s: float = 0.0) -> Prediction:
+        if serial_storage not in bases:
+            bases[serial_storage] = model.replay(r.workers, serial_storage=serial_storage)
+        base_span, base_sharing, _, base_steps = bases[serial_storage]
+        span, sharing, stretch, steps = model.replay(workers, wait_scale, step_speedup, serial_storage)
+        compute_ratio = sum(steps) / sum(base_steps) if sum(base_steps) > 0 else 1 / step_speedup
+        compute = None if compute_s is None else compute_s * compute_ratio
+        cpu_floor = model.cpu_work_s(step_speedup) / model.cores
+        seconds = max(epoch_s - base_span + span + extra_s, cpu_floor, sum(steps), compute or 0.0)
+        basis += "; on {:.2f} of {} CPUs: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
+            model.cores, machine.cpus, sharing, base_sharing,
+            ", reads x{:.2f} from sharing the storage".format(stretch) if serial_storage else "",
+            "; the CPU work's floor ({:.3g} s)".format(cpu_floor) if seconds == cpu_floor else "")
+        return Prediction(seconds, basis, compute)
 
-    out = {}
-    reads = sum(r.read)
-    if dataset_bytes is not None and free_memory_bytes is not None and dataset_bytes > free_memory_bytes:
-        out["dataset_cached"] = Prediction(None, "does not fit: {:.2f} GiB dataset, {:.2f} GiB free".format(
-            dataset_bytes / 2 ** 30, free_memory_bytes / 2 ** 30))
-    else:
-        out["dataset_cached"] = predicted(replay(r, r.workers, r.preprocess, r.compute, assigned),
-                                          "reads ({:.3g} s over the workers) taken out".format(reads))
-    for name, scales in (("workers_doubled", False), ("workers_doubled_storage_scales", True)):
-        if r.workers == 0:
-            out[name] = Prediction(None, "workers 0: loading in the main process, nothing to double")
-        else:
-            out[name] = predicted(*_doubled(r, cpus, main_cpu_s, scales))
-    speed = storage_speed(r)
+    out = {"dataset_cached": _cached(r, model, epoch_s, free_memory_bytes, dataset_bytes, compute_s, predicted)}
+    for name, serial in (("workers_doubled", True), ("workers_doubled_storage_scales", False)):
+        out[name] = _doubled(r, free_memory_bytes, serial, predicted)
+    speed = storage_speed(r, model.costs.device_wait)
     for n in storage_bps:
         name = "storage_bps={:g}".format(n)
-        if speed is None:
-            out[name] = Prediction(None, "no file reads were timed in this epoch")
-            continue
-        make = [a * speed / n + b for a, b in zip(r.read, r.preprocess)]
-        out[name] = predicted(replay(r, r.workers, make, r.compute, assigned),
-                              "reads x {:.3g} (measured {:.3g} MB/s a reader)".format(speed / n, speed / 1e6))
+        out[name] = Prediction(None, "no file reads waited for the device in this epoch") if speed is None else \
+            predicted("device waits x {:.3g} (measured {:.3g} MB/s a reader)".format(speed / n, speed / 1e6),
+                      r.workers, wait_scale=speed / n)
     for k in compute_speedup:
-        out["compute_speedup={:g}".format(k)] = predicted(
-            replay(r, r.workers, [a + b for a, b in zip(r.read, r.preprocess)], [c / k for c in r.compute],
-                   assigned), "steps / {:g}".format(k), 1 / k)
+        out["compute_speedup={:g}".format(k)] = predicted("steps / {:g}".format(k), r.workers, step_speedup=k)
     return out
+
+
+def _cached(r: Replayable, model: CpuModel, epoch_s: float, free_memory_bytes: Optional[float],
+            dataset_bytes: Optional[float], compute_s: Optional[float], predicted: Any) -> Prediction:
+    """``dataset_cached``: not where the dataset does not fit in free memory, nothing gained where its reads
+    came from the page cache already, else the reads' waits for the device taken out."""
+    if dataset_bytes is not None and free_memory_bytes is not None and dataset_bytes > free_memory_bytes:
+        return Prediction(None, "does not fit: {:.2f} GiB dataset, {:.2f} GiB free".format(
+            dataset_bytes / 2 ** 30, free_memory_bytes / 2 ** 30))
+    wait = sum(model.costs.device_wait)
+    # a filesystem whose reads the kernel does not count (FUSE, some network ones) reads 0 bytes from storage
+    # too, but its reads wait
+    if r.rchar and r.device_bytes is not None and r.device_bytes <= CACHED_DEVICE_SHARE * r.rchar \
+            and wait <= 0.5 * sum(r.read):
+        return Prediction(epoch_s, "already in the page cache: {:.3g} MB read, {:.3g} MB of it from storage; "
+                          "caching gains nothing".format(r.rchar / 1e6, r.device_bytes / 1e6), compute_s)
+    return predicted("device waits ({:.3g} s over the workers) taken out, the reads' CPU ({:.3g} s) kept".format(
+        wait, sum(r.read_cpu)), r.workers, wait_scale=0.0)
+
+
+def _doubled(r: Replayable, free_memory_bytes: Optional[float], serial_storage: bool,
+             predicted: Any) -> Prediction:
+    """Twice the workers, plus the extra start-up and shutdown of forking and ending twice as many; not where
+    the extra workers' own memory exceeds the free memory."""
+    if r.workers == 0:
+        return Prediction(None, "workers 0: loading in the main process, nothing to double")
+    each = sum(r.worker_rss) / r.workers
+    if free_memory_bytes is not None and r.workers * each > free_memory_bytes:
+        return Prediction(None, "does not fit: {} more workers of {:.2f} GiB each (their own resident memory), "
+                                "{:.2f} GiB free".format(r.workers, each / 2 ** 30, free_memory_bytes / 2 ** 30))
+    return predicted("{} -> {} workers, start-up and shutdown doubled{}".format(
+        r.workers, 2 * r.workers, "" if serial_storage else " (storage serving more readers as fast)"),
+        2 * r.workers, serial_storage=serial_storage, extra_s=r.startup_s + r.shutdown_s)
 
 
 def origin(timeline: Timeline) -> float:
@@ -328,40 +440,20 @@ def trace_events(timeline: Timeline, name: str = "epoch") -> List[Dict[str, Any]
         span(0, "compute", c["step_began"][i], c["step_ended"][i], batch=i)
         worker, began, read = c["worker"][i], c["began"][i], c["read_s"][i]
         tid = int(worker) + 1 if worker >= 0 else 0  # the main process (-1, or unknown) makes it inside its wait
-        span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i])
+        span(tid, "read", began, began + read, batch=i, bytes=c["read_bytes"][i], cpu_s=c["read_cpu_s"][i])
         span(tid, "preprocess", began + read, c["ready"][i], batch=i, cpu_s=c["cpu_s"][i])
     return events
 
 
-def window_what_ifs(window: Any, main_cpu_s: float, storage_bps: Sequence[float] = (),
-                    compute_speedup: Sequence[float] = (2.0,),
+def window_what_ifs(window: Any, storage_bps: Sequence[float] = (), compute_speedup: Sequence[float] = (2.0,),
                     dataset_bytes: Optional[float] = None) -> Dict[str, Prediction]:
-    """``what_ifs`` of a ``trainer.meter.Window`` on this machine (its CPUs and free memory now); none without a
-    timeline."""
+    """``what_ifs`` of a ``trainer.meter.Window`` on the machine its timeline recorded, with the memory free now;
+    none without a timeline."""
     if window.timeline is None:
         return {}
-    return what_ifs(window.timeline, window.duration_s, usable_cpus(), main_cpu_s, storage_bps, compute_speedup,
-                    available_memory(), dataset_bytes, window.compute_s)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: a container or taskset may allow fewer)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
-    """Bytes the kernel says can be had without swapping (MemAvailable; on a Jetson the GPU shares this RAM)."""
-    try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    machine = window.timeline.machine or Machine(len(usable_cpus()), 0.0)
+    return what_ifs(window.timeline, window.duration_s, machine, storage_bps, compute_speedup, available_memory(),
+                    dataset_bytes, window.compute_s)
 
 
 def run_folder(directory: str, run_id: str) -> str:
@@ -369,12 +461,11 @@ def run_folder(directory: str, run_id: str) -> str:
     return os.path.join(directory, run_id.replace(os.sep, "_"))
 
 
-def write_timeline(directory: str, run_id: str, epoch: int, window: Any, main_cpu_s: float) -> str:
+def write_timeline(directory: str, run_id: str, epoch: int, window: Any) -> str:
     """DIR/RUN_ID/epoch-N.json, whole or not at all (``exporter.atomicfile``); an OSError names the file."""
     folder = run_folder(directory, run_id)
     path = os.path.join(folder, "epoch-{}.json".format(epoch))
-    data = dict(window.timeline.to_dict(), run_id=run_id, epoch=epoch, duration_s=window.duration_s,
-                main_cpu_s=main_cpu_s, cpu_count=usable_cpus())
+    data = dict(window.timeline.to_dict(), run_id=run_id, epoch=epoch, duration_s=window.duration_s)
     os.makedirs(folder, exist_ok=True)
     atomicfile.write_bytes(path, json.dumps(data).encode("utf-8"))
     return path

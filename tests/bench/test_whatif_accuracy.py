@@ -11,6 +11,7 @@ import pytest
 from bench.whatif_accuracy import (CACHED, MIB, Config, Row, analytic_epoch, calibration, cases_that_matter,
                                    child_setup, compare, judged, kept, label, main, pairings, parse_args, plan, rows,
                                    storage_key, summary, table)
+from trainer.machine import Machine
 from trainer.timeline import Timeline, what_ifs
 
 SLOW, FAST = 4 * MIB, 8 * MIB
@@ -89,7 +90,7 @@ def test_the_trainer_is_pinned_to_the_configurations_cpus(tmp_path):
 
 def test_the_storage_what_if_is_named_as_the_trainer_names_it():
     # the trainer parses --what-if-storage-bps as a float and names the what-if with {:g}: 8.38861e+06
-    names = what_ifs(Timeline(), 1.0, 2, 0.0, [float(FAST)], [2.0], None, None)
+    names = what_ifs(Timeline(), 1.0, Machine(2, 0.0), [float(FAST)], [2.0], None, None)
     assert storage_key(FAST) in names and storage_key(FAST) == "storage_bps=8.38861e+06"
 
 

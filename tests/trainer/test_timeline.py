@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainer import data
 from trainer.data import TimedSamples, collate_timed
+from trainer.machine import Machine
 from trainer.meter import StepMeter, Window
 from trainer.precision import with_spread
 from trainer.timeline import Timeline, replay, replayable, trace_events, what_ifs
@@ -116,7 +117,7 @@ def test_the_cached_what_if_matches_a_measured_cached_run():
     (the old ratio model predicted -47 %). Prediction from the replays within 15 % of the measured run."""
     cold = measure(2)
     cached = measure(2, cached=True)
-    predicted = spread([what_ifs(w.timeline, w.duration_s, 2, 0.0)["dataset_cached"].seconds for w in cold])
+    predicted = spread([what_ifs(w.timeline, w.duration_s, Machine(2, 0.0))["dataset_cached"].seconds for w in cold])
     measured = spread([w.duration_s for w in cached])
     error = (predicted[0] - measured[0]) / measured[0]
     assert abs(error) <= 0.15, "predicted {}, measured {}".format(with_spread(*predicted, "s"),
@@ -129,7 +130,7 @@ def test_doubled_workers_bracket_a_measured_run_with_twice_the_workers():
     accuracy on real loaders is bench/whatif_accuracy.py's to show, on a quiet machine)."""
     two = measure(2)
     four = measure(4)
-    out = [what_ifs(w.timeline, w.duration_s, 8, 0.0) for w in two]
+    out = [what_ifs(w.timeline, w.duration_s, Machine(8, 0.0)) for w in two]
     scales = spread([o["workers_doubled_storage_scales"].seconds for o in out])
     shared = spread([o["workers_doubled"].seconds for o in out])
     measured = spread([w.duration_s for w in four])
@@ -139,7 +140,7 @@ def test_doubled_workers_bracket_a_measured_run_with_twice_the_workers():
 
 def test_a_dataset_bigger_than_free_memory_gets_no_cached_prediction():
     window = measure(0, epochs=2)[0]
-    out = what_ifs(window.timeline, window.duration_s, 2, 0.0, free_memory_bytes=2 ** 30,
+    out = what_ifs(window.timeline, window.duration_s, Machine(2, 0.0), free_memory_bytes=2 ** 30,
                    dataset_bytes=3 * 2 ** 30)
     assert out["dataset_cached"].seconds is None
     assert out["dataset_cached"].basis == "does not fit: 3.00 GiB dataset, 1.00 GiB free"
@@ -163,7 +164,7 @@ def test_each_prediction_carries_the_compute_it_assumes():
     """What a measured run of the change is checked against (report.whatif): the compute as measured where the
     change leaves the steps alone, scaled where it does not; none without the epoch's measured compute."""
     window = measure(2, epochs=2)[-1]
-    out = what_ifs(window.timeline, window.duration_s, 1, window.compute_s, compute_s=window.compute_s)
+    out = what_ifs(window.timeline, window.duration_s, Machine(1, window.compute_s), compute_s=window.compute_s)
     assert out["dataset_cached"].compute_seconds == window.compute_s > 0
     assert out["compute_speedup=2"].compute_seconds == pytest.approx(window.compute_s / 2)
     # one CPU, a main process busy for its whole step: its steps scale with the CPU sharing the replay solved for,
@@ -173,4 +174,4 @@ def test_each_prediction_carries_the_compute_it_assumes():
                                                     doubled.basis).groups())
     # the factors are printed to 2 decimals
     assert doubled.compute_seconds == pytest.approx(window.compute_s * shared / measured, rel=0.02)
-    assert what_ifs(window.timeline, window.duration_s, 1, 0.0)["dataset_cached"].compute_seconds is None
+    assert what_ifs(window.timeline, window.duration_s, Machine(1, 0.0))["dataset_cached"].compute_seconds is None

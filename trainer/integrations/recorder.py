@@ -9,7 +9,6 @@ lazily on a GPU); the series are ``TrainMetrics``', the same as edgescope-train'
 """
 import collections
 import socket
-import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 from trainer.cli import LABEL_NAME, RESERVED_LABELS, new_run_id
@@ -102,7 +101,6 @@ class RunRecorder:
         self._config = {}  # type: Dict[str, str]
         self._epoch = None  # type: Optional[int]
         self._energy_start = ""  # type: Any
-        self._cpu_began = 0.0
         self._steps = self._samples = self._losses = 0
         self._loss_sum = 0.0  # type: Any
 
@@ -131,7 +129,6 @@ class RunRecorder:
         self.metrics.epoch.set(epoch)
         self._energy_start = try_read(self._energy) if self._energy else ""
         self._meter.begin_window("epoch")
-        self._cpu_began = time.process_time()
         self._meter.begin_iteration(loader)
 
     def batch_arrived(self, samples: int, load: Optional[LoadTimes] = None) -> None:
@@ -159,7 +156,7 @@ class RunRecorder:
         if self._epoch is None or self._meter is None:
             return
         window = self._meter.end_window("epoch")
-        predictions = window_what_ifs(window, time.process_time() - self._cpu_began) if complete else {}
+        predictions = window_what_ifs(window) if complete else {}
         loss = float(self._loss_sum / self._losses) if self._losses else None
         if loss is not None:
             self.metrics.loss.set(loss)
