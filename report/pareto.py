@@ -2,8 +2,11 @@
 (power modes, batch sizes, workers, storage), which are worth running? The
 time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
 a time budget, with the epoch-to-epoch spread taken seriously: a point
-dominates another only beyond both spreads (inside them the two tie), and a
-budget is met by the upper end of a point's spread.
+dominates another only beyond both spreads, energy's widened by its bound
+(inside them the two tie), and a budget is met by the upper end of a point's
+spread. A configuration with one kept epoch is under-measured: its spread is
+unknown, not zero, so it neither dominates nor is dominated (it ties) and fits
+no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
@@ -12,6 +15,9 @@ replayed log (the demo) never advise."""
 from typing import Dict, List, Optional, Tuple
 
 from report.configuration import not_a_choice
+
+
+UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
 
 
 def _spread(stat: dict) -> float:
@@ -23,30 +29,37 @@ def _point(row: dict) -> dict:
             "storage": row["storage"], "runs": row["runs"],
             "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": _spread(row["e2e_seconds"]),
             "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
+            "energy_bound_joules": (row.get("energy_bound_joules") or {}).get("mean") or 0.0,
             "average_power_watts": row["average_power_watts"]["mean"],
-            "power_spread_watts": _spread(row["average_power_watts"])}
+            "power_spread_watts": _spread(row["average_power_watts"]), "under_measured": row.get("epochs") == 1}
 
 
-def _high(p: dict, name: str, spread: str) -> float:
-    return p[name] + p[spread]
+def _high(p: dict, name: str, *widths: str) -> float:
+    return p[name] + sum(p.get(w) or 0.0 for w in widths)
 
 
-def _low(p: dict, name: str, spread: str) -> float:
-    return p[name] - p[spread]
+def _low(p: dict, name: str, *widths: str) -> float:
+    return p[name] - sum(p.get(w) or 0.0 for w in widths)
 
 
-AXES = (("e2e_seconds", "e2e_spread_seconds"), ("energy_joules", "energy_spread_joules"))
+# each axis and how far a point's value may lie from its mean: its spread, and energy's bound (the energy
+# counter's lag at the epoch's edges, report.window.increase_bound) beside it
+AXES = (("e2e_seconds", ("e2e_spread_seconds",)), ("energy_joules", ("energy_spread_joules", "energy_bound_joules")))
 
 
 def _dominates(a: dict, b: dict) -> bool:
-    """a is better than b beyond both spreads in time or energy, and not worse beyond them in the other."""
-    better = any(_high(a, n, s) < _low(b, n, s) for n, s in AXES)
-    worse = any(_low(a, n, s) > _high(b, n, s) for n, s in AXES)
+    """a is better than b beyond both spreads (and bounds) in time or energy, and not worse beyond them in the
+    other; never where either is under-measured (a lucky or unlucky single epoch proves nothing)."""
+    if a["under_measured"] or b["under_measured"]:
+        return False
+    better = any(_high(a, n, *w) < _low(b, n, *w) for n, w in AXES)
+    worse = any(_low(a, n, *w) > _high(b, n, *w) for n, w in AXES)
     return better and not worse
 
 
 def _ties(a: dict, b: dict) -> bool:
-    """a would dominate b on the means alone, but the spreads overlap: neither is better for sure."""
+    """a would dominate b on the means alone, but the spreads (and bounds) overlap, or one is under-measured:
+    neither is better for sure."""
     on_means = all(a[n] <= b[n] for n, _ in AXES) and any(a[n] < b[n] for n, _ in AXES)
     return on_means and not _dominates(a, b)
 
@@ -59,7 +72,8 @@ def recommend(points: List[dict], power_budget: Optional[float],
               time_budget: Optional[float]) -> Tuple[Optional[dict], str]:
     """The fastest configuration whose power (the upper end of its spread) fits ``power_budget``, or the
     least-energy one whose time (likewise) fits ``time_budget`` (both: least energy within both), wherever it
-    lies; and which constraint binds, by how much. (None, why) without a budget or when nothing fits."""
+    lies; and which constraint binds, by how much. An under-measured one fits no budget: the upper end of a
+    spread that is not there says nothing. (None, why) without a budget or when nothing fits."""
     if power_budget is None and time_budget is None:
         return None, ""
 
@@ -70,7 +84,7 @@ def recommend(points: List[dict], power_budget: Optional[float],
     def fits_time(p: dict) -> bool:
         return time_budget is None or _high(p, "e2e_seconds", "e2e_spread_seconds") <= time_budget
 
-    fits = [p for p in points if fits_power(p) and fits_time(p)]
+    fits = [p for p in points if not p["under_measured"] and fits_power(p) and fits_time(p)]
     least_energy = time_budget is not None
     key = (lambda p: (p["energy_joules"], p["e2e_seconds"])) if least_energy else \
         (lambda p: (p["e2e_seconds"], p["energy_joules"]))
@@ -81,11 +95,15 @@ def recommend(points: List[dict], power_budget: Optional[float],
     if best is unconstrained:
         return best, "no constraint binds: the {} configuration fits".format(
             "least-energy" if least_energy else "fastest")
+    if unconstrained["under_measured"]:
+        return best, _binding(unconstrained, power_budget, time_budget)
     return best, "{} binds: {}".format("the time budget" if not fits_time(unconstrained) else "the power budget",
                                        _binding(unconstrained, power_budget, time_budget))
 
 
 def _binding(p: dict, power_budget: Optional[float], time_budget: Optional[float]) -> str:
+    if p["under_measured"]:
+        return "{} is {}".format(_name(p), UNDER_MEASURED)
     parts = []
     if power_budget is not None and p["average_power_watts"] is not None:
         over = _high(p, "average_power_watts", "power_spread_watts") - power_budget
@@ -158,4 +176,5 @@ def add_predicted_points(front_list: List[dict], rows: List[dict]) -> None:
                     "configuration": record["configuration"], "e2e_seconds": prediction["e2e_seconds"],
                     "e2e_spread_seconds": prediction["e2e_spread_seconds"],
                     "energy_joules": prediction["energy_joules"],
-                    "energy_spread_joules": prediction["energy_spread_joules"], "basis": prediction["basis"]})
+                    "energy_spread_joules": prediction["energy_spread_joules"], "basis": prediction["basis"],
+                    "model_error_ratio": prediction["model_error_ratio"]})

@@ -197,6 +197,10 @@ def pareto_front(report: dict) -> Figure:
         ax.errorbar([p["e2e_seconds"] for p in points], [p["energy_joules"] for p in points],
                     xerr=[p["e2e_spread_seconds"] for p in points], yerr=[p["energy_spread_joules"] for p in points],
                     fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, label="± std over epochs")
+        under = [p for p in points if p["under_measured"]]
+        if under:
+            ax.plot([p["e2e_seconds"] for p in under], [p["energy_joules"] for p in under], "x", markersize=10,
+                    color=PALETTE[3], label="under-measured (one epoch: no spread, fits no budget)")
         shared, labels = row_labels([dict(p, device=front["device"]) for p in front["points"]])
         for p, label in zip(front["points"], labels):
             ax.annotate(plain(label.replace("\n", " ")), (p["e2e_seconds"], p["energy_joules"]), fontsize=7,
@@ -208,7 +212,9 @@ def pareto_front(report: dict) -> Figure:
                         yerr=[p["energy_spread_joules"] for p in predicted], fmt="D", markerfacecolor="white",
                         color=PALETTE[4], elinewidth=0.8, capsize=2, linestyle="none", label="predicted (what-if)")
             for p in predicted:
-                ax.annotate(plain("predicted: {} of {}".format(p["what_if"], " ".join(p["runs"]))),
+                ax.annotate(plain("predicted: {} of {}{}".format(p["what_if"], " ".join(p["runs"]), "" if
+                                                                p["model_error_ratio"] is not None else
+                                                                " (not calibrated)")),
                             (p["e2e_seconds"], p["energy_joules"]), fontsize=6, xytext=(4, -8),
                             textcoords="offset points", color=PALETTE[4])
         best = front["recommendation"]

@@ -9,9 +9,10 @@ import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from report.collect import Collected, Epoch, Run
-from report.pareto import add_predicted_points, fronts
+from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, comparison, run_summary
 from report.whatif import add_what_ifs
+from trainer import calibration
 from trainer.precision import decimals, with_spread
 
 # Heading and formatter of every per-epoch number, for people.
@@ -60,14 +61,15 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
     ``time_budget`` (the Pareto section)."""
     summary = [run_summary(r, warmup_epochs) for r in collected.runs]
     rows = comparison(collected.runs, warmup_epochs)
+    table = calibration.load()
     for records in (summary, rows):  # per run, and pooled over each configuration's repeats
-        add_what_ifs(records, settings.get("storage_bps"))
+        add_what_ifs(records, settings.get("storage_bps"), table)
     report = {
         "settings": dict(settings, warmup_epochs=warmup_epochs),
         "epochs": [epoch_record(r, e, warmup_epochs) for r in collected.runs for e in r.epochs],
         "summary": summary,
         "comparison": rows,
-        "notes": list(collected.notes),
+        "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
     report["notes"] += context_notes(report["comparison"])
     if settings.get("pareto"):
@@ -138,7 +140,7 @@ def tables(report: dict) -> List[tuple]:
     measured_common, measured = split_configuration(report["comparison"], "measured_as")
     compare = [[c["device"], c["device_type"] or "", c["storage"] or "", c["model"] or MISSING,
                 configuration_text(v) or "(same)", configuration_text(m) or "(same)", str(len(c["runs"])),
-                str(c["epochs"])]
+                "{} (under-measured)".format(c["epochs"]) if c["epochs"] == 1 else str(c["epochs"])]
                + [_stat_cell(n, c[n], c["energy_bound_joules"]) for n in FIELDS] + [c["bottleneck"] or MISSING]
                for c, v, m in zip(report["comparison"], varying, measured)]
     warmup = report["settings"]["warmup_epochs"]
@@ -157,13 +159,16 @@ def tables(report: dict) -> List[tuple]:
 
 
 def _prediction_cell(prediction: dict) -> str:
-    """Predicted E2E and energy per epoch ± their spread over the replayed epochs, and the error against the run
-    that measured it ± its bar; the digits are those the spreads allow."""
+    """Predicted E2E and energy per epoch ± their bar (trainer.calibration: the replayed epochs' spread and the
+    model's error), and the error against the run that measured it ± its bar; the digits are those the bars
+    allow."""
     if prediction["e2e_seconds"] is None:
         return "{} ({})".format(MISSING, prediction["basis"])
     text = with_spread(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], "s")
     if prediction["energy_joules"] is not None:
         text += " / " + with_spread(prediction["energy_joules"], prediction["energy_spread_joules"], "J")
+    if prediction["model_error_ratio"] is None:
+        text += " ({})".format(calibration.NOT_CALIBRATED)
     measured = prediction.get("measured")
     if measured:
         drift = measured.get("compute_drift_seconds")
@@ -186,7 +191,8 @@ def diagnosis_table(report: dict) -> tuple:
             + [_prediction_cell(s["what_if"].get(n, missing)) for n in names]
             + [s["bottleneck_evidence"]] for s in report["comparison"]]
     return ("Diagnosis and what-if per configuration, its repeated runs pooled (predicted E2E / energy per epoch "
-            "± spread over the replayed epochs; error ± its bar against the runs that measured that configuration)",
+            "± its bar: the replayed epochs' spread × Student t and the model's error from the accuracy bench; "
+            "error ± its bar against the runs that measured that configuration)",
             ["runs", "device", "bottleneck"] + names + ["evidence"], rows)
 
 
@@ -198,6 +204,8 @@ def pareto_table(report: dict) -> tuple:
             mark = "recommended ({})".format(front["binding"]) if point is front["recommendation"] else \
                 "dominated" if point["dominated"] else \
                 "front, tied with {}".format("; ".join(point["ties"])) if point["ties"] else "front"
+            if point["under_measured"]:
+                mark += " ({})".format(UNDER_MEASURED)
             text = configuration_text(point["configuration"]) + (
                 " (measured with {})".format(configuration_text(how)) if how else "")
             rows.append([front["device"], front["model"] or MISSING, text,
@@ -209,13 +217,15 @@ def pareto_table(report: dict) -> tuple:
             rows.append([front["device"], front["model"] or MISSING, configuration_text(point["configuration"]),
                          with_spread(point["e2e_seconds"], point["e2e_spread_seconds"], "s"),
                          with_spread(point["energy_joules"], point["energy_spread_joules"], "J"), MISSING,
-                         "predicted: {} of {}".format(point["what_if"], " ".join(point["runs"]))])
+                         "predicted: {} of {}{}".format(point["what_if"], " ".join(point["runs"]), "" if
+                                                       point["model_error_ratio"] is not None else
+                                                       " ({})".format(calibration.NOT_CALIBRATED))])
     settings = report["settings"]
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
     return ("Pareto front per device × model (time vs energy per epoch ± spread; dominated only beyond both "
-            "spreads; {})".format(budget or "no budget given"),
+            "spreads, energy's widened by its bound; {})".format(budget or "no budget given"),
             ["device", "model", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
 

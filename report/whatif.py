@@ -4,7 +4,9 @@ replays every epoch's recorded loader timeline with one change
 read rate, compute K times faster) and publishes the predicted epoch time
 (``edgescope_train_epoch_predicted_duration_seconds{what_if}``). Here a
 record's prediction is the mean over its kept epochs, its error bar their
-standard deviation; fewer than 2 kept epochs give no prediction. Energy = the
+standard deviation widened by Student's t and combined with the model's own
+error for that kind of what-if, from the accuracy bench (trainer/calibration.py);
+fewer than 2 kept epochs give no prediction. Energy = the
 record's average power x the predicted time (it assumes the power stays as
 measured). A record is one run (the summary) or one comparison row, which pools
 the epochs of every repeat of its configuration: its spreads then hold the
@@ -21,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 from report import configuration
 from report.diagnosis import CACHED, mean_of
+from trainer import calibration
 
 # Labels (report.configuration's knobs and measurement) that a what-if changes: left out when looking for a run
 # that measured the predicted configuration.
@@ -39,7 +42,8 @@ def synthetic_input(record: dict) -> bool:
 
 def _missing(why: str) -> dict:
     return {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None, "energy_spread_joules": None,
-            "compute_seconds": None, "epochs": 0, "basis": why}
+            "compute_seconds": None, "epochs": 0, "epochs_spread_seconds": None, "model_error_ratio": None,
+            "basis": why}
 
 
 def storage_what_if(storage_bps: float) -> str:
@@ -52,8 +56,10 @@ def runs_of(record: dict) -> List[str]:
     return list(record.get("runs") or [record["run_id"]])
 
 
-def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
-    """Each what-if of one record from its kept epochs' ``predicted`` (what_if -> seconds per epoch)."""
+def predict(record: dict, names: Sequence[str], table: calibration.Calibration) -> Dict[str, dict]:
+    """Each what-if of one record from its kept epochs' ``predicted`` (what_if -> seconds per epoch): the mean,
+    its bar (``e2e_spread_seconds``: trainer.calibration.bar, from the epochs' spread and ``table``'s model error,
+    ``model_error_ratio`` None where not calibrated) and the epochs' spread alone."""
     if synthetic_input(record):
         return {name: _missing("synthetic input: no loader to change") for name in names}
     per_epoch = record.get("predicted", [])  # type: List[Dict[str, float]]
@@ -76,15 +82,18 @@ def predict(record: dict, names: Sequence[str]) -> Dict[str, dict]:
             out[name] = _missing("{} kept epoch: an error bar needs {} or more".format(len(known), MIN_EPOCHS))
         else:
             mean, spread = statistics.mean(known), statistics.stdev(known)
+            bar = calibration.bar(mean, spread, len(known), name, table)
             computes = [epoch.get(name) for epoch in per_epoch_compute]
             runs = len(runs_of(record))
-            out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": spread,
+            out[name] = {"e2e_seconds": mean, "e2e_spread_seconds": bar.seconds,
                          "energy_joules": None if power is None else power * mean,
-                         "energy_spread_joules": None if power is None else power * spread,
+                         "energy_spread_joules": None if power is None else power * bar.seconds,
                          "compute_seconds": statistics.mean(computes)  # type: ignore
                          if len(computes) == len(known) and None not in computes else None,
-                         "epochs": len(known), "basis": "replayed on {} epochs' loader timelines{}".format(
-                             len(known), " of {} runs".format(runs) if runs > 1 else "")}
+                         "epochs": len(known), "epochs_spread_seconds": spread,
+                         "model_error_ratio": bar.relative_error,
+                         "basis": "replayed on {} epochs' loader timelines{}; {}".format(
+                             len(known), " of {} runs".format(runs) if runs > 1 else "", bar.note)}
     return out
 
 
@@ -120,8 +129,10 @@ def measured_match(record: dict, others: Sequence[dict], what: str) -> Optional[
 
 def compared(predicted: float, predicted_spread: float, measured: float, measured_spread: Optional[float],
              compute_drift: Optional[float] = None) -> dict:
-    """The relative error of a prediction against a measurement, its bar from both spreads (first order), and
-    whether the two overlap within their spreads.
+    """The relative error of a prediction against a measurement, its bar from both bars (first order), and
+    whether the two overlap within them. Each is one sigma: the prediction's as ``predict`` gives it
+    (trainer.calibration.bar: its epochs' spread widened by Student's t, with the model's own error), the
+    measurement's its epochs' spread widened likewise (trainer.calibration.spread_bar).
 
     ``compute_drift`` (where known) is the measured run's compute minus the compute the prediction assumed,
     seconds per epoch: the machine's speed moving between the runs, or an effect of the change on the steps
@@ -139,17 +150,24 @@ def compared(predicted: float, predicted_spread: float, measured: float, measure
             "compute_covers": None if compute_drift is None else error <= noise + abs(compute_drift)}
 
 
-def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
-    """Set ``what_if`` on every record (all run summaries, or all comparison rows), with ``measured`` (its
-    runs, E2E ± spread, energy, the error ± its bar, within_noise) under each prediction whose configuration
-    was also run."""
+def kept_epochs(record: dict) -> int:
+    """How many kept epochs a record's means are over: a comparison row's ``epochs``, a summary's own."""
+    return record["epochs"] if "epochs" in record else len(record.get("epochs_included", []))
+
+
+def add_what_ifs(records: List[dict], storage_bps: Optional[float],
+                 table: Optional[calibration.Calibration] = None) -> None:
+    """Set ``what_if`` on every record (all run summaries, or all comparison rows), their bars from ``table``
+    (default: trainer.calibration.load()), with ``measured`` (its runs, E2E ± spread, energy, the error ± its
+    bar, within_noise) under each prediction whose configuration was also run."""
+    table = calibration.load() if table is None else table
     for record in records:
         published = sorted({name for epoch in record.get("predicted", []) for name in epoch})
         names = list(DEFAULT_WHAT_IFS) + [n for n in published if n not in DEFAULT_WHAT_IFS
                                           and not n.startswith("storage_bps=")]
         if storage_bps:
             names.append(storage_what_if(storage_bps))
-        record["what_if"] = predict(record, names)
+        record["what_if"] = predict(record, names, table)
         for what, prediction in record["what_if"].items():
             match = None if prediction["e2e_seconds"] is None else measured_match(record, records, what)
             if match is None:
@@ -161,7 +179,7 @@ def add_what_ifs(records: List[dict], storage_bps: Optional[float]) -> None:
             drift = None if compute is None or prediction["compute_seconds"] is None \
                 else compute - prediction["compute_seconds"]
             prediction["measured"] = dict(
-                compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"], e2e.get("std"),
-                         drift),
+                compared(prediction["e2e_seconds"], prediction["e2e_spread_seconds"], e2e["mean"],
+                         calibration.spread_bar(e2e.get("std"), kept_epochs(match)), drift),
                 runs=runs_of(match), e2e_seconds=e2e["mean"], e2e_spread_seconds=e2e.get("std"),
                 energy_joules=mean_of(match, "energy_joules"))

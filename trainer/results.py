@@ -7,6 +7,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from exporter import atomicfile
+from trainer import calibration
 from trainer.energy import EpochEnergy
 from trainer.errors import UsageError
 from trainer.meter import Window
@@ -36,7 +37,7 @@ def append_result(path: Optional[str], record: Optional[Dict[str, Any]]) -> None
 
 def print_summary(history: List[Dict[str, Any]]) -> None:
     """Mean ± std over epochs 1..N-1 (all epochs when there is only one: its values, n=1, no spread), and the
-    what-ifs replayed on them."""
+    what-ifs replayed on them, each ± its bar (trainer.calibration: the spread and the model's own error)."""
     complete = [r for r in history if r["complete"]]
     chosen = [r for r in complete if r["epoch"] >= 1] or complete
     if not chosen:
@@ -63,6 +64,9 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
     if len(chosen) < 2:
         print("what-if: not predicted from n=1 kept epoch: an error bar needs 2 or more", flush=True)
         return
+    table = calibration.load()
+    if table.problem:
+        print("edgescope-train: note: " + table.problem, file=sys.stderr, flush=True)
     cells = []
     for name in names:
         values = [(r.get("predicted_duration_s") or {}).get(name) for r in chosen]
@@ -71,8 +75,13 @@ def print_summary(history: List[Dict[str, Any]]) -> None:
                           if (r.get("predicted_duration_s") or {}).get(name) is None), None)
             cells.append("{} not predicted ({})".format(name, basis or "missing in some epochs"))
         else:
-            cells.append("{} {}".format(name, stat(values)))
-    print("what-if, epoch replayed (mean ± std over the same epochs): {}".format("; ".join(cells)), flush=True)
+            mean = statistics.mean(values)  # type: ignore
+            bar = calibration.bar(mean, statistics.stdev(values), len(values), name, table)  # type: ignore
+            cells.append("{} {}{}".format(name, with_spread(mean, bar.seconds, "s"), "" if bar.relative_error
+                                          is not None else " ({})".format(calibration.NOT_CALIBRATED)))
+    print("what-if, epoch replayed (mean ± bar over the same epochs: their spread × Student t {:.2f} for n={} and "
+          "the model's error for that kind of what-if, from the accuracy bench): {}".format(
+              calibration.student_t(len(chosen)), len(chosen), "; ".join(cells)), flush=True)
 
 
 def window_of(record: Dict[str, Any]) -> Window:

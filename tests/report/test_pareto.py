@@ -72,9 +72,9 @@ def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
     rows = [row("A", 10, 100, 10), row("B", 20, 150, 7.5, workers="2")]
     with_what_ifs = [dict(row("B", 20, 150, 7.5, workers="2"), runs=["b-run", "b-again"], what_if={
         "workers_doubled": {"e2e_seconds": 12.0, "e2e_spread_seconds": 0.5, "energy_joules": 95.0,
-                            "energy_spread_joules": 4.0, "basis": "replayed"},
+                            "energy_spread_joules": 4.0, "basis": "replayed", "model_error_ratio": 0.02},
         "compute_speedup=2": {"e2e_seconds": 11.0, "e2e_spread_seconds": 0.4, "energy_joules": 80.0,
-                              "energy_spread_joules": 3.0, "basis": "replayed"},
+                              "energy_spread_joules": 3.0, "basis": "replayed", "model_error_ratio": None},
         "dataset_cached": {"e2e_seconds": None, "e2e_spread_seconds": None, "energy_joules": None,
                            "energy_spread_joules": None, "basis": "does not fit"}})]
     front, _ = fronts(rows, power_budget=100)
@@ -84,3 +84,45 @@ def test_what_ifs_are_predicted_points_beside_the_front_never_recommended():
         ("workers_doubled", ["b-run", "b-again"], True)]
     assert predicted[0]["e2e_spread_seconds"] == 0.5  # with its error bar
     assert front[0]["recommendation"]["runs"] == ["A"]  # a prediction never advises, however good it looks
+
+
+def test_one_kept_epoch_is_under_measured_fits_no_budget_and_is_marked():
+    """A (one epoch, so a zero spread) and B (four epochs, 10 ± 0.5 s) are as fast: B may take 10.5 s and misses a
+    10.2 s budget; A's zero spread is no measured spread, so A misses it too, and it ties rather than
+    dominates."""
+    from report.render import pareto_table
+    rows = [dict(row("A", 10.0, 100, 6), epochs=1), dict(row("B", 10.0, 100, 6, spread=0.5, workers="2"), epochs=4),
+            dict(row("C", 30.0, 300, 6, spread=0.5, workers="1"), epochs=4)]
+    front, notes = fronts(rows, time_budget=10.2)
+    points = {p["runs"][0]: p for p in front[0]["points"]}
+    assert points["A"]["under_measured"] and not points["B"]["under_measured"]
+    assert front[0]["recommendation"] is None
+    assert front[0]["binding"] == "nothing fits: runs A is under-measured: one kept epoch, no spread to fit a " \
+                                  "budget on"
+    assert points["C"]["dominated"]  # by B
+    lone = {p["runs"][0]: p for p in fronts([rows[0], rows[2]])[0][0]["points"]}
+    assert not lone["C"]["dominated"] and lone["C"]["ties"] == ["runs A"]  # A's one epoch proves nothing
+    assert fronts(rows, power_budget=100)[0][0]["recommendation"]["runs"] == ["B"]
+    front, _ = fronts(rows, power_budget=100)
+    _, headers, table = pareto_table({"pareto": front, "settings": {"power_budget": 100}})
+    marks = {line[headers.index("configuration")]: line[headers.index("pareto")] for line in table}
+    assert marks["workers=4"] == "front (under-measured: one kept epoch, no spread to fit a budget on)"
+
+
+def test_the_energy_bound_widens_energy_so_a_dominance_within_it_is_a_tie():
+    """A = 10 s / 100 J beats B = 10 s / 104 J beyond their 1 J spreads (101 < 103); with the energy counter's
+    ± 2 J bound on each, the two reach 103 and 101 J: they tie."""
+    rows = [row("A", 10.0, 100.0, 10, spread=1.0), row("B", 10.0, 104.0, 10, spread=1.0, workers="2")]
+    points = {p["runs"][0]: p for p in fronts(rows)[0][0]["points"]}
+    assert points["B"]["dominated"] and points["B"]["ties"] == []
+    bounded = [dict(r, energy_bound_joules={"mean": 2.0, "std": 0.1}) for r in rows]
+    points = {p["runs"][0]: p for p in fronts(bounded)[0][0]["points"]}
+    assert points["A"]["energy_bound_joules"] == 2.0
+    assert not points["B"]["dominated"] and points["B"]["ties"] == ["runs A"]
+
+
+def test_the_comparison_table_marks_a_configuration_with_one_kept_epoch():
+    from report.render import tables
+    from tests.report.synthetic import report
+    _, headers, rows = tables(report([run(0, epochs=2), run(2)]))[2]  # the first keeps epoch 1 alone
+    assert [r[headers.index("epochs")] for r in rows] == ["1 (under-measured)", "3"]

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.text import Text
 
 from report.collect import Collected
-from report.plots import DPI, STYLE, figures, row_labels
+from report.plots import DPI, STYLE, figures, pareto_front, row_labels
 from report.render import build
 from tests.report import synthetic
 
@@ -114,3 +114,18 @@ def test_labels_holding_dollars_are_drawn_as_text():
     assert set(made) == {"time_split", "energy_per_epoch", "power_over_run", "pareto"}
     assert not any(math for _, math in shown)
     assert any(r"sweep $\x$ 1" in text for text, _ in shown) and any(r"$\y$" in text for text, _ in shown)
+
+
+def test_an_under_measured_configuration_is_marked_on_the_pareto_plot():
+    runs = [synthetic.run(0, epochs=2), synthetic.run(2)]  # one board and model; the first keeps one epoch
+    report = build(Collected(runs=runs, notes=[]), 1, {"prometheus": "http://prometheus.example:9090",
+                                                       "since": 0.0, "until": 2e9, "pareto": True})
+    with plt.rc_context(STYLE):
+        fig = pareto_front(report)
+        try:
+            (ax,) = fig.axes
+            legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        finally:
+            plt.close(fig)
+    assert [p["under_measured"] for p in report["pareto"][0]["points"]] == [True, False]
+    assert "under-measured (one epoch: no spread, fits no budget)" in legend
