@@ -59,6 +59,7 @@ sys.path.insert(0, REPO)
 
 from bench import blkio, slowdisk  # noqa: E402
 from exporter import atomicfile  # noqa: E402
+from trainer import calibration  # noqa: E402
 from trainer.pagecache import dataset_size, warm  # noqa: E402
 from report.whatif import compared  # noqa: E402
 from trainer.precision import with_spread  # noqa: E402
@@ -88,10 +89,10 @@ def dataset_key(config: Config) -> Tuple[int, int]:
 
 
 class Comparison(NamedTuple):
-    predicted: Tuple[float, float]  # mean, std over the source's kept epochs
+    predicted: Tuple[float, float]  # mean over the source's kept epochs, its bar (trainer.calibration.bar)
     measured: Tuple[float, float]  # mean, std over the target's kept epochs
     error: float  # (predicted - measured) / measured
-    error_sd: float  # its bar: the relative spreads combined (report.whatif.compared)
+    error_sd: float  # its bar: the prediction's bar and the measurement's combined (report.whatif.compared)
     within_noise: bool  # the mean ± std intervals overlap
     inside_bar: bool  # |error| <= error_sd
     # the target's mean compute over the compute the prediction assumed, - 1: the machine's speed between the
@@ -187,17 +188,21 @@ def mean_sd(values: Sequence[float]) -> Tuple[float, float]:
 
 def compare(predicted: Sequence[float], measured: Sequence[float],
             predicted_compute: Optional[Sequence[float]] = None,
-            measured_compute: Optional[Sequence[float]] = None) -> Comparison:
+            measured_compute: Optional[Sequence[float]] = None, what_if: str = "",
+            table: Optional[calibration.Calibration] = None) -> Comparison:
     """The prediction's error against the measurement, each over its own epochs, as the report judges it
-    (report.whatif.compared): the bar from both spreads; beside it how far the compute moved from the
-    predicted."""
+    (report.whatif.compared): the prediction's bar (its epochs' spread × Student t with the model's error for
+    ``what_if``'s kind from ``table``, default trainer/whatif_calibration.json) and the measurement's (its spread
+    × Student t) combined; beside it how far the compute moved from the predicted."""
+    table = calibration.load() if table is None else table
     p, sp = mean_sd(predicted)
     m, sm = mean_sd(measured)
+    bar = calibration.bar(p, sp, len(predicted), what_if, table).seconds if len(predicted) > 1 else 0.0
     assumed = statistics.mean(predicted_compute) if predicted_compute and measured_compute else None
     drift = None if assumed is None else statistics.mean(measured_compute) - assumed  # type: ignore
-    verdict = compared(p, 0.0 if math.isnan(sp) else sp, m, None if math.isnan(sm) else sm, drift)
-    error, bar = verdict["e2e_error_ratio"], verdict["e2e_error_spread_ratio"]
-    return Comparison((p, sp), (m, sm), error, bar, verdict["within_noise"], abs(error) <= bar,
+    verdict = compared(p, bar, m, calibration.spread_bar(None if math.isnan(sm) else sm, len(measured)), drift)
+    error, error_bar = verdict["e2e_error_ratio"], verdict["e2e_error_spread_ratio"]
+    return Comparison((p, bar), (m, sm), error, error_bar, verdict["within_noise"], abs(error) <= error_bar,
                       None if drift is None else drift / assumed, verdict["compute_covers"])  # type: ignore
 
 
@@ -226,11 +231,13 @@ def analytic_epoch(record: Dict[str, Any], workers: int, storage_bps: int,
     return max(bounds) + (record.get("loader_startup_s") or 0.0) + (record.get("loader_shutdown_s") or 0.0)
 
 
-def rows(runs: Dict[Config, List[Dict[str, Any]]],
-         dataset_bytes: Optional[Dict[Tuple[int, int], float]] = None) -> List[Row]:
-    """Every pairing whose two runs both have kept epochs, compared, with the measured change and the two
-    baselines' errors; ``dataset_bytes`` (per dataset_key: the bytes one epoch reads) gives the storage
-    what-ifs their drift and DS-Analyzer its storage bound."""
+def rows(runs: Dict[Config, List[Dict[str, Any]]], dataset_bytes: Optional[Dict[Tuple[int, int], float]] = None,
+         table: Optional[calibration.Calibration] = None) -> List[Row]:
+    """Every pairing whose two runs both have kept epochs, compared (the bars with ``table``'s model errors,
+    default trainer/whatif_calibration.json), with the measured change and the two baselines' errors;
+    ``dataset_bytes`` (per dataset_key: the bytes one epoch reads) gives the storage what-ifs their drift and
+    DS-Analyzer its storage bound."""
+    table = calibration.load() if table is None else table
     out = []
     for target, source, name in pairings(list(runs)):
         source_epochs, target_epochs = kept(runs[source]), kept(runs[target])
@@ -254,7 +261,8 @@ def rows(runs: Dict[Config, List[Dict[str, Any]]],
         rate = read_rate(target_epochs, epoch_bytes) if name.startswith("storage_bps=") else None
         out.append(measured._replace(
             comparison=compare(values, [r["duration_s"] for r in target_epochs],
-                               predicted_compute if known else None, measured_compute if known else None),
+                               predicted_compute if known else None, measured_compute if known else None, name,
+                               table),
             storage_drift=None if rate is None else rate / target.storage - 1))
     return out
 
@@ -366,15 +374,15 @@ def verdict(met: bool) -> str:
     return "PASS" if met else "FAIL"
 
 
-def calibration(result_rows: Sequence[Row], source: str) -> Dict[str, Any]:
+def calibration_table(result_rows: Sequence[Row], source: str) -> Dict[str, Any]:
     """trainer/whatif_calibration.json (issue 25, read by trainer/calibration.py): per kind of what-if (its name
     before any "="), the root mean square of the replay's relative errors over every compared case of that kind,
     and their count."""
     errors = {}  # type: Dict[str, List[float]]
     for row in result_rows:
         if row.comparison is not None:
-            errors.setdefault(row.what_if.split("=", 1)[0], []).append(row.comparison.error)
-    return {"version": 1, "source": source,
+            errors.setdefault(calibration.kind(row.what_if), []).append(row.comparison.error)
+    return {"version": calibration.VERSION, "source": source,
             "kinds": {kind: {"relative_error": math.sqrt(statistics.mean(e * e for e in values)), "cases": len(values)}
                       for kind, values in sorted(errors.items())}}
 
@@ -548,8 +556,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             group = stack.enter_context(blkio.throttled_group(disk, args.rates[0], "edgescope-bench"))
         for config, records in measure(configs, datasets, args, args.rates, work, group):
             runs.setdefault(config, []).extend(records)  # a configuration's epochs pool over its repeats
-    result_rows = rows(runs, epoch_bytes)
+    bars = calibration.load()
+    result_rows = rows(runs, epoch_bytes, bars)
     print()
+    print("bars: the model's error from {}".format(bars.problem or bars.path))
     print(table(result_rows))
     print()
     for line in summary(result_rows) + [""] + judged(result_rows):
@@ -565,10 +575,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "no_change_error": r.no_change, "ds_analyzer_error": r.analytic} for r in result_rows]}
     outputs = [("records", "--out", args.out, record)]
     if args.calibration:
-        outputs.append(("calibration table", "--calibration", args.calibration, calibration(result_rows, "{}; {}; {}; "
-                        "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
-                            " ".join(["bench/whatif_accuracy.py"] + record["argv"]),
-                            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine(), *load_before, *load_after))))
+        measured = calibration_table(result_rows, "{}; {}; {}; load average before {:.2f} {:.2f} {:.2f}, after "
+                                     "{:.2f} {:.2f} {:.2f}".format(
+                                         " ".join(["bench/whatif_accuracy.py"] + record["argv"]),
+                                         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine(),
+                                         *load_before, *load_after))
+        outputs.append(("calibration table", "--calibration", args.calibration, measured))
+        kinds = measured["kinds"]
+        rescored = rows(runs, epoch_bytes, calibration.Calibration(
+            {k: v["relative_error"] for k, v in kinds.items()}, {k: v["cases"] for k, v in kinds.items()},
+            args.calibration, None))
+        if kinds:
+            print("with the model's errors this run measured (in-sample): {}".format(summary(rescored)[2]))
     for what, flag, path, content in outputs:
         try:  # atomic: an earlier file stays whole whatever happens half-way
             atomicfile.write_bytes(path, (json.dumps(content, indent=1) + "\n").encode("utf-8"))

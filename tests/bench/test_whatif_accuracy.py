@@ -8,13 +8,16 @@ import sys
 
 import pytest
 
-from bench.whatif_accuracy import (CACHED, MIB, Config, Row, analytic_epoch, calibration, cases_that_matter,
+from bench.whatif_accuracy import (CACHED, MIB, Config, Row, analytic_epoch, calibration_table, cases_that_matter,
                                    child_setup, compare, judged, kept, label, main, pairings, parse_args, plan, rows,
                                    storage_key, summary, table)
+from trainer import calibration
 from trainer.machine import Machine
 from trainer.timeline import Timeline, what_ifs
 
 SLOW, FAST = 4 * MIB, 8 * MIB
+SPREADS_ONLY = calibration.Calibration({}, {}, "no table", None)  # bars of the epochs' spreads × Student t alone
+T2, T3 = calibration.student_t(2), calibration.student_t(3)  # 1.84, 1.32
 
 
 def epochs(durations, **predicted):
@@ -101,13 +104,18 @@ def test_kept_epochs_drop_the_warm_up_and_interrupted_ones():
 
 
 def test_error_its_bar_and_the_noise_verdict():
-    c = compare([9.0, 11.0], [11.0, 13.0])  # 10 ± 1.41 against 12 ± 1.41
-    assert c.predicted == pytest.approx((10.0, math.sqrt(2))) and c.measured == pytest.approx((12.0, math.sqrt(2)))
+    """As the report judges it: the prediction's bar is its spread × Student t with the model's error for its
+    kind, the measurement's its spread × Student t."""
+    table = calibration.Calibration({"dataset_cached": 0.05}, {"dataset_cached": 3}, "a table", None)
+    c = compare([9.0, 11.0], [11.0, 13.0], what_if="dataset_cached", table=table)  # 10 ± 1.41 against 12 ± 1.41
+    predicted_bar, measured_bar = math.hypot(T2 * math.sqrt(2), 0.05 * 10), T2 * math.sqrt(2)
+    assert c.predicted == pytest.approx((10.0, predicted_bar)) and c.measured == pytest.approx((12.0, math.sqrt(2)))
     assert c.error == pytest.approx(-1 / 6)
-    assert c.error_sd == pytest.approx(10 / 12 * math.hypot(math.sqrt(2) / 10, math.sqrt(2) / 12))
-    assert c.within_noise and not c.inside_bar  # the intervals overlap, yet the error is outside its own bar
-    exact = compare([10.0, 10.0], [11.0, 13.0])
-    assert exact.error_sd == pytest.approx(10 / 12 * math.sqrt(2) / 12) and not exact.within_noise
+    assert c.error_sd == pytest.approx(10 / 12 * math.hypot(predicted_bar / 10, measured_bar / 12))
+    assert c.within_noise and c.inside_bar
+    exact = compare([10.0, 10.0], [12.0, 12.2], table=SPREADS_ONLY)  # no spread, no model error: the measured's
+    assert exact.error_sd == pytest.approx(10 / 12.1 * T2 * statistics.stdev([12.0, 12.2]) / 12.1)
+    assert not exact.within_noise and not exact.inside_bar
     close = compare([11.5, 12.5], [11.0, 13.0])
     assert close.error == pytest.approx(0.0) and close.inside_bar and close.within_noise
 
@@ -119,32 +127,33 @@ def test_rows_table_and_summary_from_hand_made_runs():
         cached: epochs([5.0, 4.0, 4.2, 4.1], workers_doubled_storage_scales=[3.0, 2.0, 2.0, 2.0]),
         cached2: epochs([4.0, 3.0, 3.1, 3.2]),
     }
-    result = {(r.target, r.source, r.what_if): r for r in rows(runs)}
+    result = {(r.target, r.source, r.what_if): r for r in rows(runs, table=SPREADS_ONLY)}
     assert set(result) == {(cached, cold, "dataset_cached"), (cached2, cached, "workers_doubled_storage_scales")}
     caching = result[(cached, cold, "dataset_cached")].comparison
     assert caching.measured[0] == pytest.approx(4.1) and caching.predicted[0] == pytest.approx(4.5)
     assert caching.error == pytest.approx(4.5 / 4.1 - 1)  # the warm-up epoch's 9 s and 5 s left out
     doubling = result[(cached2, cached, "workers_doubled_storage_scales")].comparison
     assert doubling.error == pytest.approx(2.0 / 3.1 - 1) and not doubling.inside_bar
-    text = table(rows(runs))
+    text = table(rows(runs, table=SPREADS_ONLY))
     assert text.splitlines()[0].startswith("| configuration measured | predicted from |")
     # the change measured (6.0 s cold to 4.1 s cached), the replay's error, "no change"'s (6.0 s for 4.1 s); no
     # DS-Analyzer error without compute and preprocessing in the records
-    assert "| 64 px, 1 worker, cached | 64 px, 1 worker, cold 4 MiB/s: `dataset_cached` | 4.50 ± 0.10 s | " \
-           "4.10 ± 0.10 s | -32 % | +10 ± 4 % | +46 % |  | no |" in text
+    # (the prediction's bar: 0.10 s × Student t for 3 epochs)
+    assert "| 64 px, 1 worker, cached | 64 px, 1 worker, cold 4 MiB/s: `dataset_cached` | 4.50 ± 0.13 s | " \
+           "4.10 ± 0.10 s | -32 % | +10 ± 5 % | +46 % |  | no |" in text
     # identical epochs: the mean to four significant digits, ± 0
-    assert "| 2.000 ± 0 s | 3.10 ± 0.10 s | -24 % | -35 ± 2 % | +32 % |  | no |" in text
-    lines = summary(rows(runs))
+    assert "| 2.000 ± 0 s | 3.10 ± 0.10 s | -24 % | -35 ± 3 % | +32 % |  | no |" in text
+    lines = summary(rows(runs, table=SPREADS_ONLY))
     assert lines[0].startswith("every comparison: median |error| 22.6 % (target <= 10 %): FAIL")
     assert "worst |error| 35.5 % (64 px, 2 workers, cached from 64 px, 1 worker, cached" in lines[1]
     assert lines[1].endswith("FAIL")
     assert lines[2].startswith("inside their bar 0 of 2 (0 %, target about two in three), twice their bar 0 of 2 (0 %")
-    assert lines[2].endswith("FAIL")  # +10 ± 4 %, -35 ± 2 %
+    assert lines[2].endswith("FAIL")  # +10 ± 5 %, -35 ± 3 %
 
 
 def test_the_bars_calibration_counts_errors_inside_twice_their_bar():
     a, b = Config(64, 1, SLOW), Config(64, 2, SLOW)
-    between = Row(b, a, "workers_doubled", compare([9.0, 11.0], [11.0, 13.0]), "")  # -17 ± 15 %: 1.1 bars
+    between = Row(b, a, "workers_doubled", compare([9.5, 10.5], [12.5, 13.5], table=SPREADS_ONLY), "")  # 1.8 bars
     inside = Row(b, a, "workers_doubled", compare([11.5, 12.5], [11.0, 13.0]), "")
     assert summary([between, inside])[2] == ("inside their bar 1 of 2 (50 %, target about two in three), twice their "
                                              "bar 2 of 2 (100 %, target 19 in 20): PASS")
@@ -192,7 +201,7 @@ def test_the_compute_drift_against_the_predicted_compute_is_shown_beside_the_bar
                                         (runs[cached2], 2.5, {})):
         for record in records:
             record["compute_s"], record["predicted_compute_s"] = compute, predicted
-    result = {r.what_if: r.comparison for r in rows(runs)}
+    result = {r.what_if: r.comparison for r in rows(runs, table=SPREADS_ONLY)}
     caching = result["dataset_cached"]
     assert caching.compute_drift == pytest.approx(0.20)  # 2.4 s measured against the 2.0 s predicted
     assert caching.error == pytest.approx(4.05 / 4.4 - 1) and caching.error_sd == pytest.approx(0.0)
@@ -290,7 +299,7 @@ def test_the_calibration_table_is_the_rms_error_per_kind_of_what_if():
     for record in runs[slow]:
         record["predicted_duration_s"][storage_key(FAST)] = 6.0
     runs[fast] = epochs([6.0, 5.0, 5.0, 5.0], **{storage_key(SLOW): [9.0, 9.0, 9.0, 9.0]})  # no dataset_cached
-    table_ = calibration(rows(runs), "the source")
+    table_ = calibration_table(rows(runs), "the source")
     assert table_["version"] == 1 and table_["source"] == "the source"
     kinds = table_["kinds"]
     assert set(kinds) == {"dataset_cached", "workers_doubled_storage_scales", "storage_bps"}
