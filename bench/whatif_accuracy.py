@@ -376,15 +376,15 @@ def verdict(met: bool) -> str:
 
 def calibration_table(result_rows: Sequence[Row], source: str) -> Dict[str, Any]:
     """trainer/whatif_calibration.json (issue 25, read by trainer/calibration.py): per kind of what-if (its name
-    before any "="), the root mean square of the replay's relative errors over every compared case of that kind,
-    and their count."""
+    before any "="), the root mean square of the replay's relative errors over every compared case of that kind
+    (to 4 decimals), and their count."""
     errors = {}  # type: Dict[str, List[float]]
     for row in result_rows:
         if row.comparison is not None:
             errors.setdefault(calibration.kind(row.what_if), []).append(row.comparison.error)
     return {"version": calibration.VERSION, "source": source,
-            "kinds": {kind: {"relative_error": math.sqrt(statistics.mean(e * e for e in values)), "cases": len(values)}
-                      for kind, values in sorted(errors.items())}}
+            "kinds": {kind: {"relative_error": round(math.sqrt(statistics.mean(e * e for e in values)), 4),
+                             "cases": len(values)} for kind, values in sorted(errors.items())}}
 
 
 def make_dataset(folder: str, key: Tuple[int, int], batch_size: int, quality: int) -> str:
