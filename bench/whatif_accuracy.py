@@ -468,9 +468,9 @@ def measure(configs: Sequence[Config], datasets: Dict[Tuple[int, int], str], arg
         for i, config in enumerate(configs):
             records = train(config, datasets[dataset_key(config)], args, rates, work, group, repeat)
             durations = [r["duration_s"] for r in kept(records)]
-            print("  [{}/{}, {:.0f} s] {}: epochs {}".format(
-                repeat * len(configs) + i + 1, total, time.monotonic() - started, label(config),
-                " ".join("{:.2f}".format(d) for d in durations) or "-"), flush=True)
+            print("  [{}/{}, {:.0f} s, load {:.1f}] {}: epochs {}".format(
+                repeat * len(configs) + i + 1, total, time.monotonic() - started, os.getloadavg()[0],
+                label(config), " ".join("{:.2f}".format(d) for d in durations) or "-"), flush=True)
             yield config, records
 
 
@@ -554,8 +554,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 datasets[key] = shutil.copytree(folder, os.path.join(disk, os.path.basename(folder)))
             os.sync()
             group = stack.enter_context(blkio.throttled_group(disk, args.rates[0], "edgescope-bench"))
+        loads = []  # the 1-minute load average after each run: how loaded the machine was throughout
         for config, records in measure(configs, datasets, args, args.rates, work, group):
             runs.setdefault(config, []).extend(records)  # a configuration's epochs pool over its repeats
+            loads.append(os.getloadavg()[0])
     bars = calibration.load()
     result_rows = rows(runs, epoch_bytes, bars)
     print()
@@ -565,8 +567,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for line in summary(result_rows) + [""] + judged(result_rows):
         print(line)
     load_after = os.getloadavg()
-    print("load average after: {:.2f} {:.2f} {:.2f} (the targets are for a quiet machine)".format(*load_after))
-    record = {"load_before": load_before, "load_after": load_after, "argv": sys.argv[1:] if argv is None else argv,
+    print("load average after: {:.2f} {:.2f} {:.2f}; after each run (1 min): {:.1f} to {:.1f}, median {:.1f} (the "
+          "targets are for a quiet machine)".format(*load_after, min(loads), max(loads), statistics.median(loads)))
+    record = {"load_before": load_before, "load_after": load_after, "load_after_each_run": loads,
+              "argv": sys.argv[1:] if argv is None else argv,
               "dataset_bytes": {"{} px x {} batches".format(*key): b for key, b in epoch_bytes.items()},
               "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
               "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,
@@ -576,10 +580,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     outputs = [("records", "--out", args.out, record)]
     if args.calibration:
         measured = calibration_table(result_rows, "{}; {}; {}; load average before {:.2f} {:.2f} {:.2f}, after "
-                                     "{:.2f} {:.2f} {:.2f}".format(
+                                     "{:.2f} {:.2f} {:.2f}, after each run {:.1f} to {:.1f}".format(
                                          " ".join(["bench/whatif_accuracy.py"] + record["argv"]),
                                          time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine(),
-                                         *load_before, *load_after))
+                                         *load_before, *load_after, min(loads), max(loads)))
         outputs.append(("calibration table", "--calibration", args.calibration, measured))
         kinds = measured["kinds"]
         rescored = rows(runs, epoch_bytes, calibration.Calibration(
