@@ -16,7 +16,7 @@ import hashlib
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 
 from exporter.pagecache import ScanLimits, ScanTooBig, regular_files
 from trainer.errors import UsageError
-from trainer.machine import resident_bytes
+from trainer.machine import private_bytes, thread_schedule
 from trainer.meter import LoadTimes
 from trainer.safe_load import DataFileError, load_image, load_pickle, read_bytes
 
@@ -309,6 +309,9 @@ class TimedSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Sample:
+        clock = _maker()
+        if clock.delay_began is None:  # the batch's first sample
+            clock.delay_began = _waited_for_cpu()
         read_before, read_cpu_before, bytes_before = _ReadClock.seconds, _ReadClock.cpu_seconds, _ReadClock.bytes
         began, cpu_began = time.monotonic(), time.process_time()
         item = self.dataset[index]
@@ -321,13 +324,27 @@ class TimedSamples(Dataset):
 IO_FIELDS = ("read_bytes", "rchar", "syscr")  # /proc/<pid>/io: from storage, returned by read calls, read calls
 
 
-class _IoClock:
-    """This process's /proc/self/io read counters at its last batch (a forked worker starts its own at 0)."""
+class _MakerClock:
+    """This process's batches made, its I/O counters at its last batch (a forked worker starts its own: its
+    counters began at 0 when it was forked), and its thread's wait for a CPU when its batch in the making began."""
     pid = -1
-    last = (0, 0, 0)
+    batches = 0
+    io = (0, 0, 0)
+    delay_began = None  # type: Optional[float]
 
 
-def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
+def _maker() -> Type[_MakerClock]:
+    if _MakerClock.pid != os.getpid():  # a new worker
+        _MakerClock.pid, _MakerClock.batches, _MakerClock.io, _MakerClock.delay_began = os.getpid(), 0, (0, 0, 0), None
+    return _MakerClock
+
+
+def _waited_for_cpu() -> Optional[float]:
+    schedule = thread_schedule()
+    return None if schedule is None else schedule[1]
+
+
+def io_since_last_batch(clock: Type[_MakerClock], path: str = "/proc/self/io") -> Optional[Tuple[int, int, int]]:
     """(storage bytes, bytes returned by reads, read calls) of this process since its previous batch; None
     where the kernel keeps no I/O accounting."""
     try:
@@ -336,18 +353,32 @@ def io_since_last_batch(path: str = "/proc/self/io") -> Optional[Tuple[int, int,
         now = tuple(int(fields[name.encode()]) for name in IO_FIELDS)
     except (OSError, KeyError, ValueError):
         return None
-    if _IoClock.pid != os.getpid():  # a new worker: its counters began at 0 when it was forked
-        _IoClock.pid, _IoClock.last = os.getpid(), (0, 0, 0)
-    delta = tuple(n - last for n, last in zip(now, _IoClock.last))
-    _IoClock.last = now  # type: ignore[assignment]
+    delta = tuple(n - last for n, last in zip(now, clock.io))
+    clock.io = now  # type: ignore[assignment]
     return delta  # type: ignore[return-value]
+
+
+def run_delay_of_batch(clock: Type[_MakerClock]) -> Optional[float]:
+    """Seconds this thread waited for a CPU while making its batch: what tells a making's wait for a core from its
+    wait for the device (both are wall time that is not CPU time)."""
+    began, clock.delay_began = clock.delay_began, None
+    now = _waited_for_cpu()
+    return None if now is None or began is None else now - began
+
+
+def private_memory_now_and_then(clock: Type[_MakerClock]) -> Optional[int]:
+    """This process's private memory at its 16th, 32nd, 64th... batch (reading it takes milliseconds, which delay
+    the next batch: a few per epoch are lost in it); None at the others."""
+    return private_bytes() if clock.batches >= 16 and clock.batches & (clock.batches - 1) == 0 else None
 
 
 def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     """PyTorch's default collate of the items, with the batch's ``LoadTimes`` appended: the samples' reads, and
-    their preprocessing plus this collate; which worker made it, when, its CPU seconds (its reads' apart), its I/O
-    and its maker's own resident memory."""
+    their preprocessing plus this collate; which worker made it, when, its CPU seconds (its reads' apart) and its
+    wait for a CPU, its I/O, and now and then its maker's private memory."""
     cpu_began = time.process_time()
+    clock = _maker()
+    clock.batches += 1
     batch = default_collate([sample.item for sample in samples])
     ready = time.monotonic()
     worker = get_worker_info()
@@ -355,8 +386,9 @@ def collate_timed(samples: List[Sample]) -> Tuple[Any, ...]:
     read = sum(sample.read_s for sample in samples)
     times = LoadTimes(read, ready - began - read, -1 if worker is None else worker.id, began, ready,
                       sum(sample.cpu_s for sample in samples) + time.process_time() - cpu_began,
-                      sum(sample.read_bytes for sample in samples), io_since_last_batch(),
-                      sum(sample.read_cpu_s for sample in samples), resident_bytes())
+                      sum(sample.read_bytes for sample in samples), io_since_last_batch(clock),
+                      sum(sample.read_cpu_s for sample in samples), private_memory_now_and_then(clock),
+                      run_delay_of_batch(clock))
     return tuple(batch) + (times,)
 
 

@@ -3,7 +3,8 @@ them other tenants took while it ran, the run's own CPU seconds (its main proces
 memory free for more. Read from /proc at a window's edges; torch-free (the report reads timelines too)."""
 import math
 import os
-from typing import NamedTuple, Optional, Sequence
+import time
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # /proc/stat cpuN: user nice system [idle iowait] irq softirq steal (guest is in user)
 
@@ -14,6 +15,7 @@ class CpuSample(NamedTuple):
     children_s: float  # its reaped children's (a DataLoader's workers, once the loader has ended them)
     busy_s: float  # busy seconds of the affinity mask's CPUs, whoever ran on them (NaN: no /proc/stat)
     cpus: int  # the affinity mask's CPUs
+    thread: Optional[Tuple[float, float]]  # the calling thread's ``thread_schedule``
 
 
 class Machine(NamedTuple):
@@ -23,20 +25,26 @@ class Machine(NamedTuple):
     workers_cpu_s: float = math.nan  # its loader workers' that ended inside the window (persistent ones: unknown)
     busy_cpu_s: float = math.nan  # CPU seconds of every process on the mask's CPUs over the window
     span_s: float = math.nan  # the window's wall seconds
+    # how much slower than alone the main thread's CPU work ran: (its CPU + its waits for a CPU) / its CPU
+    main_sharing: float = math.nan
 
-    def cores(self, workers_cpu_s: float) -> float:
-        """The cores the run had: the mask's CPUs less what other tenants used of them over the window (busy time
-        beyond the run's own ``main_cpu_s`` + ``workers_cpu_s``), never less than the run itself used."""
-        own = self.main_cpu_s + workers_cpu_s
+    def others_cores(self, workers_cpu_s: float) -> float:
+        """The cores other tenants used of the mask's CPUs on average over the window: busy time beyond the run's own
+        ``main_cpu_s`` + ``workers_cpu_s`` (0 where unknown), never so much that the run had less than it used."""
         if not (self.span_s > 0 and math.isfinite(self.busy_cpu_s)):
-            return float(self.cpus)
-        others = max(self.busy_cpu_s - own, 0.0) / self.span_s
-        return min(float(self.cpus), max(self.cpus - others, own / self.span_s, 1e-3))
+            return 0.0
+        own = self.main_cpu_s + workers_cpu_s
+        return min(max(self.busy_cpu_s - own, 0.0), max(self.cpus * self.span_s - own, 0.0)) / self.span_s
 
     @classmethod
     def between(cls, began: CpuSample, ended: CpuSample, span_s: float) -> "Machine":
+        """Over a window, from samples taken at its edges by one thread (the main process's loop)."""
+        sharing = math.nan
+        if began.thread is not None and ended.thread is not None and ended.thread[0] > began.thread[0]:
+            ran, waited = (e - b for e, b in zip(ended.thread, began.thread))
+            sharing = 1 + waited / ran
         return cls(ended.cpus, ended.own_s - began.own_s, ended.children_s - began.children_s,
-                   ended.busy_s - began.busy_s, span_s)
+                   ended.busy_s - began.busy_s, span_s, sharing)
 
     def to_dict(self) -> dict:
         return {name: None if isinstance(value, float) and math.isnan(value) else value
@@ -72,10 +80,10 @@ def busy_seconds(cpus: Sequence[int], stat: str = "/proc/stat") -> float:
 
 
 def cpu_sample() -> CpuSample:
-    times = os.times()
+    times = os.times()  # clock ticks; process_time is finer
     cpus = usable_cpus()
-    return CpuSample(times.user + times.system, times.children_user + times.children_system, busy_seconds(cpus),
-                     len(cpus))
+    return CpuSample(time.process_time(), times.children_user + times.children_system, busy_seconds(cpus), len(cpus),
+                     thread_schedule())
 
 
 def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
@@ -90,12 +98,23 @@ def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
     return None
 
 
-def resident_bytes(statm: str = "/proc/self/statm") -> Optional[int]:
-    """This process's resident memory that is its own (resident less file-backed and shared memory: not the
-    libraries, nor the batches it hands over in shared memory); None where /proc cannot be read."""
+def private_bytes(smaps: str = "/proc/self/smaps_rollup") -> Optional[int]:
+    """This process's private memory: what one more like it adds (not the libraries nor the pages a forked worker
+    still shares with its parent, which its resident size counts); None where /proc cannot tell. Reading it takes
+    milliseconds."""
     try:
-        with open(statm) as f:
-            fields = f.read().split()
-        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+        with open(smaps) as f:
+            return sum(int(line.split()[1]) * 1024 for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def thread_schedule(schedstat: str = "/proc/thread-self/schedstat") -> Optional[Tuple[float, float]]:
+    """(seconds the calling thread has run on a CPU, seconds it has been runnable but waiting for one); None where
+    the kernel keeps no scheduler statistics."""
+    try:
+        with open(schedstat, "rb") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+    except (OSError, ValueError):
         return None

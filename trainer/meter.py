@@ -61,7 +61,8 @@ class LoadTimes(NamedTuple):
     io: Optional[Tuple[int, int, int]] = None  # its maker's /proc/self/io since its previous batch: storage
     # bytes, bytes returned by read calls, read calls (trainer.data.IO_FIELDS); None: no I/O accounting
     read_cpu_s: Optional[float] = None  # the CPU seconds of its file reads (inside cpu_s), the rest of read_s waited
-    rss_bytes: Optional[int] = None  # its maker's own resident memory (trainer.machine.resident_bytes) once made
+    private_bytes: Optional[int] = None  # its maker's private memory (trainer.machine.private_bytes), now and then
+    run_delay_s: Optional[float] = None  # its maker's wait for a CPU (runnable, not running) while making it
 
 
 class HostStep(NamedTuple):

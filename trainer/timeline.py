@@ -15,12 +15,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from exporter import atomicfile
 from trainer.machine import Machine, available_memory, usable_cpus
 
-MAX_BATCHES = 200000  # ~18 columns x 8 bytes: about 29 MB at most per epoch; past it the timeline is cut
+MAX_BATCHES = 200000  # ~19 columns x 8 bytes: about 30 MB at most per epoch; past it the timeline is cut
 COLUMNS = ("worker", "began", "ready", "read_s", "preprocess_s", "cpu_s", "read_bytes", "wait_began",
            "wait_ended", "step_began", "step_ended", "compute_s", "fetch_stall_s", "storage_share", "read_cpu_s",
-           "io_read_bytes", "io_rchar", "rss_bytes")
+           "io_read_bytes", "io_rchar", "private_bytes", "run_delay_s")
 VERSION = 2
-READABLE = (1, 2)  # version 1 lacks the reads' CPU, the makers' I/O and memory, and the machine: unknown there
+READABLE = (1, 2)  # version 1 lacks the reads' CPU, the makers' I/O, memory and waits for a CPU, and the machine
 
 
 class Timeline:
@@ -61,7 +61,8 @@ class Timeline:
                                 _number(None if load is None else load.read_cpu_s),
                                 _number(None if load is None or load.io is None else load.io[0]),
                                 _number(None if load is None or load.io is None else load.io[1]),
-                                _number(None if load is None else load.rss_bytes))
+                                _number(None if load is None else load.private_bytes),
+                                _number(None if load is None else load.run_delay_s))
         for name, value in zip(COLUMNS, values):
             self.columns[name].append(value)
 
@@ -146,7 +147,8 @@ class Replayable(NamedTuple):
     read_cpu: List[float]  # the CPU seconds of each batch's reads, inside ``cpu`` (0 where not recorded)
     device_bytes: Optional[float]  # the makers' bytes from storage over the epoch (/proc/<pid>/io read_bytes)
     rchar: Optional[float]  # the bytes their read calls returned (rchar); both None where not recorded
-    worker_rss: List[float]  # each worker's largest own resident memory (0 where not recorded)
+    worker_memory: List[float]  # each worker's largest private memory (0 where not recorded)
+    run_delay: Optional[List[float]]  # each making's wait for a CPU; None where not recorded
 
 
 def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
@@ -164,7 +166,7 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
     ready = c["ready"]
     workers = timeline.workers
     boot = [0.0] * workers
-    rss = [0.0] * workers
+    memory = [0.0] * workers
     seen = set()  # type: set
     for i in range(n):
         w = int(c["worker"][i])
@@ -172,8 +174,8 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
             if w not in seen:
                 seen.add(w)
                 boot[w] = max(c["began"][i] - t0, 0.0)
-            if not math.isnan(c["rss_bytes"][i]):
-                rss[w] = max(rss[w], c["rss_bytes"][i])
+            if not math.isnan(c["private_bytes"][i]):
+                memory[w] = max(memory[w], c["private_bytes"][i])
     waits = c["wait_began"]
     io_known = not any(math.isnan(x) for name in ("io_read_bytes", "io_rchar") for x in c[name])
     return Replayable(
@@ -191,7 +193,8 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
         shutdown_s=timeline.shutdown[1] - timeline.shutdown[0] if timeline.shutdown else 0.0,
         read_cpu=[0.0 if math.isnan(x) else min(x, cpu) for x, cpu in zip(c["read_cpu_s"], c["cpu_s"])],
         device_bytes=sum(c["io_read_bytes"]) if io_known else None,
-        rchar=sum(c["io_rchar"]) if io_known else None, worker_rss=rss), ""
+        rchar=sum(c["io_rchar"]) if io_known else None, worker_memory=memory,
+        run_delay=None if any(math.isnan(x) for x in c["run_delay_s"]) else list(c["run_delay_s"])), ""
 
 
 def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
@@ -227,7 +230,8 @@ def _piece(wall: float, cpu: float, sharing: float) -> Tuple[float, float]:
 
 class Costs(NamedTuple):
     """Each batch's costs as the CPU model holds them, alone on the CPUs: its making's wait for the device (the
-    part of its reads that was not CPU), its other waits and its CPU; its step's waits and CPU."""
+    part of its reads that was neither CPU nor a wait for a CPU), its other waits and its CPU; its step's waits and
+    CPU. CPU parts are wall seconds with the CPUs to themselves."""
     device_wait: List[float]
     make_wait: List[float]
     make_cpu: List[float]  # wall seconds at no sharing
@@ -236,42 +240,63 @@ class Costs(NamedTuple):
 
 
 class CpuModel:
-    """The machine behind every what-if: the run's CPU seconds (the main process's and its workers') share the
-    cores it had (``Machine.cores``), so while more of them want a CPU than there are, each runs that much slower,
-    the steps included. The measured epoch is taken apart at the sharing it had; a changed one is replayed at the
-    sharing that its own CPU work makes (a fixed point: the loop can never do more CPU seconds than the cores
-    give)."""
+    """The machine behind every what-if: the run's threads (its main process's, its workers') and the other
+    tenants' share the affinity mask's CPUs, each runnable thread getting an even share: while more want a CPU than
+    there are, each runs that much slower, the steps included. The other tenants are as many runnable threads as
+    explain what they took (``Machine.others_cores``) beside the run as measured: where the CPUs were never idle
+    they would have taken more, had the run wanted less. The measured epoch is taken apart at the sharing it had;
+    a changed one is replayed at the sharing its own CPU work makes (a fixed point)."""
 
     def __init__(self, r: Replayable, machine: Machine) -> None:
         self.r = r
         self.machine = machine
-        making_cpu = sum(r.cpu)
+        self.making_cpu_s = sum(r.cpu)
         # without workers the main process makes the batches: their CPU is in its own
-        self.workers_cpu_s = 0.0 if r.workers == 0 else max(_known(machine.workers_cpu_s), making_cpu)
-        self.step_cpu_s = max(machine.main_cpu_s - (making_cpu if r.workers == 0 else 0.0), 0.0)
-        self.cores = machine.cores(self.workers_cpu_s)
-        self.sharing = self._measured_sharing()
+        self.workers_cpu_s = 0.0 if r.workers == 0 else max(_known(machine.workers_cpu_s), self.making_cpu_s)
+        self.step_cpu_s = max(machine.main_cpu_s - (self.making_cpu_s if r.workers == 0 else 0.0), 0.0)
+        others = machine.others_cores(self.workers_cpu_s)
+        self.had = max(machine.cpus - others, 1e-3)  # the cores the run had in the measured epoch
+        making = [a + b for a, b in zip(r.read, r.preprocess)]
+        # the main process's slowdown from sharing, as its thread measured it or estimated from the walls
+        self.sharing = machine.main_sharing if machine.main_sharing >= 1 else self._estimated_sharing()
+        if r.run_delay is not None:  # the makers' own waits for a CPU
+            delay = [min(d, max(m - c, 0.0)) for d, m, c in zip(r.run_delay, making, r.cpu)]
+        else:
+            delay = [min(c * (self.sharing - 1), max(m - c, 0.0)) for m, c in zip(making, r.cpu)]
+        # the run's threads wanting a CPU on average (the main thread's waits are in its sharing, a worker's in
+        # its delays), and the tenants' that took ``others`` of the CPUs beside them
+        workers_wanting = self.making_cpu_s + sum(delay) if r.workers else 0.0
+        wanting = (machine.main_cpu_s * self.sharing + workers_wanting) / r.span if r.span > 0 else 0.0
+        self.tenants = others * max(1.0, wanting / self.had)
+        # a making's wall is its CPU, its wait for a CPU, and the rest, blocked: on the device while reading
+        blocked = [max(m - c - d, 0.0) for m, c, d in zip(making, r.cpu, delay)]
+        device = [min(b, max(w - c, 0.0)) for b, w, c in zip(blocked, r.read, r.read_cpu)]
         steps = sum(r.compute)
         main_share = self.step_cpu_s / steps if steps > 0 else 0.0
-        reads = [_piece(w, c, self.sharing) for w, c in zip(r.read, r.read_cpu)]
-        rest = [_piece(w, max(c - rc, 0.0), self.sharing) for w, c, rc in zip(r.preprocess, r.cpu, r.read_cpu)]
+        self.main_threads = max(1.0, main_share * self.sharing)  # the threads a step runs on at once
         step = [_piece(k, k * main_share, self.sharing) for k in r.compute]
-        self.costs = Costs([x[0] for x in reads], [x[0] for x in rest], [a[1] + b[1] for a, b in zip(reads, rest)],
-                           [x[0] for x in step], [x[1] for x in step])
+        self.costs = Costs(device, [b - w for b, w in zip(blocked, device)],
+                           [min(c, m) for c, m in zip(r.cpu, making)], [x[0] for x in step], [x[1] for x in step])
         # storage serving one reader's worth at a time: the measured waits hold that many readers at once
-        self.read_sharing = max(1.0, sum(self.costs.device_wait) / r.span) if r.span > 0 else 1.0
+        self.read_sharing = max(1.0, sum(device) / r.span) if r.span > 0 else 1.0
 
-    def _measured_sharing(self) -> float:
-        """How much slower than alone the run's CPU work ran in the measured epoch: the processes wanting a CPU on
-        average over the cores. A making's wall beyond its reads counts as wanting one; the main process wants one
-        for its CPU seconds stretched as the makings' were (its step's wall would count a GPU's time too)."""
+    def _estimated_sharing(self) -> float:
+        """Where the main thread did not measure its waits for a CPU: the processes wanting one on average over the
+        cores. A making's wall beyond its reads' waits counts as wanting one; the main process wants one for its
+        CPU seconds stretched as the makings' were (its step's wall would count a GPU's time too)."""
         r = self.r
         rest_cpu = sum(max(c - rc, 0.0) for c, rc in zip(r.cpu, r.read_cpu))
         rest = sum(r.preprocess)
         stretch = max(1.0, rest / rest_cpu) if rest_cpu > 0 else 1.0
         main = min(max(sum(r.compute), self.step_cpu_s), self.step_cpu_s * stretch)
         wanting = rest + sum(r.read_cpu) + main
-        return max(1.0, wanting / r.span / self.cores) if r.span > 0 else 1.0
+        return max(1.0, wanting / r.span / self.had) if r.span > 0 else 1.0
+
+    def cores(self, workers: int) -> float:
+        """The most the run can have of the CPUs with ``workers``: each of its threads an even share beside the
+        tenants' (or all its threads, where there are CPUs enough)."""
+        threads = workers + self.main_threads
+        return min(threads, self.machine.cpus * threads / (threads + self.tenants))
 
     def cpu_work_s(self, step_speedup: float = 1.0) -> float:
         """The run's CPU seconds over the epoch, with its steps ``step_speedup`` times faster."""
@@ -286,14 +311,14 @@ class CpuModel:
         r, c = self.r, self.costs
         assigned = r.assigned if workers == r.workers and workers else None
         wait = [w * wait_scale / (self.read_sharing if serial_storage else 1.0) for w in c.device_wait]
-        cpu_s = sum(c.make_cpu) + sum(c.step_cpu) / step_speedup  # CPU seconds of the loop, alone
+        cpu_s = self.making_cpu_s + self.step_cpu_s / step_speedup  # the loop's CPU seconds
         sharing = stretch = 1.0
         for _ in range(60):
             make = [d * stretch + o + m * sharing for d, o, m in zip(wait, c.make_wait, c.make_cpu)]
             steps = [(o + m * sharing) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
             span = replay(r, workers, make, steps, assigned)
-            # at the fixed point either nothing is shared (1) or the loop is as long as its CPU work on the cores
-            sharing = (sharing + max(1.0, sharing * cpu_s / self.cores / span)) / 2
+            # the runnable threads over the CPUs: the run's (its CPU seconds, stretched, over the loop) and the tenants'
+            sharing = (sharing + max(1.0, (sharing * cpu_s / span + self.tenants) / self.machine.cpus)) / 2
             if serial_storage:
                 stretch = (stretch + max(1.0, stretch * sum(wait) / span)) / 2
         return span, sharing, stretch, steps
@@ -351,10 +376,12 @@ def what_ifs(timeline: Timeline, epoch_s: float, machine: Machine,
         span, sharing, stretch, steps = model.replay(workers, wait_scale, step_speedup, serial_storage)
         compute_ratio = sum(steps) / sum(base_steps) if sum(base_steps) > 0 else 1 / step_speedup
         compute = None if compute_s is None else compute_s * compute_ratio
-        cpu_floor = model.cpu_work_s(step_speedup) / model.cores
+        cores = model.cores(workers)
+        cpu_floor = model.cpu_work_s(step_speedup) / cores
         seconds = max(epoch_s - base_span + span + extra_s, cpu_floor, sum(steps), compute or 0.0)
-        basis += "; on {:.2f} of {} CPUs: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
-            model.cores, machine.cpus, sharing, base_sharing,
+        basis += "; on {:.2f} of {} CPUs{}: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
+            cores, machine.cpus, " (other tenants' threads: {:.2f})".format(model.tenants) if model.tenants else "",
+            sharing, base_sharing,
             ", reads x{:.2f} from sharing the storage".format(stretch) if serial_storage else "",
             "; the CPU work's floor ({:.3g} s)".format(cpu_floor) if seconds == cpu_floor else "")
         return Prediction(seconds, basis, compute)
@@ -397,9 +424,9 @@ def _doubled(r: Replayable, free_memory_bytes: Optional[float], serial_storage: 
     the extra workers' own memory exceeds the free memory."""
     if r.workers == 0:
         return Prediction(None, "workers 0: loading in the main process, nothing to double")
-    each = sum(r.worker_rss) / r.workers
+    each = sum(r.worker_memory) / r.workers
     if free_memory_bytes is not None and r.workers * each > free_memory_bytes:
-        return Prediction(None, "does not fit: {} more workers of {:.2f} GiB each (their own resident memory), "
+        return Prediction(None, "does not fit: {} more workers of {:.2f} GiB each (their private memory), "
                                 "{:.2f} GiB free".format(r.workers, each / 2 ** 30, free_memory_bytes / 2 ** 30))
     return predicted("{} -> {} workers, start-up and shutdown doubled{}".format(
         r.workers, 2 * r.workers, "" if serial_storage else " (storage serving more readers as fast)"),
