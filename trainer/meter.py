@@ -27,7 +27,8 @@ What is measured for each batch:
   batch (``trainer.data.make_loader(timed=True)``), the seconds spent making the
   batch: reading its files, and decoding, augmenting and collating it. ``wrap``
   strips them, so the loop still gets ``(images, targets)``. The batch's stall
-  is split in their proportion: ``fetch_stall_storage_s`` and
+  is charged to what the loader's critical path was doing during it
+  (``StallSplitter``): ``fetch_stall_storage_s`` and
   ``fetch_stall_preprocess_s`` add up to ``fetch_stall_s``.
 
 Timing modes: ``lazy`` (default: CUDA events resolved with ``Event.query()``
@@ -315,20 +316,31 @@ def to_device(batch: Any, device: Any) -> Any:
 
 
 class StallSplitter:
-    """Charges each wait for a batch to what the loader was doing during it: the read and preprocess time of
-    every batch in the making while the main process waited (each batch's making taken as its reads and
-    preprocessing interleaved evenly), not the arrived batch's own ratio. With several workers the batch that
-    arrives is often not the one that held the loop up; with none, the wait is the batch's own making.
-
-    A timing is held until every batch that could have been in the making during its wait has arrived
-    (``lag`` = prefetch factor x workers later), then passed on with its ``storage_share``."""
+    """Charges each wait for a batch to the loader's critical path (``storage_share``). A timing is held until
+    every batch that could have been in the making during its wait has arrived (``lag`` = prefetch factor x
+    workers later), then passed on with its ``storage_share``. Each worker's pace, its mean seconds a batch, is
+    kept over the loader's current iteration, the batches held included."""
 
     def __init__(self, deliver: Callable[[BatchTiming], None]) -> None:
         self.lag = 0
         self._deliver = deliver
         self._held = collections.deque()  # type: Deque[BatchTiming]
+        self._making = {}  # type: Dict[int, List[float]]  # worker: [seconds making its batches, batches]
+        self._pace = {}  # type: Dict[int, float]  # worker: mean seconds a batch
+
+    def start(self, lag: int) -> None:
+        """A new iteration of the loader: the last one's batches have all arrived, its workers' paces are over."""
+        self.flush()
+        self.lag = lag
+        self._making, self._pace = {}, {}
 
     def add(self, timing: BatchTiming) -> None:
+        load = timing.load
+        if load is not None:
+            making = self._making.setdefault(load.worker, [0.0, 0.0])
+            making[0] += load.read_s + load.preprocess_s
+            making[1] += 1
+            self._pace[load.worker] = making[0] / making[1]
         self._held.append(timing)
         while len(self._held) > self.lag:
             self._release()
@@ -339,29 +351,63 @@ class StallSplitter:
 
     def _release(self) -> None:
         timing = self._held.popleft()
-        self._deliver(timing._replace(storage_share=storage_share(timing, self._held)))
+        self._deliver(timing._replace(storage_share=storage_share(timing, self._held, self._pace)))
 
 
-def storage_share(timing: BatchTiming, later: Iterable[BatchTiming]) -> Optional[float]:
-    """The share of ``timing``'s wait charged to file reads, from the batches in the making during it."""
+# A worker whose batches take on average at most TIED less than the slowest worker's is fully on the loader's
+# critical path, one OFF faster or more is off it, linearly between.
+TIED = 0.10
+OFF = 0.25
+
+
+def critical(pace: float, slowest: float) -> float:
+    """A worker's weight on the loader's critical path from its ``pace`` (mean seconds a batch) and the slowest
+    worker's, by how much faster it is (``TIED``, ``OFF``). Round-robin gives every worker one batch a round, so a
+    loader-bound epoch runs at its slowest workers' pace; a batch's making time varies by tens of percent on a
+    loaded machine (equal workers' means by up to a tenth in a short epoch), so equally slow workers share the
+    critical path whatever the noise, while one a quarter faster idles every round."""
+    return min(max((OFF - 1.0 + pace / slowest) / (OFF - TIED), 0.0), 1.0) if slowest > 0 else 1.0
+
+
+def storage_share(timing: BatchTiming, later: Iterable[BatchTiming], pace: Dict[int, float]) -> Optional[float]:
+    """The share of ``timing``'s wait charged to file reads: what the loader's critical path was doing during it.
+
+    The wait is charged to what the slowest workers (by ``pace``, each worker's mean seconds a batch: ``critical``)
+    were doing during it, never to a faster worker's batches made in parallel: however much such a worker did
+    during the wait, it idles between batches, and caching or speeding its work would not shorten the epoch. The
+    worker making the batch waited for
+    counts with that batch alone (in-order delivery has handed over the batches ahead of it in its queue; its later
+    batches did not hold this one up), the others with their batches in the making during the wait (``later``),
+    each by its overlap with the wait times its worker's weight. The batch waited for is not always on the
+    critical path: a worker that started late is waited for every round without being slower (its lead is the
+    prefetch queue), and two equally slow workers share the waits whichever is behind.
+
+    Within a batch, reads and preprocessing interleave sample by sample and only their sums are sent, so a batch's
+    part is split by its read : preprocess time; the part of the wait no counted making covers (the batch's
+    handing over) follows the same split. Where no counted making overlaps the wait, the batch's own read :
+    preprocess time splits it."""
     load = timing.load
     if load is None:
         return None
-    began, ended = timing.host.wait_began, timing.host.wait_ended  # type: ignore[union-attr]
-    reading = busy = 0.0
+    work = load.read_s + load.preprocess_s
+    own = load.read_s / work if work > 0 else 0.0
+    if timing.host is None or load.began is None or load.ready is None:
+        return own
+    began, ended = timing.host.wait_began, timing.host.wait_ended
+    slowest = max(pace.values(), default=0.0)
+    reading = making = 0.0
     for other in itertools.chain((timing,), later):
         made = other.load
-        if made is None or made.began is None or made.ready is None:
+        if made is None or made.began is None or made.ready is None or (
+                made.worker == load.worker and other is not timing):
             continue
         overlap = min(ended, made.ready) - max(began, made.began)
         work = made.read_s + made.preprocess_s
         if overlap > 0 and work > 0:
+            overlap *= critical(pace.get(made.worker, slowest), slowest)
             reading += overlap * made.read_s / work
-            busy += overlap
-    if busy > 0:
-        return reading / busy
-    work = load.read_s + load.preprocess_s  # no stamps, or the batch was ready before the wait
-    return load.read_s / work if work > 0 else 0.0
+            making += overlap
+    return reading / making if making > 0 else own
 
 
 class _Sums:
@@ -478,7 +524,7 @@ class StepMeter:
     def _loader_shape(self, loader: Any) -> None:
         workers = getattr(loader, "num_workers", 0) or 0
         self._loader = (workers, (getattr(loader, "prefetch_factor", None) or 2) if workers else 0)
-        self._splitter.lag = self._loader[0] * self._loader[1]
+        self._splitter.start(self._loader[0] * self._loader[1])
         for sums in self._windows.values():
             if sums.timeline is not None:
                 sums.timeline.workers, sums.timeline.prefetch_factor = self._loader

@@ -5,6 +5,7 @@ configuration.
 The loader alternates: with shuffle off, every sample of an even batch only reads (a timed read of 20 ms),
 every sample of an odd batch only preprocesses (20 ms), so the loader's work is half reading, half
 preprocessing, and with several workers the worker that reads and the one that preprocesses run side by side.
+Another loader gives one worker in four all the preprocessing, 20 ms a sample, and the other three short reads.
 """
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from report.diagnosis import diagnose
 from trainer import data
 from trainer.data import TimedSamples, collate_timed
 from trainer.machine import Machine
@@ -29,28 +31,39 @@ SAMPLE_S = 0.02
 COMPUTE_S = 0.005
 
 
-class Alternating(Dataset):
-    """Even batches read, odd batches preprocess; ``cached``: the reads take no time (the dataset in memory)."""
+ALTERNATING = ((SAMPLE_S, 0.0), (0.0, SAMPLE_S))  # per batch, by its index mod 2: a sample's (read, preprocess)
+# one preprocessing-bound worker of four beside three reading ones (batch i goes to worker i mod 4)
+ONE_PREPROCESSING = ((0.0, SAMPLE_S),) + ((0.3 * SAMPLE_S, 0.0),) * 3
 
-    def __init__(self, cached: bool = False) -> None:
-        self.cached = cached
+
+class Sleeping(Dataset):
+    """Each sample of batch b reads for ``kinds[b % len(kinds)][0]`` seconds and preprocesses for ``[1]``, both
+    sleeps (as a slow read waits; no CPU contention to blur the truth); ``cached``: the reads take no time (the
+    dataset in memory)."""
+
+    def __init__(self, kinds: Tuple[Tuple[float, float], ...] = ALTERNATING, cached: bool = False,
+                 batches: int = BATCHES) -> None:
+        self.kinds, self.cached, self.batches = kinds, cached, batches
 
     def __len__(self) -> int:
-        return BATCH * BATCHES
+        return BATCH * self.batches
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        if (index // BATCH) % 2 == 0:
+        read_s, preprocess_s = self.kinds[(index // BATCH) % len(self.kinds)]
+        if read_s:
             began = time.perf_counter()
             if not self.cached:
-                time.sleep(SAMPLE_S)  # waiting for storage, as a slow read does
+                time.sleep(read_s)
             data._ReadClock.seconds += time.perf_counter() - began
-        else:
-            time.sleep(SAMPLE_S)  # preprocessing (a sleep: no CPU contention to blur the truth)
+        if preprocess_s:
+            time.sleep(preprocess_s)
         return torch.zeros(1)
 
 
-def measure(workers: int, cached: bool = False, epochs: int = 4) -> List[Window]:
-    loader = DataLoader(TimedSamples(Alternating(cached)), batch_size=BATCH, shuffle=False, num_workers=workers,
+def measure(workers: int, cached: bool = False, epochs: int = 4, kinds: Tuple[Tuple[float, float], ...] = ALTERNATING,
+            batches: int = BATCHES) -> List[Window]:
+    loader = DataLoader(TimedSamples(Sleeping(kinds, cached, batches)), batch_size=BATCH, shuffle=False,
+                        num_workers=workers,
                         collate_fn=collate_timed, **({"prefetch_factor": 2} if workers else {}))
     meter = StepMeter("cpu", "lazy")
     windows = []
@@ -63,15 +76,54 @@ def measure(workers: int, cached: bool = False, epochs: int = 4) -> List[Window]
     return windows[1:]  # epoch 0 warms up
 
 
+def replay_savings(timeline: Timeline) -> Tuple[float, float]:
+    """Seconds the replayed loop saves with every read taken out, and with every batch's preprocessing taken out."""
+    r, why = replayable(timeline)
+    assert r is not None, why
+    loop = [replay(r, r.workers, make, r.compute, r.assigned)
+            for make in ([a + b for a, b in zip(r.read, r.preprocess)], r.preprocess, r.read)]
+    return loop[0] - loop[1], loop[0] - loop[2]
+
+
 @pytest.mark.parametrize("workers", [0, 2, 4])
 def test_the_stall_is_charged_to_what_the_loader_was_doing_during_the_wait(workers):
     """The truth is half and half: every worker count gives it within 10 points (the batch's own ratio gave
-    89 % storage at 2 workers and 98 % at 4)."""
+    89 % storage at 2 workers and 98 % at 4), whichever worker started first and is waited for. The split follows
+    the slowest workers, so on a machine loaded enough that one worker's batches take longer all epoch (112 ms
+    against 85 ms for the others, measured under two CPU hogs) it leans to that worker's work: then only the way
+    the replay says that taking it out saves more (there -10 % cached)."""
     for window in measure(workers, epochs=3):
         assert window.fetch_stall_s > 0.5 * BATCHES * BATCH * SAMPLE_S / max(workers, 1) * 0.5
-        share = window.fetch_stall_storage_s / window.fetch_stall_s
-        assert share == pytest.approx(0.5, abs=0.10), (workers, share)
         assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
+        share = window.fetch_stall_storage_s / window.fetch_stall_s
+        if share != pytest.approx(0.5, abs=0.10):
+            cached, unprocessed = replay_savings(window.timeline)
+            assert abs(cached - unprocessed) > 0.05 * window.fetch_stall_s, (workers, share, cached, unprocessed)
+            assert (share > 0.5) == (cached > unprocessed), (workers, share, cached, unprocessed)
+
+
+def test_the_diagnosis_and_the_cached_what_if_agree_where_one_worker_preprocesses():
+    """The issue's case: worker 0 preprocesses (80 ms a batch), workers 1-3 only read (24 ms a batch: a loaded
+    machine stretches short sleeps most, and they stay well faster) in parallel and then idle, so worker 0 alone
+    paces the epoch and caching changes nothing. Charging each wait to every batch in the making gave 44 %
+    storage, "mixed" (64 %, nearer "storage", with 60 ms reads: test_critical_path.py); along the critical path
+    it is preprocessing, and the cached what-if predicts no change, as a cached run measures."""
+    batches = 32  # the first round, where every worker starts at once, is one eighth of the epoch
+    cold = measure(4, epochs=3, kinds=ONE_PREPROCESSING, batches=batches)
+    cached = measure(4, cached=True, epochs=3, kinds=ONE_PREPROCESSING, batches=batches)
+    for window in cold:
+        stats = {"e2e_seconds": window.duration_s, "fetch_stall_seconds": window.fetch_stall_s,
+                 "fetch_stall_storage_seconds": window.fetch_stall_storage_s,
+                 "fetch_stall_preprocess_seconds": window.fetch_stall_preprocess_s}
+        bottleneck, evidence = diagnose({name: {"mean": value} for name, value in stats.items()})
+        assert bottleneck == "preprocessing", evidence
+        assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
+        change = what_ifs(window.timeline, window.duration_s, 2, 0.0)["dataset_cached"].seconds / window.duration_s
+        assert change == pytest.approx(1.0, abs=0.10), evidence  # worker 0 still paces the epoch
+    # two runs apart on a busy machine: the least disturbed epoch of each, within the tolerance of the measured-run
+    # comparisons below
+    measured = min(w.duration_s for w in cached) / min(w.duration_s for w in cold)
+    assert measured == pytest.approx(1.0, abs=0.15)
 
 
 def test_loader_start_up_and_shutdown_are_their_own_figures_not_stall_or_overhead():
