@@ -85,8 +85,11 @@ def mounted(root: str, mountpoint: str, bps: float, timeout_s: float = 10.0) -> 
             time.sleep(0.05)
         yield mountpoint
     finally:
-        if os.path.ismount(mountpoint):
-            subprocess.run(["umount", mountpoint])  # root's umount unmounts FUSE too (no fusermount needed)
+        # root's umount unmounts FUSE too (no fusermount needed); busy (a reader outlived its run: an interrupted
+        # trainer's workers), the view is detached at once and goes when they close
+        if os.path.ismount(mountpoint) and subprocess.run(["umount", mountpoint],
+                                                          stderr=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["umount", "--lazy", mountpoint])
         try:
             server.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -1,6 +1,7 @@
 """bench/slowdisk.py, mounted for real (root, /dev/fuse, libfuse2): every read takes its size over the rate,
 however long the disk idled before it, and readers queue behind each other, as on one card. blk-throttle,
 which the bench used before, fails the first check: a reader pausing between files was not held back at all."""
+import contextlib
 import errno
 import os
 import threading
@@ -65,3 +66,18 @@ def test_the_view_is_read_only_and_whole(disk):
     assert sorted(os.listdir(disk)) == ["{:02d}".format(i) for i in range(6)]
     with open(os.path.join(disk, "03"), "rb") as f:
         assert len(f.read()) == FILE
+
+
+def test_a_reader_still_open_at_exit_leaves_no_mount_behind(tmp_path):
+    """An interrupted bench: the trainer killed, its worker still holding a file on the disk."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a").write_bytes(b"x" * 10)
+    mountpoint = str(tmp_path / "slow")
+    with slowdisk.mounted(str(root), mountpoint, RATE, timeout_s=3.0) as disk:
+        held = os.open(os.path.join(disk, "a"), os.O_RDONLY)
+    try:
+        assert not os.path.ismount(mountpoint)
+    finally:
+        with contextlib.suppress(OSError):  # ENOTCONN: the daemon was stopped under the open file
+            os.close(held)
