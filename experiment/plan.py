@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
 from exporter.yamlfile import one_line, read_mapping
+from trainer.labels import label_argument_problem
 
 MODELS = ("vgg11", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 DATASETS = ("cifar10", "imagefolder")
@@ -166,6 +167,20 @@ def _check_size(path: str, sweep: Dict[str, Any], repeats: int) -> None:
             total, " x ".join("{} {}".format(key, size) for key, size in sizes), MAX_RUNS))
 
 
+def _check_labels(path: str, extra_args: List[str]) -> None:
+    """The --label arguments among the trainer's extra_args, checked here as the trainer checks them (a label
+    named __name__ or after a measured field failed only once a run started). argparse takes any unambiguous
+    prefix of --label (--la, --lab, --labe), and its value after a space or an '='."""
+    for i, arg in enumerate(extra_args):
+        flag, eq, inline = arg.partition("=")
+        if len(flag) < 4 or not "--label".startswith(flag):
+            continue
+        text = inline if eq else (extra_args[i + 1] if i + 1 < len(extra_args) else "")
+        problem = label_argument_problem(text)
+        if problem:
+            raise _fail(path, "trainer.extra_args[{}]".format(i), "--label " + problem)
+
+
 def load(path: str) -> Plan:
     raw = read_mapping(path, "", PlanError, "plan")
     top = _section(path, raw, "", ["name", "repeats", "trainer", "sweep", "controls", "output", "report"])
@@ -192,6 +207,7 @@ def load(path: str) -> Plan:
     extra = trainer.get("extra_args", [])
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
         raise _fail(path, "trainer.extra_args", "must be a list of strings")
+    _check_labels(path, extra)
     command = trainer.get("command")
     if command is not None and (not isinstance(command, list) or not command
                                 or not all(isinstance(a, str) and a for a in command)):

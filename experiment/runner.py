@@ -14,6 +14,7 @@ from experiment import profile as passes
 from experiment.plan import Plan, RunSpec, attempt_id
 from experiment.state import Journal
 from exporter import atomicfile
+from exporter.readfile import read_regular
 from trainer.progress import say as progress_say
 from trainer.progress import close_bar, terminal_bar
 
@@ -47,6 +48,7 @@ def base_labels(plan: Plan, run: RunSpec) -> Dict[str, str]:
 
 
 BOARD_FILE = "board_as_found.json"  # in the output dir while a sweep has the board changed
+BOARD_FILE_MAX_BYTES = 64 << 10  # a few settings (power mode, clocks, fan): ~150 bytes
 
 
 class Terminated(KeyboardInterrupt):
@@ -103,8 +105,7 @@ def _restore_from(path: str, controls, why: str) -> None:
     held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            with open(path, "rb") as f:
-                state = json.loads(f.read().decode("utf-8"))
+            state = json.loads(read_regular(path, BOARD_FILE_MAX_BYTES).decode("utf-8"))
             if not isinstance(state, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:

@@ -10,6 +10,7 @@ import time
 from typing import Dict, List, Set
 
 from exporter import atomicfile
+from exporter.readfile import Unreadable
 
 
 class JournalError(Exception):
@@ -24,7 +25,12 @@ class Journal:
     def events(self) -> List[dict]:
         if not os.path.exists(self.path):
             return []
-        lines, note = atomicfile.read_lines(self.path)
+        try:
+            lines, note = atomicfile.read_lines(self.path)
+        except (OSError, Unreadable) as error:
+            raise JournalError("cannot read the sweep's journal {}: {}; move it aside (its runs are then redone) or "
+                               "pick another output.dir in the plan".format(self.path,
+                                                                              getattr(error, "strerror", None) or error))
         if note:
             self._note(note + ": that run is simply redone")
         out = []

@@ -25,8 +25,13 @@ import secrets
 import stat
 from typing import IO, Any, Callable, List, Optional, Sequence, Tuple
 
+from exporter.readfile import read_regular
+
 Writer = Callable[[IO[bytes]], Any]
 
+# A log read back whole: a 10,000-run sweep's journal, profiled (three passes), is ~50 MB an attempt (a started
+# event holds the run's context and command, ~1.5 KB); a --results record is ~1-2 KB, so 100,000 epochs fit.
+MAX_LOG_BYTES = 256 << 20
 TORN_SUFFIX = ".torn"
 _TAIL_CHUNK = 65536
 
@@ -207,9 +212,10 @@ def append_lines(path: str, lines: Sequence[str]) -> Optional[str]:
 
 
 def read_lines(path: str) -> Tuple[List[str], Optional[str]]:
-    """The complete lines of ``path`` (without newlines) and a note when a torn last line was left out."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """The complete lines of ``path`` (without newlines) and a note when a torn last line was left out; read as
+    every outside file is (exporter.readfile: a FIFO would block the read for ever, /dev/zero never end), so
+    OSError or readfile.Unreadable."""
+    data = read_regular(path, MAX_LOG_BYTES)
     lines = data.split(b"\n")
     torn = lines.pop()  # b"" when the file ends with its newline
     note = _torn_note(path, len(torn), "left out") if torn else None

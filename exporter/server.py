@@ -51,7 +51,7 @@ TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3
 TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version")
 # A bcrypt hash in canonical form: cost 04..31, a 22-character salt whose last character carries 2 bits and a
 # 31-character digest whose last one carries 4 (so a placeholder such as "REPLACE.WITH..." is refused at load).
-BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]$")
+BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]\Z")
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt >= 5: refuses) anything longer
 # One check doubles in cost with each step: cost 12 took 0.24 s on an x86 core (more on a Jetson's); cost 31
 # would be days, at start-up (the dummy hash) and then for every wrong password. Above 12 is refused at load.

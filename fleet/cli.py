@@ -20,6 +20,7 @@ from exporter import atomicfile
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from fleet.serve import Endpoints, is_loopback
 from exporter.arguments import number_in
+from exporter.yamlfile import one_line
 from trainer.errors import OneLineParser, UsageError
 
 MAX_DEVICES = 2000
@@ -88,19 +89,23 @@ def raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft)), hard))
 
 
+def fail(message: str) -> int:
+    """The one line an error exit prints (a path or a value may hold a newline), and its status."""
+    print("edgescope-fleet-sim: " + one_line(message), file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = parser()
     try:
         args = p.parse_args(argv)
         validate(p, args)
     except UsageError as e:
-        print("edgescope-fleet-sim: error: {}".format(e), file=sys.stderr)
-        return 2
+        return fail("error: {}".format(e))
     try:
         trace = load_trace(args.trace)
     except (OSError, ValueError) as e:
-        print("edgescope-fleet-sim: --trace {}: {}".format(args.trace, getattr(e, "strerror", None) or e), file=sys.stderr)
-        return 2
+        return fail("--trace {}: {}".format(args.trace, getattr(e, "strerror", None) or e))
     devices = make_fleet(args.devices, trace, args.device_type, args.seed, args.prefix,
                          line_interval=args.line_interval, jitter=args.jitter, epochs=args.epochs,
                          epoch_seconds=args.epoch_seconds, batch_seconds=args.batch_seconds, linger_s=args.linger)
@@ -112,17 +117,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         endpoints = Endpoints(args.listen, ports, renders)
     except OSError as e:
-        print("edgescope-fleet-sim: {}; choose another --base-port (or 0)".format(e.strerror or e), file=sys.stderr)
-        return 2
+        return fail("{}; choose another --base-port (or 0)".format(e.strerror or e))
     try:
         if args.targets_file:  # Prometheus re-reads file_sd files on change: never let it see half a file
             atomicfile.write_bytes(args.targets_file, yaml.safe_dump(
                 targets(devices, args.listen, endpoints.ports), sort_keys=False).encode("utf-8"))
     except OSError as e:
         endpoints.close()
-        print("edgescope-fleet-sim: " + atomicfile.cannot_write("--targets-file", args.targets_file, e,
-                                                                  "pick another --targets-file"), file=sys.stderr)
-        return 2
+        return fail(atomicfile.cannot_write("--targets-file", args.targets_file, e, "pick another --targets-file"))
     try:
         stop = endpoints.loop.create_future()
 

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import warnings
-from typing import AbstractSet, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -32,21 +32,15 @@ from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy
 from trainer.errors import OneLineParser, UsageError
 from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
-from trainer.metrics import RUN_INFO_LABELS, TrainMetrics, load_web, start_server
+from trainer.labels import label_argument_problem
+from trainer.metrics import TrainMetrics, load_web, start_server
 from trainer.models import MODELS, build_model
 from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
-from trainer.results import (RECORD_FIELDS, append_result, complete_results, epoch_record, print_epoch, print_summary,
+from trainer.results import (append_result, complete_results, epoch_record, print_epoch, print_summary,
                              window_of)
 from trainer.timeline import MAX_PREFETCH_FACTOR, MAX_WORKERS, Prediction, window_what_ifs, write_timeline
 from trainer.safe_load import describe
-
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
-# input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
-# epoch_samples, power_replayed: set by the report from the run's epochs
-RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
-                   "input", "image_size", "max_batches", "epoch_samples", "power_replayed"} | set(RUN_INFO_LABELS)
-
 
 _non_negative_float = number_in(0, math.inf)
 
@@ -54,26 +48,11 @@ _non_negative_float = number_in(0, math.inf)
 _positive_float = number_in(0, math.inf, above=True)
 
 
-def label_problem(key: str, reserved: AbstractSet[str] = RESERVED_LABELS) -> Optional[str]:
-    """Why ``key`` cannot name a user's label (None: it can). A label sits beside the measured fields in each
-    --results record and in the run's series: it may never replace one, nor be a name Prometheus refuses."""
-    if not LABEL_NAME.match(key):
-        return "{!r} is not a Prometheus label name".format(key)
-    if key.startswith("__"):
-        return "{} starts with __, which Prometheus reserves".format(key)
-    if key in RECORD_FIELDS:
-        return "{} is a field of every --results record".format(key)
-    if key in reserved:
-        return "{} is set by edgescope itself (as are {})".format(key, ", ".join(sorted(reserved - {key})))
-    return None
-
-
 def _label(text: str) -> Any:
-    key, sep, value = utf8_argument(text).partition("=")
-    problem = label_problem(key) if sep else "no ="
+    problem = label_argument_problem(utf8_argument(text))
     if problem:
-        raise argparse.ArgumentTypeError("{!r} must be KEY=VALUE with KEY a label name of your own: {}; name it "
-                                         "otherwise".format(text, problem))
+        raise argparse.ArgumentTypeError(problem)
+    key, _, value = text.partition("=")
     return key, value
 
 

@@ -12,7 +12,6 @@ decode/augment/collate seconds, measured in the process that made it) for
 ``StepMeter`` to split the fetch stall into storage and preprocessing.
 ``SyntheticBatches`` is DS-Analyzer's synthetic pass: no loader at all.
 """
-import hashlib
 import os
 import sys
 import time
@@ -67,19 +66,11 @@ def imagefolder_train_transform(image_size: int) -> Callable[[Image.Image], torc
     ])
 
 
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _load_batch(path: str, official_md5: str, official_label: str, fix: str) -> Dict[str, Any]:
     """One data batch, checked: the official md5 before unpickling, then the format (a dict of uint8
     ``data`` N x 3072 and N ``labels`` 0..9). Files claiming to be official must be."""
-    official = _md5(path) == official_md5
-    entry = load_pickle(path, fix)
+    entry, md5 = load_pickle(path, fix)
+    official = md5 == official_md5
     if not official and isinstance(entry, dict) and entry.get("batch_label") == official_label:
         raise UsageError("{} says it is the official CIFAR-10 but its md5 differs: the file is "
                          "corrupt; {}".format(path, fix))
@@ -93,10 +84,13 @@ def _load_batch(path: str, official_md5: str, official_label: str, fix: str) -> 
     return entry
 
 
-def _load_label_names(path: str, fix: str, labels: int) -> List[str]:
+def _load_label_names(path: str, fix: str, labels: int, claims_official: bool) -> List[str]:
     """The class names, one at least for each of the ``labels`` the batches use (fewer: the model would get
-    fewer outputs than targets, a traceback in the loss)."""
-    names = load_pickle(path, fix)
+    fewer outputs than targets, a traceback in the loss); the official file where the batches claim to be."""
+    names, md5 = load_pickle(path, fix)
+    if claims_official and md5 != OFFICIAL_META_MD5:
+        raise UsageError("{} is not the official CIFAR-10 metadata (md5 differs); delete {} and download "
+                         "it again".format(path, os.path.dirname(path)))
     names = names.get("label_names") if isinstance(names, dict) else None
     if not (isinstance(names, list) and len(names) >= max(labels, 1) and all(isinstance(n, str) for n in names)):
         raise DataFileError("{} is not CIFAR-10 metadata (a dict with a list of str 'label_names', one for each of "
@@ -130,12 +124,9 @@ class CIFAR10Files(Dataset):
             claims_official = claims_official or entry.get("batch_label") == official_label
             arrays.append(entry["data"])
             self.targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
-        meta_path = os.path.join(folder, META_FILE)
-        if claims_official and _md5(meta_path) != OFFICIAL_META_MD5:
-            raise UsageError("{} is not the official CIFAR-10 metadata (md5 differs); delete {} and download "
-                             "it again".format(meta_path, folder))
+        self.classes = _load_label_names(os.path.join(folder, META_FILE), fix, max(self.targets, default=-1) + 1,
+                                         claims_official)
         self.data = np.vstack(arrays).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC, as torchvision
-        self.classes = _load_label_names(meta_path, fix, max(self.targets, default=-1) + 1)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     def __getitem__(self, index: int) -> Tuple[Any, Any]:

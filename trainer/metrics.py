@@ -10,6 +10,7 @@ from exporter import atomicfile
 from exporter.config import ConfigError
 from exporter.server import MetricsServer, WebConfig, load_web_config, serve_registry
 from trainer.errors import UsageError
+from trainer.labels import RUN_INFO_LABELS
 from trainer.meter import BatchTiming, Window
 
 # Geometric, ratio 1.1, from just under 1 ms to 10.3 s (a CIFAR batch on an Orin to a VGG batch on a Nano):
@@ -19,8 +20,6 @@ from trainer.meter import BatchTiming, Window
 BUCKET_RATIO = 1.1
 BUCKETS = tuple(float("%.4g" % (0.001 * BUCKET_RATIO ** k)) for k in range(-1, 98)) + (15.0, 20.0, 30.0)
 
-RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "batch_size", "workers", "prefetch_factor", "pin_memory",
-                   "timing", "torch_device", "device_name", "energy_source")
 WALL_CLOCK = "edgescope_time_seconds"
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from exporter import atomicfile
+from exporter.readfile import Unreadable
 from trainer import calibration
 from trainer.energy import EpochEnergy
 from trainer.errors import UsageError
@@ -53,9 +54,9 @@ def complete_results(path: Optional[str], run_id: str, history: List[Dict[str, A
         return []
     try:
         lines, _ = atomicfile.read_lines(path)
-    except OSError as error:
+    except (OSError, Unreadable) as error:
         raise UsageError("--resume: cannot read --results {}: {}; pick another --results".format(
-            path, error.strerror or error))
+            path, getattr(error, "strerror", None) or error))
     present = set()
     for line in lines:
         try:

@@ -5,6 +5,7 @@ None of them may run code (``pickle`` would run any ``__reduce__``), and a bad
 one becomes one ``DataFileError`` line naming the file and the fix, also when
 it is read in a DataLoader worker process.
 """
+import hashlib
 import inspect
 import io
 import pickle
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, Set, Tuple
 import torch
 from PIL import Image
 
+from exporter.readfile import Unreadable, open_regular
 from trainer.errors import UsageError
 
 # What the CIFAR-10 python files need (checked against the official ones and numpy 1 and 2 pickles):
@@ -33,6 +35,9 @@ CHECKPOINT_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild
                       ("torch._utils", "_rebuild_parameter")} | {
     ("torch", kind + "Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char",
                                              "Byte", "Bool")}
+# An official CIFAR-10 batch is 31 MB; edgescope-dataset's largest (200,000 images: --train-images 1,000,000 or
+# --test-images 200,000) pickles up to 6.2 KB an image (protocol 2 writes each byte above 0x7f as two): 1.24 GB.
+CIFAR_FILE_MAX_BYTES = 2 << 30
 TORCH_HAS_WEIGHTS_ONLY = "weights_only" in inspect.signature(torch.load).parameters  # torch >= 1.13
 
 
@@ -73,41 +78,57 @@ CHECKPOINT_PICKLE = types.SimpleNamespace(
     load=lambda f, **kwargs: _CheckpointUnpickler(f, **kwargs).load())
 
 
-def load_pickle(path: str, fix: str) -> Any:
-    """A CIFAR-style pickle, with no class outside PICKLE_GLOBALS (so no code runs); ``fix`` ends the error."""
+def load_pickle(path: str, fix: str) -> Tuple[Any, str]:
+    """A CIFAR-style pickle, with no class outside PICKLE_GLOBALS (so no code runs), and the md5 of the bytes it
+    came from: both from one open regular file (a FIFO would block, /dev/zero never end, and a file swapped
+    between an md5 check and the load could pass as official); ``fix`` ends the error."""
     try:
-        with open(path, "rb") as f:
-            return _RestrictedUnpickler(f, encoding="latin1").load()
-    except OSError as error:
-        raise DataFileError("cannot read {}: {}; {}".format(path, error.strerror or error, fix))
+        with open_regular(path, CIFAR_FILE_MAX_BYTES) as f:
+            digest = hashlib.md5()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+            f.seek(0)
+            return _RestrictedUnpickler(f, encoding="latin1").load(), digest.hexdigest()
+    except (OSError, Unreadable) as error:
+        raise DataFileError("cannot read {}: {}; {}".format(path, getattr(error, "strerror", None) or error, fix))
     except Exception as error:  # truncated, random bytes, a refused class: all "not a data file"
         raise DataFileError("{} is not a readable CIFAR-10 file ({}); {}".format(path, describe(error), fix))
 
 
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     """torch.load without code execution: weights_only where torch has it; an older torch (JetPack 5 may ship
-    one) gets our restricted unpickler instead, and a note says so."""
+    one) gets our restricted unpickler instead, and a note says so. The file is opened as a regular file without
+    blocking (a FIFO would wait for ever, /dev/zero never end), with no size bound: torch reads it record by record
+    (never whole into one bytes object) and its tensors, stored uncompressed, take no more memory than the file's
+    size, which is the model's own (VGG11's weights and momentum: 1.1 GB); a bound would refuse a big model."""
     fix = "delete it, or point --checkpoint-dir at another folder and run without --resume"
     try:
-        is_archive = zipfile.is_zipfile(path)
-    except OSError as error:
-        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
-    if not is_archive:  # torch would try it as a legacy pickle and advise weights_only=False: never take that
-        raise DataFileError("{} is not a checkpoint (not the zip archive torch.save writes); {}".format(path, fix))
-    if TORCH_HAS_WEIGHTS_ONLY:
-        extra = {"weights_only": True}  # type: Dict[str, Any]
-    else:
-        extra = {"pickle_module": CHECKPOINT_PICKLE}
-        print("edgescope-train: note: torch {} has no weights_only; {} is read with edgescope's restricted "
-              "unpickler (tensors, lists, dicts only)".format(torch.__version__, path), file=sys.stderr)
-    try:
-        with warnings.catch_warnings():  # torch warns (two lines) about some files it then refuses: our line says it
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location=device, **extra)
-    except OSError as error:
-        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
-    except Exception as error:  # corrupt zip, truncated, a refused class
-        raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _torch_reason(error), fix))
+        f = open_regular(path)
+    except (OSError, Unreadable) as error:
+        raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, getattr(error, "strerror", None) or error,
+                                                                       fix))
+    with f:
+        try:
+            is_archive = zipfile.is_zipfile(f)
+            f.seek(0)
+        except OSError as error:
+            raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+        if not is_archive:  # torch would try it as a legacy pickle and advise weights_only=False: never take that
+            raise DataFileError("{} is not a checkpoint (not the zip archive torch.save writes); {}".format(path, fix))
+        if TORCH_HAS_WEIGHTS_ONLY:
+            extra = {"weights_only": True}  # type: Dict[str, Any]
+        else:
+            extra = {"pickle_module": CHECKPOINT_PICKLE}
+            print("edgescope-train: note: torch {} has no weights_only; {} is read with edgescope's restricted "
+                  "unpickler (tensors, lists, dicts only)".format(torch.__version__, path), file=sys.stderr)
+        try:
+            with warnings.catch_warnings():  # torch warns (two lines) of files it then refuses: ours says it
+                warnings.simplefilter("ignore")
+                return torch.load(f, map_location=device, **extra)
+        except OSError as error:
+            raise DataFileError("cannot read checkpoint {}: {}; {}".format(path, error.strerror or error, fix))
+        except Exception as error:  # corrupt zip, truncated, a refused class
+            raise DataFileError("{} is not a readable checkpoint ({}); {}".format(path, _torch_reason(error), fix))
 
 
 def _torch_reason(error: BaseException) -> str:

@@ -206,15 +206,21 @@ def test_a_lost_jtop_service_names_each_manual_command(jtop_class):
     assert all("/run/jtop.sock" in line and "\n" not in line for line in lines)
 
 
-@pytest.mark.parametrize("stored", ["{not json", "[2, false]"])
-def test_an_unreadable_stored_state_is_said_in_one_line_and_the_sweep_goes_on(bench, stored):
+@pytest.mark.parametrize("store, why", [
+    (lambda path: path.write_text("{not json"), "Expecting property name"),
+    (lambda path: path.write_text("[2, false]"), "not a JSON object"),
+    (lambda path: os.mkfifo(str(path)), "not a regular file"),  # blocked the sweep's start for ever
+    (lambda path: os.symlink("/dev/zero", str(path)), "not a regular file"),  # read until memory ran out
+], ids=["syntax", "list", "fifo", "zero"])
+def test_an_unreadable_stored_state_is_said_in_one_line_and_the_sweep_goes_on(bench, store, why):
     board = Board(bench, QUIET)
     bench.out.mkdir()
-    (bench.out / BOARD_FILE).write_text(stored)
+    store(bench.out / BOARD_FILE)
     result = bench.run(bench.plan(), **board.env)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "cannot read the board's settings" in line]
     assert len(lines) == 1 and "'sudo nvpmodel -q'" in lines[0] and "Traceback" not in result.stderr
+    assert why in lines[0], lines[0]
     assert board.now() == QUIET and not (bench.out / BOARD_FILE).exists()
 
 

@@ -4,6 +4,8 @@ whose last line a crash cut short."""
 import json
 import os
 
+import pytest
+
 from experiment.plan import load
 from experiment.runner import RunLog
 from experiment.state import Journal
@@ -91,3 +93,16 @@ def test_a_run_log_on_a_full_disk_is_said_once_and_the_run_goes_on(disk, capsys)
                    "pick another output.dir in the plan; the run goes on, its output on the terminal only\n"
                    .format(path))
     assert open(path, "rb").read() == b"x" * (PAGE - 1) + b"\n"
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda path: os.symlink("/dev/zero", path)], ids=["fifo", "zero"])
+def test_a_journal_that_never_ends_is_one_line_and_nothing_runs(bench, make):
+    """A FIFO blocked the sweep's start for ever, /dev/zero read until memory ran out."""
+    bench.out.mkdir()
+    journal = str(bench.out / "state.jsonl")
+    make(journal)
+    result = bench.run(bench.plan(), jetson=False)
+    assert result.returncode == 2 and result.stderr == (
+        "edgescope-experiment: error: cannot read the sweep's journal {}: not a regular file; move it aside (its "
+        "runs are then redone) or pick another output.dir in the plan\n".format(journal)), result.stderr
+    assert bench.trainer_starts() == []

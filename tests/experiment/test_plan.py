@@ -1,6 +1,8 @@
 """Plan files: the shipped example, unknown keys, impossible values."""
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -147,3 +149,26 @@ def test_argument_errors_are_one_line(bench):
     result = bench.run("--dry-run", "--bogus")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("edgescope-experiment: error: ")
+
+
+@pytest.mark.parametrize("extra, index, needle", [
+    (["--label", "__name__=x"], 0, "starts with __, which Prometheus reserves"),
+    (["--evict-dataset", "--label=duration_s=9"], 1, "duration_s is a field of every --results record"),
+    (["--lab", "model=resnet"], 0, "model is set by edgescope itself"),
+    (["--label", "power-mode=MAXN"], 0, "'power-mode' is not a Prometheus label name"),
+    (["--label", "site"], 0, "no ="),
+])
+def test_a_label_in_extra_args_is_checked_at_load_as_the_trainer_checks_it(bench, extra, index, needle):
+    """A label the trainer refuses failed only once the first run started (the board already set up)."""
+    with pytest.raises(PlanError) as err:
+        load(bench.plan(trainer__extra_args=extra))
+    assert "plan.yaml: trainer.extra_args[{}]: --label ".format(index) in str(err.value) and needle in str(err.value)
+    assert load(bench.plan(trainer__extra_args=["--label", "site=lab3", "--label=rack=2"])).extra_args[1] == "site=lab3"
+
+
+def test_the_plan_and_its_label_check_import_no_torch():
+    """The runner runs on a JetPack board that may have no torch in its Python: the plan's checks need none."""
+    code = "import sys, experiment.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, universal_newlines=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from exporter.config import ConfigError
-from exporter.readfile import Unreadable, read_regular, size
+from exporter.readfile import Unreadable, open_regular, read_regular, size
 from exporter.sources.base import SourceDown
 from exporter.sources.diskstats import DiskstatsSource
 from exporter.sources.meminfo import MeminfoSource
@@ -16,9 +16,9 @@ from exporter.yamlfile import read_mapping
 
 def _special(tmp_path, kind: str) -> str:
     path = str(tmp_path / kind)
-    if kind == "fifo":
+    if kind.startswith("fifo"):
         os.mkfifo(path)
-    elif kind == "zero":
+    elif kind.startswith("zero"):
         os.symlink("/dev/zero", path)
     else:
         os.mkdir(path)
@@ -29,6 +29,17 @@ def _special(tmp_path, kind: str) -> str:
 def test_special_files_are_refused_without_reading(tmp_path, kind):
     with pytest.raises((Unreadable, IsADirectoryError)):
         read_regular(_special(tmp_path, kind), 1 << 20)
+    with pytest.raises((Unreadable, IsADirectoryError)):
+        open_regular(_special(tmp_path, kind + "-again"))  # no bound: still a regular file only
+
+
+def test_a_file_opened_for_reading_in_parts_is_bounded_by_its_size(tmp_path):
+    path = tmp_path / "file"
+    path.write_bytes(b"x" * 1000)
+    with open_regular(str(path), 1000) as f:
+        assert f.read() == b"x" * 1000
+    with pytest.raises(Unreadable, match="larger than 999 bytes"):
+        open_regular(str(path), 999)
 
 
 @settings(max_examples=30, deadline=None)

@@ -43,6 +43,14 @@ def test_a_bcrypt_cost_above_the_cap_is_refused_at_load_in_one_line(tmp_path_fac
         web, user, cost, BCRYPT_MAX_COST)) and "htpasswd -nBC 10 " + user in message and "\n" not in message
 
 
+def test_a_hash_followed_by_a_newline_is_refused(tmp_path):
+    """The hash is matched to its end (\\Z): '$' let a trailing newline through to bcrypt."""
+    web = tmp_path / "web.yml"
+    web.write_text('basic_auth_users:\n  alice: "$2y$10${}\\n"\n'.format(SALT_AND_DIGEST))
+    with pytest.raises(ConfigError, match="must be a bcrypt hash of 60 characters"):
+        load_web_config(str(web))
+
+
 def _server(web=None):
     registry = CollectorRegistry()
     Gauge("up_gauge", "a value to serve", registry=registry).set(1)

@@ -1,5 +1,6 @@
 """edgescope-fleet-sim's input, bounded: every numeric flag refuses nan, inf and out-of-range values in one line;
-a trace that is not a regular file or is too large is one line, not a read that never ends."""
+a trace that is not a regular file or is too large is one line, not a read that never ends; a newline in a
+path or value stays escaped on that line."""
 import contextlib
 import io
 import math
@@ -80,3 +81,14 @@ def test_a_trace_over_the_size_bound_is_refused_and_so_is_the_exporters_replay(t
         assert why.startswith("replay file /dev/zero: not a regular file"), why
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("args, start", [
+    (["--trace", "/nonexistent/a\nb.log"], "edgescope-fleet-sim: --trace /nonexistent/a\\nb.log: "),
+    (["--listen", "a\nb"], "edgescope-fleet-sim: error: --listen a\\nb: "),
+    (["--devices", "1", "--base-port", "0", "--targets-file", "/nonexistent/a\nb/t.yml"],
+     "edgescope-fleet-sim: cannot write --targets-file /nonexistent/a\\nb/t.yml: "),
+], ids=["trace", "listen", "targets-file"])
+def test_a_newline_in_a_path_or_value_stays_on_the_errors_one_line(args, start):
+    code, err = run(args + ["--duration", "1"])
+    assert code == 2 and err.count("\n") == 1 and err.startswith(start), err

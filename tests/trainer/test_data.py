@@ -185,6 +185,26 @@ def test_a_broken_cifar_file_is_one_line_naming_it(cifar_dir, tmp_path, capsys, 
     assert batch in err and expected in err, err
 
 
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_cifar_file_or_checkpoint_that_never_ends_is_refused_at_once(tmp_path, kind):
+    """The readers themselves refuse what is not a regular file (the callers' isfile checks only narrow the
+    window): a FIFO blocked the md5's open and torch.load's zip check for ever, /dev/zero hashed without end."""
+    path = str(tmp_path / kind)
+    os.mkfifo(path) if kind == "fifo" else os.symlink("/dev/zero", path)
+    with pytest.raises(safe_load.DataFileError, match="^cannot read {}: not a regular file; fix$".format(path)):
+        safe_load.load_pickle(path, "fix")
+    with pytest.raises(safe_load.DataFileError, match="^cannot read checkpoint {}: not a regular file; ".format(path)):
+        safe_load.load_checkpoint(path, torch.device("cpu"))
+
+
+def test_a_cifar_file_past_its_bound_is_one_line(cifar_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(safe_load, "CIFAR_FILE_MAX_BYTES", 64 << 10)  # the fixture's batches are 144 KB
+    root = _copy(cifar_dir, tmp_path)
+    err = _one_line_exit_2(small_run_args(root, str(tmp_path)), capsys)
+    assert "cannot read {}: larger than 64 KiB; delete ".format(
+        os.path.join(root, "cifar-10-batches-py", "data_batch_1")) in err, err
+
+
 @pytest.mark.parametrize("names", ["airplane", ["airplane", "automobile"]])  # the batches' labels reach 9
 def test_broken_metadata_is_one_line(cifar_dir, tmp_path, capsys, names):
     root = _copy(cifar_dir, tmp_path)

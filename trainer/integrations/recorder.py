@@ -11,7 +11,8 @@ import collections
 import socket
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from trainer.cli import RESERVED_LABELS, label_problem, new_run_id
+from trainer.cli import new_run_id
+from trainer.labels import RESERVED_LABELS, label_problem
 from trainer.results import append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
 from trainer.meter import BatchTiming, LoadTimes, StepMeter
