@@ -20,7 +20,7 @@ def test_a_certificate_that_is_not_pem_names_the_ssl_error(tmp_path):
 
 def test_an_oserror_without_strerror_is_named_by_its_text(tmp_path):
     source = DiskstatsSource(procfs_root=str(tmp_path))
-    with mock.patch("builtins.open", side_effect=OSError("read refused by a test")):
+    with mock.patch("exporter.readfile.os.open", side_effect=OSError("read refused by a test")):
         with pytest.raises(SourceDown) as error:
             source.read()
     assert str(error.value) == "cannot read {}: read refused by a test".format(tmp_path / "diskstats")
