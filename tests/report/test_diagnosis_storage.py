@@ -107,13 +107,14 @@ def test_real_trainer_on_a_slow_sd_card_is_diagnosed_storage_and_caching_is_pred
     assert cached_prediction["measured"]["e2e_error_ratio"] is not None
     assert runs["sd-synthetic"]["bottleneck"] == "compute"
     assert all(p["e2e_seconds"] is None for p in runs["sd-synthetic"]["what_if"].values())
-    # the cached run's steps ran at another speed than the cold run's (the machine drifts; the cold run's steps
-    # shared the CPUs with its reads): the prediction held them fixed; the report says how far they moved
+    # the cached run's steps ran at another speed than the prediction assumed (the machine drifts; the model lets
+    # the steps share the CPUs with the decoding once reads stop waiting, so never faster than the cold run's):
+    # the report says how far they moved
     measured = cached_prediction["measured"]
-    assert cached_prediction["compute_seconds"] == pytest.approx(cold["compute_seconds"]["mean"])
+    assert cached_prediction["compute_seconds"] >= cold["compute_seconds"]["mean"] * (1 - 1e-9)
     assert measured["compute_drift_seconds"] == pytest.approx(
-        cached["compute_seconds"]["mean"] - cold["compute_seconds"]["mean"])
-    drift = cached["compute_seconds"]["mean"] / cold["compute_seconds"]["mean"]
+        cached["compute_seconds"]["mean"] - cached_prediction["compute_seconds"])
+    drift = cached["compute_seconds"]["mean"] / cached_prediction["compute_seconds"]
     scaled = cached_prediction["e2e_seconds"] * drift / measured["e2e_seconds"] - 1
     with capsys.disabled():
         print("cold -> cached: error {:+.1%} ± {:.1%}, compute moved {:+.2f} s; prediction scaled by the compute "
