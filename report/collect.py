@@ -497,9 +497,12 @@ def _summed_rate(series: Series, start: float, end: float, epoch: int, partial: 
 
 def _busiest(series: Series, start: float, end: float) -> Optional[float]:
     """The highest average utilisation over the window among the disks that
-    cover it (a sum over disks could pass 1); None if none covers it."""
+    cover it (a sum over disks could pass 1); None if none covers it. At most 1:
+    the kernel adds io_ticks in whole ticks as requests start and end, and the
+    window's edges are interpolated between scrapes, so a disk busy throughout
+    can count a little more than the window (1.047 seen in the quick start)."""
     rates = [r for r in (window.rate(samples, start, end) for _, samples in series) if r is not None]
-    return max(rates) if rates else None
+    return min(max(rates), 1.0) if rates else None
 
 
 def _dataset_disks(prom: Prometheus, run: Run, reads: Series, lo: float, hi: float, notes: List[str]) -> List[str]:

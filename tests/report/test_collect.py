@@ -1,5 +1,7 @@
 """Which board's series a run gets, and the identity notes (no Prometheus)."""
-from report.collect import Epoch, Run, _board_series, _lowest_within, check_identity
+import pytest
+
+from report.collect import Epoch, Run, _board_series, _busiest, _lowest_within, check_identity
 
 
 def run_on(device: str, instance: str, epochs=(0, 1, 2)) -> Run:
@@ -35,3 +37,11 @@ def test_the_lowest_page_cache_of_an_epoch_is_what_its_reads_could_find():
     assert _lowest_within(samples, 91.0, 100.0, staleness=30.0) == 0.6  # no scan inside: the one before
     assert _lowest_within(samples, 96.0, 100.0, staleness=5.0) is None  # ... unless stale by then
     assert _lowest_within([], 100.0, 110.0, staleness=30.0) is None
+
+
+def test_a_disk_busy_past_the_whole_window_counts_as_busy_throughout():
+    """io_ticks in whole ticks and interpolated window edges can count a little more than the window: 1, not
+    a ratio no disk has (the range check would then drop it as unphysical)."""
+    assert _busiest([({"disk": "sda"}, [(0.0, 0.0), (10.0, 10.5)])], 0.0, 10.0) == 1.0
+    assert _busiest([({"disk": "sda"}, [(0.0, 0.0), (10.0, 4.0)]), ({"disk": "sdb"}, [(0.0, 0.0), (10.0, 6.0)])],
+                    0.0, 10.0) == pytest.approx(0.6)
