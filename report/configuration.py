@@ -86,6 +86,11 @@ def of_record(record: Mapping) -> Dict[str, str]:
     return labels
 
 
+def configuration_text(configuration: Mapping[str, str]) -> str:
+    """Knobs as one line a person reads: key=value, sorted."""
+    return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
+
+
 def not_a_choice(measured: Labels) -> Optional[str]:
     """Why a run measured this way is a measurement pass rather than a way to train; None if it is one."""
     if measured.get("input") == "synthetic":

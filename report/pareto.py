@@ -16,8 +16,8 @@ marked but never advise, and runs over part of an epoch (--max-batches, a
 framework's window) are compared only with runs over the same samples."""
 from typing import Dict, List, Optional, Tuple
 
-from report.configuration import VARIES, WORKLOAD, not_a_choice, of_record, part_of_an_epoch, workload, \
-    workload_text
+from report.configuration import VARIES, WORKLOAD, configuration_text, not_a_choice, of_record, part_of_an_epoch, \
+    workload, workload_text
 
 
 UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
@@ -132,7 +132,7 @@ def fronts(comparison: List[dict], power_budget: Optional[float] = None,
     groups = {}  # type: Dict[Tuple[str, ...], Tuple[Dict[str, str], List[dict], List[dict]]]
     notes = []
     for row in comparison:
-        what = "Pareto: {} {} {} left out".format(row["device"], row["model"], row["configuration"])
+        what = "Pareto: {} {} {} left out".format(row["device"], row["model"], configuration_text(row["configuration"]))
         why = not_a_choice(row.get("measured_as", {}))
         if why:
             notes.append("{}: {}, not a way to train; it feeds the what-ifs".format(what, why))

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
+from report.configuration import configuration_text
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -124,10 +125,6 @@ def _stat_cell(name: str, stat: dict, bound: Optional[dict] = None, replayed: bo
             "" if stat["std"] is None else " ± {:.{}f}".format(stat["std"], places))
     text = _cell(name, stat["mean"])
     return text if stat["std"] is None else "{} ± {}".format(text, _cell(name, stat["std"]))
-
-
-def configuration_text(configuration: Dict[str, str]) -> str:
-    return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
 
 
 def split_configuration(rows: List[dict], field: str = "configuration") -> Tuple[Dict[str, str],

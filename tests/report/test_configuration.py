@@ -2,6 +2,7 @@
 and the what-ifs' search for a measured run: knobs split rows, how a run was measured splits rows but is never
 a configuration to choose, and context (a plan's name, a data directory, the CPU count) splits nothing."""
 from report import configuration
+from report.configuration import configuration_text
 from report.pareto import fronts
 from report.summary import comparison, run_summary
 from report.whatif import add_what_ifs
@@ -50,7 +51,7 @@ def test_a_measurement_pass_is_its_own_row_and_never_a_point_to_choose():
     front, notes = fronts(rows)
     assert [p["runs"] for p in front[0]["points"]] == [["normal"]]
     assert notes == ["Pareto: nano-1 vgg11 {} left out: a profile pass (profile_pass=cold), not a way to train; "
-                     "it feeds the what-ifs".format(rows[0]["configuration"])]
+                     "it feeds the what-ifs".format(configuration_text(rows[0]["configuration"]))]
 
 
 def test_the_what_if_finds_the_measured_run_across_plans():

@@ -2,6 +2,7 @@
 match): a front, a budget and a what-if's check compare runs of one workload (model, dataset, image size, the
 samples of a full epoch and those each epoch covered); a run over part of an epoch is never compared per epoch
 with a full one, nor recommended."""
+from report.configuration import configuration_text
 from report.pareto import add_predicted_points, fronts
 from report.summary import comparison, run_summary
 from report.whatif import add_what_ifs
@@ -78,7 +79,7 @@ def test_a_run_whose_epochs_covered_different_samples_is_no_workload():
     front_list, notes = fronts(comparison([mixed], warmup_epochs=1))
     assert front_list == [] and notes == [
         "Pareto: nano-1 vgg11 {} left out: its epochs covered different numbers of samples, no one "
-        "workload".format(comparison([mixed], warmup_epochs=1)[0]["configuration"])]
+        "workload".format(configuration_text(comparison([mixed], warmup_epochs=1)[0]["configuration"]))]
 
 
 def test_the_what_if_is_checked_only_against_a_run_of_the_same_workload():
