@@ -59,7 +59,8 @@ sys.path.insert(0, REPO)
 
 from bench import blkio, slowdisk  # noqa: E402
 from exporter import atomicfile  # noqa: E402
-from trainer import calibration  # noqa: E402
+from trainer import calibration, results, timeline  # noqa: E402
+from trainer.machine import available_memory  # noqa: E402
 from trainer.pagecache import dataset_size, warm  # noqa: E402
 from report.whatif import compared  # noqa: E402
 from trainer.precision import with_spread  # noqa: E402
@@ -440,7 +441,7 @@ def train(config: Config, data_dir: str, args: argparse.Namespace, rates: Sequen
            "--image-size", str(config.size), "--batch-size", str(args.batch_size),
            "--workers", str(config.workers), "--epochs", str(args.epochs), "--max-batches",
            str(config.batches), "--device", "cpu", "--metrics-port", "-1", "--linger", "0",
-           "--results", results, "--run-id", run_id]
+           "--results", results, "--run-id", run_id, "--timeline-dir", os.path.join(work, "timelines")]
     with contextlib.ExitStack() as stack:
         enter = None
         if config.storage != CACHED:
@@ -507,6 +508,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="write the replay's error per kind of what-if there (trainer/whatif_calibration.json, which "
                         "the report's error bars read); a full run only, not --quick")
     p.add_argument("--quick", action="store_true", help="tiny defaults for a smoke run (~3-4 min)")
+    p.add_argument("--rescore", metavar="RECORDS", default=None,
+                   help="measure nothing: predict the what-ifs of an earlier run's records (its --out, with its "
+                        "--work's timelines) again with the model as it is now, and score them")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be 1 or more")
@@ -525,6 +529,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     # SIGTERM ends the bench as Ctrl-C does: the throttled disk is unmounted and its cgroup removed on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.rescore:
+        try:
+            with open(args.rescore) as f:
+                stored = json.load(f)
+            runs, epoch_bytes = predicted_again(stored)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print("whatif_accuracy: cannot rescore {}: {} (give an --out file of a run of this bench, its --work "
+                  "folder's timelines/ still there)".format(args.rescore, e), file=sys.stderr)
+            return 1
+        loads = stored["load_before"], stored["load_after"], stored["load_after_each_run"]
+        print("rescored {} with the model as it is now (measured with: {})".format(
+            args.rescore, " ".join(stored["argv"])))
+        return scored(args, runs, epoch_bytes, loads, stored["argv"], stored["timelines"], stored["rates"])
+    runs, epoch_bytes, load_before, each = measured(args)
+    return scored(args, runs, epoch_bytes, (load_before, os.getloadavg(), each),
+                  sys.argv[1:] if argv is None else argv, os.path.join(work_folder(args), "timelines"), args.rates)
+
+
+def measured(args: argparse.Namespace) -> Tuple[Dict[Config, List[Dict[str, Any]]], Dict[Tuple[int, int], float],
+                                                Sequence[float], List[float]]:
+    """Every configuration's runs, measured: (their records, the bytes an epoch reads per dataset_key, the load
+    average before, the 1-minute load after each run)."""
     load_before = os.getloadavg()
     print("load average before: {:.2f} {:.2f} {:.2f} ({} CPUs)".format(*load_before, os.cpu_count()), flush=True)
     why_not = slowdisk.unavailable() if args.disk == "fuse" else blkio.unavailable()
@@ -535,8 +561,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.cases != "matter" else []
     if args.cases != "grid":
         configs += [c for c in cases_that_matter(args.rates, cold, args.quick) if c not in configs]
-    work = args.work or tempfile.mkdtemp(prefix="whatif-")
-    os.makedirs(work, exist_ok=True)
+    work = work_folder(args)
     datasets = {key: make_dataset(work, key, args.batch_size, args.quality)
                 for key in sorted({dataset_key(c) for c in configs})}
     epoch_bytes = {key: float(dataset_size(folder)) for key, folder in datasets.items()}
@@ -558,6 +583,45 @@ def main(argv: Optional[List[str]] = None) -> int:
         for config, records in measure(configs, datasets, args, args.rates, work, group):
             runs.setdefault(config, []).extend(records)  # a configuration's epochs pool over its repeats
             loads.append(os.getloadavg()[0])
+    return runs, epoch_bytes, load_before, loads
+
+
+def work_folder(args: argparse.Namespace) -> str:
+    """--work, made where missing (default: a temporary folder, the same on every call)."""
+    if not args.work:
+        args.work = tempfile.mkdtemp(prefix="whatif-")
+    os.makedirs(args.work, exist_ok=True)
+    return args.work
+
+
+def predicted_again(stored: Dict[str, Any]) -> Tuple[Dict[Config, List[Dict[str, Any]]], Dict[Tuple[int, int], float]]:
+    """A run's records (its --out) with every epoch's what-ifs predicted again by the model as it is now, from the
+    timelines the trainer wrote under its --work: a changed model is scored on the very runs measured before
+    (the memory free is today's)."""
+    epoch_bytes = {tuple(int(n) for n in key.replace(" px x ", " ").split()[:2]): float(b)
+                   for key, b in stored["dataset_bytes"].items()}
+    runs = {}  # type: Dict[Config, List[Dict[str, Any]]]
+    for run in stored["runs"]:
+        config = Config(**run["config"])
+        rates = stored["rates"] if config.storage != CACHED else []
+        for record in run["records"]:
+            path = os.path.join(timeline.run_folder(stored["timelines"], record["run_id"]),
+                                "epoch-{}.json".format(record["epoch"]))
+            if os.path.exists(path):
+                loaded = timeline.load(path)
+                record.update(results.prediction_fields(timeline.what_ifs(
+                    loaded, record["duration_s"], loaded.machine, rates, (2.0,), available_memory(),
+                    epoch_bytes.get(dataset_key(config)), record.get("compute_s"))))
+        runs[config] = run["records"]
+    return runs, epoch_bytes
+
+
+def scored(args: argparse.Namespace, runs: Dict[Config, List[Dict[str, Any]]],
+           epoch_bytes: Dict[Tuple[int, int], float], load: Tuple[Sequence[float], Sequence[float], Sequence[float]],
+           argv: List[str], timelines: str, rates: Sequence[int]) -> int:
+    """The table, the summaries against the targets, the records (--out: with where the timelines are, for
+    --rescore) and the calibration table; ``load``: the load average before, after, and after each run."""
+    load_before, load_after, loads = load
     bars = calibration.load()
     result_rows = rows(runs, epoch_bytes, bars)
     print()
@@ -566,11 +630,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     for line in summary(result_rows) + [""] + judged(result_rows):
         print(line)
-    load_after = os.getloadavg()
     print("load average after: {:.2f} {:.2f} {:.2f}; after each run (1 min): {:.1f} to {:.1f}, median {:.1f} (the "
           "targets are for a quiet machine)".format(*load_after, min(loads), max(loads), statistics.median(loads)))
     record = {"load_before": load_before, "load_after": load_after, "load_after_each_run": loads,
-              "argv": sys.argv[1:] if argv is None else argv,
+              "argv": argv, "timelines": timelines, "rates": list(rates),
               "dataset_bytes": {"{} px x {} batches".format(*key): b for key, b in epoch_bytes.items()},
               "runs": [{"config": c._asdict(), "label": label(c), "records": r} for c, r in runs.items()],
               "rows": [{"measured": label(r.target), "predicted_from": label(r.source), "what_if": r.what_if,

@@ -153,10 +153,15 @@ def epoch_record(run_id: str, epoch: int, complete: bool, window: Window, batche
     record["energy_bound_joules"] = used.bound_joules if used else None
     record["average_power_watts"] = used.average_power_watts if used else None
     record["power_replayed"] = bool(used and used.joules is not None and used.replayed)
-    record["predicted_duration_s"] = {name: p.seconds for name, p in (predictions or {}).items()}
-    record["prediction_basis"] = {name: p.basis for name, p in (predictions or {}).items()}
-    record["predicted_compute_s"] = {name: p.compute_seconds for name, p in (predictions or {}).items()}
+    record.update(prediction_fields(predictions or {}))
     return record
+
+
+def prediction_fields(predictions: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """A record's PREDICTION_KEYS from ``trainer.timeline.what_ifs``' predictions."""
+    return {"predicted_duration_s": {name: p.seconds for name, p in predictions.items()},
+            "prediction_basis": {name: p.basis for name, p in predictions.items()},
+            "predicted_compute_s": {name: p.compute_seconds for name, p in predictions.items()}}
 
 
 def energy(record: Dict[str, Any]) -> str:
