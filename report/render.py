@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
-from report.configuration import configuration_text
+from report.configuration import configuration_text, recorded_since
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -87,7 +87,7 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "comparison": rows,
         "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
-    report["notes"] += context_notes(report["comparison"])
+    report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
