@@ -23,7 +23,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 # full epoch of the dataset holds) and epoch_samples (those each epoch of the run covered) make a run's workload
 # (WORKLOAD); epoch_samples is read from the run's epochs (FROM_EPOCHS), not from run_info.
 KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Model"), ("dataset", "Dataset"),
-         ("dataset_id", "Dataset identity"), ("image_size", "Image size"), ("dataset_samples", "Samples in a full epoch"),
+         ("dataset_id", "Dataset identity"), ("image_size", "Image size"),
+         ("dataset_samples", "Samples in a full epoch"),
          ("epoch_samples", "Samples per epoch"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
          ("gradient_accumulation_steps", "Gradient accumulation"), ("workers", "Workers"),
          ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"), ("power_mode", "Power mode"),

@@ -5,9 +5,9 @@ a time budget, with the epoch-to-epoch spread taken seriously: each point's
 bar is the one the report prints, its kept epochs' spread widened by Student's
 t for their number (trainer.calibration.spread_bar); a point dominates another
 only beyond both bars, energy's widened by its bound (inside them the two
-tie), and a budget is met by the upper end of a point's bar. A configuration with one kept epoch is under-measured: its spread is
-unknown, not zero, so it neither dominates nor is dominated (it ties) and fits
-no budget.
+tie), and a budget is met by the upper end of a point's bar. A configuration
+with one kept epoch is under-measured: its spread is unknown, not zero, so it
+neither dominates nor is dominated (it ties) and fits no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or

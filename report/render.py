@@ -282,7 +282,8 @@ def pareto_table(report: dict, marked: bool = True) -> tuple:
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
     return ("Pareto front per device × workload (time vs energy per epoch of the workload ± bar: the kept epochs' "
-            "spread × Student t; dominated only beyond both bars, energy's widened by its bound; {}); common to all rows: {}".format(
+            "spread × Student t; dominated only beyond both bars, energy's widened by its bound; {}); common to all "
+            "rows: {}".format(
                 budget or "no budget given", configuration_text(common) or "nothing"),
             ["device", "workload", "configuration", "E2E", "energy", "power", "pareto"], rows)
 
