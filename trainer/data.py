@@ -111,11 +111,11 @@ class CIFAR10Files(Dataset):
         folder = os.path.join(root, BASE_FOLDER)
         files = OFFICIAL_TRAIN if train else OFFICIAL_TEST
         self.files = [os.path.join(folder, name) for name, _, _ in files + [(META_FILE, None, None)]]  # it reads
-        for name, _, _ in files + [(META_FILE, None, None)]:
-            if not os.path.isfile(os.path.join(folder, name)):
+        for path in self.files:
+            if not os.path.isfile(path):
                 raise UsageError("no CIFAR-10 at {}: {} is missing; make a synthetic one with "
                                  "`edgescope-dataset cifar10 --out {}` or pass --download"
-                                 .format(folder, name, root))
+                                 .format(folder, os.path.basename(path), root))
         fix = ("delete {} and download it again (--download) or make a synthetic one with "
                "`edgescope-dataset cifar10 --out {}`".format(folder, root))
         arrays = []  # type: List[np.ndarray]
