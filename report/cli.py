@@ -108,11 +108,12 @@ def parser() -> argparse.ArgumentParser:
                         "configuration's what-ifs as predicted points (and pareto.png with --plots)")
     p.add_argument("--power-budget", type=positive_number, metavar="W",
                    help="with --pareto: recommend the fastest measured configuration whose average power, at the "
-                        "upper end of its spread, is at most W watts, on the front or not (with --time-budget: the "
-                        "least energy within both; replayed power and a single kept epoch fit no budget)")
+                        "upper end of its bar (its epochs' spread × Student t), is at most W watts, on the front or "
+                        "not (with --time-budget: the least energy within both; replayed power and a single kept "
+                        "epoch fit no budget)")
     p.add_argument("--time-budget", type=positive_number, metavar="S",
                    help="with --pareto: recommend the least-energy measured configuration whose time per epoch, at "
-                        "the upper end of its spread, is at most S s, on the front or not (replayed power and a "
+                        "the upper end of its bar, is at most S s, on the front or not (replayed power and a "
                         "single kept epoch fit no budget)")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "

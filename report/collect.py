@@ -145,7 +145,8 @@ class Run:
     epochs: List[Epoch] = field(default_factory=list)
     power: List[Sample] = field(default_factory=list)  # board power over the run (board clock), for plots
     clock_offset_seconds: Optional[float] = None  # board clock minus the Prometheus host's
-    power_replayed: bool = False  # a recorded power log was replayed (exporter demo, trainer --tegrastats-file)
+    power_replayed: bool = False  # some epoch's energy came from a replayed power log (exporter or trainer)
+    exporter_replay: Optional[str] = None  # the exporter's power source that replayed a recorded log, if any
     seen: Tuple[float, float] = (0.0, 0.0)  # Prometheus time of the run's first and last run_info sample
 
     @property
@@ -348,9 +349,9 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     replayed = [e.epoch for e in run.epochs if e.power_replayed]
     if replayed:
         run.power_replayed = True
-        notes.append("{}: power and energy of epoch(s) {} are REPLAYED from a recorded power log by the trainer "
-                     "(edgescope_train_epoch_power_replayed), not measured on this board".format(
-                         run.name, _numbers(replayed)))
+        notes.append("{}: power and energy of epoch(s) {} are REPLAYED from a recorded power log by the trainer's "
+                     "energy source {} (edgescope_train_epoch_power_replayed), not measured on this board".format(
+                         run.name, _numbers(replayed), run.info.get("energy_source") or "(not named)"))
     timed = [e for e in run.epochs if e.start is not None and e.end is not None]
     if not timed:
         notes.append("{}: no epoch start/end timestamps; energy, disk and page cache missing".format(run.name))
@@ -359,12 +360,8 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
     hi = run.to_prometheus_time(max(e.end for e in timed)) + EDGE_PAD_SECONDS  # type: ignore
     energy = _fetch(prom, ENERGY, run, lo, hi, notes)
     sources = _fetch(prom, POWER_SOURCE_INFO, run, lo, hi, [])
-    if any(labels.get("replay") == "true" for labels, _ in sources):
-        run.power_replayed = True
-        for epoch in run.epochs:
-            epoch.power_replayed = epoch.power_replayed or epoch.energy_source != "trainer"
-        notes.append("{}: power and energy are a REPLAYED DEMO, not this board's: the exporter replays a recorded "
-                     "power log (edgescope_power_source_info{{replay=\"true\"}})".format(run.name))
+    run.exporter_replay = ", ".join(sorted({labels.get("source") or "(not named)" for labels, _ in sources
+                                            if labels.get("replay") == "true"})) or None
     reads = _fetch(prom, DISK_READS, run, lo, hi, notes)
     read_bytes = _fetch(prom, DISK_READ_BYTES, run, lo, hi, notes)
     busy = _fetch(prom, DISK_BUSY, run, lo, hi, notes)
@@ -379,6 +376,8 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
                for e in timed]
     _add_window_energy(prom, run, [w for w in windows if w[0].energy_source is None], energy, lo, hi, notes,
                        _counter_lag(prom, run, sources, lo, hi))
+    if run.exporter_replay:
+        _mark_exporter_replay(run, notes)
     disks = _dataset_disks(prom, run, reads, lo, hi, notes)
     reads = [(labels, samples) for labels, samples in reads if labels.get("disk") in disks]
     read_bytes = [(labels, samples) for labels, samples in read_bytes if labels.get("disk") in disks]
@@ -402,6 +401,24 @@ def add_exporter_data(prom: Prometheus, run: Run, notes: List[str], staleness: f
                                      max(1.0, (last - first) / 600.0)), run, [])
     offset = run.clock_offset_seconds or 0.0
     run.power = [(t + offset, w) for t, w in power[0][1]] if power else []
+
+
+def _mark_exporter_replay(run: Run, notes: List[str]) -> None:
+    """The exporter replays a recorded power log: the epochs whose energy was read from its counter are
+    replayed; those the trainer measured itself (its own --power-source) stay measured. One note names the
+    exporter's replaying source and which epochs it gave."""
+    from_counter = [e.epoch for e in run.epochs if e.energy_source == "exporter"]
+    by_trainer = [e.epoch for e in run.epochs if e.energy_source == "trainer" and not e.power_replayed]
+    for epoch in run.epochs:
+        epoch.power_replayed = epoch.power_replayed or epoch.epoch in from_counter
+    run.power_replayed = run.power_replayed or bool(from_counter)
+    gave = ["power and energy of epoch(s) {} are REPLAYED, read from its counter".format(_numbers(from_counter))] \
+        if from_counter else []
+    kept = ["epoch(s) {} keep the trainer's own measurement (energy source {}), not replayed".format(
+        _numbers(by_trainer), run.info.get("energy_source") or "(not named)")] if by_trainer else []
+    notes.append("{}: the exporter's power source {} replays a recorded power log, not this board's power "
+                 "(edgescope_power_source_info{{replay=\"true\"}}): {}".format(
+                     run.name, run.exporter_replay, "; ".join(gave + kept + ["its board power curve is replayed"])))
 
 
 def _numbers(values: Sequence[int]) -> str:

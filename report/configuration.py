@@ -10,18 +10,21 @@ measured differently are rows apart, and only a normal measurement is a way to
 train; or *context* (the plan's name, the data directory's path, the CPU count
 the power mode left, JetPack): shown, never a reason for two rows.
 """
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 # (label, title) in the order tables and dashboards show them. storage is the board's (its target's label),
 # dataset_location the run's (the experiment runner's): one board may train from its SD card and from an NVMe.
 # power_mode is nvpmodel's mode (the runner records its id too, power_mode_id, as context: a run labelled by
 # hand or before the runner recorded it has the name alone), jetson_clocks whether the clocks were pinned at
 # the mode's maximum: together the clocks the mode implies. framework, precision and
-# gradient_accumulation_steps come from the Lightning and transformers callbacks. dataset_samples (the samples a
+# gradient_accumulation_steps come from the Lightning and transformers callbacks. dataset_id (which files an
+# epoch reads: edgescope-train hashes their paths under --data-dir and sizes, so two image folders of as many
+# images differ and a copy on another disk does not; "none" from the callbacks), dataset_samples (the samples a
 # full epoch of the dataset holds) and epoch_samples (those each epoch of the run covered) make a run's workload
 # (WORKLOAD); epoch_samples is read from the run's epochs (FROM_EPOCHS), not from run_info.
 KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Model"), ("dataset", "Dataset"),
-         ("image_size", "Image size"), ("dataset_samples", "Samples in a full epoch"),
+         ("dataset_id", "Dataset identity"), ("image_size", "Image size"),
+         ("dataset_samples", "Samples in a full epoch"),
          ("epoch_samples", "Samples per epoch"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
          ("gradient_accumulation_steps", "Gradient accumulation"), ("workers", "Workers"),
          ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"), ("power_mode", "Power mode"),
@@ -32,7 +35,10 @@ KNOB_NAMES = tuple(name for name, _ in KNOBS)
 FROM_EPOCHS = ("epoch_samples",)
 # One epoch's work: time and energy per epoch compare only between runs of one workload (one front each, one
 # budget, one what-if's measured match).
-WORKLOAD = ("model", "dataset", "image_size", "dataset_samples", "epoch_samples")
+WORKLOAD = ("model", "dataset", "dataset_id", "image_size", "dataset_samples", "epoch_samples")
+# Workload labels a trainer records in run_info only since some version: a run without them (an older trainer) is
+# not shown to do the same work as a run of the same knobs that has them, so the two stay apart (recorded_since).
+RECORDED_SINCE = ("dataset_samples", "dataset_id")
 # epoch_samples of a run whose epochs covered different numbers of samples: no one workload
 VARIES = "varies"
 # Knobs the report's tables give a column of their own: left out of the configuration text beside them.
@@ -86,6 +92,26 @@ def of_record(record: Mapping) -> Dict[str, str]:
     return labels
 
 
+def recorded_since(rows: Sequence[Mapping]) -> List[str]:
+    """One line per comparison row whose runs' trainer recorded some of RECORDED_SINCE not, beside rows of the
+    same knobs whose trainer did: nothing shows that the two did the same work (another dataset of as many
+    samples, part of an epoch), so they are rows and fronts apart, and the line names both and why."""
+    notes = []
+    for old in rows:
+        labels = of_record(old)
+        missing = [name for name in RECORDED_SINCE if not labels.get(name)]
+        newer = [", ".join(row["runs"]) for row in rows if row is not old and missing
+                 and any(of_record(row).get(name) for name in missing) and same_except(labels, of_record(row), missing)]
+        if newer:
+            notes.append("Comparison: runs {} ({} {} {}) are a row and a workload apart from runs {} of the same "
+                         "knobs: their trainer, older than run_info's {}, did not record {}, so the same work cannot "
+                         "be shown; rerun them with this one to compare".format(
+                             ", ".join(old["runs"]), old["device"], old.get("model") or "an unknown model",
+                             configuration_text(old["configuration"]), "; ".join(newer), ", ".join(missing),
+                             "it" if len(missing) == 1 else "them"))
+    return notes
+
+
 def configuration_text(configuration: Mapping[str, str]) -> str:
     """Knobs as one line a person reads: key=value, sorted."""
     return " ".join("{}={}".format(k, v) for k, v in sorted(configuration.items()))
@@ -112,11 +138,13 @@ def _count(text: Optional[str]) -> Optional[int]:
 
 
 def workload_text(labels: Labels) -> str:
-    """The workload for people, what is known of it: ``vgg11 on cifar10, 50000 samples an epoch`` (``64 of
-    50000`` for part of one)."""
+    """The workload for people, what is known of it: ``vgg11 on cifar10 (id 3f2a9c1b7e4d), 50000 samples an
+    epoch`` (``64 of 50000`` for part of one)."""
     text = labels.get("model") or "an unknown model"
     if labels.get("dataset"):
         text += " on " + labels["dataset"]
+    if labels.get("dataset_id") not in (None, "", "none"):
+        text += " (id {})".format(labels["dataset_id"])
     if labels.get("image_size"):
         text += " at {} px".format(labels["image_size"])
     covered, full = labels.get("epoch_samples"), labels.get("dataset_samples")

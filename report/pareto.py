@@ -1,12 +1,13 @@
 """PowerTrain's question: of the configurations measured for a device × workload
 (power modes, batch sizes, workers, storage), which are worth running? The
 time-per-epoch vs energy-per-epoch Pareto front and the pick under a power or
-a time budget, with the epoch-to-epoch spread taken seriously: a point
-dominates another only beyond both spreads, energy's widened by its bound
-(inside them the two tie), and a budget is met by the upper end of a point's
-spread. A configuration with one kept epoch is under-measured: its spread is
-unknown, not zero, so it neither dominates nor is dominated (it ties) and fits
-no budget.
+a time budget, with the epoch-to-epoch spread taken seriously: each point's
+bar is the one the report prints, its kept epochs' spread widened by Student's
+t for their number (trainer.calibration.spread_bar); a point dominates another
+only beyond both bars, energy's widened by its bound (inside them the two
+tie), and a budget is met by the upper end of a point's bar. A configuration
+with one kept epoch is under-measured: its spread is unknown, not zero, so it
+neither dominates nor is dominated (it ties) and fits no budget.
 
 Only configurations a user can choose are points: measurement passes
 (``--profile``'s synthetic, cold and cached passes, a page cache evicted or
@@ -18,23 +19,24 @@ from typing import Dict, List, Optional, Tuple
 
 from report.configuration import VARIES, WORKLOAD, configuration_text, not_a_choice, of_record, part_of_an_epoch, \
     workload, workload_text
+from trainer import calibration
 
 
 UNDER_MEASURED = "under-measured: one kept epoch, no spread to fit a budget on"
 
 
-def _spread(stat: dict) -> float:
-    return stat.get("std") or 0.0
-
-
 def _point(row: dict) -> dict:
+    """A comparison row as a point; each spread is the bar the report prints and budgets are checked on: the
+    row's kept epochs' spread × Student t for their number (3 epochs of ± 1 s reach 1.32 s, not 1 s)."""
+    def bar(name: str) -> float:
+        return calibration.spread_bar(row[name]["std"], row["epochs"])
     return {"configuration": row["configuration"], "measured_as": row.get("measured_as", {}),
             "storage": row["storage"], "runs": row["runs"],
-            "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": _spread(row["e2e_seconds"]),
-            "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": _spread(row["energy_joules"]),
+            "e2e_seconds": row["e2e_seconds"]["mean"], "e2e_spread_seconds": bar("e2e_seconds"),
+            "energy_joules": row["energy_joules"]["mean"], "energy_spread_joules": bar("energy_joules"),
             "energy_bound_joules": (row.get("energy_bound_joules") or {}).get("mean") or 0.0,
             "average_power_watts": row["average_power_watts"]["mean"],
-            "power_spread_watts": _spread(row["average_power_watts"]), "under_measured": row.get("epochs") == 1}
+            "power_spread_watts": bar("average_power_watts"), "under_measured": row["epochs"] == 1}
 
 
 def _high(p: dict, name: str, *widths: str) -> float:

@@ -177,8 +177,8 @@ def power_over_run(runs: Sequence[Run]) -> Figure:
         ax.set_xlim(0, t1 - t0)
         ax.set_ylabel("W")
         ax.set_title(_wrapped("{} ({}, {}){}".format(run.run_id, run.device, run.model or "?",
-                                                     ": REPLAYED power, not measured"
-                                                     if run.power_replayed else ""), fig),
+                                                     ": REPLAYED power, not measured"  # the curve: the exporter's
+                                                     if run.power_replayed or run.exporter_replay else ""), fig),
                      loc="left", fontsize=9)
     axes[-1].set_xlabel("time since the run's first epoch started (s)")
     fig.suptitle(_wrapped("Board power over each run (grey bands: epochs 0, 2, …; dashed: epoch average)", fig))

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
-from report.configuration import configuration_text
+from report.configuration import configuration_text, recorded_since
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -87,7 +87,7 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "comparison": rows,
         "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
-    report["notes"] += context_notes(report["comparison"])
+    report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
@@ -281,8 +281,9 @@ def pareto_table(report: dict, marked: bool = True) -> tuple:
     budget = ", ".join(x for x in (
         "power budget {:g} W".format(settings["power_budget"]) if settings.get("power_budget") is not None else "",
         "time budget {:g} s".format(settings["time_budget"]) if settings.get("time_budget") is not None else "") if x)
-    return ("Pareto front per device × workload (time vs energy per epoch of the workload ± spread; dominated only "
-            "beyond both spreads, energy's widened by its bound; {}); common to all rows: {}".format(
+    return ("Pareto front per device × workload (time vs energy per epoch of the workload ± bar: the kept epochs' "
+            "spread × Student t; dominated only beyond both bars, energy's widened by its bound; {}); common to all "
+            "rows: {}".format(
                 budget or "no budget given", configuration_text(common) or "nothing"),
             ["device", "workload", "configuration", "E2E", "energy", "power", "pareto"], rows)
 

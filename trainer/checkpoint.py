@@ -63,9 +63,9 @@ def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) 
     return saved
 
 
-# Settings a checkpoint holds only since they were saved; the dataset's own size (dataset_samples), not a choice,
-# is checked where the checkpoint has it and not missed where it came before it.
-SAVED_SINCE = ("dataset_samples",)
+# Settings a checkpoint holds only since they were saved; the dataset's own size and identity (dataset_samples,
+# dataset_id), not choices, are checked where the checkpoint has them and not missed where it came before them.
+SAVED_SINCE = ("dataset_samples", "dataset_id")
 
 
 def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:

@@ -26,7 +26,7 @@ from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.yamlfile import one_line
 from trainer import checkpoint, flags
-from trainer.data import DATASETS, SyntheticBatches, build_dataset, make_loader
+from trainer.data import DATASETS, SyntheticBatches, build_dataset, dataset_identity, make_loader
 from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading,
                             epoch_energy, first_reading, metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError
@@ -268,6 +268,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     if args.max_batches is not None and args.max_batches < len(loader):
         labels["max_batches"] = str(args.max_batches)
     settings = {"model": args.model, "dataset": args.dataset, "dataset_samples": str(len(dataset)),
+                "dataset_id": dataset_identity(dataset, args.data_dir),
                 "batch_size": str(args.batch_size),
                 "workers": str(args.workers), "prefetch_factor": str(args.prefetch_factor),
                 "pin_memory": str(args.pin_memory).lower(), "timing": args.timing,

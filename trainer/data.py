@@ -12,6 +12,7 @@ decode/augment/collate seconds, measured in the process that made it) for
 ``StepMeter`` to split the fetch stall into storage and preprocessing.
 ``SyntheticBatches`` is DS-Analyzer's synthetic pass: no loader at all.
 """
+import hashlib
 import os
 import sys
 import time
@@ -109,11 +110,12 @@ class CIFAR10Files(Dataset):
         self.target_transform = target_transform
         folder = os.path.join(root, BASE_FOLDER)
         files = OFFICIAL_TRAIN if train else OFFICIAL_TEST
-        for name, _, _ in files + [(META_FILE, None, None)]:
-            if not os.path.isfile(os.path.join(folder, name)):
+        self.files = [os.path.join(folder, name) for name, _, _ in files + [(META_FILE, None, None)]]  # it reads
+        for path in self.files:
+            if not os.path.isfile(path):
                 raise UsageError("no CIFAR-10 at {}: {} is missing; make a synthetic one with "
                                  "`edgescope-dataset cifar10 --out {}` or pass --download"
-                                 .format(folder, name, root))
+                                 .format(folder, os.path.basename(path), root))
         fix = ("delete {} and download it again (--download) or make a synthetic one with "
                "`edgescope-dataset cifar10 --out {}`".format(folder, root))
         arrays = []  # type: List[np.ndarray]
@@ -161,6 +163,23 @@ def build_dataset(name: str, data_dir: str, download: bool = False, image_size: 
     if name == "cifar10":
         return CIFAR10Files(data_dir, train=True, transform=cifar10_train_transform())
     return _image_folder(data_dir, image_size)
+
+
+def dataset_identity(dataset: Any, data_dir: str) -> str:
+    """run_info's ``dataset_id``: which data an epoch reads, hashed from each file's path under ``data_dir``, size
+    and class. A copy of the dataset on another disk keeps it; two image folders of as many images, or a resized
+    copy, differ: report.configuration's workload tells them apart. One stat per file, once a run."""
+    files = getattr(dataset, "files", None)  # CIFAR10Files' batch files, else an image folder's samples
+    entries = [(path, "") for path in files] if files is not None else [(p, str(c)) for p, c in dataset.samples]
+    digest = hashlib.sha256()
+    for path, label in sorted(entries):
+        try:
+            size = os.stat(path).st_size
+        except OSError:  # gone since the scan: the epoch will say so; the identity still names the list
+            size = -1
+        digest.update("{}\0{}\0{}\n".format(os.path.relpath(path, data_dir), size, label).encode(
+            "utf-8", "surrogateescape"))
+    return digest.hexdigest()[:12]
 
 
 # How far the image-folder scan goes before it gives up (--data-dir /proc or / would otherwise walk for minutes):

@@ -7,8 +7,8 @@ from typing import AbstractSet, Optional
 from trainer.results import RECORD_FIELDS
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
-RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "batch_size", "workers", "prefetch_factor", "pin_memory",
-                   "timing", "torch_device", "device_name", "energy_source")
+RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "dataset_id", "batch_size", "workers", "prefetch_factor",
+                   "pin_memory", "timing", "torch_device", "device_name", "energy_source")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
 # epoch_samples, power_replayed: set by the report from the run's epochs
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",

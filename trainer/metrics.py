@@ -179,10 +179,11 @@ class TrainMetrics:
                 child.observe(seconds)
 
     def set_run_info(self, labels: Dict[str, str]) -> None:
-        """``energy_source`` and ``dataset_samples`` may be left out: a loop that measures no energy, or does not
-        know how many samples a full epoch of its dataset holds, need not say so."""
-        self._run_info.labels(run_id=self.run_id, **dict({"energy_source": "none", "dataset_samples": "none"},
-                                                         **labels)).set(1)
+        """``energy_source``, ``dataset_samples`` and ``dataset_id`` may be left out: a loop that measures no energy,
+        or does not know how many samples a full epoch of its dataset holds or which files it reads, need not say
+        so."""
+        self._run_info.labels(run_id=self.run_id, **dict(
+            {"energy_source": "none", "dataset_samples": "none", "dataset_id": "none"}, **labels)).set(1)
 
     def record_epoch(self, epoch: int, window: Window, samples: int, measured: bool = True,
                      energy_joules: Optional[float] = None, average_power_watts: Optional[float] = None,

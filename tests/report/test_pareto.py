@@ -2,15 +2,19 @@
 dominance only beyond the spreads, measurement passes and replayed power never advise, CPU and CUDA apart."""
 from typing import Optional
 
+import pytest
+
 from report.configuration import MEASUREMENT
 from report.pareto import fronts
 from report.summary import comparison
 from tests.report.synthetic import run
+from trainer.calibration import student_t
 
 
 def row(name: str, e2e: float, energy: float, power: float, spread: float = 0.0,
-        power_spread: Optional[float] = 0.0, **labels: str) -> dict:
-    return {"device": "nano-1", "model": "vgg11", "storage": "sd", "runs": [name],
+        power_spread: Optional[float] = 0.0, epochs: int = 3, **labels: str) -> dict:
+    """A comparison row of ``epochs`` kept epochs: its spreads become bars × Student t (1.32 for 3 epochs)."""
+    return {"device": "nano-1", "model": "vgg11", "storage": "sd", "runs": [name], "epochs": epochs,
             "configuration": dict({"workers": "4"}, **{k: v for k, v in labels.items() if k not in MEASUREMENT}),
             "measured_as": {k: v for k, v in labels.items() if k in MEASUREMENT},
             "e2e_seconds": {"mean": e2e, "std": spread}, "energy_joules": {"mean": energy, "std": spread},
@@ -33,7 +37,24 @@ def test_a_budget_is_met_by_the_upper_end_of_the_spread():
     front, notes = fronts(rows, time_budget=5)
     assert front[0]["recommendation"] is None
     assert notes == ["Pareto: no configuration of nano-1 vgg11 fits the budget (nothing fits: runs B takes up to "
-                     "15.00 s, 10.00 s over the 5 s budget)"]
+                     "15.32 s, 10.32 s over the 5 s budget)"]
+
+
+def test_a_budget_is_checked_on_the_bar_the_report_prints():
+    """A (2 kept epochs, 10.0 ± 0.3 s, 90 J) and B (20 epochs, 10.2 ± 0.3 s, 100 J) under a 10.52 s budget: on the
+    raw spreads A fits (10.3 s) and, using less energy, was the pick; the bars printed beside them are the spreads
+    × Student t, 1.84 for 2 epochs and 1.03 for 20: A may take 10.55 s, B 10.51 s, so only B fits."""
+    from report.render import pareto_table
+    from trainer.precision import with_spread
+    rows = [row("A", 10.0, 90, 6, spread=0.3, epochs=2), row("B", 10.2, 100, 6, spread=0.3, epochs=20, workers="2")]
+    front, _ = fronts(rows, time_budget=10.52)
+    assert front[0]["recommendation"]["runs"] == ["B"]
+    _, headers, table = pareto_table({"pareto": front, "settings": {"time_budget": 10.52}})
+    printed = {line[headers.index("configuration")]: line[headers.index("E2E")] for line in table}
+    points = {p["runs"][0]: p for p in front[0]["points"]}
+    assert points["A"]["e2e_spread_seconds"] == pytest.approx(0.3 * student_t(2))
+    assert printed["workers=4"] == with_spread(10.0, points["A"]["e2e_spread_seconds"], "s")  # the bar checked
+    assert fronts(rows, time_budget=10.56)[0][0]["recommendation"]["runs"] == ["A"]  # its bar's top fits
 
 
 def test_points_inside_each_others_spread_tie_instead_of_dominating():

@@ -21,31 +21,33 @@ SCRAPE = 5.0
 REPLAYED_PURPLE = (0xCC, 0x79, 0xA7)  # plots.pareto_front's crosses for replayed power
 
 
-def openmetrics(base: float) -> str:
+def openmetrics(base: float, runs=(("replayed", "4", 20.0, [4.0, 4.0, 4.0], 1),
+                                   ("measured", "2", 30.0, [5.5, 5.7, 5.6], 0)),
+                energy_source: str = "tegrastats", exporter_replays: bool = False) -> str:
     """Two runs on one board (4 and 2 workers), each with the trainer's own energy: ``replayed`` (4.0 W
     exactly, every epoch: a log played back; the faster, and under any power budget the pick if it counted)
-    and ``measured`` (5.5-5.7 W)."""
+    and ``measured`` (5.5-5.7 W). ``runs``: (run id, workers, seconds, watts per epoch or None where the
+    trainer measured none, the trainer's replay flag) each. ``exporter_replays``: the board's exporter replays a
+    tegrastats log at 4 W (its energy counter and edgescope_power_source_info{replay="true"}), scraped every 5 s
+    throughout."""
     lines = {}  # type: dict
     t = base + 60.0
-    for run_id, workers, seconds, watts, replayed in (("replayed", "4", 20.0, [4.0, 4.0, 4.0], 1),
-                                                      ("measured", "2", 30.0, [5.5, 5.7, 5.6], 0)):
+    for run_id, workers, seconds, watts, replayed in runs:
         target = {"job": "edgescope-trainer", "instance": "nano-1:9946", "device": "nano-1",
                   "device_type": "nano", "storage": "sd", "run_id": run_id}
         info = dict(target, model="resnet18", dataset="cifar10", dataset_samples="50000", batch_size="16",
                     workers=workers, prefetch_factor="2", pin_memory="false", timing="lazy", torch_device="cpu",
-                    device_name="nano-1", energy_source="tegrastats")
+                    device_name="nano-1", energy_source=energy_source)
         start = t
-        ends = []
         for k, w in enumerate(watts):
             e2e = seconds + 0.1 * k
             epoch = dict(target, epoch=str(k))
             for name, value in (("start_timestamp_seconds", start), ("end_timestamp_seconds", start + e2e),
                                 ("duration_seconds", e2e), ("fetch_stall_seconds", 0.2 * e2e),
-                                ("compute_seconds", 0.7 * e2e), ("samples", 50000.0), ("energy_joules", w * e2e),
-                                ("energy_bound_joules", 0.1), ("average_power_watts", w),
-                                ("power_replayed", float(replayed))):
+                                ("compute_seconds", 0.7 * e2e), ("samples", 50000.0)) + (() if w is None else (
+                                    ("energy_joules", w * e2e), ("energy_bound_joules", 0.1),
+                                    ("average_power_watts", w), ("power_replayed", float(replayed)))):
                 lines.setdefault("edgescope_train_epoch_" + name, []).append((epoch, value, start + e2e))
-            ends.append(start + e2e)
             start += e2e + 1.0
         lines.setdefault("edgescope_train_run_info", []).append((info, 1.0, t - 2.0))
         lines["edgescope_train_run_info"].append((info, 1.0, start + 20.0))
@@ -59,6 +61,14 @@ def openmetrics(base: float) -> str:
             while ts < since + 40.0:  # scraped every 5 s for a while after it appeared
                 out.append("{}{{{}}} {!r} {:.3f}".format(name, text, value, ts))
                 ts += SCRAPE
+    if exporter_replays:
+        exporter = 'device="nano-1",device_type="nano",instance="nano-1:9100",job="edgescope-exporter"'
+        scrapes = [base + SCRAPE * k for k in range(int((t + 200.0 - base) / SCRAPE))]
+        out += ["# TYPE edgescope_board_energy_joules counter"] + [
+            "edgescope_board_energy_joules_total{{{}}} {!r} {:.3f}".format(exporter, 4.0 * (ts - base), ts)
+            for ts in scrapes] + ["# TYPE edgescope_power_source_info gauge"] + [
+            'edgescope_power_source_info{{{},board_rail="sum",fallback_from="",replay="true",source="tegrastats"}} '
+            '1.0 {:.3f}'.format(exporter, ts) for ts in scrapes]
     return "\n".join(out + ["# EOF"]) + "\n"
 
 
@@ -84,6 +94,34 @@ def test_a_trainer_replay_read_back_from_prometheus_never_advises(tmp_path):
                for n in report["notes"])
     assert power_cells(report) == {"replayed": ["4.00 (replayed)"] * 2, "measured": ["5.65 ± 0.07"] * 2}
     assert "replayed power: off the front, never recommended" in as_text(report)
+
+
+def test_an_exporter_replay_leaves_the_trainers_own_measurement_measured(tmp_path):
+    """The board's exporter replays a tegrastats log while the trainer measures energy itself (rapl): run
+    ``rapl`` (its every epoch measured by the trainer) stays measured and advises; run ``gaps`` (epoch 2 not
+    measured by the trainer, so read from the replaying exporter's counter) has that epoch alone replayed. The
+    one note per run names the exporter's replaying source and which epochs it gave."""
+    base = float(int(time.time()) - 3 * 3600)
+    runs = (("rapl", "4", 20.0, [5.0, 5.2, 5.1], 0), ("gaps", "2", 30.0, [5.5, 5.7, None], 0))
+    with backfilled(tmp_path, openmetrics(base, runs, energy_source="rapl", exporter_replays=True)) as url:
+        report = json.loads(cli("--prometheus", url, "--since", repr(base), "--until", repr(base + 3600),
+                                "--pareto", "--power-budget", "10", "--format", "json"))
+    epochs = {(e["run_id"], e["epoch"]): (e["energy_source"], e["power_replayed"]) for e in report["epochs"]}
+    assert epochs == {("rapl", 0): ("trainer", False), ("rapl", 1): ("trainer", False),
+                      ("rapl", 2): ("trainer", False), ("gaps", 0): ("trainer", False),
+                      ("gaps", 1): ("trainer", False), ("gaps", 2): ("exporter", True)}
+    assert {s["run_id"]: s["power_replayed"] for s in report["summary"]} == {"rapl": False, "gaps": True}
+    (front,) = report["pareto"]
+    assert [p["runs"] for p in front["points"]] == [["rapl"]] and front["recommendation"]["runs"] == ["rapl"]
+    replay_notes = sorted(n for n in report["notes"] if "replays a recorded power log" in n)
+    assert replay_notes == [
+        "run gaps on nano-1: the exporter's power source tegrastats replays a recorded power log, not this board's "
+        "power (edgescope_power_source_info{replay=\"true\"}): power and energy of epoch(s) 2 are REPLAYED, read "
+        "from its counter; epoch(s) 0, 1 keep the trainer's own measurement (energy source rapl), not replayed; "
+        "its board power curve is replayed",
+        "run rapl on nano-1: the exporter's power source tegrastats replays a recorded power log, not this board's "
+        "power (edgescope_power_source_info{replay=\"true\"}): epoch(s) 0, 1, 2 keep the trainer's own "
+        "measurement (energy source rapl), not replayed; its board power curve is replayed"]
 
 
 def replayed_runs() -> list:

@@ -125,3 +125,41 @@ def test_a_replayed_run_is_a_row_apart_from_measured_repeats_of_its_knobs():
         (["a", "b"], False, {}), (["demo"], True, {"power_replayed": "true"})]
     (front,), notes = fronts(rows, power_budget=100.0)
     assert front["recommendation"]["runs"] == ["a", "b"] and [p["runs"] for p in front["replayed"]] == [["demo"]]
+
+
+def test_two_image_folders_of_as_many_images_are_two_workloads():
+    """The trainer names the files an epoch reads (run_info dataset_id): two 1000-image folders at 224 px pooled
+    into one row and one front by their equal counts; now they are two, each named by its id."""
+    a = timed(0, "folder-a", 40.0, 1000.0, dataset="imagefolder", image_size="224", dataset_samples="1000",
+              dataset_id="3f2a9c1b7e4d")
+    b = timed(0, "folder-b", 30.0, 1000.0, dataset="imagefolder", image_size="224", dataset_samples="1000",
+              dataset_id="0c5d8e2f9a11")
+    rows = comparison([a, b], warmup_epochs=1)
+    assert sorted(r["runs"][0] for r in rows) == ["folder-a", "folder-b"]
+    front_list, _ = fronts(rows, time_budget=100.0)
+    assert sorted((f["workload_text"], f["recommendation"]["runs"]) for f in front_list) == [
+        ("vgg11 on imagefolder (id 0c5d8e2f9a11) at 224 px, 1000 samples an epoch", ["folder-b"]),
+        ("vgg11 on imagefolder (id 3f2a9c1b7e4d) at 224 px, 1000 samples an epoch", ["folder-a"])]
+
+
+def test_runs_of_an_older_trainer_stay_apart_from_newer_runs_of_their_knobs_with_one_line():
+    """Runs whose trainer recorded neither dataset_samples nor dataset_id cannot be shown to do the work of a
+    newer run of the same knobs (the same count of another folder would look alike): a row and a front apart,
+    one line naming both; alone, they still report without a word."""
+    from report.configuration import recorded_since
+    old = [timed(0, "old-1", 25.0, 50000.0), timed(0, "old-2", 25.1, 50000.0)]
+    for made in old:
+        made.info.pop("dataset_samples")
+    new = timed(0, "new", 25.0, 50000.0, dataset_id="3f2a9c1b7e4d")
+    other = timed(0, "new-w2", 20.0, 50000.0, dataset_id="3f2a9c1b7e4d", workers="2")  # other knobs: no match
+    rows = comparison(old + [new, other], warmup_epochs=1)
+    assert sorted(r["runs"] for r in rows) == [["new"], ["new-w2"], ["old-1", "old-2"]]
+    (old_row,) = [r for r in rows if r["runs"] == ["old-1", "old-2"]]
+    assert recorded_since(rows) == [
+        "Comparison: runs old-1, old-2 (nano-1 vgg11 {}) are a row and a workload apart from runs new of the same "
+        "knobs: their trainer, older than run_info's dataset_samples, dataset_id, did not record them, so the same "
+        "work cannot be shown; rerun them with this one to compare".format(configuration_text(
+            old_row["configuration"]))]
+    assert len(fronts(rows)[0]) == 2
+    alone = comparison(old, warmup_epochs=1)
+    assert recorded_since(alone) == [] and fronts(alone)[0][0]["points"][0]["runs"] == ["old-1", "old-2"]

@@ -101,6 +101,7 @@ def test_live_endpoint_equals_textfile_counts_every_batch_and_passes_promtool(ci
     assert dict(info[0])["max_batches"] == "4" and "image_size" not in dict(info[0])  # CIFAR-10: always 32 px
     # its epochs covered 4 batches of 8 of the 160 samples a full epoch holds: the report tells them apart
     assert dict(info[0])["dataset_samples"] == "160"
+    assert len(dict(info[0])["dataset_id"]) == 12  # which files it read (trainer.data.dataset_identity)
     assert {value for (name, _), value in values.items() if name == "edgescope_train_epoch_samples"} == {32.0}
 
     promtool = shutil.which("promtool")

@@ -86,6 +86,24 @@ def test_synthetic_jpeg_folder_is_an_image_folder_of_the_chosen_size(tmp_path):
     assert written == sum(p.stat().st_size for p in (tmp_path / "c").rglob("*.jpg"))
 
 
+def test_a_datasets_identity_names_its_files_not_their_place_nor_their_count(tmp_path, cifar_dir):
+    """run_info's dataset_id: two 12-image folders (another seed, another image size) differ though their counts
+    are equal; a copy on another disk (here another folder) is the same dataset, as is a copy of CIFAR-10."""
+    for name, seed, size in (("a", "5", "48"), ("b", "6", "48"), ("c", "5", "64")):
+        assert datasets_cli.main(["imagefolder", "--out", str(tmp_path / name), "--images", "12", "--image-size",
+                                  size, "--classes", "3", "--seed", seed]) == 0
+    shutil.copytree(str(tmp_path / "a"), str(tmp_path / "elsewhere" / "a"))
+    shutil.copytree(cifar_dir, str(tmp_path / "cifar-copy"))
+
+    def identity(name: str, kind: str = "imagefolder") -> str:
+        return data.dataset_identity(build_dataset(kind, str(tmp_path / name), image_size=32), str(tmp_path / name))
+    ids = {name: identity(name) for name in ("a", "b", "c", "elsewhere/a")}
+    assert ids["a"] == ids["elsewhere/a"] and len({ids["a"], ids["b"], ids["c"]}) == 3
+    assert len(ids["a"]) == 12 and int(ids["a"], 16) >= 0
+    assert identity("cifar-copy", "cifar10") == data.dataset_identity(build_dataset("cifar10", cifar_dir), cifar_dir)
+    assert identity("cifar-copy", "cifar10") != ids["a"]
+
+
 def test_missing_or_wrong_data_is_named(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         build_dataset("cifar10", str(tmp_path / "nowhere"))
