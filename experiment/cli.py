@@ -20,6 +20,7 @@ from experiment.runner import (Terminated, base_labels, completed_runs, raise_te
                                run_plan, say, trainer_command)
 from experiment.state import Journal, JournalError
 from exporter import atomicfile
+from exporter.arguments import docs_epilog
 from exporter.yamlfile import one_line
 from report.cli import OneLineParser
 
@@ -27,7 +28,7 @@ EXTENSIONS = {"table": "txt", "markdown": "md", "csv": "csv", "json": "json"}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="edgescope-experiment", description=__doc__)
+    p = OneLineParser(prog="edgescope-experiment", description=__doc__, epilog=docs_epilog("experiments.md"))
     p.add_argument("plan", metavar="PLAN.yaml", help="the sweep plan (see experiment/plans/reference.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands; run nothing")
     p.add_argument("--no-drop-caches", action="store_true",

@@ -5,6 +5,12 @@ import math
 from typing import Any, Callable
 
 
+def docs_epilog(page: str) -> str:
+    """The line every command's --help ends with: the page under docs/ that explains the command (the same
+    Markdown file in a checkout, on GitHub and in the built site)."""
+    return "Docs: docs/{}".format(page)
+
+
 def utf8_argument(text: str) -> str:
     """argparse type for a value bound for a label, a URL or a PromQL match: Prometheus only knows UTF-8
     (a command line may hold any bytes), and a control character would break the one-line errors and tables."""

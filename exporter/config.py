@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
+from exporter.arguments import docs_epilog
 from exporter.pagecache import METHODS as PAGECACHE_METHODS
 from exporter.sources.diskstats import DEFAULT_EXCLUDE
 from exporter.sources.jtop import JTOP_SOCKET
@@ -151,7 +152,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _arg_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="edgescope-exporter", description="edgescope exporter: power, energy, thermals, disk and page cache on /metrics.")
+    p = _Parser(prog="edgescope-exporter", description="edgescope exporter: power, energy, thermals, disk and page cache on /metrics.",
+                epilog=docs_epilog("exporter.md"))
     p.add_argument("--config", help="YAML file with any of the settings below, keyed by flag name without dashes.")
     for s in SETTINGS:
         default = "" if s.default in (None, []) else " (default: {})".format(s.default)

@@ -19,7 +19,7 @@ import exporter
 from exporter import atomicfile
 from fleet.device import SimulatedDevice, load_trace, make_fleet
 from fleet.serve import Endpoints, is_loopback
-from exporter.arguments import number_in
+from exporter.arguments import docs_epilog, number_in
 from exporter.yamlfile import one_line
 from trainer.errors import OneLineParser, UsageError
 
@@ -32,7 +32,7 @@ DAY, YEAR = 86400.0, 365 * 86400.0
 
 def parser() -> argparse.ArgumentParser:
     """Every numeric flag has its range here, so nan, inf or an out-of-range value is one line at start."""
-    p = OneLineParser(prog="edgescope-fleet-sim", description=__doc__,
+    p = OneLineParser(prog="edgescope-fleet-sim", description=__doc__, epilog=docs_epilog("fleet.md"),
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", type=number_in(1, MAX_DEVICES, int), default=10,
                    help="number of boards, 1..{} (default %(default)s)".format(MAX_DEVICES))

@@ -11,7 +11,7 @@ import time
 from typing import Any, Dict, List, NoReturn, Optional
 
 from exporter import atomicfile
-from exporter.arguments import number_in, utf8_argument
+from exporter.arguments import docs_epilog, number_in, utf8_argument
 from exporter.yamlfile import one_line
 from report.collect import collect
 from report.html_page import as_html
@@ -79,7 +79,7 @@ def column_names(text: str) -> List[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="edgescope-report", description=__doc__)
+    p = OneLineParser(prog="edgescope-report", description=__doc__, epilog=docs_epilog("reading-the-report.md"))
     p.add_argument("--prometheus", type=utf8_argument, default="http://localhost:9090", metavar="URL",
                    help="base URL of Prometheus (or any server with its HTTP API); default %(default)s")
     p.add_argument("--run", type=utf8_argument, action="append", default=[], metavar="ID", dest="runs",

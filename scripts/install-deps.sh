@@ -7,14 +7,14 @@
 # Root is needed only for apt; without root, it says which packages are
 # missing and the exact command to install them.
 # PYTHON=/path/to/python3 picks the interpreter the venv is made from.
-# NOT for a Jetson: there, follow the README's "On a Jetson" section so that
+# NOT for a Jetson: there, follow docs/jetson.md ("On a Jetson") so that
 # NVIDIA's CUDA torch is never replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime shellcheck libfuse2 chromium fonts-dejavu-core texlive-latex-base texlive-latex-recommended)
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-EXTRAS=".[train,exporter,report,dev]"
+EXTRAS=".[train,exporter,report,docs,dev]"
 BASE=${PYTHON:-python3}
 VENV=.venv
 VPY=$VENV/bin/python

@@ -152,7 +152,7 @@ cat <<EOF
   per-epoch results   $OUT/results-w1.jsonl, $OUT/results-w2.jsonl   (every figure of every epoch)
   logs                $OUT/exporter.log, $OUT/prometheus.log, $OUT/report.log
   dashboards          Grafana is not run natively: 'GF_ADMIN_PASSWORD=... docker compose up -d' on a
-                      monitoring host (see README, Deployment) provisions them.
+                      monitoring host (see docs/deployment.md) provisions them.
 EOF
 [ "$KEEP" = 1 ] || echo "  (the stack has stopped; EDGESCOPE_KEEP_RUNNING=1 keeps Prometheus and the exporter up to browse)"
 if [ "$KEEP" = 1 ]; then

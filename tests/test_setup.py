@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_DEPS = REPO / "scripts" / "install-deps.sh"
-SCRIPTS = [INSTALL_DEPS, REPO / "scripts" / "quickstart.sh", REPO / ".ci" / "run"]
+SCRIPTS = [INSTALL_DEPS, REPO / "scripts" / "quickstart.sh", REPO / "scripts" / "make-pictures.sh", REPO / ".ci" / "run"]
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 
 # Run by the venv's python: prints each requirement (argv[2:], plus edgescope's own for the extras in argv[1])

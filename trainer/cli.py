@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from exporter.arguments import int_at_least, number_in, utf8_argument
+from exporter.arguments import docs_epilog, int_at_least, number_in, utf8_argument
 from exporter.atomicfile import cannot_write
 from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
@@ -57,7 +57,7 @@ def _label(text: str) -> Any:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = OneLineParser(prog="edgescope-train", description=__doc__,
+    p = OneLineParser(prog="edgescope-train", description=__doc__, epilog=docs_epilog("training.md"),
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="vgg11")
     p.add_argument("--dataset", choices=DATASETS, default="cifar10")

@@ -3,6 +3,7 @@ import argparse
 import sys
 from typing import List, Optional
 
+from exporter.arguments import docs_epilog
 from exporter.atomicfile import cannot_write
 from exporter.yamlfile import one_line
 from trainer import flags
@@ -12,15 +13,17 @@ from trainer.synthetic import write_cifar10, write_jpeg_folder
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = OneLineParser(prog="edgescope-dataset", description=__doc__)
+    epilog = docs_epilog("training.md")
+    parser = OneLineParser(prog="edgescope-dataset", description=__doc__, epilog=epilog)
     kinds = parser.add_subparsers(dest="kind", metavar="{cifar10,imagefolder}")
     kinds.required = True
-    cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/")
+    cifar = kinds.add_parser("cifar10", help="CIFAR-10 python format: OUT/cifar-10-batches-py/", epilog=epilog)
     cifar.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
     cifar.add_argument("--train-images", type=flags.TRAIN_IMAGES, default=50000, help="default %(default)s, as CIFAR-10")
     cifar.add_argument("--test-images", type=flags.TEST_IMAGES, default=10000, help="default %(default)s, as CIFAR-10")
     cifar.add_argument("--seed", type=flags.SEED, default=0, help="the same seed writes the same files")
-    folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)")
+    folder = kinds.add_parser("imagefolder", help="JPEG files in OUT/class_NN/ (for storage and page-cache runs)",
+                              epilog=epilog)
     folder.add_argument("--out", required=True, help="root folder (the trainer's --data-dir)")
     folder.add_argument("--images", type=flags.FOLDER_IMAGES, default=10000, help="how many, spread over the classes")
     folder.add_argument("--image-size", type=flags.IMAGE_SIZE, default=224, help="side in pixels")
