@@ -250,6 +250,11 @@ class Costs(NamedTuple):
     make_cpu: List[float]  # wall seconds at no sharing
     step_wait: List[float]
     step_cpu: List[float]  # wall seconds at no sharing
+    # how much slower than alone each making's CPU ran in the measured epoch ((CPU + its wait for a CPU) / CPU),
+    # and the steps' (the main thread's): where the run's threads met each other or a tenant only now and then, an
+    # epoch-wide share misses it; a replay never runs a piece faster than that
+    make_sharing: List[float]
+    step_sharing: float
 
 
 class CpuModel:
@@ -258,7 +263,10 @@ class CpuModel:
     there are, each runs that much slower, the steps included. The other tenants are as many runnable threads as
     explain what they took (``Machine.others_cores``) beside the run as measured: where the CPUs were never idle
     they would have taken more, had the run wanted less. The measured epoch is taken apart at the sharing it had;
-    a changed one is replayed at the sharing its own CPU work makes (a fixed point)."""
+    a changed one is replayed at the sharing its own CPU work makes (a fixed point), each piece never faster than
+    it ran in the measured epoch (the sharing it met there is not added again: the replay of the measured epoch is
+    then the epoch, and a prediction does not carry those waits twice, once as the model's error and once in the
+    changed epoch's sharing)."""
 
     def __init__(self, r: Replayable, machine: Machine) -> None:
         self.r = r
@@ -288,8 +296,10 @@ class CpuModel:
         main_share = self.step_cpu_s / steps if steps > 0 else 0.0
         self.main_threads = max(1.0, main_share * self.sharing)  # the threads a step runs on at once
         step = [_piece(k, k * main_share, self.sharing) for k in r.compute]
-        self.costs = Costs(device, [b - w for b, w in zip(blocked, device)],
-                           [min(c, m) for c, m in zip(r.cpu, making)], [x[0] for x in step], [x[1] for x in step])
+        make_cpu = [min(c, m) for c, m in zip(r.cpu, making)]
+        self.costs = Costs(device, [b - w for b, w in zip(blocked, device)], make_cpu, [x[0] for x in step],
+                           [x[1] for x in step], [1 + d / c if c > 0 else 1.0 for c, d in zip(make_cpu, delay)],
+                           self.sharing)
         # storage serving one reader's worth at a time: the measured waits hold that many readers at once
         self.read_sharing = max(1.0, sum(device) / r.span) if r.span > 0 else 1.0
 
@@ -327,8 +337,9 @@ class CpuModel:
         cpu_s = self.making_cpu_s + self.step_cpu_s / step_speedup  # the loop's CPU seconds
         sharing = stretch = 1.0
         for _ in range(60):
-            make = [d * stretch + o + m * sharing for d, o, m in zip(wait, c.make_wait, c.make_cpu)]
-            steps = [(o + m * sharing) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
+            make = [d * stretch + o + m * max(sharing, f)
+                    for d, o, m, f in zip(wait, c.make_wait, c.make_cpu, c.make_sharing)]
+            steps = [(o + m * max(sharing, c.step_sharing)) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
             span = replay(r, workers, make, steps, assigned)
             # the runnable threads over the CPUs: the run's (its CPU seconds, stretched, over the loop) and the tenants'
             sharing = (sharing + max(1.0, (sharing * cpu_s / span + self.tenants) / self.machine.cpus)) / 2
