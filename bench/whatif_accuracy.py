@@ -605,9 +605,9 @@ def predicted_again(stored: Dict[str, Any]) -> Tuple[Dict[Config, List[Dict[str,
         config = Config(**run["config"])
         rates = stored["rates"] if config.storage != CACHED else []
         for record in run["records"]:
-            path = os.path.join(timeline.run_folder(stored["timelines"], record["run_id"]),
+            path = os.path.join(timeline.run_folder(stored["timelines"], str(record.get("run_id"))),
                                 "epoch-{}.json".format(record["epoch"]))
-            if os.path.exists(path):
+            if "run_id" in record and os.path.exists(path):
                 loaded = timeline.load(path)
                 record.update(results.prediction_fields(timeline.what_ifs(
                     loaded, record["duration_s"], loaded.machine, rates, (2.0,), available_memory(),

@@ -340,3 +340,44 @@ def test_a_full_run_writes_the_calibration_table(monkeypatch, tmp_path):
     assert "load average before " in written["source"] and "CPUs" in written["source"]
     with pytest.raises(SystemExit):
         parse_args(["--quick", "--calibration", str(path)])
+
+
+def test_rescore_predicts_the_stored_epochs_again_from_their_timelines(tmp_path):
+    """--rescore: an earlier run's records (its --out) whose predictions a changed model would make otherwise
+    (here 99 s, stale) are predicted again from the timelines the trainer wrote, and scored; an epoch whose
+    timeline is gone keeps what the trainer predicted."""
+    from tests.trainer.test_machine_model import cold_one_core, epoch_s, timeline_of
+    from trainer.machine import available_memory
+    from trainer.timeline import run_folder
+    cold, cached = Config(64, 1, SLOW, 768, 1, 20), Config(64, 1, CACHED, 768, 1, 20)
+    timeline = timeline_of(cold_one_core(), workers=1)
+    span = epoch_s(timeline)
+    timeline.machine = Machine(1, 1.0, 1.0, busy_cpu_s=2.0, span_s=span)
+    folder = tmp_path / "timelines"
+    records = []
+    for epoch in range(4):
+        records.append({"run_id": "cold/1", "epoch": epoch, "complete": True, "duration_s": span, "compute_s": 1.0,
+                        "predicted_duration_s": {"dataset_cached": 99.0}, "prediction_basis": {}})
+        if epoch < 3:  # the last epoch's timeline is gone
+            path = tmp_path / "timelines" / run_folder("", "cold/1") / "epoch-{}.json".format(epoch)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(dict(timeline.to_dict(), run_id="cold/1", epoch=epoch, duration_s=span)))
+    stored = {"load_before": [0.1, 0.2, 0.3], "load_after": [0.4, 0.5, 0.6], "load_after_each_run": [0.7, 0.8],
+              "argv": ["--cases", "matter"], "dataset_bytes": {"768 px x 20 batches": 2e6},
+              "timelines": str(folder), "rates": [SLOW, FAST],
+              "runs": [{"config": cold._asdict(), "records": records},
+                       {"config": cached._asdict(), "records": epochs([2.3, 2.2, 2.1, 2.2])}]}
+    (tmp_path / "stored.json").write_text(json.dumps(stored))
+    out = tmp_path / "out.json"
+    assert main(["--rescore", str(tmp_path / "stored.json"), "--out", str(out)]) == 0
+    expected = what_ifs(timeline, span, timeline.machine, [SLOW, FAST], (2.0,), available_memory(), 2e6,
+                        1.0)["dataset_cached"].seconds
+    assert expected < 0.7 * span  # the reads' waits are gone: nothing like the stale 99 s
+    written = json.loads(out.read_text())
+    rescored = next(r for r in written["runs"] if r["config"]["storage"] == SLOW)["records"]
+    assert [r["predicted_duration_s"]["dataset_cached"] for r in rescored] == pytest.approx(
+        [expected, expected, expected, 99.0])
+    row = next(r for r in written["rows"] if r["what_if"] == "dataset_cached")
+    assert row["comparison"]["predicted"][0] == pytest.approx(statistics.mean([expected, expected, 99.0]))
+    assert written["load_after"] == [0.4, 0.5, 0.6] and written["timelines"] == str(folder)
+    assert main(["--rescore", str(tmp_path / "missing.json"), "--out", str(out)]) == 1
