@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
-from experiment.profile import expand
+from experiment.profile import expand, trainer_flags
 from experiment.runner import (Terminated, base_labels, completed_runs, raise_terminated, report_arguments,
                                run_plan, say, trainer_command)
 from experiment.state import Journal, JournalError
@@ -50,14 +50,15 @@ def error(message: str, code: int = 2) -> int:
 def dry_run(plan, drop: bool, profile: bool) -> None:
     journal = Journal(plan.output_dir)
     status = journal.last_status()
-    runs = [run for run, _ in expand(plan.runs(), profile)]
+    passes = expand(plan.runs(), profile)
+    runs = [run for run, _ in passes]
     say("plan {}: {} runs, {} epochs each; before each run: {}".format(
         plan.path, len(runs), plan.epochs, ", ".join(x for x in (
             "power mode" if any(r.power_mode is not None for r in runs) else "",
             "jetson_clocks on" if plan.jetson_clocks else "", "fan max" if plan.fan_max else "",
             "synthetic input, dataset evicted (cold) or read in (cached)" if profile else
             ("sync + drop caches" if drop else "page cache kept")) if x)))
-    for run in runs:
+    for run, pass_name in passes:
         state = status.get(run.run_id, "pending")
         state = "done (skipped)" if state == "completed" else ("redo ({})".format(state) if state != "pending"
                                                                 else state)
@@ -66,7 +67,8 @@ def dry_run(plan, drop: bool, profile: bool) -> None:
                                                            "as is" if run.power_mode is None else run.power_mode,
                                                            run.location))
         next_id = attempt_id(run.run_id, journal.attempts(run.run_id) + 1)
-        print("    " + shlex.join(trainer_command(plan, run, labels, next_id)))  # pasted, runs what is shown
+        command = trainer_command(plan, run, labels, next_id) + trainer_flags(pass_name)  # a pass's flags too
+        print("    " + shlex.join(command))  # pasted, runs what is shown
     args = report_arguments(plan, [r.run_id for r in runs])
     print("then: " + (shlex.join(["edgescope-report"] + args) if args else "no report (report.prometheus not set)"))
 

@@ -1,6 +1,6 @@
 """Why an epoch is slow: the bottleneck of a run (or comparison row) from the
 trainer's stall decomposition, cross-checked against the exporter's disk
-numbers. The thresholds are in the README (section "Diagnosis")."""
+numbers. docs/reading-the-report.md ("Diagnosis, what-if and the Pareto front") lists the thresholds."""
 from typing import Dict, Optional, Tuple
 
 # A fetch stall below this share of E2E: the accelerator rarely waits, compute bounds the epoch.

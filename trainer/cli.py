@@ -170,7 +170,7 @@ def _device_choice(text: str) -> str:
 def _resolve_device(choice: str) -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device {} but torch sees no CUDA device; use --device cpu "
-                         "(on a Jetson, keep JetPack's CUDA torch: see the README)".format(choice))
+                         "(on a Jetson, keep JetPack's CUDA torch: see docs/jetson.md)".format(choice))
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(choice)

@@ -46,6 +46,9 @@ def test_profile_trains_each_run_synthetic_then_cold_then_cached(bench):
     dry = bench.run(plan, "--profile", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "3 runs" in dry.stdout and "synthetic input, dataset evicted (cold) or read in (cached)" in dry.stdout
+    shown = [line for line in dry.stdout.splitlines() if "--run-id" in line]  # each pass's command, as it runs
+    assert [("--synthetic-input" in c, "--evict-dataset" in c) for c in shown] == [(True, False), (False, True),
+                                                                                  (False, False)]
     result = bench.run(plan, "--profile", "--no-report")
     assert result.returncode == 0, result.stderr
     starts = bench.trainer_starts()
