@@ -31,15 +31,6 @@ DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 BUILTIN_NAMES = {"up"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
-# The stall decomposition of the wave-2 contract: i12-trainer publishes and
-# documents these; accepted as known until docs/metrics.md lists them.
-PENDING_HISTOGRAMS = {"edgescope_train_fetch_stall_storage_seconds",
-                      "edgescope_train_fetch_stall_preprocess_seconds"}
-PENDING_GAUGES = {"edgescope_train_epoch_fetch_stall_storage_seconds",
-                  "edgescope_train_epoch_fetch_stall_preprocess_seconds",
-                  "edgescope_train_epoch_read_seconds", "edgescope_train_epoch_preprocess_seconds"}
-
-
 def _contract_table() -> Iterator[Tuple[str, str]]:
     """(name, type) for each name in the first column of docs/metrics.md's tables."""
     for line in CONTRACT.read_text(encoding="utf-8").splitlines():
@@ -56,13 +47,8 @@ def documented_metrics() -> Set[str]:
 
 
 def _not_in_live_stack() -> Dict[str, str]:
-    documented = documented_metrics()
-    pending = "stall decomposition: the trainer publishes it once i12-trainer (which documents it) is merged"
     return dict(
-        [(name, pending) for name in sorted(PENDING_GAUGES) if name not in documented]
-        + [(name + suffix, pending) for name in sorted(PENDING_HISTOGRAMS) if name not in documented
-           for suffix in HISTOGRAM_SUFFIXES]
-        + [(name, "jtop only; the stack replays tegrastats") for name in (
+        [(name, "jtop only; the stack replays tegrastats") for name in (
             "edgescope_board_info", "edgescope_power_mode_info", "edgescope_jetson_clocks_enabled",
             "edgescope_fan_speed_ratio", "edgescope_gpu_memory_bytes")]
         + [(name, "present only while something is down; the stack is healthy") for name in (
@@ -80,9 +66,9 @@ NOT_IN_LIVE_STACK = _not_in_live_stack()
 
 def contract_names() -> Set[str]:
     """Every series name a query may select: the documented ones (histograms
-    expanded to _bucket/_sum/_count), the pending wave-2 ones, and `up`."""
-    names = BUILTIN_NAMES | PENDING_GAUGES
-    histograms = set(PENDING_HISTOGRAMS)
+    expanded to _bucket/_sum/_count) and `up`."""
+    names = set(BUILTIN_NAMES)
+    histograms = set()  # type: Set[str]
     for name, kind in _contract_table():
         names.add(name)
         if kind.startswith("histogram"):
