@@ -167,18 +167,34 @@ def _check_size(path: str, sweep: Dict[str, Any], repeats: int) -> None:
             total, " x ".join("{} {}".format(key, size) for key, size in sizes), MAX_RUNS))
 
 
+# the labels the runner gives every run (experiment.runner: the plan's context, the board's settings as found by
+# the controls, the CPUs, the page cache, a --profile pass): a plan's own label of that name would contradict them
+RUNNER_LABELS = frozenset(("plan", "dataset_location", "data_dir", "power_mode_requested", "controls", "power_mode",
+                           "power_mode_id", "jetson_clocks", "fan_speed", "jetpack", "l4t", "board", "cpu_count",
+                           "page_cache", "profile_pass"))
+
+
 def _check_labels(path: str, extra_args: List[str]) -> None:
     """The --label arguments among the trainer's extra_args, checked here as the trainer checks them (a label
-    named __name__ or after a measured field failed only once a run started). argparse takes any unambiguous
-    prefix of --label (--la, --lab, --labe), and its value after a space or an '='."""
+    named __name__ or after a measured field failed only once a run started), none named as one the runner sets
+    and none given twice. argparse takes any unambiguous prefix of --label (--la, --lab, --labe), and its value
+    after a space or an '='."""
+    seen = set()  # type: set
     for i, arg in enumerate(extra_args):
         flag, eq, inline = arg.partition("=")
         if len(flag) < 4 or not "--label".startswith(flag):
             continue
         text = inline if eq else (extra_args[i + 1] if i + 1 < len(extra_args) else "")
+        key = text.partition("=")[0]
         problem = label_argument_problem(text)
+        if not problem and key in RUNNER_LABELS:
+            problem = "{!r}: the runner sets {} for every run (as it does {}); name yours otherwise".format(
+                text, key, ", ".join(sorted(RUNNER_LABELS - {key})))
+        if not problem and key in seen:
+            problem = "{!r}: {} is given more than once; give each label once".format(text, key)
         if problem:
             raise _fail(path, "trainer.extra_args[{}]".format(i), "--label " + problem)
+        seen.add(key)
 
 
 def load(path: str) -> Plan:

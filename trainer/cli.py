@@ -82,7 +82,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--run-id", type=utf8_argument, default=None, help="default: generated from the time")
     p.add_argument("--device-name", type=utf8_argument, default=socket.gethostname(), help="default: the hostname")
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra run_info label (e.g. power_mode=MAXN, storage_path=/mnt/sd); repeatable")
+                   help="extra run_info label (e.g. power_mode=MAXN, storage_path=/mnt/sd); repeatable, each key once")
     p.add_argument("--timing", choices=TIMING_MODES, default="lazy",
                    help="lazy: CUDA events read once done (default); sync: torch.cuda.synchronize() "
                         "every batch; none: no per-batch timing")
@@ -131,6 +131,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="train on one random batch made once on the device (the dataset's shape, batch count and "
                         "classes), no loader: the epoch is the model's compute alone (DS-Analyzer's synthetic pass)")
     args = p.parse_args(argv)
+    twice = sorted({key for key, _ in args.label if sum(k == key for k, _ in args.label) > 1})
+    if twice:
+        p.error("argument --label: {} given more than once ({}); give each label once".format(
+            ", ".join(twice), ", ".join("{}={}".format(k, v) for k, v in args.label if k in twice)))
     if args.metrics_port > 65535:
         p.error("argument --metrics-port: {} is not a TCP port".format(args.metrics_port))
     if args.download and args.dataset != "cifar10":

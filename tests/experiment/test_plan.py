@@ -157,6 +157,8 @@ def test_argument_errors_are_one_line(bench):
     (["--lab", "model=resnet"], 0, "model is set by edgescope itself"),
     (["--label", "power-mode=MAXN"], 0, "'power-mode' is not a Prometheus label name"),
     (["--label", "site"], 0, "no ="),
+    (["--label", "page_cache=warm"], 0, "the runner sets page_cache for every run"),
+    (["--label", "site=a", "--la=site=b"], 2, "site is given more than once"),
 ])
 def test_a_label_in_extra_args_is_checked_at_load_as_the_trainer_checks_it(bench, extra, index, needle):
     """A label the trainer refuses failed only once the first run started (the board already set up)."""

@@ -13,7 +13,7 @@ import pytest
 
 from experiment import controls as board
 from experiment.controls import ControlError, NoControls
-from experiment.plan import load
+from experiment.plan import RUNNER_LABELS, load
 from experiment.runner import completed_runs, run_plan
 from experiment.state import Journal
 from tests.report.scenario import NX_RUN
@@ -42,6 +42,7 @@ def test_controls_are_set_before_each_run_and_recorded_in_its_labels(bench):
         "fan_speed": "100", "jetpack": "5.1.2", "l4t": "35.4.1", "board": "NVIDIA Jetson Xavier NX Developer Kit",
         "dataset_location": "ssd", "data_dir": str(bench.tmp / "ssd"), "plan": "t", "page_cache": "kept",
         "cpu_count": str(len(os.sched_getaffinity(0)))}
+    assert set(first["labels"]) <= RUNNER_LABELS  # the plan refuses its own labels of these names
     assert second["labels"]["power_mode"] == "MODE_10W_2CORE" and second["labels"]["power_mode_requested"] == "3"
     assert second["labels"]["power_mode_id"] == "3"  # a knob of the report's configuration (the mode's name too)
     argv = first["argv"]

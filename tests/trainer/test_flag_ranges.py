@@ -78,6 +78,14 @@ def test_the_highest_seed_and_learning_rate_run_and_a_diverged_loss_is_null(cifa
     assert record["loss"] is None or math.isfinite(record["loss"])
 
 
+def test_a_label_given_twice_is_refused_naming_both_values():
+    """The last one silently won: a plan or a script that set a label twice ran with the other value."""
+    code, err = one_line(cli.main, ["--data-dir", "/nonexistent", "--label", "site=a", "--label", "rack=1",
+                                    "--label", "site=b"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "argument --label: site given more than once (site=a, site=b); give each label once" in err
+
+
 def test_a_path_with_a_newline_and_a_parent_that_is_a_file_is_one_line_naming_the_cause(cifar_dir, tmp_path):
     """`--results /etc/hostname/r.jsonl` said "File exists"; a newline in the path split the error in two."""
     (tmp_path / "hostname").write_text("board")
