@@ -29,7 +29,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy
 
 from report import configuration
-from trainer.mode import MODE_LABELS, Mode
+from report.pareto import recommend
+from trainer.mode import MODE_LABELS, Mode, parse_nvpmodel_conf
 
 # the labels a power mode sets: a row apart from another only in these is the same workload in another mode
 MODE_KNOBS = ("power_mode",) + MODE_LABELS
@@ -209,7 +210,7 @@ def predict(measured: Sequence[Measured], target: Mode) -> dict:
     unfixed = model.unfixed(target)
     out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None}
     if unfixed:
-        out["why"] = "the measured modes do not fix {}: measure modes that vary it on its own".format(", ".join(unfixed))
+        out["why"] = "the measured modes do not fix {}: measure modes that vary each on its own".format(", ".join(unfixed))
         return out
     out["e2e_seconds"] = model.time(target)
     power_unfixed = None if model.power is None else model.power.unfixed(target)
@@ -292,7 +293,9 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
                      energy_spread_joules=_bar(p["energy_joules"], cv["energy_error_ratio"]))
             predictions.append(p)
         key = _workload_key(row)
-        out.append({"device": row["device"], "workload_text": configuration.workload_text(configuration.of_record(row)),
+        labels = configuration.of_record(row)
+        out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
+                    "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
                     "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
                     "runs": [run for r in rows if _workload_key(r) == key for run in r["runs"]],
                     "measured_modes": [m.name for m in measured], "unfixed_terms": model.unfixed(),
@@ -303,3 +306,78 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
 
 def _bar(value: Optional[float], error_ratio: Optional[float]) -> Optional[float]:
     return None if value is None or error_ratio is None else error_ratio * value
+
+
+def candidates_of_conf(path: str) -> List[Tuple[str, Mode]]:
+    """A board's nvpmodel.conf modes to predict (edgescope-report --nvpmodel-conf); ValueError with one line naming
+    the problem and the fix."""
+    try:
+        with open(path) as f:
+            models = parse_nvpmodel_conf(f.read())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError("cannot read --nvpmodel-conf {}: {}; copy the board's /etc/nvpmodel.conf".format(
+            path, getattr(error, "strerror", None) or error))
+    except ValueError as error:
+        raise ValueError("--nvpmodel-conf {}: {}; pass the board's own /etc/nvpmodel.conf".format(path, error))
+    if not models:
+        raise ValueError("--nvpmodel-conf {}: no POWER_MODEL in it; pass the board's own /etc/nvpmodel.conf".format(path))
+    return [(m.name, m.mode) for m in models]
+
+
+def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List[str]:
+    """Each predicted mode with a time and an energy joins its front's ``predicted`` points (drawn hollow, never
+    recommended), its bar the cross-validation's; a note "measure mode M next" where one would win: be
+    recommended under the front's budget, or (no budget) be faster or take less energy than every measured
+    point. The notes."""
+    notes = []
+    for workload in power_modes:
+        for front in front_list:
+            if front["device"] != workload["device"] or front["workload"] != workload["workload"]:
+                continue
+            for p in workload["predicted"]:
+                if p["e2e_seconds"] is None or p["energy_joules"] is None:
+                    continue
+                point = {"predicted": True, "what_if": "power_mode={}".format(p["mode"]), "runs": workload["runs"],
+                         "configuration": dict(workload["configuration"], **p["mode_labels"]),
+                         "e2e_seconds": p["e2e_seconds"], "e2e_spread_seconds": p["e2e_spread_seconds"],
+                         "energy_joules": p["energy_joules"], "energy_spread_joules": p["energy_spread_joules"],
+                         "basis": "fitted to the measured modes {}".format("; ".join(workload["measured_modes"])),
+                         "model_error_ratio": workload["cross_validation"]["time_error_ratio"]}
+                front.setdefault("predicted", []).append(point)
+                if _would_win(point, p, front):
+                    notes.append("Pareto: {} {}: measure mode {} next: predicted {:.3g} s and {:.3g} J an epoch{}, "
+                                 "better than every measured mode{}".format(
+                                     front["device"], front["workload_text"], p["mode"], p["e2e_seconds"],
+                                     p["energy_joules"], "" if point["model_error_ratio"] is None else
+                                     " (± {:.0%} by leave-one-mode-out)".format(point["model_error_ratio"]),
+                                     " within the budget" if _budgeted(front) else ""))
+    return notes
+
+
+def _budgeted(front: dict) -> bool:
+    return front.get("power_budget_watts") is not None or front.get("time_budget_seconds") is not None
+
+
+def _would_win(point: dict, prediction: dict, front: dict) -> bool:
+    measured = [p for p in front["points"] if not p["under_measured"]]
+    if not measured:
+        return False
+    if _budgeted(front):
+        candidate = dict(point, average_power_watts=prediction["average_power_watts"], power_spread_watts=None,
+                         energy_bound_joules=0.0, under_measured=False)
+        best, _ = recommend(measured + [candidate], front["power_budget_watts"], front["time_budget_seconds"])
+        return best is candidate
+    return all(point["e2e_seconds"] < p["e2e_seconds"] for p in measured) or \
+        all(point["energy_joules"] < p["energy_joules"] for p in measured)
+
+
+def notes(power_modes: Sequence[dict]) -> List[str]:
+    """Per workload: the modes it was measured in and the terms they leave open."""
+    out = []
+    for w in power_modes:
+        open_terms = w["unfixed_terms"] + ["power: " + t for t in w["power_unfixed_terms"] or []]
+        out.append("power-mode what-if: {} {} ({}) measured in {} modes ({}){}".format(
+            w["device"], w["workload_text"], configuration.configuration_text(w["configuration"]),
+            len(w["measured_modes"]), "; ".join(w["measured_modes"]),
+            "; they leave open: {}".format(", ".join(open_terms)) if open_terms else ""))
+    return out

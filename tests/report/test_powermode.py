@@ -3,16 +3,19 @@ its mode's hardware (not time ∝ 1/capacity): the fit recovers unmeasured modes
 modes leave open rather than guess, and its error bar is its own leave-one-mode-out cross-validation."""
 import dataclasses
 import math
+import os
 from typing import List
 
 import pytest
 
-from report.collect import Epoch, Run
-from report.powermode import Measured, cross_validate, mode_what_ifs, predict
+from report.collect import Collected, Epoch, Run
+from report.powermode import Measured, candidates_of_conf, cross_validate, mode_what_ifs, predict
+from report.render import as_text, build
 from report.summary import comparison
 from trainer.mode import Mode
 
 BASE = 1795000000.0
+CONF = os.path.join(os.path.dirname(os.path.dirname(__file__)), "exporter", "fixtures", "nvpmodel_orin_nx.conf")
 
 
 def board(mode: Mode) -> tuple:
@@ -71,7 +74,7 @@ def test_terms_the_measured_modes_never_varied_are_named_instead_of_guessed():
     measured = measured_of(modes()[:2])  # 4 cores, 612 MHz GPU both; the CPU and memory clocks rise together
     p = predict(measured, modes()[2])  # 8 cores, 918 MHz
     assert p["e2e_seconds"] is None and "CPU cores" in p["why"] and "GPU clock" in p["why"]
-    assert "measure modes that vary it" in p["why"]
+    assert "measure modes that vary each on its own" in p["why"]
     # each time part varied in one input (CPU clock; memory clock): any mode that changes only those is fixed
     between = Mode(4, math.nan, 1.3e9, 612e6, 2.5e9)
     p = predict(measured, between)
@@ -105,3 +108,24 @@ def test_exact_data_cross_validates_to_no_error():
     cv = cross_validate(measured_of(modes()[:-1] + [Mode(2, math.nan, 1.19e9, 510e6, 2.133e9), modes()[-1]]))
     known = [e["time_error_ratio"] for e in cv["errors"] if e["time_error_ratio"] is not None]
     assert known and max(abs(v) for v in known) < 1e-6
+
+
+def test_a_predicted_mode_that_would_win_is_a_hollow_point_and_the_report_says_measure_it_next():
+    nan = math.nan
+    measured = [Mode(4, nan, 1.19e9, 612e6, 2.133e9), Mode(4, nan, 1.4976e9, 612e6, 3.199e9),
+                Mode(6, 3.0, 1.4976e9, 765e6, 2.133e9), Mode(2, nan, 1.19e9, 510e6, 2.133e9),
+                Mode(6, nan, 1.19e9, 612e6, 3.199e9)]
+    runs = [run_in(m, "run{}".format(i)) for i, m in enumerate(measured)]
+    conf = [(name, mode.labels()) for name, mode in candidates_of_conf(CONF)]  # the fake Orin NX's modes
+    report = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_modes": conf})
+    (workload,) = report["power_modes"]
+    by_mode = {p["mode"]: p for p in workload["predicted"]}
+    assert "unknown in that mode" in by_mode["MAXN"]["why"]  # no clock caps in the table: nothing to scale by
+    fastest = by_mode["25W"]  # 8 cores, 918 MHz: faster than every measured mode
+    assert fastest["e2e_seconds"] == pytest.approx(board(Mode(8, nan, 1.4976e9, 918e6, 3.199e9))[0], rel=1e-6)
+    (front,) = report["pareto"]
+    point = next(p for p in front["predicted"] if p["what_if"] == "power_mode=25W")
+    assert point["predicted"] and front["recommendation"] is not point
+    assert any("measure mode 25W next" in n for n in report["notes"])
+    text = as_text(report)
+    assert "Power-mode what-if" in text and "leave-one-mode-out over 5 modes" in text
