@@ -19,11 +19,10 @@ CONF = os.path.join(os.path.dirname(os.path.dirname(__file__)), "exporter", "fix
 
 
 def board(mode: Mode) -> tuple:
-    """A CUDA training on a fake Orin: (epoch s, CPU s, GPU compute s, power W) in ``mode``. CPU work scales as
-    cores^-0.7 x quota^-1.25 x clock^-1.1, compute as GPU clock^-0.9 x EMC clock^-0.3; 2 s of reads; power idle
-    + per-domain terms in the clocks."""
-    quota = mode.cpu_quota_cores / mode.cpu_cores if math.isfinite(mode.cpu_quota_cores) else 1.0
-    cpu = 6.0 * (mode.cpu_cores / 8) ** -0.7 * quota ** -1.25 * (mode.cpu_max_hz / 1.5e9) ** -1.1
+    """A CUDA training on a fake Orin: (epoch s, CPU s, GPU compute s, power W) in ``mode``. CPU work of 12
+    core-seconds at 1.5 GHz, done on at most 5 cores at once (its parallelism) and as the clock^-0.8; compute as
+    GPU clock^-0.9 x EMC clock^-0.3; 2 s of reads; power idle + per-domain terms in the clocks."""
+    cpu = 12.0 / min(mode.cpu_capacity(), 5.0) * (mode.cpu_max_hz / 1.5e9) ** -0.8
     gpu = 10.0 * (mode.gpu_max_hz / 612e6) ** -0.9 * (mode.emc_max_hz / 3.2e9) ** -0.3
     power = 3.0 + 0.1 * mode.cpu_capacity() + 0.3 * mode.cpu_capacity() * mode.cpu_max_hz / 1e9 \
         + 4.0 * mode.gpu_max_hz / 1e9 + 0.5 * mode.emc_max_hz / 1e9
@@ -73,7 +72,7 @@ def test_an_unmeasured_mode_is_predicted_from_the_measured_ones_where_they_fix_e
 def test_terms_the_measured_modes_never_varied_are_named_instead_of_guessed():
     measured = measured_of(modes()[:2])  # 4 cores, 612 MHz GPU both; the CPU and memory clocks rise together
     p = predict(measured, modes()[2])  # 8 cores, 918 MHz
-    assert p["e2e_seconds"] is None and "CPU cores" in p["why"] and "GPU clock" in p["why"]
+    assert p["e2e_seconds"] is None and "CPU parallelism" in p["why"] and "GPU clock" in p["why"]
     assert "measure modes that vary each on its own" in p["why"]
     # each time part varied in one input (CPU clock; memory clock): any mode that changes only those is fixed
     between = Mode(4, math.nan, 1.3e9, 612e6, 2.5e9)
