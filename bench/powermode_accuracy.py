@@ -3,20 +3,20 @@
 A machine without nvpmodel has no power modes, so a "mode" here is what a power mode does to the CPUs: a cgroup v1
 cpuset (the cores online) x a CPU bandwidth quota (cpu.cfs_quota_us, a share of those cores: a stand-in for a lower
 clock). The real trainer (``python -m trainer.cli``, CPU device, mobilenet_v3_small on a small synthetic CIFAR-10,
-one loader worker beside the main process, one torch thread as in bench/whatif_accuracy.py: on this shared machine
-two OpenMP threads of tiny ops wait on each other whenever another tenant takes a core, which made the 2-core modes
-2x slower than 1 core, and their idle spinning burns a quota as no lower clock would) trains in each mode of the
-grid (cores 1, 2 x quota 100 %,
-60 %, 35 %), and records the mode it found itself in (trainer.mode: the affinity mask, the cgroup quota). Each mode
-is then predicted from every set of 2 and 3 others that fixes it (the what-if refuses the others: counted), and
-the error is (predicted - measured) / measured of the mean kept epoch (epoch 0 dropped). Beside it two baselines
-from the nearest measured mode of the same set: "no change" (its epoch) and "time ∝ 1 / capacity" (its epoch x its
-cores' worth of CPU / the target's). Then each mode's leave-one-mode-out error over the whole grid: the error bar
-the report prints. Targets (issue 30): median |error| <= 10 %, worst <= 20 %. Prints a markdown table, the
-summary and the load average before and after; ``--out`` keeps every epoch's record. A benchmark: it prints,
-never fails.
+one loader worker beside the main process, one torch thread as in bench/whatif_accuracy.py: with a thread per
+core, two OpenMP threads of tiny ops waited on each other whenever another tenant took a core, which made the
+2-core modes 2x slower than 1 core here, and their idle spinning burns a quota as no lower clock would) trains in
+each mode of the grid (cores 1, 2 x quota 100 %, 60 %, 35 %), and records the mode it found itself in
+(trainer.mode: the affinity mask, the cgroup quota). Each mode is then predicted from every set of 2 and 3 others
+(the what-if refuses the sets that do not fix it: counted), and the error is (predicted - measured) / measured of
+the mean kept epoch (epoch 0 dropped). Beside it two baselines from the nearest measured mode of the same set: "no
+change" (its epoch) and "time ∝ 1 / capacity" (its epoch x its cores' worth of CPU / the target's). Then each
+mode's leave-one-mode-out error over the whole grid: the error bar the report prints. Targets (issue 30): median
+|error| <= 10 %, worst <= 20 %. Prints a markdown table, the summary and the load average before and after;
+``--out`` keeps every epoch's record. A benchmark: it prints, never fails. Keep the machine otherwise idle: on a
+loaded one the same mode's epoch moves by more than the modes differ.
 
-    sudo PYTHONPATH=. nice -n 19 python3 bench/powermode_accuracy.py --out powermode.json   # ~6 min on 2 cores
+    sudo PYTHONPATH=. nice -n 19 python3 bench/powermode_accuracy.py --out powermode.json   # 2-5 min on 2 cores
 """
 import argparse
 import contextlib
@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, REPO)
 
 from bench import blkio  # noqa: E402
 from report.powermode import Measured, cross_validate, predict  # noqa: E402
+from trainer.machine import busy_seconds  # noqa: E402
 from trainer.mode import Mode  # noqa: E402
 
 CPUSET = "/sys/fs/cgroup/cpuset"
@@ -76,7 +78,8 @@ def in_mode(mode: BenchMode, name: str):
     """A cpuset of the mode's first cores and a CPU quota of its share of them; yields the preexec_fn that puts a
     child (and its workers) into both."""
     cpus = sorted(os.sched_getaffinity(0))[:mode.cores]
-    mems = open(os.path.join(CPUSET, "cpuset.mems")).read().strip()
+    with open(os.path.join(CPUSET, "cpuset.mems")) as f:
+        mems = f.read().strip()
     quota = -1 if mode.quota >= 1 else int(mode.quota * mode.cores * PERIOD_US)
     with blkio.v1_group(CPUSET, name, [("cpuset.cpus", ",".join(map(str, cpus))), ("cpuset.mems", mems)]) as cpuset, \
             blkio.v1_group(CPU, name, [("cpu.cfs_period_us", str(PERIOD_US)),
@@ -90,26 +93,37 @@ def in_mode(mode: BenchMode, name: str):
         yield enter
 
 
-def train(mode: BenchMode, data_dir: str, work: str, args: argparse.Namespace) -> List[Dict[str, Any]]:
-    """One real trainer run in ``mode``; its --results records ([] if it failed: the log's path is printed)."""
-    run_id = "powermode-{}c-{:.0f}pct".format(mode.cores, 100 * mode.quota)
+def train(mode: BenchMode, data_dir: str, work: str, args: argparse.Namespace, repeat: int) -> Dict[str, Any]:
+    """One real trainer run in ``mode``: its --results records ([] if it failed: the log's path is printed) and
+    the cores other tenants took of the mode's CPUs on average while it ran (their busy time beyond the run's own
+    CPU time, its workers' included: they are reaped by the trainer, which this process reaps)."""
+    run_id = "powermode-{}c-{:.0f}pct-r{}".format(mode.cores, 100 * mode.quota, repeat)
     results, log = os.path.join(work, run_id + ".jsonl"), os.path.join(work, run_id + ".log")
     cmd = [sys.executable, "-m", "trainer.cli", "--model", "mobilenet_v3_small", "--data-dir", data_dir,
            "--batch-size", str(args.batch_size), "--workers", "1", "--epochs", str(args.epochs), "--device", "cpu",
            "--metrics-port", "-1", "--linger", "0", "--results", results, "--run-id", run_id]
     env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    cpus = sorted(os.sched_getaffinity(0))[:mode.cores]
+    own, busy, began = _children_cpu_s(), busy_seconds(cpus), time.monotonic()
     with in_mode(mode, "edgescope-{}-{}".format(run_id, os.getpid())) as enter, open(log, "w") as out:
         done = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=enter)
+    others = (busy_seconds(cpus) - busy - (_children_cpu_s() - own)) / (time.monotonic() - began)
     if done.returncode != 0 or not os.path.exists(results):
         print("  {}: the trainer exited {}; see {}".format(mode.label(), done.returncode, log), flush=True)
-        return []
+        return {"records": [], "others_cores": others}
     with open(results) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return {"records": [json.loads(line) for line in f if line.strip()], "others_cores": max(others, 0.0)}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measured_of(records: Sequence[Dict[str, Any]], name: str) -> Optional[Measured]:
-    """A run's kept epochs (complete, after epoch 0) as the what-if reads a comparison row: the mean epoch, its
-    storage stall, the rest CPU work (a CPU device: compute is CPU work too); the mode the trainer recorded."""
+    """A mode's kept epochs (complete, after epoch 0; its repeats pooled) as the what-if reads a comparison row: the
+    mean epoch, its storage stall, the rest CPU work (a CPU device: compute is CPU work too); the mode the trainer
+    recorded."""
     kept = [r for r in records if r.get("complete") and r["epoch"] >= 1]
     mode = Mode.of_labels(records[0]) if records else None
     if not kept or mode is None:
@@ -157,30 +171,32 @@ def _pct(value: Optional[float]) -> str:
     return "-" if value is None else "{:+.1%}".format(value)
 
 
-def table(measured: Sequence[Measured], scores: Sequence[Dict[str, Any]]) -> List[str]:
-    """Per mode: the measured epoch, the what-if's median and worst error over the sets that fixed it, the
-    baselines' medians, its leave-one-out error over the grid (its bar)."""
+def table(measured: Sequence[Measured], scores: Sequence[Dict[str, Any]],
+          others: Optional[Dict[str, float]] = None) -> List[str]:
+    """Per mode: the measured epoch, the cores other tenants took meanwhile, the what-if's median and worst error
+    over the sets that fixed it, the baselines' medians, its leave-one-out error over the grid (its bar)."""
     cv = {e["mode"]: e["time_error_ratio"] for e in cross_validate(measured)["errors"]}
-    lines = ["| mode (cores, quota) | measured s | sets | what-if median | what-if worst | no change median | "
-             "1/capacity median | leave-one-out |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode (cores, quota) | measured s | others' cores | sets | what-if median | what-if worst | "
+             "no change median | 1/capacity median | leave-one-out |", "|---|---|---|---|---|---|---|---|---|"]
     for m in measured:
         mine = [s for s in scores if s["target"] == m.name and s["error"] is not None]
 
         def median_of(name: str) -> Optional[float]:
             return statistics.median(s[name] for s in mine) if mine else None
         worst = max((s["error"] for s in mine), key=abs) if mine else None
-        lines.append("| {} | {:.2f} | {}/{} | {} | {} | {} | {} | {} |".format(
-            m.name, m.e2e_s, len(mine), len([s for s in scores if s["target"] == m.name]), _pct(median_of("error")),
-            _pct(worst), _pct(median_of("no_change_error")), _pct(median_of("inverse_capacity_error")),
-            _pct(cv.get(m.name))))
+        lines.append("| {} | {:.2f} | {} | {}/{} | {} | {} | {} | {} | {} |".format(
+            m.name, m.e2e_s, "-" if others is None else "{:.2f}".format(others[m.name]), len(mine),
+            len([s for s in scores if s["target"] == m.name]), _pct(median_of("error")), _pct(worst),
+            _pct(median_of("no_change_error")), _pct(median_of("inverse_capacity_error")), _pct(cv.get(m.name))))
     return lines
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=4, help="per mode, epoch 0 dropped (default 4)")
+    p.add_argument("--epochs", type=int, default=3, help="per run, epoch 0 dropped (default 3)")
     p.add_argument("--images", type=int, default=640, help="synthetic CIFAR-10 training images (default 640)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=2, help="runs per mode, round-robin over the modes (default 2)")
     p.add_argument("--out", help="write every run's records and the scores here (JSON)")
     args = p.parse_args(argv)
     why = unavailable()
@@ -191,22 +207,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     runs = {}  # type: Dict[str, List[Dict[str, Any]]]
-    measured = []  # type: List[Measured]
     with tempfile.TemporaryDirectory(prefix="edgescope-powermode-") as work:
         data_dir = os.path.join(work, "cifar")
         write_cifar10(data_dir, train_images=args.images, test_images=10, seed=1)
-        for mode in grid():
-            records = train(mode, data_dir, work, args)
-            runs[mode.label()] = records
-            m = measured_of(records, mode.label())
-            if m is not None:
-                measured.append(m)
-                print("  {}: {:.2f} s per epoch (recorded: {}) [{:.0f} s]".format(
-                    mode.label(), m.e2e_s, m.mode.labels(), time.monotonic() - started), flush=True)
+        for repeat in range(args.repeats):  # round-robin: each mode early and late, its epochs hold the drift
+            for mode in grid():
+                run = train(mode, data_dir, work, args, repeat)
+                runs.setdefault(mode.label(), []).append(run)
+                print("  {}: {} s per epoch, other tenants {:.2f} cores (recorded: {}) [{:.0f} s]".format(
+                    mode.label(), " ".join("{:.2f}".format(r["duration_s"]) for r in run["records"]),
+                    run["others_cores"], Mode.of_labels(run["records"][0]).labels() if run["records"] else "-",
+                    time.monotonic() - started), flush=True)
+    measured = [m for m in (measured_of([r for run in runs[mode.label()] for r in run["records"]], mode.label())
+                            for mode in grid()) if m is not None]
+    others = {label: statistics.mean(run["others_cores"] for run in rs) for label, rs in runs.items()}
     scores = score(measured)
     result = summary(scores)
     load_after = os.getloadavg()
-    print("\n".join(table(measured, scores)))
+    print("\n".join(table(measured, scores, others)))
     print("\nwhat-if: median |error| {} (target <= 10 %), worst {} (target <= 20 %) over {} predictions from 2-3 "
           "modes ({} sets refused: they do not fix the target); no change: median {}, worst {}; time ∝ 1/capacity: "
           "median {}, worst {}".format(*[_pct(v) for v in (result["what_if"]["median"], result["what_if"]["worst"])],

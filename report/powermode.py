@@ -6,22 +6,24 @@ was not trained in, from the modes it was (each a comparison row whose knobs dif
 An epoch's time splits into three parts that a mode changes differently:
 
   reads     the stall charged to storage (fetch_stall_storage): unchanged
-  GPU       the compute, on a CUDA device: scaled by the GPU and memory (EMC) clocks
+  GPU       the compute, on a CUDA device: a power law in the GPU and memory (EMC) clocks,
+            ``k * gpu^b1 * emc^b2``, fitted by least squares in logs
   CPU       the rest (the main process's steps on a CPU device, preprocessing not hidden, the host's own work):
-            scaled by the cores and the CPU speed per core (its clock, times the cgroup quota per core that
-            stands in for a clock off a Jetson)
+            a roofline (Roofline), CPU work W / min(the mode's cores' worth of CPU, the parallelism P the run can
+            use) x clock^b: a run that keeps one core busy gains nothing from a second core, but every quota
+            below one core costs it in full
 
-each part fitted as a power law of its inputs, ``part = k * x1^b1 * x2^b2``, by least squares in logs over the
-measured modes: time ∝ 1/capacity is the special case b = -1, which the measured modes overrule (a 50 % CPU
-quota made a 1 s epoch 2.4x slower here, not 2x: the quota's throttling stalls every thread at once). Power is
-idle + a term per domain, linear in (cores' worth of CPU) x CPU clock, GPU clock and EMC clock, fitted the same
-way, from measured power only (never replayed).
+not time ∝ 1/capacity: on the bench's 2-core machine a second core sped one loader worker and one torch thread
+up by 4 %, and a quota of 35 % of one core slowed it 2.9x. Power is idle + a term per domain, linear in the
+cores' worth of CPU, that x its clock, the GPU clock and the EMC clock, fitted the same way, from measured power
+only (never replayed).
 
 What the measured modes cannot fix is said, never guessed: a prediction exists only where the target's inputs
-are a combination the measured ones determine (its change lies in the span of the measured changes); else the
-reason names the terms left unfixed. Its error bar is its own leave-one-mode-out cross-validation over the
-workload's measured modes (each predicted from the others, where they fix it): the root mean square of the
-relative errors, beside every predicted mode; with fewer than 3 measured modes there is none to give."""
+are a combination the measured ones determine (its change lies in the span of the measured changes, and every
+parallelism the measured modes allow gives it); else the reason names the terms left open. Its error bar is its
+own leave-one-mode-out cross-validation over the workload's measured modes (each predicted from the others,
+where they fix it): the root mean square of the relative errors, beside every predicted mode; with fewer than 3
+measured modes there is none to give."""
 import math
 import statistics
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple

@@ -8,6 +8,7 @@ from typing import List
 
 import pytest
 
+from report import cli
 from report.collect import Collected, Epoch, Run
 from report.powermode import Measured, candidates_of_conf, cross_validate, mode_what_ifs, predict
 from report.render import as_text, build
@@ -128,3 +129,17 @@ def test_a_predicted_mode_that_would_win_is_a_hollow_point_and_the_report_says_m
     assert any("measure mode 25W next" in n for n in report["notes"])
     text = as_text(report)
     assert "Power-mode what-if" in text and "leave-one-mode-out over 5 modes" in text
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, "cannot read --nvpmodel-conf"),
+    ("< POWER_MODEL ID=0 NAME=X >\nGPU MAX_FREQ fast\n", "line 2: 'GPU MAX_FREQ fast'"),
+    ("# no modes\n", "no POWER_MODEL in it")])
+def test_a_bad_nvpmodel_conf_is_one_line_naming_the_fix(tmp_path, capsys, text, expected):
+    path = tmp_path / "nvpmodel.conf"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--nvpmodel-conf", str(path), "--prometheus", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and expected in err and "/etc/nvpmodel.conf" in err and "Traceback" not in err
