@@ -194,7 +194,8 @@ class Roofline(NamedTuple):
     def of(cls, modes: Sequence[Mode], cpu_s: Sequence[float]) -> "Roofline":
         """The simplest roofline that explains every measured mode within EXPLAINED: every mode bound by its
         capacity (P at or above the highest: P left open above it), or every one by the parallelism (P at or
-        below the lowest: W left open below it), both kept where both do; else the best P, fitted."""
+        below the lowest: W left open below it), both kept where both do; else the best P, fitted, with every P
+        that fits as well."""
         capacities = [m.cpu_capacity() for m in modes]
         grid = [min(capacities) / 2 * (4 * max(capacities) / min(capacities)) ** (i / (PARALLELISM_GRID - 1))
                 for i in range(PARALLELISM_GRID)] + [math.inf]
@@ -217,8 +218,9 @@ class Roofline(NamedTuple):
                 a, b = hi - (hi - lo) / GOLDEN, lo + (hi - lo) / GOLDEN
                 lo, hi = (lo, b) if fitted(a)[0] <= fitted(b)[0] else (a, hi)
             fits.append(fitted((lo + hi) / 2))
-        _, _, p, part = min(fits, key=lambda f: f[0])
-        return cls(((p, part),))
+        best = min(f[0] for f in fits)  # every P as good is kept: a flat stretch leaves P open along it
+        return cls(tuple((p, part) for r, _, p, part in sorted(fits, key=lambda f: f[0])
+                         if r <= best + TOLERANCE * (1 + best)))
 
     def _values(self, target: Mode) -> List[float]:
         return [part.value(target) / min(target.cpu_capacity(), p) for p, part in self.fits]
