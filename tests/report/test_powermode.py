@@ -143,3 +143,17 @@ def test_a_bad_nvpmodel_conf_is_one_line_naming_the_fix(tmp_path, capsys, text, 
         cli.main(["--nvpmodel-conf", str(path), "--prometheus", "http://127.0.0.1:9"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and expected in err and "/etc/nvpmodel.conf" in err and "Traceback" not in err
+
+
+def test_predicted_modes_without_a_bar_are_drawn_hollow_on_the_pareto_plot():
+    from report.plots import pareto_front  # matplotlib: imported where drawn
+    measured = [Mode(4, math.nan, 1.19e9, 612e6, 2.133e9), Mode(8, math.nan, 1.984e9, 1.02e9, 3.199e9)]
+    runs = [run_in(m, "run{}".format(i)) for i, m in enumerate(measured)]
+    conf = [(name, mode.labels()) for name, mode in candidates_of_conf(CONF)]
+    report = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_modes": conf})
+    (front,) = report["pareto"]
+    # two measured modes fix only the modes on their line, with no cross-validation to bar them
+    assert all(p["e2e_spread_seconds"] is None for p in front["predicted"] if p["what_if"].startswith("power_mode"))
+    figure = pareto_front(report)
+    hollow = [line for ax in figure.axes for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert hollow and report["power_modes"][0]["cross_validation"]["time_error_ratio"] is None
