@@ -73,3 +73,14 @@ def test_a_run_records_its_mode_in_run_info_and_every_results_record(cifar_dir, 
     info = [line for line in exposition.splitlines() if line.startswith("edgescope_train_run_info{")]
     assert 'mode_cpu_cores="{}"'.format(len(os.sched_getaffinity(0))) in info[0]
     assert set(MODE_LABELS) >= {k for k in record if k.startswith("mode_")}
+
+
+def test_the_callbacks_record_the_mode_as_edgescope_train_does():
+    from trainer.integrations.recorder import RunRecorder
+    recorder = RunRecorder(run_id="mode-test", metrics_port=-1)
+    recorder.start("cpu", {"model": "Net", "dataset": "Data", "batch_size": "8", "workers": "0",
+                           "prefetch_factor": "none", "pin_memory": "false", "framework": "lightning",
+                           "precision": "32-true", "gradient_accumulation_steps": "1"})
+    info = [s for metric in recorder.metrics.registry.collect() if metric.name == "edgescope_train_run_info"
+            for s in metric.samples]
+    assert info[0].labels["mode_cpu_cores"] == str(len(os.sched_getaffinity(0)))
