@@ -126,7 +126,7 @@ def test_a_predicted_mode_that_would_win_is_a_hollow_point_and_the_report_says_m
     (front,) = report["pareto"]
     point = next(p for p in front["predicted"] if p["what_if"] == "power_mode=25W")
     assert point["predicted"] and front["recommendation"] is not point
-    assert any("measure mode 25W next" in n for n in report["notes"])
+    assert any("measure mode 25W next" in n and "sweep.power_mode: [25W]" in n for n in report["notes"])
     text = as_text(report)
     assert "Power-mode what-if" in text and "leave-one-mode-out over 5 modes" in text
 
