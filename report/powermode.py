@@ -13,10 +13,10 @@ An epoch's time splits into three parts that a mode changes differently:
             use) x clock^b: a run that keeps one core busy gains nothing from a second core, but every quota
             below one core costs it in full
 
-not time ∝ 1/capacity: on the bench's 2-core machine a second core sped one loader worker and one torch thread
-up by 4 %, and a quota of 35 % of one core slowed it 2.9x. Power is idle + a term per domain, linear in the
-cores' worth of CPU, that x its clock, the GPU clock and the EMC clock, fitted the same way, from measured power
-only (never replayed).
+not time ∝ 1/capacity: on the bench's 2-core machine a second core moved one loader worker and one torch thread
+by -4 to +4 % (2.07 -> 1.98 s, 2.15 -> 2.24 s), while 35 % of one core slowed them 2.9-3.5x. Power is idle + a
+term per domain, linear in the cores' worth of CPU, that x its clock, the GPU clock and the EMC clock, fitted the
+same way, from measured power only (never replayed).
 
 What the measured modes cannot fix is said, never guessed: a prediction exists only where the target's inputs
 are a combination the measured ones determine (its change lies in the span of the measured changes, and every
