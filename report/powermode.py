@@ -280,7 +280,8 @@ def predict(measured: Sequence[Measured], target: Mode) -> dict:
     unfixed = model.unfixed(target)
     out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None}
     if unfixed:
-        out["why"] = "the measured modes do not fix {}: measure modes that vary each on its own".format(", ".join(unfixed))
+        out["why"] = "the measured modes do not fix {}: measure modes that vary each on its own".format(
+            ", ".join(unfixed))
         return out
     out["e2e_seconds"] = model.time(target)
     power_unfixed = None if model.power is None else model.power.unfixed(target)
@@ -390,7 +391,8 @@ def candidates_of_conf(path: str) -> List[Tuple[str, Mode]]:
     except ValueError as error:
         raise ValueError("--nvpmodel-conf {}: {}; pass the board's own /etc/nvpmodel.conf".format(path, error))
     if not models:
-        raise ValueError("--nvpmodel-conf {}: no POWER_MODEL in it; pass the board's own /etc/nvpmodel.conf".format(path))
+        raise ValueError("--nvpmodel-conf {}: no POWER_MODEL in it; pass the board's own /etc/nvpmodel.conf".format(
+            path))
     return [(m.name, m.mode) for m in models]
 
 
