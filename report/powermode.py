@@ -44,7 +44,8 @@ PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest a
 GOLDEN = (1 + 5 ** 0.5) / 2
 # a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
 # it explains every measured mode within this: the run-to-run drift of a CPU-bound epoch on a shared machine
-# (bench/powermode_accuracy.py: the same mode measured 2.0 to 2.5 s apart on a loaded 2-core machine)
+# (bench/powermode_accuracy.py: 1 core, 100 % measured at 2.07, 2.09, 2.15 and 2.64 s in four runs of one day,
+# 4.05 s in a fifth under a heavier load)
 EXPLAINED = 0.1
 GPU_INPUTS = ("GPU clock", "memory clock")
 POWER_INPUTS = ("CPU cores", "CPU cores x clock", "GPU clock", "memory clock")
