@@ -3,6 +3,7 @@ reads back as trainer.mode does (root only), and the scoring of predictions from
 against the two baselines on a fake grid."""
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from trainer.mode import Mode
 @pytest.mark.skipif(bench.unavailable() is not None, reason=bench.unavailable() or "")
 def test_a_bench_mode_is_what_the_trainer_records():
     mode = bench.BenchMode(1, 0.35)
-    with bench.in_mode(mode, "edgescope-test-mode") as enter:
+    with bench.in_mode(mode, "edgescope-test-mode-{}".format(os.getpid())) as enter:
         out = subprocess.run([sys.executable, "-c", "import json; from trainer.mode import current_mode; "
                               "print(json.dumps(current_mode().labels()))"], cwd=bench.REPO, capture_output=True,
                              text=True, preexec_fn=enter, check=True).stdout
