@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 BLKIO = "/sys/fs/cgroup/blkio"
 LOOP_TOOLS = ("losetup", "mkfs.ext4", "mount", "umount")
@@ -55,10 +55,21 @@ def joiner(group: str) -> Callable[[], None]:
 def throttled_group(path: str, bps: int, name: str = "edgescope") -> Iterator[str]:
     """A blkio group reading at most ``bps`` from the disk holding ``path``; at exit the processes left in it
     (the caller started them there) are killed and the group removed."""
-    group = os.path.join(BLKIO, "{}-{}".format(name, os.getpid()))
+    with v1_group(BLKIO, "{}-{}".format(name, os.getpid())) as group:
+        set_read_bps(group, path, bps)
+        yield group
+
+
+@contextlib.contextmanager
+def v1_group(controller: str, name: str, settings: Optional[List[Tuple[str, str]]] = None) -> Iterator[str]:
+    """A new cgroup v1 group ``name`` under the ``controller``'s mount, its files written with ``settings``
+    ((file, value), in order); at exit the processes left in it are killed and the group removed."""
+    group = os.path.join(controller, name)
     os.mkdir(group)
     try:
-        set_read_bps(group, path, bps)
+        for file, value in settings or []:
+            with open(os.path.join(group, file), "w") as f:
+                f.write(value + "\n")
         yield group
     finally:
         deadline = time.monotonic() + 30

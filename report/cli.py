@@ -16,6 +16,7 @@ from exporter.yamlfile import one_line
 from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
+from report.powermode import candidates_of_conf
 from report.prom import Prometheus, ReportError
 from report.render import COLUMNS, DEFAULT_COLUMNS, build, render
 from report.summary import FIELDS
@@ -115,6 +116,10 @@ def parser() -> argparse.ArgumentParser:
                    help="with --pareto: recommend the least-energy measured configuration whose time per epoch, at "
                         "the upper end of its bar, is at most S s, on the front or not (replayed power and a "
                         "single kept epoch fit no budget)")
+    p.add_argument("--nvpmodel-conf", metavar="FILE",
+                   help="also predict each workload measured in >= 2 power modes in every mode of this board's "
+                        "nvpmodel.conf (a copy of its /etc/nvpmodel.conf); without it, in the modes other workloads "
+                        "of the device were measured in")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
                         "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "
@@ -154,11 +159,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.columns is not None and args.format not in ("table", "markdown"):
         p.error("--columns goes with --format table or markdown: {} holds every column".format(args.format))
     try:
+        power_modes = [(name, mode.labels()) for name, mode in candidates_of_conf(args.nvpmodel_conf)] \
+            if args.nvpmodel_conf else []
+    except ValueError as exc:
+        p.error(one_line(str(exc)))
+    try:
         collected = collect(Prometheus(args.prometheus, args.timeout), args.runs, since, until)
         report = build(collected, args.warmup_epochs, {"prometheus": args.prometheus, "since": since,
                                                        "until": until, "storage_bps": args.storage_bps,
                                                        "pareto": args.pareto, "power_budget": args.power_budget,
-                                                       "time_budget": args.time_budget})
+                                                       "time_budget": args.time_budget,
+                                                       "power_modes": power_modes})
         images = _plots().png_images(collected.runs, report) if args.plots or args.format == "html" else {}
         if args.timeline_dir is not None:
             images.update(_plots("report.timeline_plot").last_epoch_images(

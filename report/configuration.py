@@ -16,8 +16,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 # dataset_location the run's (the experiment runner's): one board may train from its SD card and from an NVMe.
 # power_mode is nvpmodel's mode (the runner records its id too, power_mode_id, as context: a run labelled by
 # hand or before the runner recorded it has the name alone), jetson_clocks whether the clocks were pinned at
-# the mode's maximum: together the clocks the mode implies. framework, precision and
-# gradient_accumulation_steps come from the Lightning and transformers callbacks. dataset_id (which files an
+# the mode's maximum: together the clocks the mode implies. mode_*: the mode's hardware as the trainer read it
+# (trainer.mode: cores, CPU quota, CPU / GPU / memory clock caps), what the power-mode what-if scales by. framework,
+# precision and gradient_accumulation_steps come from the Lightning and transformers callbacks. dataset_id (which files an
 # epoch reads: edgescope-train hashes their paths under --data-dir and sizes, so two image folders of as many
 # images differ and a copy on another disk does not; "none" from the callbacks), dataset_samples (the samples a
 # full epoch of the dataset holds) and epoch_samples (those each epoch of the run covered) make a run's workload
@@ -28,7 +29,9 @@ KNOBS = (("device", "Device"), ("torch_device", "Torch device"), ("model", "Mode
          ("epoch_samples", "Samples per epoch"), ("max_batches", "Batches per epoch"), ("batch_size", "Batch size"),
          ("gradient_accumulation_steps", "Gradient accumulation"), ("workers", "Workers"),
          ("prefetch_factor", "Prefetch factor"), ("pin_memory", "Pinned memory"), ("power_mode", "Power mode"),
-         ("jetson_clocks", "jetson_clocks"), ("storage", "Storage"), ("dataset_location", "Dataset location"),
+         ("mode_cpu_cores", "CPU cores"), ("mode_cpu_quota_cores", "CPU quota (cores)"),
+         ("mode_cpu_max_hz", "CPU max clock (Hz)"), ("mode_gpu_max_hz", "GPU max clock (Hz)"),
+         ("mode_emc_max_hz", "Memory max clock (Hz)"), ("jetson_clocks", "jetson_clocks"), ("storage", "Storage"), ("dataset_location", "Dataset location"),
          ("precision", "Precision"), ("framework", "Framework"))
 KNOB_NAMES = tuple(name for name, _ in KNOBS)
 # Knobs the report reads from a run's epochs (edgescope_train_epoch_samples), not from its run_info labels.

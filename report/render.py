@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
 from report.configuration import configuration_text, recorded_since
+from report import powermode
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -88,11 +89,16 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
     report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
+    # power_mode=M what-ifs (report.powermode): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
+    # and those other workloads of a device were measured in
+    candidates = [(name, powermode.Mode.of_labels(labels)) for name, labels in settings.get("power_modes") or []]
+    report["power_modes"] = powermode.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
+    report["notes"] += powermode.notes(report["power_modes"])
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
         add_predicted_points(report["pareto"], rows)
-        report["notes"] += notes
+        report["notes"] += notes + powermode.add_mode_points(report["pareto"], report["power_modes"])
     return report
 
 
@@ -195,7 +201,32 @@ def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool =
          ["device", "type", "storage", "model", "configuration", "measured as", "runs", "epochs"] + heads
          + ["bottleneck"], compare),
         diagnosis_table(report),
-    ] + ([pareto_table(report, marked)] if "pareto" in report else [])
+    ] + ([power_mode_table(report)] if report.get("power_modes") else []) \
+        + ([pareto_table(report, marked)] if "pareto" in report else [])
+
+
+POWER_MODE_TITLE = ("Power-mode what-if per workload (predicted E2E / energy per epoch ± its leave-one-mode-out "
+                    "error over the measured modes; energy only where power was measured in them, and checked only "
+                    "against a fake board's clock-driven power until a board's sweep is at hand)")
+
+
+def power_mode_table(report: dict) -> tuple:
+    """One line per workload and mode it was not measured in, from the modes it was (report.powermode)."""
+    rows = []
+    for w in report["power_modes"]:
+        cv = w["cross_validation"]
+        bar = "± {:.0%} (leave-one-mode-out over {} modes)".format(cv["time_error_ratio"], len(w["measured_modes"])) \
+            if cv["time_error_ratio"] is not None else "no bar: {} measured modes, cross-validation needs {}".format(
+                len(w["measured_modes"]), powermode.MIN_CROSS_VALIDATED)
+        for p in w["predicted"]:
+            if p["e2e_seconds"] is None:
+                cell = "{} ({})".format(MISSING, p["why"])
+            else:
+                cell = with_spread(p["e2e_seconds"], p["e2e_spread_seconds"], "s") + " / " + (
+                    with_spread(p["energy_joules"], p["energy_spread_joules"], "J") if p["energy_joules"] is not None
+                    else "{} J ({})".format(MISSING, p["power_why"])) + " " + bar
+            rows.append([w["device"], w["workload_text"], configuration_text(w["configuration"]), p["mode"], cell])
+    return POWER_MODE_TITLE, ["device", "workload", "configuration", "mode", "predicted"], rows
 
 
 def _prediction_cell(prediction: dict) -> str:

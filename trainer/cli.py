@@ -34,6 +34,7 @@ from trainer.loop import Job, StopRequest, train_epoch
 from trainer.meter import TIMING_MODES, BatchTiming, StepMeter, Window
 from trainer.labels import label_argument_problem
 from trainer.metrics import TrainMetrics, load_web, start_server
+from trainer.mode import current_mode
 from trainer.models import MODELS, build_model
 from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
@@ -292,9 +293,11 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         print("edgescope-train: resuming run {} (the checkpoint's run id) from {} after epoch {}".format(
             run_id, args.checkpoint_dir, state["epoch"]), flush=True)
     run_id = run_id or new_run_id()
-    metrics = TrainMetrics(run_id, context_labels=tuple(sorted(labels)))
+    # the hardware of the power mode it trains in (trainer.mode): not a setting, a resumed run may train in another
+    mode = current_mode().labels()
+    metrics = TrainMetrics(run_id, context_labels=tuple(sorted(set(labels) | set(mode))))
     energy = _energy_meter(args)
-    config = dict(settings, energy_source=energy.source if energy else "none")
+    config = dict(settings, energy_source=energy.source if energy else "none", **mode)
     metrics.set_run_info(config)
     try:
         for record in history:  # restored by --resume: published again, in case Prometheus missed them

@@ -4,15 +4,18 @@ torch) and free of the metrics server."""
 import re
 from typing import AbstractSet, Optional
 
+from trainer.mode import MODE_LABELS
 from trainer.results import RECORD_FIELDS
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "dataset_id", "batch_size", "workers", "prefetch_factor",
                    "pin_memory", "timing", "torch_device", "device_name", "energy_source")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
-# epoch_samples, power_replayed: set by the report from the run's epochs
+# epoch_samples, power_replayed: set by the report from the run's epochs; mode_*: the power mode's hardware
+# (trainer.mode, read by the trainer)
 RESERVED_LABELS = {"run_id", "device", "device_type", "storage", "instance", "job", "epoch",
-                   "input", "image_size", "max_batches", "epoch_samples", "power_replayed"} | set(RUN_INFO_LABELS)
+                   "input", "image_size", "max_batches", "epoch_samples", "power_replayed"} | set(RUN_INFO_LABELS) \
+    | set(MODE_LABELS)
 
 
 def label_problem(key: str, reserved: AbstractSet[str] = RESERVED_LABELS) -> Optional[str]:

@@ -17,6 +17,7 @@ from trainer.results import append_result, epoch_record
 from trainer.energy import ExporterEnergy, epoch_energy, try_read
 from trainer.meter import BatchTiming, LoadTimes, StepMeter
 from trainer.metrics import TrainMetrics, start_server
+from trainer.mode import current_mode
 from trainer.timeline import window_what_ifs
 
 # run_info labels the callbacks add to edgescope-train's: the framework and how it trains.
@@ -111,7 +112,9 @@ class RunRecorder:
         self.run_id = run_id or new_run_id()
         self.device_name = device_name or socket.gethostname()
         self.labels = checked_labels(labels)
-        self.metrics = TrainMetrics(self.run_id, context_labels=tuple(sorted(FRAMEWORK_LABELS + tuple(self.labels))))
+        self.mode = current_mode().labels()  # the power mode's hardware (trainer.mode), as edgescope-train records it
+        self.metrics = TrainMetrics(self.run_id, context_labels=tuple(sorted(FRAMEWORK_LABELS + tuple(self.labels)
+                                                                            + tuple(self.mode))))
         self._port = metrics_port
         self._addr = metrics_addr
         self._textfile = metrics_textfile
@@ -132,6 +135,7 @@ class RunRecorder:
         self._config = dict(config, timing="lazy", torch_device=str(getattr(device, "type", device)),
                             device_name=self.device_name, energy_source="exporter" if self._exporter_url else "none")
         self._config.update(self.labels)
+        self._config.update(self.mode)
         self.metrics.set_run_info(self._config)
         if self.server is None:
             self.server = start_server(self.metrics.registry, self._port, self._addr)

@@ -1,0 +1,458 @@
+"""The ``power_mode=M`` what-if: a workload's epoch time (and energy, where its power was measured) in a mode it
+was not trained in, from the modes it was (each a comparison row whose knobs differ only in the mode: its
+``mode_*`` hardware, trainer.mode). Per-epoch figures as the report read them from Prometheus; no timelines
+(the mode changes how fast each part runs, not their order, so the parts' sums suffice).
+
+An epoch's time splits into three parts that a mode changes differently:
+
+  reads     the stall charged to storage (fetch_stall_storage): unchanged
+  GPU       the compute, on a CUDA device: a power law in the GPU and memory (EMC) clocks,
+            ``k * gpu^b1 * emc^b2``, fitted by least squares in logs
+  CPU       the rest (the main process's steps on a CPU device, preprocessing not hidden, the host's own work):
+            a roofline (Roofline), CPU work W / min(the mode's cores' worth of CPU, the parallelism P the run can
+            use) x clock^b: a run that keeps one core busy gains nothing from a second core, but every quota
+            below one core costs it in full
+
+not time ∝ 1/capacity: on the bench's 2-core machine a second core moved one loader worker and one torch thread
+by -4 to +4 % (2.07 -> 1.98 s, 2.15 -> 2.24 s), while 35 % of one core slowed them 2.9-3.5x. Power is idle + a
+term per domain, linear in the cores' worth of CPU, that x its clock, the GPU clock and the EMC clock, fitted the
+same way, from measured power only (never replayed).
+
+What the measured modes cannot fix is said, never guessed: a prediction exists only where the target's inputs
+are a combination the measured ones determine (its change lies in the span of the measured changes, and every
+parallelism the measured modes allow gives it); else the reason names the terms left open. Its error bar is its
+own leave-one-mode-out cross-validation over the workload's measured modes (each predicted from the others,
+where they fix it): the root mean square of the relative errors, beside every predicted mode; with fewer than 3
+measured modes there is none to give."""
+import math
+import statistics
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy
+
+from report import configuration
+from report.pareto import recommend
+from trainer.mode import MODE_LABELS, Mode, parse_nvpmodel_conf
+
+# the labels a power mode sets: a row apart from another only in these is the same workload in another mode
+MODE_KNOBS = ("power_mode",) + MODE_LABELS
+MIN_MODES = 2
+MIN_CROSS_VALIDATED = 3  # leaving one out must leave two to fit
+SMALL_PART = 0.01  # a part under this share of every epoch is kept as measured (its power law would fit noise)
+CPU_CLOCK = ("CPU clock",)
+PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest and twice the highest capacity
+GOLDEN = (1 + 5 ** 0.5) / 2
+# a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
+# it explains every measured mode within this: the run-to-run drift of a CPU-bound epoch on a shared machine
+# (bench/powermode_accuracy.py: 1 core, 100 % measured at 2.07, 2.09, 2.15 and 2.64 s in four runs of one day,
+# 4.05 s in a fifth under a heavier load)
+EXPLAINED = 0.1
+GPU_INPUTS = ("GPU clock", "memory clock")
+POWER_INPUTS = ("CPU cores", "CPU cores x clock", "GPU clock", "memory clock")
+TOLERANCE = 1e-9
+
+
+class Fit(NamedTuple):
+    """Least squares of y on an intercept and inputs; which input changes the measurements determine."""
+    design: numpy.ndarray  # rows: 1, inputs
+    coefficients: numpy.ndarray  # the minimum-norm solution: its predictions are unique where determined
+    names: Tuple[str, ...]
+
+    @classmethod
+    def of(cls, xs: Sequence[Sequence[float]], ys: Sequence[float], names: Sequence[str]) -> "Fit":
+        design = numpy.array([[1.0] + list(x) for x in xs])
+        coefficients = numpy.linalg.lstsq(design, numpy.array(ys, dtype=float), rcond=None)[0]
+        return cls(design, coefficients, tuple(names))
+
+    def _in_span(self, row: Sequence[float]) -> bool:
+        v = numpy.array(row, dtype=float)
+        projected = v.dot(numpy.linalg.pinv(self.design).dot(self.design))
+        return bool(numpy.linalg.norm(v - projected) <= TOLERANCE * max(1.0, numpy.linalg.norm(v)))
+
+    def determined(self, x: Sequence[float]) -> bool:
+        """The measurements fix the prediction at ``x`` (it is the same for every solution)."""
+        return self._in_span([1.0] + list(x))
+
+    def unfixed(self) -> List[str]:
+        """The inputs whose own term the measurements leave open (they never varied, or only together)."""
+        return [name for i, name in enumerate(self.names)
+                if not self._in_span([1.0 if j == i + 1 else 0.0 for j in range(len(self.names) + 1)])]
+
+    def predict(self, x: Sequence[float]) -> float:
+        return float(numpy.dot([1.0] + list(x), self.coefficients))
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else math.nan
+
+
+def cpu_clock(mode: Mode) -> List[float]:
+    """log CPU clock (NaN: unknown)."""
+    return [_log(mode.cpu_max_hz)]
+
+
+def gpu_inputs(mode: Mode) -> List[float]:
+    return [_log(mode.gpu_max_hz), _log(mode.emc_max_hz)]
+
+
+def power_inputs(mode: Mode) -> List[float]:
+    """Per-domain activity: the cores' worth of CPU (the quota where it binds), that x the CPU clock (GHz), the
+    GPU and EMC clocks (GHz); NaN where a clock is unknown."""
+    return [mode.cpu_capacity(), mode.cpu_capacity() * mode.cpu_max_hz / 1e9, mode.gpu_max_hz / 1e9,
+            mode.emc_max_hz / 1e9]
+
+
+class Measured(NamedTuple):
+    """One measured mode of a workload: its mean epoch split into the parts a mode changes, and its power."""
+    name: str
+    mode: Mode
+    e2e_s: float
+    reads_s: float
+    gpu_s: float
+    cpu_s: float
+    power_w: Optional[float]
+
+    @classmethod
+    def of_row(cls, row: dict) -> Optional["Measured"]:
+        labels = configuration.of_record(row)
+        mode = Mode.of_labels(labels)
+        e2e = (row.get("e2e_seconds") or {}).get("mean")
+        if mode is None or e2e is None:
+            return None
+        reads = (row.get("fetch_stall_storage_seconds") or {}).get("mean") or 0.0
+        on_gpu = row.get("torch_device") == "cuda"  # a CPU device's compute is CPU work
+        gpu = ((row.get("compute_seconds") or {}).get("mean") or 0.0) if on_gpu else 0.0
+        power = None if row.get("power_replayed") else (row.get("average_power_watts") or {}).get("mean")
+        return cls(mode_name(labels), mode, e2e, reads, gpu, max(e2e - reads - gpu, 0.0), power)
+
+
+def mode_name(labels: configuration.Labels) -> str:
+    """A mode for people: nvpmodel's name where known, else its hardware (cores, quota, clocks)."""
+    if labels.get("power_mode"):
+        return str(labels["power_mode"])
+    parts = [(labels.get("mode_cpu_cores"), "{} cores"), (labels.get("mode_cpu_quota_cores"), "quota {} cores"),
+             (labels.get("mode_cpu_max_hz"), "CPU {} Hz"), (labels.get("mode_gpu_max_hz"), "GPU {} Hz"),
+             (labels.get("mode_emc_max_hz"), "EMC {} Hz")]
+    return ", ".join(form.format(value) for value, form in parts if value)
+
+
+class Part(NamedTuple):
+    """One figure of the epoch (a part of its time, or its power) fitted over the inputs every measured mode knew:
+    a power law (least squares in logs) for a time, linear for the power."""
+    inputs: Callable[[Mode], List[float]]
+    names: Tuple[str, ...]
+    mean: float
+    fit: Optional[Fit]  # None: kept at its mean (a time under SMALL_PART of every measured epoch)
+    known: Tuple[int, ...]  # the inputs finite in every measured mode (the fit's, in order)
+    log: bool
+
+    @classmethod
+    def of(cls, inputs: Callable[[Mode], List[float]], names: Tuple[str, ...], modes: Sequence[Mode],
+           values: Sequence[float], log: bool, keep: bool = False) -> "Part":
+        """``keep``: the figure is too small to fit, keep it at its mean."""
+        mean = statistics.mean(values)
+        if keep:
+            return cls(inputs, names, mean, None, (), log)
+        xs = [inputs(m) for m in modes]
+        known = tuple(i for i in range(len(names)) if all(math.isfinite(x[i]) for x in xs))
+        fit = Fit.of([[x[i] for i in known] for x in xs], [math.log(max(v, 1e-9)) if log else v for v in values],
+                     [names[i] for i in known])
+        return cls(inputs, names, mean, fit, known, log)
+
+    def unfixed(self, target: Optional[Mode] = None) -> List[str]:
+        """The terms the measured modes leave open: all of them, or those ``target`` needs."""
+        if self.fit is None:
+            return []
+        if target is None:
+            return [n for i, n in enumerate(self.names) if i not in self.known] + self.fit.unfixed()
+        x = self.inputs(target)
+        unknown = ["{} (unknown in {})".format(n, "the measured modes" if i not in self.known else "that mode")
+                   for i, n in enumerate(self.names) if (i in self.known) != math.isfinite(x[i])]
+        if unknown:
+            return unknown
+        return [] if self.fit.determined([x[i] for i in self.known]) else self.fit.unfixed()
+
+    def value(self, target: Mode) -> float:
+        """The figure in ``target`` (check ``unfixed`` first)."""
+        if self.fit is None:
+            return self.mean
+        x = self.inputs(target)
+        y = self.fit.predict([x[i] for i in self.known])
+        return math.exp(y) if self.log else y
+
+
+class Roofline(NamedTuple):
+    """The CPU part: CPU work W (core-seconds at the reference clock) done at min(cores' worth of CPU the mode
+    gives, the parallelism P the run can use), the clock scaling it as a power law: ``W / min(c, P) * clock^b``.
+    A run that keeps one core busy gains nothing from a second (P = 1) but every quota below one core costs it
+    in full; P and W are fitted together (least squares in logs over a grid of P, ``of``), b by the clock's term
+    where the measured modes' clocks differ. Where the measured modes leave P open (none was bound by its
+    parallelism, or none by its capacity), every P that fits is kept: a prediction stands only where they all
+    agree."""
+    fits: Tuple[Tuple[float, Part], ...]  # (P, the fit of log(cpu_s * min(c, P)) over the clock), best first
+
+    @classmethod
+    def of(cls, modes: Sequence[Mode], cpu_s: Sequence[float]) -> "Roofline":
+        """The simplest roofline that explains every measured mode within EXPLAINED: every mode bound by its
+        capacity (P at or above the highest: P left open above it), or every one by the parallelism (P at or
+        below the lowest: W left open below it), both kept where both do; else the best P, fitted, with every P
+        that fits as well."""
+        capacities = [m.cpu_capacity() for m in modes]
+        grid = [min(capacities) / 2 * (4 * max(capacities) / min(capacities)) ** (i / (PARALLELISM_GRID - 1))
+                for i in range(PARALLELISM_GRID)] + [math.inf]
+
+        def fitted(p: float) -> Tuple[float, float, float, Part]:
+            """(sum of squared log residuals, the largest, P, the fit)."""
+            work = [v * min(c, p) for v, c in zip(cpu_s, capacities)]
+            part = Part.of(cpu_clock, CPU_CLOCK, modes, work, log=True)
+            residuals = [math.log(part.value(m)) - math.log(max(w, 1e-9)) for m, w in zip(modes, work)]
+            return sum(r * r for r in residuals), max(abs(r) for r in residuals), p, part
+        fits = [fitted(p) for p in grid]
+        simple = [f for f in fits if f[2] >= max(capacities) or f[2] <= min(capacities)]
+        explained = [f for f in simple if f[1] <= math.log(1 + EXPLAINED)]
+        if explained:
+            return cls(tuple((p, part) for _, _, p, part in explained))
+        i = min(range(len(fits)), key=lambda k: fits[k][0])
+        if 0 < i < len(grid) - 2:  # a minimum inside the grid: golden-section search between its neighbours
+            lo, hi = grid[i - 1], grid[i + 1]
+            for _ in range(60):
+                a, b = hi - (hi - lo) / GOLDEN, lo + (hi - lo) / GOLDEN
+                lo, hi = (lo, b) if fitted(a)[0] <= fitted(b)[0] else (a, hi)
+            fits.append(fitted((lo + hi) / 2))
+        best = min(f[0] for f in fits)  # every P as good is kept: a flat stretch leaves P open along it
+        return cls(tuple((p, part) for r, _, p, part in sorted(fits, key=lambda f: f[0])
+                         if r <= best + TOLERANCE * (1 + best)))
+
+    def _values(self, target: Mode) -> List[float]:
+        return [part.value(target) / min(target.cpu_capacity(), p) for p, part in self.fits]
+
+    def unfixed(self, target: Optional[Mode] = None) -> List[str]:
+        """The terms left open: the clock's, and the parallelism where the measured modes bound it only on one
+        side (for ``target``: where the predictions of every P that fits disagree)."""
+        clock = self.fits[0][1].unfixed(target)
+        if clock:
+            return clock
+        ps = [p for p, _ in self.fits]
+        if target is not None:
+            values = self._values(target)
+            if max(values) <= min(values) * (1 + 1e-6):
+                return []
+        elif len(ps) == 1 or max(ps) <= min(ps) * (1 + SMALL_PART):
+            return []
+        return ["CPU parallelism (the measured modes fit any from {:.3g} to {:.3g} cores)".format(min(ps), max(ps))]
+
+    def value(self, target: Mode) -> float:
+        return self._values(target)[0]
+
+
+class Model(NamedTuple):
+    """A workload's time and power models over its measured modes."""
+    reads_s: float
+    parts: Tuple[Roofline, Part]  # CPU, GPU
+    power: Optional[Part]  # None: power measured in fewer than MIN_MODES modes
+
+    @classmethod
+    def fit(cls, measured: Sequence[Measured]) -> "Model":
+        modes = [m.mode for m in measured]
+
+        gpu = [m.gpu_s for m in measured]
+        small = all(v <= SMALL_PART * m.e2e_s for v, m in zip(gpu, measured))
+        powered = [m for m in measured if m.power_w is not None]
+        power = Part.of(power_inputs, POWER_INPUTS, [m.mode for m in powered], [m.power_w for m in powered],
+                        log=False) if len(powered) >= MIN_MODES else None  # type: ignore
+        return cls(statistics.mean(m.reads_s for m in measured),
+                   (Roofline.of(modes, [m.cpu_s for m in measured]),
+                    Part.of(gpu_inputs, GPU_INPUTS, modes, gpu, log=True, keep=small)), power)
+
+    def unfixed(self, target: Optional[Mode] = None) -> List[str]:
+        """The time terms the measured modes leave open (those ``target`` needs; empty: it is determined)."""
+        return [n for part in self.parts for n in part.unfixed(target)]
+
+    def time(self, target: Mode) -> float:
+        """The predicted epoch seconds in ``target`` (check ``unfixed`` first): reads as measured, the parts scaled."""
+        return self.reads_s + sum(part.value(target) for part in self.parts)
+
+
+def predict(measured: Sequence[Measured], target: Mode) -> dict:
+    """One mode's prediction from ``measured``: ``e2e_seconds`` (None with ``why`` where the measured modes do not
+    fix it), ``average_power_watts`` and ``energy_joules`` (None where power was not measured in 2 modes or does
+    not fix this one, ``power_why`` then says)."""
+    model = Model.fit(measured)
+    unfixed = model.unfixed(target)
+    out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None}
+    if unfixed:
+        out["why"] = "the measured modes do not fix {}: measure modes that vary each on its own".format(
+            ", ".join(unfixed))
+        return out
+    out["e2e_seconds"] = model.time(target)
+    power_unfixed = None if model.power is None else model.power.unfixed(target)
+    if power_unfixed is None:
+        out["power_why"] = "power measured in fewer than {} of these modes".format(MIN_MODES)
+    elif power_unfixed:
+        out["power_why"] = "the measured modes do not fix the power of {}".format(", ".join(power_unfixed))
+    else:
+        out["average_power_watts"] = model.power.value(target)  # type: ignore
+        out["energy_joules"] = out["average_power_watts"] * out["e2e_seconds"]
+    return out
+
+
+def cross_validate(measured: Sequence[Measured]) -> dict:
+    """Leave one measured mode out, predict it from the others: per mode the relative time and energy errors
+    (None where the others do not fix it), and their root mean squares (``time_error_ratio``,
+    ``energy_error_ratio``; None without one error to give)."""
+    errors = []
+    for i, left_out in enumerate(measured):
+        others = [m for j, m in enumerate(measured) if j != i]
+        if len(others) < MIN_MODES:
+            continue
+        p = predict(others, left_out.mode)
+        time_error = None if p["e2e_seconds"] is None else p["e2e_seconds"] / left_out.e2e_s - 1
+        energy_error = None if p["energy_joules"] is None or left_out.power_w is None else \
+            p["energy_joules"] / (left_out.power_w * left_out.e2e_s) - 1
+        errors.append({"mode": left_out.name, "time_error_ratio": time_error, "energy_error_ratio": energy_error})
+
+    def rms(name: str) -> Optional[float]:
+        known = [e[name] for e in errors if e[name] is not None]
+        return math.sqrt(statistics.mean(v * v for v in known)) if known else None
+    return {"errors": errors, "time_error_ratio": rms("time_error_ratio"),
+            "energy_error_ratio": rms("energy_error_ratio")}
+
+
+def _workload_key(row: dict) -> Tuple:
+    labels = configuration.of_record(row)
+    return (row["device"],) + configuration.key({k: v for k, v in labels.items() if k not in MODE_KNOBS})
+
+
+def workloads(rows: Sequence[dict]) -> List[Tuple[dict, List[Measured]]]:
+    """The comparison's rows grouped by everything but the mode (ways to train only), with >= 2 measured modes:
+    (a row of the group, its measured modes)."""
+    groups = {}  # type: Dict[Tuple, Tuple[dict, List[Measured]]]
+    for row in rows:
+        if configuration.not_a_choice(row.get("measured_as", {})):
+            continue
+        measured = Measured.of_row(row)
+        if measured is not None:
+            groups.setdefault(_workload_key(row), (row, []))[1].append(measured)
+    return [group for _, group in sorted(groups.items(), key=lambda kv: kv[0]) if len(group[1]) >= MIN_MODES]
+
+
+def _same(mode: Mode) -> Tuple[Tuple[str, str], ...]:
+    """Equal for equal hardware (a Mode holds NaN, which equals nothing)."""
+    return tuple(sorted(mode.labels().items()))
+
+
+def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] = ()) -> List[dict]:
+    """Per workload with >= 2 measured modes: its measured modes, the terms they leave open, its
+    cross-validation, and a prediction with that error bar for each mode in ``candidates`` (e.g. a board's
+    nvpmodel.conf) or measured for another workload of the same device, that this one was not measured in."""
+    groups = workloads(rows)
+    out = []
+    for row, measured in groups:
+        seen = {_same(m.mode) for m in measured}
+        targets = []  # type: List[Tuple[str, Mode]]
+        for name, mode in list(candidates) + [(m.name, m.mode) for r, ms in groups if r["device"] == row["device"]
+                                              for m in ms]:
+            if _same(mode) not in seen:
+                seen.add(_same(mode))
+                targets.append((name, mode))
+        cv = cross_validate(measured)
+        model = Model.fit(measured)
+        predictions = []
+        for name, mode in targets:
+            p = predict(measured, mode)
+            p.update(mode=name, mode_labels=mode.labels(),
+                     e2e_spread_seconds=_bar(p["e2e_seconds"], cv["time_error_ratio"]),
+                     energy_spread_joules=_bar(p["energy_joules"], cv["energy_error_ratio"]))
+            predictions.append(p)
+        key = _workload_key(row)
+        labels = configuration.of_record(row)
+        out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
+                    "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
+                    "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
+                    "runs": [run for r in rows if _workload_key(r) == key for run in r["runs"]],
+                    "measured_modes": [m.name for m in measured], "unfixed_terms": model.unfixed(),
+                    "power_unfixed_terms": None if model.power is None else model.power.unfixed(),
+                    "cross_validation": cv, "predicted": predictions})
+    return out
+
+
+def _bar(value: Optional[float], error_ratio: Optional[float]) -> Optional[float]:
+    return None if value is None or error_ratio is None else error_ratio * value
+
+
+def candidates_of_conf(path: str) -> List[Tuple[str, Mode]]:
+    """A board's nvpmodel.conf modes to predict (edgescope-report --nvpmodel-conf); ValueError with one line naming
+    the problem and the fix."""
+    try:
+        with open(path) as f:
+            models = parse_nvpmodel_conf(f.read())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError("cannot read --nvpmodel-conf {}: {}; copy the board's /etc/nvpmodel.conf".format(
+            path, getattr(error, "strerror", None) or error))
+    except ValueError as error:
+        raise ValueError("--nvpmodel-conf {}: {}; pass the board's own /etc/nvpmodel.conf".format(path, error))
+    if not models:
+        raise ValueError("--nvpmodel-conf {}: no POWER_MODEL in it; pass the board's own /etc/nvpmodel.conf".format(
+            path))
+    return [(m.name, m.mode) for m in models]
+
+
+def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List[str]:
+    """Each predicted mode with a time and an energy joins its front's ``predicted`` points (drawn hollow, never
+    recommended), its bar the cross-validation's; a note "measure mode M next" where one would win: be
+    recommended under the front's budget, or (no budget) be faster or take less energy than every measured
+    point. The notes."""
+    notes = []
+    for workload in power_modes:
+        for front in front_list:
+            if front["device"] != workload["device"] or front["workload"] != workload["workload"]:
+                continue
+            for p in workload["predicted"]:
+                if p["e2e_seconds"] is None or p["energy_joules"] is None:
+                    continue
+                point = {"predicted": True, "what_if": "power_mode={}".format(p["mode"]), "runs": workload["runs"],
+                         "configuration": dict(workload["configuration"], **p["mode_labels"]),
+                         "e2e_seconds": p["e2e_seconds"], "e2e_spread_seconds": p["e2e_spread_seconds"],
+                         "energy_joules": p["energy_joules"], "energy_spread_joules": p["energy_spread_joules"],
+                         "basis": "fitted to the measured modes {}".format("; ".join(workload["measured_modes"])),
+                         "model_error_ratio": workload["cross_validation"]["time_error_ratio"]}
+                front.setdefault("predicted", []).append(point)
+                if _would_win(point, p, front):
+                    notes.append("Pareto: {} {}: measure mode {} next: predicted {:.3g} s and {:.3g} J an epoch{}, "
+                                 "better than every measured mode{}{}".format(
+                                     front["device"], front["workload_text"], p["mode"], p["e2e_seconds"],
+                                     p["energy_joules"], "" if point["model_error_ratio"] is None else
+                                     " (± {:.0%} by leave-one-mode-out)".format(point["model_error_ratio"]),
+                                     " within the budget" if _budgeted(front) else "",
+                                     "" if p["mode"] == mode_name(p["mode_labels"]) else  # an nvpmodel name
+                                     " (an edgescope-experiment plan with sweep.power_mode: [{}])".format(p["mode"])))
+    return notes
+
+
+def _budgeted(front: dict) -> bool:
+    return front.get("power_budget_watts") is not None or front.get("time_budget_seconds") is not None
+
+
+def _would_win(point: dict, prediction: dict, front: dict) -> bool:
+    measured = [p for p in front["points"] if not p["under_measured"]]
+    if not measured:
+        return False
+    if _budgeted(front):
+        candidate = dict(point, average_power_watts=prediction["average_power_watts"], power_spread_watts=None,
+                         energy_bound_joules=0.0, under_measured=False)
+        best, _ = recommend(measured + [candidate], front["power_budget_watts"], front["time_budget_seconds"])
+        return best is candidate
+    return all(point["e2e_seconds"] < p["e2e_seconds"] for p in measured) or \
+        all(point["energy_joules"] < p["energy_joules"] for p in measured)
+
+
+def notes(power_modes: Sequence[dict]) -> List[str]:
+    """Per workload: the modes it was measured in and the terms they leave open."""
+    out = []
+    for w in power_modes:
+        open_terms = w["unfixed_terms"] + ["power: " + t for t in w["power_unfixed_terms"] or []]
+        out.append("power-mode what-if: {} {} ({}) measured in {} modes ({}){}".format(
+            w["device"], w["workload_text"], configuration.configuration_text(w["configuration"]),
+            len(w["measured_modes"]), "; ".join(w["measured_modes"]),
+            "; they leave open: {}".format(", ".join(open_terms)) if open_terms else ""))
+    return out

@@ -1,0 +1,50 @@
+"""bench/powermode_accuracy.py's parts, fast: a real cgroup v1 cpuset x CPU quota "mode" that a child process
+reads back as trainer.mode does (root only), and the scoring of predictions from every 2 and 3 other modes
+against the two baselines on a fake grid."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench import powermode_accuracy as bench
+from report.powermode import Measured
+from trainer.mode import Mode
+
+
+@pytest.mark.skipif(bench.unavailable() is not None, reason=bench.unavailable() or "")
+def test_a_bench_mode_is_what_the_trainer_records():
+    mode = bench.BenchMode(1, 0.35)
+    with bench.in_mode(mode, "edgescope-test-mode-{}".format(os.getpid())) as enter:
+        out = subprocess.run([sys.executable, "-c", "import json; from trainer.mode import current_mode; "
+                              "print(json.dumps(current_mode().labels()))"], cwd=bench.REPO, capture_output=True,
+                             text=True, preexec_fn=enter, check=True).stdout
+    labels = json.loads(out)
+    assert labels["mode_cpu_cores"] == "1" and labels["mode_cpu_quota_cores"] == "0.35"
+
+
+def fake(cores: int, quota: float) -> Measured:
+    """A grid mode whose CPU work (2 core-seconds, at most 1.3 cores at once) meets the mode's cores' worth of CPU
+    (not time ∝ 1 / capacity: a second core helps by 30 % at most), 0.2 s of reads."""
+    mode = Mode(cores, cores * quota if quota < 1 else math.nan)
+    cpu = 2.0 / min(mode.cpu_capacity(), 1.3)
+    return Measured(bench.BenchMode(cores, quota).label(), mode, 0.2 + cpu, 0.2, 0.0, cpu, None)
+
+
+def test_every_mode_is_scored_from_every_set_that_fixes_it_beside_the_baselines():
+    measured = [fake(c, q) for c, q in ((1, 1.0), (1, 0.6), (1, 0.35), (2, 1.0), (2, 0.6), (2, 0.35))]
+    scores = bench.score(measured)
+    assert len(scores) == 6 * (10 + 10)  # 5 others: 10 pairs, 10 triples each
+    made = [s for s in scores if s["error"] is not None]
+    # a set whose modes were all bound by their capacity leaves the parallelism open (and one all bound by the
+    # parallelism, the work): it fixes only targets that every parallelism it allows puts the same
+    assert 0 < len(made) < len(scores)
+    assert all(s["why"] for s in scores if s["error"] is None)
+    assert max(abs(s["error"]) for s in made) < 1e-6  # the fake is a roofline: exact
+    result = bench.summary(scores)
+    assert result["what_if"]["worst"] < 1e-6 and result["refused"] == len(scores) - len(made)
+    assert result["inverse_capacity"]["worst"] > 0.2 and result["no_change"]["median"] > 0.2  # both miss
+    lines = bench.table(measured, scores)
+    assert len(lines) == 2 + 6 and "2 cores, 35%" in lines[-1]

@@ -1,0 +1,159 @@
+"""The power_mode=M what-if (report/powermode.py) on runs of a fake board whose epoch time and power are driven by
+its mode's hardware (not time ∝ 1/capacity): the fit recovers unmeasured modes, says which terms the measured
+modes leave open rather than guess, and its error bar is its own leave-one-mode-out cross-validation."""
+import dataclasses
+import math
+import os
+from typing import List
+
+import pytest
+
+from report import cli
+from report.collect import Collected, Epoch, Run
+from report.powermode import Measured, candidates_of_conf, cross_validate, mode_what_ifs, predict
+from report.render import as_text, build
+from report.summary import comparison
+from trainer.mode import Mode
+
+BASE = 1795000000.0
+CONF = os.path.join(os.path.dirname(os.path.dirname(__file__)), "exporter", "fixtures", "nvpmodel_orin_nx.conf")
+
+
+def board(mode: Mode) -> tuple:
+    """A CUDA training on a fake Orin: (epoch s, CPU s, GPU compute s, power W) in ``mode``. CPU work of 12
+    core-seconds at 1.5 GHz, done on at most 5 cores at once (its parallelism) and as the clock^-0.8; compute as
+    GPU clock^-0.9 x EMC clock^-0.3; 2 s of reads; power idle + per-domain terms in the clocks."""
+    cpu = 12.0 / min(mode.cpu_capacity(), 5.0) * (mode.cpu_max_hz / 1.5e9) ** -0.8
+    gpu = 10.0 * (mode.gpu_max_hz / 612e6) ** -0.9 * (mode.emc_max_hz / 3.2e9) ** -0.3
+    power = 3.0 + 0.1 * mode.cpu_capacity() + 0.3 * mode.cpu_capacity() * mode.cpu_max_hz / 1e9 \
+        + 4.0 * mode.gpu_max_hz / 1e9 + 0.5 * mode.emc_max_hz / 1e9
+    return 2.0 + cpu + gpu, cpu, gpu, power
+
+
+def run_in(mode: Mode, name: str, model: str = "resnet18", power_mode: str = "") -> Run:
+    info = {"model": model, "dataset": "cifar10", "workers": "2", "batch_size": "32", "torch_device": "cuda"}
+    info.update(mode.labels())
+    if power_mode:
+        info["power_mode"] = power_mode
+    run = Run(run_id=name, device="orin-1", instance="orin-1:9946", device_type="orin-nx", storage="nvme", info=info)
+    e2e, _, gpu, power = board(mode)
+    for e in range(3):
+        run.epochs.append(Epoch(run_id=name, device="orin-1", epoch=e, start=BASE + 100 * e, end=BASE + 100 * e + e2e,
+                                e2e_seconds=e2e, fetch_stall_seconds=2.0, compute_seconds=gpu, samples=50000.0,
+                                energy_joules=power * e2e, average_power_watts=power, energy_source="exporter",
+                                fetch_stall_storage_seconds=2.0))
+    return run
+
+
+def modes() -> List[Mode]:
+    nan = math.nan
+    return [Mode(4, nan, 1.19e9, 612e6, 2.133e9), Mode(4, nan, 1.4976e9, 612e6, 3.199e9),
+            Mode(8, nan, 1.4976e9, 918e6, 3.199e9), Mode(8, nan, 1.984e9, 918e6, 3.199e9),
+            Mode(6, 3.0, 1.4976e9, 765e6, 2.133e9), Mode(8, nan, 1.984e9, 1.02e9, 3.199e9)]
+
+
+def measured_of(ms: List[Mode]) -> List[Measured]:
+    rows = comparison([run_in(m, "run{}".format(i)) for i, m in enumerate(ms)], warmup_epochs=1)
+    return [Measured.of_row(r) for r in rows]
+
+
+def test_an_unmeasured_mode_is_predicted_from_the_measured_ones_where_they_fix_every_term():
+    measured = measured_of(modes()[:-1] + [Mode(2, math.nan, 1.19e9, 510e6, 2.133e9)])
+    target = modes()[-1]
+    e2e, _, _, power = board(target)
+    p = predict(measured, target)
+    assert p["why"] is None and p["e2e_seconds"] == pytest.approx(e2e, rel=1e-6)
+    assert p["average_power_watts"] == pytest.approx(power, rel=1e-6)
+    assert p["energy_joules"] == pytest.approx(power * e2e, rel=1e-6)
+    # time ∝ 1/capacity from the nearest measured mode (8 cores, 918 MHz) would be far off
+    nearest = board(modes()[3])
+    assert abs(nearest[0] * 918e6 / 1.02e9 / e2e - 1) > 0.03
+
+
+def test_terms_the_measured_modes_never_varied_are_named_instead_of_guessed():
+    measured = measured_of(modes()[:2])  # 4 cores, 612 MHz GPU both; the CPU and memory clocks rise together
+    p = predict(measured, modes()[2])  # 8 cores, 918 MHz
+    assert p["e2e_seconds"] is None and "CPU parallelism" in p["why"] and "GPU clock" in p["why"]
+    assert "measure modes that vary each on its own" in p["why"]
+    # each time part varied in one input (CPU clock; memory clock): any mode that changes only those is fixed
+    between = Mode(4, math.nan, 1.3e9, 612e6, 2.5e9)
+    p = predict(measured, between)
+    assert p["why"] is None and p["e2e_seconds"] == pytest.approx(board(between)[0], rel=0.02)
+    # but their power terms moved together: only a mode on that line has a fixed power
+    on_line = Mode(4, math.nan, 1.3e9, 612e6, 2.133e9 + (4 * 1.3 - 4 * 1.19) / (4 * 1.4976 - 4 * 1.19) * 1.066e9)
+    assert predict(measured, on_line)["power_why"] is None
+    assert "CPU cores x clock" in predict(measured, between)["power_why"]
+
+
+def test_the_error_bar_is_the_leave_one_mode_out_error_beside_every_predicted_mode():
+    ms = modes()
+    runs = [run_in(m, "run{}".format(i)) for i, m in enumerate(ms[:5])]
+    # a board that is not exactly a power law: one mode 10 % slower than the law says
+    slow = runs[3]
+    slow.epochs[:] = [dataclasses.replace(e, e2e_seconds=e.e2e_seconds * 1.1) for e in slow.epochs]
+    runs.append(run_in(ms[5], "other-model", model="vgg11"))  # another workload measured in a mode these lack
+    runs.append(run_in(ms[0], "other-model-2", model="vgg11"))
+    (resnet, vgg) = mode_what_ifs(comparison(runs, warmup_epochs=1))
+    cv = resnet["cross_validation"]
+    assert len(cv["errors"]) == 5 and cv["time_error_ratio"] > 0.01  # the slow mode shows in its own bar
+    (prediction,) = resnet["predicted"]  # the mode vgg11 was measured in
+    assert prediction["mode_labels"] == ms[5].labels()
+    assert prediction["e2e_seconds"] == pytest.approx(board(ms[5])[0], rel=0.1)
+    assert prediction["e2e_spread_seconds"] == pytest.approx(cv["time_error_ratio"] * prediction["e2e_seconds"])
+    assert vgg["cross_validation"]["time_error_ratio"] is None  # two modes: nothing left to cross-validate with
+    assert resnet["configuration"].get("model") is None and "mode_cpu_cores" not in resnet["configuration"]
+
+
+def test_exact_data_cross_validates_to_no_error():
+    cv = cross_validate(measured_of(modes()[:-1] + [Mode(2, math.nan, 1.19e9, 510e6, 2.133e9), modes()[-1]]))
+    known = [e["time_error_ratio"] for e in cv["errors"] if e["time_error_ratio"] is not None]
+    assert known and max(abs(v) for v in known) < 1e-6
+
+
+def test_a_predicted_mode_that_would_win_is_a_hollow_point_and_the_report_says_measure_it_next():
+    nan = math.nan
+    measured = [Mode(4, nan, 1.19e9, 612e6, 2.133e9), Mode(4, nan, 1.4976e9, 612e6, 3.199e9),
+                Mode(6, 3.0, 1.4976e9, 765e6, 2.133e9), Mode(2, nan, 1.19e9, 510e6, 2.133e9),
+                Mode(6, nan, 1.19e9, 612e6, 3.199e9)]
+    runs = [run_in(m, "run{}".format(i)) for i, m in enumerate(measured)]
+    conf = [(name, mode.labels()) for name, mode in candidates_of_conf(CONF)]  # the fake Orin NX's modes
+    report = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_modes": conf})
+    (workload,) = report["power_modes"]
+    by_mode = {p["mode"]: p for p in workload["predicted"]}
+    assert "unknown in that mode" in by_mode["MAXN"]["why"]  # no clock caps in the table: nothing to scale by
+    fastest = by_mode["25W"]  # 8 cores, 918 MHz: faster than every measured mode
+    assert fastest["e2e_seconds"] == pytest.approx(board(Mode(8, nan, 1.4976e9, 918e6, 3.199e9))[0], rel=1e-6)
+    (front,) = report["pareto"]
+    point = next(p for p in front["predicted"] if p["what_if"] == "power_mode=25W")
+    assert point["predicted"] and front["recommendation"] is not point
+    assert any("measure mode 25W next" in n and "sweep.power_mode: [25W]" in n for n in report["notes"])
+    text = as_text(report)
+    assert "Power-mode what-if" in text and "leave-one-mode-out over 5 modes" in text
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, "cannot read --nvpmodel-conf"),
+    ("< POWER_MODEL ID=0 NAME=X >\nGPU MAX_FREQ fast\n", "line 2: 'GPU MAX_FREQ fast'"),
+    ("# no modes\n", "no POWER_MODEL in it")])
+def test_a_bad_nvpmodel_conf_is_one_line_naming_the_fix(tmp_path, capsys, text, expected):
+    path = tmp_path / "nvpmodel.conf"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--nvpmodel-conf", str(path), "--prometheus", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and expected in err and "/etc/nvpmodel.conf" in err and "Traceback" not in err
+
+
+def test_predicted_modes_without_a_bar_are_drawn_hollow_on_the_pareto_plot():
+    from report.plots import pareto_front  # matplotlib: imported where drawn
+    measured = [Mode(4, math.nan, 1.19e9, 612e6, 2.133e9), Mode(8, math.nan, 1.984e9, 1.02e9, 3.199e9)]
+    runs = [run_in(m, "run{}".format(i)) for i, m in enumerate(measured)]
+    conf = [(name, mode.labels()) for name, mode in candidates_of_conf(CONF)]
+    report = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_modes": conf})
+    (front,) = report["pareto"]
+    # two measured modes fix only the modes on their line, with no cross-validation to bar them
+    assert all(p["e2e_spread_seconds"] is None for p in front["predicted"] if p["what_if"].startswith("power_mode"))
+    figure = pareto_front(report)
+    hollow = [line for ax in figure.axes for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert hollow and report["power_modes"][0]["cross_validation"]["time_error_ratio"] is None
