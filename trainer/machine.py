@@ -7,16 +7,13 @@ import time
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # /proc/stat cpuN: user nice system [idle iowait] irq softirq steal (guest is in user)
-NICE_FIELD = 1  # user time of processes at a lower priority (nice > 0)
 
 
 class CpuSample(NamedTuple):
     """CPU counters at one instant."""
     own_s: float  # this process's CPU seconds, all its threads
     children_s: float  # its reaped children's (a DataLoader's workers, once the loader has ended them)
-    # busy seconds of the affinity mask's CPUs, whoever ran on them, less the user time of tenants at a lower
-    # priority than this process (NaN: no /proc/stat)
-    busy_s: float
+    busy_s: float  # busy seconds of the affinity mask's CPUs, whoever ran on them (NaN: no /proc/stat)
     cpus: int  # the affinity mask's CPUs
     thread: Optional[Tuple[float, float]]  # the calling thread's ``thread_schedule``
 
@@ -26,9 +23,7 @@ class Machine(NamedTuple):
     cpus: int  # the affinity mask's CPUs
     main_cpu_s: float  # the main process's CPU seconds over the window (all its threads)
     workers_cpu_s: float = math.nan  # its loader workers' that ended inside the window (persistent ones: unknown)
-    # CPU seconds of every process on the mask's CPUs over the window, less the user time of those at a lower
-    # priority than the run (nice > 0 beside a run at nice 0 or below: they take only what the run leaves)
-    busy_cpu_s: float = math.nan
+    busy_cpu_s: float = math.nan  # CPU seconds of every process on the mask's CPUs over the window
     span_s: float = math.nan  # the window's wall seconds
     # how much slower than alone the main thread's CPU work ran: (its CPU + its waits for a CPU) / its CPU
     main_sharing: float = math.nan
@@ -72,16 +67,12 @@ def usable_cpus() -> Sequence[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def busy_seconds(cpus: Sequence[int], stat: str = "/proc/stat", niced: bool = True) -> float:
-    """Seconds the CPUs ``cpus`` have spent busy since boot, without ``niced`` less the user time of processes at
-    nice > 0 (CFS gives a nice-10 process a tenth of a nice-0 one's share, a nice-19 one 1.5 %: beside a run at
-    nice 0 such a tenant takes only what the run leaves; their system time is not told apart and still counts).
-    NaN where /proc/stat cannot be read."""
+def busy_seconds(cpus: Sequence[int], stat: str = "/proc/stat") -> float:
+    """Seconds the CPUs ``cpus`` have spent busy since boot (NaN where /proc/stat cannot be read)."""
     wanted = {"cpu{}".format(n) for n in cpus}
-    fields_counted = [i for i in BUSY_FIELDS if niced or i != NICE_FIELD]
     try:
         with open(stat) as f:
-            ticks = sum(sum(int(fields[1 + i]) for i in fields_counted)
+            ticks = sum(sum(int(fields[1 + i]) for i in BUSY_FIELDS)
                         for fields in (line.split() for line in f) if fields and fields[0] in wanted)
         return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
@@ -91,10 +82,8 @@ def busy_seconds(cpus: Sequence[int], stat: str = "/proc/stat", niced: bool = Tr
 def cpu_sample() -> CpuSample:
     times = os.times()  # clock ticks; process_time is finer
     cpus = usable_cpus()
-    # a run at nice > 0 has its own user time in the nice column, and tenants at its priority compete with it
-    niced = os.getpriority(os.PRIO_PROCESS, 0) > 0
-    return CpuSample(time.process_time(), times.children_user + times.children_system, busy_seconds(cpus, niced=niced),
-                     len(cpus), thread_schedule())
+    return CpuSample(time.process_time(), times.children_user + times.children_system, busy_seconds(cpus), len(cpus),
+                     thread_schedule())
 
 
 def available_memory(meminfo: str = "/proc/meminfo") -> Optional[float]:
