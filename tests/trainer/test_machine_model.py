@@ -103,6 +103,22 @@ def test_the_waits_for_the_core_measured_in_the_cold_epoch_are_not_counted_twice
     assert same.seconds == pytest.approx(epoch_s(timeline), rel=0.01), same
 
 
+@pytest.mark.parametrize("k", [2.0, 4.0])
+def test_a_faster_step_shortens_the_waits_for_the_core_it_made_the_worker_take(k):
+    """One core, the worker and the step taking turns on it (each making waited as long for the core as it ran,
+    the step likewise): with steps K times faster the worker meets 1/K of them, and the epoch is the CPU work on
+    the core. Holding each making as slow as measured predicted 2.07 s for 1.52 s of CPU work at K=2 (review)."""
+    n = 20
+    batches = [Batch(0.0, 0.0, 0.1, 0.05, 0.1, rchar=100000, run_delay_s=0.05)] * n
+    timeline = timeline_of(batches, workers=1)
+    span = epoch_s(timeline)
+    machine = Machine(1, main_cpu_s=n * 0.05, workers_cpu_s=n * 0.05, busy_cpu_s=n * 0.1, span_s=span,
+                      main_sharing=2.0)
+    faster = what_ifs(timeline, span, machine, compute_speedup=[k])["compute_speedup={:g}".format(k)]
+    cpu_work = n * (0.05 + 0.05 / k) + STARTUP + SHUTDOWN
+    assert cpu_work * (1 - 1e-9) <= faster.seconds <= 1.05 * cpu_work, (faster, cpu_work)
+
+
 def test_other_tenants_busy_time_takes_cores_from_the_run():
     """Two CPUs, but another tenant kept one busy all epoch while the other had room: one thread of its own, so
     the cached run's two threads get two thirds of both CPUs; without that record the replay counts on both."""
