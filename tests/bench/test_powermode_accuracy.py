@@ -45,6 +45,7 @@ def test_every_mode_is_scored_from_every_set_that_fixes_it_beside_the_baselines(
     assert max(abs(s["error"]) for s in made) < 1e-6  # the fake is a roofline: exact
     result = bench.summary(scores)
     assert result["what_if"]["worst"] < 1e-6 and result["refused"] == len(scores) - len(made)
-    assert result["inverse_capacity"]["worst"] > 0.2 and result["no_change"]["median"] > 0.2  # both miss
+    # both miss (over the sets the what-if predicted from: none more than 2x outside their span)
+    assert result["inverse_capacity"]["worst"] > 0.2 and result["no_change"]["median"] > 0.1
     lines = bench.table(measured, scores)
     assert len(lines) == 2 + 6 and "2 cores, 35%" in lines[-1]
