@@ -59,6 +59,8 @@ EXPLAINED = 0.1
 GPU_INPUTS = ("GPU clock", "memory clock")
 POWER_INPUTS = ("CPU cores", "CPU cores x clock", "GPU clock", "memory clock")
 TOLERANCE = 1e-9
+POWER_UNVERIFIED = ("; power unverified: the claim rests on a power model checked only against a fake board, never "
+                    "a board's measured power")
 # a target input beyond this factor of the measured range is refused (within it, marked extrapolated): a chosen
 # limit, not a measured one; nothing here has checked a fit farther out than its measured span
 FAR = 2.0
@@ -506,15 +508,17 @@ def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List
                          "basis": "fitted to the measured modes {}".format("; ".join(workload["measured_modes"])),
                          "model_error_ratio": workload["cross_validation"]["time_error_ratio"]}
                 front.setdefault("predicted", []).append(point)
-                if _would_win(point, p, front):
+                win = _would_win(point, p, front)
+                if win:
                     notes.append("Pareto: {} {}: measure mode {} next: predicted {:.3g} s and {:.3g} J an epoch{}, "
-                                 "better than every measured mode{}{}".format(
+                                 "better than every measured mode{}{}{}".format(
                                      front["device"], front["workload_text"], p["mode"], p["e2e_seconds"],
                                      p["energy_joules"], "" if point["model_error_ratio"] is None else
                                      " (± {:.0%} by leave-one-mode-out)".format(point["model_error_ratio"]),
                                      " within the budget" if _budgeted(front) else "",
                                      "" if p["mode"] == mode_name(p["mode_labels"]) else  # an nvpmodel name
-                                     " (an edgescope-experiment plan with sweep.power_mode: [{}])".format(p["mode"])))
+                                     " (an edgescope-experiment plan with sweep.power_mode: [{}])".format(p["mode"]),
+                                     "" if win == "time" else POWER_UNVERIFIED))
     return notes
 
 
@@ -522,17 +526,20 @@ def _budgeted(front: dict) -> bool:
     return front.get("power_budget_watts") is not None or front.get("time_budget_seconds") is not None
 
 
-def _would_win(point: dict, prediction: dict, front: dict) -> bool:
+def _would_win(point: dict, prediction: dict, front: dict) -> Optional[str]:
+    """How the predicted point would win: "time" (faster than every measured point, no budget), "power" (under
+    the budget, or by energy: the predicted power decides it), or None."""
     measured = [p for p in front["points"] if not p["under_measured"]]
     if not measured:
-        return False
+        return None
     if _budgeted(front):
         candidate = dict(point, average_power_watts=prediction["average_power_watts"], power_spread_watts=None,
                          energy_bound_joules=0.0, under_measured=False)
         best, _ = recommend(measured + [candidate], front["power_budget_watts"], front["time_budget_seconds"])
-        return best is candidate
-    return all(point["e2e_seconds"] < p["e2e_seconds"] for p in measured) or \
-        all(point["energy_joules"] < p["energy_joules"] for p in measured)
+        return "power" if best is candidate else None
+    if all(point["e2e_seconds"] < p["e2e_seconds"] for p in measured):
+        return "time"
+    return "power" if all(point["energy_joules"] < p["energy_joules"] for p in measured) else None
 
 
 def notes(power_modes: Sequence[dict]) -> List[str]:
