@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
 from report.configuration import configuration_text, recorded_since
-from report import powermode
+from report import powermode, powermode_report
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -89,18 +89,18 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
     report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
-    # power_mode=M what-ifs (report.powermode): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
+    # power_mode=M what-ifs (report.powermode_report): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
     # and those other workloads of a device were measured in
     candidates = [(name, powermode.Mode.of_labels(labels)) for name, labels in settings.get("power_modes") or []]
-    report["power_modes"] = powermode.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
-    report["notes"] += powermode.notes(report["power_modes"]) + [
+    report["power_modes"] = powermode_report.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
+    report["notes"] += powermode_report.notes(report["power_modes"]) + [
         "power-mode what-if: mode {} not predicted: its cores online are unknown (no CPU_ONLINE lines in "
         "--nvpmodel-conf)".format(name) for name, mode in candidates if mode is None]
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
         add_predicted_points(report["pareto"], rows)
-        report["notes"] += notes + powermode.add_mode_points(report["pareto"], report["power_modes"])
+        report["notes"] += notes + powermode_report.add_mode_points(report["pareto"], report["power_modes"])
     return report
 
 
@@ -208,12 +208,13 @@ def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool =
 
 
 POWER_MODE_TITLE = ("Power-mode what-if per workload (predicted E2E / energy per epoch, each ± the largest of its "
-                    "leave-one-mode-out errors over the measured modes; energy only where power was measured in them, and checked only "
-                    "against a fake board's clock-driven power until a board's sweep is at hand)")
+                    "leave-one-mode-out errors over the measured modes; energy only where power was measured in "
+                    "them, and checked only against a fake board's clock-driven power until a board's sweep is at "
+                    "hand)")
 
 
 def power_mode_table(report: dict) -> tuple:
-    """One line per workload and mode it was not measured in, from the modes it was (report.powermode)."""
+    """One line per workload and mode it was not measured in, from the modes it was (report.powermode_report)."""
     rows = []
     for w in report["power_modes"]:
         for p in w["predicted"]:

@@ -1,6 +1,7 @@
-"""The power_mode=M what-if (report/powermode.py) on runs of a fake board whose epoch time and power are driven by
-its mode's hardware (not time ∝ 1/capacity): the fit recovers unmeasured modes, says which terms the measured
-modes leave open rather than guess, and its error bar is its own leave-one-mode-out cross-validation."""
+"""The power_mode=M what-if (report/powermode.py, its report report/powermode_report.py) on runs of a fake board
+whose epoch time and power are driven by its mode's hardware (not time ∝ 1/capacity): the fit recovers unmeasured
+modes, says which terms the measured modes leave open rather than guess, and its error bar is its own
+leave-one-mode-out cross-validation."""
 import dataclasses
 import math
 import os
@@ -10,7 +11,8 @@ import pytest
 
 from report import cli
 from report.collect import Collected, Epoch, Run
-from report.powermode import Measured, candidates_of_conf, cross_validate, mode_what_ifs, predict
+from report.powermode import Measured, cross_validate, predict
+from report.powermode_report import candidates_of_conf, mode_what_ifs
 from report.render import as_text, build
 from report.summary import comparison
 from trainer.mode import Mode
