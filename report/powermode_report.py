@@ -117,13 +117,14 @@ def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List
                 win = _would_win(point, p, front)
                 if win:
                     notes.append("Pareto: {} {}: measure mode {} next: predicted {:.3g} s and {:.3g} J an epoch{}, "
-                                 "better than every measured mode{}{}{}".format(
+                                 "better than every measured mode{}{}{}{}".format(
                                      front["device"], front["workload_text"], p["mode"], p["e2e_seconds"],
                                      p["energy_joules"], "" if point["model_error_ratio"] is None else
                                      " (± {:.0%} by leave-one-mode-out)".format(point["model_error_ratio"]),
                                      " within the budget" if _budgeted(front) else "",
                                      "" if p["mode"] == mode_name(p["mode_labels"]) else  # an nvpmodel name
                                      " (an edgescope-experiment plan with sweep.power_mode: [{}])".format(p["mode"]),
+                                     "; extrapolated: " + ", ".join(p["extrapolated"]) if p["extrapolated"] else "",
                                      "" if win == "time" else POWER_UNVERIFIED))
     return notes
 

@@ -146,6 +146,7 @@ def test_a_predicted_mode_that_would_win_is_a_hollow_point_and_the_report_says_m
     assert point["predicted"] and front["recommendation"] is not point
     (next_,) = [n for n in report["notes"] if "measure mode 25W next" in n]
     assert "sweep.power_mode: [25W]" in next_ and "power unverified" not in next_  # faster: time decides it
+    assert "extrapolated: cores' worth of CPU 8 (measured 2 to 6)" in next_  # 8 cores: more than any measured
     # under a power budget the predicted power decides it, and nothing has checked that on a board
     budgeted = build(Collected(runs=runs, notes=[]), 1, {"pareto": True, "power_modes": conf, "power_budget": 100.0})
     (next_,) = [n for n in budgeted["notes"] if "measure mode 25W next" in n]
