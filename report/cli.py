@@ -16,7 +16,7 @@ from exporter.yamlfile import one_line
 from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
-from report.powermode import candidates_of_conf
+from report.powermode_report import candidates_of_conf
 from report.prom import Prometheus, ReportError
 from report.render import COLUMNS, DEFAULT_COLUMNS, build, render
 from report.summary import FIELDS

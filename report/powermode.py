@@ -1,14 +1,17 @@
 """The ``power_mode=M`` what-if: a workload's epoch time (and energy, where its power was measured) in a mode it
 was not trained in, from the modes it was (each a comparison row whose knobs differ only in the mode: its
-``mode_*`` hardware, trainer.mode). Per-epoch figures as the report read them from Prometheus; no timelines
-(the mode changes how fast each part runs, not their order, so the parts' sums suffice).
+``mode_*`` hardware, trainer.mode). Per-epoch figures as the report read them from Prometheus; no timelines.
 
-An epoch's time splits into three parts that a mode changes differently:
+An epoch's time is reads + CPU + max(GPU, loader), parts that a mode changes differently:
 
   reads     the stall charged to storage (fetch_stall_storage): unchanged
   GPU       the compute, on a CUDA device: a power law in the GPU and memory (EMC) clocks,
             ``k * gpu^b1 * emc^b2``, fitted by least squares in logs
-  CPU       the rest (the main process's steps on a CPU device, preprocessing not hidden, the host's own work):
+  loader    on a CUDA device with workers: their preprocessing (edgescope_train_epoch_preprocess_seconds, less
+            their waits for a CPU) as CPU work, a power law in the CPU clock, on min(workers, the mode's cores'
+            worth) at once (Loader): it runs beside the GPU, so a mode with fewer or slower cores can expose a
+            loader that every measured mode hid; not recorded: no prediction
+  CPU       the rest (the main process's steps on a CPU device, where the workers share its CPU, the host's work):
             a roofline (Roofline), CPU work W / min(the mode's cores' worth of CPU, the parallelism P the run can
             use) x clock^b: a run that keeps one core busy gains nothing from a second core, but every quota
             below one core costs it in full
@@ -20,26 +23,29 @@ same way, from measured power only (never replayed).
 
 What the measured modes cannot fix is said, never guessed: a prediction exists only where the target's inputs
 are a combination the measured ones determine (its change lies in the span of the measured changes, and every
-parallelism the measured modes allow gives it); else the reason names the terms left open. Its error bar is its
-own leave-one-mode-out cross-validation over the workload's measured modes (each predicted from the others,
-where they fix it): the root mean square of the relative errors, beside every predicted mode; with fewer than 3
-measured modes there is none to give."""
+parallelism the measured modes allow gives it); else the reason names the terms left open. A target input
+outside the measured range is said (``extrapolated``), beyond FAR times it refused. Its error bar is its own
+leave-one-mode-out cross-validation over the workload's measured modes (each predicted from the others, where
+they fix it): the largest |relative error| of those made, beside every predicted mode with their count; with
+fewer than 3 measured modes, or none of the left-out modes fixed by the others, there is none to give."""
 import math
 import statistics
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 
 from report import configuration
-from report.pareto import recommend
-from trainer.mode import MODE_LABELS, Mode, parse_nvpmodel_conf
+from trainer.mode import Mode
 
-# the labels a power mode sets: a row apart from another only in these is the same workload in another mode
-MODE_KNOBS = ("power_mode",) + MODE_LABELS
 MIN_MODES = 2
 MIN_CROSS_VALIDATED = 3  # leaving one out must leave two to fit
 SMALL_PART = 0.01  # a part under this share of every epoch is kept as measured (its power law would fit noise)
 CPU_CLOCK = ("CPU clock",)
+LOADER_CLOCK = ("CPU clock (the workers' preprocessing)",)
+LOADER_UNKNOWN = "whether the workers' preprocessing stays hidden behind the GPU (its seconds were not recorded)"
+LOADER_UNKNOWN_WHY = ("the workers' preprocessing seconds (edgescope_train_epoch_preprocess_seconds) were not "
+                      "recorded, so whether it stays hidden behind the GPU in this mode is unknown: train without "
+                      "--timing none")
 PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest and twice the highest capacity
 GOLDEN = (1 + 5 ** 0.5) / 2
 # a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
@@ -50,6 +56,11 @@ EXPLAINED = 0.1
 GPU_INPUTS = ("GPU clock", "memory clock")
 POWER_INPUTS = ("CPU cores", "CPU cores x clock", "GPU clock", "memory clock")
 TOLERANCE = 1e-9
+# a target input beyond this factor of the measured range is refused (within it, marked extrapolated): a chosen
+# limit, not a measured one; nothing here has checked a fit farther out than its measured span
+FAR = 2.0
+RANGED = (("cores' worth of CPU", Mode.cpu_capacity), ("CPU clock (GHz)", lambda m: m.cpu_max_hz / 1e9),
+          ("GPU clock (GHz)", lambda m: m.gpu_max_hz / 1e9), ("memory clock (GHz)", lambda m: m.emc_max_hz / 1e9))
 
 
 class Fit(NamedTuple):
@@ -109,8 +120,10 @@ class Measured(NamedTuple):
     e2e_s: float
     reads_s: float
     gpu_s: float
-    cpu_s: float
+    cpu_s: float  # e2e - reads - GPU compute
     power_w: Optional[float]
+    workers: int = 0  # the loader's worker processes
+    preprocess_s: Optional[float] = None  # their decode + augment + collate wall time, summed (None: not recorded)
 
     @classmethod
     def of_row(cls, row: dict) -> Optional["Measured"]:
@@ -123,7 +136,21 @@ class Measured(NamedTuple):
         on_gpu = row.get("torch_device") == "cuda"  # a CPU device's compute is CPU work
         gpu = ((row.get("compute_seconds") or {}).get("mean") or 0.0) if on_gpu else 0.0
         power = None if row.get("power_replayed") else (row.get("average_power_watts") or {}).get("mean")
-        return cls(mode_name(labels), mode, e2e, reads, gpu, max(e2e - reads - gpu, 0.0), power)
+        try:
+            workers = int(labels.get("workers") or 0)
+        except ValueError:
+            workers = 0
+        return cls(mode_name(labels), mode, e2e, reads, gpu, max(e2e - reads - gpu, 0.0), power, workers,
+                   (row.get("preprocess_seconds") or {}).get("mean"))
+
+    def loader_work_s(self) -> float:
+        """The workers' preprocessing in CPU-seconds: their summed wall time less the waits for a CPU where they
+        outnumber the mode's cores' worth (edgescope_train_epoch_preprocess_seconds includes those waits)."""
+        return (self.preprocess_s or 0.0) * min(self.workers, self.mode.cpu_capacity()) / self.workers
+
+    def loader_wall_s(self) -> float:
+        """The workers' preprocessing wall time per epoch: they run side by side."""
+        return (self.preprocess_s or 0.0) / self.workers
 
 
 def mode_name(labels: configuration.Labels) -> str:
@@ -245,41 +272,98 @@ class Roofline(NamedTuple):
         return self._values(target)[0]
 
 
+class Loader(NamedTuple):
+    """The loader's workers beside a GPU: their preprocessing runs while the GPU computes, so the pipeline takes
+    the longer of the two, not their sum. Its CPU work (a power law in the CPU clock, fitted like the Roofline's)
+    is done on min(workers, the mode's cores' worth of CPU) at once: a mode with fewer or slower cores can expose
+    a loader that every measured mode hid behind the GPU."""
+    workers: int
+    work: Part
+
+    def unfixed(self, target: Optional[Mode] = None) -> List[str]:
+        return self.work.unfixed(target)
+
+    def value(self, target: Mode) -> float:
+        """The workers' wall time per epoch in ``target``."""
+        return self.work.value(target) / min(self.workers, target.cpu_capacity())
+
+
 class Model(NamedTuple):
-    """A workload's time and power models over its measured modes."""
+    """A workload's time and power models over its measured modes: an epoch is its reads + the rest of its CPU
+    work + the pipeline's longer side, the GPU's compute or (with workers, on a GPU) their preprocessing."""
     reads_s: float
-    parts: Tuple[Roofline, Part]  # CPU, GPU
+    cpu: Roofline  # the CPU work outside the pipeline (on a CPU device, the steps too)
+    gpu: Part
+    loader: Optional[Loader]  # None: no workers, or a CPU device (their work shares the CPU with the steps)
+    loader_unknown: bool  # workers on a GPU whose preprocessing seconds were not recorded
     power: Optional[Part]  # None: power measured in fewer than MIN_MODES modes
 
     @classmethod
     def fit(cls, measured: Sequence[Measured]) -> "Model":
         modes = [m.mode for m in measured]
-
         gpu = [m.gpu_s for m in measured]
         small = all(v <= SMALL_PART * m.e2e_s for v, m in zip(gpu, measured))
+        piped = any(v > 0 for v in gpu) and all(m.workers > 0 for m in measured)
+        unknown = piped and any(m.preprocess_s is None for m in measured)
+        loader = Loader(measured[0].workers, Part.of(cpu_clock, LOADER_CLOCK, modes,
+                                                     [m.loader_work_s() for m in measured], log=True)) \
+            if piped and not unknown else None
+        rest = [m.cpu_s if loader is None else max(m.e2e_s - m.reads_s - max(m.gpu_s, m.loader_wall_s()), 0.0)
+                for m in measured]
         powered = [m for m in measured if m.power_w is not None]
         power = Part.of(power_inputs, POWER_INPUTS, [m.mode for m in powered], [m.power_w for m in powered],
                         log=False) if len(powered) >= MIN_MODES else None  # type: ignore
-        return cls(statistics.mean(m.reads_s for m in measured),
-                   (Roofline.of(modes, [m.cpu_s for m in measured]),
-                    Part.of(gpu_inputs, GPU_INPUTS, modes, gpu, log=True, keep=small)), power)
+        return cls(statistics.mean(m.reads_s for m in measured), Roofline.of(modes, rest),
+                   Part.of(gpu_inputs, GPU_INPUTS, modes, gpu, log=True, keep=small), loader, unknown, power)
 
     def unfixed(self, target: Optional[Mode] = None) -> List[str]:
         """The time terms the measured modes leave open (those ``target`` needs; empty: it is determined)."""
-        return [n for part in self.parts for n in part.unfixed(target)]
+        if self.loader_unknown:
+            return [LOADER_UNKNOWN]
+        parts = [self.cpu, self.gpu] + ([self.loader] if self.loader is not None else [])  # type: List
+        return [n for part in parts for n in part.unfixed(target)]
 
     def time(self, target: Mode) -> float:
         """The predicted epoch seconds in ``target`` (check ``unfixed`` first): reads as measured, the parts scaled."""
-        return self.reads_s + sum(part.value(target) for part in self.parts)
+        pipeline = self.gpu.value(target)
+        if self.loader is not None:
+            pipeline = max(pipeline, self.loader.value(target))
+        return self.reads_s + self.cpu.value(target) + pipeline
+
+
+def outside(measured: Sequence[Measured], target: Mode) -> Tuple[List[str], List[str]]:
+    """The target's inputs outside the measured modes' range (extrapolated: said beside the prediction), and
+    those beyond FAR times it or not positive (refused: a fit over a narrower span says nothing so far out)."""
+    marked, refused = [], []
+    for name, of in RANGED:
+        values = [of(m.mode) for m in measured]
+        value = of(target)
+        if not math.isfinite(value) or not all(math.isfinite(v) for v in values):
+            continue
+        lo, hi = min(values), max(values)
+        if lo <= value <= hi:
+            continue
+        text = "{} {:.3g} (measured {:.3g} to {:.3g})".format(name, value, lo, hi)
+        (refused if value <= 0 or value < lo / FAR or value > hi * FAR else marked).append(text)
+    return marked, refused
 
 
 def predict(measured: Sequence[Measured], target: Mode) -> dict:
     """One mode's prediction from ``measured``: ``e2e_seconds`` (None with ``why`` where the measured modes do not
-    fix it), ``average_power_watts`` and ``energy_joules`` (None where power was not measured in 2 modes or does
-    not fix this one, ``power_why`` then says)."""
+    fix it or it lies far outside them), ``extrapolated`` (its inputs outside the measured range), ``average_power_
+    watts`` and ``energy_joules`` (None where power was not measured in 2 modes or does not fix this one,
+    ``power_why`` then says)."""
+    marked, refused = outside(measured, target)
+    out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None,
+           "extrapolated": marked}
+    if refused:
+        out["why"] = "far outside the measured modes: {}; measure a mode nearer it".format(", ".join(refused))
+        return out
     model = Model.fit(measured)
     unfixed = model.unfixed(target)
-    out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None}
+    if model.loader_unknown:
+        out["why"] = LOADER_UNKNOWN_WHY
+        return out
     if unfixed:
         out["why"] = "the measured modes do not fix {}: measure modes that vary each on its own".format(
             ", ".join(unfixed))
@@ -298,8 +382,10 @@ def predict(measured: Sequence[Measured], target: Mode) -> dict:
 
 def cross_validate(measured: Sequence[Measured]) -> dict:
     """Leave one measured mode out, predict it from the others: per mode the relative time and energy errors
-    (None where the others do not fix it), and their root mean squares (``time_error_ratio``,
-    ``energy_error_ratio``; None without one error to give)."""
+    (None where the others do not fix it); the bars, the largest |error| (``time_error_ratio``,
+    ``energy_error_ratio``; None without one error to give) and how many errors each is the largest of
+    (``time_errors``, ``energy_errors``). The largest, not the root mean square (always below the worst): of n
+    exchangeable errors, a new one exceeds all n with probability 1 / (n + 1)."""
     errors = []
     for i, left_out in enumerate(measured):
         others = [m for j, m in enumerate(measured) if j != i]
@@ -311,148 +397,8 @@ def cross_validate(measured: Sequence[Measured]) -> dict:
             p["energy_joules"] / (left_out.power_w * left_out.e2e_s) - 1
         errors.append({"mode": left_out.name, "time_error_ratio": time_error, "energy_error_ratio": energy_error})
 
-    def rms(name: str) -> Optional[float]:
-        known = [e[name] for e in errors if e[name] is not None]
-        return math.sqrt(statistics.mean(v * v for v in known)) if known else None
-    return {"errors": errors, "time_error_ratio": rms("time_error_ratio"),
-            "energy_error_ratio": rms("energy_error_ratio")}
-
-
-def _workload_key(row: dict) -> Tuple:
-    labels = configuration.of_record(row)
-    return (row["device"],) + configuration.key({k: v for k, v in labels.items() if k not in MODE_KNOBS})
-
-
-def workloads(rows: Sequence[dict]) -> List[Tuple[dict, List[Measured]]]:
-    """The comparison's rows grouped by everything but the mode (ways to train only), with >= 2 measured modes:
-    (a row of the group, its measured modes)."""
-    groups = {}  # type: Dict[Tuple, Tuple[dict, List[Measured]]]
-    for row in rows:
-        if configuration.not_a_choice(row.get("measured_as", {})):
-            continue
-        measured = Measured.of_row(row)
-        if measured is not None:
-            groups.setdefault(_workload_key(row), (row, []))[1].append(measured)
-    return [group for _, group in sorted(groups.items(), key=lambda kv: kv[0]) if len(group[1]) >= MIN_MODES]
-
-
-def _same(mode: Mode) -> Tuple[Tuple[str, str], ...]:
-    """Equal for equal hardware (a Mode holds NaN, which equals nothing)."""
-    return tuple(sorted(mode.labels().items()))
-
-
-def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] = ()) -> List[dict]:
-    """Per workload with >= 2 measured modes: its measured modes, the terms they leave open, its
-    cross-validation, and a prediction with that error bar for each mode in ``candidates`` (e.g. a board's
-    nvpmodel.conf) or measured for another workload of the same device, that this one was not measured in."""
-    groups = workloads(rows)
-    out = []
-    for row, measured in groups:
-        seen = {_same(m.mode) for m in measured}
-        targets = []  # type: List[Tuple[str, Mode]]
-        for name, mode in list(candidates) + [(m.name, m.mode) for r, ms in groups if r["device"] == row["device"]
-                                              for m in ms]:
-            if _same(mode) not in seen:
-                seen.add(_same(mode))
-                targets.append((name, mode))
-        cv = cross_validate(measured)
-        model = Model.fit(measured)
-        predictions = []
-        for name, mode in targets:
-            p = predict(measured, mode)
-            p.update(mode=name, mode_labels=mode.labels(),
-                     e2e_spread_seconds=_bar(p["e2e_seconds"], cv["time_error_ratio"]),
-                     energy_spread_joules=_bar(p["energy_joules"], cv["energy_error_ratio"]))
-            predictions.append(p)
-        key = _workload_key(row)
-        labels = configuration.of_record(row)
-        out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
-                    "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
-                    "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
-                    "runs": [run for r in rows if _workload_key(r) == key for run in r["runs"]],
-                    "measured_modes": [m.name for m in measured], "unfixed_terms": model.unfixed(),
-                    "power_unfixed_terms": None if model.power is None else model.power.unfixed(),
-                    "cross_validation": cv, "predicted": predictions})
-    return out
-
-
-def _bar(value: Optional[float], error_ratio: Optional[float]) -> Optional[float]:
-    return None if value is None or error_ratio is None else error_ratio * value
-
-
-def candidates_of_conf(path: str) -> List[Tuple[str, Mode]]:
-    """A board's nvpmodel.conf modes to predict (edgescope-report --nvpmodel-conf); ValueError with one line naming
-    the problem and the fix."""
-    try:
-        with open(path) as f:
-            models = parse_nvpmodel_conf(f.read())
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError("cannot read --nvpmodel-conf {}: {}; copy the board's /etc/nvpmodel.conf".format(
-            path, getattr(error, "strerror", None) or error))
-    except ValueError as error:
-        raise ValueError("--nvpmodel-conf {}: {}; pass the board's own /etc/nvpmodel.conf".format(path, error))
-    if not models:
-        raise ValueError("--nvpmodel-conf {}: no POWER_MODEL in it; pass the board's own /etc/nvpmodel.conf".format(
-            path))
-    return [(m.name, m.mode) for m in models]
-
-
-def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List[str]:
-    """Each predicted mode with a time and an energy joins its front's ``predicted`` points (drawn hollow, never
-    recommended), its bar the cross-validation's; a note "measure mode M next" where one would win: be
-    recommended under the front's budget, or (no budget) be faster or take less energy than every measured
-    point. The notes."""
-    notes = []
-    for workload in power_modes:
-        for front in front_list:
-            if front["device"] != workload["device"] or front["workload"] != workload["workload"]:
-                continue
-            for p in workload["predicted"]:
-                if p["e2e_seconds"] is None or p["energy_joules"] is None:
-                    continue
-                point = {"predicted": True, "what_if": "power_mode={}".format(p["mode"]), "runs": workload["runs"],
-                         "configuration": dict(workload["configuration"], **p["mode_labels"]),
-                         "e2e_seconds": p["e2e_seconds"], "e2e_spread_seconds": p["e2e_spread_seconds"],
-                         "energy_joules": p["energy_joules"], "energy_spread_joules": p["energy_spread_joules"],
-                         "basis": "fitted to the measured modes {}".format("; ".join(workload["measured_modes"])),
-                         "model_error_ratio": workload["cross_validation"]["time_error_ratio"]}
-                front.setdefault("predicted", []).append(point)
-                if _would_win(point, p, front):
-                    notes.append("Pareto: {} {}: measure mode {} next: predicted {:.3g} s and {:.3g} J an epoch{}, "
-                                 "better than every measured mode{}{}".format(
-                                     front["device"], front["workload_text"], p["mode"], p["e2e_seconds"],
-                                     p["energy_joules"], "" if point["model_error_ratio"] is None else
-                                     " (± {:.0%} by leave-one-mode-out)".format(point["model_error_ratio"]),
-                                     " within the budget" if _budgeted(front) else "",
-                                     "" if p["mode"] == mode_name(p["mode_labels"]) else  # an nvpmodel name
-                                     " (an edgescope-experiment plan with sweep.power_mode: [{}])".format(p["mode"])))
-    return notes
-
-
-def _budgeted(front: dict) -> bool:
-    return front.get("power_budget_watts") is not None or front.get("time_budget_seconds") is not None
-
-
-def _would_win(point: dict, prediction: dict, front: dict) -> bool:
-    measured = [p for p in front["points"] if not p["under_measured"]]
-    if not measured:
-        return False
-    if _budgeted(front):
-        candidate = dict(point, average_power_watts=prediction["average_power_watts"], power_spread_watts=None,
-                         energy_bound_joules=0.0, under_measured=False)
-        best, _ = recommend(measured + [candidate], front["power_budget_watts"], front["time_budget_seconds"])
-        return best is candidate
-    return all(point["e2e_seconds"] < p["e2e_seconds"] for p in measured) or \
-        all(point["energy_joules"] < p["energy_joules"] for p in measured)
-
-
-def notes(power_modes: Sequence[dict]) -> List[str]:
-    """Per workload: the modes it was measured in and the terms they leave open."""
-    out = []
-    for w in power_modes:
-        open_terms = w["unfixed_terms"] + ["power: " + t for t in w["power_unfixed_terms"] or []]
-        out.append("power-mode what-if: {} {} ({}) measured in {} modes ({}){}".format(
-            w["device"], w["workload_text"], configuration.configuration_text(w["configuration"]),
-            len(w["measured_modes"]), "; ".join(w["measured_modes"]),
-            "; they leave open: {}".format(", ".join(open_terms)) if open_terms else ""))
-    return out
+    def made(name: str) -> List[float]:
+        return [abs(e[name]) for e in errors if e[name] is not None]
+    return {"errors": errors, "time_error_ratio": max(made("time_error_ratio"), default=None),
+            "energy_error_ratio": max(made("energy_error_ratio"), default=None),
+            "time_errors": len(made("time_error_ratio")), "energy_errors": len(made("energy_error_ratio"))}

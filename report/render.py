@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from exporter.yamlfile import one_line
 from report.collect import Collected, Epoch, Run
 from report.configuration import configuration_text, recorded_since
-from report import powermode
+from report import powermode, powermode_report
 from report.pareto import UNDER_MEASURED, add_predicted_points, fronts
 from report.summary import FIELDS, REPLAYED, comparison, run_summary
 from report.whatif import add_what_ifs
@@ -89,16 +89,18 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
         "notes": list(collected.notes) + ([table.problem] if table.problem else []),
     }
     report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
-    # power_mode=M what-ifs (report.powermode): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
+    # power_mode=M what-ifs (report.powermode_report): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
     # and those other workloads of a device were measured in
     candidates = [(name, powermode.Mode.of_labels(labels)) for name, labels in settings.get("power_modes") or []]
-    report["power_modes"] = powermode.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
-    report["notes"] += powermode.notes(report["power_modes"])
+    report["power_modes"] = powermode_report.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
+    report["notes"] += powermode_report.notes(report["power_modes"]) + [
+        "power-mode what-if: mode {} not predicted: its cores online are unknown (no CPU_ONLINE lines in "
+        "--nvpmodel-conf)".format(name) for name, mode in candidates if mode is None]
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
         add_predicted_points(report["pareto"], rows)
-        report["notes"] += notes + powermode.add_mode_points(report["pareto"], report["power_modes"])
+        report["notes"] += notes + powermode_report.add_mode_points(report["pareto"], report["power_modes"])
     return report
 
 
@@ -205,28 +207,41 @@ def tables(report: dict, columns: Optional[Sequence[str]] = None, marked: bool =
         + ([pareto_table(report, marked)] if "pareto" in report else [])
 
 
-POWER_MODE_TITLE = ("Power-mode what-if per workload (predicted E2E / energy per epoch ± its leave-one-mode-out "
-                    "error over the measured modes; energy only where power was measured in them, and checked only "
-                    "against a fake board's clock-driven power until a board's sweep is at hand)")
+POWER_MODE_TITLE = ("Power-mode what-if per workload (predicted E2E / energy per epoch, each ± the largest of its "
+                    "leave-one-mode-out errors over the measured modes; energy only where power was measured in "
+                    "them, and checked only against a fake board's clock-driven power until a board's sweep is at "
+                    "hand)")
 
 
 def power_mode_table(report: dict) -> tuple:
-    """One line per workload and mode it was not measured in, from the modes it was (report.powermode)."""
+    """One line per workload and mode it was not measured in, from the modes it was (report.powermode_report)."""
     rows = []
     for w in report["power_modes"]:
-        cv = w["cross_validation"]
-        bar = "± {:.0%} (leave-one-mode-out over {} modes)".format(cv["time_error_ratio"], len(w["measured_modes"])) \
-            if cv["time_error_ratio"] is not None else "no bar: {} measured modes, cross-validation needs {}".format(
-                len(w["measured_modes"]), powermode.MIN_CROSS_VALIDATED)
         for p in w["predicted"]:
             if p["e2e_seconds"] is None:
                 cell = "{} ({})".format(MISSING, p["why"])
             else:
-                cell = with_spread(p["e2e_seconds"], p["e2e_spread_seconds"], "s") + " / " + (
-                    with_spread(p["energy_joules"], p["energy_spread_joules"], "J") if p["energy_joules"] is not None
-                    else "{} J ({})".format(MISSING, p["power_why"])) + " " + bar
+                cell = "{} ({}) / {}{}".format(
+                    with_spread(p["e2e_seconds"], p["e2e_spread_seconds"], "s"), _mode_bar(w, "time"),
+                    "{} ({})".format(with_spread(p["energy_joules"], p["energy_spread_joules"], "J"),
+                                     _mode_bar(w, "energy")) if p["energy_joules"] is not None
+                    else "{} J ({})".format(MISSING, p["power_why"]),
+                    "; extrapolated: " + ", ".join(p["extrapolated"]) if p["extrapolated"] else "")
             rows.append([w["device"], w["workload_text"], configuration_text(w["configuration"]), p["mode"], cell])
     return POWER_MODE_TITLE, ["device", "workload", "configuration", "mode", "predicted"], rows
+
+
+def _mode_bar(workload: dict, figure: str) -> str:
+    """A power-mode prediction's bar (``figure``: time or energy) and the leave-one-out errors behind it."""
+    cv = workload["cross_validation"]
+    if cv[figure + "_error_ratio"] is not None:
+        count = cv[figure + "_errors"]
+        return "± {:.0%}: the largest of {} leave-one-mode-out error{}".format(
+            cv[figure + "_error_ratio"], count, "" if count == 1 else "s")
+    if len(workload["measured_modes"]) < powermode.MIN_CROSS_VALIDATED:
+        return "no bar: {} measured modes, cross-validation needs {}".format(
+            len(workload["measured_modes"]), powermode.MIN_CROSS_VALIDATED)
+    return "unchecked: no leave-one-mode-out prediction of its {} was possible".format(figure)
 
 
 def _prediction_cell(prediction: dict) -> str:

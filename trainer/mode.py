@@ -19,7 +19,7 @@ import glob
 import math
 import os
 import re
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from trainer.machine import usable_cpus
 
@@ -29,6 +29,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 MODE_LABELS = ("mode_cpu_cores", "mode_cpu_quota_cores", "mode_cpu_max_hz", "mode_gpu_max_hz", "mode_emc_max_hz")
 _MODEL = re.compile(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>")
 _SECTION = re.compile(r"^<")
+_POWER_MODEL = re.compile(r"^<\s*POWER_MODEL\b")
 _PMODE = re.compile(r"pmode:(\d+)")
 _GPU_DEVFREQ = re.compile(r"(gpu|ga10b|gv11b|gp10b|gm20b|gk20a)", re.I)
 
@@ -83,6 +84,9 @@ def parse_nvpmodel_conf(text: str) -> List[NvpModel]:
         if not line:
             continue
         model = _MODEL.match(line)
+        if model is None and _POWER_MODEL.match(line):
+            raise ValueError("nvpmodel.conf line {}: {!r}: not < POWER_MODEL ID=<number> NAME=<name> >".format(
+                number, raw.strip()))
         if model or _SECTION.match(line):
             if current is not None:
                 models.append(_finished(current))
@@ -134,6 +138,15 @@ def _number(path: str, scale: float = 1.0) -> float:
         return math.nan
 
 
+def _numbers(fields: Sequence[str]) -> Tuple[float, float]:
+    """cgroup v2 cpu.max's "QUOTA PERIOD" as numbers; NaN for "max" or anything else unreadable."""
+    try:
+        quota, period = fields
+        return float(quota), float(period)
+    except ValueError:
+        return math.nan, math.nan
+
+
 def nvpmodel_mode(conf: str = NVPMODEL_CONF, status: str = NVPMODEL_STATUS) -> Optional[NvpModel]:
     """The mode nvpmodel last set, from its table; None off a Jetson or where either file cannot be read."""
     text, state = _read(conf), _read(status)
@@ -165,13 +178,11 @@ def cgroup_quota_cores(proc_cgroup: str = "/proc/self/cgroup", root: str = CGROU
             continue
         for quota_file, period_file in files:
             if period_file is None:
-                fields = (_read(quota_file) or "").split()
-                if len(fields) == 2 and fields[0] != "max":
-                    quotas.append(float(fields[0]) / float(fields[1]))
+                quota, period = _numbers((_read(quota_file) or "").split())
             else:
                 quota, period = _number(quota_file), _number(period_file)
-                if quota > 0 and period > 0:
-                    quotas.append(quota / period)
+            if quota > 0 and period > 0:  # "max", -1 or unreadable: no limit this process can be held to
+                quotas.append(quota / period)
     return min(quotas) if quotas else math.nan
 
 

@@ -35,6 +35,11 @@ def test_a_mode_line_that_cannot_be_read_is_named():
         parse_nvpmodel_conf("< POWER_MODEL ID=0 NAME=X >\nCPU_ONLINE CORE_0 1\nGPU MAX_FREQ fast\n")
 
 
+def test_a_power_model_header_that_cannot_be_read_is_named_not_dropped():
+    with pytest.raises(ValueError, match=r"line 1: '< POWER_MODEL ID=two NAME=15W >'"):
+        parse_nvpmodel_conf("< POWER_MODEL ID=two NAME=15W >\nCPU_ONLINE CORE_0 1\n")
+
+
 def test_a_jetsons_mode_takes_clocks_from_sysfs_and_the_memory_cap_from_nvpmodel(tmp_path):
     sysfs = make_orin_sysfs(tmp_path / "sys")  # cpu0, cpu1 capped at 1497600 kHz, the GPU at 612 MHz
     status = write(tmp_path, "status", "pmode:0002")
@@ -62,6 +67,13 @@ def test_cgroup_quotas_v1_and_v2_in_cores_the_tightest_of_the_hierarchy(tmp_path
     assert cgroup_quota_cores(v2, root) == pytest.approx(0.35)
     write(root, "d/cpu.max", "max 100000")
     assert math.isnan(cgroup_quota_cores(write(root, "v2d", "0::/d"), root))
+
+
+@pytest.mark.parametrize("cpu_max", ["abc 100000", "0 100000", "50000", ""])
+def test_an_unreadable_cgroup_v2_cpu_max_is_no_quota_not_a_crash(tmp_path, cpu_max):
+    root = str(tmp_path)
+    write(root, "e/cpu.max", cpu_max)
+    assert math.isnan(cgroup_quota_cores(write(root, "v2e", "0::/e"), root))
 
 
 def test_a_run_records_its_mode_in_run_info_and_every_results_record(cifar_dir, tmp_path):
