@@ -2,6 +2,7 @@
 and the CLI run as a child process with (or without) the fake jtop."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FAKE_JTOP = os.path.join(HERE, "fake_jtop")
 FAKE_TRAINER = os.path.join(HERE, "fake_trainer.py")
+
+
+def as_in_a_terminal() -> None:
+    """A runner child's preexec_fn: SIGINT at its default, as for a terminal's foreground job, so that the tests'
+    Ctrl-C reaches it. Under a shell's background job (`nohup pytest ... &`) SIGINT starts ignored, the child
+    inherits that and Python keeps it: the runner never saw the Ctrl-C and the test timed out after 60 s."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Bench:

@@ -12,6 +12,7 @@ import pytest
 
 from experiment.controls import JtopControls
 from experiment.runner import BOARD_FILE
+from tests.experiment.conftest import as_in_a_terminal
 from tests.experiment.test_runner import controls_of
 
 FIRST = "t-vgg11-b16-w4-pf2-pm-MODE_20W_6CORE-ssd-nx-test"
@@ -38,7 +39,7 @@ def start(bench, plan, **env):
     process = subprocess.Popen(bench.cli_args(plan), env=bench.env(FAKE_TRAINER_HANG=FIRST,
                                                                    FAKE_TRAINER_HANG_MARK=str(mark), **env),
                                cwd=str(bench.tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=as_in_a_terminal)
     deadline = time.time() + 60
     while not mark.exists() and time.time() < deadline:
         time.sleep(0.1)

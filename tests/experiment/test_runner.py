@@ -16,6 +16,7 @@ from experiment.controls import ControlError, NoControls
 from experiment.plan import RUNNER_LABELS, load
 from experiment.runner import completed_runs, run_plan
 from experiment.state import Journal
+from tests.experiment.conftest import as_in_a_terminal
 from tests.report.scenario import NX_RUN
 
 
@@ -112,7 +113,7 @@ def test_an_interrupted_run_is_redone(bench):
     process = subprocess.Popen(bench.cli_args(plan), env=bench.env(FAKE_TRAINER_HANG=first,
                                                                    FAKE_TRAINER_HANG_MARK=str(mark)),
                                cwd=str(bench.tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=as_in_a_terminal)
     try:
         deadline = time.time() + 60
         while not mark.exists() and time.time() < deadline:
