@@ -21,17 +21,16 @@ import os
 import re
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from exporter.readfile import read_regular
+from exporter.sources.thermal import GPU_DEVFREQ_NAMES, NVPMODEL_STATUS, PMODE
 from trainer.machine import usable_cpus
 
 NVPMODEL_CONF = "/etc/nvpmodel.conf"
-NVPMODEL_STATUS = "/var/lib/nvpmodel/status"
 CGROUP_ROOT = "/sys/fs/cgroup"
 MODE_LABELS = ("mode_cpu_cores", "mode_cpu_quota_cores", "mode_cpu_max_hz", "mode_gpu_max_hz", "mode_emc_max_hz")
 _MODEL = re.compile(r"^<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>")
 _SECTION = re.compile(r"^<")
 _POWER_MODEL = re.compile(r"^<\s*POWER_MODEL\b")
-_PMODE = re.compile(r"pmode:(\d+)")
-_GPU_DEVFREQ = re.compile(r"(gpu|ga10b|gv11b|gp10b|gm20b|gk20a)", re.I)
 
 
 class Mode(NamedTuple):
@@ -122,11 +121,15 @@ def _finished(current: Dict[str, object]) -> NvpModel:
     return NvpModel(int(current["id"]), str(current["name"]), mode)  # type: ignore
 
 
+MAX_FILE_BYTES = 1 << 20  # nvpmodel.conf is tens of kB, the /proc and /sys files a line
+
+
 def _read(path: str) -> Optional[str]:
+    """The text of a settings file, or None where it cannot be read (exporter.readfile: a FIFO or a device in its
+    place does not hang the run's start)."""
     try:
-        with open(path) as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError):
+        return read_regular(path, MAX_FILE_BYTES).decode("utf-8")
+    except (OSError, ValueError):  # ValueError: Unreadable, UnicodeDecodeError
         return None
 
 
@@ -150,7 +153,7 @@ def _numbers(fields: Sequence[str]) -> Tuple[float, float]:
 def nvpmodel_mode(conf: str = NVPMODEL_CONF, status: str = NVPMODEL_STATUS) -> Optional[NvpModel]:
     """The mode nvpmodel last set, from its table; None off a Jetson or where either file cannot be read."""
     text, state = _read(conf), _read(status)
-    found = _PMODE.search(state or "")
+    found = PMODE.search(state or "")
     if text is None or found is None:
         return None
     try:
@@ -200,7 +203,7 @@ def _sysfs_clocks(cpus: Sequence[int], sysfs: str) -> List[float]:
     cpu = [c for c in cpu if math.isfinite(c)]
     gpu = math.nan
     for path in sorted(glob.glob(os.path.join(sysfs, "class", "devfreq", "*"))):
-        if _GPU_DEVFREQ.search(os.path.basename(path)):
+        if GPU_DEVFREQ_NAMES.search(os.path.basename(path)):
             gpu = _number(os.path.join(path, "max_freq"))
             break
     return [max(cpu) if cpu else math.nan, gpu]

@@ -39,7 +39,7 @@ OFFLINE_MILLI = -256000
 NVPMODEL_STATUS = "/var/lib/nvpmodel/status"
 _TRIP = re.compile(r"^trip_point_(\d+)_temp$")
 _OC = re.compile(r"^(oc\d+)_event_cnt$")
-_PMODE = re.compile(r"pmode:(\d+)")
+PMODE = re.compile(r"pmode:(\d+)")  # /var/lib/nvpmodel/status: the mode nvpmodel last set
 CLOCK_METRICS = ("edgescope_clock_frequency_hertz", "edgescope_clock_frequency_min_hertz",
                  "edgescope_clock_frequency_policy_max_hertz")
 
@@ -146,7 +146,7 @@ class ThermalSource(Source):
 
     def _power_mode(self) -> Optional[str]:
         try:
-            m = _PMODE.search(read_text(self._nvpmodel_status))
+            m = PMODE.search(read_text(self._nvpmodel_status))
         except OSError:
             return None
         return m.group(1) if m else None

@@ -9,7 +9,7 @@ import pytest
 from tests.exporter.conftest import make_orin_sysfs, write
 from tests.trainer.conftest import small_run_args
 from trainer import cli
-from trainer.mode import MODE_LABELS, Mode, cgroup_quota_cores, current_mode, parse_nvpmodel_conf
+from trainer.mode import MODE_LABELS, Mode, cgroup_quota_cores, current_mode, nvpmodel_mode, parse_nvpmodel_conf
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(__file__)), "exporter", "fixtures", "nvpmodel_orin_nx.conf")
 
@@ -96,3 +96,12 @@ def test_the_callbacks_record_the_mode_as_edgescope_train_does():
     info = [s for metric in recorder.metrics.registry.collect() if metric.name == "edgescope_train_run_info"
             for s in metric.samples]
     assert info[0].labels["mode_cpu_cores"] == str(len(os.sched_getaffinity(0)))
+
+
+def test_a_fifo_in_place_of_nvpmodel_conf_does_not_hang_the_run_start(tmp_path):
+    """A FIFO nobody writes to at /etc/nvpmodel.conf: open() blocked the trainer's start for ever; it is read as
+    unknown instead (exporter.readfile's bounded, non-blocking read of regular files only)."""
+    conf, status = tmp_path / "nvpmodel.conf", tmp_path / "status"
+    os.mkfifo(str(conf))
+    status.write_text("pmode:0000\n")
+    assert nvpmodel_mode(str(conf), str(status)) is None
