@@ -250,11 +250,10 @@ class Costs(NamedTuple):
     make_cpu: List[float]  # wall seconds at no sharing
     step_wait: List[float]
     step_cpu: List[float]  # wall seconds at no sharing
-    # how much slower than alone each making's CPU ran in the measured epoch ((CPU + its wait for a CPU) / CPU),
-    # and the steps' (the main thread's): where the run's threads met each other or a tenant only now and then, an
+    # how much slower than alone each making's CPU ran in the measured epoch ((CPU + its wait for a CPU) / CPU;
+    # the steps': CpuModel.sharing): where the run's threads met each other or a tenant only now and then, an
     # epoch-wide share misses it; a replay never runs a piece faster than that
     make_sharing: List[float]
-    step_sharing: float
 
 
 class CpuModel:
@@ -300,8 +299,7 @@ class CpuModel:
         step = [_piece(k, k * main_share, self.sharing) for k in r.compute]
         make_cpu = [min(c, m) for c, m in zip(r.cpu, making)]
         self.costs = Costs(device, [b - w for b, w in zip(blocked, device)], make_cpu, [x[0] for x in step],
-                           [x[1] for x in step], [1 + d / c if c > 0 else 1.0 for c, d in zip(make_cpu, delay)],
-                           self.sharing)
+                           [x[1] for x in step], [1 + d / c if c > 0 else 1.0 for c, d in zip(make_cpu, delay)])
         # storage serving one reader's worth at a time: the measured waits hold that many readers at once
         self.read_sharing = max(1.0, sum(device) / r.span) if r.span > 0 else 1.0
 
@@ -337,12 +335,12 @@ class CpuModel:
         assigned = r.assigned if workers == r.workers and workers else None
         wait = [w * wait_scale / (self.read_sharing if serial_storage else 1.0) for w in c.device_wait]
         cpu_s = self.making_cpu_s + self.step_cpu_s / step_speedup  # the loop's CPU seconds
+        # a making's measured waits for a CPU shrink with the steps it met there (K times faster: 1/K of them)
+        floors = [1 + (f - 1) / step_speedup for f in c.make_sharing]
         sharing = stretch = 1.0
         for _ in range(60):
-            # a making's measured waits for a CPU shrink with the steps it met there (K times faster: 1/K of them)
-            make = [d * stretch + o + m * max(sharing, 1 + (f - 1) / step_speedup)
-                    for d, o, m, f in zip(wait, c.make_wait, c.make_cpu, c.make_sharing)]
-            steps = [(o + m * max(sharing, c.step_sharing)) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
+            make = [d * stretch + o + m * max(sharing, f) for d, o, m, f in zip(wait, c.make_wait, c.make_cpu, floors)]
+            steps = [(o + m * max(sharing, self.sharing)) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
             span = replay(r, workers, make, steps, assigned)
             # the runnable threads over the CPUs: the run's (its CPU seconds, stretched, over the loop) and the tenants'
             sharing = (sharing + max(1.0, (sharing * cpu_s / span + self.tenants) / self.machine.cpus)) / 2
