@@ -100,11 +100,11 @@ def recorded_since(rows: Sequence[Mapping]) -> List[str]:
     same knobs whose trainer did: nothing shows that the two did the same work (another dataset of as many
     samples, part of an epoch), so they are rows and fronts apart, and the line names both and why."""
     notes = []
-    for old in rows:
-        labels = of_record(old)
+    records = [(row, of_record(row)) for row in rows]
+    for old, labels in records:
         missing = [name for name in RECORDED_SINCE if not labels.get(name)]
-        newer = [", ".join(row["runs"]) for row in rows if row is not old and missing
-                 and any(of_record(row).get(name) for name in missing) and same_except(labels, of_record(row), missing)]
+        newer = [", ".join(row["runs"]) for row, other in records if row is not old and missing
+                 and any(other.get(name) for name in missing) and same_except(labels, other, missing)]
         if newer:
             notes.append("Comparison: runs {} ({} {} {}) are a row and a workload apart from runs {} of the same "
                          "knobs: their trainer, older than run_info's {}, did not record {}, so the same work cannot "

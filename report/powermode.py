@@ -348,18 +348,18 @@ def outside(measured: Sequence[Measured], target: Mode) -> Tuple[List[str], List
     return marked, refused
 
 
-def predict(measured: Sequence[Measured], target: Mode) -> dict:
+def predict(measured: Sequence[Measured], target: Mode, model: Optional["Model"] = None) -> dict:
     """One mode's prediction from ``measured``: ``e2e_seconds`` (None with ``why`` where the measured modes do not
     fix it or it lies far outside them), ``extrapolated`` (its inputs outside the measured range), ``average_power_
     watts`` and ``energy_joules`` (None where power was not measured in 2 modes or does not fix this one,
-    ``power_why`` then says)."""
+    ``power_why`` then says). ``model``: ``Model.fit(measured)`` where the caller has it already."""
     marked, refused = outside(measured, target)
     out = {"e2e_seconds": None, "average_power_watts": None, "energy_joules": None, "why": None, "power_why": None,
            "extrapolated": marked}
     if refused:
         out["why"] = "far outside the measured modes: {}; measure a mode nearer it".format(", ".join(refused))
         return out
-    model = Model.fit(measured)
+    model = Model.fit(measured) if model is None else model
     unfixed = model.unfixed(target)
     if model.loader_unknown:
         out["why"] = LOADER_UNKNOWN_WHY

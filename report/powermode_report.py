@@ -43,6 +43,7 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
     cross-validation, and a prediction with that error bar for each mode in ``candidates`` (e.g. a board's
     nvpmodel.conf) or measured for another workload of the same device, that this one was not measured in."""
     groups = workloads(rows)
+    keys = {id(r): _workload_key(r) for r in rows}
     out = []
     for row, measured in groups:
         seen = {_same(m.mode) for m in measured}
@@ -56,17 +57,17 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
         model = Model.fit(measured)
         predictions = []
         for name, mode in targets:
-            p = predict(measured, mode)
+            p = predict(measured, mode, model)
             p.update(mode=name, mode_labels=mode.labels(),
                      e2e_spread_seconds=_bar(p["e2e_seconds"], cv["time_error_ratio"]),
                      energy_spread_joules=_bar(p["energy_joules"], cv["energy_error_ratio"]))
             predictions.append(p)
-        key = _workload_key(row)
+        key = keys[id(row)]
         labels = configuration.of_record(row)
         out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
                     "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
                     "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
-                    "runs": [run for r in rows if _workload_key(r) == key for run in r["runs"]],
+                    "runs": [run for r in rows if keys[id(r)] == key for run in r["runs"]],
                     "measured_modes": [m.name for m in measured], "unfixed_terms": model.unfixed(),
                     "power_unfixed_terms": None if model.power is None else model.power.unfixed(),
                     "cross_validation": cv, "predicted": predictions})
