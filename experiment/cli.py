@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from experiment import controls as board
 from experiment.plan import PlanError, attempt_id, load
-from experiment.profile import expand, trainer_flags
+from experiment.profile import expand
 from experiment.runner import (Terminated, base_labels, completed_runs, raise_terminated, report_arguments,
                                run_plan, say, trainer_command)
 from experiment.state import Journal, JournalError
@@ -67,7 +67,7 @@ def dry_run(plan, drop: bool, profile: bool) -> None:
                                                            "as is" if run.power_mode is None else run.power_mode,
                                                            run.location))
         next_id = attempt_id(run.run_id, journal.attempts(run.run_id) + 1)
-        command = trainer_command(plan, run, labels, next_id) + trainer_flags(pass_name)  # a pass's flags too
+        command = trainer_command(plan, run, labels, next_id, pass_name)
         print("    " + shlex.join(command))  # pasted, runs what is shown
     args = report_arguments(plan, [r.run_id for r in runs])
     print("then: " + (shlex.join(["edgescope-report"] + args) if args else "no report (report.prometheus not set)"))

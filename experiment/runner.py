@@ -19,9 +19,11 @@ from trainer.progress import say as progress_say
 from trainer.progress import close_bar, terminal_bar
 
 
-def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str], run_id: str) -> List[str]:
-    """The trainer's command line for one attempt (``run_id``), with the flags of the trainer issue and one
-    ``--label KEY=VALUE`` per context label (they land in run_info)."""
+def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str], run_id: str,
+                    pass_name: Optional[str] = None) -> List[str]:
+    """The trainer's command line for one attempt (``run_id``), with the flags of the trainer issue, one
+    ``--label KEY=VALUE`` per context label (they land in run_info) and a --profile pass's own flags: the one
+    definition that the runner runs and --dry-run shows."""
     base = plan.command or [sys.executable, "-m", "trainer.cli"]
     cmd = list(base) + [
         "--model", run.model, "--dataset", plan.dataset, "--data-dir", run.data_dir,
@@ -37,7 +39,7 @@ def trainer_command(plan: Plan, run: RunSpec, labels: Dict[str, str], run_id: st
         cmd += ["--exporter-url", plan.exporter_url]
     for key, value in sorted(labels.items()):
         cmd += ["--label", "{}={}".format(key, value)]
-    return cmd + plan.extra_args
+    return cmd + plan.extra_args + passes.trainer_flags(pass_name)
 
 
 def base_labels(plan: Plan, run: RunSpec) -> Dict[str, str]:
@@ -168,7 +170,7 @@ def _run_all(plan: Plan, controls, drop: bool, drop_path: str, profile: bool) ->
             labels["page_cache"] = "kept"
         attempt = journal.attempts(run.run_id) + 1
         trainer_run_id = attempt_id(run.run_id, attempt)  # each attempt's epochs under an id of their own
-        cmd = trainer_command(plan, run, labels, trainer_run_id) + passes.trainer_flags(pass_name)
+        cmd = trainer_command(plan, run, labels, trainer_run_id, pass_name)
         ids = {"attempt": attempt, "trainer_run_id": trainer_run_id}
         journal.record(run.run_id, "started", context=labels, command=cmd, **ids)
         say("{}: training as {} ({})".format(where, trainer_run_id,
