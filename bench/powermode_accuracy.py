@@ -38,6 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import blkio  # noqa: E402
+from bench.whatif_accuracy import child_env, kept  # noqa: E402
 from report.powermode import Measured, cross_validate, predict  # noqa: E402
 from trainer.machine import busy_seconds  # noqa: E402
 from trainer.mode import Mode  # noqa: E402
@@ -103,11 +104,10 @@ def train(mode: BenchMode, data_dir: str, work: str, args: argparse.Namespace, r
     cmd = [sys.executable, "-m", "trainer.cli", "--model", "mobilenet_v3_small", "--data-dir", data_dir,
            "--batch-size", str(args.batch_size), "--workers", "1", "--epochs", str(args.epochs), "--device", "cpu",
            "--metrics-port", "-1", "--linger", "0", "--results", results, "--run-id", run_id]
-    env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     cpus = sorted(os.sched_getaffinity(0))[:mode.cores]
     own, busy, began = _children_cpu_s(), busy_seconds(cpus), time.monotonic()
     with in_mode(mode, "edgescope-{}-{}".format(run_id, os.getpid())) as enter, open(log, "w") as out:
-        done = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=enter)
+        done = subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=enter)
     others = (busy_seconds(cpus) - busy - (_children_cpu_s() - own)) / (time.monotonic() - began)
     if done.returncode != 0 or not os.path.exists(results):
         print("  {}: the trainer exited {}; see {}".format(mode.label(), done.returncode, log), flush=True)
@@ -125,12 +125,12 @@ def measured_of(records: Sequence[Dict[str, Any]], name: str) -> Optional[Measur
     """A mode's kept epochs (complete, after epoch 0; its repeats pooled) as the what-if reads a comparison row: the
     mean epoch, its storage stall, the rest CPU work (a CPU device: compute is CPU work too); the mode the trainer
     recorded."""
-    kept = [r for r in records if r.get("complete") and r["epoch"] >= 1]
+    epochs = kept(records)
     mode = Mode.of_labels(records[0]) if records else None
-    if not kept or mode is None:
+    if not epochs or mode is None:
         return None
-    e2e = statistics.mean(r["duration_s"] for r in kept)
-    reads = statistics.mean(r.get("fetch_stall_storage_s") or 0.0 for r in kept)
+    e2e = statistics.mean(r["duration_s"] for r in epochs)
+    reads = statistics.mean(r.get("fetch_stall_storage_s") or 0.0 for r in epochs)
     return Measured(name, mode, e2e, reads, 0.0, max(e2e - reads, 0.0), None)
 
 
