@@ -19,8 +19,12 @@ EDGESCOPE_OUT="$OUT" EDGESCOPE_KEEP_RUNNING=0 bash scripts/quickstart.sh </dev/n
 
 mkdir -p "$PICTURES"
 # file the quick start wrote -> name under docs/pictures/
-for pair in "plots/time_split.png:time-split.png" "plots/pareto.png:pareto-front.png" \
-            "timeline-w1.png:loader-timeline.png"; do
-    cp "$OUT/${pair%%:*}" "$PICTURES/${pair#*:}"
+PAIRS=("plots/time_split.png:time-split.png" "plots/pareto.png:pareto-front.png" "timeline-w1.png:loader-timeline.png")
+for pair in "${PAIRS[@]}"; do  # every picture drawn before any is replaced: never half an old set, half a new one
+    [ -s "$OUT/${pair%%:*}" ] || { echo "make-pictures: the quick start drew no ${pair%%:*}; nothing replaced" >&2; exit 1; }
+done
+for pair in "${PAIRS[@]}"; do  # each whole or not at all: a kill or a full disk leaves the old picture
+    cp "$OUT/${pair%%:*}" "$PICTURES/.${pair#*:}.tmp"
+    mv -f "$PICTURES/.${pair#*:}.tmp" "$PICTURES/${pair#*:}"
 done
 ls -l "$PICTURES"
