@@ -95,6 +95,15 @@ def candidates_of_conf(path: str) -> List[Tuple[str, Mode]]:
     return [(m.name, m.mode) for m in models]
 
 
+def candidates_of_labels(modes: Sequence[Tuple[str, Dict[str, str]]]) -> Tuple[List[Tuple[str, Mode]], List[str]]:
+    """--nvpmodel-conf's modes as the report's settings carry them (name, run_info labels): those a what-if can
+    predict, and one note per mode it cannot (its cores online unknown)."""
+    decoded = [(name, Mode.of_labels(labels)) for name, labels in modes]
+    return ([(name, mode) for name, mode in decoded if mode is not None],
+            ["power-mode what-if: mode {} not predicted: its cores online are unknown (no CPU_ONLINE lines in "
+             "--nvpmodel-conf)".format(name) for name, mode in decoded if mode is None])
+
+
 def add_mode_points(front_list: List[dict], power_modes: Sequence[dict]) -> List[str]:
     """Each predicted mode with a time and an energy joins its front's ``predicted`` points (drawn hollow, never
     recommended), its bar the cross-validation's; a note "measure mode M next" where one would win: be

@@ -91,11 +91,9 @@ def build(collected: Collected, warmup_epochs: int, settings: dict) -> dict:
     report["notes"] += context_notes(report["comparison"]) + recorded_since(report["comparison"])
     # power_mode=M what-ifs (report.powermode_report): the modes of a board's nvpmodel.conf (--nvpmodel-conf, as labels)
     # and those other workloads of a device were measured in
-    candidates = [(name, powermode.Mode.of_labels(labels)) for name, labels in settings.get("power_modes") or []]
-    report["power_modes"] = powermode_report.mode_what_ifs(rows, [(n, m) for n, m in candidates if m is not None])
-    report["notes"] += powermode_report.notes(report["power_modes"]) + [
-        "power-mode what-if: mode {} not predicted: its cores online are unknown (no CPU_ONLINE lines in "
-        "--nvpmodel-conf)".format(name) for name, mode in candidates if mode is None]
+    candidates, unknown = powermode_report.candidates_of_labels(settings.get("power_modes") or [])
+    report["power_modes"] = powermode_report.mode_what_ifs(rows, candidates)
+    report["notes"] += powermode_report.notes(report["power_modes"]) + unknown
     if settings.get("pareto"):
         report["pareto"], notes = fronts(report["comparison"], settings.get("power_budget"),
                                          settings.get("time_budget"))
