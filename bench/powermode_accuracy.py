@@ -210,7 +210,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2, help="runs per mode, round-robin over the modes (default 2)")
     p.add_argument("--out", help="write every run's records and the scores here (JSON)")
+    p.add_argument("--rescore", metavar="JSON", help="train nothing: score the runs an earlier --out kept with the "
+                                                     "what-if as it is now (a model change scored on the same epochs)")
     args = p.parse_args(argv)
+    if args.rescore:
+        try:
+            with open(args.rescore) as f:
+                lines = scored(json.load(f)["runs"], args.out)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            print("powermode_accuracy: --rescore {}: not a file this bench's --out wrote ({}: {}); pass one it "
+                  "wrote".format(args.rescore, type(error).__name__, error), file=sys.stderr)
+            return 2
+        print("\n".join(lines))
+        print("rescored {} (measured before; this run trained nothing)".format(args.rescore))
+        return 0
     why = unavailable()
     if why:
         print("powermode_accuracy: {}; nothing measured".format(why))
@@ -230,34 +243,41 @@ def main(argv: Optional[List[str]] = None) -> int:
                     mode.label(), " ".join("{:.2f}".format(r["duration_s"]) for r in run["records"]),
                     run["others_cores"], Mode.of_labels(run["records"][0]).labels() if run["records"] else "-",
                     time.monotonic() - started), flush=True)
-    measured = [m for m in (measured_of([r for run in runs[mode.label()] for r in run["records"]], mode.label())
-                            for mode in grid()) if m is not None]
-    others = {label: statistics.mean(run["others_cores"] for run in rs) for label, rs in runs.items()}
-    scores = score(measured)
-    result = summary(scores)
     load_after = os.getloadavg()
-    print("\n".join(table(measured, scores, others)))
-    print("\nwhat-if: median |error| {} (target <= 10 %), worst {} (target <= 20 %) over {} predictions from 2-3 "
-          "modes ({} sets refused: they do not fix the target); no change: median {}, worst {}; time ∝ 1/capacity: "
-          "median {}, worst {}".format(*[_pct(v) for v in (result["what_if"]["median"], result["what_if"]["worst"])],
-                                       result["predictions"], result["refused"],
-                                       *[_pct(result[k][n]) for k in ("no_change", "inverse_capacity")
-                                         for n in ("median", "worst")]))
-    print("what-if where the set's CPU capacity spans the target's ({} predictions): median |error| {}, worst {}"
-          .format(result["interpolated"], _pct(result["what_if_interpolated"]["median"]),
-                  _pct(result["what_if_interpolated"]["worst"])))
-    coverage = result["coverage"]
-    print("the bar (each set's largest leave-one-mode-out error) over the {} predictions that have one: {} within "
-          "it, {} within two bars".format(coverage["predictions"], *["-" if v is None else "{:.0%}".format(v) for v in
-                                                                       (coverage["within_bar"],
-                                                                        coverage["within_2_bars"])]))
+    print("\n".join(scored(runs, args.out)))
     print("machine: {}, {} CPUs; load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}; {:.0f} s; "
           "{}".format(platform.platform(), os.cpu_count(), *load_before, *load_after, time.monotonic() - started,
                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"runs": runs, "scores": scores, "summary": result}, f, indent=1)
     return 0
+
+
+def scored(runs: Dict[str, List[Dict[str, Any]]], out: Optional[str]) -> List[str]:
+    """The table and summary lines of the grid's runs (each mode's, by its label), scored with the what-if as it is
+    now; ``out``: also write the runs and the scores there (JSON)."""
+    measured = [m for m in (measured_of([r for run in runs[mode.label()] for r in run["records"]], mode.label())
+                            for mode in grid() if mode.label() in runs) if m is not None]
+    others = {label: statistics.mean(run["others_cores"] for run in rs) for label, rs in runs.items()}
+    scores = score(measured)
+    result = summary(scores)
+    lines = table(measured, scores, others)
+    lines.append("\nwhat-if: median |error| {} (target <= 10 %), worst {} (target <= 20 %) over {} predictions from "
+                 "2-3 modes ({} sets refused: they do not fix the target); no change: median {}, worst {}; time ∝ "
+                 "1/capacity: median {}, worst {}".format(
+                     *[_pct(v) for v in (result["what_if"]["median"], result["what_if"]["worst"])],
+                     result["predictions"], result["refused"],
+                     *[_pct(result[k][n]) for k in ("no_change", "inverse_capacity") for n in ("median", "worst")]))
+    lines.append("what-if where the set's CPU capacity spans the target's ({} predictions): median |error| {}, worst {}"
+                 .format(result["interpolated"], _pct(result["what_if_interpolated"]["median"]),
+                         _pct(result["what_if_interpolated"]["worst"])))
+    coverage = result["coverage"]
+    lines.append("the bar (each set's largest leave-one-mode-out error) over the {} predictions that have one: {} "
+                 "within it, {} within two bars".format(
+                     coverage["predictions"], *["-" if v is None else "{:.0%}".format(v)
+                                                for v in (coverage["within_bar"], coverage["within_2_bars"])]))
+    if out:
+        with open(out, "w") as f:
+            json.dump({"runs": runs, "scores": scores, "summary": result}, f, indent=1)
+    return lines
 
 
 if __name__ == "__main__":

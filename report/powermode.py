@@ -47,6 +47,10 @@ LOADER_UNKNOWN_WHY = ("the workers' preprocessing seconds (edgescope_train_epoch
                       "recorded, so whether it stays hidden behind the GPU in this mode is unknown: train without "
                       "--timing none")
 PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest and twice the highest capacity
+# the CPU part always has a thread running, and one thread uses a whole core: a run's parallelism is at least one
+# core (below it a quota or a clock binds, never the run). A mode that gains less than its extra capacity says (on
+# the bench's cgroup stand-in) that the quota strands CPU time across cores, not that the run is serial below one
+MIN_PARALLELISM = 1.0
 GOLDEN = (1 + 5 ** 0.5) / 2
 # a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
 # it explains every measured mode within this: the run-to-run drift of a CPU-bound epoch on a shared machine
@@ -225,8 +229,9 @@ class Roofline(NamedTuple):
         below the lowest: W left open below it), both kept where both do; else the best P, fitted, with every P
         that fits as well."""
         capacities = [m.cpu_capacity() for m in modes]
-        grid = [min(capacities) / 2 * (4 * max(capacities) / min(capacities)) ** (i / (PARALLELISM_GRID - 1))
-                for i in range(PARALLELISM_GRID)] + [math.inf]
+        lo = max(MIN_PARALLELISM, min(capacities) / 2)
+        hi = max(2 * max(capacities), 2 * lo)
+        grid = [lo * (hi / lo) ** (i / (PARALLELISM_GRID - 1)) for i in range(PARALLELISM_GRID)] + [math.inf]
 
         def fitted(p: float) -> Tuple[float, float, float, Part]:
             """(sum of squared log residuals, the largest, P, the fit)."""

@@ -61,3 +61,26 @@ def test_the_bench_says_how_often_the_reports_bar_held_its_predictions():
     assert coverage["predictions"] == len(barred)
     # the 15 % off mode misses some bars fitted without it, and every set holding it widens its own bar
     assert 0 < coverage["within_bar"] < 1 and coverage["within_bar"] <= coverage["within_2_bars"]
+
+
+def test_rescore_scores_the_runs_an_earlier_out_kept_without_training(tmp_path, capsys):
+    measured = [fake(c, q) for c, q in ((1, 1.0), (1, 0.6), (2, 0.35))]
+    runs = {m.name: [{"others_cores": 0.0, "records": [
+        dict(m.mode.labels(), epoch=e, complete=True, duration_s=m.e2e_s, fetch_stall_storage_s=m.reads_s)
+        for e in range(3)]}] for m in measured}
+    kept = tmp_path / "runs.json"
+    kept.write_text(json.dumps({"runs": runs}))
+    out = tmp_path / "rescored.json"
+    assert bench.main(["--rescore", str(kept), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert all(m.name in printed for m in measured) and "trained nothing" in printed
+    again = json.loads(out.read_text())
+    assert again["runs"] == runs and again["summary"] == bench.summary(bench.score(measured))
+
+
+def test_rescore_of_a_file_it_did_not_write_is_one_line(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": {"1 core, 100%": [{"epochs": []}]}}))
+    assert bench.main(["--rescore", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--rescore {}".format(other) in err
