@@ -12,6 +12,8 @@ the power mode left, JetPack): shown, never a reason for two rows.
 """
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from trainer.labels import RECORDED_SINCE
+
 # (label, title) in the order tables and dashboards show them. storage is the board's (its target's label),
 # dataset_location the run's (the experiment runner's): one board may train from its SD card and from an NVMe.
 # power_mode is nvpmodel's mode (the runner records its id too, power_mode_id, as context: a run labelled by
@@ -39,9 +41,6 @@ FROM_EPOCHS = ("epoch_samples",)
 # One epoch's work: time and energy per epoch compare only between runs of one workload (one front each, one
 # budget, one what-if's measured match).
 WORKLOAD = ("model", "dataset", "dataset_id", "image_size", "dataset_samples", "epoch_samples")
-# Workload labels a trainer records in run_info only since some version: a run without them (an older trainer) is
-# not shown to do the same work as a run of the same knobs that has them, so the two stay apart (recorded_since).
-RECORDED_SINCE = ("dataset_samples", "dataset_id")
 # epoch_samples of a run whose epochs covered different numbers of samples: no one workload
 VARIES = "varies"
 # Knobs the report's tables give a column of their own: left out of the configuration text beside them.

@@ -10,6 +10,7 @@ from exporter import atomicfile
 from exporter.arguments import utf8_argument
 from exporter.yamlfile import one_line
 from trainer.errors import UsageError
+from trainer.labels import RECORDED_SINCE
 from trainer.safe_load import describe, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -63,21 +64,17 @@ def resumed_run_id(state: Dict[str, Any], given: Optional[str], directory: str) 
     return saved
 
 
-# Settings a checkpoint holds only since they were saved; the dataset's own size and identity (dataset_samples,
-# dataset_id), not choices, are checked where the checkpoint has them and not missed where it came before them.
-SAVED_SINCE = ("dataset_samples", "dataset_id")
-
-
 def check_settings(saved: Optional[Dict[str, str]], settings: Dict[str, str], directory: str) -> None:
     """A run id holds one configuration: resuming it with other settings would pool two in its epochs.
-    (A checkpoint from before settings were saved has none to compare.)"""
+    (A checkpoint from before settings were saved has none to compare; one from before RECORDED_SINCE's labels, the
+    dataset's own size and identity, is checked on the others.)"""
     if saved is None:
         return
     if not (isinstance(saved, dict) and all(isinstance(x, str) for item in saved.items() for x in item)):
         raise UsageError("--resume: the settings saved in {} are malformed; delete the checkpoint or point "
                          "--checkpoint-dir elsewhere".format(directory))
     changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k)
-                     and (k in saved or k not in SAVED_SINCE))
+                     and (k in saved or k not in RECORDED_SINCE))
     if changed:
         def values(of: Dict[str, str]) -> str:
             return ", ".join("{}={}".format(k, one_line(of.get(k, "(unset)"))) for k in changed)

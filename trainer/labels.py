@@ -10,6 +10,9 @@ from trainer.results import RECORD_FIELDS
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 RUN_INFO_LABELS = ("model", "dataset", "dataset_samples", "dataset_id", "batch_size", "workers", "prefetch_factor",
                    "pin_memory", "timing", "torch_device", "device_name", "energy_source")
+# run_info labels the trainer records only since some version: a run (or a checkpoint) from before has none, and
+# is told apart from one that has them, never taken for the same work nor refused for lacking them
+RECORDED_SINCE = ("dataset_samples", "dataset_id")
 # input, image_size, max_batches: set by the trainer where they apply (--synthetic-input, imagefolder, --max-batches);
 # epoch_samples, power_replayed: set by the report from the run's epochs; mode_*: the power mode's hardware
 # (trainer.mode, read by the trainer)
