@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 from report import configuration  # noqa: E402
+from trainer.mode import MODE_LABELS  # noqa: E402
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROVISIONED_DATASOURCE_NAME = "edgescope Prometheus"
@@ -65,6 +66,9 @@ def matchers(names: Sequence[str]) -> str:
 
 
 RUN_FILTERS = matchers([name for name, _ in FILTERS if name != "device"])  # the device has its own variable
+# edgescope-report --powermode-textfile's series: labelled with the workload's knobs and the device (no board type:
+# the report writes them, no board's target), and a mode of their own, not the run's
+WORKLOAD_FILTERS = matchers([name for name, _ in FILTERS if name not in ("device_type", "power_mode") + MODE_LABELS])
 
 Target = Tuple[str, str]  # (PromQL expression, legend format)
 Link = Dict[str, str]
@@ -309,6 +313,37 @@ def board_state(b: Board) -> None:
           field_config={"min": 0, "max": 1}, description="PWM duty (jtop).")
 
 
+def power_mode_table(b: Board) -> None:
+    """Per device and workload, each power mode it was measured in beside those predicted for it (the report's
+    power_mode=M what-if, from edgescope-report --powermode-textfile through node_exporter)."""
+    columns = [("epoch time", "s", "edgescope_powermode_epoch_seconds"),
+               ("time ±", "percentunit", "edgescope_powermode_time_error_ratio"),
+               ("energy per epoch", "joule", "edgescope_powermode_epoch_energy_joules"),
+               ("energy ±", "percentunit", "edgescope_powermode_energy_error_ratio")]
+    names = {"Value #%s" % chr(ord("A") + i): name for i, (name, _, _) in enumerate(columns)}
+    order = ["device", "model", "dataset", "mode", "kind"] + list(names) + ["extrapolated"]
+    b.add("Power modes: measured and predicted", "s",
+          [("%s{%s}" % (metric, WORKLOAD_FILTERS), "") for _, _, metric in columns],
+          kind="table", width=24, height=9,
+          description="Per device and workload (its knobs), each power mode it was measured in (kind measured: the "
+                      "mean epoch over its runs' kept epochs) and each mode edgescope-report's power_mode=M what-if "
+                      "predicted for it (kind predicted), as of the report's last run with --powermode-textfile "
+                      "(served by node_exporter's textfile collector). Predicted modes are hollow: never measured "
+                      "and never recommended; measure one before acting on it. ±: the prediction's bar, the largest "
+                      "of its leave-one-mode-out errors over the measured modes (empty: none could be made); "
+                      "extrapolated: its inputs outside the measured modes' range. Predicted energy rests on a "
+                      "power model checked only against a fake board's clock-driven power, never a board's "
+                      "measured power (docs/power-modes.md).",
+          overrides=[{"matcher": {"id": "byName", "options": name},
+                      "properties": [{"id": "unit", "value": unit}]} for name, unit, _ in columns],
+          transformations=[{"id": "merge", "options": {}},
+                           {"id": "organize", "options": {
+                               "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                               "indexByName": {name: i for i, name in enumerate(order)},
+                               "renameByName": names}}],
+          options={"sortBy": [{"displayName": "device", "desc": False}]})
+
+
 def compare_devices() -> Dict[str, Any]:
     b = Board()
     b.add("Runs", "none", [("edgescope_train_run_info{%s}" % RUN, "")], kind="table", width=24, height=6,
@@ -331,6 +366,7 @@ def compare_devices() -> Dict[str, Any]:
                     "read by the trainer at the epoch's edges (absent where unmeasured), ± bound: how far it can be "
                     "off from how it was read; power replayed 1: a recorded power log played back, not measured. "
                     "Click a row for its run.")
+    power_mode_table(b)
     per_epoch = [
         ("End-to-end time per epoch", "s", "edgescope_train_epoch_duration_seconds"),
         ("Fetch stall per epoch", "s", "edgescope_train_epoch_fetch_stall_seconds"),

@@ -17,6 +17,7 @@ from report.collect import collect
 from report.html_page import as_html
 from report.latex import as_latex
 from report.powermode_report import candidates_of_conf
+from report.powermode_textfile import exposition
 from report.prom import Prometheus, ReportError
 from report.render import COLUMNS, DEFAULT_COLUMNS, build, render
 from report.summary import FIELDS
@@ -79,6 +80,14 @@ def column_names(text: str) -> List[str]:
     return names
 
 
+def prom_file(text: str) -> str:
+    """--powermode-textfile: node_exporter's textfile collector reads only *.prom files."""
+    if not text.endswith(".prom"):
+        raise argparse.ArgumentTypeError("{!r}: node_exporter's textfile collector reads only files named *.prom: "
+                                         "name it e.g. powermode.prom".format(text))
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="edgescope-report", description=__doc__, epilog=docs_epilog("reading-the-report.md"))
     p.add_argument("--prometheus", type=utf8_argument, default="http://localhost:9090", metavar="URL",
@@ -120,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also predict each workload measured in >= 2 power modes in every mode of this board's "
                         "nvpmodel.conf (a copy of its /etc/nvpmodel.conf); without it, in the modes other workloads "
                         "of the device were measured in")
+    p.add_argument("--powermode-textfile", type=prom_file, metavar="FILE",
+                   help="also write the power-mode what-if, each workload's measured and predicted modes with their "
+                        "bars, into FILE (a .prom file in node_exporter's --collector.textfile.directory): the "
+                        "comparison dashboard shows them")
     p.add_argument("--timeline", type=utf8_argument, metavar="RUN",
                    help="instead of the report, draw one epoch of RUN's loader timeline (edgescope-train "
                         "--timeline-dir) as a PNG, --output (default RUN-epoch-N.png), with a Chrome trace beside "
@@ -186,6 +199,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print("edgescope-report: wrote " + written, file=sys.stderr)
     except OSError as exc:  # a failed write leaves the previous file whole
         return _cannot_write("plot", exc.filename or args.plots, exc, "--plots")
+    if args.powermode_textfile is not None:
+        try:
+            atomicfile.write_bytes(args.powermode_textfile, exposition(report["power_modes"]))
+        except OSError as exc:
+            return _cannot_write("power-mode textfile", args.powermode_textfile, exc, "--powermode-textfile")
+        print("edgescope-report: wrote " + args.powermode_textfile, file=sys.stderr)
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -15,21 +15,27 @@ POWER_UNVERIFIED = ("; power unverified: the claim rests on a power model checke
                     "a board's measured power")
 
 
+def workload_labels(row: dict) -> Dict[str, str]:
+    """A row's labels but its mode's: equal for the rows of one workload in several modes (its device included)."""
+    return {k: v for k, v in configuration.of_record(row).items() if k not in MODE_KNOBS}
+
+
 def _workload_key(row: dict) -> Tuple:
-    labels = configuration.of_record(row)
-    return (row["device"],) + configuration.key({k: v for k, v in labels.items() if k not in MODE_KNOBS})
+    return (row["device"],) + configuration.key(workload_labels(row))
 
 
-def workloads(rows: Sequence[dict]) -> List[Tuple[dict, List[Measured]]]:
+def workloads(rows: Sequence[dict]) -> List[Tuple[List[dict], List[Measured]]]:
     """The comparison's rows grouped by everything but the mode (ways to train only), with >= 2 measured modes:
-    (a row of the group, its measured modes)."""
-    groups = {}  # type: Dict[Tuple, Tuple[dict, List[Measured]]]
+    (the group's rows, their measured modes, in the same order)."""
+    groups = {}  # type: Dict[Tuple, Tuple[List[dict], List[Measured]]]
     for row in rows:
         if configuration.not_a_choice(row.get("measured_as", {})):
             continue
         measured = Measured.of_row(row)
         if measured is not None:
-            groups.setdefault(_workload_key(row), (row, []))[1].append(measured)
+            group = groups.setdefault(_workload_key(row), ([], []))
+            group[0].append(row)
+            group[1].append(measured)
     return [group for _, group in sorted(groups.items(), key=lambda kv: kv[0]) if len(group[1]) >= MIN_MODES]
 
 
@@ -39,17 +45,18 @@ def _same(mode: Mode) -> Tuple[Tuple[str, str], ...]:
 
 
 def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] = ()) -> List[dict]:
-    """Per workload with >= 2 measured modes: its measured modes, the terms they leave open, its
+    """Per workload with >= 2 measured modes: its labels, its measured modes, the terms they leave open, its
     cross-validation, and a prediction with that error bar for each mode in ``candidates`` (e.g. a board's
     nvpmodel.conf) or measured for another workload of the same device, that this one was not measured in."""
     groups = workloads(rows)
     keys = {id(r): _workload_key(r) for r in rows}
     out = []
-    for row, measured in groups:
+    for group, measured in groups:
+        row = group[0]
         seen = {_same(m.mode) for m in measured}
         targets = []  # type: List[Tuple[str, Mode]]
-        for name, mode in list(candidates) + [(m.name, m.mode) for r, ms in groups if r["device"] == row["device"]
-                                              for m in ms]:
+        for name, mode in list(candidates) + [(m.name, m.mode) for rs, ms in groups
+                                              if rs[0]["device"] == row["device"] for m in ms]:
             if _same(mode) not in seen:
                 seen.add(_same(mode))
                 targets.append((name, mode))
@@ -67,11 +74,21 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
         out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
                     "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
                     "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
+                    "labels": workload_labels(row),
                     "runs": [run for r in rows if keys[id(r)] == key for run in r["runs"]],
-                    "measured_modes": [m.name for m in measured], "unfixed_terms": model.unfixed(),
+                    "measured_modes": [m.name for m in measured],
+                    "measured": [_measured(r, m) for r, m in zip(group, measured)], "unfixed_terms": model.unfixed(),
                     "power_unfixed_terms": None if model.power is None else model.power.unfixed(),
                     "cross_validation": cv, "predicted": predictions})
     return out
+
+
+def _measured(row: dict, measured: Measured) -> dict:
+    """A measured mode as its comparison row has it: its runs' mean epoch time, and energy where measured (never
+    replayed)."""
+    energy = None if row.get("power_replayed") else (row.get("energy_joules") or {}).get("mean")
+    return {"mode": measured.name, "mode_labels": measured.mode.labels(), "runs": row["runs"],
+            "e2e_seconds": row["e2e_seconds"]["mean"], "energy_joules": energy}
 
 
 def _bar(value: Optional[float], error_ratio: Optional[float]) -> Optional[float]:

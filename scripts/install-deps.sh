@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics sysstat vmtouch docker-compose systemd faketime shellcheck libfuse2 chromium fonts-dejavu-core texlive-latex-base texlive-latex-recommended)
+APT_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics sysstat vmtouch docker-compose systemd faketime shellcheck libfuse2 chromium fonts-dejavu-core texlive-latex-base texlive-latex-recommended)
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 EXTRAS=".[train,exporter,report,docs,dev]"
 BASE=${PYTHON:-python3}

@@ -1,5 +1,5 @@
 """The compose file's `fleet` profile: VictoriaMetrics and vmalert, validated by docker-compose
-and by vmalert itself on the rules it mounts."""
+and by vmalert itself on the rules it mounts; and the node-exporter serving the power-mode textfile."""
 import glob
 import os
 import shutil
@@ -64,3 +64,15 @@ def test_grafana_reads_the_store_named_by_edgescope_query_url():
     assert compose_config()["services"]["grafana"]["environment"]["EDGESCOPE_QUERY_URL"] == "http://prometheus:9090"
     datasource = yaml.safe_load((harness.REPO / "grafana" / "provisioning" / "datasources" / "edgescope.yml").read_text())
     assert datasource["datasources"][0]["url"] == "$EDGESCOPE_QUERY_URL"
+
+
+def test_node_exporter_serves_the_powermode_directory_to_the_prometheus_job_only():
+    node = compose_config()["services"]["node-exporter"]
+    assert node["command"][:2] == ["--collector.disable-defaults", "--collector.textfile"]  # nothing of the host
+    assert "--collector.textfile.directory=/textfile" in node["command"]
+    assert node["volumes"] == ["{}:/textfile:ro".format(harness.REPO / "powermode")]  # what the docs say to write
+    assert published(node) == [] and "profiles" not in node  # only Prometheus, on the compose network, reads it
+    config = yaml.safe_load((harness.REPO / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "edgescope-powermode"]
+    assert job["static_configs"] == [{"targets": ["node-exporter:9100"]}]
+    assert job["honor_labels"]  # the file's device label is the board's, the job names none

@@ -53,6 +53,9 @@ def _not_in_live_stack() -> Dict[str, str]:
             "edgescope_fan_speed_ratio", "edgescope_gpu_memory_bytes")]
         + [(name, "present only while something is down; the stack is healthy") for name in (
             "edgescope_source_down_info", "edgescope_dataset_down_info")]
+        + [(name, "edgescope-report --powermode-textfile writes it for node_exporter; the stack runs neither")
+           for name in ("edgescope_powermode_epoch_seconds", "edgescope_powermode_epoch_energy_joules",
+                        "edgescope_powermode_time_error_ratio", "edgescope_powermode_energy_error_ratio")]
         + [("edgescope_clock_frequency_mode_max_hertz", "needs nvpmodel's status file; the fake board has none"),
            ("edgescope_dataset_disk_info", "absent where the dataset's directory is on no block device "
                                            "(the test's tmp directory may be tmpfs or overlay)")])
@@ -154,6 +157,11 @@ def metric_names(expr: str) -> Set[str]:
             continue
         names.add(word)
     return names
+
+
+def all_values(variables: Iterable[dict]) -> Dict[str, str]:
+    """What Grafana sends for "All" of each filter variable that declares its own (allValue)."""
+    return {v["name"]: v["allValue"] for v in variables if "allValue" in v}
 
 
 def substitute(expr: str, values: Dict[str, str]) -> str:

@@ -6,6 +6,8 @@ changing only what a test must change:
 
 * the file_sd targets: a temp directory of target files naming loopback
   ports (written by `set_targets`, re-read by Prometheus on change);
+* a job with static targets (the power-mode textfile's node_exporter) is
+  pointed at the address a test gives it (`static_targets`), else left out;
 * the scrape and evaluation intervals (1 s by default, so rules work
   within seconds);
 * storage in the given directory; no Alertmanager unless one is named
@@ -39,6 +41,7 @@ from tests.processes import free_port, log_tail, stop_process, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "prometheus" / "prometheus.yml"
+COMPOSE = REPO / "docker-compose.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
 ALERTMANAGER_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
 
@@ -75,10 +78,11 @@ class Target:
 
 
 def render_config(workdir: Path, scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                  alertmanager: Optional[str] = None) -> Path:
+                  alertmanager: Optional[str] = None, static_targets: Optional[Dict[str, str]] = None) -> Path:
     """Writes workdir/prometheus.yml: the project's config, pointed at workdir/targets.
 
-    Returns the path. Target files go to workdir/targets/ (see set_targets).
+    Returns the path. Target files go to workdir/targets/ (see set_targets). A job with static targets
+    scrapes ``static_targets[job name]`` ("host:port"), or is left out where that has none.
     """
     config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     config["global"]["scrape_interval"] = scrape_interval
@@ -87,10 +91,15 @@ def render_config(workdir: Path, scrape_interval: str = "1s", evaluation_interva
     config["rule_files"] = [str(RULES_DIR / "*.yml")]
     targets_dir = workdir / "targets"
     targets_dir.mkdir(parents=True, exist_ok=True)
+    static_targets = static_targets or {}
+    config["scrape_configs"] = [job for job in config["scrape_configs"]
+                                if "static_configs" not in job or job["job_name"] in static_targets]
     for job in config["scrape_configs"]:
         for sd in job.get("file_sd_configs", []):
             sd["files"] = [str(targets_dir / Path(f).name) for f in sd["files"]]
             sd["refresh_interval"] = "1s"
+        if "static_configs" in job:
+            job["static_configs"] = [{"targets": [static_targets[job["job_name"]]]}]
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     else:
@@ -143,9 +152,11 @@ class _Server:
         raise PrometheusError("%s did not become ready; log %s:\n%s"
                               % (self.name, self.log_path, self.log_tail()))
 
+    ready_path = "/-/ready"
+
     def _wait_ready(self) -> bool:
         assert self.process is not None
-        return wait_http_ok(self.process, self.url + "/-/ready", self.startup_timeout)
+        return wait_http_ok(self.process, self.url + self.ready_path, self.startup_timeout)
 
     def stop(self) -> None:
         if self.process is None:
@@ -169,10 +180,11 @@ class Prometheus(_Server):
     name = "prometheus"
 
     def __init__(self, workdir: Path, scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                 alertmanager: Optional[str] = None, startup_timeout: float = 30.0) -> None:
+                 alertmanager: Optional[str] = None, startup_timeout: float = 30.0,
+                 static_targets: Optional[Dict[str, str]] = None) -> None:
         super().__init__(workdir, startup_timeout)
         self.config_path = render_config(self.workdir, scrape_interval, evaluation_interval,
-                                         alertmanager)
+                                         alertmanager, static_targets)
         self.targets_dir = self.workdir / "targets"
 
     def command(self) -> List[str]:
@@ -320,6 +332,35 @@ class Alertmanager(_Server):
         return [alertmanager_binary(), "--config.file=%s" % self.config_path,
                 "--storage.path=%s" % (self.workdir / "data"),
                 "--web.listen-address=127.0.0.1:%d" % self.port, "--cluster.listen-address="]
+
+
+def node_exporter_binary() -> Optional[str]:
+    """Debian names it prometheus-node-exporter; upstream node_exporter. None: neither is installed."""
+    return shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+class NodeExporter(_Server):
+    """node_exporter as the compose file's node-exporter service runs it (its flags), reading ``directory``'s
+    *.prom files instead of the service's volume: how the monitoring host serves edgescope-report
+    --powermode-textfile."""
+
+    name = "node-exporter"
+    ready_path = "/metrics"
+
+    def __init__(self, workdir: Path, directory: Path, startup_timeout: float = 30.0) -> None:
+        super().__init__(workdir, startup_timeout)
+        service = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["node-exporter"]
+        self.flags = [flag for flag in service["command"] if not flag.startswith("--collector.textfile.directory=")]
+        self.directory = directory
+
+    @property
+    def address(self) -> str:
+        """host:port, as a scrape target."""
+        return "127.0.0.1:%d" % self.port
+
+    def command(self) -> List[str]:
+        return [str(node_exporter_binary())] + self.flags + [
+            "--collector.textfile.directory=%s" % self.directory, "--web.listen-address=%s" % self.address]
 
 
 class WebhookReceiver:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from report.configuration import FROM_EPOCHS, KNOB_NAMES
-from tests.stack.catalog import (NOT_IN_LIVE_STACK, REPO, Query, contract_names, dashboard_queries,
+from tests.stack.catalog import (NOT_IN_LIVE_STACK, REPO, Query, all_values, contract_names, dashboard_queries,
                                  dashboards, documented_metrics, metric_names, names_on_dashboards,
                                  needs_synthetic_data, panels, rule_exprs, rule_names, substitute)
 from tests.stack.harness import ExpositionServer, Prometheus, Target
@@ -178,7 +178,7 @@ def test_all_of_a_knob_keeps_the_runs_without_it(synthetic_prometheus: Tuple[Pro
 
     def runs(values: Dict[str, str]) -> List[str]:
         return sorted(r["metric"]["run_id"] for r in prom.query(substitute(series, values)))
-    everything = dict(grafana_values("4s", "60s"), **all_values(variables))
+    everything = dict(grafana_values("4s", "60s"), **all_values(variables.values()))
     assert runs(everything) == [SYNTHETIC_RUN]
     assert runs(dict(everything, model="resnet18")) == [SYNTHETIC_RUN]
     assert runs(dict(everything, workers="4")) == []
@@ -301,16 +301,24 @@ def exporter_lines(n: int) -> List[str]:
             'edgescope_dataset_disk_info{dataset="/data/a",disk="nvme0n1"} 1']
 
 
-def all_values(variables: Dict[str, dict]) -> Dict[str, str]:
-    """What Grafana sends for "All" of each filter variable that declares its own (allValue)."""
-    return {name: v["allValue"] for name, v in variables.items() if "allValue" in v}
+def powermode_lines(n: int) -> List[str]:
+    """edgescope-report --powermode-textfile's file for the synthetic board: a measured mode and a predicted one."""
+    workload = 'device="%s",storage="nvme",model="resnet18",mode_cpu_cores="8"' % SYNTHETIC_DEVICE
+    measured = '%s,mode="MAXN",kind="measured"' % workload
+    predicted = '%s,mode="15W",kind="predicted"' % workload
+    return ["edgescope_powermode_epoch_seconds{%s} 12.5" % measured,
+            "edgescope_powermode_epoch_energy_joules{%s} 250" % measured,
+            "edgescope_powermode_epoch_seconds{%s} 15.1" % predicted,
+            "edgescope_powermode_epoch_energy_joules{%s} 190" % predicted,
+            "edgescope_powermode_time_error_ratio{%s} 0.04" % predicted,
+            "edgescope_powermode_energy_error_ratio{%s} 0.07" % predicted]
 
 
 def grafana_values(rate_interval: str, range_: str) -> Dict[str, str]:
-    """Grafana's variables as it fills them in for the synthetic board."""
-    return {"device": SYNTHETIC_DEVICE, "run": SYNTHETIC_RUN, "device_type": "agx-orin",
-            "storage": "nvme", "model": "resnet18", "__rate_interval": rate_interval,
-            "__range": range_, "__interval": "1s"}
+    """Grafana's variables as it fills them in for the synthetic board: "All" of the comparison's other filters."""
+    filters = all_values(dashboards()["compare-devices.json"]["templating"]["list"])
+    return dict(filters, device=SYNTHETIC_DEVICE, run=SYNTHETIC_RUN, device_type="agx-orin", storage="nvme",
+                model="resnet18", __rate_interval=rate_interval, __range=range_, __interval="1s")
 
 
 SYNTHETIC_QUERIES = [q for q in dashboard_queries() if needs_synthetic_data(q)]
@@ -321,8 +329,9 @@ def synthetic_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     """A real Prometheus scraping the synthetic board; and the time before its first scrape."""
     with ExpositionServer(exposition(exporter_lines)) as exporter, \
             ExpositionServer(exposition(trainer_lines)) as trainer, \
-            Prometheus(tmp_path_factory.mktemp("synthetic"), scrape_interval="1s",
-                       evaluation_interval="1s") as prom:
+            ExpositionServer(exposition(powermode_lines)) as powermode, \
+            Prometheus(tmp_path_factory.mktemp("synthetic"), scrape_interval="1s", evaluation_interval="1s",
+                       static_targets={"edgescope-powermode": "127.0.0.1:%d" % powermode.port}) as prom:
         prom.set_targets([Target(SYNTHETIC_DEVICE, "agx-orin", "nvme", exporter_port=exporter.port,
                                  trainer_port=trainer.port)])
         started = time.time()
@@ -334,7 +343,7 @@ def synthetic_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
 
 def test_synthetic_targets_cover_every_series_the_stack_cannot_produce() -> None:
     published = {line.split("{")[0].split(" ")[0] for line in exporter_lines(1) + trainer_lines(1)
-                 if not line.startswith("#")}
+                 + powermode_lines(1) if not line.startswith("#")}
     assert set(NOT_IN_LIVE_STACK) <= published
     assert len(SYNTHETIC_QUERIES) >= 20
 
