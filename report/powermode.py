@@ -247,9 +247,17 @@ class Roofline(NamedTuple):
         i = min(range(len(fits)), key=lambda k: fits[k][0])
         if 0 < i < len(grid) - 2:  # a minimum inside the grid: golden-section search between its neighbours
             lo, hi = grid[i - 1], grid[i + 1]
-            for _ in range(60):
-                a, b = hi - (hi - lo) / GOLDEN, lo + (hi - lo) / GOLDEN
-                lo, hi = (lo, b) if fitted(a)[0] <= fitted(b)[0] else (a, hi)
+            a, b = hi - (hi - lo) / GOLDEN, lo + (hi - lo) / GOLDEN
+            fa, fb = fitted(a)[0], fitted(b)[0]
+            for _ in range(60):  # each step keeps one of its two points: one new fit a step
+                if fa <= fb:
+                    hi, b, fb = b, a, fa
+                    a = hi - (hi - lo) / GOLDEN
+                    fa = fitted(a)[0]
+                else:
+                    lo, a, fa = a, b, fb
+                    b = lo + (hi - lo) / GOLDEN
+                    fb = fitted(b)[0]
             fits.append(fitted((lo + hi) / 2))
         best = min(f[0] for f in fits)  # every P as good is kept: a flat stretch leaves P open along it
         return cls(tuple((p, part) for r, _, p, part in sorted(fits, key=lambda f: f[0])
