@@ -69,7 +69,7 @@ RANGED = (("cores' worth of CPU", Mode.cpu_capacity), ("CPU clock (GHz)", lambda
 
 class Fit(NamedTuple):
     """Least squares of y on an intercept and inputs; which input changes the measurements determine."""
-    design: numpy.ndarray  # rows: 1, inputs
+    projector: numpy.ndarray  # onto the span of the design's rows (rows: 1, inputs)
     coefficients: numpy.ndarray  # the minimum-norm solution: its predictions are unique where determined
     names: Tuple[str, ...]
 
@@ -77,11 +77,11 @@ class Fit(NamedTuple):
     def of(cls, xs: Sequence[Sequence[float]], ys: Sequence[float], names: Sequence[str]) -> "Fit":
         design = numpy.array([[1.0] + list(x) for x in xs])
         coefficients = numpy.linalg.lstsq(design, numpy.array(ys, dtype=float), rcond=None)[0]
-        return cls(design, coefficients, tuple(names))
+        return cls(numpy.linalg.pinv(design).dot(design), coefficients, tuple(names))
 
     def _in_span(self, row: Sequence[float]) -> bool:
         v = numpy.array(row, dtype=float)
-        projected = v.dot(numpy.linalg.pinv(self.design).dot(self.design))
+        projected = v.dot(self.projector)
         return bool(numpy.linalg.norm(v - projected) <= TOLERANCE * max(1.0, numpy.linalg.norm(v)))
 
     def determined(self, x: Sequence[float]) -> bool:
