@@ -149,6 +149,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if args.timeline is not None:
+        if args.powermode_textfile is not None:  # drawing a timeline reads no report to write it from
+            p.error("--powermode-textfile goes with the report, not --timeline: run them as two commands")
         return draw_timeline(args)
     if args.epoch is not None:
         p.error("--epoch needs --timeline")

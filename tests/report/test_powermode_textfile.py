@@ -115,6 +115,17 @@ def test_a_textfile_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, monk
     assert "--powermode-textfile" in err and "powermode.txt" in err and "*.prom" in err
 
 
+def test_a_textfile_asked_of_the_timeline_drawing_is_refused_not_left_unwritten(tmp_path, capsys):
+    """--timeline draws an epoch instead of the report: it has no power modes to write, so the flag is a mistake
+    in the command (one line, exit 2) rather than a file the user waits for and never gets."""
+    target = tmp_path / "powermode.prom"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--timeline", "run-1", "--timeline-dir", str(tmp_path), "--powermode-textfile", str(target)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--powermode-textfile" in err and "--timeline" in err
+    assert not target.exists()
+
+
 @pytest.mark.skipif(node_exporter_binary() is None,
                     reason="no node_exporter: scripts/install-deps.sh installs Debian's prometheus-node-exporter")
 def test_the_comparison_dashboard_reads_both_kinds_back_through_node_exporter(tmp_path, monkeypatch, capsys):
