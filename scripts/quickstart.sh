@@ -72,9 +72,12 @@ fi
 PIDS+=($!)
 
 # --- Prometheus: the project's config, this machine as the one board ---------
-# 2 s scrapes so that a minute-long demo run has data points; production is 15 s.
+# 2 s scrapes so that a minute-long demo run has data points; production is 15 s. No job edgescope-powermode:
+# nothing serves the power-mode textfile here (the compose stack's node-exporter does), it would be down for good.
 sed -e 's/^\(  scrape_interval:\).*/\1 2s/' -e 's/^\(  scrape_timeout:\).*/\1 2s/' \
-    -e 's/^\(  evaluation_interval:\).*/\1 2s/' prometheus/prometheus.yml >"$OUT/prometheus/prometheus.yml"
+    -e 's/^\(  evaluation_interval:\).*/\1 2s/' prometheus/prometheus.yml \
+    | awk '/^  - job_name:/ { skip = ($3 == "edgescope-powermode") } /^[^ #]/ { skip = 0 } !skip' \
+    >"$OUT/prometheus/prometheus.yml"
 grep -q '^  scrape_interval: 2s' "$OUT/prometheus/prometheus.yml" || die "could not set the scrape interval in $OUT/prometheus/prometheus.yml"
 ln -sfn "$REPO/prometheus/rules" "$OUT/prometheus/rules"
 cat >"$OUT/prometheus/targets/local.yml" <<EOF

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_DEPS = REPO / "scripts" / "install-deps.sh"
@@ -157,3 +158,20 @@ def test_the_quick_start_trains_two_configurations_and_says_where_each_file_is()
     for command, path in written.items():
         assert command in script and path in where
     assert "$OUT/timeline-w1.trace.json" in where  # edgescope-report --timeline writes it beside the PNG
+
+
+def test_the_quick_start_prometheus_scrapes_only_what_it_runs(tmp_path: Path) -> None:
+    """The quick start runs the project's prometheus.yml natively, with no node_exporter for the power-mode
+    textfile (the compose stack has one): its own lines that write the config keep every job but that one, which
+    would be a target down for good on the Targets page it points the user to."""
+    script = (REPO / "scripts" / "quickstart.sh").read_text(encoding="utf-8")
+    lines = re.search(r"^sed -e .*?>\"\$OUT/prometheus/prometheus\.yml\"$", script, re.MULTILINE | re.DOTALL)
+    assert lines, "the quick start no longer writes its prometheus.yml with sed"
+    (tmp_path / "prometheus").mkdir()
+    subprocess.run(["bash", "-euo", "pipefail", "-c", lines.group(0)], cwd=str(REPO),
+                   env=dict(os.environ, OUT=str(tmp_path)), check=True, timeout=60)
+    written = yaml.safe_load((tmp_path / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    project = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    assert written["scrape_configs"] == [job for job in project["scrape_configs"]
+                                         if job["job_name"] != "edgescope-powermode"]
+    assert written["global"]["scrape_interval"] == "2s" and written["rule_files"] == project["rule_files"]
