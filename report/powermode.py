@@ -49,7 +49,10 @@ LOADER_UNKNOWN_WHY = ("the workers' preprocessing seconds (edgescope_train_epoch
 PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest and twice the highest capacity
 # the CPU part always has a thread running, and one thread uses a whole core: a run's parallelism is at least one
 # core (below it a quota or a clock binds, never the run). A mode that gains less than its extra capacity says (on
-# the bench's cgroup stand-in) that the quota strands CPU time across cores, not that the run is serial below one
+# the bench's cgroup stand-in) that the quota strands CPU time across cores, not that the run is serial below one.
+# A GPU run's host part may wait (a blocking sync) and use less: below one core the floor then mispredicts it, by
+# less than its leave-one-mode-out bar (0.5 cores busy: -15 to +24 %, bar 39 %), where no floor misread the
+# stranded quota beyond its bar; unmeasured on a GPU under a quota
 MIN_PARALLELISM = 1.0
 GOLDEN = (1 + 5 ** 0.5) / 2
 # a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
