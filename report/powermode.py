@@ -50,9 +50,7 @@ PARALLELISM_GRID = 400  # candidate parallelisms tried between half the lowest a
 # the CPU part always has a thread running, and one thread uses a whole core: a run's parallelism is at least one
 # core (below it a quota or a clock binds, never the run). A mode that gains less than its extra capacity says (on
 # the bench's cgroup stand-in) that the quota strands CPU time across cores, not that the run is serial below one.
-# A GPU run's host part may wait (a blocking sync) and use less: below one core the floor then mispredicts it, by
-# less than its leave-one-mode-out bar (0.5 cores busy: -15 to +24 %, bar 39 %), where no floor misread the
-# stranded quota beyond its bar; unmeasured on a GPU under a quota
+# On a CPU device only: a GPU run's host part may wait (a blocking sync) and use less than a core (Model.fit)
 MIN_PARALLELISM = 1.0
 GOLDEN = (1 + 5 ** 0.5) / 2
 # a roofline simpler by a term (every mode bound by its capacity, or every one by the parallelism) is kept while
@@ -226,13 +224,13 @@ class Roofline(NamedTuple):
     fits: Tuple[Tuple[float, Part], ...]  # (P, the fit of log(cpu_s * min(c, P)) over the clock), best first
 
     @classmethod
-    def of(cls, modes: Sequence[Mode], cpu_s: Sequence[float]) -> "Roofline":
+    def of(cls, modes: Sequence[Mode], cpu_s: Sequence[float], min_parallelism: float) -> "Roofline":
         """The simplest roofline that explains every measured mode within EXPLAINED: every mode bound by its
         capacity (P at or above the highest: P left open above it), or every one by the parallelism (P at or
         below the lowest: W left open below it), both kept where both do; else the best P, fitted, with every P
-        that fits as well."""
+        that fits as well. P is never below ``min_parallelism``."""
         capacities = [m.cpu_capacity() for m in modes]
-        lo = max(MIN_PARALLELISM, min(capacities) / 2)
+        lo = max(min_parallelism, min(capacities) / 2)
         hi = max(2 * max(capacities), 2 * lo)
         grid = [lo * (hi / lo) ** (i / (PARALLELISM_GRID - 1)) for i in range(PARALLELISM_GRID)] + [math.inf]
 
@@ -319,7 +317,8 @@ class Model(NamedTuple):
         modes = [m.mode for m in measured]
         gpu = [m.gpu_s for m in measured]
         small = all(v <= SMALL_PART * m.e2e_s for v, m in zip(gpu, measured))
-        piped = any(v > 0 for v in gpu) and all(m.workers > 0 for m in measured)
+        on_gpu = any(v > 0 for v in gpu)
+        piped = on_gpu and all(m.workers > 0 for m in measured)
         unknown = piped and any(m.preprocess_s is None for m in measured)
         loader = Loader(measured[0].workers, Part.of(cpu_clock, LOADER_CLOCK, modes,
                                                      [m.loader_work_s() for m in measured], log=True)) \
@@ -329,7 +328,9 @@ class Model(NamedTuple):
         powered = [m for m in measured if m.power_w is not None]
         power = Part.of(power_inputs, POWER_INPUTS, [m.mode for m in powered], [m.power_w for m in powered],
                         log=False) if len(powered) >= MIN_MODES else None  # type: ignore
-        return cls(statistics.mean(m.reads_s for m in measured), Roofline.of(modes, rest),
+        # a CPU device's steps or workers always run; a GPU run's host part may wait on the GPU, using less
+        cpu = Roofline.of(modes, rest, 0.0 if on_gpu else MIN_PARALLELISM)
+        return cls(statistics.mean(m.reads_s for m in measured), cpu,
                    Part.of(gpu_inputs, GPU_INPUTS, modes, gpu, log=True, keep=small), loader, unknown, power)
 
     def unfixed(self, target: Optional[Mode] = None) -> List[str]:

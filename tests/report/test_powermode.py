@@ -260,23 +260,25 @@ def test_the_parallelism_is_never_fitted_below_one_core():
     assert refused["e2e_seconds"] is None and "CPU parallelism" in refused["why"]
 
 
-def test_a_gpu_host_below_one_core_is_mispredicted_by_the_floor_within_its_bar():
-    """The floor's cost, kept on purpose: a GPU run whose host part keeps half a core busy (its thread waits the
-    other half, e.g. a blocking sync) slows under a CPU quota only below 0.5 cores. Measured at 0.25, 0.5, 1 and
-    2 cores' worth, a fit free to go below one core reads P = 0.5 and predicts it exactly; floored at one core it
-    predicts 1.5 cores 15 % fast and 0.35 cores 24 % slow, but its leave-one-mode-out bar (39 %) holds both, where
-    the unfloored fit missed the bench's stranded quota beyond its bar (test above)."""
+
+def test_a_gpu_runs_host_part_may_use_less_than_one_core():
+    """The floor is a CPU device's (its steps or workers always run): a GPU run whose host part keeps half a core
+    busy (its thread waits the other half on the GPU) slows under a CPU quota only below 0.5 cores. Floored at one
+    core, the fit predicted 1.5 cores 15 % fast and 0.35 cores 24 % slow from 0.25 to 2 cores' worth; free to go
+    lower, it reads P = 0.5 and predicts both. From 0.1 to 0.3 cores' worth (every mode bound by its quota), the
+    floor predicted 0.6 cores 8 % fast with a bar of 0; P is open above 0.3 cores, so that mode is refused."""
     gpu_s = 1.0
 
     def host_s(capacity: float) -> float:
         return max(1.0, 0.5 / capacity)
 
+    def quota(capacity: float) -> Mode:
+        return Mode(4, capacity, 1.5e9, 918e6, 3.199e9)
+
     def gpu_run(capacity: float) -> Measured:
-        return Measured("quota {}".format(capacity), Mode(4, capacity, 1.5e9, 918e6, 3.199e9),
-                        gpu_s + host_s(capacity), 0.0, gpu_s, host_s(capacity), None)
+        return Measured("quota {}".format(capacity), quota(capacity), gpu_s + host_s(capacity), 0.0, gpu_s,
+                        host_s(capacity), None)
     measured = [gpu_run(c) for c in (0.25, 0.5, 1.0, 2.0)]
-    bar = cross_validate(measured)["time_error_ratio"]
-    errors = [predict(measured, Mode(4, c, 1.5e9, 918e6, 3.199e9))["e2e_seconds"] / (gpu_s + host_s(c)) - 1
-              for c in (0.35, 0.75, 1.5)]
-    assert max(abs(e) for e in errors) > 0.1  # the floor's miss: a host part below one core
-    assert all(abs(e) <= bar for e in errors)
+    for capacity in (0.35, 0.75, 1.5):
+        assert predict(measured, quota(capacity))["e2e_seconds"] == pytest.approx(gpu_s + host_s(capacity), rel=0.01)
+    assert predict([gpu_run(c) for c in (0.1, 0.2, 0.3)], quota(0.6))["e2e_seconds"] is None
