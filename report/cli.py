@@ -80,6 +80,10 @@ def column_names(text: str) -> List[str]:
     return names
 
 
+# the flags that shape or add to the report, which --timeline (an epoch's drawing, instead of the report) never reads
+REPORT_ONLY = ("plots", "pareto", "power_budget", "time_budget", "storage_bps", "nvpmodel_conf", "powermode_textfile")
+
+
 def prom_file(text: str) -> str:
     """--powermode-textfile: node_exporter's textfile collector reads only *.prom files."""
     if not text.endswith(".prom"):
@@ -149,8 +153,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if args.timeline is not None:
-        if args.powermode_textfile is not None:  # drawing a timeline reads no report to write it from
-            p.error("--powermode-textfile goes with the report, not --timeline: run them as two commands")
+        given = ["--" + name.replace("_", "-") for name in REPORT_ONLY if getattr(args, name) not in (None, False)]
+        if given:  # drawing a timeline reads no report: they would be silently ignored
+            p.error("{} {} with the report, not --timeline: run them as two commands".format(
+                ", ".join(given), "goes" if len(given) == 1 else "go"))
         return draw_timeline(args)
     if args.epoch is not None:
         p.error("--epoch needs --timeline")

@@ -115,15 +115,19 @@ def test_a_textfile_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, monk
     assert "--powermode-textfile" in err and "powermode.txt" in err and "*.prom" in err
 
 
-def test_a_textfile_asked_of_the_timeline_drawing_is_refused_not_left_unwritten(tmp_path, capsys):
-    """--timeline draws an epoch instead of the report: it has no power modes to write, so the flag is a mistake
-    in the command (one line, exit 2) rather than a file the user waits for and never gets."""
-    target = tmp_path / "powermode.prom"
+@pytest.mark.parametrize("flags", [["--powermode-textfile", "{tmp}/powermode.prom"], ["--plots", "{tmp}/plots"],
+                                   ["--pareto", "--power-budget", "5"], ["--nvpmodel-conf", "{tmp}/nvpmodel.conf"]])
+def test_report_flags_asked_of_the_timeline_drawing_are_refused_not_ignored(tmp_path, capsys, flags):
+    """--timeline draws an epoch instead of the report: it has no power modes to write, no plots, no front, so a
+    report's flag is a mistake in the command (one line naming each, exit 2) rather than a file the user waits for
+    and never gets."""
+    flags = [f.format(tmp=tmp_path) for f in flags]
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["--timeline", "run-1", "--timeline-dir", str(tmp_path), "--powermode-textfile", str(target)])
+        cli.main(["--timeline", "run-1", "--timeline-dir", str(tmp_path)] + flags)
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1 and "--powermode-textfile" in err and "--timeline" in err
-    assert not target.exists()
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--timeline" in err
+    assert all(f in err for f in flags if f.startswith("--"))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(node_exporter_binary() is None,
