@@ -146,7 +146,12 @@ def test_the_timeline_records_which_worker_made_each_batch_and_when():
     for i in range(BATCHES):
         assert c["began"][i] < c["ready"][i] <= c["wait_ended"][i] + 1e-3  # one clock for all processes
         assert c["wait_began"][i] <= c["wait_ended"][i] <= c["step_began"][i] < c["step_ended"][i]
-        assert c["read_s"][i] == pytest.approx(BATCH * SAMPLE_S if i % 2 == 0 else 0.0, abs=0.01)
+        # the even batches read, the odd ones do not; sleeps never end early, and a loaded machine stretches them
+        # (80 ms of reads measured 109 ms), but never past the making of their batch
+        if i % 2 == 0:
+            assert BATCH * SAMPLE_S <= c["read_s"][i] <= c["ready"][i] - c["began"][i]
+        else:
+            assert c["read_s"][i] == 0.0
         assert c["cpu_s"][i] < 0.5 * (c["ready"][i] - c["began"][i])  # sleeping is not CPU time
     again = Timeline.from_dict(json.loads(json.dumps(timeline.to_dict())))
     assert again.to_dict() == timeline.to_dict()
