@@ -123,7 +123,7 @@ def test_a_signal_mid_run_writes_results_and_metrics_and_exits_non_zero(cifar_di
     args = small_run_args(cifar_dir, str(tmp_path))
     args[args.index("--max-batches") + 1] = "20"
     args[args.index("--workers") + 1] = workers
-    process = launch(args + ["--batch-size", "2", "--log-interval", "1", "--epochs", "3"])
+    process = launch(args + ["--batch-size", "2", "--log-interval", "1", "--epochs", "8"])
     Lines(process.stdout).wait_for(r"epoch 1 step 3/")
     if whole_group:
         os.killpg(process.pid, signum)
@@ -133,11 +133,15 @@ def test_a_signal_mid_run_writes_results_and_metrics_and_exits_non_zero(cifar_di
     err = process.stderr.read()
     assert "stopped by signal" in err and "Traceback" not in err
     records = results(str(tmp_path / "results.jsonl"))
-    assert [(r["epoch"], r["complete"]) for r in records] == [(0, True), (1, False)]
-    assert 3 <= records[1]["batches"] < 20
+    # The signal lands some batches after that line (~20 ms each here: sent 0.3 s late, as a busy machine may, it
+    # found epoch 1 at its last batch; 0.8 s late, in epoch 2): the epochs before it complete, the one it stopped not.
+    *whole, stopped = records
+    assert [(r["epoch"], r["complete"]) for r in records] == [(e, True) for e in range(len(whole))] + [
+        (len(whole), False)]
+    assert len(whole) >= 1 and 0 < stopped["batches"] <= 20
     values = samples((tmp_path / "run.prom").read_text())
     counted = [v for (name, _), v in values.items() if name == "edgescope_train_batch_seconds_count"]
-    assert counted == [20 + records[1]["batches"]]
+    assert counted == [20 * len(whole) + stopped["batches"]]
 
 
 def test_busy_port_is_one_line_without_traceback(cifar_dir, tmp_path):
