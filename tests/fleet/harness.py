@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import requests
 import yaml
@@ -200,6 +200,16 @@ def raw_samples(url: str, selector: str, start: float, end: float) -> Dict[str, 
         key = ",".join("{}={}".format(k, v) for k, v in sorted(item["metric"].items()))
         out[key] = [float(t) for t, _ in item["values"] if float(t) >= start]
     return out
+
+
+def metric_names(url: str, selector: str, start: float, end: float) -> Set[str]:
+    """The metric names of the series of `selector` with samples in [start, end] (VictoriaMetrics answers to the
+    day: every name it indexed that day, so its stores here, begun by each test, answer since they began)."""
+    params = {"match[]": selector, "start": repr(start), "end": repr(end)}
+    body = requests.get(url + "/api/v1/label/__name__/values", params=params, timeout=30).json()
+    if body.get("status") != "success":
+        raise RuntimeError("{}: {}".format(selector, body.get("error")))
+    return set(body["data"])
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.5) -> Any:

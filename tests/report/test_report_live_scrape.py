@@ -109,16 +109,23 @@ def test_report_on_live_scraped_trainer_and_exporter(live_prometheus, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [r["epoch"] for r in report["epochs"]] == [0, 1, 2]
     assert report["notes"] == []
+    # The fake exporter computes its counters when it answers, Prometheus stamps the sample when it asked: on a
+    # busy machine the answer comes up to a scrape's duration after its stamp (answers up to 100 ms late put the
+    # read rate 2.4 % off), at each edge.
+    slowest = float(requests.get(url + "/api/v1/query", timeout=5, params={
+        "query": "max(max_over_time(scrape_duration_seconds[10m]))"}).json()["data"]["result"][0]["value"][1])
+    latency_j = 2 * slowest * (BASE_W + SWING_W)
     # 1 s scrapes: interpolation error ≤ 2 · Δt²/8 · max|dP/dt| per epoch, plus scrape-timing jitter
-    bound = 2 * SCRAPE ** 2 / 8 * SWING_W * 2 * math.pi / PERIOD_S + 0.1
+    bound = 2 * SCRAPE ** 2 / 8 * SWING_W * 2 * math.pi / PERIOD_S + 0.1 + latency_j
     for record, (start, end) in zip(report["epochs"], windows):
         assert record["device"] == "live-1"  # the trainer's target label, joined to the exporter's
         assert record["start_timestamp_seconds"] == pytest.approx(start) and record["e2e_seconds"] == \
             pytest.approx(end - start)
-        assert abs(record["energy_joules"] - (energy(end) - energy(start))) <= bound
+        assert abs(record["energy_joules"] - (energy(end) - energy(start))) <= bound, slowest
         # and the report's own bound, worst case over the scrapes around each edge, holds the error too
-        assert abs(record["energy_joules"] - (energy(end) - energy(start))) <= record["energy_bound_joules"]
-        assert record["read_iops"] == pytest.approx(150.0, rel=0.02)
+        error = abs(record["energy_joules"] - (energy(end) - energy(start)))
+        assert error <= record["energy_bound_joules"] + latency_j, slowest
+        assert abs(record["read_iops"] - 150.0) <= 150.0 * (0.02 + 2 * slowest / (end - start)), slowest
         assert record["page_cache_ratio"] == 0.5
     summary = report["summary"][0]
     assert summary["epochs_included"] == [1, 2] and summary["device_type"] == "nano" and summary["storage"] == "sd"

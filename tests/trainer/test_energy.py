@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -228,7 +229,17 @@ def test_exporter_killed_and_restarted_mid_epoch_gives_that_epoch_no_energy_and_
                              "--log-interval", "5"])
     lines = Lines(process.stdout)
     lines.wait_for(r"^epoch 1 step 5/")  # epoch 1 has read its start
-    exporter.restart()
+    # The run held while the exporter restarts, until it counts again: on a loaded machine the new exporter's
+    # start-up can outlast the rest of epoch 1 (2.5 s more than here did), and epoch 2 would begin unread.
+    os.killpg(process.pid, signal.SIGSTOP)
+    try:
+        exporter.restart()
+        deadline = time.monotonic() + 60
+        while "edgescope_board_energy_joules_total" not in board_values(requests.get(exporter.url, timeout=5).text):
+            assert time.monotonic() < deadline, "the restarted exporter never counted energy"
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGCONT)
     lines.wait_for(r"^epoch 1/3")
     assert process.wait(timeout=600) == 0
     err = process.stderr.read()

@@ -11,7 +11,7 @@ import json
 import re
 import statistics
 import time
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import pytest
 import torch
@@ -60,20 +60,32 @@ class Sleeping(Dataset):
         return torch.zeros(1)
 
 
+def loader(workers: int, cached: bool = False, kinds: Tuple[Tuple[float, float], ...] = ALTERNATING,
+           batches: int = BATCHES) -> DataLoader:
+    return DataLoader(TimedSamples(Sleeping(kinds, cached, batches)), batch_size=BATCH, shuffle=False,
+                      num_workers=workers, collate_fn=collate_timed, **({"prefetch_factor": 2} if workers else {}))
+
+
+def alternately(loaders: Sequence[DataLoader], epochs: int = 4) -> List[List[Window]]:
+    """Each loader's epochs, measured in turn (an epoch of the first, of the second, ..., again): a burst of load
+    on a shared machine stretches the sleeps of whatever runs during it, by 45 % for a whole run of a few
+    seconds under two busy loops on two cores, so runs measured one after the other differ by more than the
+    what-ifs do; taken in turn, a burst falls on neighbouring epochs of every configuration."""
+    meters = [StepMeter("cpu", "lazy") for _ in loaders]
+    windows = [[] for _ in loaders]  # type: List[List[Window]]
+    for _ in range(epochs):
+        for each, meter, measured in zip(loaders, meters, windows):
+            meter.begin_window("epoch")
+            for _batch in meter.wrap(each):
+                with meter.step():
+                    time.sleep(COMPUTE_S)
+            measured.append(meter.end_window("epoch"))
+    return [measured[1:] for measured in windows]  # epoch 0 warms up
+
+
 def measure(workers: int, cached: bool = False, epochs: int = 4, kinds: Tuple[Tuple[float, float], ...] = ALTERNATING,
             batches: int = BATCHES) -> List[Window]:
-    loader = DataLoader(TimedSamples(Sleeping(kinds, cached, batches)), batch_size=BATCH, shuffle=False,
-                        num_workers=workers,
-                        collate_fn=collate_timed, **({"prefetch_factor": 2} if workers else {}))
-    meter = StepMeter("cpu", "lazy")
-    windows = []
-    for _ in range(epochs):
-        meter.begin_window("epoch")
-        for _batch in meter.wrap(loader):
-            with meter.step():
-                time.sleep(COMPUTE_S)
-        windows.append(meter.end_window("epoch"))
-    return windows[1:]  # epoch 0 warms up
+    return alternately([loader(workers, cached, kinds, batches)], epochs)[0]
 
 
 def replay_savings(timeline: Timeline) -> Tuple[float, float]:
@@ -109,8 +121,8 @@ def test_the_diagnosis_and_the_cached_what_if_agree_where_one_worker_preprocesse
     storage, "mixed" (64 %, nearer "storage", with 60 ms reads: test_critical_path.py); along the critical path
     it is preprocessing, and the cached what-if predicts no change, as a cached run measures."""
     batches = 32  # the first round, where every worker starts at once, is one eighth of the epoch
-    cold = measure(4, epochs=3, kinds=ONE_PREPROCESSING, batches=batches)
-    cached = measure(4, cached=True, epochs=3, kinds=ONE_PREPROCESSING, batches=batches)
+    cold, cached = alternately([loader(4, kinds=ONE_PREPROCESSING, batches=batches),
+                                loader(4, cached=True, kinds=ONE_PREPROCESSING, batches=batches)], epochs=3)
     for window in cold:
         stats = {"e2e_seconds": window.duration_s, "fetch_stall_seconds": window.fetch_stall_s,
                  "fetch_stall_storage_seconds": window.fetch_stall_storage_s,
@@ -120,7 +132,7 @@ def test_the_diagnosis_and_the_cached_what_if_agree_where_one_worker_preprocesse
         assert window.fetch_stall_storage_s + window.fetch_stall_preprocess_s == pytest.approx(window.fetch_stall_s)
         change = what_ifs(window.timeline, window.duration_s, Machine(2, 0.0))["dataset_cached"].seconds / window.duration_s
         assert change == pytest.approx(1.0, abs=0.10), evidence  # worker 0 still paces the epoch
-    # two runs apart on a busy machine: the least disturbed epoch of each, within the tolerance of the measured-run
+    # two runs on a busy machine: the least disturbed epoch of each, within the tolerance of the measured-run
     # comparisons below
     measured = min(w.duration_s for w in cached) / min(w.duration_s for w in cold)
     assert measured == pytest.approx(1.0, abs=0.15)
@@ -146,7 +158,12 @@ def test_the_timeline_records_which_worker_made_each_batch_and_when():
     for i in range(BATCHES):
         assert c["began"][i] < c["ready"][i] <= c["wait_ended"][i] + 1e-3  # one clock for all processes
         assert c["wait_began"][i] <= c["wait_ended"][i] <= c["step_began"][i] < c["step_ended"][i]
-        assert c["read_s"][i] == pytest.approx(BATCH * SAMPLE_S if i % 2 == 0 else 0.0, abs=0.01)
+        # the even batches read, the odd ones do not; sleeps never end early, and a loaded machine stretches them
+        # (80 ms of reads measured 109 ms), but never past the making of their batch
+        if i % 2 == 0:
+            assert BATCH * SAMPLE_S <= c["read_s"][i] <= c["ready"][i] - c["began"][i]
+        else:
+            assert c["read_s"][i] == 0.0
         assert c["cpu_s"][i] < 0.5 * (c["ready"][i] - c["began"][i])  # sleeping is not CPU time
     again = Timeline.from_dict(json.loads(json.dumps(timeline.to_dict())))
     assert again.to_dict() == timeline.to_dict()
@@ -167,8 +184,7 @@ def spread(values: List[float]) -> Tuple[float, float]:
 def test_the_cached_what_if_matches_a_measured_cached_run():
     """Caching the dataset speeds the reading worker only: the preprocessing one still bounds the epoch
     (the old ratio model predicted -47 %). Prediction from the replays within 15 % of the measured run."""
-    cold = measure(2)
-    cached = measure(2, cached=True)
+    cold, cached = alternately([loader(2), loader(2, cached=True)])
     predicted = spread([what_ifs(w.timeline, w.duration_s, Machine(2, 0.0))["dataset_cached"].seconds for w in cold])
     measured = spread([w.duration_s for w in cached])
     error = (predicted[0] - measured[0]) / measured[0]
@@ -180,8 +196,7 @@ def test_doubled_workers_bracket_a_measured_run_with_twice_the_workers():
     """Whether storage serves more readers as fast is not in one epoch: the two predictions bracket the run
     with twice the workers (here reads that wait, like network storage, so the scaling one is the closer; its
     accuracy on real loaders is bench/whatif_accuracy.py's to show, on a quiet machine)."""
-    two = measure(2)
-    four = measure(4)
+    two, four = alternately([loader(2), loader(4)])
     out = [what_ifs(w.timeline, w.duration_s, Machine(8, 0.0)) for w in two]
     scales = spread([o["workers_doubled_storage_scales"].seconds for o in out])
     shared = spread([o["workers_doubled"].seconds for o in out])
