@@ -80,6 +80,9 @@ def run_exporter():
     procs = []
 
     def start(*args, scheme="http", port=None, wait_for=None, **req):
+        """``wait_for``: a text, or texts, that /metrics must all hold before it counts as up (each source
+        reports when its own first sample is done: on a busy machine one may come well after another)."""
+        wanted = [] if wait_for is None else [wait_for] if isinstance(wait_for, str) else list(wait_for)
         port = port or free_port()
         cmd = [sys.executable, "-m", "exporter.cli", "--web.listen-address", "127.0.0.1:{}".format(port)] + list(args)
         proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
@@ -91,7 +94,7 @@ def run_exporter():
                 raise AssertionError("exporter exited: " + proc.stderr.read())
             try:
                 body = requests.get(url + "/metrics", timeout=2, **req).text
-                if wait_for is None or wait_for in body:
+                if all(w in body for w in wanted):
                     return url, proc
             except requests.RequestException:
                 pass

@@ -45,7 +45,7 @@ def test_full_metrics_pass_promtool(tmp_path, run_exporter):
 
 def test_no_power_source_means_no_power_series(tmp_path, run_exporter):
     url, _ = run_exporter("--power-source", "auto", "--sysfs-root", str(tmp_path), "--jtop-socket", str(tmp_path / "no.sock"),
-                          wait_for='source="thermal"')
+                          wait_for=('source="thermal"', 'source="rapl"} 1', 'source="jtop"} 1'))
     body = requests.get(url + "/metrics", timeout=5).text
     if shutil.which("tegrastats"):
         pytest.skip("this machine has tegrastats")
