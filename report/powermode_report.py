@@ -15,13 +15,13 @@ POWER_UNVERIFIED = ("; power unverified: the claim rests on a power model checke
                     "a board's measured power")
 
 
-def workload_labels(row: dict) -> Dict[str, str]:
-    """A row's labels but its mode's: equal for the rows of one workload in several modes (its device included)."""
-    return {k: v for k, v in configuration.of_record(row).items() if k not in MODE_KNOBS}
+def without_mode(labels: configuration.Labels) -> Dict[str, str]:
+    """Labels (or a configuration) but the mode's: equal for the rows of one workload in several modes."""
+    return {k: v for k, v in labels.items() if k not in MODE_KNOBS}
 
 
 def _workload_key(row: dict) -> Tuple:
-    return (row["device"],) + configuration.key(workload_labels(row))
+    return (row["device"],) + configuration.key(without_mode(configuration.of_record(row)))
 
 
 def workloads(rows: Sequence[dict]) -> List[Tuple[List[dict], List[Measured]]]:
@@ -73,8 +73,8 @@ def mode_what_ifs(rows: Sequence[dict], candidates: Sequence[Tuple[str, Mode]] =
         labels = configuration.of_record(row)
         out.append({"device": row["device"], "workload_text": configuration.workload_text(labels),
                     "workload": {n: labels[n] for n in configuration.WORKLOAD if labels.get(n)},
-                    "configuration": {k: v for k, v in row["configuration"].items() if k not in MODE_KNOBS},
-                    "labels": workload_labels(row),
+                    "configuration": without_mode(row["configuration"]),
+                    "labels": without_mode(labels),
                     "runs": [run for r in rows if keys[id(r)] == key for run in r["runs"]],
                     "measured_modes": [m.name for m in measured],
                     "measured": [_measured(r, m) for r, m in zip(group, measured)], "unfixed_terms": model.unfixed(),
