@@ -26,7 +26,7 @@ from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.yamlfile import one_line
 from trainer import checkpoint, flags
-from trainer.data import DATASETS, SyntheticBatches, build_dataset, dataset_identity, make_loader
+from trainer.data import DATASETS, SyntheticBatches, build_dataset, dataset_identity, make_loader, probe_after_wait
 from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading,
                             epoch_energy, first_reading, metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError
@@ -40,7 +40,8 @@ from trainer.pagecache import dataset_size, evict
 from trainer.progress import EpochProgress
 from trainer.results import (append_result, complete_results, epoch_record, print_epoch, print_summary,
                              window_of)
-from trainer.timeline import MAX_PREFETCH_FACTOR, MAX_WORKERS, Prediction, window_what_ifs, write_timeline
+from trainer.timeline import (MAX_PREFETCH_FACTOR, MAX_WORKERS, Prediction, per_sample, window_what_ifs,
+                              write_timeline)
 from trainer.safe_load import describe
 
 _non_negative_float = number_in(0, math.inf)
@@ -381,7 +382,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             progress.close()
             used = epoch_energy(energy_start, try_read(energy), energy.broken) if energy else None
             complete = not stop.requested
-            predictions = predict_epoch(window, args, dataset_bytes) if measured else {}
+            predictions = predict_epoch(window, args, dataset_bytes, dataset, samples, epoch, stop) if measured else {}
             record = epoch_record(run_id, epoch, complete, window, batches, samples, loss, measured, config, used,
                                   predictions)
             if args.timeline_dir and window.timeline is not None:
@@ -433,10 +434,16 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             energy.close()
 
 
-def predict_epoch(window: Window, args: argparse.Namespace, dataset_bytes: Optional[int]) -> Dict[str, Prediction]:
-    """The epoch's what-ifs, replayed on its timeline (none for ``--synthetic-input``: it has no loader)."""
+def predict_epoch(window: Window, args: argparse.Namespace, dataset_bytes: Optional[int], dataset: Any,
+                  samples: int, epoch: int, stop: StopRequest) -> Dict[str, Prediction]:
+    """The epoch's what-ifs, replayed on its timeline (none for ``--synthetic-input``: it has no loader), once
+    a few samples made back to back have told what its makings' CPU cost more after their waits for the device
+    (trainer.afterwait: after the epoch's window, in no epoch's time)."""
     if args.synthetic_input:
         return {}
+    if window.timeline is not None and not stop.requested:
+        window.timeline.after_wait = probe_after_wait(dataset, *per_sample(window.timeline, samples),
+                                                      seed=args.seed * 100003 + epoch)
     return window_what_ifs(window, args.what_if_storage_bps, args.what_if_compute_speedup, dataset_bytes)
 
 

@@ -14,6 +14,7 @@ decode/augment/collate seconds, measured in the process that made it) for
 """
 import hashlib
 import os
+import random
 import sys
 import time
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
@@ -28,6 +29,8 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from exporter.pagecache import ScanLimits, ScanTooBig, regular_files
+from trainer import afterwait
+from trainer.afterwait import AfterWait
 from trainer.errors import UsageError
 from trainer.machine import private_bytes, thread_schedule
 from trainer.meter import LoadTimes
@@ -296,6 +299,35 @@ def timed_read(path: str) -> bytes:
 def load_image_timed(path: str) -> Image.Image:
     """``load_image`` with its file read timed apart from its decode."""
     return load_image(path, timed_read)
+
+
+def probe_after_wait(dataset: Any, wait_s: float, epoch_cpu_s: float, seed: int) -> Optional[AfterWait]:
+    """``trainer.afterwait.probe`` on a seeded choice of an image folder's own samples: each file read once, then
+    decoded and augmented from its bytes in this process as a worker does (on one torch thread; the probe times no
+    read: a slow disk's reads wait every time), the training's random state (the augmentations draw from it) left
+    as it was. None where the epoch's waits per sample were too short to matter (``MIN_WAIT_S``), for a dataset
+    read whole at start-up (CIFAR-10: no waits), or where a file can no longer be read."""
+    if wait_s < afterwait.MIN_WAIT_S or not isinstance(dataset, ImageFolder) or len(dataset) < 2:
+        return None
+    indices = random.Random(seed).sample(range(len(dataset)), min(afterwait.SAMPLES, len(dataset)))
+    threads, state = torch.get_num_threads(), random.getstate()
+    torch.set_num_threads(1)
+    try:
+        raw = {index: read_bytes(dataset.samples[index][0]) for index in indices}
+
+        def making_cpu_s(index: int) -> float:
+            began = time.thread_time()
+            image = load_image(dataset.samples[index][0], lambda path: raw[index])
+            if dataset.transform is not None:
+                dataset.transform(image)
+            return time.thread_time() - began
+        with torch.random.fork_rng(devices=[]):
+            return afterwait.probe(making_cpu_s, indices, wait_s, epoch_cpu_s)
+    except (OSError, DataFileError):
+        return None
+    finally:
+        torch.set_num_threads(threads)
+        random.setstate(state)
 
 
 class Sample(NamedTuple):

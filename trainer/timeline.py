@@ -14,6 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from exporter import atomicfile
 from exporter.readfile import read_regular
+from trainer.afterwait import AfterWait
 from trainer.machine import Machine, available_memory, usable_cpus
 
 MAX_BATCHES = 200000  # ~19 columns x 8 bytes: about 30 MB at most per epoch; past it the timeline is cut
@@ -42,6 +43,7 @@ class Timeline:
         self.truncated = False
         self.complete = True  # every batch carried its loader's stamps
         self.machine = None  # type: Optional[Machine]
+        self.after_wait = None  # type: Optional[AfterWait]  # the probe between epochs (trainer.afterwait), if any
 
     def __len__(self) -> int:
         return len(self.columns["wait_began"])
@@ -81,6 +83,7 @@ class Timeline:
         return {"version": VERSION, "workers": self.workers, "prefetch_factor": self.prefetch_factor,
                 "startup": self.startup, "shutdown": self.shutdown, "truncated": self.truncated,
                 "complete": self.complete, "machine": None if self.machine is None else self.machine.to_dict(),
+                "after_wait": None if self.after_wait is None else self.after_wait.to_dict(),
                 "batches": {name: [None if math.isnan(v) else v for v in column]
                             for name, column in self.columns.items()}}
 
@@ -105,6 +108,8 @@ class Timeline:
                 timeline.machine = Machine.from_dict(data["machine"])
             elif data.get("cpu_count") is not None and data.get("main_cpu_s") is not None:  # version 1's file
                 timeline.machine = Machine(int(data["cpu_count"]), _finite(data["main_cpu_s"]))
+            if data.get("after_wait") is not None:
+                timeline.after_wait = AfterWait.from_dict(data["after_wait"])
             batches = data["batches"]
             n = len(batches["wait_began"])
             if n > MAX_BATCHES:
@@ -162,6 +167,7 @@ class Replayable(NamedTuple):
     rchar: Optional[float]  # the bytes their read calls returned (rchar); both None where not recorded
     worker_memory: List[float]  # each worker's largest private memory (0 where not recorded)
     run_delay: Optional[List[float]]  # each making's wait for a CPU; None where not recorded
+    after_wait: Optional[AfterWait]  # how much slower the makings' CPU ran after their waits (None: not probed)
 
 
 def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
@@ -207,7 +213,8 @@ def replayable(timeline: Timeline) -> Tuple[Optional[Replayable], str]:
         read_cpu=[0.0 if math.isnan(x) else min(x, cpu) for x, cpu in zip(c["read_cpu_s"], c["cpu_s"])],
         device_bytes=sum(c["io_read_bytes"]) if io_known else None,
         rchar=sum(c["io_rchar"]) if io_known else None, worker_memory=memory,
-        run_delay=None if any(math.isnan(x) for x in c["run_delay_s"]) else list(c["run_delay_s"])), ""
+        run_delay=None if any(math.isnan(x) for x in c["run_delay_s"]) else list(c["run_delay_s"]),
+        after_wait=timeline.after_wait), ""
 
 
 def replay(r: Replayable, workers: int, make: Sequence[float], compute: Sequence[float],
@@ -300,6 +307,11 @@ class CpuModel:
         make_cpu = [min(c, m) for c, m in zip(r.cpu, making)]
         self.costs = Costs(device, [b - w for b, w in zip(blocked, device)], make_cpu, [x[0] for x in step],
                            [x[1] for x in step], [1 + d / c if c > 0 else 1.0 for c, d in zip(make_cpu, delay)])
+        # what a making's CPU beside its reads' would not have cost without its waits (trainer.afterwait: the
+        # epoch's per sample against the same makings back to back)
+        slowdown = r.after_wait.slowdown() if r.after_wait is not None else 1.0
+        self.after_wait_cpu = [max(m - rc, 0.0) * (1 - 1 / slowdown) if d > 0 else 0.0
+                               for m, rc, d in zip(make_cpu, r.read_cpu, device)]
         # storage serving one reader's worth at a time: the measured waits hold that many readers at once
         self.read_sharing = max(1.0, sum(device) / r.span) if r.span > 0 else 1.0
 
@@ -321,25 +333,32 @@ class CpuModel:
         threads = workers + self.main_threads
         return min(threads, self.machine.cpus * threads / (threads + self.tenants))
 
-    def cpu_work_s(self, step_speedup: float = 1.0) -> float:
-        """The run's CPU seconds over the epoch, with its steps ``step_speedup`` times faster."""
-        return self.machine.main_cpu_s - self.step_cpu_s * (1 - 1 / step_speedup) + self.workers_cpu_s
+    def cpu_work_s(self, step_speedup: float = 1.0, waits_gone: bool = False) -> float:
+        """The run's CPU seconds over the epoch, with its steps ``step_speedup`` times faster, and with
+        ``waits_gone`` without what the makings' CPU cost more after their waits."""
+        return self.machine.main_cpu_s - self.step_cpu_s * (1 - 1 / step_speedup) + self.workers_cpu_s \
+            - (sum(self.after_wait_cpu) if waits_gone else 0.0)
 
     def replay(self, workers: int, wait_scale: float = 1.0, step_speedup: float = 1.0,
                serial_storage: bool = False) -> Tuple[float, float, float, List[float]]:
         """(the loop's seconds, the CPU sharing, the reads' stretch from sharing the storage, each step's seconds)
         with ``workers``, the device waits x ``wait_scale`` and the steps ``step_speedup`` times faster. With
         ``serial_storage`` the storage serves one reader's worth at a time (an SD card), so readers wait on each
-        other; without, each read waits as measured (page cache, NVMe, network storage serving more at once)."""
+        other; without, each read waits as measured (page cache, NVMe, network storage serving more at once).
+        Without the device waits (``wait_scale`` 0) a making's CPU beside its reads' costs what the probe after
+        the epoch measured back to back (``Replayable.after_wait``); waits made shorter or longer keep it as
+        measured (the probe tells no cost for a wait of another length)."""
         r, c = self.r, self.costs
         assigned = r.assigned if workers == r.workers and workers else None
         wait = [w * wait_scale / (self.read_sharing if serial_storage else 1.0) for w in c.device_wait]
-        cpu_s = self.making_cpu_s + self.step_cpu_s / step_speedup  # the loop's CPU seconds
+        make_cpu = [m - s for m, s in zip(c.make_cpu, self.after_wait_cpu)] if wait_scale == 0 else c.make_cpu
+        # the loop's CPU seconds
+        cpu_s = self.making_cpu_s - sum(c.make_cpu) + sum(make_cpu) + self.step_cpu_s / step_speedup
         # a making's measured waits for a CPU shrink with the steps it met there (K times faster: 1/K of them)
         floors = [1 + (f - 1) / step_speedup for f in c.make_sharing]
         sharing = stretch = 1.0
         for _ in range(60):
-            make = [d * stretch + o + m * max(sharing, f) for d, o, m, f in zip(wait, c.make_wait, c.make_cpu, floors)]
+            make = [d * stretch + o + m * max(sharing, f) for d, o, m, f in zip(wait, c.make_wait, make_cpu, floors)]
             steps = [(o + m * max(sharing, self.sharing)) / step_speedup for o, m in zip(c.step_wait, c.step_cpu)]
             span = replay(r, workers, make, steps, assigned)
             # the runnable threads over the CPUs: the run's (its CPU seconds, stretched, over the loop) and the tenants'
@@ -347,6 +366,17 @@ class CpuModel:
             if serial_storage:
                 stretch = (stretch + max(1.0, stretch * sum(wait) / span)) / 2
         return span, sharing, stretch, steps
+
+
+def per_sample(timeline: Timeline, samples: int) -> Tuple[float, float]:
+    """The epoch's wait for the device and its makings' CPU beside their reads', each per sample made
+    (``CpuModel``'s, over ``samples``): what the probe between epochs checks (trainer.afterwait); zeros where the
+    timeline cannot tell."""
+    r, _ = replayable(timeline)
+    if r is None or samples <= 0:
+        return 0.0, 0.0
+    costs = CpuModel(r, timeline.machine or Machine(len(usable_cpus()), 0.0)).costs
+    return sum(costs.device_wait) / samples, sum(costs.make_cpu) / samples - sum(r.read_cpu) / samples
 
 
 def _known(value: float) -> float:
@@ -379,7 +409,8 @@ def what_ifs(timeline: Timeline, epoch_s: float, machine: Machine,
              free_memory_bytes: Optional[float] = None,
              dataset_bytes: Optional[float] = None, compute_s: Optional[float] = None) -> Dict[str, Prediction]:
     """The epoch's wall time replayed on ``machine`` (``CpuModel``) with one change each: ``dataset_cached``
-    (the reads' waits for the device taken out, their CPU kept), ``workers_doubled`` (storage serving one reader's
+    (the reads' waits for the device taken out, their CPU kept, and what the makings' other CPU cost more after
+    those waits where the probe between epochs measured it), ``workers_doubled`` (storage serving one reader's
     worth at a time) and ``workers_doubled_storage_scales`` (reads as fast as measured), ``storage_bps=N`` (the
     waits x measured speed / N), ``compute_speedup=K`` (steps / K). A prediction is the measured epoch minus the
     model's replay of it plus the replay changed, so the model's own error on this epoch cancels; start-up and
@@ -402,7 +433,7 @@ def what_ifs(timeline: Timeline, epoch_s: float, machine: Machine,
         compute_ratio = sum(steps) / sum(base_steps) if sum(base_steps) > 0 else 1 / step_speedup
         compute = None if compute_s is None else compute_s * compute_ratio
         cores = model.cores(workers)
-        cpu_floor = model.cpu_work_s(step_speedup) / cores
+        cpu_floor = model.cpu_work_s(step_speedup, waits_gone=wait_scale == 0) / cores
         seconds = max(epoch_s - base_span + span + extra_s, cpu_floor, sum(steps), compute or 0.0)
         basis += "; on {:.2f} of {} CPUs{}: CPU work x{:.2f} from sharing (measured x{:.2f}){}{}".format(
             cores, machine.cpus, " (other tenants' threads: {:.2f})".format(model.tenants) if model.tenants else "",
@@ -439,8 +470,11 @@ def _cached(r: Replayable, model: CpuModel, epoch_s: float, free_memory_bytes: O
             and wait <= 0.5 * sum(r.read):
         return Prediction(epoch_s, "already in the page cache: {:.3g} MB read, {:.3g} MB of it from storage; "
                           "caching gains nothing".format(r.rchar / 1e6, r.device_bytes / 1e6), compute_s)
-    return predicted("device waits ({:.3g} s over the workers) taken out, the reads' CPU ({:.3g} s) kept".format(
-        wait, sum(r.read_cpu)), r.workers, wait_scale=0.0)
+    return predicted("device waits ({:.3g} s over the workers) taken out, the reads' CPU ({:.3g} s) kept; {}".format(
+        wait, sum(r.read_cpu), "the makings' other CPU: not probed back to back" if r.after_wait is None else
+        "the makings' other CPU was {}: {:.3g} s of it taken out".format(r.after_wait.describe(),
+                                                                        sum(model.after_wait_cpu))),
+        r.workers, wait_scale=0.0)
 
 
 def _doubled(r: Replayable, free_memory_bytes: Optional[float], serial_storage: bool,

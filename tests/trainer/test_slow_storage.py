@@ -7,6 +7,7 @@ torch's libraries (the root disk holds them too), and the cold start is real (a 
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Dict, Iterator, Tuple
 import pytest
 
 from bench import blkio
+from trainer import afterwait
 from trainer.synthetic import write_jpeg_folder
 
 from .conftest import REPO, cli_env, small_run_args
@@ -88,3 +90,7 @@ def test_a_cold_dataset_on_a_4_mb_per_s_disk_stalls_on_storage_and_the_cached_on
     assert storage_share(cold) > 0.5
     assert cached["read_s"] < 0.1 * cold["read_s"]
     assert storage_share(cached) < 0.5 * storage_share(cold)
+    # after the epoch the probe made the cold run's own JPEGs back to back (trainer.afterwait)
+    assert re.search(r"the makings' other CPU was [0-9.]+ x their CPU back to back \([0-9.]+ against [0-9.]+ ± "
+                     r"[0-9.e-]+ ms a sample, {} samples, after waits of [0-9]+ ms".format(min(afterwait.SAMPLES, IMAGES)),
+                     cold["prediction_basis"]["dataset_cached"]), cold["prediction_basis"]
