@@ -1,16 +1,17 @@
 """How much more CPU an epoch's makings spent than the same makings back to back: what caching gives beside the
 waits themselves, measured on the run's own samples between epochs.
 
-A worker that waited ~77 ms for each file before decoding it spent ~27 % more CPU seconds on its decodes than a
-cached run's worker did on the same files (the 2-core bench VM, 768 px JPEGs cropped to 64 px: 9.3 against
-7.3 ms a sample): while it waited, its caches and its core went cold, and on a shared core the step ran in
+A worker that waited 39-77 ms for each file before decoding it spent 1.03-1.77 x the CPU seconds on its decodes
+that the same decodes took back to back (the 2-core bench VM, 768 px JPEGs cropped to 64 px: 7.7-13.5 against
+5.8-8.6 ms a sample): while it waited, its caches and its core went cold, and on a shared core the step ran in
 between. A cached run does not pay that, and the cached what-if that kept the measured CPU as it was predicted that
 run 32 % too slow. How much it costs depends on the machine, the work, the wait and what ran during it, so it is
 not a constant: ``probe`` makes a few of the run's own samples back to back right after the epoch, and the
 what-if takes the epoch's making CPU per sample down to theirs where its makings waited for the device.
 
-A sleep before each timed making does not reproduce it: on this VM that found 1.05-1.11, the run paid 1.27 (no
-FUSE daemon, no step running during the wait). Torch-free: the report reads timelines too."""
+A sleep before each timed making reproduces only part of it (1.14-1.20 on one core of this VM, where the runs
+paid 1.27-1.77: no slow disk's daemon and no step ran during the sleep), so the probe measures the other side,
+the making as a cached run makes it. Torch-free: the report reads timelines too."""
 import math
 import statistics
 from typing import Callable, NamedTuple, Optional, Sequence
