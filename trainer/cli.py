@@ -26,7 +26,8 @@ from exporter.config import POWER_SOURCES
 from exporter.config import SETTINGS as EXPORTER_SETTINGS
 from exporter.yamlfile import one_line
 from trainer import checkpoint, flags
-from trainer.data import DATASETS, SyntheticBatches, build_dataset, dataset_identity, make_loader, probe_after_wait
+from trainer.data import (DATASETS, SyntheticBatches, build_dataset, count_io_from_now, dataset_identity, make_loader,
+                          probe_after_wait)
 from trainer.energy import (SAMPLE_INTERVAL_S, EnergyUnavailable, ExporterEnergy, InProcessEnergy, Reading,
                             epoch_energy, first_reading, metrics_url, try_read)
 from trainer.errors import OneLineParser, UsageError
@@ -376,6 +377,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
             if args.evict_dataset:
                 _evict(args.data_dir)
             energy_start = try_read(energy) if energy else ""
+            count_io_from_now()
             progress.start(epoch, args.epochs, batches_per_epoch)
             window, batches, samples, loss = train_epoch(job, epoch, meter, metrics, batches_per_epoch,
                                                          args.log_interval, stop, progress)

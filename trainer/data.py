@@ -402,6 +402,13 @@ def io_since_last_batch(clock: Type[_MakerClock], path: str = "/proc/self/io") -
     return delta  # type: ignore[return-value]
 
 
+def count_io_from_now() -> None:
+    """This process's next batch counts its I/O from here. Without workers the main process makes the batches,
+    and what it read before an epoch (its start-up's modules and model, the probe after the epoch before:
+    trainer.afterwait) is no batch's; a worker is a process of its own, its counters begin with it."""
+    io_since_last_batch(_maker())
+
+
 def run_delay_of_batch(clock: Type[_MakerClock]) -> Optional[float]:
     """Seconds this thread waited for a CPU while making its batch: what tells a making's wait for a core from its
     wait for the device (both are wall time that is not CPU time)."""

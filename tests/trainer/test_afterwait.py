@@ -6,6 +6,8 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 import time
 from typing import List
 
@@ -16,6 +18,8 @@ from trainer import afterwait, data
 from trainer.afterwait import AfterWait, probe
 from trainer.synthetic import write_jpeg_folder
 from trainer.timeline import Timeline
+
+from .conftest import REPO, cli_env, small_run_args
 
 COST_S = 0.002
 
@@ -111,3 +115,30 @@ def test_a_dataset_read_whole_at_start_up_or_a_vanished_file_gets_no_probe(tmp_p
     for path, _ in dataset.samples:
         os.remove(path)
     assert data.probe_after_wait(dataset, 0.01, 0.01, seed=7) is None
+
+
+def test_the_probes_reads_and_the_start_ups_are_no_epochs_io(tmp_path):
+    """Without workers the main process makes the batches and counts its /proc/self/io since its previous batch:
+    the probe's 16 file reads after epoch 0 went into epoch 1's I/O (here twice the dataset's bytes), the start-up's
+    reads (the model, torch's modules: ~60 MB) into epoch 0's. The probe is forced on (a cached folder's reads
+    wait for no device)."""
+    folder = str(tmp_path / "images")
+    size = write_jpeg_folder(folder, images=16, image_size=48, classes=2, seed=1)
+    args = small_run_args(folder, str(tmp_path)) + ["--dataset", "imagefolder", "--image-size", "32",
+                                                    "--timeline-dir", str(tmp_path), "--run-id", "forced"]
+    forced = "import runpy, sys; from trainer import afterwait; afterwait.MIN_WAIT_S = 0.0; " \
+             "runpy.run_module('trainer.cli', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", forced] + args, cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(str(tmp_path / "results.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in records] == [0, 1]
+    for epoch in (0, 1):
+        with open(str(tmp_path / "forced" / "epoch-{}.json".format(epoch))) as f:
+            assert json.load(f)["after_wait"]["samples"] == 16
+    if records[0]["io_rchar_bytes"] is None:
+        pytest.skip("this kernel keeps no per-process I/O accounting (/proc/self/io)")
+    first, second = (record["io_rchar_bytes"] for record in records)
+    assert size <= second < 1.5 * size  # its 16 files; /proc reads of its own add a few hundred bytes
+    assert size <= first < size + 1e6  # and the first decode's lazy imports (PIL's JPEG plugin: ~270 kB)
