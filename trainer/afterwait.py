@@ -14,7 +14,7 @@ paid 1.27-1.77: no slow disk's daemon and no step ran during the sleep), so the 
 the making as a cached run makes it. Torch-free: the report reads timelines too."""
 import math
 import statistics
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 MIN_WAIT_S = 0.002  # the epoch's mean wait per sample below which no probe runs (10 ms cost the decode ~9 % here)
 SAMPLES = 32  # made back to back (each once more before, untimed): ~0.3 s for 768 px JPEGs here
@@ -59,15 +59,19 @@ class AfterWait(NamedTuple):
         return cls(*figures, samples)
 
 
-def probe(making_cpu_s: Callable[[int], float], indices: Sequence[int], wait_s: float,
-          epoch_cpu_s: float) -> Optional[AfterWait]:
+def probe(making_cpu_s: Callable[[int], float], indices: Sequence[int], wait_s: float, epoch_cpu_s: float,
+          stopped: Callable[[], bool] = lambda: False) -> Optional[AfterWait]:
     """``making_cpu_s`` of each of ``indices`` back to back (its CPU seconds making that sample, no read in them),
-    each made once before, untimed (the caches warm), against ``epoch_cpu_s`` a sample; None for fewer than two."""
+    each made once before, untimed (the caches warm), against ``epoch_cpu_s`` a sample; None for fewer than two,
+    or once ``stopped()`` (a signal: the run's exit waits on no probe)."""
     if len(indices) < 2:
         return None
-    for index in indices:
-        making_cpu_s(index)
-    costs = [making_cpu_s(index) for index in indices]
+    made = []  # type: List[float]
+    for index in list(indices) * 2:
+        if stopped():
+            return None
+        made.append(making_cpu_s(index))
+    costs = made[len(indices):]
     mean = statistics.mean(costs)
     if mean <= 0:
         return None

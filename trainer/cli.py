@@ -445,7 +445,8 @@ def predict_epoch(window: Window, args: argparse.Namespace, dataset_bytes: Optio
         return {}
     if window.timeline is not None and not stop.requested:
         window.timeline.after_wait = probe_after_wait(dataset, *per_sample(window.timeline, samples),
-                                                      seed=args.seed * 100003 + epoch)
+                                                      seed=args.seed * 100003 + epoch,
+                                                      stopped=lambda: stop.requested)
     return window_what_ifs(window, args.what_if_storage_bps, args.what_if_compute_speedup, dataset_bytes)
 
 

@@ -301,19 +301,20 @@ def load_image_timed(path: str) -> Image.Image:
     return load_image(path, timed_read)
 
 
-def probe_after_wait(dataset: Any, wait_s: float, epoch_cpu_s: float, seed: int) -> Optional[AfterWait]:
+def probe_after_wait(dataset: Any, wait_s: float, epoch_cpu_s: float, seed: int,
+                     stopped: Callable[[], bool] = lambda: False) -> Optional[AfterWait]:
     """``trainer.afterwait.probe`` on a seeded choice of an image folder's own samples: each file read once, then
     decoded and augmented from its bytes in this process as a worker does (on one torch thread; the probe times no
     read: a slow disk's reads wait every time), the training's random state (the augmentations draw from it) left
     as it was. None where the epoch's waits per sample were too short to matter (``MIN_WAIT_S``), for a dataset
-    read whole at start-up (CIFAR-10: no waits), or where a file can no longer be read."""
+    read whole at start-up (CIFAR-10: no waits), where a file can no longer be read, or once ``stopped()``."""
     if wait_s < afterwait.MIN_WAIT_S or not isinstance(dataset, ImageFolder) or len(dataset) < 2:
         return None
     indices = random.Random(seed).sample(range(len(dataset)), min(afterwait.SAMPLES, len(dataset)))
     threads, state = torch.get_num_threads(), random.getstate()
     torch.set_num_threads(1)
     try:
-        raw = {index: read_bytes(dataset.samples[index][0]) for index in indices}
+        raw = {index: read_bytes(dataset.samples[index][0]) for index in indices if not stopped()}
 
         def making_cpu_s(index: int) -> float:
             began = time.thread_time()
@@ -322,7 +323,7 @@ def probe_after_wait(dataset: Any, wait_s: float, epoch_cpu_s: float, seed: int)
                 dataset.transform(image)
             return time.thread_time() - began
         with torch.random.fork_rng(devices=[]):
-            return afterwait.probe(making_cpu_s, indices, wait_s, epoch_cpu_s)
+            return afterwait.probe(making_cpu_s, indices, wait_s, epoch_cpu_s, stopped)
     except (OSError, DataFileError):
         return None
     finally:

@@ -62,6 +62,14 @@ def test_a_cost_within_the_probes_noise_or_below_it_is_not_used():
     assert probe(Maker(), [1], 0.01, COST_S) is None
 
 
+def test_a_signal_ends_the_probe_before_its_next_sample():
+    """SIGTERM's flag set during the probe: the run's exit waits on one making at most (32 photos of 12 MP took
+    7 s back to back and twice over on the 2-core VM, longer than a `docker stop`'s 10 s grace on a slower board)."""
+    maker = Maker()
+    assert probe(maker, list(range(10)), 0.05, COST_S, stopped=lambda: len(maker.made) >= 3) is None
+    assert maker.made == [0, 1, 2]
+
+
 def test_the_probe_travels_with_the_timeline_and_a_bad_one_is_refused():
     timeline = Timeline()
     timeline.after_wait = AfterWait(0.077, 0.0093, 0.0073, 0.0001, 32)
@@ -106,6 +114,17 @@ def test_the_probe_times_no_read(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "timed_read", slow_read)
     found = data.probe_after_wait(dataset, wait_s=0.005, epoch_cpu_s=0.01, seed=7)
     assert found.samples == 6 and sorted(reads) == sorted(path for path, _ in dataset.samples)
+
+
+def test_a_signal_ends_the_probes_reads_too(tmp_path, monkeypatch):
+    """A file's read waits for the device where the dataset left the page cache: a stop reads no more."""
+    write_jpeg_folder(str(tmp_path), images=6, image_size=48, classes=2, seed=1)
+    dataset = data.build_dataset("imagefolder", str(tmp_path), image_size=32)
+    reads = []  # type: List[str]
+    read_bytes = data.read_bytes
+    monkeypatch.setattr(data, "read_bytes", lambda path: reads.append(path) or read_bytes(path))
+    assert data.probe_after_wait(dataset, 0.005, 0.01, seed=7, stopped=lambda: len(reads) >= 2) is None
+    assert len(reads) == 2
 
 
 def test_a_dataset_read_whole_at_start_up_or_a_vanished_file_gets_no_probe(tmp_path):
