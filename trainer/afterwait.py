@@ -16,7 +16,9 @@ import math
 import statistics
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
-MIN_WAIT_S = 0.002  # the epoch's mean wait per sample below which no probe runs (10 ms cost the decode ~9 % here)
+# the epoch's mean wait per sample below which no probe runs: 10 ms cost the decode ~9 % here, and with no wait
+# at all the probe found 3-14 % (docs/training.md): a shorter wait's cost is not to be told from that
+MIN_WAIT_S = 0.01
 SAMPLES = 32  # made back to back (each once more before, untimed): ~0.3 s for 768 px JPEGs here
 SIGNIFICANT = 2.0  # the epoch's cost counts as higher where it lies this many standard errors above the probe's
 

@@ -91,8 +91,8 @@ def test_the_probe_on_a_real_jpeg_folder_leaves_the_training_as_it_was(tmp_path)
     torch.manual_seed(5)
     random.seed(5)
     rng, py_rng, threads = torch.get_rng_state(), random.getstate(), torch.get_num_threads()
-    found = data.probe_after_wait(dataset, wait_s=0.003, epoch_cpu_s=0.01, seed=7)
-    assert found is not None and found.samples == 12 and found.wait_s == 0.003 and found.back_to_back_cpu_s > 0
+    found = data.probe_after_wait(dataset, wait_s=0.012, epoch_cpu_s=0.01, seed=7)
+    assert found is not None and found.samples == 12 and found.wait_s == 0.012 and found.back_to_back_cpu_s > 0
     assert torch.equal(torch.get_rng_state(), rng) and random.getstate() == py_rng
     assert torch.get_num_threads() == threads
     assert data.probe_after_wait(dataset, afterwait.MIN_WAIT_S / 2, 0.01, seed=7) is None  # too short to matter
@@ -112,7 +112,7 @@ def test_the_probe_times_no_read(tmp_path, monkeypatch):
         return read_bytes(path)
     monkeypatch.setattr(data, "read_bytes", slow_read)
     monkeypatch.setattr(data, "timed_read", slow_read)
-    found = data.probe_after_wait(dataset, wait_s=0.005, epoch_cpu_s=0.01, seed=7)
+    found = data.probe_after_wait(dataset, wait_s=0.02, epoch_cpu_s=0.01, seed=7)
     assert found.samples == 6 and sorted(reads) == sorted(path for path, _ in dataset.samples)
 
 
@@ -123,17 +123,17 @@ def test_a_signal_ends_the_probes_reads_too(tmp_path, monkeypatch):
     reads = []  # type: List[str]
     read_bytes = data.read_bytes
     monkeypatch.setattr(data, "read_bytes", lambda path: reads.append(path) or read_bytes(path))
-    assert data.probe_after_wait(dataset, 0.005, 0.01, seed=7, stopped=lambda: len(reads) >= 2) is None
+    assert data.probe_after_wait(dataset, 0.02, 0.01, seed=7, stopped=lambda: len(reads) >= 2) is None
     assert len(reads) == 2
 
 
 def test_a_dataset_read_whole_at_start_up_or_a_vanished_file_gets_no_probe(tmp_path):
     write_jpeg_folder(str(tmp_path), images=6, image_size=48, classes=2, seed=1)
     dataset = data.build_dataset("imagefolder", str(tmp_path), image_size=32)
-    assert data.probe_after_wait(list(range(10)), 0.01, 0.01, seed=7) is None  # no image folder: nothing to probe
+    assert data.probe_after_wait(list(range(10)), 0.02, 0.01, seed=7) is None  # no image folder: nothing to probe
     for path, _ in dataset.samples:
         os.remove(path)
-    assert data.probe_after_wait(dataset, 0.01, 0.01, seed=7) is None
+    assert data.probe_after_wait(dataset, 0.02, 0.01, seed=7) is None
 
 
 def test_the_probes_reads_and_the_start_ups_are_no_epochs_io(tmp_path):
