@@ -2,23 +2,48 @@
 environment a child `python -m ...` needs to import this checkout, and a stop
 that never leaves a process behind."""
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Set
 
 import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+EPHEMERAL_PORTS = "/proc/sys/net/ipv4/ip_local_port_range"
+_handed_out = set()  # type: Set[int]
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, never handed out before by this process, and below the kernel's
+    ephemeral range: a port the OS picks for ``bind(0)`` comes from that range, from which every outgoing
+    connection (a scrape, a test's request) takes its own local port too, so one could hold it before the child
+    that was given it binds (CI: a trainer's metrics port "Address already in use"). Picked at random, so that
+    test processes running side by side rarely try the same one."""
+    try:
+        with open(EPHEMERAL_PORTS) as f:
+            first_ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 0
+    for _ in range(200):
+        port = random.randrange(10000, first_ephemeral) if first_ephemeral > 12000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port below {} after 200 tries".format(first_ephemeral))
 
 
 def child_env() -> Dict[str, str]:

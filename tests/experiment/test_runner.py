@@ -5,7 +5,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import time
 
@@ -17,6 +16,7 @@ from experiment.plan import RUNNER_LABELS, load
 from experiment.runner import completed_runs, run_plan
 from experiment.state import Journal
 from tests.experiment.conftest import as_in_a_terminal
+from tests.processes import free_port
 from tests.report.scenario import NX_RUN
 
 
@@ -214,7 +214,6 @@ def test_the_report_is_produced_from_prometheus_at_the_end(bench, bench_promethe
 
 
 def test_an_unreachable_prometheus_keeps_the_runs_and_says_so(bench):
-    from tests.stack.harness import free_port
     plan = bench.plan(sweep__power_mode=[None], report={"prometheus": "http://127.0.0.1:{}".format(free_port())})
     result = bench.run(plan, jetson=False)
     assert result.returncode == 1
@@ -228,9 +227,7 @@ def test_the_runner_drives_the_real_trainer_and_its_context_reaches_run_info(ben
     from trainer.synthetic import write_cifar10
     write_cifar10(str(bench.tmp / "ssd"), train_images=64, test_images=16)
     textfile = bench.tmp / "run.prom"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     plan = bench.plan(trainer__command=None, trainer__epochs=2, trainer__max_batches=2,
                       trainer__metrics_port=port, sweep__workers=[0], sweep__power_mode=[None],
                       sweep__model=["mobilenet_v3_small"],
