@@ -307,11 +307,11 @@ class CpuModel:
         make_cpu = [min(c, m) for c, m in zip(r.cpu, making)]
         self.costs = Costs(device, [b - w for b, w in zip(blocked, device)], make_cpu, [x[0] for x in step],
                            [x[1] for x in step], [1 + d / c if c > 0 else 1.0 for c, d in zip(make_cpu, delay)])
-        # what a making's CPU beside its reads' would not have cost without its waits (trainer.afterwait: the
-        # epoch's per sample against the same makings back to back)
+        self.other_cpu = [max(m - rc, 0.0) for m, rc in zip(make_cpu, r.read_cpu)]  # a making's CPU beside its reads'
+        # what that would not have cost without its waits (trainer.afterwait: the epoch's per sample against the
+        # same makings back to back)
         slowdown = r.after_wait.slowdown() if r.after_wait is not None else 1.0
-        self.after_wait_cpu = [max(m - rc, 0.0) * (1 - 1 / slowdown) if d > 0 else 0.0
-                               for m, rc, d in zip(make_cpu, r.read_cpu, device)]
+        self.after_wait_cpu = [o * (1 - 1 / slowdown) if d > 0 else 0.0 for o, d in zip(self.other_cpu, device)]
         # storage serving one reader's worth at a time: the measured waits hold that many readers at once
         self.read_sharing = max(1.0, sum(device) / r.span) if r.span > 0 else 1.0
 
@@ -351,9 +351,9 @@ class CpuModel:
         r, c = self.r, self.costs
         assigned = r.assigned if workers == r.workers and workers else None
         wait = [w * wait_scale / (self.read_sharing if serial_storage else 1.0) for w in c.device_wait]
-        make_cpu = [m - s for m, s in zip(c.make_cpu, self.after_wait_cpu)] if wait_scale == 0 else c.make_cpu
-        # the loop's CPU seconds
-        cpu_s = self.making_cpu_s - sum(c.make_cpu) + sum(make_cpu) + self.step_cpu_s / step_speedup
+        saved = self.after_wait_cpu if wait_scale == 0 else [0.0] * len(c.make_cpu)
+        make_cpu = [m - s for m, s in zip(c.make_cpu, saved)]
+        cpu_s = self.making_cpu_s - sum(saved) + self.step_cpu_s / step_speedup  # the loop's CPU seconds
         # a making's measured waits for a CPU shrink with the steps it met there (K times faster: 1/K of them)
         floors = [1 + (f - 1) / step_speedup for f in c.make_sharing]
         sharing = stretch = 1.0
@@ -375,8 +375,8 @@ def per_sample(timeline: Timeline, samples: int) -> Tuple[float, float]:
     r, _ = replayable(timeline)
     if r is None or samples <= 0:
         return 0.0, 0.0
-    costs = CpuModel(r, timeline.machine or Machine(len(usable_cpus()), 0.0)).costs
-    return sum(costs.device_wait) / samples, sum(costs.make_cpu) / samples - sum(r.read_cpu) / samples
+    model = CpuModel(r, timeline.machine or Machine(len(usable_cpus()), 0.0))
+    return sum(model.costs.device_wait) / samples, sum(model.other_cpu) / samples
 
 
 def _known(value: float) -> float:

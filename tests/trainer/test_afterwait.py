@@ -44,10 +44,10 @@ def test_the_probe_measures_the_making_back_to_back_against_the_epochs():
     assert found.samples == 10 and found.wait_s == 0.077
     assert found.back_to_back_cpu_s == pytest.approx(COST_S, rel=0.05)
     assert found.ratio() == pytest.approx(1.3, rel=0.05) and found.slowdown() == found.ratio()
-    # each sample made once untimed (its file into the page cache, the caches warm), then once timed
+    # each sample made once untimed (the caches warm), then once timed
     assert maker.made == list(range(10)) * 2
-    assert re.fullmatch(r"1\.[23][0-9] x their CPU back to back \(2\.6 against 2(\.0[0-9])? ± [0-9.e-]+ ms a sample, 10 samples, "
-                        r"after waits of 77 ms\)", found.describe()), found.describe()
+    assert re.fullmatch(r"1\.[23][0-9] x their CPU back to back \(2\.6 against 2(\.0[0-9])? ± [0-9.e-]+ ms a sample, "
+                        r"10 samples, after waits of 77 ms\)", found.describe()), found.describe()
 
 
 def test_an_epoch_as_fast_as_back_to_back_changes_nothing():
