@@ -56,8 +56,10 @@ class AfterWait(NamedTuple):
         """``to_dict``'s; ValueError, KeyError or TypeError where it is not one."""
         figures = [float(data[name]) for name in cls._fields[:4]]
         samples = int(data["samples"])
-        if not (all(math.isfinite(x) and x >= 0 for x in figures) and figures[2] > 0 and samples >= 2):
-            raise ValueError("after_wait: figures must be finite and >= 0, back_to_back_cpu_s > 0, samples >= 2")
+        if not (all(math.isfinite(x) and x >= 0 for x in figures) and figures[2] > 0 and samples >= 2
+                and math.isfinite(figures[1] / figures[2])):
+            raise ValueError("after_wait: figures must be finite and >= 0, back_to_back_cpu_s > 0 and their ratio "
+                             "finite, samples >= 2")
         return cls(*figures, samples)
 
 

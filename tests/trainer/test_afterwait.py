@@ -78,7 +78,8 @@ def test_the_probe_travels_with_the_timeline_and_a_bad_one_is_refused():
     assert Timeline.from_dict(dict(timeline.to_dict(), after_wait=None)).after_wait is None
     good = timeline.after_wait.to_dict()
     for bad in (dict(good, back_to_back_cpu_s=0), dict(good, epoch_cpu_s=-1), {"wait_s": 0.1}, "1.2",
-                dict(good, standard_error_s=float("nan")), dict(good, samples=1)):
+                dict(good, standard_error_s=float("nan")), dict(good, samples=1),
+                dict(good, epoch_cpu_s=1e300, back_to_back_cpu_s=1e-300)):  # "inf x" in the basis
         with pytest.raises(ValueError, match="malformed timeline"):
             Timeline.from_dict(dict(timeline.to_dict(), after_wait=bad))
 
